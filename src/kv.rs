@@ -1,0 +1,283 @@
+//! `KvBackend`: the contract a storage backend implements — etcd's data model, small.
+//!
+//! # The model
+//!
+//! * A **revisioned key space**. Every successful write (put or delete, of any key) gets the
+//!   next store-wide revision. Like etcd, a new empty backend is at revision 1 and its first
+//!   write gets revision 2. Revisions strictly increase and never go backwards or get
+//!   reused — also across restarts and crashes.
+//! * Each live key carries `create_revision` (revision of the write that created it),
+//!   `mod_revision` (revision of its last write) and `version` (number of writes since
+//!   creation, 1 after create). A deleted key is absent; re-creating it starts over.
+//! * **Reads at a revision**: [`KvBackend::get`] and [`KvBackend::range`] read the state as
+//!   of any revision between the compaction point and the current one. Below the compaction
+//!   point → [`Error::Compacted`]; above the current one → [`Error::FutureRevision`].
+//! * **Conditional writes** compare the key's `mod_revision` (0 = "must not exist") and
+//!   return the current value on failure, so a retry loop needs no extra round trip.
+//! * **Watch** from a revision: every change with revision ≥ `start_revision` in revision
+//!   order, exactly once, each with the previous value. A watch that cannot continue ends
+//!   with an error item (never a silent gap).
+//! * **TTL**: a key written with a TTL is deleted by the backend once it expires; the
+//!   deletion is an ordinary write (new revision, watch delete event).
+//!
+//! A backend implements only this trait; [`Store`](crate::store::Store) builds the whole
+//! Kubernetes `storage.Interface` on top of it.
+
+use std::fmt;
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+use crate::error::{Error, Result};
+
+/// A store-wide revision. 0 means "none" / "latest" depending on the field.
+pub type Revision = u64;
+
+/// One key with its value and revision metadata.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    /// The full backend key, e.g. `/registry/pods/default/nginx`.
+    pub key: String,
+    /// The stored bytes (already transformed, e.g. encrypted).
+    pub value: Bytes,
+    /// Revision of the write that created the key.
+    pub create_revision: Revision,
+    /// Revision of the key's last write.
+    pub mod_revision: Revision,
+    /// Number of writes since creation (1 after create).
+    pub version: u64,
+}
+
+impl fmt::Debug for KeyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyValue")
+            .field("key", &self.key)
+            .field("value_len", &self.value.len())
+            .field("create_revision", &self.create_revision)
+            .field("mod_revision", &self.mod_revision)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+/// Result of [`KvBackend::get`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GetResponse {
+    /// The key's value at the read revision, if it existed then.
+    pub kv: Option<KeyValue>,
+    /// The backend's current revision when the read was served (etcd's header revision);
+    /// for a latest read, the revision read at.
+    pub revision: Revision,
+}
+
+/// A range read over `[start, end)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeRequest {
+    /// First key (inclusive).
+    pub start: String,
+    /// End key (exclusive). Use [`prefix_end`] to range over a prefix.
+    pub end: String,
+    /// Maximum number of keys returned; 0 = no limit.
+    pub limit: u64,
+    /// Read at this revision; 0 = latest.
+    pub revision: Revision,
+    /// Return only `count` (and `revision`), no keys.
+    pub count_only: bool,
+}
+
+impl RangeRequest {
+    /// A latest, unlimited read of every key starting with `prefix`.
+    pub fn prefix(prefix: &str) -> Self {
+        RangeRequest { start: prefix.to_owned(), end: prefix_end(prefix), limit: 0, revision: 0, count_only: false }
+    }
+}
+
+/// Result of [`KvBackend::range`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeResponse {
+    /// Keys in order, at most `limit` of them (none when `count_only`).
+    pub kvs: Vec<KeyValue>,
+    /// Total number of keys in `[start, end)` at the read revision, regardless of `limit`.
+    pub count: u64,
+    /// True when more keys than returned exist in the range.
+    pub more: bool,
+    /// The backend's current revision when the read was served (etcd's header revision);
+    /// for a latest read, the revision read at.
+    pub revision: Revision,
+}
+
+/// Outcome of a conditional write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxnOutcome {
+    /// The condition held; the write got `revision`.
+    Succeeded {
+        /// Revision of this write.
+        revision: Revision,
+    },
+    /// The condition failed; nothing was written.
+    Failed {
+        /// The key's current value (None if absent), like etcd's `Else(Get)`.
+        current: Option<KeyValue>,
+        /// The backend's revision when the comparison was made.
+        revision: Revision,
+    },
+}
+
+/// A watch on `[start, end)` from a revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchRequest {
+    /// First key (inclusive).
+    pub start: String,
+    /// End key (exclusive); [`prefix_end`] for a prefix, `start + "\0"` for one key.
+    pub end: String,
+    /// Deliver every change with revision ≥ this; 0 = changes after the current revision.
+    /// A future revision is accepted: the watch waits for it.
+    pub start_revision: Revision,
+    /// Ask for [`WatchEvent::Progress`] notifications when idle (if the backend can).
+    pub progress_notify: bool,
+}
+
+/// One change seen by a watch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// A key was created or updated. `kv.mod_revision` is the event revision.
+    Put {
+        /// The new value.
+        kv: KeyValue,
+        /// The value before this write; None for a create.
+        prev: Option<KeyValue>,
+    },
+    /// A key was deleted (explicitly or by TTL expiry) at `revision`.
+    Delete {
+        /// The deleted key.
+        key: String,
+        /// Revision of the delete.
+        revision: Revision,
+        /// The value before the delete.
+        prev: Option<KeyValue>,
+    },
+    /// Every change up to `revision` has been delivered (etcd progress notify).
+    Progress {
+        /// The revision the watch has caught up to.
+        revision: Revision,
+    },
+}
+
+impl WatchEvent {
+    /// The revision this event carries.
+    pub fn revision(&self) -> Revision {
+        match self {
+            WatchEvent::Put { kv, .. } => kv.mod_revision,
+            WatchEvent::Delete { revision, .. } | WatchEvent::Progress { revision } => *revision,
+        }
+    }
+}
+
+/// The stream a watch delivers. It ends when the caller drops it; an `Err` item is the
+/// last one (e.g. [`Error::Compacted`], [`Error::Unavailable`]) and means "relist".
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent>> + Send>>;
+
+/// What a backend can do; the suite and decorators adapt to it instead of guessing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Sends [`WatchEvent::Progress`] when asked.
+    pub progress_notify: bool,
+    /// Honours TTLs on writes.
+    pub ttl: bool,
+    /// Largest value accepted, if the backend has a limit (etcd: 1.5 MiB request size).
+    pub max_value_size: Option<usize>,
+}
+
+/// The backend contract. See the module documentation for the model and its invariants.
+///
+/// Implementations must be cheap to share (`Arc<dyn KvBackend>`) and safe to call
+/// concurrently. No method may block a tokio worker thread for long.
+#[async_trait]
+pub trait KvBackend: Send + Sync + fmt::Debug + 'static {
+    /// The registered backend type name (e.g. `"sled"`, `"etcd3"`).
+    fn backend_name(&self) -> &str;
+
+    /// What this backend supports.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Reads one key at `revision` (0 = latest).
+    ///
+    /// Errors: [`Error::Compacted`], [`Error::FutureRevision`], [`Error::Unavailable`].
+    async fn get(&self, key: &str, revision: Revision) -> Result<GetResponse>;
+
+    /// Reads keys of `[start, end)` in key order at a revision, with the total count.
+    ///
+    /// Errors: as [`KvBackend::get`].
+    async fn range(&self, request: RangeRequest) -> Result<RangeResponse>;
+
+    /// Writes `value` under `key` if the key's `mod_revision` equals `expected_mod_revision`
+    /// (0 = the key must not exist: create). `ttl` attaches an expiry; `None` removes any.
+    async fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected_mod_revision: Revision,
+        ttl: Option<Duration>,
+    ) -> Result<TxnOutcome>;
+
+    /// Deletes `key` if its `mod_revision` equals `expected_mod_revision` (must be > 0).
+    /// A missing key fails the comparison (`Failed { current: None, .. }`).
+    async fn delete(&self, key: &str, expected_mod_revision: Revision) -> Result<TxnOutcome>;
+
+    /// Watches `[start, end)` from a revision. Errors (at start, or as the stream's last
+    /// item): [`Error::Compacted`] when `start_revision` is below the compaction revision (a
+    /// watch from the compaction revision itself is fine, as in etcd), [`Error::Unavailable`].
+    async fn watch(&self, request: WatchRequest) -> Result<WatchStream>;
+
+    /// The current (latest) revision.
+    async fn current_revision(&self) -> Result<Revision>;
+
+    /// Discards history before `revision`: reads and watches at revisions below it fail with
+    /// [`Error::Compacted`] afterwards. Current values are kept. Compacting at or below the
+    /// compaction point is a no-op; above the current revision → [`Error::FutureRevision`].
+    async fn compact(&self, revision: Revision) -> Result<()>;
+
+    /// The latest compaction revision (0 if never compacted).
+    async fn compacted_revision(&self) -> Result<Revision>;
+
+    /// Checks the backend can serve requests now (a cheap read with a short timeout).
+    async fn health(&self) -> Result<()>;
+}
+
+/// The exclusive end of the range of all keys starting with `prefix` (etcd's
+/// `GetPrefixRangeEnd`): the prefix with its last byte below 0xff incremented and what
+/// follows dropped. An empty result means "to the end of the key space".
+pub fn prefix_end(prefix: &str) -> String {
+    let mut bytes = prefix.as_bytes().to_vec();
+    while let Some(last) = bytes.pop() {
+        if last < 0x7f {
+            bytes.push(last + 1);
+            // Incrementing an ASCII byte keeps the string valid UTF-8.
+            return String::from_utf8(bytes).unwrap_or_default();
+        }
+    }
+    String::new()
+}
+
+/// Checks that `[start, end)` is a sensible range (end empty = unbounded).
+pub fn validate_range(start: &str, end: &str) -> Result<()> {
+    if !end.is_empty() && end < start {
+        return Err(Error::internal(format!("invalid range: end {end:?} sorts before start {start:?}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_increments_last_byte() {
+        assert_eq!(prefix_end("/registry/pods/"), "/registry/pods0");
+        assert_eq!(prefix_end("a"), "b");
+        assert_eq!(prefix_end(""), "");
+    }
+}

@@ -1,0 +1,52 @@
+//! # apistore
+//!
+//! Storage for Kubernetes-style API servers: the layer kube-apiserver builds from
+//! `StorageFactory`, `RESTOptionsGetter` and `storage.Interface`, in Rust, over pluggable
+//! backends.
+//!
+//! ```text
+//!  Config ──► StorageFactory (per GroupResource: backend, prefix, codec, transformer)
+//!                 │                         │ backend name
+//!                 ▼                         ▼
+//!  RESTOptionsGetter ──► decorator    registry (inventory): "sled" | "etcd3" | plugin
+//!      (undecorated | watch cache |         │ StorageBackendFactory::create
+//!       metrics | tracing, layered)         ▼
+//!                 │                    Arc<dyn KvBackend>  — the backend contract (kv)
+//!                 ▼                         │
+//!          Arc<dyn Storage>  ◄── Store ─────┘   — Kubernetes storage.Interface (storage)
+//! ```
+//!
+//! * [`kv::KvBackend`] — what a backend implements: etcd's revisioned key space.
+//! * [`storage::Storage`] — what an API server uses: `storage.Interface` with Kubernetes'
+//!   exact semantics; [`store::Store`] implements it once over any backend.
+//! * [`registry`] — backends register a [`registry::StorageBackendFactory`] with `inventory`.
+//! * [`layer`] — decorators wrap an `Arc<dyn Storage>` and know nothing of the backend.
+//! * `testing` (feature `testing`) — the conformance suite every backend runs.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod codec;
+pub mod continue_token;
+pub mod error;
+pub mod kv;
+pub mod layer;
+pub mod names;
+pub mod object;
+pub mod registry;
+pub mod selector;
+pub mod storage;
+pub mod store;
+pub mod transformer;
+pub mod version;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::{Error, Result, StatusReason};
+pub use kv::KvBackend;
+pub use object::{Object, ObjectMeta};
+pub use storage::Storage;
+pub use store::{Store, StoreConfig};
+
+/// Re-exported so backend crates register with the same `inventory` version.
+pub use inventory;

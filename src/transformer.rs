@@ -1,0 +1,60 @@
+//! Value transformers: what sits between the codec and the backend (encryption at rest).
+//!
+//! Kubernetes `value.Transformer`. Writes go through [`Transformer::transform_to_storage`];
+//! reads through [`Transformer::transform_from_storage`], which also reports `stale` when the
+//! data was readable but not written by the primary (first) provider — a no-op
+//! `guaranteed_update` then rewrites it (key rotation / storage migration). The
+//! authenticated data is the full backend key, binding a ciphertext to its key.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+/// Prefix of every encrypted value (`k8s:enc:<provider>:v1:<key name>:`).
+pub const ENCRYPTED_PREFIX: &[u8] = b"k8s:enc:";
+
+/// Transforms stored values. Implementations must be cheap to call concurrently.
+pub trait Transformer: Send + Sync + fmt::Debug + 'static {
+    /// Decodes stored bytes. Returns the plain bytes and whether they are stale (written by a
+    /// provider other than the primary one).
+    ///
+    /// Errors: [`Error::Internal`] when no provider can read the data.
+    fn transform_from_storage(&self, data: &[u8], authenticated_data: &[u8]) -> Result<(Vec<u8>, bool)>;
+
+    /// Encodes plain bytes for storage with the primary provider.
+    fn transform_to_storage(&self, data: &[u8], authenticated_data: &[u8]) -> Result<Vec<u8>>;
+}
+
+/// Shared handle to a transformer.
+pub type DynTransformer = Arc<dyn Transformer>;
+
+/// Stores values as they are. Refuses to read encrypted data (`k8s:enc:` prefix), like
+/// Kubernetes' `identity.NewEncryptCheckTransformer`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdentityTransformer;
+
+impl Transformer for IdentityTransformer {
+    fn transform_from_storage(&self, data: &[u8], _authenticated_data: &[u8]) -> Result<(Vec<u8>, bool)> {
+        if data.starts_with(ENCRYPTED_PREFIX) {
+            return Err(Error::internal("identity transformer tried to read encrypted data"));
+        }
+        Ok((data.to_vec(), false))
+    }
+
+    fn transform_to_storage(&self, data: &[u8], _authenticated_data: &[u8]) -> Result<Vec<u8>> {
+        Ok(data.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_refuses_encrypted_data() {
+        let t = IdentityTransformer;
+        assert_eq!(t.transform_from_storage(b"{}", b"k"), Ok((b"{}".to_vec(), false)));
+        assert!(t.transform_from_storage(b"k8s:enc:aesgcm:v1:key1:xxx", b"k").is_err());
+    }
+}
