@@ -13,6 +13,10 @@
 //!   the maximum of the history and the ceiling, so after `kill -9` the counter jumps forward
 //!   by at most one step and never reuses a revision anyone may have seen (an unflushed write
 //!   may be lost in [`Durability::Periodic`] mode, its revision is not reused).
+//! * **An in-memory index of each key's latest version** (like etcd's `treeIndex`): point
+//!   reads and the comparison of a conditional write find the latest revision of a key
+//!   without touching the disk index; it is rebuilt from the disk index on open and costs
+//!   about the key's length plus 48 bytes per key (deleted keys until compaction).
 //! * **Consistent reads without a lock.** Every read, latest included, is a read *at* a
 //!   revision (the current one for a latest read): it takes each key's newest version at or
 //!   below that revision, so writes running concurrently (always at higher revisions) are
@@ -22,12 +26,12 @@
 //!   ranges, watch replay and compaction run on tokio's blocking pool; TTL expiry and
 //!   background compaction run on a maintenance thread.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -70,6 +74,28 @@ struct WriterState {
     ceiling: Revision,
 }
 
+/// A key's latest version (live or tombstone), kept in memory.
+#[derive(Clone, Copy, Debug)]
+struct Latest {
+    mod_revision: Revision,
+    live: bool,
+    create_revision: Revision,
+    version: u64,
+    expires_at_ms: u64,
+}
+
+impl Latest {
+    fn of(revision: Revision, version: &Version) -> Self {
+        Latest {
+            mod_revision: revision,
+            live: version.live,
+            create_revision: version.create_revision,
+            version: version.version,
+            expires_at_ms: version.expires_at_ms,
+        }
+    }
+}
+
 /// The shared state of an open backend (held by the backend, its maintenance thread and its
 /// watch streams).
 pub(crate) struct Core {
@@ -77,6 +103,9 @@ pub(crate) struct Core {
     options: SledOptions,
     ceiling_path: Option<PathBuf>,
     writer: Mutex<WriterState>,
+    /// Latest version of every key with a version on disk (tombstones until compaction).
+    /// Changed only by the writer (before publishing) and by compaction.
+    latest: RwLock<HashMap<Vec<u8>, Latest>>,
     /// The latest published revision.
     current: AtomicU64,
     /// The compaction revision.
@@ -138,6 +167,7 @@ impl Core {
             db,
             ceiling_path,
             writer: Mutex::new(WriterState { ceiling }),
+            latest: RwLock::new(HashMap::new()),
             current: AtomicU64::new(current),
             compact: AtomicU64::new(compact),
             compaction: Mutex::new(()),
@@ -151,7 +181,25 @@ impl Core {
             tracing::info!(repaired, "sled backend: re-derived index entries from the history after a crash");
         }
         core.remove_compacted_history(compact)?;
+        core.load_latest()?;
         Ok(core)
+    }
+
+    /// Builds the in-memory latest index from the disk index (keys sort together, revisions
+    /// ascending: the last entry of each key is its latest).
+    fn load_latest(&self) -> Result<()> {
+        let mut latest = HashMap::new();
+        for entry in self.db.range(vec![layout::VERSIONS]..vec![layout::VERSIONS + 1]) {
+            let (raw_key, raw) = entry.map_err(sled_error)?;
+            let (key, revision) = layout::parse_version_key(&raw_key)?;
+            latest.insert(key.to_vec(), Latest::of(revision, &Version::decode(&raw)?));
+        }
+        *self.latest.write().unwrap_or_else(|e| e.into_inner()) = latest;
+        Ok(())
+    }
+
+    fn latest_of(&self, key: &[u8]) -> Option<Latest> {
+        self.latest.read().unwrap_or_else(|e| e.into_inner()).get(key).copied()
     }
 
     pub(crate) fn options(&self) -> &SledOptions {
@@ -235,7 +283,15 @@ impl Core {
         layout::check_key(key)?;
         if revision == 0 {
             let at = self.current();
-            let kv = self.get_at(key.as_bytes(), at)?;
+            let kv = match self.latest_of(key.as_bytes()) {
+                None => None,
+                Some(latest) if latest.mod_revision <= at => match latest.live {
+                    true => Some(self.kv_of(key.as_bytes(), latest.mod_revision)?),
+                    false => None,
+                },
+                // A write above `at` is being published right now: read as of `at`.
+                Some(_) => self.get_at(key.as_bytes(), at)?,
+            };
             return Ok(GetResponse { kv, revision: at });
         }
         self.check_read_revision(revision)?;
@@ -342,16 +398,16 @@ impl Core {
         layout::check_key(key)?;
         let key_bytes = key.as_bytes();
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let latest = self.live_at(key_bytes, Revision::MAX)?;
+        let latest = self.latest_of(key_bytes).filter(|l| l.live);
         let holds = match (expected, &latest) {
             (None, _) => true,
             (Some(0), None) => matches!(mutation, Mutation::Put { .. }),
-            (Some(expected), Some((mod_revision, _))) => *mod_revision == expected,
+            (Some(expected), Some(latest)) => latest.mod_revision == expected,
             (Some(_), None) => false,
         };
         if !holds {
             let current = match latest {
-                Some((mod_revision, _)) => Some(self.kv_of(key_bytes, mod_revision)?),
+                Some(latest) => Some(self.kv_of(key_bytes, latest.mod_revision)?),
                 None => None,
             };
             return Ok(TxnOutcome::Failed { current, revision: self.current() });
@@ -360,11 +416,11 @@ impl Core {
             return Ok(TxnOutcome::Failed { current: None, revision: self.current() });
         }
         let revision = self.next_revision(&mut writer)?;
-        let prev_revision = latest.as_ref().map_or(0, |(mod_revision, _)| *mod_revision);
+        let prev_revision = latest.map_or(0, |l| l.mod_revision);
         let (stored, event_value) = match &mutation {
             Mutation::Put { value, expires_at_ms } => {
                 let (create_revision, version) = match &latest {
-                    Some((_, old)) => (old.create_revision, old.version + 1),
+                    Some(old) => (old.create_revision, old.version + 1),
                     None => (revision, 1),
                 };
                 let stored = Version {
@@ -389,13 +445,17 @@ impl Core {
                 (tombstone, None)
             }
         };
-        let old_expiry = latest.as_ref().map_or(0, |(_, old)| old.expires_at_ms);
+        let old_expiry = latest.map_or(0, |l| l.expires_at_ms);
         if let Err(e) = self.apply(key_bytes, revision, &stored, old_expiry) {
             // Best effort: leave no half-written revision behind (it will be reused).
             let _ = self.db.remove(layout::version_key(key_bytes, revision));
             let _ = self.db.remove(layout::history_key(revision));
             return Err(e);
         }
+        self.latest
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key_bytes.to_vec(), Latest::of(revision, &stored));
         self.hub.publish(&self.current, revision, || {
             let prev = if prev_revision == 0 { None } else { self.kv_at_exact(key_bytes, prev_revision)? };
             Ok(match event_value {
@@ -551,6 +611,7 @@ impl Core {
             }
             let next_through = last.map_or(revision, |last| last + 1);
             let mut batch = sled::Batch::default();
+            let mut forgotten = Vec::new();
             for key in keys {
                 let versions: Vec<(sled::IVec, sled::IVec)> = self
                     .db
@@ -569,11 +630,20 @@ impl Core {
                     }
                     if !Version::decode(newest)?.live {
                         remove(newest_key)?;
+                        let (_, at) = layout::parse_version_key(newest_key)?;
+                        forgotten.push((key.clone(), at));
                     }
                 }
             }
             batch.insert(layout::META_COMPACTED_THROUGH, &next_through.to_be_bytes()[..]);
             self.db.apply_batch(batch).map_err(sled_error)?;
+            let mut latest = self.latest.write().unwrap_or_else(|e| e.into_inner());
+            for (key, tombstone) in forgotten {
+                if latest.get(&key).is_some_and(|l| l.mod_revision == tombstone) {
+                    latest.remove(&key);
+                }
+            }
+            drop(latest);
             through = next_through;
         }
         Ok(())
@@ -593,8 +663,7 @@ impl Core {
                 continue;
             }
             let key = layout::key_string(key)?;
-            let still_due =
-                self.live_at(key.as_bytes(), Revision::MAX)?.is_some_and(|(_, v)| v.expires_at_ms == deadline);
+            let still_due = self.latest_of(key.as_bytes()).is_some_and(|l| l.live && l.expires_at_ms == deadline);
             if still_due {
                 if let TxnOutcome::Succeeded { .. } = self.write(&key, None, Mutation::Delete)? {
                     expired += 1;
@@ -840,7 +909,7 @@ mod tests {
             let second = put(&core, "/a", b"2", first);
             // Simulate a crash between the history insert and the index insert of `second`.
             core.db.remove(layout::version_key(b"/a", second)).expect("remove index entry");
-            assert_eq!(core.get("/a", 0).expect("get").kv.expect("a").mod_revision, first);
+            assert_eq!(core.get("/a", second).expect("get").kv.expect("a").mod_revision, first, "index cut");
             (first, second)
         };
         let core = Core::open(SledOptions::new(dir.path())).expect("reopen");
