@@ -250,9 +250,21 @@ impl Core {
         }
     }
 
-    /// The key-value of an indexed live version (fetching its value from the history).
-    fn kv_of(&self, key: &[u8], revision: Revision) -> Result<KeyValue> {
-        self.kv_at_exact(key, revision)?.ok_or_else(|| layout::corrupt("index entry without history", key))
+    /// The key-value of an indexed live version (fetching its value from the history), for a
+    /// read at `read_revision`. Errors: [`Error::Compacted`] when compaction overtook the read
+    /// and removed the version meanwhile; [`Error::Internal`] when the history entry is missing
+    /// otherwise (corruption).
+    fn kv_of(&self, key: &[u8], revision: Revision, read_revision: Revision) -> Result<KeyValue> {
+        match self.kv_at_exact(key, revision)? {
+            Some(kv) => Ok(kv),
+            None => {
+                let compacted = self.compacted();
+                if compacted > read_revision {
+                    return Err(Error::Compacted { requested: read_revision, compacted });
+                }
+                Err(layout::corrupt("index entry without history", key))
+            }
+        }
     }
 
     /// `key`'s newest version at or below `revision` if it is live (the key existed then),
@@ -274,25 +286,36 @@ impl Core {
     /// The value of `key` as of `revision` (MVCC read).
     fn get_at(&self, key: &[u8], revision: Revision) -> Result<Option<KeyValue>> {
         match self.live_at(key, revision)? {
-            Some((at, _)) => self.kv_of(key, at).map(Some),
+            Some((at, _)) => self.kv_of(key, at, revision).map(Some),
             None => Ok(None),
         }
+    }
+
+    fn get_latest(&self, key: &[u8]) -> Result<GetResponse> {
+        let at = self.current();
+        let kv = match self.latest_of(key) {
+            None => None,
+            Some(latest) if latest.mod_revision <= at => match latest.live {
+                true => Some(self.kv_of(key, latest.mod_revision, at)?),
+                false => None,
+            },
+            // A write above `at` is being published right now: read as of `at`.
+            Some(_) => self.get_at(key, at)?,
+        };
+        Ok(GetResponse { kv, revision: at })
     }
 
     fn get(&self, key: &str, revision: Revision) -> Result<GetResponse> {
         layout::check_key(key)?;
         if revision == 0 {
-            let at = self.current();
-            let kv = match self.latest_of(key.as_bytes()) {
-                None => None,
-                Some(latest) if latest.mod_revision <= at => match latest.live {
-                    true => Some(self.kv_of(key.as_bytes(), latest.mod_revision)?),
-                    false => None,
-                },
-                // A write above `at` is being published right now: read as of `at`.
-                Some(_) => self.get_at(key.as_bytes(), at)?,
-            };
-            return Ok(GetResponse { kv, revision: at });
+            // A latest read cannot be "compacted"; if compaction overtakes it, read again.
+            let mut attempts = 0;
+            loop {
+                match self.get_latest(key.as_bytes()) {
+                    Err(Error::Compacted { .. }) if attempts < 3 => attempts += 1,
+                    other => return other,
+                }
+            }
         }
         self.check_read_revision(revision)?;
         let kv = self.get_at(key.as_bytes(), revision)?;
@@ -303,7 +326,14 @@ impl Core {
     fn range(&self, request: &RangeRequest) -> Result<RangeResponse> {
         apistore::kv::validate_range(&request.start, &request.end)?;
         if request.revision == 0 {
-            return self.range_at(request, self.current());
+            // A latest read cannot be "compacted"; if compaction overtakes it, read again.
+            let mut attempts = 0;
+            loop {
+                match self.range_at(request, self.current()) {
+                    Err(Error::Compacted { .. }) if attempts < 3 => attempts += 1,
+                    other => return other,
+                }
+            }
         }
         self.check_read_revision(request.revision)?;
         let mut response = self.range_at(request, request.revision)?;
@@ -347,7 +377,7 @@ impl Core {
                     count += 1;
                     if Self::wants_more(request, kvs.len()) {
                         let (key, _) = layout::parse_version_key(&raw_key)?;
-                        kvs.push(self.kv_of(key, at)?);
+                        kvs.push(self.kv_of(key, at, revision)?);
                     }
                 }
             }
@@ -407,7 +437,7 @@ impl Core {
         };
         if !holds {
             let current = match latest {
-                Some(latest) => Some(self.kv_of(key_bytes, latest.mod_revision)?),
+                Some(latest) => Some(self.kv_of(key_bytes, latest.mod_revision, latest.mod_revision)?),
                 None => None,
             };
             return Ok(TxnOutcome::Failed { current, revision: self.current() });
