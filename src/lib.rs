@@ -26,8 +26,11 @@
 #![deny(missing_docs)]
 
 pub mod codec;
+pub mod config;
 pub mod continue_token;
+pub mod encryption;
 pub mod error;
+pub mod group_resource;
 pub mod kv;
 pub mod layer;
 pub mod names;
