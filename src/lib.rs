@@ -30,6 +30,7 @@ pub mod config;
 pub mod continue_token;
 pub mod encryption;
 pub mod error;
+pub mod factory;
 pub mod group_resource;
 pub mod kv;
 pub mod layer;
