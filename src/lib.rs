@@ -37,6 +37,7 @@ pub mod layer;
 pub mod names;
 pub mod object;
 pub mod registry;
+pub mod rest_options;
 pub mod selector;
 pub mod storage;
 pub mod store;

@@ -120,7 +120,9 @@ impl DefaultStorageFactory {
     pub fn storage_group_resource(&self, gr: &GroupResource) -> GroupResource {
         self.cohabitation
             .get(gr)
-            .and_then(|list| list.iter().find(|candidate| self.resource_config.any_resource_for_group_enabled(&candidate.group)))
+            .and_then(|list| {
+                list.iter().find(|candidate| self.resource_config.any_resource_for_group_enabled(&candidate.group))
+            })
             .cloned()
             .unwrap_or_else(|| gr.clone())
     }

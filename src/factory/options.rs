@@ -84,9 +84,7 @@ impl StorageOptions {
     /// Errors: [`Error::Invalid`] on `flag` for an unknown flag or a bad number/boolean.
     pub fn apply_flag(&mut self, name: &str, value: &str) -> Result<()> {
         let list = |v: &str| v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect::<Vec<_>>();
-        let boolean = |v: &str| {
-            v.parse::<bool>().map_err(|_| Error::invalid(name, v, "must be true or false"))
-        };
+        let boolean = |v: &str| v.parse::<bool>().map_err(|_| Error::invalid(name, v, "must be true or false"));
         match name.trim_start_matches('-') {
             "etcd-servers" => {
                 let mut backend = if self.config.backend.backend == ETCD_BACKEND {

@@ -1,6 +1,6 @@
 use super::*;
-use crate::error::Error;
 use crate::config::{Config, ResourceOverride, MEDIA_TYPE_YAML};
+use crate::error::Error;
 
 fn sled(path: &str) -> BackendConfig {
     BackendConfig::new("sled").with_option("path", path)
@@ -35,7 +35,8 @@ fn cohabitation_picks_the_first_enabled_group() {
     assert_eq!(factory.storage_group_resource(&apps), extensions);
     assert_eq!(factory.storage_group_resource(&extensions), extensions);
     // No member enabled: the resource itself.
-    let factory = kube_factory(Config { disabled_groups: vec!["apps".into(), "extensions".into()], ..Config::default() });
+    let factory =
+        kube_factory(Config { disabled_groups: vec!["apps".into(), "extensions".into()], ..Config::default() });
     assert_eq!(factory.storage_group_resource(&extensions), extensions);
 }
 
@@ -44,13 +45,20 @@ fn special_prefixes_and_overrides_apply_in_kube_order() {
     let mut config = Config::default();
     config.resources.insert(
         "*.apps".into(),
-        ResourceOverride { resource_prefix: Some("apps-all".into()), media_type: Some(MEDIA_TYPE_YAML.into()), ..Default::default() },
+        ResourceOverride {
+            resource_prefix: Some("apps-all".into()),
+            media_type: Some(MEDIA_TYPE_YAML.into()),
+            ..Default::default()
+        },
     );
     config.resources.insert(
         "daemonsets.apps".into(),
         ResourceOverride { resource_prefix: Some("ds".into()), prefix: Some("/other".into()), ..Default::default() },
     );
-    config.resources.insert("configmaps".into(), ResourceOverride { backend: Some(etcd("http://127.0.0.1:1")), ..Default::default() });
+    config.resources.insert(
+        "configmaps".into(),
+        ResourceOverride { backend: Some(etcd("http://127.0.0.1:1")), ..Default::default() },
+    );
     let factory = kube_factory(config);
     assert_eq!(factory.resource_prefix(&GroupResource::core("services")), "services/specs");
     assert_eq!(factory.resource_prefix(&GroupResource::core("endpoints")), "services/endpoints");
@@ -84,20 +92,31 @@ fn special_prefixes_and_overrides_apply_in_kube_order() {
 #[test]
 fn etcd_servers_overrides_choose_etcd_for_that_resource() {
     let mut options = StorageOptions::new(Config { backend: sled("/tmp/x"), ..Config::default() });
-    options.apply_args(["--etcd-servers-overrides=/events#http://127.0.0.1:2379;http://127.0.0.1:2380", "--watch-cache", "false"]).expect("flags");
+    options
+        .apply_args([
+            "--etcd-servers-overrides=/events#http://127.0.0.1:2379;http://127.0.0.1:2380",
+            "--watch-cache",
+            "false",
+        ])
+        .expect("flags");
     let completed = options.fold().expect("fold");
     assert!(!completed.watch_cache.enabled);
     let factory = completed.build();
     let events = factory.new_config(&GroupResource::core("events")).expect("events");
     assert_eq!(events.backend.backend, "etcd3");
-    assert_eq!(events.backend.options["endpoints"], serde_json::json!(["http://127.0.0.1:2379", "http://127.0.0.1:2380"]));
+    assert_eq!(
+        events.backend.options["endpoints"],
+        serde_json::json!(["http://127.0.0.1:2379", "http://127.0.0.1:2380"])
+    );
     // events.k8s.io/events cohabits with core events: same backend.
     let v1beta1 = factory.new_config(&GroupResource::new("events.k8s.io", "events")).expect("events.k8s.io");
     assert_eq!(v1beta1.backend, events.backend);
     assert_eq!(factory.new_config(&GroupResource::core("configmaps")).expect("cm").backend.backend, "sled");
     // With an etcd default, the override keeps the other etcd options.
     let mut options = StorageOptions::default();
-    options.apply_args(["--etcd-servers", "http://a:1,http://b:2", "--etcd-servers-overrides=apps/deployments#http://c:3"]).expect("flags");
+    options
+        .apply_args(["--etcd-servers", "http://a:1,http://b:2", "--etcd-servers-overrides=apps/deployments#http://c:3"])
+        .expect("flags");
     options.config.backend.options.insert("dial_timeout_ms".into(), 500.into());
     let factory = options.fold().expect("fold").build();
     let deploy = factory.new_config(&GroupResource::new("apps", "deployments")).expect("deploy");
@@ -111,12 +130,18 @@ fn etcd_servers_overrides_choose_etcd_for_that_resource() {
 fn flags_are_checked() {
     let mut options = StorageOptions::default();
     let err = options.apply_flag("--no-such-flag", "1").expect_err("unknown");
-    assert!(matches!(&err, Error::Invalid { field, value, .. } if field == "flag" && value == "--no-such-flag"), "{err}");
+    assert!(
+        matches!(&err, Error::Invalid { field, value, .. } if field == "flag" && value == "--no-such-flag"),
+        "{err}"
+    );
     assert!(options.apply_flag("--watch-cache", "maybe").is_err());
     assert!(options.apply_args(["--etcd-prefix"]).is_err(), "missing value");
     options.apply_flag("--etcd-servers-overrides", "events#http://x").expect("appended, checked later");
     let err = options.complete().expect_err("bad override");
-    assert!(err.to_string().contains("--etcd-servers-overrides invalid, must be of format: group/resource#servers"), "{err}");
+    assert!(
+        err.to_string().contains("--etcd-servers-overrides invalid, must be of format: group/resource#servers"),
+        "{err}"
+    );
     let mut options = StorageOptions::default();
     options.apply_flag("--watch-cache-sizes", "pods#x").expect("set");
     let err = options.complete().expect_err("bad size");
@@ -159,8 +184,15 @@ fn transformers_follow_the_requested_resource() {
     let cm = factory.new_config(&GroupResource::core("configmaps")).expect("cm");
     assert_eq!(cm.transformer.transform_to_storage(b"x", b"k").expect("write"), b"x");
     // A broken encryption file fails completion with its field named.
-    std::fs::write(dir.path().join("bad.yaml"), "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources: []\n").expect("write");
-    let options = StorageOptions::new(Config { encryption_provider_config: Some(dir.path().join("bad.yaml")), ..Config::default() });
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources: []\n",
+    )
+    .expect("write");
+    let options = StorageOptions::new(Config {
+        encryption_provider_config: Some(dir.path().join("bad.yaml")),
+        ..Config::default()
+    });
     let err = options.fold().expect_err("bad encryption config");
     assert!(matches!(&err, Error::Invalid { field, .. } if field == "resources"), "{err}");
 }
