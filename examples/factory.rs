@@ -4,7 +4,11 @@
 //! ```text
 //! cargo run -p apistore --example factory                       # examples/factory.toml
 //! cargo run -p apistore --example factory -- my.yaml --watch-cache=false
+//! cargo run -p apistore --example factory -- --etcd-servers-overrides=/events#http://127.0.0.1:2379
 //! ```
+//!
+//! With `examples/factory.toml`, configmaps (YAML) and secrets (encrypted with aesgcm) live in
+//! one sled database and events in another; the last command moves events to etcd.
 //!
 //! The first argument (optional) is a config file (`.toml`, `.yaml`, `.json`); the rest are
 //! kube-apiserver storage flags (`--etcd-servers-overrides=/events#http://127.0.0.1:2379`,
@@ -22,6 +26,7 @@ use apistore::{Object, Result};
 use serde_json::json;
 
 // Link the backend crates so their `inventory` registrations are found.
+use apistore_etcd as _;
 use apistore_sled as _;
 
 #[tokio::main]
@@ -34,6 +39,7 @@ async fn main() {
 
 async fn run() -> Result<()> {
     apistore_sled::register();
+    apistore_etcd::register();
     let mut args = std::env::args().skip(1).peekable();
     let path = match args.peek() {
         Some(first) if !first.starts_with("--") => args.next().unwrap_or_default(),

@@ -224,10 +224,14 @@ impl StorageFactoryRestOptionsFactory {
 
 impl RESTOptionsGetter for StorageFactoryRestOptionsFactory {
     fn get_rest_options(&self, gr: &GroupResource) -> Result<RESTOptions> {
-        let storage_config = self
-            .factory
-            .new_config(gr)
-            .map_err(|e| Error::internal(format!("unable to find storage destination for {gr}, due to {e}")))?;
+        let storage_config = self.factory.new_config(gr).map_err(|e| match e {
+            Error::Invalid { field, value, message } => Error::Invalid {
+                field,
+                value,
+                message: format!("unable to find storage destination for {gr}, due to {message}"),
+            },
+            other => Error::internal(format!("unable to find storage destination for {gr}, due to {other}")),
+        })?;
         let wants_cache =
             storage_config.watch_cache.unwrap_or_else(|| self.watch_cache.wants_cache(gr)) && self.watch_cache.enabled;
         let decorator: DynStorageDecorator = match (&self.cacher, wants_cache) {
@@ -247,5 +251,39 @@ impl RESTOptionsGetter for StorageFactoryRestOptionsFactory {
             count_metric_poll_period: self.count_metric_poll_period,
             layers: self.layers.iter().map(|factory| factory.layer_for(gr)).collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::factory::DefaultStorageFactory;
+    use crate::registry::BackendConfig;
+
+    fn getter(factory: DefaultStorageFactory) -> StorageFactoryRestOptionsFactory {
+        let settings = WatchCacheSettings { enabled: true, sizes: [(GroupResource::core("events"), 0)].into() };
+        StorageFactoryRestOptionsFactory::new(Arc::new(factory), settings)
+    }
+
+    #[test]
+    fn options_carry_the_factory_answers() {
+        let mut factory = DefaultStorageFactory::new(BackendConfig::new("sled"), "/registry", "application/json");
+        factory.set_resource_prefix(&GroupResource::core("configmaps"), "cm");
+        let options = getter(factory).get_rest_options(&GroupResource::core("configmaps")).expect("options");
+        assert_eq!(options.resource_prefix, "cm");
+        assert_eq!(options.storage_config.prefix, "/registry");
+        assert_eq!(options.decorator.name(), "undecorated");
+        assert_eq!(options.delete_collection_workers, 1);
+        let printed = format!("{options:?}");
+        assert!(printed.contains("undecorated") && printed.contains("cm"), "{printed}");
+    }
+
+    #[test]
+    fn a_factory_error_names_the_resource() {
+        let mut factory = DefaultStorageFactory::new(BackendConfig::new("sled"), "/registry", "application/json");
+        factory.set_media_type(&GroupResource::core("configmaps"), "application/vnd.kubernetes.protobuf");
+        let err = getter(factory).get_rest_options(&GroupResource::core("configmaps")).expect_err("no codec");
+        assert!(matches!(&err, Error::Invalid { field, .. } if field == "media_type"), "{err}");
+        assert!(err.to_string().contains("unable to find storage destination for configmaps"), "{err}");
     }
 }
