@@ -66,5 +66,16 @@ pub fn behaviours() -> Vec<(String, Behaviour)> {
         delete::unsafe_delete_removes_undecodable_object,
         delete::unsafe_delete_of_decodable_object_is_refused_even_with_suggestion,
         delete::unsafe_delete_refuses_object_that_became_decodable,
+        update::guaranteed_update_of_missing_key_is_not_found,
+        update::guaranteed_update_with_ignore_not_found_creates,
+        update::guaranteed_update_changes_resource_version,
+        update::guaranteed_update_with_identical_data_does_not_write,
+        update::guaranteed_update_checks_uid_precondition,
+        update::guaranteed_update_with_ttl_expires_with_deleted_event,
+        update::guaranteed_update_retries_after_conflicting_write,
+        update::guaranteed_update_with_stale_suggestion_reruns_on_live_object,
+        update::guaranteed_update_error_on_fresh_suggestion_is_returned,
+        update::guaranteed_update_error_on_stale_suggestion_retries_live_object,
+        update::concurrent_guaranteed_updates_lose_no_increment,
     ]
 }
