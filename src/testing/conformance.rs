@@ -97,5 +97,13 @@ pub fn behaviours() -> Vec<(String, Behaviour)> {
         list::recursive_list_does_not_match_keys_sharing_a_name_prefix,
         list::namespace_scoped_list_filters_by_path_and_field_selectors,
         list::compact_revision_is_reported_and_older_exact_lists_expire,
+        paging::list_continuation_keeps_first_page_resource_version,
+        paging::list_paging_skips_objects_created_mid_pagination,
+        paging::list_pagination_finds_rare_object_among_many,
+        paging::list_continuation_with_filter_fills_pages,
+        keys_stats::every_method_rejects_invalid_keys,
+        keys_stats::every_method_accepts_keys_under_resource_prefix,
+        keys_stats::stats_object_count_tracks_creates_and_deletes,
+        keys_stats::readiness_and_current_resource_version_follow_the_backend,
     ]
 }
