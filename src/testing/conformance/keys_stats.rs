@@ -19,7 +19,8 @@ async fn key_errors(h: &Harness, key: &str, recursive: bool) -> Vec<(&'static st
         let get_options = GetOptions { ignore_not_found: true, ..GetOptions::default() };
         results.push(("get", h.storage.get(key, get_options).await.err()));
         let mut update = |o: Object, _| Ok((o, None));
-        results.push(("guaranteed_update", h.storage.guaranteed_update(key, false, None, &mut update, None).await.err()));
+        results
+            .push(("guaranteed_update", h.storage.guaranteed_update(key, false, None, &mut update, None).await.err()));
     }
     results.push(("get_list", h.storage.get_list(key, list_options.clone()).await.err()));
     results.push(("watch", h.storage.watch(key, list_options).await.err()));
