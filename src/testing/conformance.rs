@@ -123,5 +123,12 @@ pub fn behaviours() -> Vec<(String, Behaviour)> {
         watch::namespace_scoped_watch_filters_by_namespace_name_and_node,
         watch::watch_without_bookmarks_sends_nothing_for_other_namespaces,
         watch::send_initial_events_without_bookmarks_is_accepted,
+        watch_semantics::watch_semantics_with_resource_version_unset,
+        watch_semantics::watch_semantics_with_resource_version_zero,
+        watch_semantics::watch_semantics_with_resource_version_one,
+        watch_semantics::watch_semantics_with_current_resource_version,
+        watch_semantics::initial_events_end_bookmark_carries_global_resource_version,
+        watch_semantics::watch_list_with_name_selector_sends_one_object_then_bookmark,
+        watch_semantics::send_initial_events_from_future_resource_version_is_too_large,
     ]
 }
