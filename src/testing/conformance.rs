@@ -51,6 +51,7 @@ pub fn behaviours() -> Vec<(String, Behaviour)> {
         create_get::get_with_current_resource_version_returns_current,
         create_get::get_with_future_resource_version_is_too_large,
         create_get::get_missing_key_not_found_or_none_when_ignored,
+        create_get::update_without_ttl_removes_earlier_ttl,
         delete::unconditional_delete_returns_object_with_delete_resource_version,
         delete::delete_with_matching_uid_precondition_deletes,
         delete::delete_with_mismatching_uid_precondition_is_invalid_object,
@@ -130,5 +131,14 @@ pub fn behaviours() -> Vec<(String, Behaviour)> {
         watch_semantics::initial_events_end_bookmark_carries_global_resource_version,
         watch_semantics::watch_list_with_name_selector_sends_one_object_then_bookmark,
         watch_semantics::send_initial_events_from_future_resource_version_is_too_large,
+        bad_input::malformed_json_is_bad_request_and_stores_nothing,
+        bad_input::oversized_object_is_too_large_and_stores_nothing,
+        bad_input::configured_size_limit_is_enforced,
+        bad_input::names_with_slash_or_dot_segments_are_rejected,
+        bad_input::tampered_continue_token_is_bad_request,
+        bad_input::resource_version_abc_is_rejected_on_every_path,
+        bad_input::malformed_selectors_are_bad_requests,
+        bad_input::unknown_backend_name_lists_registered_backends,
+        bad_input::failed_creates_leave_stored_state_unchanged,
     ]
 }

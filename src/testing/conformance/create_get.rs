@@ -136,3 +136,25 @@ pub async fn get_missing_key_not_found_or_none_when_ignored(fixture: Arc<dyn Bac
     let options = GetOptions { ignore_not_found: true, ..GetOptions::default() };
     assert_eq!(h.storage.get(&key("test-ns", "foo"), options).await.expect("ignored"), None);
 }
+
+/// A write without a TTL detaches the TTL of an earlier write (Kubernetes: a Put without a
+/// lease): the object outlives a sentinel created later with the same TTL.
+pub async fn update_without_ttl_removes_earlier_ttl(fixture: Arc<dyn BackendFixture>) {
+    let h = Harness::new(&fixture).await;
+    assert!(h.backend.capabilities().ttl, "the Storage suite needs a backend that honours TTLs");
+    let start = h.current_revision().await.to_string();
+    let kept = key("test-ns", "kept");
+    h.storage.create(&kept, pod("test-ns", "kept"), 1).await.expect("create with ttl");
+    let updated = h.annotate(&kept, "ttl", "removed").await;
+    let sentinel = h.storage.create(&key("test-ns", "sentinel"), pod("test-ns", "sentinel"), 1).await.expect("create");
+    let mut watch = h.watch("/pods/", recursive(&start)).await;
+    loop {
+        let event = next_event(&mut watch).await;
+        if let WatchEvent::Deleted(deleted) = &event {
+            assert_eq!(deleted.metadata.name, "sentinel", "only the sentinel may expire: {event:?}");
+            assert!(rv(deleted) > rv(&sentinel));
+            break;
+        }
+    }
+    assert_eq!(h.get(&kept).await.expect("get"), Some(updated), "the TTL was not removed by the update");
+}

@@ -319,20 +319,20 @@ pub async fn non_recursive_list_applies_selector(fixture: Arc<dyn BackendFixture
 /// `/pods/ns/foobar`, and `/pods/test` does not include namespace `test2`, in every read mode.
 pub async fn recursive_list_does_not_match_keys_sharing_a_name_prefix(fixture: Arc<dyn BackendFixture>) {
     let h = Harness::new(&fixture).await;
-    let foo = h.create_pod("test", "foo").await;
+    let foo_pod = h.create_pod("test", "foo").await;
     let foobar = h.create_pod("test", "foobar").await;
     let other = h.create_pod("test2", "foo").await;
     let rv = h.current_revision().await;
     let modes = [recursive(""), not_older_than(&rv.to_string()), exact(rv)];
     for mode in modes {
         let in_test = h.list("/pods/test", mode.clone()).await;
-        assert_eq!(in_test.items, vec![foo.clone(), foobar.clone()], "{mode:?}");
+        assert_eq!(in_test.items, vec![foo_pod.clone(), foobar.clone()], "{mode:?}");
         let under_foo = h.list("/pods/test/foo", mode.clone()).await;
         assert!(under_foo.items.is_empty(), "recursive /pods/test/foo lists /pods/test/foo/…: {mode:?}");
         let single_foo = h.list("/pods/test/foo", ListOptions { recursive: false, ..mode.clone() }).await;
-        assert_eq!(single_foo.items, vec![foo.clone()], "{mode:?}");
+        assert_eq!(single_foo.items, vec![foo_pod.clone()], "{mode:?}");
         let all = h.list("/pods/", mode.clone()).await;
-        assert_eq!(all.items, vec![foo.clone(), foobar.clone(), other.clone()], "{mode:?}");
+        assert_eq!(all.items, vec![foo_pod.clone(), foobar.clone(), other.clone()], "{mode:?}");
     }
 }
 

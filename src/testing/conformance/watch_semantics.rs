@@ -21,7 +21,9 @@ enum StartAt {
 
 /// Asserts the end-of-initial-events bookmark: annotated, with an RV at least `minimum`.
 fn assert_initial_events_end(event: &WatchEvent, minimum: u64) -> u64 {
-    let WatchEvent::Bookmark(bookmark) = event else { panic!("expected the initial-events-end BOOKMARK, got {event:?}") };
+    let WatchEvent::Bookmark(bookmark) = event else {
+        panic!("expected the initial-events-end BOOKMARK, got {event:?}")
+    };
     assert_eq!(
         bookmark.metadata.annotations.get(INITIAL_EVENTS_END_ANNOTATION).map(String::as_str),
         Some("true"),
