@@ -9,8 +9,8 @@
 //! directly through the `KvBackend`; compaction goes through `KvBackend::compact`.
 //!
 //! Behaviours are grouped by the `Storage` method they exercise: [`create_get`], [`delete`],
-//! [`update`], [`list`], [`paging`], [`watch`], [`watch_semantics`], [`keys_stats`] and
-//! [`bad_input`].
+//! [`update`], [`list`], [`paging`], [`watch`], [`watch_semantics`], [`keys_stats`], [`transform`]
+//! and [`bad_input`].
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -23,6 +23,7 @@ pub mod delete;
 pub mod keys_stats;
 pub mod list;
 pub mod paging;
+pub mod transform;
 pub mod update;
 pub mod watch;
 pub mod watch_semantics;
@@ -140,5 +141,11 @@ pub fn behaviours() -> Vec<(String, Behaviour)> {
         bad_input::malformed_selectors_are_bad_requests,
         bad_input::unknown_backend_name_lists_registered_backends,
         bad_input::failed_creates_leave_stored_state_unchanged,
+        transform::transformer_gets_full_backend_key_as_authenticated_data,
+        transform::guaranteed_update_rewrites_data_read_by_stale_transformer,
+        transform::guaranteed_update_rewrites_non_canonical_stored_bytes,
+        transform::untransformable_data_fails_every_read_path_with_internal_error,
+        transform::watch_of_untransformable_data_ends_with_error_event,
+        transform::watch_of_unsafe_delete_of_corrupt_object_reports_store_read_error,
     ]
 }

@@ -97,7 +97,11 @@ impl Harness {
 
     /// A harness over a fresh backend with a custom store config.
     pub async fn with_config(fixture: &Arc<dyn BackendFixture>, config: StoreConfig) -> Self {
-        let backend = fixture.new_backend().await;
+        Self::over(fixture.new_backend().await, config)
+    }
+
+    /// A second harness over an existing backend (e.g. the same data with another transformer).
+    pub fn over(backend: Arc<dyn KvBackend>, config: StoreConfig) -> Self {
         let store = match Store::new(backend.clone(), config) {
             Ok(store) => store,
             Err(e) => panic!("Store::new failed: {e}"),
@@ -309,5 +313,54 @@ pub fn expect_err<T: std::fmt::Debug>(result: crate::Result<T>, what: &str) -> E
     match result {
         Ok(value) => panic!("{what}: expected an error, got {value:?}"),
         Err(e) => e,
+    }
+}
+
+/// A test [`Transformer`](crate::transformer::Transformer) like Kubernetes' `PrefixTransformer`:
+/// writes `write` + data; reads data carrying any of `read` (stale unless it is `write`); fails
+/// on anything else. Records the authenticated data it was given.
+#[derive(Debug)]
+pub struct PrefixTransformer {
+    /// Prefix of every value written.
+    pub write: Vec<u8>,
+    /// Prefixes accepted on read (the first match wins).
+    pub read: Vec<Vec<u8>>,
+    /// Authenticated data of every call, in order.
+    pub seen_authenticated_data: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl PrefixTransformer {
+    /// Writes `write`, reads `write` and every prefix of `also_read`.
+    pub fn new(write: &str, also_read: &[&str]) -> Arc<Self> {
+        let mut read = vec![write.as_bytes().to_vec()];
+        read.extend(also_read.iter().map(|p| p.as_bytes().to_vec()));
+        Arc::new(PrefixTransformer {
+            write: write.as_bytes().to_vec(),
+            read,
+            seen_authenticated_data: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    fn record(&self, authenticated_data: &[u8]) {
+        self.seen_authenticated_data.lock().unwrap_or_else(|e| e.into_inner()).push(authenticated_data.to_vec());
+    }
+}
+
+impl crate::transformer::Transformer for PrefixTransformer {
+    fn transform_from_storage(&self, data: &[u8], authenticated_data: &[u8]) -> crate::Result<(Vec<u8>, bool)> {
+        self.record(authenticated_data);
+        for prefix in &self.read {
+            if let Some(rest) = data.strip_prefix(prefix.as_slice()) {
+                return Ok((rest.to_vec(), *prefix != self.write));
+            }
+        }
+        Err(Error::internal("the value carries no known prefix"))
+    }
+
+    fn transform_to_storage(&self, data: &[u8], authenticated_data: &[u8]) -> crate::Result<Vec<u8>> {
+        self.record(authenticated_data);
+        let mut out = self.write.clone();
+        out.extend_from_slice(data);
+        Ok(out)
     }
 }
