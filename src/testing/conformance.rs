@@ -91,6 +91,7 @@ pub fn behaviours() -> Vec<(String, Behaviour)> {
         list::list_continue_token_keeps_historical_revision,
         list::list_continue_after_compaction_is_expired_with_replacement_token,
         list::list_continue_with_minus_one_revision_reads_latest,
+        list::exact_list_at_reported_resource_version_reproduces_the_list,
         list::list_omits_deleted_objects,
         list::consistent_list_reports_current_global_revision,
         list::non_recursive_list_reads_single_object_in_every_mode,

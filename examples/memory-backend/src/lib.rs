@@ -44,7 +44,7 @@
 //!
 //! ## How this backend works
 //!
-//! One mutex guards the whole state ([`State`]): a per-key version history (a `BTreeMap`
+//! One mutex guards the whole state: a per-key version history (a `BTreeMap`
 //! ordered like etcd's keys), an event log for watches, TTL deadlines, and the revision
 //! counters. No lock is held across an `.await`. Writers publish the new revision on a
 //! `tokio::sync::watch` channel; watch streams wake up on it and copy what they have not

@@ -218,13 +218,45 @@ pub async fn list_continue_after_compaction_is_expired_with_replacement_token(fi
     let crate::Error::Expired { continue_token: Some(replacement), .. } = err else {
         panic!("the 410 must carry a replacement continue token: {err:?}")
     };
-    let mut resume = with_limit(recursive(""), 10);
-    resume.predicate.continue_token = replacement;
-    let rest = h.list("/pods/", resume).await;
-    assert_eq!(rest.resource_version, h.current_revision().await);
     let expected: Vec<Object> =
         seed.latest().1.iter().filter(|o| key_of(o).as_str() > key_of(&first.items[0]).as_str()).cloned().collect();
-    assert_eq!(rest.items, expected);
+    let mut resume = with_limit(recursive(""), 1);
+    resume.predicate.continue_token = replacement;
+    let resumed = h.list("/pods/", resume).await;
+    assert_eq!(resumed.resource_version, h.current_revision().await, "rv -1 continues at the latest revision");
+    assert_eq!(resumed.items, expected[..1].to_vec());
+    // `RunTestListInconsistentContinuation`: the next page keeps the resumed page's revision.
+    h.create_pod("ns-c", "created-later").await;
+    let mut rest = with_limit(recursive(""), 10);
+    rest.predicate.continue_token = resumed.continue_token.clone();
+    let rest = h.list("/pods/", rest).await;
+    assert_eq!(rest.resource_version, resumed.resource_version);
+    assert_eq!(rest.items, expected[1..].to_vec());
+}
+
+/// `RunTestListResourceVersionMatch`: with writes racing, an Exact list at the RV a
+/// NotOlderThan (or consistent) list reported reproduces that list exactly.
+pub async fn exact_list_at_reported_resource_version_reproduces_the_list(fixture: Arc<dyn BackendFixture>) {
+    let h = Harness::new(&fixture).await;
+    seed(&h).await;
+    let writer = {
+        let storage = h.storage.clone();
+        tokio::spawn(async move {
+            for i in 0..50 {
+                let object = pod("ns-w", &format!("w-{i:02}"));
+                storage.create(&key_of(&object), object, 0).await.expect("racing create");
+            }
+        })
+    };
+    for options in [recursive(""), not_older_than("1"), recursive("0")] {
+        let list = h.list("/pods/", options.clone()).await;
+        let again = h.list("/pods/", exact(list.resource_version)).await;
+        assert_eq!(again.resource_version, list.resource_version);
+        assert_eq!(again.items, list.items, "{options:?} at {}", list.resource_version);
+        let paged = h.list("/pods/", with_limit(exact(list.resource_version), 3)).await;
+        assert_eq!(paged.items, list.items[..3.min(list.items.len())].to_vec());
+    }
+    writer.await.expect("writer");
 }
 
 /// `RunTestList` / `RunTestConsistentList`: a token with rv -1 reads at the latest revision.
