@@ -3,7 +3,7 @@
 //!
 //! Every behaviour builds `Store::new(backend, StoreConfig::new("pods"))` over a fresh backend
 //! from the fixture and calls it through `Arc<dyn Storage>` (see [`fixtures`](super::fixtures)).
-//! Kubernetes' etcd-only [E] and cache-only [C] tests are not ported, except where the
+//! Kubernetes' etcd-only `[E]` and cache-only `[C]` tests are not ported, except where the
 //! behaviour is backend-neutral (noted on the behaviour). Where Kubernetes bumps the global
 //! resourceVersion with an unrelated write, the suite writes a key outside `/registry/pods/`
 //! directly through the `KvBackend`; compaction goes through `KvBackend::compact`.

@@ -25,7 +25,7 @@
 //!    * `watch` from any revision, replaying history then following live writes, in revision
 //!      order, each event with the previous value, never with a gap;
 //!    * `compact(rev)`, after which older reads and watches fail with
-//!      [`Error::Compacted`](apistore::Error::Compacted).
+//!      `Error::Compacted`.
 //!
 //!    That is all: [`apistore::Store`] builds the whole Kubernetes `storage.Interface`
 //!    (resourceVersions, preconditions, paging, selectors, watch semantics) on top.
@@ -39,7 +39,7 @@
 //!    as it links this crate (mention it: `use apistore_memory as _;`), or after the explicit
 //!    fallback `apistore::registry::register(&MemoryFactory)`.
 //! 3. **Run the conformance suite** from a test target with `harness = false` — see
-//!    `tests/conformance.rs`: a [`BackendFixture`](apistore::testing::BackendFixture) hands out
+//!    `tests/conformance.rs`: a `BackendFixture` (`apistore::testing`, feature `testing`) hands out
 //!    fresh backends and `apistore::testing::run(fixture)` runs every behaviour as a named test.
 //!
 //! ## How this backend works

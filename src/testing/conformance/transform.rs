@@ -1,6 +1,6 @@
 //! Stored bytes and value transformers (Kubernetes `RunTestGuaranteedUpdate` /
 //! `RunTestGuaranteedUpdateChecksStoredData` / `RunTestTransformationFailure` /
-//! `RunTestWatchError` / `RunTestWatchWithUnsafeDelete`, marked [E] in Kubernetes only because
+//! `RunTestWatchError` / `RunTestWatchWithUnsafeDelete`, marked `[E]` in Kubernetes only because
 //! they reach into etcd; here they go through `KvBackend` and a test prefix transformer, so
 //! every backend runs them).
 

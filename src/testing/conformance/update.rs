@@ -1,6 +1,6 @@
 //! GuaranteedUpdate (Kubernetes `RunTestGuaranteedUpdate*`).
 //!
-//! `RunTestGuaranteedUpdate` is marked [E] only because it inspects etcd's stored bytes; its
+//! `RunTestGuaranteedUpdate` is marked `[E]` only because it inspects etcd's stored bytes; its
 //! backend-neutral cases are ported here.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
