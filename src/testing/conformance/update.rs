@@ -248,3 +248,84 @@ pub async fn concurrent_guaranteed_updates_lose_no_increment(fixture: Arc<dyn Ba
     let counter = h.get(&key("test-ns", "counter")).await.expect("get").expect("present");
     assert_eq!(counter.fields.get("count"), Some(&json!(TASKS * INCREMENTS)));
 }
+
+/// A create through `guaranteed_update(ignore_not_found)` that races with a plain create retries
+/// on the object that won, instead of overwriting it.
+pub async fn guaranteed_update_create_racing_a_create_retries_on_winner(fixture: Arc<dyn BackendFixture>) {
+    let h = Harness::new(&fixture).await;
+    let storage = h.storage.clone();
+    let mut inputs = Vec::new();
+    let mut update = |mut current: Object, meta: ResponseMeta| {
+        if inputs.is_empty() {
+            run_blocking(storage.create(&key("test-ns", "foo"), pod_on_node("test-ns", "foo", "winner"), 0))
+                .expect("racing create");
+        }
+        inputs.push((current.metadata.name.clone(), meta.resource_version));
+        if current.metadata.name.is_empty() {
+            current = pod("test-ns", "foo");
+        }
+        current.metadata.annotations.insert("updated".into(), "yes".into());
+        Ok((current, None))
+    };
+    let out = h
+        .storage
+        .guaranteed_update(&key("test-ns", "foo"), true, None, &mut update, None)
+        .await
+        .expect("update racing a create");
+    assert_eq!(inputs.len(), 2, "tryUpdate runs again on the object that won: {inputs:?}");
+    assert_eq!(inputs[0], (String::new(), 0));
+    assert_eq!(inputs[1].0, "foo");
+    assert!(inputs[1].1 > 0);
+    assert_eq!(out.field_value("spec.nodeName").as_deref(), Some("winner"), "the winner's content is kept");
+    assert_eq!(out.metadata.annotations.get("updated").map(String::as_str), Some("yes"));
+}
+
+/// A resourceVersion precondition guards update and delete: a stale RV is InvalidObject (409)
+/// and changes nothing; the current RV succeeds.
+pub async fn resource_version_precondition_guards_update_and_delete(fixture: Arc<dyn BackendFixture>) {
+    let h = Harness::new(&fixture).await;
+    let created = h.create_pod("test-ns", "foo").await;
+    let current = h.annotate(&key("test-ns", "foo"), "v", "2").await;
+    let stale = Preconditions { uid: None, resource_version: Some(created.metadata.resource_version.clone()) };
+    let fresh = Preconditions { uid: None, resource_version: Some(current.metadata.resource_version.clone()) };
+    let mut update = |mut o: Object, _| {
+        o.metadata.annotations.insert("v".into(), "3".into());
+        Ok((o, None))
+    };
+    let err = expect_err(
+        h.storage.guaranteed_update(&key("test-ns", "foo"), false, Some(&stale), &mut update, None).await,
+        "update with a stale RV precondition",
+    );
+    assert!(err.is_invalid_object(), "{err:?}");
+    let err = expect_err(
+        h.storage
+            .delete(
+                &key("test-ns", "foo"),
+                Some(&stale),
+                &crate::storage::allow_all_deletions,
+                None,
+                crate::storage::DeleteOptions::default(),
+            )
+            .await,
+        "delete with a stale RV precondition",
+    );
+    assert!(err.is_invalid_object(), "{err:?}");
+    assert_eq!(h.get(&key("test-ns", "foo")).await.expect("get"), Some(current));
+    let updated = h
+        .storage
+        .guaranteed_update(&key("test-ns", "foo"), false, Some(&fresh), &mut update, None)
+        .await
+        .expect("update with the current RV");
+    let now = Preconditions { uid: None, resource_version: Some(updated.metadata.resource_version.clone()) };
+    h.storage
+        .delete(
+            &key("test-ns", "foo"),
+            Some(&now),
+            &crate::storage::allow_all_deletions,
+            None,
+            crate::storage::DeleteOptions::default(),
+        )
+        .await
+        .expect("delete with the current RV");
+    assert!(h.raw(&key("test-ns", "foo")).await.is_none());
+}

@@ -356,3 +356,17 @@ pub async fn send_initial_events_without_bookmarks_is_accepted(fixture: Arc<dyn 
     expect_no_event(&mut watch, false).await;
     watch.stop();
 }
+
+/// A non-recursive watch of `/pods/ns/foo` ignores `/pods/ns/foobar`, and a recursive watch of
+/// `/pods/ns/foo` sees neither (it watches the directory `/pods/ns/foo/`).
+pub async fn watch_of_a_key_ignores_keys_sharing_its_prefix(fixture: Arc<dyn BackendFixture>) {
+    let h = Harness::new(&fixture).await;
+    let start = h.current_revision().await.to_string();
+    let mut exact_key = h.watch(&key("ns", "foo"), single(&start)).await;
+    let mut directory = h.watch(&key("ns", "foo"), recursive(&start)).await;
+    h.create_pod("ns", "foobar").await;
+    let foo_pod = h.create_pod("ns", "foo").await;
+    assert_event(&next_event(&mut exact_key).await, "ADDED", &foo_pod);
+    expect_no_event(&mut exact_key, true).await;
+    expect_no_event(&mut directory, true).await;
+}
