@@ -222,7 +222,8 @@ mod tests {
             Version { live: true, create_revision: 2, version: 3, prev_revision: 5, value: Bytes::from_static(b"v") };
         assert_eq!(Version::decode(&version.encode()).expect("decode"), version);
         assert!(Version::decode(b"\x07short").is_err());
-        let (deadline, key) = parse_expiry_key(&expiry_key(42, b"/k")).expect("expiry");
+        let raw = expiry_key(42, b"/k");
+        let (deadline, key) = parse_expiry_key(&raw).expect("expiry");
         assert_eq!((deadline, key), (42, &b"/k"[..]));
         assert!(check_key("a\0b").is_err());
         assert!(check_key("").is_err());

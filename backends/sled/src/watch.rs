@@ -118,12 +118,6 @@ impl Hub {
         let _subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
         (current.load(Ordering::SeqCst), live.try_recv().ok())
     }
-
-    /// Number of live subscribers (for tests and diagnostics).
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.subscribers.lock().map(|s| s.len()).unwrap_or(0)
-    }
 }
 
 struct WatchState {
