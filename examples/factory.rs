@@ -8,7 +8,7 @@
 //! ```
 //!
 //! With `examples/factory.toml`, configmaps (YAML) and secrets (encrypted with aesgcm) live in
-//! one sled database and events in another; the last command moves events to etcd.
+//! sled and events in the in-memory plugin backend; the last command moves events to etcd.
 //!
 //! The first argument (optional) is a config file (`.toml`, `.yaml`, `.json`); the rest are
 //! kube-apiserver storage flags (`--etcd-servers-overrides=/events#http://127.0.0.1:2379`,
@@ -27,6 +27,7 @@ use serde_json::json;
 
 // Link the backend crates so their `inventory` registrations are found.
 use apistore_etcd as _;
+use apistore_memory as _;
 use apistore_sled as _;
 
 #[tokio::main]
@@ -40,6 +41,7 @@ async fn main() {
 async fn run() -> Result<()> {
     apistore_sled::register();
     apistore_etcd::register();
+    apistore::registry::register(&apistore_memory::MemoryFactory);
     let mut args = std::env::args().skip(1).peekable();
     let path = match args.peek() {
         Some(first) if !first.starts_with("--") => args.next().unwrap_or_default(),

@@ -553,3 +553,30 @@ mod capture {
         fn exit(&self, _span: &Id) {}
     }
 }
+
+#[tokio::test]
+async fn a_plugin_backend_serves_one_resource_beside_sled() {
+    register_backends();
+    registry::register(&apistore_memory::MemoryFactory);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db");
+    let getter = getter_from_file(
+        dir.path(),
+        "apistore.yaml",
+        &format!(
+            "backend: {{type: sled, path: {}}}\nresources:\n  events: {{backend: {{type: memory}}}}\n",
+            db.display()
+        ),
+    );
+    let events = storage_of(&getter, &GroupResource::core("events")).await;
+    let configmaps = storage_of(&getter, &GroupResource::core("configmaps")).await;
+    let event = events.create("/events/default/e", Object::new("v1", "Event", "default", "e"), 0).await.expect("event");
+    configmaps.create("/configmaps/default/c", configmap("c", "1"), 0).await.expect("configmap");
+    let memory = BackendConfig::new("memory");
+    assert!(raw_value(&memory, "/registry/events/default/e").await.is_some(), "event in memory");
+    assert_eq!(raw_value(&memory, "/registry/configmaps/default/c").await, None);
+    assert!(raw_value(&sled_at(&db), "/registry/configmaps/default/c").await.is_some(), "configmap on sled");
+    assert_eq!(raw_value(&sled_at(&db), "/registry/events/default/e").await, None);
+    let read = events.get("/events/default/e", GetOptions::default()).await.expect("get").expect("event");
+    assert_eq!(read, event);
+}
