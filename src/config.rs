@@ -367,8 +367,8 @@ pub fn parse_etcd_servers_overrides(entries: &[String]) -> Result<Vec<(GroupReso
 /// `ParseWatchCacheSizes` does; a later entry for the same resource wins.
 ///
 /// Errors: [`Error::Invalid`] on `watch_cache.sizes` with kube's message: "invalid value of
-/// watch cache size: <entry>", "invalid size of watch cache size: <entry>", "watch cache size
-/// cannot be negative: <entry>".
+/// watch cache size: `<entry>`", "invalid size of watch cache size: `<entry>`", "watch cache size
+/// cannot be negative: `<entry>`".
 pub fn parse_watch_cache_sizes(entries: &[String]) -> Result<BTreeMap<GroupResource, usize>> {
     let mut sizes = BTreeMap::new();
     for entry in entries {

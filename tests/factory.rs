@@ -465,8 +465,25 @@ async fn metrics_and_tracing_layers_see_every_call() {
     );
     assert!(text.contains("apiserver_storage_objects{resource=\"configmaps\"} 1"), "{text}");
 
+    // The count poller updates apiserver_storage_objects from stats() on its own.
+    storage.create("/configmaps/default/c", configmap("c", "3"), 0).await.expect("create");
+    let poller = metrics.poll_object_counts(
+        vec![("configmaps-polled".to_owned(), storage.clone())],
+        std::time::Duration::from_millis(20),
+    );
+    let mut polled = None;
+    for _ in 0..250 {
+        polled = metrics.object_count("configmaps-polled");
+        if polled.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    poller.abort();
+    assert_eq!(polled, Some(2), "the poller must publish the object count");
+
     let spans = spans.0.lock().expect("spans").clone();
-    let operations: Vec<&str> = spans.iter().map(|s| s.operation.as_str()).collect();
+    let operations: Vec<&str> = spans.iter().take(13).map(|s| s.operation.as_str()).collect();
     assert_eq!(
         operations,
         [

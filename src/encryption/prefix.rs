@@ -113,7 +113,7 @@ impl Transformer for PrefixTransformers {
     }
 
     fn transform_to_storage(&self, data: &[u8], authenticated_data: &[u8]) -> Result<Vec<u8>> {
-        let first = &self.transformers[0];
+        let first = self.transformers.first().ok_or_else(|| Error::internal("no encryption provider configured"))?;
         let payload = first.transformer.transform_to_storage(data, authenticated_data)?;
         let mut out = Vec::with_capacity(first.prefix.len() + payload.len());
         out.extend_from_slice(&first.prefix);

@@ -109,7 +109,8 @@ pub trait StorageFactory: Send + Sync + fmt::Debug {
 
 /// Opens every backend of `factory` (pooled) and checks it answers.
 ///
-/// Errors: the first backend error, prefixed with the backend type.
+/// Errors: the first failure: an unknown backend type (listing the registered ones), a
+/// backend that cannot be opened or does not answer its health check.
 pub async fn check_backends(factory: &dyn StorageFactory) -> Result<()> {
     for backend in factory.backends() {
         let kv = registry::open(&backend).await?;
