@@ -270,6 +270,28 @@ mod tests {
         }
     }
 
+    fn unhex(text: &str) -> Vec<u8> {
+        (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
+    }
+
+    /// Vectors made with an independent implementation (Python `cryptography` 48) in the
+    /// layout Kubernetes writes: nonce ‖ ciphertext ‖ tag (GCM, AAD = key), IV ‖ ciphertext (CBC).
+    #[test]
+    fn reads_values_in_the_kubernetes_layout() {
+        let key = b"12345678901234567890123456789012";
+        let plain = br#"{"kind":"Secret","data":{"a":"b"}}"#.to_vec();
+        let gcm = unhex("000102030405060708090a0b23760c731b6fb85084d35450e09a026074f8795e5007690dd8a835c0921bd5e73cf88e1c57c7985341a9abe89338db5b5774");
+        let t = AesGcmTransformer::new(key).expect("gcm");
+        assert_eq!(
+            t.transform_from_storage(&gcm, b"/registry/secrets/default/s").expect("gcm"),
+            (plain.clone(), false)
+        );
+        assert!(t.transform_from_storage(&gcm, b"/registry/secrets/default/x").is_err(), "AAD is the key");
+        let cbc = unhex("101112131415161718191a1b1c1d1e1f5fe59a47859d02ffd8668cb863d4b05604f2efa3a566fa209823b1fba34d1d0dff28bfcbc31a6734e8fa11322de258b8");
+        let t = AesCbcTransformer::new(&key[..16]).expect("cbc");
+        assert_eq!(t.transform_from_storage(&cbc, b"ignored").expect("cbc"), (plain, false));
+    }
+
     #[test]
     fn gcm_binds_the_ciphertext_to_its_key() {
         let t = AesGcmTransformer::new(&[1u8; 32]).expect("gcm");
