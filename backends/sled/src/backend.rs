@@ -486,7 +486,7 @@ impl Core {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key_bytes.to_vec(), Latest::of(revision, &stored));
-        self.hub.publish(&self.current, revision, || {
+        self.hub.publish(&self.current, revision, key, || {
             let prev = if prev_revision == 0 { None } else { self.kv_at_exact(key_bytes, prev_revision)? };
             Ok(match event_value {
                 Some((create_revision, version, value)) => WatchEvent::Put {
