@@ -777,6 +777,10 @@ fn write_ceiling(path: &PathBuf, ceiling: Revision) -> Result<()> {
 /// One process may open a database directory at a time (sled holds a lock). Dropping the
 /// backend stops its maintenance thread, flushes, and closes the database once no watch
 /// stream holds it any more.
+///
+/// Revisions: a fresh database is at revision 1 and its first write gets 2. A clean close and
+/// reopen continues exactly; after a crash the counter continues above every revision that
+/// may have been observed, jumping forward by at most [`CEILING_STEP`](crate::CEILING_STEP).
 #[derive(Debug)]
 pub struct SledBackend {
     core: Arc<Core>,
