@@ -167,6 +167,10 @@ impl Core {
             let (key, version) = layout::decode_event_header(&raw)?;
             index.push(key, revision, Meta::of(&version));
         }
+        // A crash may have cut a write between its history insert and its TTL entry.
+        for (key, deadline) in index.expiring() {
+            self.db.insert(layout::expiry_key(deadline, &key), &[][..]).map_err(sled_error)?;
+        }
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
         Ok(())
     }

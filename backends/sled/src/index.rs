@@ -100,6 +100,17 @@ impl KeyIndex {
         dropped
     }
 
+    /// `(key, deadline)` of every live key with a TTL.
+    pub(crate) fn expiring(&self) -> Vec<(Vec<u8>, u64)> {
+        self.keys
+            .iter()
+            .filter_map(|(key, versions)| {
+                let (_, meta) = versions.last()?;
+                (meta.live && meta.expires_at_ms != 0).then(|| (key.clone(), meta.expires_at_ms))
+            })
+            .collect()
+    }
+
     /// Number of retained versions of `key` (tests).
     #[cfg(test)]
     pub(crate) fn versions_of(&self, key: &[u8]) -> usize {

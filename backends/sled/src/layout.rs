@@ -9,7 +9,9 @@
 //! Revisions are big-endian so that byte order is numeric order. A write is one plain insert
 //! of its history entry (a sled `Batch` costs about four plain inserts, an on-disk per-key
 //! index another insert); the per-key index lives in memory ([`crate::index`]) and is rebuilt
-//! from the history on open.
+//! from the history on open. A crash can cut a write only between its history insert and its
+//! TTL index change: open re-inserts the TTL entry of every live key with a deadline, and the
+//! sweeper ignores stale entries.
 
 use apistore::kv::{KeyValue, Revision};
 use apistore::{Error, Result};
