@@ -818,6 +818,23 @@ mod tests {
     }
 
     #[test]
+    fn open_restores_a_ttl_entry_a_crash_cut_off() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let deadline = {
+            let core = Core::open(SledOptions::new(dir.path())).expect("open");
+            let deadline = now_ms() + 60_000;
+            let mutation = Mutation::Put { value: Bytes::from_static(b"v"), expires_at_ms: deadline };
+            assert!(matches!(core.write("/t", Some(0), mutation), Ok(TxnOutcome::Succeeded { .. })));
+            core.db.remove(layout::expiry_key(deadline, b"/t")).expect("simulate the cut");
+            assert_eq!(core.expire_due(deadline + 1).expect("sweep"), 0, "no TTL entry, nothing expires");
+            deadline
+        };
+        let core = Core::open(SledOptions::new(dir.path())).expect("reopen");
+        assert_eq!(core.expire_due(deadline + 1).expect("sweep"), 1, "the TTL entry was restored");
+        assert!(core.get("/t", 0).expect("get").kv.is_none());
+    }
+
+    #[test]
     fn compaction_removes_superseded_versions_and_tombstones_from_disk() {
         let core = Core::open(SledOptions::temporary()).expect("open");
         let a1 = put(&core, "/a", b"1", 0);
