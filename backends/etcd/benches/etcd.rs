@@ -88,9 +88,11 @@ impl Setup {
 
 async fn raw_create(raw: &KvClient, key: String, object: &Object) {
     let value = serde_json::to_vec(object).expect("encode");
-    let txn = Txn::new()
-        .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, 0)])
-        .and_then([TxnOp::put(key.as_str(), value, None)]);
+    let txn = Txn::new().when([Compare::mod_revision(key.as_str(), CompareOp::Equal, 0)]).and_then([TxnOp::put(
+        key.as_str(),
+        value,
+        None,
+    )]);
     let response = raw.clone().txn(txn).await.expect("raw create");
     assert!(response.succeeded());
 }
@@ -211,7 +213,13 @@ fn bench_update(c: &mut Criterion, s: &Setup) {
                     };
                     let updated = s
                         .store
-                        .guaranteed_update(&format!("/pods/bench/{name}"), false, None, &mut update, Some(object.clone()))
+                        .guaranteed_update(
+                            &format!("/pods/bench/{name}"),
+                            false,
+                            None,
+                            &mut update,
+                            Some(object.clone()),
+                        )
                         .await
                         .expect("update");
                     *object = updated;
@@ -239,12 +247,8 @@ fn bench_list(c: &mut Criterion, s: &Setup) {
     group.throughput(Throughput::Elements(LIST_SIZE as u64));
     group.bench_function(BenchmarkId::new("raw", LIST_SIZE), |b| {
         b.to_async(&s.runtime).iter(|| async {
-            let response = s
-                .raw
-                .clone()
-                .get("/registry/pods/list/", Some(RawGet::new().with_prefix()))
-                .await
-                .expect("raw range");
+            let response =
+                s.raw.clone().get("/registry/pods/list/", Some(RawGet::new().with_prefix())).await.expect("raw range");
             let objects: Vec<serde_json::Value> =
                 response.kvs().iter().map(|kv| serde_json::from_slice(kv.value()).expect("decode")).collect();
             assert_eq!(objects.len(), LIST_SIZE);
