@@ -78,7 +78,7 @@ impl Keys {
     }
 
     /// An owned etcd key-value as an apistore [`KeyValue`], without copying the value.
-    pub(crate) fn into_key_value(&self, kv: etcd_client::KeyValue) -> Result<KeyValue> {
+    pub(crate) fn owned_key_value(&self, kv: etcd_client::KeyValue) -> Result<KeyValue> {
         let (create_revision, mod_revision, version) =
             (to_revision(kv.create_revision()), to_revision(kv.mod_revision()), to_revision(kv.version()));
         let (key, value) = kv.into_key_value();
@@ -274,7 +274,7 @@ impl KvBackend for EtcdBackend {
             Ok(response) => response,
             Err(e) => return Err(self.explain(e).await),
         };
-        let kv = response.take_kvs().into_iter().next().map(|kv| self.keys.into_key_value(kv)).transpose()?;
+        let kv = response.take_kvs().into_iter().next().map(|kv| self.keys.owned_key_value(kv)).transpose()?;
         Ok(GetResponse { kv, revision: header_revision(response.header()) })
     }
 
@@ -304,7 +304,8 @@ impl KvBackend for EtcdBackend {
         let revision = header_revision(response.header());
         let count = to_revision(response.count());
         let more = response.more();
-        let kvs = response.take_kvs().into_iter().map(|kv| self.keys.into_key_value(kv)).collect::<Result<Vec<_>>>()?;
+        let kvs =
+            response.take_kvs().into_iter().map(|kv| self.keys.owned_key_value(kv)).collect::<Result<Vec<_>>>()?;
         Ok(RangeResponse { kvs, count, more, revision })
     }
 
