@@ -146,10 +146,19 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         let _ = stop.send(true);
     });
     serve.await.map_err(|e| format!("serving: {e}"))?;
-    // Every request is done: dropping the last handle of each storage closes its backend
-    // (sled flushes on drop).
-    let remaining = Arc::strong_count(&app);
+    // Every connection is closed; connection tasks release their handles of the state
+    // right after. Dropping the last handle of each storage closes its backend (sled
+    // flushes on drop).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while Arc::strong_count(&app) > 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let released = Arc::strong_count(&app) == 1;
     drop(app);
-    eprintln!("apiserver: stopped (storage handles released; {remaining} before release)");
+    if released {
+        eprintln!("apiserver: stopped; storages closed and flushed");
+    } else {
+        eprintln!("apiserver: stopped; storages close when the runtime ends");
+    }
     Ok(())
 }
