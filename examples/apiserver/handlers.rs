@@ -136,7 +136,7 @@ pub async fn api(State(app): State<Arc<App>>, request: Request) -> Response {
         Some(Route::Resource(target)) => {
             let plural = target.resource.plural.clone();
             let context = Context { app: &app, target, query, accept, content_type };
-            let (verb, outcome) = context.dispatch(&parts.method, &parts.headers, body).await;
+            let (verb, outcome) = context.dispatch(&parts.method, body).await;
             (verb, plural, outcome)
         }
     };
@@ -154,14 +154,32 @@ struct Context<'a> {
 }
 
 /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] with 413.
-async fn read_body(headers: &axum::http::HeaderMap, body: Body) -> ApiResult<Bytes> {
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+///
+/// An oversized body is still read (and discarded) up to [`DRAIN_LIMIT_BYTES`], so the
+/// client gets the 413 instead of a broken pipe; beyond that the connection is dropped.
+async fn read_body(body: Body) -> ApiResult<Bytes> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut data = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        total += chunk.len();
+        if total > DRAIN_LIMIT_BYTES {
+            break;
+        }
+        if total <= MAX_BODY_BYTES {
+            data.extend_from_slice(&chunk);
+        }
+    }
+    if total > MAX_BODY_BYTES {
         return Err(ApiError::too_large(MAX_BODY_BYTES));
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| ApiError::too_large(MAX_BODY_BYTES))
+    Ok(Bytes::from(data))
 }
+
+/// How much of an oversized body is drained before giving up on the connection.
+const DRAIN_LIMIT_BYTES: usize = 4 * MAX_BODY_BYTES;
 
 impl Context<'_> {
     fn resource(&self) -> &Arc<Resource> {
@@ -206,12 +224,7 @@ impl Context<'_> {
         serde_json::to_value(self.resource().served(object)).unwrap_or(Value::Null)
     }
 
-    async fn dispatch(
-        self,
-        method: &Method,
-        headers: &axum::http::HeaderMap,
-        body: Body,
-    ) -> (&'static str, ApiResult<Response>) {
+    async fn dispatch(self, method: &Method, body: Body) -> (&'static str, ApiResult<Response>) {
         let name = self.target.name.clone();
         let sub = self.target.subresource.clone();
         if let Some(sub) = &sub {
@@ -220,29 +233,32 @@ impl Context<'_> {
             }
         }
         let status_sub = sub.is_some();
-        let watching = self.target.watch_path || self.flag("watch").unwrap_or(false);
+        let watching = match self.flag("watch") {
+            Ok(flag) => self.target.watch_path || flag,
+            Err(e) => return ("GET", Err(e)),
+        };
         match (method.clone(), name) {
             (Method::GET, Some(name)) if watching => ("WATCH", self.watch(Some(name)).await),
             (Method::GET, Some(name)) => ("GET", self.get(&name).await),
             (Method::GET, None) if watching => ("WATCH", self.watch(None).await),
             (Method::GET, None) => ("LIST", self.list().await),
-            (Method::POST, None) => match read_body(headers, body).await {
+            (Method::POST, None) => match read_body(body).await {
                 Ok(body) => ("POST", self.create(&body).await),
                 Err(e) => ("POST", Err(e)),
             },
-            (Method::PUT, Some(name)) => match read_body(headers, body).await {
+            (Method::PUT, Some(name)) => match read_body(body).await {
                 Ok(body) => ("PUT", self.update(&name, &body, status_sub).await),
                 Err(e) => ("PUT", Err(e)),
             },
-            (Method::PATCH, Some(name)) => match read_body(headers, body).await {
+            (Method::PATCH, Some(name)) => match read_body(body).await {
                 Ok(body) => ("PATCH", self.patch(&name, &body, status_sub).await),
                 Err(e) => ("PATCH", Err(e)),
             },
-            (Method::DELETE, Some(name)) if !status_sub => match read_body(headers, body).await {
+            (Method::DELETE, Some(name)) if !status_sub => match read_body(body).await {
                 Ok(body) => ("DELETE", self.delete(&name, &body).await),
                 Err(e) => ("DELETE", Err(e)),
             },
-            (Method::DELETE, None) => match read_body(headers, body).await {
+            (Method::DELETE, None) => match read_body(body).await {
                 Ok(body) => ("DELETECOLLECTION", self.delete_collection(&body).await),
                 Err(e) => ("DELETECOLLECTION", Err(e)),
             },

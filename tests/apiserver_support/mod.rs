@@ -15,22 +15,30 @@ pub fn test_backend() -> Option<String> {
     std::env::var("APISERVER_TEST_BACKEND").ok().filter(|b| !b.is_empty())
 }
 
-/// The example binary, built by `cargo test` next to the test binaries
-/// (`target/<profile>/examples/apiserver`); built on demand if missing.
+/// The example binary (`target/<profile>/examples/apiserver`), built once per test process
+/// with the same profile as the tests (`cargo test --test X` does not build examples, so a
+/// stale binary would otherwise be tested).
 pub fn server_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("path of the test binary");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile> directory").to_path_buf();
-    let binary = profile_dir.join("examples").join(format!("apiserver{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "apiserver"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("running cargo build --example apiserver");
-        assert!(status.success(), "cargo build --example apiserver failed");
-    }
-    assert!(binary.exists(), "the apiserver example binary is missing at {}", binary.display());
-    binary
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("path of the test binary");
+            let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile> directory").to_path_buf();
+            let mut command = Command::new(env!("CARGO"));
+            command.args(["build", "--quiet", "--example", "apiserver"]).current_dir(env!("CARGO_MANIFEST_DIR"));
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                command.arg("--release");
+            }
+            if let Some(target_dir) = profile_dir.parent() {
+                command.env("CARGO_TARGET_DIR", target_dir);
+            }
+            let status = command.status().expect("running cargo build --example apiserver");
+            assert!(status.success(), "cargo build --example apiserver failed");
+            let binary = profile_dir.join("examples").join(format!("apiserver{}", std::env::consts::EXE_SUFFIX));
+            assert!(binary.exists(), "the apiserver example binary is missing at {}", binary.display());
+            binary
+        })
+        .clone()
 }
 
 /// A free loopback port (bound and released; the server binds it right after).
