@@ -227,6 +227,14 @@ fn apply_twice_creates_then_updates() {
     let out = k.ok_stdin(&["apply", "-n", "team-a", "-f", "-"], Some(CONFIGMAP));
     assert!(out.contains("configmap/demo created"), "{out}");
     assert_eq!(k.json(&["get", "cm", "demo", "-n", "team-a"])["data"]["greeting"], "hello");
+
+    // Server-side apply: creates, then updates.
+    for value in ["one", "two"] {
+        let manifest = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  value: {value}\n");
+        let out = k.ok_stdin(&["apply", "--server-side", "-f", "-"], Some(&manifest));
+        assert!(out.contains("configmap/ssa serverside-applied"), "{out}");
+        assert_eq!(k.json(&["get", "cm", "ssa"])["data"]["value"], value);
+    }
 }
 
 #[test]
@@ -366,6 +374,9 @@ fn namespaces_secrets_and_events() {
     assert_eq!(as_v1["apiVersion"], "events.k8s.io/v1");
     assert_eq!(as_v1["note"], "hello events");
     assert_eq!(as_v1["regarding"]["name"], "creds");
+
+    let forbidden = k.fails(&["delete", "namespace", "default"], None);
+    assert!(forbidden.contains("this namespace may not be deleted"), "{forbidden}");
 
     // Deleting the namespace removes what it contains.
     k.ok(&["delete", "namespace", "team-b"]);

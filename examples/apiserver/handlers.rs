@@ -33,6 +33,14 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 pub const MODIFIED_MESSAGE: &str =
     "the object has been modified; please apply your changes to the latest version and try again";
 
+/// Namespaces Kubernetes refuses to delete.
+const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
+/// True for `application/apply-patch+yaml` (server-side apply).
+fn is_apply_patch(content_type: &str) -> bool {
+    content_type.split(';').next().is_some_and(|m| m.trim() == "application/apply-patch+yaml")
+}
+
 /// A request for one resource (collection or object).
 struct Target2 {
     resource: Arc<Resource>,
@@ -564,9 +572,22 @@ impl Context<'_> {
     }
 
     async fn patch(&self, name: &str, body: &[u8], status_sub: bool) -> ApiResult<Response> {
-        let resource = self.resource().clone();
+        if is_apply_patch(&self.content_type) {
+            return self.server_side_apply(name, body).await;
+        }
         let patch_type = PatchType::from_content_type(&self.content_type)
             .ok_or_else(|| ApiError::unsupported_media_type(&self.content_type))?;
+        self.patch_with(name, patch_type, body, status_sub).await
+    }
+
+    async fn patch_with(
+        &self,
+        name: &str,
+        patch_type: PatchType,
+        body: &[u8],
+        status_sub: bool,
+    ) -> ApiResult<Response> {
+        let resource = self.resource().clone();
         // A malformed patch is a 400 whether or not the object exists.
         serde_json::from_slice::<Value>(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
@@ -628,6 +649,37 @@ impl Context<'_> {
         Ok(json_response(StatusCode::OK, &self.render(updated)))
     }
 
+    /// Server-side apply, simplified: the applied configuration (JSON, which is YAML) creates
+    /// the object when it is missing and is strategically merged into it otherwise. Field
+    /// ownership (managedFields, conflicts between managers) is not tracked.
+    async fn server_side_apply(&self, name: &str, body: &[u8]) -> ApiResult<Response> {
+        let applied = self.decode(body).map_err(|e| {
+            if e.message.contains("not valid JSON") {
+                ApiError::new(415, "UnsupportedMediaType", "only JSON-formatted apply configurations are supported")
+            } else {
+                e
+            }
+        })?;
+        if !applied.metadata.name.is_empty() && applied.metadata.name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                applied.metadata.name
+            )));
+        }
+        let key = self.key(name).map_err(|_| ApiError::not_found(&self.resource().target(name)))?;
+        let options = GetOptions { ignore_not_found: true, resource_version: String::new() };
+        let exists = self.resource().storage.get(&key, options).await.map_err(self.storage_error(name))?.is_some();
+        if !exists {
+            let mut create = serde_json::to_value(&applied).unwrap_or_default();
+            create["metadata"]["name"] = json!(name);
+            let created = self.create(&serde_json::to_vec(&create).unwrap_or_default()).await;
+            if !matches!(&created, Err(e) if e.reason == "AlreadyExists") {
+                return created;
+            }
+        }
+        self.patch_with(name, PatchType::StrategicMerge, body, false).await
+    }
+
     fn delete_preconditions(body: &[u8]) -> ApiResult<Option<Preconditions>> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
@@ -657,6 +709,13 @@ impl Context<'_> {
 
     async fn delete(&self, name: &str, body: &[u8]) -> ApiResult<Response> {
         let preconditions = Self::delete_preconditions(body)?;
+        if self.resource().flavor == Flavor::Namespace && IMMORTAL_NAMESPACES.contains(&name) {
+            return Err(ApiError::new(
+                403,
+                "Forbidden",
+                format!("namespaces {name:?} is forbidden: this namespace may not be deleted"),
+            ));
+        }
         let key = self.key(name).map_err(|_| ApiError::not_found(&self.resource().target(name)))?;
         if self.dry_run()? {
             let existing =
@@ -690,6 +749,9 @@ impl Context<'_> {
         if !self.dry_run()? {
             for object in list.items {
                 let name = object.metadata.name.clone();
+                if self.resource().flavor == Flavor::Namespace && IMMORTAL_NAMESPACES.contains(&name.as_str()) {
+                    continue;
+                }
                 let object_key = names::object_key(&self.resource().storage_prefix, &object.metadata.namespace, &name)
                     .map_err(self.storage_error(&name))?;
                 match self

@@ -322,7 +322,7 @@ const BUILT_IN: &[Spec<'static>] = &[
         kind: "Event",
         plural: "events",
         namespaced: true,
-        short_names: &["ev"],
+        short_names: &[],
         storage_prefix: "events",
         flavor: Flavor::EventsV1Event,
     },
