@@ -18,10 +18,15 @@
 //! ```
 #![forbid(unsafe_code)]
 
+// Link the backend crates so their `inventory` registrations are found: "sled" (default),
+// "etcd3" and the third-party plugin example "memory".
+use apistore_etcd as _;
+use apistore_memory as _;
+use apistore_sled as _;
+
 mod backend;
 mod clock;
 mod config;
-mod devmem;
 mod discovery;
 mod handlers;
 mod metrics;
@@ -47,7 +52,9 @@ fn main() {
         }
         config::Command::Serve(config) => *config,
     };
-    devmem::register_if_missing();
+    // Explicit registration: the fallback when a linker drops an `inventory` entry.
+    apistore_sled::register();
+    apistore_etcd::register();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

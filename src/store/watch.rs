@@ -189,7 +189,12 @@ impl WatchProducer {
                         "delete event for {key} at revision {revision} arrived without its previous value"
                     )));
                 };
-                let old = self.decode_prev(&prev, revision)?;
+                // An unsafe delete removes data that cannot be read: Kubernetes reports it as a
+                // corrupt object (500 StoreReadError), not as an internal error.
+                let old = self.decode_prev(&prev, revision).map_err(|e| Error::Corrupt {
+                    key: key.clone(),
+                    message: format!("saw a DELETED event, but object data is corrupt: {e}"),
+                })?;
                 Ok(matches(predicate, &old).then_some(WatchEvent::Deleted(old)))
             }
         }

@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use crate::kv::KvBackend;
 
 pub mod conformance;
+pub mod fixtures;
 pub mod kv;
 
 /// Provides backends for the suite. Each call to [`BackendFixture::new_backend`] must return

@@ -29,6 +29,10 @@ pub fn server_binary() -> PathBuf {
             if profile_dir.file_name().is_some_and(|n| n == "release") {
                 command.arg("--release");
             }
+            // Same features as this test build, so cargo reuses what it just built.
+            if cfg!(feature = "testing") {
+                command.args(["--features", "testing"]);
+            }
             if let Some(target_dir) = profile_dir.parent() {
                 command.env("CARGO_TARGET_DIR", target_dir);
             }

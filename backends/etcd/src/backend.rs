@@ -1,0 +1,411 @@
+//! `EtcdBackend`: [`KvBackend`] mapped 1:1 onto etcd's KV, Txn, Watch, Lease and Compact
+//! (kube-apiserver's `etcd3` store and `client/v3/kubernetes`).
+//!
+//! * get / range → `Range(key, range_end, limit, revision[, count_only])`; the response's
+//!   header revision is the read revision.
+//! * put → `Txn If(ModRevision(key) == expected) Then(Put(key, value[, lease])) Else(Get(key))`
+//!   (expected 0 = create); delete → the same with `Delete`.
+//! * watch → `Watch(key, range_end, start_revision, prev_kv[, progress_notify])`.
+//! * TTL → leases from the [`LeaseManager`](crate::lease), reused like kube-apiserver.
+//!
+//! Revisions are `u64` in apistore and `i64` in etcd; a revision beyond `i64::MAX` cannot
+//! exist in etcd and is reported as a future revision. With `key_prefix` set, every key is
+//! stored under it and handed back without it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apistore::kv::{
+    prefix_end, validate_range, Capabilities, GetResponse, KeyValue, KvBackend, RangeRequest, RangeResponse, Revision,
+    TxnOutcome, WatchRequest, WatchStream,
+};
+use apistore::{Error, Result};
+use async_trait::async_trait;
+use bytes::Bytes;
+use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse};
+use futures::StreamExt;
+
+use crate::cluster::{Cluster, Idempotence};
+use crate::compactor::{self, Compactor, CompactorState};
+use crate::lease::LeaseManager;
+use crate::options::EtcdOptions;
+use crate::watch::{self, to_revision};
+
+/// Timeout of health probes (kube-apiserver: 2 s), capped by the call timeout.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Room left in a request for the key (three times in a txn) and protobuf framing.
+const REQUEST_OVERHEAD: usize = 4096;
+
+/// A key nobody writes: probed for the current and the compaction revision.
+const PROBE_KEY: &str = "\0apistore/probe";
+
+/// Maps apistore keys into etcd's key space and back (`key_prefix`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// The etcd key of `key`.
+    pub(crate) fn wrap(&self, key: &str) -> String {
+        let wrapped = format!("{}{key}", self.prefix);
+        if wrapped.is_empty() {
+            // etcd has no empty key; "\0" is the smallest one.
+            "\0".to_owned()
+        } else {
+            wrapped
+        }
+    }
+
+    /// The etcd range end of `end` ("" = to the end of this backend's key space).
+    pub(crate) fn wrap_end(&self, end: &str) -> String {
+        match (end.is_empty(), self.prefix.is_empty()) {
+            (false, _) => format!("{}{end}", self.prefix),
+            (true, true) => "\0".to_owned(),
+            (true, false) => prefix_end(&self.prefix),
+        }
+    }
+
+    /// The apistore key of an etcd key.
+    ///
+    /// Errors: [`Error::Internal`] for a key outside the prefix or not UTF-8.
+    pub(crate) fn unwrap(&self, key: &[u8]) -> Result<String> {
+        let key = std::str::from_utf8(key).map_err(|e| Error::internal(format!("etcd key is not UTF-8: {e}")))?;
+        key.strip_prefix(&self.prefix)
+            .map(str::to_owned)
+            .ok_or_else(|| Error::internal(format!("etcd key {key:?} lies outside the key prefix {:?}", self.prefix)))
+    }
+
+    /// An etcd key-value as an apistore [`KeyValue`].
+    pub(crate) fn key_value(&self, kv: &etcd_client::KeyValue) -> Result<KeyValue> {
+        Ok(KeyValue {
+            key: self.unwrap(kv.key())?,
+            value: Bytes::copy_from_slice(kv.value()),
+            create_revision: to_revision(kv.create_revision()),
+            mod_revision: to_revision(kv.mod_revision()),
+            version: to_revision(kv.version()),
+        })
+    }
+}
+
+/// The etcd v3 backend. Cheap to share behind an `Arc`; safe to call concurrently.
+///
+/// Created without contacting etcd (clients connect lazily), so it survives etcd being down:
+/// calls fail with [`Error::Unavailable`] or [`Error::Timeout`] within their timeout and
+/// succeed again once etcd is back, without recreating the backend.
+pub struct EtcdBackend {
+    cluster: Arc<Cluster>,
+    keys: Keys,
+    leases: LeaseManager,
+    options: EtcdOptions,
+    _compactor: Option<Compactor>,
+}
+
+impl std::fmt::Debug for EtcdBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdBackend")
+            .field("endpoints", &self.options.endpoints)
+            .field("key_prefix", &self.keys.prefix)
+            .field("timeout_ms", &self.options.timeout_ms)
+            .field("compaction_interval_secs", &self.options.compaction_interval_secs)
+            .finish()
+    }
+}
+
+fn to_etcd_revision(revision: Revision) -> Result<i64> {
+    i64::try_from(revision).map_err(|_| Error::FutureRevision { requested: revision, current: 0 })
+}
+
+fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Revision {
+    header.map(|h| to_revision(h.revision())).unwrap_or(0)
+}
+
+impl EtcdBackend {
+    /// A backend for `options`; starts the compactor when its interval is not 0. Must be
+    /// called inside a tokio runtime.
+    ///
+    /// Errors: [`Error::Invalid`] for invalid options or unreadable TLS files,
+    /// [`Error::Internal`] outside a tokio runtime.
+    pub fn new(options: EtcdOptions) -> Result<Self> {
+        options.validate()?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::internal("EtcdBackend::new must be called inside a tokio runtime"));
+        }
+        let cluster = Arc::new(Cluster::new(&options)?);
+        let compactor = options.compaction_interval().map(|interval| Compactor::start(cluster.clone(), interval));
+        Ok(EtcdBackend {
+            cluster,
+            keys: Keys { prefix: options.key_prefix.clone() },
+            leases: LeaseManager::default(),
+            options,
+            _compactor: compactor,
+        })
+    }
+
+    /// The options this backend was created with.
+    pub fn options(&self) -> &EtcdOptions {
+        &self.options
+    }
+
+    /// Runs one compactor tick now (what the background compactor does every interval;
+    /// useful with `compaction_interval_secs: 0` to drive compaction from outside).
+    ///
+    /// Errors: the etcd call's errors.
+    pub async fn compact_tick(&self, state: CompactorState) -> Result<CompactorState> {
+        compactor::tick(&self.cluster, state).await
+    }
+
+    /// The largest value a put accepts for `key` (etcd's request size limit minus room for
+    /// the rest of the transaction).
+    fn max_value_size(&self) -> usize {
+        self.options.max_request_bytes.saturating_sub(REQUEST_OVERHEAD)
+    }
+
+    async fn get_at(&self, etcd_key: String, revision: Revision, count_only: bool) -> Result<etcd_client::GetResponse> {
+        let mut options = GetOptions::new().with_revision(to_etcd_revision(revision)?);
+        if count_only {
+            options = options.with_count_only();
+        }
+        self.cluster
+            .call("get", Idempotence::Read, revision, |c| {
+                let mut kv = c.kv;
+                let key = etcd_key.clone();
+                let options = options.clone();
+                async move { kv.get(key, Some(options)).await }
+            })
+            .await
+    }
+
+    /// Fills in the revisions etcd's error messages leave out.
+    async fn explain(&self, error: Error) -> Error {
+        match error {
+            Error::Compacted { requested, compacted: 0 } => {
+                let compacted = Box::pin(self.compacted_revision()).await.unwrap_or(0);
+                Error::Compacted { requested, compacted }
+            }
+            Error::FutureRevision { requested, current: 0 } => {
+                let current = self.current_revision().await.unwrap_or(0);
+                Error::FutureRevision { requested, current }
+            }
+            other => other,
+        }
+    }
+
+    async fn txn(&self, what: &str, key: &str, txn: Txn) -> Result<TxnResponse> {
+        self.cluster
+            .call(what, Idempotence::Write, 0, |c| {
+                let mut kv = c.kv;
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            })
+            .await
+            .map_err(|e| match e {
+                Error::TooLarge { .. } => {
+                    let limit = self.max_value_size();
+                    Error::TooLarge { key: key.to_owned(), size: limit + 1, limit }
+                }
+                other => other,
+            })
+    }
+
+    fn outcome(&self, response: TxnResponse) -> Result<TxnOutcome> {
+        let revision = header_revision(response.header());
+        if response.succeeded() {
+            return Ok(TxnOutcome::Succeeded { revision });
+        }
+        let current = response
+            .op_responses()
+            .into_iter()
+            .find_map(|op| match op {
+                TxnOpResponse::Get(get) => Some(get.kvs().first().map(|kv| self.keys.key_value(kv)).transpose()),
+                _ => None,
+            })
+            .transpose()?
+            .flatten();
+        Ok(TxnOutcome::Failed { current, revision })
+    }
+
+    async fn conditional_put(
+        &self,
+        etcd_key: &str,
+        value: &Bytes,
+        expected: i64,
+        ttl: Option<Duration>,
+    ) -> Result<TxnResponse> {
+        let lease = match ttl {
+            Some(ttl) => self.leases.lease_for(&self.cluster, ttl).await?,
+            None => 0,
+        };
+        let put_options = (lease != 0).then(|| PutOptions::new().with_lease(lease));
+        let txn = Txn::new()
+            .when([Compare::mod_revision(etcd_key, CompareOp::Equal, expected)])
+            .and_then([TxnOp::put(etcd_key, value.to_vec(), put_options)])
+            .or_else([TxnOp::get(etcd_key, None)]);
+        self.txn("put", etcd_key, txn).await
+    }
+}
+
+#[async_trait]
+impl KvBackend for EtcdBackend {
+    fn backend_name(&self) -> &str {
+        crate::BACKEND_NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { progress_notify: true, ttl: true, max_value_size: Some(self.max_value_size()) }
+    }
+
+    async fn get(&self, key: &str, revision: Revision) -> Result<GetResponse> {
+        let response = match self.get_at(self.keys.wrap(key), revision, false).await {
+            Ok(response) => response,
+            Err(e) => return Err(self.explain(e).await),
+        };
+        let kv = response.kvs().first().map(|kv| self.keys.key_value(kv)).transpose()?;
+        Ok(GetResponse { kv, revision: header_revision(response.header()) })
+    }
+
+    async fn range(&self, request: RangeRequest) -> Result<RangeResponse> {
+        validate_range(&request.start, &request.end)?;
+        let mut options = GetOptions::new()
+            .with_range(self.keys.wrap_end(&request.end))
+            .with_revision(to_etcd_revision(request.revision)?)
+            .with_limit(i64::try_from(request.limit).unwrap_or(i64::MAX));
+        if request.count_only {
+            options = options.with_count_only();
+        }
+        let start = self.keys.wrap(&request.start);
+        let result = self
+            .cluster
+            .call("range", Idempotence::Read, request.revision, |c| {
+                let mut kv = c.kv;
+                let start = start.clone();
+                let options = options.clone();
+                async move { kv.get(start, Some(options)).await }
+            })
+            .await;
+        let mut response = match result {
+            Ok(response) => response,
+            Err(e) => return Err(self.explain(e).await),
+        };
+        let revision = header_revision(response.header());
+        let count = to_revision(response.count());
+        let more = response.more();
+        let kvs = response.take_kvs().iter().map(|kv| self.keys.key_value(kv)).collect::<Result<Vec<_>>>()?;
+        Ok(RangeResponse { kvs, count, more, revision })
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected_mod_revision: Revision,
+        ttl: Option<Duration>,
+    ) -> Result<TxnOutcome> {
+        let etcd_key = self.keys.wrap(key);
+        let limit = self.max_value_size();
+        if value.len() > limit || value.len() + 3 * etcd_key.len() + 256 > self.options.max_request_bytes {
+            return Err(Error::TooLarge { key: key.to_owned(), size: value.len(), limit });
+        }
+        let expected = to_etcd_revision(expected_mod_revision)?;
+        let response = match self.conditional_put(&etcd_key, &value, expected, ttl).await {
+            Err(Error::Internal { message }) if ttl.is_some() && message.contains("lease not found") => {
+                // The reused lease expired or was revoked meanwhile: take a new one.
+                self.leases.forget().await;
+                self.conditional_put(&etcd_key, &value, expected, ttl).await?
+            }
+            other => other?,
+        };
+        self.outcome(response)
+    }
+
+    async fn delete(&self, key: &str, expected_mod_revision: Revision) -> Result<TxnOutcome> {
+        let etcd_key = self.keys.wrap(key);
+        if expected_mod_revision == 0 {
+            // "mod_revision == 0" means "absent", which a delete can never act on.
+            let response = self.get_at(etcd_key, 0, false).await?;
+            let current = response.kvs().first().map(|kv| self.keys.key_value(kv)).transpose()?;
+            return Ok(TxnOutcome::Failed { current, revision: header_revision(response.header()) });
+        }
+        let expected = to_etcd_revision(expected_mod_revision)?;
+        let txn = Txn::new()
+            .when([Compare::mod_revision(etcd_key.as_str(), CompareOp::Equal, expected)])
+            .and_then([TxnOp::delete(etcd_key.as_str(), None)])
+            .or_else([TxnOp::get(etcd_key.as_str(), None)]);
+        let response = self.txn("delete", &etcd_key, txn).await?;
+        self.outcome(response)
+    }
+
+    async fn watch(&self, request: WatchRequest) -> Result<WatchStream> {
+        validate_range(&request.start, &request.end)?;
+        match watch::open(&self.cluster, &self.keys, request).await {
+            Ok(stream) => Ok(stream),
+            Err(e) => Err(self.explain(e).await),
+        }
+    }
+
+    async fn current_revision(&self) -> Result<Revision> {
+        let response = self.get_at(PROBE_KEY.to_owned(), 0, true).await?;
+        Ok(header_revision(response.header()))
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<()> {
+        let etcd_revision = match to_etcd_revision(revision) {
+            Ok(r) => r,
+            Err(e) => return Err(self.explain(e).await),
+        };
+        let result = self
+            .cluster
+            .call("compact", Idempotence::Read, revision, |c| {
+                let mut kv = c.kv;
+                async move { kv.compact(etcd_revision, None).await }
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // At or below the compaction point: nothing to do.
+            Err(Error::Compacted { .. }) => Ok(()),
+            Err(e) => Err(self.explain(e).await),
+        }
+    }
+
+    async fn compacted_revision(&self) -> Result<Revision> {
+        // Cheap check first: if revision 1 is still readable, nothing was compacted.
+        match self.get_at(PROBE_KEY.to_owned(), 1, true).await {
+            Ok(_) | Err(Error::FutureRevision { .. }) => return Ok(0),
+            Err(Error::Compacted { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        // etcd tells a watch below the compaction point where that point is.
+        let probe = WatchRequest {
+            start: PROBE_KEY.to_owned(),
+            end: format!("{PROBE_KEY}\0"),
+            start_revision: 1,
+            progress_notify: false,
+        };
+        let raw = Keys::default();
+        let mut stream = match watch::open(&self.cluster, &raw, probe).await {
+            Ok(stream) => stream,
+            Err(Error::Compacted { compacted, .. }) => return Ok(compacted),
+            Err(e) => return Err(e),
+        };
+        match tokio::time::timeout(self.cluster.timeout(), stream.next()).await {
+            Ok(Some(Err(Error::Compacted { compacted, .. }))) => Ok(compacted),
+            Ok(Some(Err(e))) => Err(e),
+            Ok(other) => Err(Error::internal(format!(
+                "etcd did not report its compaction revision to a watch from revision 1 (got {other:?})"
+            ))),
+            Err(_) => Err(Error::Timeout { message: "etcd did not report its compaction revision in time".to_owned() }),
+        }
+    }
+
+    async fn health(&self) -> Result<()> {
+        let timeout = HEALTH_TIMEOUT.min(self.cluster.timeout());
+        let probe = self.get_at(self.keys.wrap("/health"), 0, true);
+        match tokio::time::timeout(timeout, probe).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::Timeout { message: format!("etcd health probe did not finish within {timeout:?}") }),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Stored bytes and value transformers (Kubernetes `RunTestGuaranteedUpdate` /
+//! `RunTestGuaranteedUpdateChecksStoredData` / `RunTestTransformationFailure` /
+//! `RunTestWatchError` / `RunTestWatchWithUnsafeDelete`, marked `[E]` in Kubernetes only because
+//! they reach into etcd; here they go through `KvBackend` and a test prefix transformer, so
+//! every backend runs them).
+
+use std::sync::Arc;
+
+use crate::error::StatusReason;
+use crate::object::Object;
+use crate::storage::{allow_all_deletions, DeleteOptions, GetOptions, WatchEvent};
+use crate::store::StoreConfig;
+use crate::testing::fixtures::*;
+use crate::testing::BackendFixture;
+
+fn with_transformer(transformer: Arc<PrefixTransformer>) -> StoreConfig {
+    StoreConfig { transformer, ..StoreConfig::new(RESOURCE) }
+}
+
+/// Writes go through the transformer with the full backend key as authenticated data, and
+/// reads strip it again.
+pub async fn transformer_gets_full_backend_key_as_authenticated_data(fixture: Arc<dyn BackendFixture>) {
+    let transformer = PrefixTransformer::new("k8s:test:v1:", &[]);
+    let h = Harness::with_config(&fixture, with_transformer(transformer.clone())).await;
+    let created = h.create_pod("ns", "a").await;
+    let raw = h.raw(&key("ns", "a")).await.expect("stored");
+    assert!(raw.starts_with(b"k8s:test:v1:{"), "stored bytes are not transformed: {raw:?}");
+    assert_eq!(h.get(&key("ns", "a")).await.expect("get"), Some(created));
+    let seen = transformer.seen_authenticated_data.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(!seen.is_empty());
+    assert!(seen.iter().all(|aad| aad == b"/registry/pods/ns/a"), "{seen:?}");
+}
+
+/// `RunTestGuaranteedUpdate` "stale transformer": a no-op update of data read with a
+/// non-primary transformer still writes (re-encryption / storage migration).
+pub async fn guaranteed_update_rewrites_data_read_by_stale_transformer(fixture: Arc<dyn BackendFixture>) {
+    let old = Harness::with_config(&fixture, with_transformer(PrefixTransformer::new("old:", &[]))).await;
+    let created = old.create_pod("ns", "a").await;
+    let new = Harness::over(old.backend.clone(), with_transformer(PrefixTransformer::new("new:", &["old:"])));
+    let mut no_op = |current: Object, _| Ok((current, None));
+    let out = new.storage.guaranteed_update(&key("ns", "a"), false, None, &mut no_op, None).await.expect("update");
+    assert!(rv(&out) > rv(&created), "a stale value must be rewritten");
+    assert!(new.raw(&key("ns", "a")).await.expect("stored").starts_with(b"new:"));
+    let again = new.storage.guaranteed_update(&key("ns", "a"), false, None, &mut no_op, None).await.expect("again");
+    assert_eq!(again.metadata.resource_version, out.metadata.resource_version, "fresh data is not rewritten");
+}
+
+/// `RunTestGuaranteedUpdateChecksStoredData`: stored bytes that decode fine but are not the
+/// codec's canonical form are rewritten by a no-op update; canonical bytes are not.
+pub async fn guaranteed_update_rewrites_non_canonical_stored_bytes(fixture: Arc<dyn BackendFixture>) {
+    let h = Harness::new(&fixture).await;
+    let written = h
+        .write_raw(
+            &key("ns", "a"),
+            b"{ \"apiVersion\": \"v1\", \"kind\": \"Pod\", \"metadata\": {\"name\": \"a\", \"namespace\": \"ns\"} }",
+        )
+        .await;
+    let mut no_op = |current: Object, _| Ok((current, None));
+    let out = h.storage.guaranteed_update(&key("ns", "a"), false, None, &mut no_op, None).await.expect("update");
+    assert!(rv(&out) > written, "non-canonical bytes must be rewritten");
+    let canonical = h.raw(&key("ns", "a")).await.expect("stored");
+    assert!(!canonical.contains(&b' '), "{canonical:?}");
+    let again = h.storage.guaranteed_update(&key("ns", "a"), false, None, &mut no_op, None).await.expect("again");
+    assert_eq!(again.metadata.resource_version, out.metadata.resource_version);
+}
+
+/// `RunTestTransformationFailure`: data no transformer can read fails get, list, update (with
+/// and without suggestion) and delete with a 500, and stays stored.
+pub async fn untransformable_data_fails_every_read_path_with_internal_error(fixture: Arc<dyn BackendFixture>) {
+    let h = Harness::with_config(&fixture, with_transformer(PrefixTransformer::new("good:", &[]))).await;
+    let readable = h.create_pod("ns", "a").await;
+    h.write_raw(&key("ns", "b"), b"bad:{\"metadata\":{\"name\":\"b\"}}").await;
+    let key = key("ns", "b");
+    let get = h.storage.get(&key, GetOptions::default()).await.err();
+    let list = h.storage.get_list("/pods/", recursive("")).await.err();
+    let mut no_op = |current: Object, _| Ok((current, None));
+    let update = h.storage.guaranteed_update(&key, false, None, &mut no_op, None).await.err();
+    let mut suggestion = readable.clone();
+    suggestion.metadata.name = "b".into();
+    let suggested = h.storage.guaranteed_update(&key, false, None, &mut no_op, Some(suggestion)).await.err();
+    let delete = h.storage.delete(&key, None, &allow_all_deletions, None, DeleteOptions::default()).await.err();
+    for (method, err) in
+        [("get", get), ("list", list), ("update", update), ("update+suggestion", suggested), ("delete", delete)]
+    {
+        let Some(err) = err else { panic!("{method} of untransformable data succeeded") };
+        assert_eq!(err.code(), 500, "{method}: {err:?}");
+    }
+    assert!(h.raw(&key).await.is_some());
+}
+
+/// `RunTestWatchError`: a watch whose initial state cannot be transformed starts with an ERROR.
+pub async fn watch_of_untransformable_data_ends_with_error_event(fixture: Arc<dyn BackendFixture>) {
+    let writer = Harness::with_config(&fixture, with_transformer(PrefixTransformer::new("a:", &[]))).await;
+    let start = writer.current_revision().await.to_string();
+    writer.create_pod("ns", "foo").await;
+    let reader = Harness::over(writer.backend.clone(), with_transformer(PrefixTransformer::new("b:", &[])));
+    let mut watch = reader.watch(&key("ns", "foo"), single(&start)).await;
+    match next_event(&mut watch).await {
+        WatchEvent::Error(e) => assert_eq!(e.code(), 500, "{e:?}"),
+        other => panic!("expected an ERROR event, got {other:?}"),
+    }
+    assert!(watch.next().await.is_none(), "no event follows an ERROR");
+}
+
+/// `RunTestWatchWithUnsafeDelete`: a watcher seeing the unsafe delete of a corrupt object gets
+/// a 500 ERROR with reason StoreReadError, and nothing after it.
+pub async fn watch_of_unsafe_delete_of_corrupt_object_reports_store_read_error(fixture: Arc<dyn BackendFixture>) {
+    let h = Harness::new(&fixture).await;
+    let key = key("ns", "foo");
+    h.write_raw(&key, b"corrupt").await;
+    let start = h.current_revision().await.to_string();
+    let mut watch = h.watch("/pods/", recursive(&start)).await;
+    let unsafe_delete = DeleteOptions { expect_transform_or_decode_error: true };
+    h.storage.delete(&key, None, &allow_all_deletions, None, unsafe_delete).await.expect("unsafe delete");
+    h.create_pod("ns", "after").await;
+    match next_event(&mut watch).await {
+        WatchEvent::Error(e) => {
+            assert_eq!((e.code(), e.reason()), (500, StatusReason::StoreReadError), "{e:?}");
+            assert!(e.to_string().contains("saw a DELETED event, but object data is corrupt"), "{e}");
+        }
+        other => panic!("expected a StoreReadError ERROR event, got {other:?}"),
+    }
+    assert!(watch.next().await.is_none(), "no event follows an ERROR");
+}

@@ -1,0 +1,366 @@
+//! Shared fixtures of the `Storage` suite: a [`Harness`] (a `Store` for `pods` over a fresh
+//! backend, seen through `Arc<dyn Storage>`), pod builders, and watch helpers.
+//!
+//! Pods are `apiVersion: v1, kind: Pod` objects keyed `/pods/<namespace>/<name>`, like
+//! Kubernetes' `storage/testing` (`computePodKey`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::error::Error;
+use crate::kv::{KvBackend, RangeRequest, Revision, TxnOutcome};
+use crate::names;
+use crate::object::Object;
+use crate::storage::{
+    allow_all_deletions, DeleteOptions, GetOptions, ListOptions, ObjectList, Predicate, Storage, WatchEvent,
+    WatchStream,
+};
+use crate::store::{Store, StoreConfig};
+
+use super::BackendFixture;
+
+/// The resource every behaviour stores (`/registry/pods/...`).
+pub const RESOURCE: &str = "pods";
+
+/// How long a behaviour waits for an expected watch event before failing.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a behaviour listens to conclude that no (further) event arrives.
+pub const QUIET_PERIOD: Duration = Duration::from_millis(300);
+
+/// A pod `namespace/name` with no labels and no node.
+pub fn pod(namespace: &str, name: &str) -> Object {
+    Object::new("v1", "Pod", namespace, name).with_field("spec", json!({}))
+}
+
+/// A pod scheduled on `node` (`spec.nodeName`).
+pub fn pod_on_node(namespace: &str, name: &str, node: &str) -> Object {
+    Object::new("v1", "Pod", namespace, name).with_field("spec", json!({ "nodeName": node }))
+}
+
+/// The store key of a pod: `/pods/<namespace>/<name>` (via [`names::object_key`]).
+pub fn key(namespace: &str, name: &str) -> String {
+    match names::object_key(RESOURCE, namespace, name) {
+        Ok(key) => key,
+        Err(e) => panic!("fixture key {namespace}/{name} is invalid: {e}"),
+    }
+}
+
+/// The store key of an object, from its metadata.
+pub fn key_of(object: &Object) -> String {
+    key(&object.metadata.namespace, &object.metadata.name)
+}
+
+/// A recursive list/watch of everything under `key` at `resource_version`.
+pub fn recursive(resource_version: &str) -> ListOptions {
+    ListOptions { resource_version: resource_version.to_owned(), recursive: true, ..ListOptions::default() }
+}
+
+/// A list/watch of the single key at `resource_version`.
+pub fn single(resource_version: &str) -> ListOptions {
+    ListOptions { resource_version: resource_version.to_owned(), recursive: false, ..ListOptions::default() }
+}
+
+/// The resourceVersion of `object` as a number (panics on a malformed one).
+pub fn rv(object: &Object) -> u64 {
+    match object.resource_version() {
+        Ok(rv) => rv,
+        Err(e) => panic!("object {} has a malformed resourceVersion: {e}", object.metadata.name),
+    }
+}
+
+/// Names of `items`, in order.
+pub fn names_of(items: &[Object]) -> Vec<String> {
+    items.iter().map(|o| o.metadata.name.clone()).collect()
+}
+
+/// Everything a behaviour needs: the backend, the `Store` over it, and the same store as
+/// `Arc<dyn Storage>` (what behaviours call).
+pub struct Harness {
+    /// The fresh backend from the fixture.
+    pub backend: Arc<dyn KvBackend>,
+    /// The concrete store (for `backend_key` and config).
+    pub store: Store,
+    /// The store as API servers see it.
+    pub storage: Arc<dyn Storage>,
+    unrelated_writes: std::sync::atomic::AtomicU64,
+}
+
+impl Harness {
+    /// A harness over a fresh backend with `StoreConfig::new("pods")`.
+    pub async fn new(fixture: &Arc<dyn BackendFixture>) -> Self {
+        Self::with_config(fixture, StoreConfig::new(RESOURCE)).await
+    }
+
+    /// A harness over a fresh backend with a custom store config.
+    pub async fn with_config(fixture: &Arc<dyn BackendFixture>, config: StoreConfig) -> Self {
+        Self::over(fixture.new_backend().await, config)
+    }
+
+    /// A second harness over an existing backend (e.g. the same data with another transformer).
+    pub fn over(backend: Arc<dyn KvBackend>, config: StoreConfig) -> Self {
+        let store = match Store::new(backend.clone(), config) {
+            Ok(store) => store,
+            Err(e) => panic!("Store::new failed: {e}"),
+        };
+        let storage: Arc<dyn Storage> = Arc::new(store.clone());
+        Harness { backend, store, storage, unrelated_writes: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    /// Creates `object` at its pod key and returns the stored object.
+    pub async fn create(&self, object: Object) -> Object {
+        let key = key_of(&object);
+        match self.storage.create(&key, object, 0).await {
+            Ok(created) => created,
+            Err(e) => panic!("create {key} failed: {e}"),
+        }
+    }
+
+    /// Creates a plain pod `namespace/name`.
+    pub async fn create_pod(&self, namespace: &str, name: &str) -> Object {
+        self.create(pod(namespace, name)).await
+    }
+
+    /// Replaces the object at `object`'s key with `object` (creating it if missing) through
+    /// `guaranteed_update`, like Kubernetes' `SimpleUpdate` helpers.
+    pub async fn put(&self, object: Object) -> Object {
+        let key = key_of(&object);
+        let mut update = move |_: Object, _| Ok((object.clone(), None));
+        match self.storage.guaranteed_update(&key, true, None, &mut update, None).await {
+            Ok(updated) => updated,
+            Err(e) => panic!("guaranteed_update {key} failed: {e}"),
+        }
+    }
+
+    /// Sets annotation `k=v` on the existing object at `key`.
+    pub async fn annotate(&self, key: &str, k: &str, v: &str) -> Object {
+        let (k, v) = (k.to_owned(), v.to_owned());
+        let mut update = move |mut current: Object, _| {
+            current.metadata.annotations.insert(k.clone(), v.clone());
+            Ok((current, None))
+        };
+        match self.storage.guaranteed_update(key, false, None, &mut update, None).await {
+            Ok(updated) => updated,
+            Err(e) => panic!("annotate {key} failed: {e}"),
+        }
+    }
+
+    /// Deletes `key` unconditionally and returns the deleted object (delete RV).
+    pub async fn delete(&self, key: &str) -> Object {
+        match self.storage.delete(key, None, &allow_all_deletions, None, DeleteOptions::default()).await {
+            Ok(deleted) => deleted,
+            Err(e) => panic!("delete {key} failed: {e}"),
+        }
+    }
+
+    /// Reads `key` at the latest revision.
+    pub async fn get(&self, key: &str) -> crate::Result<Option<Object>> {
+        self.storage.get(key, GetOptions::default()).await
+    }
+
+    /// Lists `key` with `options`, panicking on error.
+    pub async fn list(&self, key: &str, options: ListOptions) -> ObjectList {
+        match self.storage.get_list(key, options.clone()).await {
+            Ok(list) => list,
+            Err(e) => panic!("list {key} with {options:?} failed: {e}"),
+        }
+    }
+
+    /// A consistent list of every pod: the stored state a bad-input behaviour must not change.
+    pub async fn snapshot(&self) -> ObjectList {
+        self.list("/pods/", recursive("")).await
+    }
+
+    /// Bumps the global revision with a write outside the store's prefix (Kubernetes'
+    /// `IncreaseRVFunc`) and returns the new revision.
+    pub async fn bump_revision(&self) -> Revision {
+        let n = self.unrelated_writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let key = format!("/unrelated/key-{n}");
+        match self.backend.put(&key, Bytes::from_static(b"unrelated"), 0, None).await {
+            Ok(TxnOutcome::Succeeded { revision }) => revision,
+            other => panic!("unrelated write {key} failed: {other:?}"),
+        }
+    }
+
+    /// Compacts the backend at `revision` (Kubernetes' `Compaction`).
+    pub async fn compact(&self, revision: Revision) {
+        if let Err(e) = self.backend.compact(revision).await {
+            panic!("compact({revision}) failed: {e}");
+        }
+    }
+
+    /// The backend's current revision.
+    pub async fn current_revision(&self) -> Revision {
+        match self.storage.current_resource_version().await {
+            Ok(rv) => rv,
+            Err(e) => panic!("current_resource_version failed: {e}"),
+        }
+    }
+
+    /// The raw stored bytes of a store key (None if absent).
+    pub async fn raw(&self, key: &str) -> Option<Bytes> {
+        match self.backend.get(&self.store.backend_key(key), 0).await {
+            Ok(response) => response.kv.map(|kv| kv.value),
+            Err(e) => panic!("raw get {key} failed: {e}"),
+        }
+    }
+
+    /// Writes raw bytes at a store key directly in the backend (e.g. undecodable data).
+    pub async fn write_raw(&self, key: &str, value: &'static [u8]) -> Revision {
+        let backend_key = self.store.backend_key(key);
+        let current = match self.backend.get(&backend_key, 0).await {
+            Ok(response) => response.kv.map_or(0, |kv| kv.mod_revision),
+            Err(e) => panic!("raw get {key} failed: {e}"),
+        };
+        match self.backend.put(&backend_key, Bytes::from_static(value), current, None).await {
+            Ok(TxnOutcome::Succeeded { revision }) => revision,
+            other => panic!("raw write {key} failed: {other:?}"),
+        }
+    }
+
+    /// Number of keys under the store's prefix, read from the backend directly.
+    pub async fn raw_count(&self) -> u64 {
+        let mut request = RangeRequest::prefix(&self.store.backend_key("/pods/"));
+        request.count_only = true;
+        match self.backend.range(request).await {
+            Ok(response) => response.count,
+            Err(e) => panic!("raw count failed: {e}"),
+        }
+    }
+
+    /// Starts a watch, panicking on error.
+    pub async fn watch(&self, key: &str, options: ListOptions) -> WatchStream {
+        match self.storage.watch(key, options.clone()).await {
+            Ok(stream) => stream,
+            Err(e) => panic!("watch {key} with {options:?} failed: {e}"),
+        }
+    }
+}
+
+/// A predicate with a label selector.
+pub fn label_predicate(selector: &str) -> Predicate {
+    match crate::selector::LabelSelector::parse(selector) {
+        Ok(label) => Predicate { label, ..Predicate::default() },
+        Err(e) => panic!("bad fixture label selector {selector:?}: {e}"),
+    }
+}
+
+/// A predicate with a field selector.
+pub fn field_predicate(selector: &str) -> Predicate {
+    match crate::selector::FieldSelector::parse(selector) {
+        Ok(field) => Predicate { field, ..Predicate::default() },
+        Err(e) => panic!("bad fixture field selector {selector:?}: {e}"),
+    }
+}
+
+/// The next watch event; fails the behaviour after [`EVENT_TIMEOUT`] or when the stream ended.
+pub async fn next_event(stream: &mut WatchStream) -> WatchEvent {
+    match tokio::time::timeout(EVENT_TIMEOUT, stream.next()).await {
+        Ok(Some(event)) => event,
+        Ok(None) => panic!("the watch ended while an event was expected"),
+        Err(_) => panic!("no watch event within {EVENT_TIMEOUT:?}"),
+    }
+}
+
+/// The next event that is not a BOOKMARK.
+pub async fn next_non_bookmark(stream: &mut WatchStream) -> WatchEvent {
+    loop {
+        let event = next_event(stream).await;
+        if !matches!(event, WatchEvent::Bookmark(_)) {
+            return event;
+        }
+    }
+}
+
+/// Asserts that no event (other than bookmarks, when `ignore_bookmarks`) arrives within
+/// [`QUIET_PERIOD`].
+pub async fn expect_no_event(stream: &mut WatchStream, ignore_bookmarks: bool) {
+    let deadline = tokio::time::Instant::now() + QUIET_PERIOD;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => return,
+            Ok(None) => panic!("the watch ended unexpectedly"),
+            Ok(Some(WatchEvent::Bookmark(_))) if ignore_bookmarks => {}
+            Ok(Some(event)) => panic!("unexpected watch event {}: {event:?}", event.type_name()),
+        }
+    }
+}
+
+/// Asserts the event is `expected_type` carrying exactly `expected` (compared as stored
+/// objects: same content and resourceVersion).
+pub fn assert_event(event: &WatchEvent, expected_type: &str, expected: &Object) {
+    assert_eq!(event.type_name(), expected_type, "event {event:?}");
+    assert_eq!(event.object(), Some(expected), "object of the {expected_type} event");
+}
+
+/// Asserts the stream has ended (after `stop()` or an error), draining buffered events.
+pub async fn expect_closed(stream: &mut WatchStream) {
+    loop {
+        match tokio::time::timeout(EVENT_TIMEOUT, stream.next()).await {
+            Ok(None) => return,
+            Ok(Some(WatchEvent::Error(e))) => panic!("unexpected error event before close: {e}"),
+            Ok(Some(_)) => {}
+            Err(_) => panic!("the watch did not close within {EVENT_TIMEOUT:?}"),
+        }
+    }
+}
+
+/// Unwraps an expected error, failing the behaviour when the call succeeded.
+pub fn expect_err<T: std::fmt::Debug>(result: crate::Result<T>, what: &str) -> Error {
+    match result {
+        Ok(value) => panic!("{what}: expected an error, got {value:?}"),
+        Err(e) => e,
+    }
+}
+
+/// A test [`Transformer`](crate::transformer::Transformer) like Kubernetes' `PrefixTransformer`:
+/// writes `write` + data; reads data carrying any of `read` (stale unless it is `write`); fails
+/// on anything else. Records the authenticated data it was given.
+#[derive(Debug)]
+pub struct PrefixTransformer {
+    /// Prefix of every value written.
+    pub write: Vec<u8>,
+    /// Prefixes accepted on read (the first match wins).
+    pub read: Vec<Vec<u8>>,
+    /// Authenticated data of every call, in order.
+    pub seen_authenticated_data: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl PrefixTransformer {
+    /// Writes `write`, reads `write` and every prefix of `also_read`.
+    pub fn new(write: &str, also_read: &[&str]) -> Arc<Self> {
+        let mut read = vec![write.as_bytes().to_vec()];
+        read.extend(also_read.iter().map(|p| p.as_bytes().to_vec()));
+        Arc::new(PrefixTransformer {
+            write: write.as_bytes().to_vec(),
+            read,
+            seen_authenticated_data: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    fn record(&self, authenticated_data: &[u8]) {
+        self.seen_authenticated_data.lock().unwrap_or_else(|e| e.into_inner()).push(authenticated_data.to_vec());
+    }
+}
+
+impl crate::transformer::Transformer for PrefixTransformer {
+    fn transform_from_storage(&self, data: &[u8], authenticated_data: &[u8]) -> crate::Result<(Vec<u8>, bool)> {
+        self.record(authenticated_data);
+        for prefix in &self.read {
+            if let Some(rest) = data.strip_prefix(prefix.as_slice()) {
+                return Ok((rest.to_vec(), *prefix != self.write));
+            }
+        }
+        Err(Error::internal("the value carries no known prefix"))
+    }
+
+    fn transform_to_storage(&self, data: &[u8], authenticated_data: &[u8]) -> crate::Result<Vec<u8>> {
+        self.record(authenticated_data);
+        let mut out = self.write.clone();
+        out.extend_from_slice(data);
+        Ok(out)
+    }
+}
