@@ -1,9 +1,9 @@
-//! The REST handlers: path routing and the verbs create, get, list, watch, update, patch,
-//! delete and deletecollection over a resource's `Arc<dyn Storage>`.
+//! The REST verbs over a resource's `Arc<dyn Storage>`: create, get, list, watch, update,
+//! patch (and a simplified server-side apply), delete and deletecollection.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use apistore::names;
 use apistore::selector::{FieldSelector, LabelSelector};
@@ -11,183 +11,44 @@ use apistore::storage::{
     allow_all_deletions, DeleteOptions, GetOptions, ListOptions, Preconditions, Predicate, ResourceVersionMatch,
 };
 use apistore::{Error, Object};
-use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::{header, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
 use serde_json::{json, Value};
 
 use crate::clock;
-use crate::discovery;
+use crate::list_options;
+use crate::namespaces;
 use crate::patch::{self, PatchError, PatchType};
 use crate::resources::{Flavor, Resource};
+use crate::routing::{json_response, read_body, ResourcePath};
 use crate::server::App;
 use crate::status::{success_status, ApiError, ApiResult};
 use crate::table;
 use crate::watch;
 
-/// Largest request body accepted (kube-apiserver's 3 MiB limit).
-pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
-
 /// The conflict message of a stale update, as kube-apiserver words it.
 pub const MODIFIED_MESSAGE: &str =
     "the object has been modified; please apply your changes to the latest version and try again";
-
-/// Namespaces Kubernetes refuses to delete.
-const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
 /// True for `application/apply-patch+yaml` (server-side apply).
 fn is_apply_patch(content_type: &str) -> bool {
     content_type.split(';').next().is_some_and(|m| m.trim() == "application/apply-patch+yaml")
 }
 
-/// A request for one resource (collection or object).
-struct Target2 {
-    resource: Arc<Resource>,
-    namespace: String,
-    name: Option<String>,
-    subresource: Option<String>,
-    watch_path: bool,
+/// One resource request being served.
+pub struct Context<'a> {
+    /// Shared server state.
+    pub app: &'a App,
+    /// What the path names.
+    pub target: ResourcePath,
+    /// Query parameters.
+    pub query: HashMap<String, String>,
+    /// The Accept header.
+    pub accept: String,
+    /// The Content-Type header.
+    pub content_type: String,
 }
-
-/// What a path names.
-enum Route {
-    CoreVersions,
-    GroupList,
-    Group(String),
-    ResourceList(String, String),
-    Resource(Target2),
-}
-
-fn route(app: &App, path: &str) -> Option<Route> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (group, version, rest) = match segments.as_slice() {
-        ["api"] => return Some(Route::CoreVersions),
-        ["api", "v1"] => return Some(Route::ResourceList(String::new(), "v1".into())),
-        ["api", "v1", rest @ ..] => ("", "v1", rest),
-        ["apis"] => return Some(Route::GroupList),
-        ["apis", group] => return Some(Route::Group((*group).into())),
-        ["apis", group, version] => return Some(Route::ResourceList((*group).into(), (*version).into())),
-        ["apis", group, version, rest @ ..] => (*group, *version, rest),
-        _ => return None,
-    };
-    let (watch_path, rest) = match rest {
-        ["watch", rest @ ..] => (true, rest),
-        rest => (false, rest),
-    };
-    let owned = |s: Option<&&str>| s.map(|s| (*s).to_owned());
-    if let ["namespaces", namespace, plural, tail @ ..] = rest {
-        if let Some(resource) = app.table.find(group, version, plural).filter(|r| r.namespaced) {
-            if tail.len() <= 2 && !namespace.is_empty() {
-                return Some(Route::Resource(Target2 {
-                    resource,
-                    namespace: (*namespace).to_owned(),
-                    name: owned(tail.first()),
-                    subresource: owned(tail.get(1)),
-                    watch_path,
-                }));
-            }
-            return None;
-        }
-    }
-    let [plural, tail @ ..] = rest else {
-        return None;
-    };
-    let resource = app.table.find(group, version, plural)?;
-    if tail.len() > 2 || (resource.namespaced && !tail.is_empty()) {
-        return None;
-    }
-    Some(Route::Resource(Target2 {
-        resource,
-        namespace: String::new(),
-        name: owned(tail.first()),
-        subresource: owned(tail.get(1)),
-        watch_path,
-    }))
-}
-
-fn json_response(code: StatusCode, value: &Value) -> Response {
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-/// The handler of every `/api` and `/apis` path.
-pub async fn api(State(app): State<Arc<App>>, request: Request) -> Response {
-    let started = Instant::now();
-    let (parts, body) = request.into_parts();
-    let query: HashMap<String, String> =
-        axum::extract::Query::try_from_uri(&parts.uri).map(|q| q.0).unwrap_or_default();
-    let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let (verb, resource, outcome) = match route(&app, parts.uri.path()) {
-        None => ("GET", String::new(), Err(ApiError::not_found_path())),
-        Some(Route::CoreVersions) => {
-            ("GET", String::new(), Ok(json_response(StatusCode::OK, &discovery::core_versions(&app.server_address))))
-        }
-        Some(Route::GroupList) => {
-            ("GET", String::new(), Ok(json_response(StatusCode::OK, &discovery::group_list(&app.table))))
-        }
-        Some(Route::Group(group)) => (
-            "GET",
-            String::new(),
-            discovery::group(&app.table, &group)
-                .map(|doc| json_response(StatusCode::OK, &doc))
-                .ok_or_else(ApiError::not_found_path),
-        ),
-        Some(Route::ResourceList(group, version)) => (
-            "GET",
-            String::new(),
-            discovery::resource_list(&app.table, &group, &version)
-                .map(|doc| json_response(StatusCode::OK, &doc))
-                .ok_or_else(ApiError::not_found_path),
-        ),
-        Some(Route::Resource(target)) => {
-            let plural = target.resource.plural.clone();
-            let context = Context { app: &app, target, query, accept, content_type };
-            let (verb, outcome) = context.dispatch(&parts.method, body).await;
-            (verb, plural, outcome)
-        }
-    };
-    let response = outcome.unwrap_or_else(IntoResponse::into_response);
-    app.metrics.record(verb, &resource, response.status().as_u16(), started.elapsed());
-    response
-}
-
-struct Context<'a> {
-    app: &'a App,
-    target: Target2,
-    query: HashMap<String, String>,
-    accept: String,
-    content_type: String,
-}
-
-/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] with 413.
-///
-/// An oversized body is still read (and discarded) up to [`DRAIN_LIMIT_BYTES`], so the
-/// client gets the 413 instead of a broken pipe; beyond that the connection is dropped.
-async fn read_body(body: Body) -> ApiResult<Bytes> {
-    use futures::StreamExt;
-    let mut stream = body.into_data_stream();
-    let mut data = Vec::new();
-    let mut total = 0usize;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
-        total += chunk.len();
-        if total > DRAIN_LIMIT_BYTES {
-            break;
-        }
-        if total <= MAX_BODY_BYTES {
-            data.extend_from_slice(&chunk);
-        }
-    }
-    if total > MAX_BODY_BYTES {
-        return Err(ApiError::too_large(MAX_BODY_BYTES));
-    }
-    Ok(Bytes::from(data))
-}
-
-/// How much of an oversized body is drained before giving up on the connection.
-const DRAIN_LIMIT_BYTES: usize = 4 * MAX_BODY_BYTES;
 
 impl Context<'_> {
     fn resource(&self) -> &Arc<Resource> {
@@ -232,7 +93,8 @@ impl Context<'_> {
         serde_json::to_value(self.resource().served(object)).unwrap_or(Value::Null)
     }
 
-    async fn dispatch(self, method: &Method, body: Body) -> (&'static str, ApiResult<Response>) {
+    /// Serves the request; returns the metrics verb and the outcome.
+    pub async fn dispatch(self, method: &Method, body: Body) -> (&'static str, ApiResult<Response>) {
         let name = self.target.name.clone();
         let sub = self.target.subresource.clone();
         if let Some(sub) = &sub {
@@ -420,7 +282,7 @@ impl Context<'_> {
             _ => Some(self.flag("sendInitialEvents")?),
         };
         let allow_watch_bookmarks = self.flag("allowWatchBookmarks")?;
-        validate_list_options(
+        list_options::validate(
             watching,
             &resource_version,
             resource_version_match,
@@ -709,7 +571,7 @@ impl Context<'_> {
 
     async fn delete(&self, name: &str, body: &[u8]) -> ApiResult<Response> {
         let preconditions = Self::delete_preconditions(body)?;
-        if self.resource().flavor == Flavor::Namespace && IMMORTAL_NAMESPACES.contains(&name) {
+        if self.resource().flavor == Flavor::Namespace && namespaces::IMMORTAL.contains(&name) {
             return Err(ApiError::new(
                 403,
                 "Forbidden",
@@ -733,7 +595,7 @@ impl Context<'_> {
             .await
             .map_err(self.storage_error(name))?;
         if self.resource().flavor == Flavor::Namespace {
-            delete_namespace_contents(self.app, name).await?;
+            namespaces::delete_contents(self.app, name).await?;
         }
         Ok(json_response(StatusCode::OK, &success_status(&self.resource().target(name), &deleted.metadata.uid)))
     }
@@ -749,7 +611,7 @@ impl Context<'_> {
         if !self.dry_run()? {
             for object in list.items {
                 let name = object.metadata.name.clone();
-                if self.resource().flavor == Flavor::Namespace && IMMORTAL_NAMESPACES.contains(&name.as_str()) {
+                if self.resource().flavor == Flavor::Namespace && namespaces::IMMORTAL.contains(&name.as_str()) {
                     continue;
                 }
                 let object_key = names::object_key(&self.resource().storage_prefix, &object.metadata.namespace, &name)
@@ -762,7 +624,7 @@ impl Context<'_> {
                 {
                     Ok(object) => {
                         if self.resource().flavor == Flavor::Namespace {
-                            delete_namespace_contents(self.app, &name).await?;
+                            namespaces::delete_contents(self.app, &name).await?;
                         }
                         deleted.push(self.render(object));
                     }
@@ -779,80 +641,6 @@ impl Context<'_> {
         });
         Ok(json_response(StatusCode::OK, &list))
     }
-}
-
-/// kube's `ValidateListOptions`: which combinations of resourceVersion, resourceVersionMatch
-/// and sendInitialEvents a list or watch accepts.
-///
-/// Errors: 422 Invalid with kube's message.
-fn validate_list_options(
-    watching: bool,
-    resource_version: &str,
-    rv_match: Option<ResourceVersionMatch>,
-    send_initial_events: Option<bool>,
-    allow_watch_bookmarks: bool,
-) -> ApiResult<()> {
-    let forbidden = |field: &str, why: &str| {
-        ApiError::new(422, "Invalid", format!("ListOptions.meta.k8s.io \"\" is invalid: {field}: Forbidden: {why}"))
-    };
-    if watching {
-        if send_initial_events.is_some() {
-            if rv_match != Some(ResourceVersionMatch::NotOlderThan) {
-                return Err(forbidden(
-                    "resourceVersionMatch",
-                    "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
-                ));
-            }
-            if !allow_watch_bookmarks {
-                return Err(forbidden("allowWatchBookmarks", "sendInitialEvents requires allowWatchBookmarks=true"));
-            }
-        } else if rv_match.is_some() {
-            return Err(forbidden(
-                "resourceVersionMatch",
-                "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
-            ));
-        }
-        return Ok(());
-    }
-    if send_initial_events.is_some() {
-        return Err(forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list"));
-    }
-    match rv_match {
-        Some(_) if resource_version.is_empty() => Err(forbidden(
-            "resourceVersionMatch",
-            "resourceVersionMatch is forbidden unless resourceVersion is provided",
-        )),
-        Some(ResourceVersionMatch::Exact) if resource_version == "0" => Err(forbidden(
-            "resourceVersionMatch",
-            "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Deletes every namespaced object in `namespace` (the namespace controller's job in kube).
-async fn delete_namespace_contents(app: &App, namespace: &str) -> ApiResult<()> {
-    for resource in app.table.distinct_storages().into_iter().filter(|r| r.namespaced) {
-        let key = names::list_key(&resource.storage_prefix, namespace)
-            .map_err(|e| ApiError::from_storage(e, &resource.target("")))?;
-        let options = ListOptions { recursive: true, ..Default::default() };
-        let list = resource
-            .storage
-            .get_list(&key, options)
-            .await
-            .map_err(|e| ApiError::from_storage(e, &resource.target("")))?;
-        for object in list.items {
-            let name = object.metadata.name.clone();
-            let key = names::object_key(&resource.storage_prefix, namespace, &name)
-                .map_err(|e| ApiError::from_storage(e, &resource.target(&name)))?;
-            match resource.storage.delete(&key, None, &allow_all_deletions, None, DeleteOptions::default()).await {
-                Ok(_) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(ApiError::from_storage(e, &resource.target(&name))),
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The new stored state of an update: `new` (API shape) over `existing` (storage shape).
@@ -922,39 +710,4 @@ fn generate_name(prefix: &str) -> String {
         random.as_bytes().iter().take(5).map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
     let prefix: String = prefix.chars().take(names::MAX_NAME_LENGTH - 5).collect();
     format!("{prefix}{suffix}")
-}
-
-/// Creates `name` in the namespaces resource if it is missing (default, kube-system, ...).
-pub async fn ensure_namespace_exists(app: &App, name: &str) -> Result<(), String> {
-    let Some(namespaces) = app.table.namespaces() else {
-        return Ok(());
-    };
-    let key = names::object_key(&namespaces.storage_prefix, "", name).map_err(|e| e.to_string())?;
-    let exists = namespaces
-        .storage
-        .get(&key, GetOptions { ignore_not_found: true, resource_version: String::new() })
-        .await
-        .map_err(|e| e.to_string())?;
-    if exists.is_some() {
-        return Ok(());
-    }
-    let mut object = Object::new("v1", "Namespace", "", name);
-    namespaces.prepare_for_write(&mut object, true).map_err(|e| e.message)?;
-    object.metadata.uid = uuid::Uuid::new_v4().to_string();
-    object.metadata.creation_timestamp = Some(clock::rfc3339(clock::now_seconds()));
-    match namespaces.storage.create(&key, object, 0).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_already_exists() => Ok(()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Health of every storage (`/readyz`): None when all are ready, else the first failure.
-pub async fn readiness(app: &App) -> Option<String> {
-    for resource in app.table.distinct_storages() {
-        if let Err(e) = resource.storage.readiness_check().await {
-            return Some(format!("storage of {}: {e}", resource.plural));
-        }
-    }
-    None
 }

@@ -15,9 +15,10 @@ use tokio::sync::watch as signal;
 use crate::backend::StorageProvider;
 use crate::config::ServerConfig;
 use crate::discovery;
-use crate::handlers;
 use crate::metrics::Metrics;
+use crate::namespaces;
 use crate::resources::ResourceTable;
+use crate::routing;
 use crate::status::ApiError;
 
 /// Shared state of every request.
@@ -31,9 +32,6 @@ pub struct App {
     /// The address clients reach the server at (for `/api`).
     pub server_address: String,
 }
-
-/// Namespaces that always exist, as in Kubernetes.
-const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 fn text(code: StatusCode, body: impl Into<String>) -> Response {
     (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body.into()).into_response()
@@ -54,7 +52,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
             "[-]shutdown failed: server is shutting down\nreadyz check failed",
         );
     }
-    match handlers::readiness(&app).await {
+    match readiness(&app).await {
         None => text(StatusCode::OK, "ok"),
         Some(problem) => {
             text(StatusCode::SERVICE_UNAVAILABLE, format!("[-]storage failed: {problem}\nreadyz check failed"))
@@ -89,12 +87,22 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi/v2", get(openapi_v2))
-        .route("/api", axum::routing::any(handlers::api))
-        .route("/apis", axum::routing::any(handlers::api))
-        .route("/api/{*rest}", axum::routing::any(handlers::api))
-        .route("/apis/{*rest}", axum::routing::any(handlers::api))
+        .route("/api", axum::routing::any(routing::api))
+        .route("/apis", axum::routing::any(routing::api))
+        .route("/api/{*rest}", axum::routing::any(routing::api))
+        .route("/apis/{*rest}", axum::routing::any(routing::api))
         .fallback(not_found)
         .with_state(app)
+}
+
+/// Health of every storage (`/readyz`): None when all are ready, else the first failure.
+pub async fn readiness(app: &App) -> Option<String> {
+    for resource in app.table.distinct_storages() {
+        if let Err(e) = resource.storage.readiness_check().await {
+            return Some(format!("storage of {}: {e}", resource.plural));
+        }
+    }
+    None
 }
 
 /// Waits for Ctrl-C or SIGTERM.
@@ -130,10 +138,8 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let (stop, shutdown) = signal::channel(false);
     let app = Arc::new(App { table, metrics: Metrics::default(), shutdown, server_address: local.to_string() });
-    for namespace in INITIAL_NAMESPACES {
-        handlers::ensure_namespace_exists(&app, namespace)
-            .await
-            .map_err(|e| format!("creating namespace {namespace}: {e}"))?;
+    for namespace in namespaces::INITIAL {
+        namespaces::ensure_exists(&app, namespace).await.map_err(|e| format!("creating namespace {namespace}: {e}"))?;
     }
     eprintln!(
         "apiserver: serving on http://{local} (storage: {}; backends registered: {})",
