@@ -439,7 +439,7 @@ async fn watch_initial_events_bookmarks_and_timeout() {
     assert_eq!(events[3]["object"]["kind"], "ConfigMap");
 
     // From a resourceVersion: only later changes; the stream ends at timeoutSeconds.
-    let url = format!("{}{CM}?watch=true&resourceVersion={rv}&timeoutSeconds=2", api.base);
+    let url = format!("{}{CM}?watch=true&resourceVersion={rv}&timeoutSeconds=4", api.base);
     let mut from_rv = api.client.get(url).send().await.expect("watch");
     api.post(CM, &configmap("delta")).await;
     api.delete(&format!("{CM}/beta"), None).await;
@@ -453,7 +453,7 @@ async fn watch_initial_events_bookmarks_and_timeout() {
     assert!(rest.expect("clean end").is_none(), "no more events, then the end of the stream");
 
     // Label-selected watch of one name, in the legacy /watch/ path form.
-    let url = format!("{}/api/v1/watch/namespaces/default/configmaps/gamma?timeoutSeconds=5", api.base);
+    let url = format!("{}/api/v1/watch/namespaces/default/configmaps/gamma?timeoutSeconds=30", api.base);
     let mut single = api.client.get(url).send().await.expect("watch");
     api.patch(&format!("{CM}/gamma"), "application/merge-patch+json", r#"{"data":{"k":"changed"}}"#).await;
     api.patch(&format!("{CM}/delta"), "application/merge-patch+json", r#"{"data":{"k":"changed"}}"#).await;

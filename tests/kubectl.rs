@@ -315,42 +315,48 @@ fn label_annotate_patch_replace_delete() {
 }
 
 #[test]
-fn watch_streams_changes_until_timeout() {
+fn watch_streams_changes() {
     let server = Server::start(&[]);
     let k = Kubectl::new(&server);
     k.ok(&["create", "configmap", "before", "--from-literal=a=b"]);
-    let watcher = k
-        .command(&["get", "configmaps", "-w", "-o", "json", "--output-watch-events", "--request-timeout=6s"])
+    let mut watcher = k
+        .command(&["get", "configmaps", "-w", "-o", "json", "--output-watch-events", "--request-timeout=60s"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .expect("kubectl get -w");
-    std::thread::sleep(Duration::from_millis(1500));
+    let stdout = watcher.stdout.take().expect("watch stdout");
+    let (sender, events) = std::sync::mpsc::channel::<Value>();
+    let reader = std::thread::spawn(move || {
+        for event in serde_json::Deserializer::from_reader(stdout).into_iter::<Value>() {
+            let Ok(event) = event else { break };
+            if sender.send(event).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || events.recv_timeout(Duration::from_secs(30)).expect("a watch event within 30 s");
+    let first = next();
+    assert_eq!((first["type"].as_str(), first["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("before")));
     k.ok(&["create", "configmap", "during", "--from-literal=a=b"]);
     k.ok(&["label", "configmap", "during", "seen=yes"]);
     k.ok(&["delete", "configmap", "during"]);
-    let out = watcher.wait_with_output().expect("watch output");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let events: Vec<Value> = serde_json::Deserializer::from_str(&stdout)
-        .into_iter::<Value>()
-        .collect::<Result<_, _>>()
-        .unwrap_or_else(|e| panic!("watch output is a JSON stream ({e}):\n{stdout}"));
-    let summary: Vec<(String, String)> = events
+    let rest: Vec<Value> = (0..3).map(|_| next()).collect();
+    let summary: Vec<(&str, &str)> = rest
         .iter()
-        .map(|e| {
-            (
-                e["type"].as_str().unwrap_or("").to_owned(),
-                e["object"]["metadata"]["name"].as_str().unwrap_or("").to_owned(),
-            )
-        })
+        .map(|e| (e["type"].as_str().unwrap_or(""), e["object"]["metadata"]["name"].as_str().unwrap_or("")))
         .collect();
-    let expected: Vec<(String, String)> =
-        [("ADDED", "before"), ("ADDED", "during"), ("MODIFIED", "during"), ("DELETED", "during")]
-            .iter()
-            .map(|(t, n)| (t.to_string(), n.to_string()))
-            .collect();
-    assert_eq!(summary, expected, "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(events[2]["object"]["metadata"]["labels"]["seen"], "yes");
+    assert_eq!(summary, [("ADDED", "during"), ("MODIFIED", "during"), ("DELETED", "during")]);
+    assert_eq!(rest[1]["object"]["metadata"]["labels"]["seen"], "yes");
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    let _ = reader.join();
+
+    // With a request timeout, kubectl's watch ends by itself.
+    let started = std::time::Instant::now();
+    let out = k.run_with_stdin(&["get", "configmaps", "-w", "--request-timeout=2s"], None);
+    assert!(started.elapsed() < Duration::from_secs(30), "the watch ended at its timeout");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("before"), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
 #[test]
