@@ -11,6 +11,9 @@
 //! 2. list: every ConfigMap of the namespace paged by `--page` (500), `--list-rounds` times →
 //!    time per full list, p50/p99 per page.
 //!
+//! 3. the same two workloads in process, straight through `apistore::Store` over the same
+//!    backend type (no HTTP, no JSON request bodies): the raw figures beside the server's.
+//!
 //! Without `--server` it starts `target/<profile>/examples/apiserver` on a free loopback
 //! port with a temporary data directory, and stops it at the end.
 
@@ -18,7 +21,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use apistore::storage::{ListOptions, Predicate, Storage};
+use apistore::{Object, Store, StoreConfig};
 use serde_json::{json, Value};
+
+// Link the backends the direct phase opens by name.
+use apistore_memory as _;
+use apistore_sled as _;
 
 struct Options {
     server: Option<String>,
@@ -162,7 +171,7 @@ async fn run(options: Options) -> Result<(), String> {
     let elapsed = started.elapsed();
     latencies.sort();
     println!(
-        "create: {} ConfigMaps, {} clients, backend {}: {:.0} creates/s, p50 {}, p99 {}, max {} (total {:.2} s)",
+        "HTTP create: {} ConfigMaps, {} clients, backend {}: {:.0} creates/s, p50 {}, p99 {}, max {} (total {:.2} s)",
         latencies.len(),
         options.clients,
         if options.server.is_some() { "of the running server" } else { options.backend.as_str() },
@@ -207,7 +216,7 @@ async fn run(options: Options) -> Result<(), String> {
     pages.sort();
     rounds.sort();
     println!(
-        "list: {} items paged by {}, {} rounds: full list median {}, per page p50 {}, p99 {}, max {}",
+        "HTTP list: {} items paged by {}, {} rounds: full list median {}, per page p50 {}, p99 {}, max {}",
         latencies.len(),
         options.page,
         options.list_rounds,
@@ -215,6 +224,93 @@ async fn run(options: Options) -> Result<(), String> {
         ms(percentile(&pages, 0.5)),
         ms(percentile(&pages, 0.99)),
         ms(percentile(&pages, 1.0)),
+    );
+    direct(&options, latencies.len()).await
+}
+
+/// The same workloads straight through `Store` (no HTTP).
+async fn direct(options: &Options, creates: usize) -> Result<(), String> {
+    apistore_sled::register();
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut config = apistore::registry::BackendConfig::new(&options.backend);
+    if options.backend == "sled" {
+        config = config.with_option("path", dir.path().join("direct").to_string_lossy().into_owned());
+    }
+    let backend = apistore::registry::open(&config).await.map_err(|e| e.to_string())?;
+    let store: Arc<dyn Storage> =
+        Arc::new(Store::new(backend, StoreConfig::new("configmaps")).map_err(|e| e.to_string())?);
+    let value = "x".repeat(256);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..options.clients {
+        let store = store.clone();
+        let value = value.clone();
+        let count = creates / options.clients + usize::from(worker < creates % options.clients);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(count);
+            for i in 0..count {
+                let name = format!("cm-{worker:02}-{i:06}");
+                let object = Object::new("v1", "ConfigMap", "bench", &name)
+                    .with_label("worker", &worker.to_string())
+                    .with_field("data", json!({ "value": value }));
+                let t = Instant::now();
+                store.create(&format!("/configmaps/bench/{name}"), object, 0).await.map_err(|e| e.to_string())?;
+                latencies.push(t.elapsed());
+            }
+            Ok::<_, String>(latencies)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(creates);
+    for task in tasks {
+        latencies.extend(task.await.map_err(|e| e.to_string())??);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    println!(
+        "direct create (Store, no HTTP): {} objects, {} tasks: {:.0} creates/s, p50 {}, p99 {}, max {}",
+        latencies.len(),
+        options.clients,
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        ms(percentile(&latencies, 1.0)),
+    );
+    let mut pages = Vec::new();
+    let mut rounds = Vec::new();
+    for _ in 0..options.list_rounds {
+        let round = Instant::now();
+        let mut token = String::new();
+        let mut items = 0;
+        loop {
+            let t = Instant::now();
+            let predicate =
+                Predicate { limit: options.page as i64, continue_token: token.clone(), ..Default::default() };
+            let list = store
+                .get_list("/configmaps/bench/", ListOptions { predicate, recursive: true, ..Default::default() })
+                .await
+                .map_err(|e| e.to_string())?;
+            // Encode like the server does, so the comparison includes serialization.
+            let _encoded = serde_json::to_vec(&list.items).map_err(|e| e.to_string())?;
+            pages.push(t.elapsed());
+            items += list.items.len();
+            token = list.continue_token;
+            if token.is_empty() {
+                break;
+            }
+        }
+        if items != creates {
+            return Err(format!("a direct list returned {items} items, expected {creates}"));
+        }
+        rounds.push(round.elapsed());
+    }
+    pages.sort();
+    rounds.sort();
+    println!(
+        "direct list (Store, no HTTP): {creates} items paged by {}: full list median {}, per page p50 {}, p99 {}",
+        options.page,
+        ms(percentile(&rounds, 0.5)),
+        ms(percentile(&pages, 0.5)),
+        ms(percentile(&pages, 0.99)),
     );
     Ok(())
 }
