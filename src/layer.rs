@@ -8,6 +8,12 @@ use std::sync::Arc;
 
 use crate::storage::Storage;
 
+pub mod metrics;
+pub mod trace;
+
+pub use metrics::{MetricsLayer, StorageMetrics};
+pub use trace::TracingLayer;
+
 /// Wraps a storage in another.
 pub trait StorageLayer: Send + Sync {
     /// Returns `inner` decorated by this layer.

@@ -21,18 +21,30 @@
 //!   exact semantics; [`store::Store`] implements it once over any backend.
 //! * [`registry`] — backends register a [`registry::StorageBackendFactory`] with `inventory`.
 //! * [`layer`] — decorators wrap an `Arc<dyn Storage>` and know nothing of the backend.
+//! * [`config`] → [`factory`] → [`rest_options`] — the chain an API server uses:
+//!   `Config` (TOML/YAML/JSON + kube-apiserver flags) → `StorageOptions::complete()` →
+//!   `StorageFactoryConfig::build()` → `DefaultStorageFactory` (per-GroupResource backend,
+//!   prefix, codec, encryption, cohabitation) → `StorageFactoryRestOptionsFactory::get_rest_options`
+//!   → `RESTOptions::create_storage()` → `Arc<dyn Storage>`.
+//! * [`encryption`] — encryption at rest from Kubernetes' `EncryptionConfiguration` file.
+//! * [`layer::metrics`] / [`layer::trace`] — Prometheus metrics and `tracing` spans per call.
 //! * `testing` (feature `testing`) — the conformance suite every backend runs.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod codec;
+pub mod config;
 pub mod continue_token;
+pub mod encryption;
 pub mod error;
+pub mod factory;
+pub mod group_resource;
 pub mod kv;
 pub mod layer;
 pub mod names;
 pub mod object;
 pub mod registry;
+pub mod rest_options;
 pub mod selector;
 pub mod storage;
 pub mod store;
