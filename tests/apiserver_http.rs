@@ -400,6 +400,7 @@ async fn discovery_health_metrics_and_unknown_paths() {
     let metrics = metrics.as_str().expect("text");
     assert!(metrics.contains("apiserver_request_total{verb=\"LIST\",resource=\"configmaps\""), "{metrics}");
     assert!(metrics.contains("apiserver_request_duration_seconds_bucket"), "{metrics}");
+    assert!(metrics.contains("apistore_requests_total{operation=\"get_list\",resource=\"configmaps\"}"), "{metrics}");
 }
 
 /// Reads watch events from a streaming response until `count` arrived.
@@ -577,8 +578,11 @@ async fn graceful_shutdown_ends_watches_and_exits_cleanly() {
 async fn restart_keeps_sled_data_and_config_mixes_backends() {
     let config = tempfile::tempdir().expect("config dir");
     let path = config.path().join("apiserver.toml");
-    std::fs::write(&path, "[storage]\ntype = \"sled\"\n\n[storage_overrides.events]\ntype = \"memory\"\n")
-        .expect("config");
+    std::fs::write(
+        &path,
+        "[storage.backend]\ntype = \"sled\"\n\n[storage.resources.\"events\"]\nbackend = { type = \"memory\" }\n",
+    )
+    .expect("config");
     let args = ["--config", path.to_str().expect("utf-8 path")];
     let server = Server::start(&args);
     assert!(server.log_text().contains("storage: sled"), "{}", server.log_text());
@@ -604,7 +608,7 @@ async fn restart_keeps_sled_data_and_config_mixes_backends() {
 
     let unknown = tempfile::tempdir().expect("config dir");
     let bad = unknown.path().join("bad.toml");
-    std::fs::write(&bad, "[storage]\ntype = \"nosuch\"\n").expect("config");
+    std::fs::write(&bad, "[storage.backend]\ntype = \"nosuch\"\n").expect("config");
     let output = std::process::Command::new(apiserver_support::server_binary())
         .args(["--listen", "127.0.0.1:0", "--config", bad.to_str().expect("utf-8")])
         .output()

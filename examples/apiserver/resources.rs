@@ -53,7 +53,7 @@ pub struct Resource {
     pub namespaced: bool,
     /// kubectl short names.
     pub short_names: Vec<String>,
-    /// Storage key prefix (`events` for both event APIs).
+    /// Storage key prefix from the factory (`events` for both event APIs).
     pub storage_prefix: String,
     /// Where objects live.
     pub storage: DynStorage,
@@ -271,7 +271,6 @@ struct Spec<'a> {
     plural: &'a str,
     namespaced: bool,
     short_names: &'a [&'a str],
-    storage_prefix: &'a str,
     flavor: Flavor,
 }
 
@@ -283,7 +282,6 @@ const BUILT_IN: &[Spec<'static>] = &[
         plural: "namespaces",
         namespaced: false,
         short_names: &["ns"],
-        storage_prefix: "namespaces",
         flavor: Flavor::Namespace,
     },
     Spec {
@@ -293,7 +291,6 @@ const BUILT_IN: &[Spec<'static>] = &[
         plural: "configmaps",
         namespaced: true,
         short_names: &["cm"],
-        storage_prefix: "configmaps",
         flavor: Flavor::ConfigMap,
     },
     Spec {
@@ -303,7 +300,6 @@ const BUILT_IN: &[Spec<'static>] = &[
         plural: "secrets",
         namespaced: true,
         short_names: &[],
-        storage_prefix: "secrets",
         flavor: Flavor::Secret,
     },
     Spec {
@@ -313,7 +309,6 @@ const BUILT_IN: &[Spec<'static>] = &[
         plural: "events",
         namespaced: true,
         short_names: &["ev"],
-        storage_prefix: "events",
         flavor: Flavor::CoreEvent,
     },
     Spec {
@@ -323,7 +318,6 @@ const BUILT_IN: &[Spec<'static>] = &[
         plural: "events",
         namespaced: true,
         short_names: &[],
-        storage_prefix: "events",
         flavor: Flavor::EventsV1Event,
     },
     Spec {
@@ -333,7 +327,6 @@ const BUILT_IN: &[Spec<'static>] = &[
         plural: "deployments",
         namespaced: true,
         short_names: &["deploy"],
-        storage_prefix: "deployments",
         flavor: Flavor::Deployment,
     },
 ];
@@ -346,14 +339,8 @@ impl ResourceTable {
     pub async fn open(provider: &mut StorageProvider, custom: &[CustomResource]) -> Result<Self, String> {
         let mut resources = Vec::new();
         for spec in BUILT_IN {
-            // Cohabiting events are stored in the core/v1 shape.
-            let (storage_version, storage_kind) = if spec.storage_prefix == "events" {
-                ("v1".to_owned(), "Event")
-            } else {
-                (api_version(spec.group, spec.version), spec.kind)
-            };
-            let storage = provider
-                .storage(spec.storage_prefix, &storage_version, storage_kind)
+            let (storage, storage_prefix) = provider
+                .storage(spec.group, spec.plural, false)
                 .await
                 .map_err(|e| format!("opening storage of {}: {e}", spec.plural))?;
             resources.push(Arc::new(Resource {
@@ -364,7 +351,7 @@ impl ResourceTable {
                 singular: spec.kind.to_lowercase(),
                 namespaced: spec.namespaced,
                 short_names: spec.short_names.iter().map(|s| s.to_string()).collect(),
-                storage_prefix: spec.storage_prefix.into(),
+                storage_prefix,
                 storage,
                 flavor: spec.flavor,
             }));
@@ -376,9 +363,8 @@ impl ResourceTable {
             if resources.iter().any(|r| r.group == cr.group && r.version == cr.version && r.plural == cr.plural) {
                 return Err(format!("custom resource {}.{} is served twice", cr.plural, cr.group));
             }
-            let prefix = format!("{}/{}", cr.group, cr.plural);
-            let storage = provider
-                .storage(&prefix, &api_version(&cr.group, &cr.version), &cr.kind)
+            let (storage, storage_prefix) = provider
+                .storage(&cr.group, &cr.plural, true)
                 .await
                 .map_err(|e| format!("opening storage of {}.{}: {e}", cr.plural, cr.group))?;
             resources.push(Arc::new(Resource {
@@ -389,7 +375,7 @@ impl ResourceTable {
                 singular: if cr.singular.is_empty() { cr.kind.to_lowercase() } else { cr.singular.clone() },
                 namespaced: cr.namespaced,
                 short_names: cr.short_names.clone(),
-                storage_prefix: prefix,
+                storage_prefix,
                 storage,
                 flavor: Flavor::Custom,
             }));
@@ -436,13 +422,5 @@ impl ResourceTable {
             }
         }
         out
-    }
-}
-
-fn api_version(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        version.to_owned()
-    } else {
-        format!("{group}/{version}")
     }
 }

@@ -15,6 +15,8 @@ use tokio::sync::watch as signal;
 use crate::backend::StorageProvider;
 use crate::config::ServerConfig;
 use crate::discovery;
+use apistore::layer::StorageMetrics;
+
 use crate::metrics::Metrics;
 use crate::namespaces;
 use crate::resources::ResourceTable;
@@ -25,8 +27,10 @@ use crate::status::ApiError;
 pub struct App {
     /// The served resources and their storages.
     pub table: ResourceTable,
-    /// Request metrics.
+    /// HTTP request metrics.
     pub metrics: Metrics,
+    /// Storage call metrics (apistore's `MetricsLayer` over every storage).
+    pub storage_metrics: StorageMetrics,
     /// Flips to true when the server shuts down (ends open watches).
     pub shutdown: signal::Receiver<bool>,
     /// The address clients reach the server at (for `/api`).
@@ -61,7 +65,9 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
+    let mut text = app.metrics.render();
+    text.push_str(&app.storage_metrics.render());
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn openapi_v2(request: Request) -> Response {
@@ -131,19 +137,30 @@ async fn termination() {
 ///
 /// Errors: a message when a backend cannot be opened or the address cannot be bound.
 pub async fn run(config: ServerConfig) -> Result<(), String> {
-    let mut provider = StorageProvider::new(&config);
+    let mut provider = StorageProvider::new(&config.storage).await.map_err(|e| format!("storage: {e}"))?;
     let table = ResourceTable::open(&mut provider, &config.custom_resources).await?;
+    let storage_metrics = provider.metrics();
     drop(provider);
     let listener = TcpListener::bind(config.listen).await.map_err(|e| format!("binding {}: {e}", config.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let (stop, shutdown) = signal::channel(false);
-    let app = Arc::new(App { table, metrics: Metrics::default(), shutdown, server_address: local.to_string() });
+    let app = Arc::new(App {
+        table,
+        metrics: Metrics::default(),
+        storage_metrics: storage_metrics.clone(),
+        shutdown,
+        server_address: local.to_string(),
+    });
+    // Object counts for `apiserver_storage_objects`, as kube-apiserver polls them.
+    let storages =
+        app.table.distinct_storages().into_iter().map(|r| (r.target("").qualified(), r.storage.clone())).collect();
+    let poller = storage_metrics.poll_object_counts(storages, std::time::Duration::from_secs(10));
     for namespace in namespaces::INITIAL {
         namespaces::ensure_exists(&app, namespace).await.map_err(|e| format!("creating namespace {namespace}: {e}"))?;
     }
     eprintln!(
         "apiserver: serving on http://{local} (storage: {}; backends registered: {})",
-        config.storage.backend,
+        config.storage.config.backend.backend,
         apistore::registry::names().join(", ")
     );
     let serve = axum::serve(listener, router(app.clone())).with_graceful_shutdown(async move {
@@ -151,7 +168,10 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         eprintln!("apiserver: shutting down: no new connections, finishing in-flight requests");
         let _ = stop.send(true);
     });
-    serve.await.map_err(|e| format!("serving: {e}"))?;
+    let served = serve.await.map_err(|e| format!("serving: {e}"));
+    poller.abort();
+    let _ = poller.await;
+    served?;
     // Every connection is closed; connection tasks release their handles of the state
     // right after. Dropping the last handle of each storage closes its backend (sled
     // flushes on drop).
