@@ -400,7 +400,7 @@ async fn discovery_health_metrics_and_unknown_paths() {
     let metrics = metrics.as_str().expect("text");
     assert!(metrics.contains("apiserver_request_total{verb=\"LIST\",resource=\"configmaps\""), "{metrics}");
     assert!(metrics.contains("apiserver_request_duration_seconds_bucket"), "{metrics}");
-    assert!(metrics.contains("apistore_requests_total{operation=\"get_list\",resource=\"configmaps\"}"), "{metrics}");
+    assert!(metrics.contains("apistore_requests_total{operation=\"list\",resource=\"configmaps\"}"), "{metrics}");
 }
 
 /// Reads watch events from a streaming response until `count` arrived.
