@@ -26,6 +26,7 @@ use apistore::{Object, Result};
 use serde_json::json;
 
 // Link the backend crates so their `inventory` registrations are found.
+#[cfg(feature = "etcd")]
 use apistore_etcd as _;
 use apistore_memory as _;
 use apistore_sled as _;
@@ -40,6 +41,7 @@ async fn main() {
 
 async fn run() -> Result<()> {
     apistore_sled::register();
+    #[cfg(feature = "etcd")]
     apistore_etcd::register();
     apistore::registry::register(&apistore_memory::MemoryFactory);
     let mut args = std::env::args().skip(1).peekable();

@@ -391,6 +391,16 @@ fn namespaces_secrets_and_events() {
     assert!(String::from_utf8_lossy(&empty.stdout).trim().is_empty());
 }
 
+#[cfg(not(feature = "etcd"))]
+#[test]
+fn etcd_backend_through_kube_storage_flags() {
+    panic!(
+        "this test needs the `etcd` feature: run ./scripts/test, or `cargo test --features etcd` \
+         after `apt-get install protobuf-compiler etcd-server etcd-client`"
+    );
+}
+
+#[cfg(feature = "etcd")]
 #[test]
 fn etcd_backend_through_kube_storage_flags() {
     let mut etcd = apistore_etcd_harness::EtcdCluster::single().expect("a real etcd (Debian etcd-server) must start");

@@ -19,7 +19,8 @@
 #![forbid(unsafe_code)]
 
 // Link the backend crates so their `inventory` registrations are found: "sled" (default),
-// "etcd3" and the third-party plugin example "memory".
+// "etcd3" (with the `etcd` feature: its build needs protoc) and the plugin example "memory".
+#[cfg(feature = "etcd")]
 use apistore_etcd as _;
 use apistore_memory as _;
 use apistore_sled as _;
@@ -57,6 +58,7 @@ fn main() {
     };
     // Explicit registration: the fallback when a linker drops an `inventory` entry.
     apistore_sled::register();
+    #[cfg(feature = "etcd")]
     apistore_etcd::register();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -67,6 +69,12 @@ fn main() {
     };
     if let Err(message) = runtime.block_on(server::run(config)) {
         eprintln!("apiserver: {message}");
+        if !cfg!(feature = "etcd") && message.contains("etcd3") {
+            eprintln!(
+                "apiserver: this build has no etcd backend; run it with `--features etcd` \
+                 (etcd-client's build needs protoc: apt-get install protobuf-compiler)"
+            );
+        }
         std::process::exit(1);
     }
 }

@@ -30,8 +30,12 @@ pub fn server_binary() -> PathBuf {
                 command.arg("--release");
             }
             // Same features as this test build, so cargo reuses what it just built.
-            if cfg!(feature = "testing") {
-                command.args(["--features", "testing"]);
+            let features: Vec<&str> = [("testing", cfg!(feature = "testing")), ("etcd", cfg!(feature = "etcd"))]
+                .into_iter()
+                .filter_map(|(name, on)| on.then_some(name))
+                .collect();
+            if !features.is_empty() {
+                command.args(["--features", &features.join(",")]);
             }
             if let Some(target_dir) = profile_dir.parent() {
                 command.env("CARGO_TARGET_DIR", target_dir);

@@ -22,6 +22,10 @@
 //! [`Error::Unavailable`](apistore::Error::Unavailable), deadline →
 //! [`Error::Timeout`](apistore::Error::Timeout). No call outlives its timeout and a watch that
 //! breaks ends with an error item.
+//!
+//! The crate is empty without its default feature `client` (which pulls in etcd-client, whose
+//! build needs `protoc`); see `Cargo.toml`.
+#![cfg(feature = "client")]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
