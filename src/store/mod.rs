@@ -168,11 +168,15 @@ impl Store {
     }
 
     /// The state of an object handed in as a suggestion (`cachedExistingObject`).
-    fn state_from_object(&self, key: &str, object: Object) -> Result<State> {
+    fn state_from_object(&self, key: &str, mut object: Object) -> Result<State> {
         let revision = object.resource_version()?;
-        let mut stripped = object.clone();
-        let data = self.encode(key, &mut stripped)?;
-        Ok(State { object, data, revision, stale: false })
+        // Encode without resourceVersion and selfLink, then put them back (no clone needed).
+        let resource_version = std::mem::take(&mut object.metadata.resource_version);
+        let self_link = std::mem::take(&mut object.metadata.self_link);
+        let data = self.encode(key, &mut object);
+        object.metadata.resource_version = resource_version;
+        object.metadata.self_link = self_link;
+        Ok(State { object, data: data?, revision, stale: false })
     }
 
     /// The current state of `backend_key`; a missing key gives the zero state when

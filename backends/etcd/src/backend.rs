@@ -185,7 +185,7 @@ impl EtcdBackend {
         }
         self.cluster
             .call("get", Idempotence::Read, revision, |c| {
-                let mut kv = c.kv;
+                let mut kv = c.kv.clone();
                 let key = etcd_key.clone();
                 let options = options.clone();
                 async move { kv.get(key, Some(options)).await }
@@ -211,7 +211,7 @@ impl EtcdBackend {
     async fn txn(&self, what: &str, key: &str, txn: Txn) -> Result<TxnResponse> {
         self.cluster
             .call(what, Idempotence::Write, 0, |c| {
-                let mut kv = c.kv;
+                let mut kv = c.kv.clone();
                 let txn = txn.clone();
                 async move { kv.txn(txn).await }
             })
@@ -294,7 +294,7 @@ impl KvBackend for EtcdBackend {
         let result = self
             .cluster
             .call("range", Idempotence::Read, request.revision, |c| {
-                let mut kv = c.kv;
+                let mut kv = c.kv.clone();
                 let start = start.clone();
                 let options = options.clone();
                 async move { kv.get(start, Some(options)).await }
@@ -374,7 +374,7 @@ impl KvBackend for EtcdBackend {
         let result = self
             .cluster
             .call("compact", Idempotence::Read, revision, |c| {
-                let mut kv = c.kv;
+                let mut kv = c.kv.clone();
                 async move { kv.compact(etcd_revision, None).await }
             })
             .await;

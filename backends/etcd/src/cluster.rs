@@ -112,7 +112,7 @@ impl Cluster {
         self.members.iter().map(|m| m.url.clone()).collect()
     }
 
-    async fn clients(&self, index: usize) -> std::result::Result<Clients, etcd_client::Error> {
+    async fn clients(&self, index: usize) -> std::result::Result<&Clients, etcd_client::Error> {
         let member = &self.members[index];
         member
             .clients
@@ -126,7 +126,6 @@ impl Cluster {
                 })
             })
             .await
-            .cloned()
     }
 
     /// Runs `op` against the preferred member within the call timeout, failing over and
@@ -143,7 +142,7 @@ impl Cluster {
         mut op: F,
     ) -> Result<T>
     where
-        F: FnMut(Clients) -> Fut,
+        F: FnMut(&Clients) -> Fut,
         Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
         let deadline = Instant::now() + self.timeout;

@@ -45,7 +45,7 @@ pub(crate) async fn tick(cluster: &Cluster, state: CompactorState) -> Result<Com
         .or_else([TxnOp::get(COMPACT_REV_KEY, None)]);
     let response = cluster
         .call("compaction txn", Idempotence::Write, 0, |c| {
-            let mut kv = c.kv;
+            let mut kv = c.kv.clone();
             let txn = txn.clone();
             async move { kv.txn(txn).await }
         })
@@ -70,7 +70,7 @@ pub(crate) async fn tick(cluster: &Cluster, state: CompactorState) -> Result<Com
     let revision = state.revision;
     let result = cluster
         .call("compact", Idempotence::Read, u64::try_from(revision).unwrap_or(0), |c| {
-            let mut kv = c.kv;
+            let mut kv = c.kv.clone();
             async move { kv.compact(revision, None).await }
         })
         .await;

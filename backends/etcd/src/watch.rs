@@ -34,7 +34,7 @@ pub(crate) async fn open(cluster: &Cluster, keys: &Keys, request: kv::WatchReque
     }
     let (stream, first, endpoint) = cluster
         .call("watch", Idempotence::Read, request.start_revision, |c| {
-            let mut watch = c.watch;
+            let mut watch = c.watch.clone();
             let start = start.clone();
             let options = options.clone();
             let endpoint = c.endpoint.clone();

@@ -1,0 +1,223 @@
+//! The workloads both benchmark targets run: each operation once through raw etcd-client
+//! (JSON encode/decode + the etcd call kube-apiserver makes) and once through the apistore
+//! Store, on the same etcd (tmpfs, from the test harness).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use apistore::storage::{GetOptions, ListOptions, ResponseMeta, Storage};
+use apistore::{KvBackend, Object, Store, StoreConfig};
+use apistore_etcd::{EtcdBackend, EtcdOptions};
+use apistore_etcd_harness::EtcdCluster;
+use etcd_client::{Compare, CompareOp, GetOptions as RawGet, KvClient, Txn, TxnOp};
+use futures::future::join_all;
+use tokio::runtime::Runtime;
+use tokio::sync::Mutex;
+
+/// Objects in the list benchmark.
+pub const LIST_SIZE: usize = 10_000;
+/// Requests in flight.
+pub const IN_FLIGHT: [usize; 2] = [1, 64];
+
+/// etcd, a runtime, a raw client and a Store, plus the objects the workloads use.
+pub struct Setup {
+    _etcd: EtcdCluster,
+    pub runtime: Runtime,
+    raw: KvClient,
+    store: Store,
+    counter: AtomicU64,
+    get_names: Vec<String>,
+    updated: Vec<(String, Mutex<Object>)>,
+}
+
+/// A pod-sized object (~700 bytes of JSON).
+pub fn pod(namespace: &str, name: &str) -> Object {
+    Object::new("v1", "Pod", namespace, name)
+        .with_label("app", "bench")
+        .with_label("tier", "backend")
+        .with_field(
+            "spec",
+            serde_json::json!({
+                "nodeName": "node-1",
+                "containers": [{
+                    "name": "main",
+                    "image": "registry.example.com/team/app:1.2.3",
+                    "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                    "env": [{"name": "MODE", "value": "production"}, {"name": "LOG", "value": "info"}]
+                }]
+            }),
+        )
+        .with_field("status", serde_json::json!({"phase": "Running", "podIP": "10.0.0.1"}))
+}
+
+impl Setup {
+    /// Starts etcd and seeds the objects of the get, update and list workloads.
+    pub fn new() -> Self {
+        let etcd = EtcdCluster::single().unwrap_or_else(|e| panic!("cannot start etcd: {e}"));
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let (raw, store) = runtime.block_on(async {
+            let client = etcd_client::Client::connect(etcd.endpoints(), None).await.expect("raw client");
+            let raw = client.kv_client().max_decoding_message_size(i32::MAX as usize);
+            let mut options = EtcdOptions::new(etcd.endpoints());
+            options.compaction_interval_secs = 0;
+            options.timeout_ms = 30_000;
+            let backend: Arc<dyn KvBackend> = Arc::new(EtcdBackend::new(options).expect("backend"));
+            (raw, Store::new(backend, StoreConfig::new("pods")).expect("store"))
+        });
+        let mut setup = Setup {
+            _etcd: etcd,
+            runtime,
+            raw,
+            store,
+            counter: AtomicU64::new(0),
+            get_names: (0..64).map(|i| format!("g{i}")).collect(),
+            updated: Vec::new(),
+        };
+        setup.seed();
+        setup
+    }
+
+    fn seed(&mut self) {
+        let this = &*self;
+        let updated = this.runtime.block_on(async move {
+            for name in &this.get_names {
+                this.store.create(&format!("/pods/bench/{name}"), pod("bench", name), 0).await.expect("seed get");
+            }
+            let mut updated = Vec::new();
+            for i in 0..64 {
+                let name = format!("u{i}");
+                let created = this.store.create(&format!("/pods/bench/{name}"), pod("bench", &name), 0).await;
+                updated.push((name, Mutex::new(created.expect("seed update"))));
+            }
+            for chunk in (0..LIST_SIZE).collect::<Vec<_>>().chunks(256) {
+                join_all(chunk.iter().map(|i| {
+                    let name = format!("p{i:05}");
+                    let object = pod("list", &name);
+                    async move { this.raw_put_new(format!("/registry/pods/list/{name}"), &object).await }
+                }))
+                .await;
+            }
+            updated
+        });
+        self.updated = updated;
+    }
+
+    fn next(&self) -> u64 {
+        self.counter.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Compacts all history so every measurement reads through the same amount of it.
+    pub fn compact(&self) {
+        self.runtime.block_on(async {
+            let mut raw = self.raw.clone();
+            let revision = raw.get("x", None).await.expect("get").header().expect("header").revision();
+            let _ = raw.compact(revision, None).await;
+        });
+    }
+
+    async fn raw_put_new(&self, key: String, object: &Object) {
+        let value = serde_json::to_vec(object).expect("encode");
+        let txn = Txn::new().when([Compare::mod_revision(key.as_str(), CompareOp::Equal, 0)]).and_then([TxnOp::put(
+            key.as_str(),
+            value,
+            None,
+        )]);
+        assert!(self.raw.clone().txn(txn).await.expect("raw create").succeeded());
+    }
+
+    /// `n` creates in flight, raw.
+    pub async fn raw_create(&self, n: usize) {
+        join_all((0..n).map(|_| {
+            let name = format!("c{}", self.next());
+            async move { self.raw_put_new(format!("/registry/pods/bench/{name}"), &pod("bench", &name)).await }
+        }))
+        .await;
+    }
+
+    /// `n` creates in flight through the Store.
+    pub async fn store_create(&self, n: usize) {
+        join_all(
+            (0..n).map(|_| {
+                let name = format!("c{}", self.next());
+                async move {
+                    self.store.create(&format!("/pods/bench/{name}"), pod("bench", &name), 0).await.expect("create")
+                }
+            }),
+        )
+        .await;
+    }
+
+    /// `n` gets in flight, raw (get + JSON decode).
+    pub async fn raw_get(&self, n: usize) {
+        join_all(self.get_names[..n].iter().map(|name| async move {
+            let response = self.raw.clone().get(format!("/registry/pods/bench/{name}"), None).await.expect("raw get");
+            serde_json::from_slice::<serde_json::Value>(response.kvs()[0].value()).expect("decode")
+        }))
+        .await;
+    }
+
+    /// `n` gets in flight through the Store.
+    pub async fn store_get(&self, n: usize) {
+        join_all(self.get_names[..n].iter().map(|name| async move {
+            self.store.get(&format!("/pods/bench/{name}"), GetOptions::default()).await.expect("get")
+        }))
+        .await;
+    }
+
+    /// `n` updates in flight, raw (encode + Txn on the known mod revision, Else Get).
+    pub async fn raw_update(&self, n: usize) {
+        join_all(self.updated[..n].iter().map(|(name, slot)| async move {
+            let mut object = slot.lock().await;
+            let key = format!("/registry/pods/bench/{name}");
+            let revision: i64 = object.metadata.resource_version.parse().expect("rv");
+            object.metadata.resource_version.clear();
+            object.fields.insert("generation".into(), serde_json::json!(self.next()));
+            let value = serde_json::to_vec(&*object).expect("encode");
+            let txn = Txn::new()
+                .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, revision)])
+                .and_then([TxnOp::put(key.as_str(), value, None)])
+                .or_else([TxnOp::get(key.as_str(), None)]);
+            let response = self.raw.clone().txn(txn).await.expect("raw update");
+            assert!(response.succeeded());
+            object.metadata.resource_version = response.header().expect("header").revision().to_string();
+        }))
+        .await;
+    }
+
+    /// `n` updates in flight through `Store::guaranteed_update` with the cached object.
+    pub async fn store_update(&self, n: usize) {
+        join_all(self.updated[..n].iter().map(|(name, slot)| async move {
+            let mut object = slot.lock().await;
+            let generation = self.next();
+            let mut update = |mut o: Object, _: ResponseMeta| {
+                o.fields.insert("generation".into(), serde_json::json!(generation));
+                Ok((o, None))
+            };
+            let key = format!("/pods/bench/{name}");
+            let cached = std::mem::take(&mut *object);
+            let updated = self.store.guaranteed_update(&key, false, None, &mut update, Some(cached)).await;
+            *object = updated.expect("update");
+        }))
+        .await;
+    }
+
+    /// One range over the 10k objects + JSON decode of each, raw.
+    pub async fn raw_list(&self) -> Vec<serde_json::Value> {
+        let options = RawGet::new().with_prefix();
+        let response = self.raw.clone().get("/registry/pods/list/", Some(options)).await.expect("raw range");
+        let objects: Vec<serde_json::Value> =
+            response.kvs().iter().map(|kv| serde_json::from_slice(kv.value()).expect("decode")).collect();
+        assert_eq!(objects.len(), LIST_SIZE);
+        objects
+    }
+
+    /// `Store::get_list` of the 10k objects.
+    pub async fn store_list(&self) -> apistore::storage::ObjectList {
+        let options = ListOptions { recursive: true, ..ListOptions::default() };
+        let list = self.store.get_list("/pods/list", options).await.expect("list");
+        assert_eq!(list.items.len(), LIST_SIZE);
+        list
+    }
+}
