@@ -209,3 +209,73 @@ fn fill_sled_path(config: &mut BackendConfig, data_dir: &Path) {
         config.options.insert("path".to_owned(), data_dir.to_string_lossy().into_owned().into());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> ServerConfig {
+        match parse(args.iter().map(|s| s.to_string())) {
+            Ok(Command::Serve(config)) => *config,
+            other => panic!("{args:?} did not give a server config: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_sled_under_apistore_data_on_8080() {
+        let config = serve(&[]);
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.storage.config.backend.backend, "sled");
+        assert_eq!(config.storage.config.backend.options["path"], "apistore-data");
+    }
+
+    #[test]
+    fn flags_select_backends_and_paths() {
+        let config = serve(&["--listen=127.0.0.1:9", "--data-dir", "/tmp/x"]);
+        assert_eq!(config.listen.port(), 9);
+        assert_eq!(config.storage.config.backend.options["path"], "/tmp/x");
+        assert_eq!(serve(&["--backend", "memory"]).storage.config.backend.backend, "memory");
+        let etcd = serve(&["--etcd-servers", "http://127.0.0.1:1,http://127.0.0.1:2"]);
+        assert_eq!(etcd.storage.config.backend.backend, "etcd3");
+        assert_eq!(
+            etcd.storage.config.backend.options["endpoints"],
+            serde_json::json!(["http://127.0.0.1:1", "http://127.0.0.1:2"])
+        );
+        assert!(matches!(parse(["--help".to_string()]), Ok(Command::Help)));
+        for bad in [&["--nope"][..], &["--listen"], &["--listen", "not-an-address"], &["--watch-cache", "maybe"]] {
+            assert!(parse(bad.iter().map(|s| s.to_string())).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn config_file_holds_storage_config_and_custom_resources() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("server.toml");
+        std::fs::write(
+            &path,
+            r#"
+listen = "127.0.0.1:7"
+[storage.backend]
+type = "sled"
+[storage.resources."events"]
+backend = { type = "memory" }
+[[custom_resources]]
+group = "example.com"
+version = "v1"
+kind = "Widget"
+plural = "widgets"
+"#,
+        )
+        .expect("write");
+        let config = serve(&["--config", path.to_str().expect("utf-8"), "--data-dir", "/data"]);
+        assert_eq!(config.listen.port(), 7);
+        assert_eq!(config.storage.config.backend.options["path"], "/data");
+        let events = &config.storage.config.resources["events"];
+        assert_eq!(events.backend.as_ref().map(|b| b.backend.as_str()), Some("memory"));
+        assert_eq!(config.custom_resources[0].plural, "widgets");
+        assert!(config.custom_resources[0].namespaced);
+        std::fs::write(&path, "unknown_key = 1\n").expect("write");
+        let err = parse(["--config".to_string(), path.to_string_lossy().into_owned()]).expect_err("unknown key");
+        assert!(err.contains("unknown_key"), "{err}");
+    }
+}
