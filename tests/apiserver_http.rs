@@ -296,6 +296,10 @@ async fn updates_conflicts_preconditions_and_patches() {
         api.patch(&path, "application/json-patch+json", r#"[{"op":"replace","path":"/data/m","value":"2"}]"#).await;
     assert_eq!(json_patch.body["data"]["m"], "2", "{}", json_patch.body);
     let before = api.get(&path).await.body;
+    let dry = api.patch(&format!("{path}?dryRun=All"), "application/merge-patch+json", r#"{"data":{"m":"dry"}}"#).await;
+    assert_eq!(dry.code, StatusCode::OK, "{}", dry.body);
+    assert_eq!(dry.body["data"]["m"], "dry");
+    assert_eq!(dry.body["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"]);
     let failing_test =
         api.patch(&path, "application/json-patch+json", r#"[{"op":"test","path":"/data/m","value":"9"}]"#).await;
     assert_status(&failing_test, 422, "Invalid", "testing value /data/m failed");

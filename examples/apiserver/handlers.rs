@@ -381,15 +381,20 @@ impl Context<'_> {
                 &key,
                 false,
                 preconditions.as_ref(),
-                &mut |existing, _meta| match build(existing) {
-                    Ok(updated) if dry_run => {
-                        dry_result = Some(updated);
-                        Err(Error::internal("dry run"))
-                    }
-                    Ok(updated) => Ok((updated, None)),
-                    Err(e) => {
-                        rejection = Some(e);
-                        Err(Error::internal("update rejected"))
+                &mut |existing, _meta| {
+                    let existing_rv = existing.metadata.resource_version.clone();
+                    match build(existing) {
+                        Ok(mut updated) if dry_run => {
+                            // Nothing is written: the object keeps its resourceVersion.
+                            updated.metadata.resource_version = existing_rv;
+                            dry_result = Some(updated);
+                            Err(Error::internal("dry run"))
+                        }
+                        Ok(updated) => Ok((updated, None)),
+                        Err(e) => {
+                            rejection = Some(e);
+                            Err(Error::internal("update rejected"))
+                        }
                     }
                 },
                 None,
