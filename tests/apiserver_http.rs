@@ -621,3 +621,24 @@ async fn restart_keeps_sled_data_and_config_mixes_backends() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("nosuch") && stderr.contains("registered backends") && stderr.contains("sled"), "{stderr}");
 }
+
+#[tokio::test]
+async fn events_expire_after_the_event_ttl() {
+    let server = Server::start(&["--event-ttl", "1s"]);
+    let api = Api::new(&server);
+    let event = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "short-lived"},
+        "involvedObject": {"kind": "ConfigMap", "name": "x"}, "reason": "Test", "message": "expires"});
+    let path = "/api/v1/namespaces/default/events";
+    assert_eq!(api.post(path, &event).await.code, StatusCode::CREATED);
+    assert_eq!(api.post(CM, &configmap("stays")).await.code, StatusCode::CREATED);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = api.get(&format!("{path}/short-lived")).await;
+        if reply.code == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the event did not expire: {}", reply.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(api.get(&format!("{CM}/stays")).await.code, StatusCode::OK, "only events have a TTL");
+}

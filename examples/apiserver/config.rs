@@ -87,7 +87,12 @@ pub struct ServerConfig {
     pub storage: StorageOptions,
     /// Custom resources to serve.
     pub custom_resources: Vec<CustomResource>,
+    /// Seconds events live after their last write (kube `--event-ttl`, default 1h).
+    pub event_ttl_seconds: u64,
 }
+
+/// kube-apiserver's default `--event-ttl`: one hour.
+pub const DEFAULT_EVENT_TTL_SECONDS: u64 = 3600;
 
 /// Usage text of `--help`.
 pub const USAGE: &str = "\
@@ -101,6 +106,7 @@ OPTIONS:
   --backend NAME           default storage backend: sled (default), etcd3, memory, or a linked plugin
   --config FILE            server config (TOML): listen, [storage] (apistore Config), custom resources
   --storage-config FILE    apistore storage Config alone (TOML, YAML or JSON), as examples/factory.toml
+  --event-ttl DURATION     how long events live after their last write: 1h (default), 30m, 90s, 0 = forever
   --etcd-servers URLS      kube-apiserver storage flags: --etcd-servers, --etcd-servers-overrides,
                            --storage-backend, --etcd-prefix, --storage-media-type,
                            --encryption-provider-config, --watch-cache, --watch-cache-sizes
@@ -138,6 +144,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
     let mut config_file = None;
     let mut storage_file = None;
     let mut storage_flags = Vec::new();
+    let mut event_ttl_seconds = DEFAULT_EVENT_TTL_SECONDS;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -152,6 +159,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             "--backend" => backend = Some(value("--backend")?),
             "--config" => config_file = Some(PathBuf::from(value("--config")?)),
             "--storage-config" => storage_file = Some(PathBuf::from(value("--storage-config")?)),
+            "--event-ttl" => event_ttl_seconds = parse_duration_seconds(&value("--event-ttl")?)?,
             f if STORAGE_FLAGS.contains(&f) => storage_flags.push((f.to_owned(), value(f)?)),
             other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
         }
@@ -185,7 +193,43 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         }
     }
     storage.validate().map_err(|e| format!("storage config: {e}"))?;
-    Ok(Command::Serve(Box::new(ServerConfig { listen, storage, custom_resources: file.custom_resources })))
+    Ok(Command::Serve(Box::new(ServerConfig {
+        listen,
+        storage,
+        custom_resources: file.custom_resources,
+        event_ttl_seconds,
+    })))
+}
+
+/// `90`, `90s`, `30m`, `1h`, `1h30m` → seconds.
+///
+/// Errors: a message for anything else.
+fn parse_duration_seconds(text: &str) -> Result<u64, String> {
+    let bad = || format!("invalid duration {text:?}: use e.g. 1h, 30m, 90s");
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(seconds);
+    }
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        total = total.checked_add(n.checked_mul(unit).ok_or_else(bad)?).ok_or_else(bad)?;
+        number.clear();
+    }
+    if !number.is_empty() || text.is_empty() {
+        return Err(bad());
+    }
+    Ok(total)
 }
 
 fn read_server_config(path: &Path) -> Result<FileConfig, String> {
@@ -242,7 +286,18 @@ mod tests {
             serde_json::json!(["http://127.0.0.1:1", "http://127.0.0.1:2"])
         );
         assert!(matches!(parse(["--help".to_string()]), Ok(Command::Help)));
-        for bad in [&["--nope"][..], &["--listen"], &["--listen", "not-an-address"], &["--watch-cache", "maybe"]] {
+        assert_eq!(serve(&[]).event_ttl_seconds, 3600);
+        assert_eq!(serve(&["--event-ttl", "1h30m"]).event_ttl_seconds, 5400);
+        assert_eq!(serve(&["--event-ttl=45"]).event_ttl_seconds, 45);
+        assert_eq!(serve(&["--event-ttl", "2m5s"]).event_ttl_seconds, 125);
+        for bad in [
+            &["--nope"][..],
+            &["--listen"],
+            &["--listen", "not-an-address"],
+            &["--watch-cache", "maybe"],
+            &["--event-ttl", "1d"],
+            &["--event-ttl", "5m3"],
+        ] {
             assert!(parse(bad.iter().map(|s| s.to_string())).is_err(), "{bad:?}");
         }
     }
