@@ -20,6 +20,7 @@
 //! * [`storage::Storage`] — what an API server uses: `storage.Interface` with Kubernetes'
 //!   exact semantics; [`store::Store`] implements it once over any backend.
 //! * [`registry`] — backends register a [`registry::StorageBackendFactory`] with `inventory`.
+//! * [`cacher`] — the watch cache (Kubernetes `Cacher` + `CacheDelegator`), a decorator over any storage.
 //! * [`layer`] — decorators wrap an `Arc<dyn Storage>` and know nothing of the backend.
 //! * [`config`] → [`factory`] → [`rest_options`] — the chain an API server uses:
 //!   `Config` (TOML/YAML/JSON + kube-apiserver flags) → `StorageOptions::complete()` →
@@ -32,6 +33,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod cacher;
 pub mod codec;
 pub mod config;
 pub mod continue_token;

@@ -12,10 +12,10 @@
 //! ```
 //!
 //! The decorator is [`UndecoratedStorage`] unless the watch cache is enabled and the
-//! resource's size is not 0; then it is the caching decorator registered with
-//! [`StorageFactoryRestOptionsFactory::with_cacher`]. **apistore has no watch cache yet:**
-//! when none is registered, cached resources fall back to [`UndecoratedStorage`] (a debug
-//! log says so) — reads then go to the backend, with identical semantics, only slower.
+//! resource's size is not 0 (Kubernetes `--watch-cache`, `--watch-cache-sizes`); then it is
+//! the caching decorator: by default [`CacherDecorator`] (the watch cache,
+//! [`crate::cacher`]: the undecorated storage underneath, a [`Cacher`](crate::cacher::Cacher)
+//! on top), or whatever [`StorageFactoryRestOptionsFactory::with_cacher`] registered.
 
 use std::fmt;
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::cacher::CacherDecorator;
 use crate::error::{Error, Result};
 use crate::factory::{ResourceStorageConfig, StorageFactory, StorageFactoryConfig, WatchCacheSettings};
 use crate::group_resource::GroupResource;
@@ -162,7 +163,7 @@ impl RESTOptionsGetter for RESTOptions {
 pub struct StorageFactoryRestOptionsFactory {
     factory: Arc<dyn StorageFactory>,
     watch_cache: WatchCacheSettings,
-    cacher: Option<DynStorageDecorator>,
+    cacher: DynStorageDecorator,
     delete_collection_workers: usize,
     enable_garbage_collection: bool,
     count_metric_poll_period: Duration,
@@ -174,19 +175,20 @@ impl fmt::Debug for StorageFactoryRestOptionsFactory {
         f.debug_struct("StorageFactoryRestOptionsFactory")
             .field("factory", &self.factory)
             .field("watch_cache", &self.watch_cache)
-            .field("cacher", &self.cacher.as_ref().map(|c| c.name().to_owned()))
+            .field("cacher", &self.cacher.name())
             .field("layers", &self.layers.len())
             .finish_non_exhaustive()
     }
 }
 
 impl StorageFactoryRestOptionsFactory {
-    /// A getter over `factory` with `watch_cache` settings; no cacher, no layers.
+    /// A getter over `factory` with `watch_cache` settings; cached resources get the watch
+    /// cache ([`CacherDecorator`] with Kubernetes' defaults); no layers.
     pub fn new(factory: Arc<dyn StorageFactory>, watch_cache: WatchCacheSettings) -> Self {
         StorageFactoryRestOptionsFactory {
             factory,
             watch_cache,
-            cacher: None,
+            cacher: Arc::new(CacherDecorator::default()),
             delete_collection_workers: 1,
             enable_garbage_collection: true,
             count_metric_poll_period: Duration::from_secs(60),
@@ -204,9 +206,10 @@ impl StorageFactoryRestOptionsFactory {
         getter
     }
 
-    /// Registers the caching decorator used for resources with a watch cache.
+    /// Replaces the caching decorator used for resources with a watch cache (default:
+    /// [`CacherDecorator`]).
     pub fn with_cacher(mut self, cacher: DynStorageDecorator) -> Self {
-        self.cacher = Some(cacher);
+        self.cacher = cacher;
         self
     }
 
@@ -234,14 +237,8 @@ impl RESTOptionsGetter for StorageFactoryRestOptionsFactory {
         })?;
         let wants_cache =
             storage_config.watch_cache.unwrap_or_else(|| self.watch_cache.wants_cache(gr)) && self.watch_cache.enabled;
-        let decorator: DynStorageDecorator = match (&self.cacher, wants_cache) {
-            (Some(cacher), true) => cacher.clone(),
-            (None, true) => {
-                tracing::debug!(resource = %gr, "watch cache requested but no cacher is registered: storage is undecorated");
-                Arc::new(UndecoratedStorage)
-            }
-            (_, false) => Arc::new(UndecoratedStorage),
-        };
+        let decorator: DynStorageDecorator =
+            if wants_cache { self.cacher.clone() } else { Arc::new(UndecoratedStorage) };
         Ok(RESTOptions {
             resource_prefix: self.factory.resource_prefix(gr),
             storage_config,
@@ -272,10 +269,14 @@ mod tests {
         let options = getter(factory).get_rest_options(&GroupResource::core("configmaps")).expect("options");
         assert_eq!(options.resource_prefix, "cm");
         assert_eq!(options.storage_config.prefix, "/registry");
-        assert_eq!(options.decorator.name(), "undecorated");
+        assert_eq!(options.decorator.name(), "cacher", "the watch cache is on by default");
         assert_eq!(options.delete_collection_workers, 1);
         let printed = format!("{options:?}");
-        assert!(printed.contains("undecorated") && printed.contains("cm"), "{printed}");
+        assert!(printed.contains("cacher") && printed.contains("cm"), "{printed}");
+        let events = getter(DefaultStorageFactory::new(BackendConfig::new("sled"), "/registry", "application/json"))
+            .get_rest_options(&GroupResource::core("events"))
+            .expect("events");
+        assert_eq!(events.decorator.name(), "undecorated", "size 0 turns the cache off");
     }
 
     #[test]

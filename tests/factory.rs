@@ -311,8 +311,8 @@ fn malformed_config_files_give_clear_errors() {
     );
 }
 
-/// A real decorator standing in for the future watch cache: it records which resources it
-/// built and delegates to the undecorated storage.
+/// A real decorator replacing the watch cache: it records which resources it built and
+/// delegates to the undecorated storage.
 #[derive(Debug, Default)]
 struct RecordingCacher {
     built: Mutex<Vec<String>>,
@@ -341,12 +341,15 @@ async fn the_caching_decorator_is_chosen_by_watch_cache_settings() {
         "[backend]\ntype = \"sled\"\npath = {:?}\n[watch_cache]\nsizes = [\"events#0\", \"pods#100\"]\n[resources.secrets]\nwatch_cache = false\n",
         dir.path().join("db").display().to_string()
     );
-    // Without a cacher registered everything is undecorated (documented fallback).
+    // By default cached resources get the watch cache.
     let getter = getter_from_file(dir.path(), "a.toml", &text);
-    for resource in ["configmaps", "pods", "events", "secrets"] {
+    let expected =
+        [("configmaps", "cacher"), ("pods", "cacher"), ("events", "undecorated"), ("secrets", "undecorated")];
+    for (resource, decorator) in expected {
         let options = getter.get_rest_options(&GroupResource::core(resource)).expect("options");
-        assert_eq!(options.decorator.name(), "undecorated", "{resource}");
+        assert_eq!(options.decorator.name(), decorator, "{resource}");
     }
+    // A registered decorator replaces it.
     let cacher = Arc::new(RecordingCacher::default());
     let getter = getter_from_file(dir.path(), "b.toml", &text).with_cacher(cacher.clone());
     let expected =
@@ -596,4 +599,50 @@ async fn a_plugin_backend_serves_one_resource_beside_sled() {
     assert_eq!(raw_value(&sled_at(&db), "/registry/events/default/e").await, None);
     let read = events.get("/events/default/e", GetOptions::default()).await.expect("get").expect("event");
     assert_eq!(read, event);
+}
+
+/// With the watch cache on (the default), `configmaps` is served by the cacher and `events`
+/// (size 0, kube-apiserver's default) by the store: the same RV "0" list with a limit is a full
+/// list from the cache (Kubernetes' cache ignores the limit) and one page from the store.
+#[tokio::test]
+async fn a_resource_with_watch_cache_is_served_by_the_cacher_and_one_with_size_zero_is_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "[backend]\ntype = \"sled\"\npath = {:?}\n[watch_cache]\nsizes = [\"events#0\"]\n",
+        dir.path().join("db").display().to_string()
+    );
+    let getter = getter_from_file(dir.path(), "cache.toml", &text);
+    for (resource, cached) in [("configmaps", true), ("events", false)] {
+        let gr = GroupResource::core(resource);
+        let options = getter.get_rest_options(&gr).expect("options");
+        assert_eq!(options.decorator.name(), if cached { "cacher" } else { "undecorated" }, "{resource}");
+        let storage = options.create_storage().await.expect("storage");
+        let mut last = 0;
+        for name in ["a", "b", "c"] {
+            let created = storage
+                .create(&format!("/{resource}/default/{name}"), Object::new("v1", "X", "default", name), 0)
+                .await
+                .expect("create");
+            last = created.resource_version().expect("rv");
+        }
+        // Not older than the last create: a cache waits until it has seen it.
+        let synced = ListOptions {
+            resource_version: last.to_string(),
+            resource_version_match: Some(apistore::storage::ResourceVersionMatch::NotOlderThan),
+            recursive: true,
+            ..ListOptions::default()
+        };
+        assert_eq!(storage.get_list(&format!("/{resource}/"), synced).await.expect("list").items.len(), 3);
+        let mut any = ListOptions { resource_version: "0".into(), recursive: true, ..ListOptions::default() };
+        any.predicate.limit = 1;
+        let list = storage.get_list(&format!("/{resource}/"), any).await.expect("list at 0");
+        if cached {
+            assert_eq!(list.items.len(), 3, "the cache ignores the limit of an RV 0 list");
+            assert!(list.continue_token.is_empty());
+        } else {
+            assert_eq!(list.items.len(), 1, "the store honours the limit");
+            assert!(!list.continue_token.is_empty());
+        }
+        storage.readiness_check().await.expect("ready");
+    }
 }

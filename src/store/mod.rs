@@ -125,23 +125,7 @@ impl Store {
     /// Kubernetes `PrepareKey`: validates a store key and normalizes a recursive one to end
     /// in `/`. Errors: [`Error::BadRequest`] "empty key" / "invalid key".
     pub fn prepare_key(&self, key: &str, recursive: bool) -> Result<String> {
-        if key.is_empty() || key == "/" {
-            return Err(Error::bad_request(format!("empty key: {key:?}")));
-        }
-        if key.split('/').any(|segment| segment == "." || segment == "..") {
-            return Err(Error::bad_request(format!("invalid key: {key:?}")));
-        }
-        let mut key = key.to_owned();
-        if recursive && !key.ends_with('/') {
-            key.push('/');
-        }
-        if !key.starts_with(&self.inner.resource_dir) {
-            return Err(Error::bad_request(format!(
-                "invalid key: {key:?} lacks resource prefix: {:?}",
-                self.inner.resource_dir
-            )));
-        }
-        Ok(key)
+        prepare_key(&self.inner.resource_dir, key, recursive)
     }
 
     /// The backend key of a (prepared) store key: `/registry/pods/ns/a`.
@@ -215,6 +199,29 @@ impl Store {
         object.metadata.resource_version = format_resource_version(revision);
         object
     }
+}
+
+/// Kubernetes `PrepareKey` for a store whose keys live under `resource_dir` (`/pods/`):
+/// validates `key` and normalizes a recursive one to end in `/`. Shared by [`Store`] and
+/// decorators that must reject exactly the same keys (the watch cache).
+///
+/// Errors: [`Error::BadRequest`] "empty key" / "invalid key" (also for a key outside
+/// `resource_dir`).
+pub fn prepare_key(resource_dir: &str, key: &str, recursive: bool) -> Result<String> {
+    if key.is_empty() || key == "/" {
+        return Err(Error::bad_request(format!("empty key: {key:?}")));
+    }
+    if key.split('/').any(|segment| segment == "." || segment == "..") {
+        return Err(Error::bad_request(format!("invalid key: {key:?}")));
+    }
+    let mut key = key.to_owned();
+    if recursive && !key.ends_with('/') {
+        key.push('/');
+    }
+    if !key.starts_with(resource_dir) {
+        return Err(Error::bad_request(format!("invalid key: {key:?} lacks resource prefix: {resource_dir:?}")));
+    }
+    Ok(key)
 }
 
 /// Turns a TTL in seconds into the backend's form (0 = none).

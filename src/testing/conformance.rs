@@ -10,7 +10,7 @@
 //!
 //! Behaviours are grouped by the `Storage` method they exercise: [`create_get`], [`delete`],
 //! [`update`], [`list`], [`paging`], [`watch`], [`watch_semantics`], [`keys_stats`], [`transform`]
-//! and [`bad_input`].
+//! and [`bad_input`]; [`cache`] holds the behaviours only a watch cache has.
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -18,6 +18,7 @@ use futures::FutureExt;
 use super::Behaviour;
 
 pub mod bad_input;
+pub mod cache;
 pub mod create_get;
 pub mod delete;
 pub mod keys_stats;
@@ -152,5 +153,15 @@ pub fn behaviours() -> Vec<(String, Behaviour)> {
         transform::untransformable_data_fails_every_read_path_with_internal_error,
         transform::watch_of_untransformable_data_ends_with_error_event,
         transform::watch_of_unsafe_delete_of_corrupt_object_reports_store_read_error,
+    ]
+}
+
+/// Behaviours only the watch cache has (Kubernetes' `[C]` tests and the cache's limits).
+pub fn cache_only_behaviours() -> Vec<(String, Behaviour)> {
+    behaviours![
+        cache::bookmark_resource_versions_never_go_backwards_during_creates,
+        cache::stopped_watch_delivers_buffered_events_in_order,
+        cache::watch_older_than_the_cache_history_is_gone,
+        cache::watcher_that_does_not_read_is_terminated_not_waited_for,
     ]
 }

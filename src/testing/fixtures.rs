@@ -20,7 +20,9 @@ use crate::storage::{
 };
 use crate::store::{Store, StoreConfig};
 
-use super::BackendFixture;
+use crate::cacher::{Cacher, CacherConfig};
+
+use super::{BackendFixture, StorageMode};
 
 /// The resource every behaviour stores (`/registry/pods/...`).
 pub const RESOURCE: &str = "pods";
@@ -77,15 +79,75 @@ pub fn names_of(items: &[Object]) -> Vec<String> {
     items.iter().map(|o| o.metadata.name.clone()).collect()
 }
 
-/// Everything a behaviour needs: the backend, the `Store` over it, and the same store as
-/// `Arc<dyn Storage>` (what behaviours call).
+/// Where the storage under test legitimately differs from a plain [`Store`]: each flag names
+/// the Kubernetes behaviour whose expectation it switches, so a behaviour adapts explicitly
+/// instead of weakening a check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Expectations {
+    /// A list at RV "0" ignores the limit and returns everything (Kubernetes `RunTestList`:
+    /// "RV 0 + limit" is checked against etcd only; the watch cache ignores the limit,
+    /// cacher.go, kubernetes#108003).
+    pub list_at_zero_ignores_limit: bool,
+    /// RV "0" and NotOlderThan reads are served at the cache's revision, which may be below
+    /// the global current revision after writes to other resources (Kubernetes
+    /// `RunTestConsistentList`: the cache's RV "0" list returns its synced RV, not the
+    /// storage's current one; reference §4.4 "Response RV: NotOlderThan/"0" → cache RV").
+    pub reads_use_cache_revision: bool,
+    /// `guaranteed_update` and `delete` replace the caller's suggestion with the cache's
+    /// current object (Kubernetes `CacheDelegator.GuaranteedUpdate`/`Delete`), so a stale
+    /// suggestion given by the caller may never be tried.
+    pub writes_use_cached_suggestion: bool,
+    /// Watches with `allowWatchBookmarks` get periodic BOOKMARK events
+    /// (`RunTestWatchDispatchBookmarkEvents(expected=true)` for the cacher, false for etcd3).
+    pub periodic_bookmarks: bool,
+    /// Watches are served only once the cache could list the whole resource: unreadable
+    /// stored data keeps it not ready (429) until the data is repaired or removed (Kubernetes
+    /// runs `RunTestWatchError` and `RunTestWatchWithUnsafeDelete` against etcd3 only).
+    pub watch_needs_readable_resource: bool,
+}
+
+impl Expectations {
+    /// The expectations for a storage mode.
+    pub fn for_mode(mode: StorageMode) -> Self {
+        match mode {
+            StorageMode::Store => Expectations::default(),
+            StorageMode::Cached => Expectations {
+                list_at_zero_ignores_limit: true,
+                reads_use_cache_revision: true,
+                writes_use_cached_suggestion: true,
+                periodic_bookmarks: true,
+                watch_needs_readable_resource: true,
+            },
+        }
+    }
+}
+
+/// The watch cache settings of the suite's cached mode: Kubernetes' defaults, except that
+/// bookmarks are due every second (Kubernetes sends a watcher's first bookmark 2 s before the
+/// watch's deadline, which its tests set to 3 s; apistore watches have no deadline).
+pub fn suite_cacher_config() -> CacherConfig {
+    CacherConfig {
+        api_version: "v1".to_owned(),
+        kind: "Pod".to_owned(),
+        bookmark_frequency: Duration::from_secs(1),
+        ..CacherConfig::new(RESOURCE)
+    }
+}
+
+/// Everything a behaviour needs: the backend, the `Store` over it, and the storage under test
+/// as `Arc<dyn Storage>` (the store itself, or the watch cache over it).
 pub struct Harness {
     /// The fresh backend from the fixture.
     pub backend: Arc<dyn KvBackend>,
     /// The concrete store (for `backend_key` and config).
     pub store: Store,
-    /// The store as API servers see it.
+    /// The storage under test, as API servers see it.
     pub storage: Arc<dyn Storage>,
+    /// The watch cache when the suite runs cached.
+    pub cacher: Option<Arc<Cacher>>,
+    /// How the storage under test differs from a plain store.
+    pub expect: Expectations,
+    mode: StorageMode,
     unrelated_writes: std::sync::atomic::AtomicU64,
 }
 
@@ -97,17 +159,53 @@ impl Harness {
 
     /// A harness over a fresh backend with a custom store config.
     pub async fn with_config(fixture: &Arc<dyn BackendFixture>, config: StoreConfig) -> Self {
-        Self::over(fixture.new_backend().await, config)
+        Self::over(fixture.new_backend().await, config, fixture.storage_mode()).await
     }
 
-    /// A second harness over an existing backend (e.g. the same data with another transformer).
-    pub fn over(backend: Arc<dyn KvBackend>, config: StoreConfig) -> Self {
+    /// A second harness over this one's backend (e.g. the same data with another transformer),
+    /// in the same mode.
+    pub async fn sibling(&self, config: StoreConfig) -> Self {
+        Self::over(self.backend.clone(), config, self.mode).await
+    }
+
+    /// A harness over an existing backend in `mode`. In cached mode it waits (≤ 10 s) for the
+    /// cache's first list attempt; a failed one (unreadable data) is left to the behaviour.
+    pub async fn over(backend: Arc<dyn KvBackend>, config: StoreConfig, mode: StorageMode) -> Self {
         let store = match Store::new(backend.clone(), config) {
             Ok(store) => store,
             Err(e) => panic!("Store::new failed: {e}"),
         };
-        let storage: Arc<dyn Storage> = Arc::new(store.clone());
-        Harness { backend, store, storage, unrelated_writes: std::sync::atomic::AtomicU64::new(0) }
+        let (storage, cacher): (Arc<dyn Storage>, _) = match mode {
+            StorageMode::Store => (Arc::new(store.clone()), None),
+            StorageMode::Cached => {
+                let cacher = match Cacher::new(Arc::new(store.clone()), suite_cacher_config()) {
+                    Ok(cacher) => Arc::new(cacher),
+                    Err(e) => panic!("Cacher::new failed: {e}"),
+                };
+                let _ = cacher.wait_until_ready(Duration::from_secs(10)).await;
+                (cacher.clone(), Some(cacher))
+            }
+        };
+        Harness {
+            backend,
+            store,
+            storage,
+            cacher,
+            expect: Expectations::for_mode(mode),
+            mode,
+            unrelated_writes: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Makes later "any state" reads (RV "0") see every write up to `revision`, the way
+    /// Kubernetes' tests do it: a NotOlderThan list at that revision (a no-op for a store; a
+    /// cache waits until it has applied the revision).
+    pub async fn sync_reads(&self, revision: Revision) {
+        let options = ListOptions {
+            resource_version_match: Some(crate::storage::ResourceVersionMatch::NotOlderThan),
+            ..recursive(&revision.to_string())
+        };
+        self.list("/pods/", options).await;
     }
 
     /// Creates `object` at its pod key and returns the stored object.
@@ -185,10 +283,20 @@ impl Harness {
         }
     }
 
-    /// Compacts the backend at `revision` (Kubernetes' `Compaction`).
+    /// Compacts the backend at `revision` (Kubernetes' `Compaction`), and the watch cache's
+    /// history with it (Kubernetes' cacher tests compact the cache the same way).
     pub async fn compact(&self, revision: Revision) {
         if let Err(e) = self.backend.compact(revision).await {
             panic!("compact({revision}) failed: {e}");
+        }
+        if let Some(cacher) = &self.cacher {
+            // Like Kubernetes' `compactStorage`: let the cache catch up first (bounded: a
+            // revision written outside the resource reaches it only by progress notification).
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            while cacher.resource_version() < revision && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            cacher.compact_history(revision);
         }
     }
 

@@ -13,6 +13,12 @@
 //! Every behaviour is its own named test (`conformance::kv::...`,
 //! `conformance::storage::...`), so `cargo test -p my-backend conformance` lists them and a
 //! failure names the behaviour.
+//!
+//! [`run_cached`] runs the Storage suite again with the watch cache
+//! ([`Cacher`](crate::cacher::Cacher)) over the store (`conformance::cached::...`), plus the
+//! cache-only behaviours (Kubernetes' `[C]` tests). Where the cache legitimately differs from a
+//! store, behaviours switch their expectation on [`fixtures::Expectations`], each flag naming
+//! the Kubernetes behaviour it follows.
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -40,6 +46,40 @@ pub trait BackendFixture: Send + Sync + 'static {
 
     /// A fresh, isolated backend.
     async fn new_backend(&self) -> Arc<dyn KvBackend>;
+
+    /// What the Storage suite tests over each backend. Backends keep the default (the
+    /// [`Store`](crate::store::Store)); [`run_cached`] selects [`StorageMode::Cached`].
+    fn storage_mode(&self) -> StorageMode {
+        StorageMode::Store
+    }
+}
+
+/// The storage the Storage suite builds over each backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StorageMode {
+    /// The [`Store`](crate::store::Store) itself.
+    #[default]
+    Store,
+    /// The watch cache ([`Cacher`](crate::cacher::Cacher)) over the store.
+    Cached,
+}
+
+/// A fixture whose backends are tested through the watch cache.
+struct CachedFixture(Arc<dyn BackendFixture>);
+
+#[async_trait]
+impl BackendFixture for CachedFixture {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    async fn new_backend(&self) -> Arc<dyn KvBackend> {
+        self.0.new_backend().await
+    }
+
+    fn storage_mode(&self) -> StorageMode {
+        StorageMode::Cached
+    }
 }
 
 /// A named behaviour test: an async function over a fixture.
@@ -62,12 +102,31 @@ pub fn behaviours() -> Vec<(String, Behaviour)> {
     all
 }
 
+/// The Storage suite through the watch cache, then the cache-only behaviours, named
+/// `conformance::cached::...`.
+pub fn cached_behaviours() -> Vec<(String, Behaviour)> {
+    conformance::behaviours()
+        .into_iter()
+        .chain(conformance::cache_only_behaviours())
+        .map(|(n, b)| (format!("conformance::cached::{n}"), b))
+        .collect()
+}
+
 /// Runs the whole suite against `fixture` as libtest-mimic tests (honours the usual test
 /// arguments, e.g. a name filter or `--list`) and returns the process exit code.
 pub fn run(fixture: impl BackendFixture) -> ExitCode {
+    run_trials(Arc::new(fixture), behaviours())
+}
+
+/// Runs the Storage suite with the watch cache over the store built on `fixture`'s backends
+/// ([`cached_behaviours`]) and returns the process exit code.
+pub fn run_cached(fixture: impl BackendFixture) -> ExitCode {
+    run_trials(Arc::new(CachedFixture(Arc::new(fixture))), cached_behaviours())
+}
+
+fn run_trials(fixture: Arc<dyn BackendFixture>, behaviours: Vec<(String, Behaviour)>) -> ExitCode {
     let args = libtest_mimic::Arguments::from_args();
-    let fixture: Arc<dyn BackendFixture> = Arc::new(fixture);
-    let trials = behaviours()
+    let trials = behaviours
         .into_iter()
         .map(|(name, behaviour)| {
             let fixture = fixture.clone();

@@ -107,6 +107,9 @@ impl Keys {
 /// Created without contacting etcd (clients connect lazily), so it survives etcd being down:
 /// calls fail with [`Error::Unavailable`] or [`Error::Timeout`] within their timeout and
 /// succeed again once etcd is back, without recreating the backend.
+///
+/// Its gRPC connections (made on first use) and its compactor run on the tokio runtime that
+/// created or first used it; use it from that runtime.
 pub struct EtcdBackend {
     cluster: Arc<Cluster>,
     keys: Keys,

@@ -486,7 +486,7 @@ impl Core {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key_bytes.to_vec(), Latest::of(revision, &stored));
-        self.hub.publish(&self.current, revision, || {
+        self.hub.publish(&self.current, revision, key, || {
             let prev = if prev_revision == 0 { None } else { self.kv_at_exact(key_bytes, prev_revision)? };
             Ok(match event_value {
                 Some((create_revision, version, value)) => WatchEvent::Put {
@@ -777,6 +777,10 @@ fn write_ceiling(path: &PathBuf, ceiling: Revision) -> Result<()> {
 /// One process may open a database directory at a time (sled holds a lock). Dropping the
 /// backend stops its maintenance thread, flushes, and closes the database once no watch
 /// stream holds it any more.
+///
+/// Revisions: a fresh database is at revision 1 and its first write gets 2. A clean close and
+/// reopen continues exactly; after a crash the counter continues above every revision that
+/// may have been observed, jumping forward by at most [`CEILING_STEP`](crate::CEILING_STEP).
 #[derive(Debug)]
 pub struct SledBackend {
     core: Arc<Core>,

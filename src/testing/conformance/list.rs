@@ -84,7 +84,8 @@ pub async fn list_legacy_resource_version_with_limit_reads_exactly_that_revision
 }
 
 /// `RunTestList`: RV=N without limit, or with NotOlderThan, means "not older than N": the
-/// latest state at the current revision.
+/// latest state at the current revision (through the watch cache: the state at the cache's
+/// revision, [`Expectations::reads_use_cache_revision`]).
 pub async fn list_not_older_than_resource_version_returns_latest_state(fixture: Arc<dyn BackendFixture>) {
     let h = Harness::new(&fixture).await;
     let seed = seed(&h).await;
@@ -92,18 +93,32 @@ pub async fn list_not_older_than_resource_version_returns_latest_state(fixture: 
     let first = seed.history[0].0.to_string();
     for options in [recursive(&first), not_older_than(&first), with_limit(not_older_than(&first), 10)] {
         let list = h.list("/pods/", options.clone()).await;
-        assert_eq!(list.resource_version, current, "{options:?}");
-        assert_eq!(list.items, seed.latest().1, "{options:?}");
+        if h.expect.reads_use_cache_revision {
+            // Served at the cache's revision: not older than asked, exactly the state then.
+            assert!((seed.history[0].0..=current).contains(&list.resource_version), "{options:?}: {list:?}");
+            assert_eq!(list.items, h.list("/pods/", exact(list.resource_version)).await.items, "{options:?}");
+        } else {
+            assert_eq!(list.resource_version, current, "{options:?}");
+            assert_eq!(list.items, seed.latest().1, "{options:?}");
+        }
     }
 }
 
-/// `RunTestList`: RV "0" (any) honours the limit on a store without a cache.
+/// `RunTestList`: RV "0" (any) honours the limit on a store without a cache; the watch cache
+/// ignores it and returns everything ([`Expectations::list_at_zero_ignores_limit`]).
 pub async fn list_resource_version_zero_with_limit_honours_limit(fixture: Arc<dyn BackendFixture>) {
     let h = Harness::new(&fixture).await;
     let seed = seed(&h).await;
+    h.sync_reads(seed.latest().0).await;
     let list = h.list("/pods/", with_limit(recursive("0"), 1)).await;
-    assert_eq!(list.items, seed.latest().1[..1].to_vec());
-    assert!(!list.continue_token.is_empty());
+    if h.expect.list_at_zero_ignores_limit {
+        assert_eq!(list.items, seed.latest().1, "the cache ignores the limit of an RV \"0\" list");
+        assert!(list.continue_token.is_empty());
+        assert_eq!(list.remaining_item_count, None);
+    } else {
+        assert_eq!(list.items, seed.latest().1[..1].to_vec());
+        assert!(!list.continue_token.is_empty());
+    }
 }
 
 /// `RunTestList`: too-large RVs are 504 TooLargeResourceVersion for NotOlderThan, legacy and Exact reads.
@@ -289,9 +304,21 @@ pub async fn consistent_list_reports_current_global_revision(fixture: Arc<dyn Ba
     let seed = seed(&h).await;
     let current = h.bump_revision().await;
     assert!(current > seed.latest().0);
+    h.sync_reads(seed.latest().0).await;
     for rv in ["", "0"] {
         let list = h.list("/pods/", recursive(rv)).await;
-        assert_eq!(list.resource_version, current, "RV {rv:?}");
+        if rv == "0" && h.expect.reads_use_cache_revision {
+            // The cache answers at the revision it has applied: not older than the last write
+            // of the resource, not newer than the global revision.
+            assert!(
+                (seed.latest().0..=current).contains(&list.resource_version),
+                "RV \"0\" from the cache at {} outside [{}, {current}]",
+                list.resource_version,
+                seed.latest().0
+            );
+        } else {
+            assert_eq!(list.resource_version, current, "RV {rv:?}");
+        }
         assert_eq!(list.items, seed.latest().1);
     }
     let after = h.bump_revision().await;
@@ -305,6 +332,7 @@ pub async fn non_recursive_list_reads_single_object_in_every_mode(fixture: Arc<d
     let previous = h.create_pod("test-ns", "foo").await;
     let current = h.annotate(&key("test-ns", "foo"), "v", "2").await;
     let key = key("test-ns", "foo");
+    h.sync_reads(rv(&current)).await;
     let cases: Vec<(ListOptions, &Object)> = vec![
         (single(""), &current),
         (single("0"), &current),

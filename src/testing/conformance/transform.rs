@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::error::StatusReason;
 use crate::object::Object;
-use crate::storage::{allow_all_deletions, DeleteOptions, GetOptions, WatchEvent};
+use crate::storage::{allow_all_deletions, DeleteOptions, GetOptions, ListOptions, WatchEvent};
 use crate::store::StoreConfig;
 use crate::testing::fixtures::*;
 use crate::testing::BackendFixture;
@@ -36,7 +36,7 @@ pub async fn transformer_gets_full_backend_key_as_authenticated_data(fixture: Ar
 pub async fn guaranteed_update_rewrites_data_read_by_stale_transformer(fixture: Arc<dyn BackendFixture>) {
     let old = Harness::with_config(&fixture, with_transformer(PrefixTransformer::new("old:", &[]))).await;
     let created = old.create_pod("ns", "a").await;
-    let new = Harness::over(old.backend.clone(), with_transformer(PrefixTransformer::new("new:", &["old:"])));
+    let new = old.sibling(with_transformer(PrefixTransformer::new("new:", &["old:"]))).await;
     let mut no_op = |current: Object, _| Ok((current, None));
     let out = new.storage.guaranteed_update(&key("ns", "a"), false, None, &mut no_op, None).await.expect("update");
     assert!(rv(&out) > rv(&created), "a stale value must be rewritten");
@@ -93,7 +93,16 @@ pub async fn watch_of_untransformable_data_ends_with_error_event(fixture: Arc<dy
     let writer = Harness::with_config(&fixture, with_transformer(PrefixTransformer::new("a:", &[]))).await;
     let start = writer.current_revision().await.to_string();
     writer.create_pod("ns", "foo").await;
-    let reader = Harness::over(writer.backend.clone(), with_transformer(PrefixTransformer::new("b:", &[])));
+    let reader = writer.sibling(with_transformer(PrefixTransformer::new("b:", &[]))).await;
+    if reader.expect.watch_needs_readable_resource {
+        // The cache cannot list the resource: it stays not ready (429) and says why.
+        let err = expect_err(reader.storage.watch(&key("ns", "foo"), single(&start)).await, "watch of unready cache");
+        assert_eq!(err.code(), 429, "{err:?}");
+        let not_ready = expect_err(reader.storage.readiness_check().await, "readiness of an unready cache");
+        assert!(not_ready.to_string().contains("storage is (re)initializing"), "{not_ready}");
+        assert!(not_ready.to_string().contains("transform"), "the reason is reported: {not_ready}");
+        return;
+    }
     let mut watch = reader.watch(&key("ns", "foo"), single(&start)).await;
     match next_event(&mut watch).await {
         WatchEvent::Error(e) => assert_eq!(e.code(), 500, "{e:?}"),
@@ -109,6 +118,10 @@ pub async fn watch_of_unsafe_delete_of_corrupt_object_reports_store_read_error(f
     let key = key("ns", "foo");
     h.write_raw(&key, b"corrupt").await;
     let start = h.current_revision().await.to_string();
+    if h.expect.watch_needs_readable_resource {
+        cache_recovers_after_unsafe_delete_of_corrupt_object(&h, &key, &start).await;
+        return;
+    }
     let mut watch = h.watch("/pods/", recursive(&start)).await;
     let unsafe_delete = DeleteOptions { expect_transform_or_decode_error: true };
     h.storage.delete(&key, None, &allow_all_deletions, None, unsafe_delete).await.expect("unsafe delete");
@@ -121,4 +134,33 @@ pub async fn watch_of_unsafe_delete_of_corrupt_object_reports_store_read_error(f
         other => panic!("expected a StoreReadError ERROR event, got {other:?}"),
     }
     assert!(watch.next().await.is_none(), "no event follows an ERROR");
+}
+
+/// The cache's side of `RunTestWatchWithUnsafeDelete`: a corrupt object makes the cache's own
+/// watch fail, so it turns not ready (watches get 429) and relists; the relist fails while the
+/// object is stored. Once the object is deleted unsafely the cache recovers: it becomes ready
+/// and a watch from before the delete replays the later changes.
+async fn cache_recovers_after_unsafe_delete_of_corrupt_object(h: &Harness, key: &str, start: &str) {
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    loop {
+        match h.storage.watch("/pods/", recursive(start)).await {
+            Err(e) => {
+                assert_eq!(e.code(), 429, "{e:?}");
+                break;
+            }
+            Ok(_) if tokio::time::Instant::now() < deadline => tokio::time::sleep(QUIET_PERIOD / 10).await,
+            Ok(_) => panic!("the cache kept serving watches over a corrupt object"),
+        }
+    }
+    let unsafe_delete = DeleteOptions { expect_transform_or_decode_error: true };
+    h.storage.delete(key, None, &allow_all_deletions, None, unsafe_delete).await.expect("unsafe delete");
+    let after = h.create_pod("ns", "after").await;
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    while h.storage.readiness_check().await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "the cache did not recover after the unsafe delete");
+        tokio::time::sleep(QUIET_PERIOD / 10).await;
+    }
+    let mut watch = h.watch("/pods/", ListOptions { send_initial_events: Some(true), ..recursive("") }).await;
+    assert_event(&next_event(&mut watch).await, "ADDED", &after);
+    expect_no_event(&mut watch, true).await;
 }

@@ -133,6 +133,7 @@ pub async fn watch_from_zero_sends_current_state_then_changes(fixture: Arc<dyn B
     let updated = h.annotate(&key, "a", "1").await;
     assert_event(&next_event(&mut watch).await, "MODIFIED", &updated);
     watch.stop();
+    h.sync_reads(rv(&updated)).await;
     let mut again = h.watch(&key, single("0")).await;
     assert_event(&next_event(&mut again).await, "ADDED", &updated);
 }
@@ -330,9 +331,10 @@ pub async fn namespace_scoped_watch_filters_by_namespace_name_and_node(fixture: 
     run_scoped_case(&fixture, "/pods/ns1", true, "metadata.namespace=ns2", writes(), &[None, None, None, None]).await;
 }
 
-/// `RunTestWatchDispatchBookmarkEvents` (expected=false for a store without a cache): writes in
-/// another namespace produce no event; without `allowWatchBookmarks` nothing at all arrives, and
-/// with it anything that arrives is a BOOKMARK.
+/// `RunTestWatchDispatchBookmarkEvents`: writes in another namespace produce no event; without
+/// `allowWatchBookmarks` nothing at all arrives; with it, a store without a cache sends nothing
+/// but bookmarks (expected=false), and the watch cache sends a BOOKMARK within 3 s
+/// (expected=true, [`Expectations::periodic_bookmarks`]).
 pub async fn watch_without_bookmarks_sends_nothing_for_other_namespaces(fixture: Arc<dyn BackendFixture>) {
     let h = Harness::new(&fixture).await;
     let stored = h.create_pod("test-ns", "foo").await;
@@ -341,7 +343,14 @@ pub async fn watch_without_bookmarks_sends_nothing_for_other_namespaces(fixture:
         options.predicate.allow_watch_bookmarks = allow_watch_bookmarks;
         let mut watch = h.watch(&key("test-ns", "foo"), options).await;
         h.create_pod(&format!("other-ns-{allow_watch_bookmarks}"), "foo").await;
-        expect_no_event(&mut watch, allow_watch_bookmarks).await;
+        if allow_watch_bookmarks && h.expect.periodic_bookmarks {
+            match tokio::time::timeout(std::time::Duration::from_secs(3), watch.next()).await {
+                Ok(Some(WatchEvent::Bookmark(bookmark))) => assert!(rv(&bookmark) >= rv(&stored), "{bookmark:?}"),
+                other => panic!("expected a BOOKMARK within 3 s, got {other:?}"),
+            }
+        } else {
+            expect_no_event(&mut watch, allow_watch_bookmarks).await;
+        }
     }
 }
 

@@ -47,6 +47,8 @@ async fn run_case(
     for i in 1..=3 {
         initial.push(h.create_pod("ns", &format!("pod-{i}")).await);
     }
+    // Kubernetes: "this list call ensures that the cache has seen the created pods".
+    h.sync_reads(rv(&initial[2])).await;
     let resource_version = match start {
         StartAt::Unset => String::new(),
         StartAt::Zero => "0".to_owned(),

@@ -1,0 +1,610 @@
+//! The watch cache: Kubernetes' `Cacher` + `CacheDelegator` as a decorator over any
+//! `Arc<dyn Storage>` (it knows nothing of the backend underneath).
+//!
+//! ```text
+//!   get RV≠"" / list RV "0", N / watch ──► Cacher ──► in-memory objects (by key) + event history
+//!   create / update / delete / consistent reads ──┐        ▲ reflector: list (consistent) then
+//!                                                 ▼        │ watch from the list RV (progress_notify)
+//!                                             inner Arc<dyn Storage> (e.g. Store over sled)
+//! ```
+//!
+//! **What is served from the cache** (Kubernetes `CacheDelegator`, reference §4.2):
+//! * `watch` in every mode of the start-point table, with periodic bookmarks when the client
+//!   allows them, the initial-events-end bookmark, and 410 "too old resource version" below the
+//!   history. A DELETED event carries the last state with the delete RV.
+//! * `get` with RV ≠ "" (waits until the cache reached the RV), `get_list` with RV "0" (the
+//!   limit is ignored, as in Kubernetes) and with RV N / NotOlderThan N (waits for N).
+//!
+//! **What goes to the inner storage**: create; `guaranteed_update` and `delete` (with the
+//! cache's current object as the suggestion, ignoring the caller's, as `CacheDelegator`);
+//! `get` with RV ""; consistent lists (RV ""), Exact lists, continue tokens, legacy RV + limit
+//! lists; stats, current/compact revision, watch progress.
+//!
+//! **Freshness.** A wait for revision N first asks the inner storage for its current revision
+//! C. If C ≥ N the data exists; the cache may just not know yet (a write to another resource
+//! advanced the global revision, and not every backend sends progress notifications), so it
+//! waits at most [`CacherConfig::consistent_wait`] and then serves the request from the inner
+//! storage instead. If C < N the revision is in the future: it waits up to
+//! [`CacherConfig::fresh_timeout`] (3 s) and answers 504 TooLargeResourceVersion (retry 1 s)
+//! unless the revision was reached meanwhile. A consistent watch (RV "" with initial events)
+//! that cannot be served from a fresh cache takes its initial state from a consistent list of
+//! the inner storage at revision L and then continues with the cache's changes after L — no
+//! gap, no duplicate, no revision going backwards.
+//!
+//! **History**: between [`CacherConfig::history_min`] (100) and [`CacherConfig::history_max`]
+//! (102 400) events; a full history doubles while its oldest event is younger than
+//! [`CacherConfig::history_window`] (75 s), otherwise evicts its oldest event (Kubernetes'
+//! dynamic capacity, without shrinking until the next relist).
+//!
+//! **Slow watchers** that do not read are terminated (their stream ends; a client re-watches)
+//! after a shared dispatch budget of ≤ 100 ms, rather than blocking every other watcher.
+//!
+//! **Readiness**: [`Storage::readiness_check`] and watches fail with [`Error::NotReady`] (429,
+//! "storage is (re)initializing") until the first list completed, and again after a reflector
+//! error (all watchers are terminated and the reflector relists after 1 s).
+//!
+//! Objects are cached under the key [`names::object_key`] computes from their metadata, like
+//! Kubernetes' `KeyFunc`: an object stored at a key that does not match its namespace/name is
+//! not supported.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::error::{Error, Result};
+use crate::kv::Revision;
+use crate::names;
+use crate::object::Object;
+use crate::storage::{
+    DeleteOptions, GetOptions, ListOptions, ObjectList, Preconditions, Predicate, ResourceVersionMatch, Stats, Storage,
+    UpdateFn, ValidateDeletion, WatchEvent, WatchStream,
+};
+use crate::store::prepare_key;
+use crate::version::{parse_list_resource_version, parse_resource_version};
+
+mod cache;
+mod decorator;
+mod reflector;
+mod watcher;
+
+pub use decorator::CacherDecorator;
+
+use cache::{CacheState, HistoryBounds, WatcherHandle};
+use watcher::{Opening, Watcher};
+
+/// Configuration of a [`Cacher`].
+#[derive(Clone, Debug)]
+pub struct CacherConfig {
+    /// The resource prefix of the inner storage's keys (`pods` → keys `/pods/...`).
+    pub resource_prefix: String,
+    /// `apiVersion` of bookmark objects (the resource's type).
+    pub api_version: String,
+    /// `kind` of bookmark objects.
+    pub kind: String,
+    /// Smallest (initial) history capacity (Kubernetes: 100).
+    pub history_min: usize,
+    /// Largest history capacity (Kubernetes: 102 400).
+    pub history_max: usize,
+    /// A full history grows while its oldest event is younger than this (Kubernetes: 75 s).
+    pub history_window: Duration,
+    /// How long a read waits for a revision the inner storage has not reached (Kubernetes: 3 s).
+    pub fresh_timeout: Duration,
+    /// How long a read waits for a revision the inner storage has reached before it is served
+    /// from the inner storage instead.
+    pub consistent_wait: Duration,
+    /// Periodic bookmarks per watcher (Kubernetes: 1 min).
+    pub bookmark_frequency: Duration,
+    /// Delay before relisting after a reflector error (Kubernetes: 1 s).
+    pub relist_backoff: Duration,
+    /// Capacity of each watcher's input queue; a watcher whose queue stays full is terminated.
+    pub watcher_queue: usize,
+}
+
+impl CacherConfig {
+    /// Kubernetes' defaults for the resource prefix `resource_prefix` (e.g. `pods`).
+    pub fn new(resource_prefix: &str) -> Self {
+        CacherConfig {
+            resource_prefix: resource_prefix.to_owned(),
+            api_version: String::new(),
+            kind: String::new(),
+            history_min: 100,
+            history_max: 102_400,
+            history_window: Duration::from_secs(75),
+            fresh_timeout: Duration::from_secs(3),
+            consistent_wait: Duration::from_millis(100),
+            bookmark_frequency: Duration::from_secs(60),
+            relist_backoff: Duration::from_secs(1),
+            watcher_queue: 100,
+        }
+    }
+}
+
+/// State shared by the cacher, its reflector and its watchers.
+pub(crate) struct Shared {
+    inner: Arc<dyn Storage>,
+    config: CacherConfig,
+    /// `/pods/`.
+    resource_dir: String,
+    state: Mutex<CacheState>,
+    /// Bumped on every state change; waiters for freshness or readiness watch it.
+    changed: watch::Sender<u64>,
+    /// Set to true to stop the reflector.
+    stop: watch::Sender<bool>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, CacheState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` on the state and wakes every waiter.
+    pub(crate) fn update<T>(&self, f: impl FnOnce(&mut CacheState) -> T) -> T {
+        let result = f(&mut self.lock());
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        result
+    }
+
+    pub(crate) fn bounds(&self) -> HistoryBounds {
+        HistoryBounds {
+            min: self.config.history_min.max(1),
+            max: self.config.history_max.max(self.config.history_min.max(1)),
+            window: self.config.history_window,
+        }
+    }
+
+    /// The cache key of an object (Kubernetes `KeyFunc`).
+    pub(crate) fn key_of(&self, object: &Object) -> Result<String> {
+        names::object_key(&self.config.resource_prefix, &object.metadata.namespace, &object.metadata.name)
+    }
+}
+
+/// Whether a wait for a revision ended with the cache at it, or the inner storage must serve.
+enum Freshness {
+    /// The cache has reached the revision.
+    Fresh,
+    /// The inner storage has the revision but the cache does not know it (yet).
+    Lagging,
+}
+
+/// The watch cache over an inner storage. Dropping it (or [`Cacher::stop`]) stops the
+/// reflector and ends every watch.
+pub struct Cacher {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Cacher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.shared.lock();
+        f.debug_struct("Cacher")
+            .field("resource_prefix", &self.shared.config.resource_prefix)
+            .field("ready", &state.ready)
+            .field("revision", &state.revision)
+            .field("objects", &state.objects.len())
+            .field("watchers", &state.watchers.len())
+            .finish()
+    }
+}
+
+impl Drop for Cacher {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Cacher {
+    /// A cache over `inner`, whose keys live under `/<config.resource_prefix>/`. Starts the
+    /// reflector on the current tokio runtime; the cache is ready once its first list completed.
+    ///
+    /// Errors: [`Error::Invalid`] for an empty resource prefix, [`Error::Internal`] outside a
+    /// tokio runtime.
+    pub fn new(inner: Arc<dyn Storage>, config: CacherConfig) -> Result<Self> {
+        let resource = config.resource_prefix.trim_matches('/');
+        if resource.is_empty() {
+            return Err(Error::invalid("resourcePrefix", &config.resource_prefix, "must not be empty"));
+        }
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| Error::internal(format!("the watch cache needs a tokio runtime: {e}")))?;
+        let resource_dir = format!("/{resource}/");
+        let bounds =
+            HistoryBounds { min: config.history_min.max(1), max: config.history_max, window: config.history_window };
+        let shared = Arc::new(Shared {
+            inner,
+            resource_dir,
+            state: Mutex::new(CacheState::new(bounds)),
+            changed: watch::channel(0).0,
+            stop: watch::channel(false).0,
+            config,
+        });
+        runtime.spawn(reflector::run(shared.clone()));
+        Ok(Cacher { shared })
+    }
+
+    /// Stops the reflector and terminates every watcher; afterwards the cache is not ready
+    /// ("apiserver cacher is stopped"). Idempotent.
+    pub fn stop(&self) {
+        self.shared.stop.send_replace(true);
+        self.shared.update(|state| {
+            state.stopped = true;
+            state.ready = false;
+            state.watchers.clear();
+        });
+    }
+
+    /// Waits until the cache is ready, or until its first list attempt failed, or `timeout`.
+    ///
+    /// Errors: [`Error::NotReady`] with the reflector's last error.
+    pub async fn wait_until_ready(&self, timeout: Duration) -> Result<()> {
+        let mut changed = self.shared.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            {
+                let state = self.shared.lock();
+                if state.ready {
+                    return Ok(());
+                }
+                if state.attempts > 0 || state.stopped {
+                    return Err(state.not_ready_error());
+                }
+            }
+            if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
+                return Err(self.shared.lock().not_ready_error());
+            }
+        }
+    }
+
+    /// The revision up to which the cache has applied every change (0 before the first list).
+    pub fn resource_version(&self) -> Revision {
+        self.shared.lock().revision
+    }
+
+    /// Forgets history at or below `revision`: later watches from an older revision get 410.
+    /// The counterpart of a backend compaction for the cache (Kubernetes' tests compact the
+    /// watch cache's history the same way).
+    pub fn compact_history(&self, revision: Revision) {
+        self.shared.update(|state| state.compact(revision));
+    }
+
+    fn prepare(&self, key: &str, recursive: bool) -> Result<String> {
+        prepare_key(&self.shared.resource_dir, key, recursive)
+    }
+
+    fn is_ready(&self) -> bool {
+        self.shared.lock().ready
+    }
+
+    /// The cache's current object at `key`, when ready (the suggestion for writes).
+    fn cached_object(&self, key: &str) -> Option<Object> {
+        let state = self.shared.lock();
+        if !state.ready {
+            return None;
+        }
+        state.objects.get(key).map(|object| Object::clone(object))
+    }
+
+    /// Waits until the cache has reached `wanted` (see the module docs on freshness).
+    async fn wait_fresh(&self, wanted: Revision) -> Result<Freshness> {
+        if wanted == 0 || self.shared.lock().revision >= wanted {
+            return Ok(Freshness::Fresh);
+        }
+        // Best effort: a backend that supports it sends a progress notification.
+        let _ = self.shared.inner.request_watch_progress().await;
+        let current = self.shared.inner.current_resource_version().await?;
+        if current >= wanted {
+            return Ok(self.wait_for(wanted, self.shared.config.consistent_wait).await);
+        }
+        if let Freshness::Fresh = self.wait_for(wanted, self.shared.config.fresh_timeout).await {
+            return Ok(Freshness::Fresh);
+        }
+        let current = self.shared.inner.current_resource_version().await?;
+        if current >= wanted {
+            return Ok(Freshness::Lagging);
+        }
+        Err(Error::TooLargeResourceVersion {
+            requested: wanted,
+            current: self.shared.lock().revision,
+            retry_after_seconds: 1,
+        })
+    }
+
+    async fn wait_for(&self, wanted: Revision, timeout: Duration) -> Freshness {
+        let mut changed = self.shared.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            {
+                let state = self.shared.lock();
+                if !state.ready {
+                    return Freshness::Lagging;
+                }
+                if state.revision >= wanted {
+                    return Freshness::Fresh;
+                }
+            }
+            if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
+                return Freshness::Lagging;
+            }
+        }
+    }
+
+    /// A list served from the cache at its current revision.
+    fn list_from_cache(&self, key: &str, options: &ListOptions, ignore_limit: bool) -> Result<ObjectList> {
+        let state = self.shared.lock();
+        if !state.ready {
+            return Err(state.not_ready_error());
+        }
+        let predicate = &options.predicate;
+        let limit = if ignore_limit || !options.recursive { 0 } else { predicate.limit.max(0) as usize };
+        let in_scope = state.objects_in_scope(key, options.recursive);
+        let mut items = Vec::new();
+        let mut last_key = None;
+        let mut position = 0;
+        for (object_key, object) in &in_scope {
+            if limit > 0 && items.len() >= limit {
+                break;
+            }
+            position += 1;
+            if predicate.is_empty() || predicate.matches(object) {
+                items.push(Object::clone(object));
+                last_key = Some(object_key.clone());
+            }
+        }
+        let remaining = in_scope.len() - position;
+        let (continue_token, remaining_item_count) = match last_key {
+            Some(last) if limit > 0 && remaining > 0 => {
+                let token = crate::continue_token::encode(&format!("{last}\0"), key, state.revision as i64)?;
+                (token, predicate.is_empty().then_some(remaining as i64))
+            }
+            _ => (String::new(), None),
+        };
+        Ok(ObjectList { resource_version: state.revision, continue_token, remaining_item_count, items })
+    }
+
+    /// Registers a watcher and starts its task. `initial` is the state to send first (None:
+    /// none, `Some(None)`: the cache's own state under the same lock).
+    fn register(&self, key: String, options: &ListOptions, start: Start, end_bookmark: bool) -> Result<WatchStream> {
+        let bookmarks = options.predicate.allow_watch_bookmarks || options.progress_notify;
+        let (input_sender, input) = mpsc::channel(self.shared.config.watcher_queue.max(1));
+        let (terminate_sender, terminate) = oneshot::channel();
+        let (result, stream) = WatchStream::channel(WatchStream::DEFAULT_CAPACITY);
+        let opening = {
+            let mut state = self.shared.lock();
+            if !state.ready {
+                return Err(state.not_ready_error());
+            }
+            let opening = match start {
+                Start::CacheState => {
+                    let revision = state.revision;
+                    Opening {
+                        initial: state.objects_in_scope(&key, options.recursive).into_iter().map(|(_, o)| o).collect(),
+                        end_bookmark: end_bookmark.then_some(revision),
+                        replay: Vec::new(),
+                        start: revision,
+                    }
+                }
+                Start::After { revision, initial } => {
+                    let replay = match state.events_after(revision, &key, options.recursive) {
+                        Ok(replay) => replay,
+                        Err(error) => return Ok(error_stream(error)),
+                    };
+                    let initial_given = initial.is_some();
+                    Opening {
+                        initial: initial.unwrap_or_default().into_iter().map(Arc::new).collect(),
+                        end_bookmark: (end_bookmark && initial_given).then_some(revision),
+                        replay,
+                        start: revision,
+                    }
+                }
+            };
+            let id = state.next_watcher;
+            state.next_watcher += 1;
+            state.watchers.insert(
+                id,
+                WatcherHandle {
+                    key,
+                    recursive: options.recursive,
+                    bookmarks,
+                    next_bookmark: std::time::Instant::now() + self.shared.config.bookmark_frequency,
+                    input: input_sender,
+                    _terminate: terminate_sender,
+                },
+            );
+            opening
+        };
+        let watcher = Watcher {
+            predicate: Predicate { limit: 0, continue_token: String::new(), ..options.predicate.clone() },
+            bookmarks,
+            api_version: self.shared.config.api_version.clone(),
+            kind: self.shared.config.kind.clone(),
+            result,
+            input,
+            terminate,
+        };
+        tokio::spawn(watcher.run(opening));
+        Ok(stream)
+    }
+
+    /// The initial state of a consistent watch from the inner storage: (objects, list RV).
+    async fn consistent_initial_state(&self, key: &str, options: &ListOptions) -> Result<(Vec<Object>, Revision)> {
+        let predicate = Predicate {
+            label: options.predicate.label.clone(),
+            field: options.predicate.field.clone(),
+            ..Predicate::default()
+        };
+        let list = self
+            .shared
+            .inner
+            .get_list(key, ListOptions { recursive: options.recursive, predicate, ..ListOptions::default() })
+            .await?;
+        Ok((list.items, list.resource_version))
+    }
+
+    /// A consistent start at revision `wanted`: the cache's state when it is fresh, else a
+    /// consistent list of the inner storage followed by the cache's changes after it.
+    async fn consistent_start(&self, key: &str, options: &ListOptions, wanted: Revision) -> Result<Start> {
+        match self.wait_fresh(wanted).await? {
+            Freshness::Fresh => Ok(Start::CacheState),
+            Freshness::Lagging => {
+                let (objects, revision) = self.consistent_initial_state(key, options).await?;
+                Ok(Start::After { revision, initial: Some(objects) })
+            }
+        }
+    }
+}
+
+/// Where a watcher starts.
+enum Start {
+    /// The cache's current state as initial events, then changes after it.
+    CacheState,
+    /// Changes after `revision`, preceded by `initial` objects when given.
+    After { revision: Revision, initial: Option<Vec<Object>> },
+}
+
+/// A stream that delivers one ERROR event and ends.
+fn error_stream(error: Error) -> WatchStream {
+    let (sender, stream) = WatchStream::channel(1);
+    // A fresh channel of capacity 1 always has room.
+    let _ = sender.try_send(WatchEvent::Error(error));
+    stream
+}
+
+#[async_trait]
+impl Storage for Cacher {
+    async fn create(&self, key: &str, object: Object, ttl: u64) -> Result<Object> {
+        self.shared.inner.create(key, object, ttl).await
+    }
+
+    async fn delete(
+        &self,
+        key: &str,
+        preconditions: Option<&Preconditions>,
+        validate_deletion: ValidateDeletion<'_>,
+        _cached_existing: Option<Object>,
+        options: DeleteOptions,
+    ) -> Result<Object> {
+        let suggestion = self.cached_object(key);
+        self.shared.inner.delete(key, preconditions, validate_deletion, suggestion, options).await
+    }
+
+    async fn watch(&self, key: &str, options: ListOptions) -> Result<WatchStream> {
+        let key = self.prepare(key, options.recursive)?;
+        let requested = parse_resource_version(&options.resource_version)?;
+        if !self.is_ready() {
+            return Err(self.shared.lock().not_ready_error());
+        }
+        let unset = options.resource_version.is_empty();
+        let initial_events = options.send_initial_events.unwrap_or(unset || requested == 0);
+        let end_bookmark = options.send_initial_events == Some(true) && options.predicate.allow_watch_bookmarks;
+        let start = if initial_events {
+            if unset {
+                // Consistent: at least the inner storage's current revision.
+                let current = self.shared.inner.current_resource_version().await?;
+                match self.consistent_start(&key, &options, current).await {
+                    Ok(start) => start,
+                    Err(error) => return Ok(error_stream(error)),
+                }
+            } else if requested == 0 {
+                Start::CacheState
+            } else {
+                match self.consistent_start(&key, &options, requested).await {
+                    Ok(start) => start,
+                    Err(error) => return Ok(error_stream(error)),
+                }
+            }
+        } else if requested > 0 {
+            Start::After { revision: requested, initial: None }
+        } else if unset {
+            // "Start at the most recent": changes after the inner storage's current revision.
+            Start::After { revision: self.shared.inner.current_resource_version().await?, initial: None }
+        } else {
+            Start::After { revision: self.shared.lock().revision, initial: None }
+        };
+        self.register(key, &options, start, end_bookmark)
+    }
+
+    async fn get(&self, key: &str, options: GetOptions) -> Result<Option<Object>> {
+        if options.resource_version.is_empty() {
+            return self.shared.inner.get(key, options).await;
+        }
+        let key = self.prepare(key, false)?;
+        let wanted = parse_list_resource_version(&options.resource_version)?;
+        if !self.is_ready() {
+            return self.shared.inner.get(&key, options).await;
+        }
+        if let Freshness::Lagging = self.wait_fresh(wanted).await? {
+            return self.shared.inner.get(&key, options).await;
+        }
+        match self.cached_object(&key) {
+            Some(object) => Ok(Some(object)),
+            None if options.ignore_not_found => Ok(None),
+            None => Err(Error::NotFound { key }),
+        }
+    }
+
+    async fn get_list(&self, key: &str, options: ListOptions) -> Result<ObjectList> {
+        let prepared = self.prepare(key, options.recursive)?;
+        let continuing = !options.predicate.continue_token.is_empty();
+        let exact = options.resource_version_match == Some(ResourceVersionMatch::Exact);
+        if continuing || exact || options.resource_version.is_empty() {
+            return self.shared.inner.get_list(key, options).await;
+        }
+        let wanted = parse_list_resource_version(&options.resource_version)?;
+        let legacy_exact =
+            options.resource_version_match.is_none() && options.recursive && options.predicate.limit > 0 && wanted > 0;
+        if legacy_exact {
+            return self.shared.inner.get_list(key, options).await;
+        }
+        if !self.is_ready() {
+            // Kubernetes delegates only lists that are cheap for the backend: paged, unfiltered.
+            if options.predicate.is_empty() && options.predicate.limit > 0 {
+                return self.shared.inner.get_list(key, options).await;
+            }
+            return Err(self.shared.lock().not_ready_error());
+        }
+        if wanted == 0 {
+            // RV "0": any state; Kubernetes' cache ignores the limit (kubernetes#108003).
+            return self.list_from_cache(&prepared, &options, true);
+        }
+        match self.wait_fresh(wanted).await? {
+            Freshness::Fresh => self.list_from_cache(&prepared, &options, false),
+            Freshness::Lagging => self.shared.inner.get_list(key, options).await,
+        }
+    }
+
+    async fn guaranteed_update(
+        &self,
+        key: &str,
+        ignore_not_found: bool,
+        preconditions: Option<&Preconditions>,
+        try_update: UpdateFn<'_>,
+        _cached_existing: Option<Object>,
+    ) -> Result<Object> {
+        let suggestion = self.cached_object(key);
+        self.shared.inner.guaranteed_update(key, ignore_not_found, preconditions, try_update, suggestion).await
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        self.shared.inner.stats().await
+    }
+
+    async fn readiness_check(&self) -> Result<()> {
+        let state = self.shared.lock();
+        if state.ready {
+            Ok(())
+        } else {
+            Err(state.not_ready_error())
+        }
+    }
+
+    async fn current_resource_version(&self) -> Result<u64> {
+        self.shared.inner.current_resource_version().await
+    }
+
+    async fn compact_revision(&self) -> Result<u64> {
+        self.shared.inner.compact_revision().await
+    }
+
+    async fn request_watch_progress(&self) -> Result<()> {
+        self.shared.inner.request_watch_progress().await
+    }
+}

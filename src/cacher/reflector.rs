@@ -1,0 +1,204 @@
+//! The reflector: lists the resource from the inner storage, then watches it from the list's
+//! revision and feeds the cache; dispatches every change (and periodic bookmarks) to the
+//! watchers. On any error the cache turns not ready, every watcher is terminated, and the
+//! reflector lists again after [`CacherConfig::relist_backoff`](super::CacherConfig).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::error::TrySendError;
+
+use crate::error::{Error, Result};
+use crate::object::Object;
+use crate::storage::{ListOptions, Predicate, WatchEvent};
+
+use super::cache::{Dispatch, EventKind};
+use super::Shared;
+
+/// Page size of the reflector's list (Kubernetes' cacher lists 10 000 per page).
+const LIST_PAGE: i64 = 10_000;
+
+/// How often periodic bookmarks are considered (Kubernetes: 1 s timer).
+const BOOKMARK_TICK: Duration = Duration::from_secs(1);
+
+/// Kubernetes `timeBudget`: how long dispatch may block on slow watchers, refilled over time.
+struct TimeBudget {
+    available: Duration,
+    refreshed: Instant,
+}
+
+/// Largest budget (100 ms) and refill rate (50 ms per second), as Kubernetes.
+const BUDGET_MAX: Duration = Duration::from_millis(100);
+const BUDGET_REFILL_PER_SECOND: Duration = Duration::from_millis(50);
+
+impl TimeBudget {
+    fn new() -> Self {
+        TimeBudget { available: BUDGET_MAX, refreshed: Instant::now() }
+    }
+
+    fn take(&mut self) -> Duration {
+        let elapsed = self.refreshed.elapsed();
+        self.refreshed = Instant::now();
+        self.available = (self.available + BUDGET_REFILL_PER_SECOND.mul_f64(elapsed.as_secs_f64())).min(BUDGET_MAX);
+        std::mem::take(&mut self.available)
+    }
+
+    fn give_back(&mut self, unused: Duration) {
+        self.available = (self.available + unused).min(BUDGET_MAX);
+    }
+}
+
+/// Runs until the cacher stops: list, watch, relist after errors.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut stop = shared.stop.subscribe();
+    let mut budget = TimeBudget::new();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let error = tokio::select! {
+            _ = stop.changed() => return,
+            result = list_and_watch(&shared, &mut budget) => match result {
+                Ok(()) => return,
+                Err(error) => error,
+            },
+        };
+        tracing::warn!(resource = %shared.config.resource_prefix, %error, "watch cache: reflector failed, relisting");
+        shared.update(|state| state.fail(&error));
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(shared.config.relist_backoff) => {}
+        }
+    }
+}
+
+/// One list-and-watch cycle. Returns Ok only when the cacher stops.
+async fn list_and_watch(shared: &Arc<Shared>, budget: &mut TimeBudget) -> Result<()> {
+    let (objects, revision) = list(shared).await?;
+    shared.update(|state| state.replace(objects, revision, shared.bounds()));
+    let options = ListOptions {
+        resource_version: revision.to_string(),
+        recursive: true,
+        progress_notify: true,
+        predicate: Predicate { allow_watch_bookmarks: true, ..Predicate::default() },
+        ..ListOptions::default()
+    };
+    let mut events = shared.inner.watch(&shared.resource_dir, options).await?;
+    let mut ticker = tokio::time::interval(BOOKMARK_TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stop = shared.stop.subscribe();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            _ = ticker.tick() => dispatch_bookmarks(shared),
+            next = events.next() => {
+                let event = next.ok_or_else(|| Error::unavailable("the inner storage ended the watch"))?;
+                process(shared, event, budget).await?;
+            }
+        }
+    }
+}
+
+/// A consistent, paged list of the whole resource.
+async fn list(shared: &Shared) -> Result<(BTreeMap<String, Arc<Object>>, u64)> {
+    let mut objects = BTreeMap::new();
+    let mut options = ListOptions { recursive: true, ..ListOptions::default() };
+    options.predicate.limit = LIST_PAGE;
+    loop {
+        let page = shared.inner.get_list(&shared.resource_dir, options.clone()).await?;
+        for object in page.items {
+            let key = shared.key_of(&object)?;
+            objects.insert(key, Arc::new(object));
+        }
+        if page.continue_token.is_empty() {
+            return Ok((objects, page.resource_version));
+        }
+        options.predicate.continue_token = page.continue_token;
+    }
+}
+
+/// Applies one event of the inner watch and dispatches it.
+async fn process(shared: &Arc<Shared>, event: WatchEvent, budget: &mut TimeBudget) -> Result<()> {
+    let (kind, object) = match event {
+        WatchEvent::Added(object) | WatchEvent::Modified(object) => (EventKind::Put, object),
+        WatchEvent::Deleted(object) => (EventKind::Delete, object),
+        WatchEvent::Bookmark(object) => {
+            let revision = object.resource_version()?;
+            shared.update(|state| state.advance(revision));
+            return Ok(());
+        }
+        WatchEvent::Error(error) => return Err(error),
+    };
+    let revision = object.resource_version()?;
+    let key = shared.key_of(&object)?;
+    let bounds = shared.bounds();
+    let (applied, targets) = shared.update(|state| {
+        let Some(applied) = state.apply(kind, key, object, revision, bounds) else {
+            return (None, Vec::new());
+        };
+        let targets: Vec<_> = state
+            .watchers
+            .iter()
+            .filter(|(_, w)| w.wants(&applied.key))
+            .map(|(id, w)| (*id, w.input.clone()))
+            .collect();
+        (Some(applied), targets)
+    });
+    let Some(applied) = applied else {
+        return Ok(());
+    };
+    let message = Dispatch::Event(applied);
+    let mut blocked = Vec::new();
+    let mut dead = Vec::new();
+    for (id, input) in targets {
+        match input.try_send(message.clone()) {
+            Ok(()) => {}
+            Err(TrySendError::Full(message)) => blocked.push((id, input, message)),
+            Err(TrySendError::Closed(_)) => dead.push(id),
+        }
+    }
+    if !blocked.is_empty() {
+        // Kubernetes: blocked watchers share a small time budget; whoever still blocks after
+        // it is terminated (its client re-watches) instead of stalling every other watcher.
+        let deadline = tokio::time::Instant::now() + budget.take();
+        for (id, input, message) in blocked {
+            match tokio::time::timeout_at(deadline, input.send(message)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => dead.push(id),
+                Err(_) => {
+                    tracing::debug!(watcher = id, "watch cache: terminating a watcher that does not keep up");
+                    dead.push(id);
+                }
+            }
+        }
+        budget.give_back(deadline.saturating_duration_since(tokio::time::Instant::now()));
+    }
+    if !dead.is_empty() {
+        shared.update(|state| {
+            for id in dead {
+                state.watchers.remove(&id);
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Sends a bookmark at the cache's revision to every watcher that allows bookmarks and is due.
+fn dispatch_bookmarks(shared: &Shared) {
+    let frequency = shared.config.bookmark_frequency;
+    let now = Instant::now();
+    shared.update(|state| {
+        if !state.ready {
+            return;
+        }
+        let revision = state.revision;
+        for watcher in state.watchers.values_mut() {
+            if watcher.bookmarks && watcher.next_bookmark <= now {
+                // Best effort: a full queue skips this bookmark (the next one comes later).
+                let _ = watcher.input.try_send(Dispatch::Bookmark(revision));
+                watcher.next_bookmark = now + frequency;
+            }
+        }
+    });
+}

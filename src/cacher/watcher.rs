@@ -1,0 +1,142 @@
+//! One cache watcher (Kubernetes `cacheWatcher`): sends its initial events, the
+//! initial-events-end bookmark, the replayed history, then live changes, filtered and converted
+//! for its predicate.
+//!
+//! Ordering invariant: every change carries a revision greater than the last one this watcher
+//! handled (`last`); anything at or below it is a duplicate (a change both in the replay and
+//! dispatched live) and is dropped. Bookmarks are sent only when their revision is after the
+//! watch's start and not below `last`, so bookmark revisions never go backwards and are ≥ every
+//! event already sent.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::kv::Revision;
+use crate::object::Object;
+use crate::storage::{Predicate, WatchEvent, INITIAL_EVENTS_END_ANNOTATION};
+use crate::version::format_resource_version;
+
+use super::cache::{CachedEvent, Dispatch, EventKind};
+
+/// What a watcher sends before its live changes.
+pub(crate) struct Opening {
+    /// The current state as ADDED events (already in scope, filtered here by the predicate).
+    pub(crate) initial: Vec<Arc<Object>>,
+    /// Send the initial-events-end bookmark at this revision after `initial`.
+    pub(crate) end_bookmark: Option<Revision>,
+    /// History changes to replay (in scope, ascending).
+    pub(crate) replay: Vec<Arc<CachedEvent>>,
+    /// Changes at or below this revision are not sent.
+    pub(crate) start: Revision,
+}
+
+/// The bookmark object: `apiVersion`/`kind` of the resource and only a resourceVersion.
+pub(crate) fn bookmark_object(api_version: &str, kind: &str, revision: Revision) -> Object {
+    let mut object = Object { api_version: api_version.to_owned(), kind: kind.to_owned(), ..Object::default() };
+    object.metadata.resource_version = format_resource_version(revision);
+    object
+}
+
+/// A running watcher's task state.
+pub(crate) struct Watcher {
+    pub(crate) predicate: Predicate,
+    pub(crate) bookmarks: bool,
+    pub(crate) api_version: String,
+    pub(crate) kind: String,
+    pub(crate) result: mpsc::Sender<WatchEvent>,
+    pub(crate) input: mpsc::Receiver<Dispatch>,
+    pub(crate) terminate: oneshot::Receiver<()>,
+}
+
+/// Why a watcher stopped sending.
+struct Ended;
+
+impl Watcher {
+    /// Runs the watcher to its end: terminated by the cacher, or the consumer went away.
+    pub(crate) async fn run(mut self, opening: Opening) {
+        let _ = self.serve(opening).await;
+    }
+
+    async fn serve(&mut self, opening: Opening) -> Result<(), Ended> {
+        let mut last = opening.start;
+        for object in opening.initial {
+            if self.matches(&object) {
+                self.send(WatchEvent::Added(Object::clone(&object))).await?;
+            }
+        }
+        if let Some(revision) = opening.end_bookmark {
+            let mut bookmark = bookmark_object(&self.api_version, &self.kind, revision);
+            bookmark.metadata.annotations.insert(INITIAL_EVENTS_END_ANNOTATION.to_owned(), "true".to_owned());
+            self.send(WatchEvent::Bookmark(bookmark)).await?;
+        }
+        for event in opening.replay {
+            self.handle(Dispatch::Event(event), &mut last, opening.start).await?;
+        }
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = &mut self.terminate => return Err(Ended),
+                next = self.input.recv() => next,
+            };
+            match next {
+                Some(dispatch) => self.handle(dispatch, &mut last, opening.start).await?,
+                None => return Err(Ended),
+            }
+        }
+    }
+
+    async fn handle(&mut self, dispatch: Dispatch, last: &mut Revision, start: Revision) -> Result<(), Ended> {
+        match dispatch {
+            Dispatch::Event(event) => {
+                if event.revision <= *last {
+                    return Ok(());
+                }
+                *last = event.revision;
+                if let Some(converted) = self.convert(&event) {
+                    self.send(converted).await?;
+                }
+            }
+            Dispatch::Bookmark(revision) => {
+                if self.bookmarks && revision > start && revision >= *last {
+                    *last = revision;
+                    self.send(WatchEvent::Bookmark(bookmark_object(&self.api_version, &self.kind, revision))).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn matches(&self, object: &Object) -> bool {
+        self.predicate.is_empty() || self.predicate.matches(object)
+    }
+
+    /// The watch event a change is for this predicate (Kubernetes `convertToWatchEvent`).
+    fn convert(&self, event: &CachedEvent) -> Option<WatchEvent> {
+        match event.kind {
+            EventKind::Delete => self.matches(&event.object).then(|| WatchEvent::Deleted(Object::clone(&event.object))),
+            EventKind::Put => {
+                let new_matches = self.matches(&event.object);
+                let old_matches = event.prev.as_ref().is_some_and(|prev| self.matches(prev));
+                match (old_matches, new_matches) {
+                    (true, true) => Some(WatchEvent::Modified(Object::clone(&event.object))),
+                    (false, true) => Some(WatchEvent::Added(Object::clone(&event.object))),
+                    (true, false) => {
+                        let mut old = event.prev.as_deref().cloned().unwrap_or_default();
+                        old.metadata.resource_version = format_resource_version(event.revision);
+                        Some(WatchEvent::Deleted(old))
+                    }
+                    (false, false) => None,
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, event: WatchEvent) -> Result<(), Ended> {
+        tokio::select! {
+            biased;
+            _ = &mut self.terminate => Err(Ended),
+            sent = self.result.send(event) => sent.map_err(|_| Ended),
+        }
+    }
+}
