@@ -1,23 +1,21 @@
 //! [`SledBackend`]: the [`KvBackend`] contract on one sled tree (see [`crate::layout`]).
 //!
 //! * **One writer at a time.** Writes take the writer lock, allocate the next revision, insert
-//!   the history entry (key, metadata, value), then the per-key index entry (and TTL index
-//!   changes), and publish the event to watchers, all in revision order. Plain inserts, not a
-//!   sled `Batch` (which costs about four inserts): the history is the source of truth and
-//!   [`Core::open`] re-derives index entries a crash left missing (see [`crate::layout`]). The lock is held for microseconds; durable
-//!   writers wait for their flush *after* releasing it, so they share flushes (group commit,
-//!   see [`crate::flusher`]).
+//!   the history entry (key, metadata, value) — one plain sled insert — plus TTL index
+//!   changes, record the version in the in-memory key index, and publish the event to
+//!   watchers, all in revision order. The lock is held for microseconds; durable writers wait
+//!   for their flush *after* releasing it, so they share flushes (group commit, see
+//!   [`crate::flusher`]).
 //! * **Revisions never repeat.** A small ceiling file next to the database records a revision
 //!   no revision handed out exceeds; it is raised (written and fsynced) before a revision
 //!   above it becomes visible, in steps of [`CEILING_STEP`]. On open the current revision is
 //!   the maximum of the history and the ceiling, so after `kill -9` the counter jumps forward
 //!   by at most one step and never reuses a revision anyone may have seen (an unflushed write
 //!   may be lost in [`Durability::Periodic`] mode, its revision is not reused).
-//! * **An in-memory index of each key's latest version** (like etcd's `treeIndex`): point
-//!   reads and the comparison of a conditional write find the latest revision of a key
-//!   without touching the disk index; it is rebuilt from the disk index on open and costs
-//!   about the key's length plus 48 bytes per key (deleted keys until compaction).
-//! * **Consistent reads without a lock.** Every read, latest included, is a read *at* a
+//! * **An in-memory key index** (like etcd's `treeIndex`, see [`crate::index`]): each key's
+//!   retained revisions. Reads find the version they need there and fetch its value with one
+//!   point read of the history. Rebuilt from the history on open.
+//! * **Consistent reads.** Every read, latest included, is a read *at* a
 //!   revision (the current one for a latest read): it takes each key's newest version at or
 //!   below that revision, so writes running concurrently (always at higher revisions) are
 //!   invisible to it.
@@ -26,7 +24,7 @@
 //!   ranges, watch replay and compaction run on tokio's blocking pool; TTL expiry and
 //!   background compaction run on a maintenance thread.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
@@ -44,6 +42,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::flusher::Flusher;
+use crate::index::{KeyIndex, Meta};
 use crate::layout::{self, Version};
 use crate::options::{Durability, SledOptions};
 use crate::watch::{self, Hub};
@@ -74,28 +73,6 @@ struct WriterState {
     ceiling: Revision,
 }
 
-/// A key's latest version (live or tombstone), kept in memory.
-#[derive(Clone, Copy, Debug)]
-struct Latest {
-    mod_revision: Revision,
-    live: bool,
-    create_revision: Revision,
-    version: u64,
-    expires_at_ms: u64,
-}
-
-impl Latest {
-    fn of(revision: Revision, version: &Version) -> Self {
-        Latest {
-            mod_revision: revision,
-            live: version.live,
-            create_revision: version.create_revision,
-            version: version.version,
-            expires_at_ms: version.expires_at_ms,
-        }
-    }
-}
-
 /// The shared state of an open backend (held by the backend, its maintenance thread and its
 /// watch streams).
 pub(crate) struct Core {
@@ -103,9 +80,9 @@ pub(crate) struct Core {
     options: SledOptions,
     ceiling_path: Option<PathBuf>,
     writer: Mutex<WriterState>,
-    /// Latest version of every key with a version on disk (tombstones until compaction).
-    /// Changed only by the writer (before publishing) and by compaction.
-    latest: RwLock<HashMap<Vec<u8>, Latest>>,
+    /// Every key's retained versions. Changed only by the writer (before publishing) and by
+    /// compaction.
+    index: RwLock<KeyIndex>,
     /// The latest published revision.
     current: AtomicU64,
     /// The compaction revision.
@@ -167,7 +144,7 @@ impl Core {
             db,
             ceiling_path,
             writer: Mutex::new(WriterState { ceiling }),
-            latest: RwLock::new(HashMap::new()),
+            index: RwLock::new(KeyIndex::default()),
             current: AtomicU64::new(current),
             compact: AtomicU64::new(compact),
             compaction: Mutex::new(()),
@@ -175,31 +152,32 @@ impl Core {
             flusher,
             options,
         };
-        // Repair what a crash may have cut, and finish an interrupted compaction.
-        let repaired = core.repair_index(last_history, compact)?;
-        if repaired > 0 {
-            tracing::info!(repaired, "sled backend: re-derived index entries from the history after a crash");
-        }
+        core.build_index()?;
+        // Finish a compaction a crash interrupted.
         core.remove_compacted_history(compact)?;
-        core.load_latest()?;
         Ok(core)
     }
 
-    /// Builds the in-memory latest index from the disk index (keys sort together, revisions
-    /// ascending: the last entry of each key is its latest).
-    fn load_latest(&self) -> Result<()> {
-        let mut latest = HashMap::new();
-        for entry in self.db.range(vec![layout::VERSIONS]..vec![layout::VERSIONS + 1]) {
-            let (raw_key, raw) = entry.map_err(sled_error)?;
-            let (key, revision) = layout::parse_version_key(&raw_key)?;
-            latest.insert(key.to_vec(), Latest::of(revision, &Version::decode(&raw)?));
+    /// Builds the in-memory key index from the history.
+    fn build_index(&self) -> Result<()> {
+        let mut index = KeyIndex::default();
+        for entry in self.db.range(layout::history_key(0)..layout::history_key(u64::MAX)) {
+            let (raw_rev, raw) = entry.map_err(sled_error)?;
+            let revision = layout::be_u64(&raw_rev[1..])?;
+            let (key, version) = layout::decode_event_header(&raw)?;
+            index.push(key, revision, Meta::of(&version));
         }
-        *self.latest.write().unwrap_or_else(|e| e.into_inner()) = latest;
+        // A crash may have cut a write between its history insert and its TTL entry.
+        for (key, deadline) in index.expiring() {
+            self.db.insert(layout::expiry_key(deadline, &key), &[][..]).map_err(sled_error)?;
+        }
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
         Ok(())
     }
 
-    fn latest_of(&self, key: &[u8]) -> Option<Latest> {
-        self.latest.read().unwrap_or_else(|e| e.into_inner()).get(key).copied()
+    /// The newest version of `key` at or below `revision` (possibly a tombstone).
+    fn version_meta(&self, key: &[u8], revision: Revision) -> Option<(Revision, Meta)> {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).at(key, revision)
     }
 
     pub(crate) fn options(&self) -> &SledOptions {
@@ -268,24 +246,14 @@ impl Core {
     }
 
     /// `key`'s newest version at or below `revision` if it is live (the key existed then),
-    /// with the revision it was written at; the version's value is not loaded.
-    /// `Revision::MAX` = the latest version.
-    fn live_at(&self, key: &[u8], revision: Revision) -> Result<Option<(Revision, Version)>> {
-        let found = self
-            .db
-            .range(layout::version_key(key, 0)..=layout::version_key(key, revision))
-            .next_back()
-            .transpose()
-            .map_err(sled_error)?;
-        let Some((raw_key, raw)) = found else { return Ok(None) };
-        let (_, at) = layout::parse_version_key(&raw_key)?;
-        let version = Version::decode(&raw)?;
-        Ok(version.live.then_some((at, version)))
+    /// with the revision it was written at.
+    fn live_at(&self, key: &[u8], revision: Revision) -> Option<(Revision, Meta)> {
+        self.version_meta(key, revision).filter(|(_, meta)| meta.live)
     }
 
     /// The value of `key` as of `revision` (MVCC read).
     fn get_at(&self, key: &[u8], revision: Revision) -> Result<Option<KeyValue>> {
-        match self.live_at(key, revision)? {
+        match self.live_at(key, revision) {
             Some((at, _)) => self.kv_of(key, at, revision).map(Some),
             None => Ok(None),
         }
@@ -293,15 +261,7 @@ impl Core {
 
     fn get_latest(&self, key: &[u8]) -> Result<GetResponse> {
         let at = self.current();
-        let kv = match self.latest_of(key) {
-            None => None,
-            Some(latest) if latest.mod_revision <= at => match latest.live {
-                true => Some(self.kv_of(key, latest.mod_revision, at)?),
-                false => None,
-            },
-            // A write above `at` is being published right now: read as of `at`.
-            Some(_) => self.get_at(key, at)?,
-        };
+        let kv = self.get_at(key, at)?;
         Ok(GetResponse { kv, revision: at })
     }
 
@@ -342,68 +302,16 @@ impl Core {
         Ok(response)
     }
 
-    fn bounds(prefix: u8, start: &str, end: &str) -> (Vec<u8>, Vec<u8>) {
-        let mut low = vec![prefix];
-        low.extend_from_slice(start.as_bytes());
-        let high = if end.is_empty() {
-            vec![prefix + 1]
-        } else {
-            let mut high = vec![prefix];
-            high.extend_from_slice(end.as_bytes());
-            high
-        };
-        (low, high)
-    }
-
-    fn wants_more(request: &RangeRequest, returned: usize) -> bool {
-        !request.count_only && (request.limit == 0 || (returned as u64) < request.limit)
-    }
-
     fn range_at(&self, request: &RangeRequest, revision: Revision) -> Result<RangeResponse> {
-        // Version keys are `key \0 rev`: a bound containing NUL (e.g. `key\0` = "just after
-        // key") is cut at the NUL and the keys are filtered exactly below.
-        let cut = |bound: &str| bound.split('\0').next().unwrap_or_default().to_owned();
-        let (low, mut high) = Self::bounds(layout::VERSIONS, &cut(&request.start), &cut(&request.end));
-        if request.end.contains('\0') {
-            high.push(1);
-        }
-        let mut kvs = Vec::new();
-        let mut count = 0u64;
-        // The newest version at or below `revision` of the key being walked.
-        let mut best: Option<(sled::IVec, Revision, sled::IVec)> = None;
-        let mut finish = |best: Option<(sled::IVec, Revision, sled::IVec)>, kvs: &mut Vec<KeyValue>| -> Result<()> {
-            if let Some((raw_key, at, raw)) = best {
-                if Version::decode(&raw)?.live {
-                    count += 1;
-                    if Self::wants_more(request, kvs.len()) {
-                        let (key, _) = layout::parse_version_key(&raw_key)?;
-                        kvs.push(self.kv_of(key, at, revision)?);
-                    }
-                }
-            }
-            Ok(())
-        };
-        if low < high {
-            for entry in self.db.range(low..high) {
-                let (raw_key, raw) = entry.map_err(sled_error)?;
-                let (key, at) = layout::parse_version_key(&raw_key)?;
-                if key < request.start.as_bytes() || (!request.end.is_empty() && key >= request.end.as_bytes()) {
-                    continue;
-                }
-                let same_key =
-                    best.as_ref().is_some_and(|(k, _, _)| k.len() == raw_key.len() && k[1..k.len() - 9] == *key);
-                if !same_key {
-                    finish(best.take(), &mut kvs)?;
-                }
-                if at <= revision {
-                    best = Some((raw_key, at, raw));
-                } else if !same_key {
-                    // Only versions newer than `revision` so far: the key did not exist then.
-                    best = None;
-                }
-            }
-        }
-        finish(best.take(), &mut kvs)?;
+        // Collect (key, revision) pairs under the index lock, then read values without it.
+        let (found, count) = self.index.read().unwrap_or_else(|e| e.into_inner()).range_at(
+            request.start.as_bytes(),
+            request.end.as_bytes(),
+            revision,
+            request.limit,
+            request.count_only,
+        );
+        let kvs = found.iter().map(|(key, at)| self.kv_of(key, *at, revision)).collect::<Result<Vec<_>>>()?;
         let more = !request.count_only && count > kvs.len() as u64;
         Ok(RangeResponse { kvs, count, more, revision })
     }
@@ -428,16 +336,16 @@ impl Core {
         layout::check_key(key)?;
         let key_bytes = key.as_bytes();
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let latest = self.latest_of(key_bytes).filter(|l| l.live);
+        let latest = self.live_at(key_bytes, Revision::MAX);
         let holds = match (expected, &latest) {
             (None, _) => true,
             (Some(0), None) => matches!(mutation, Mutation::Put { .. }),
-            (Some(expected), Some(latest)) => latest.mod_revision == expected,
+            (Some(expected), Some((mod_revision, _))) => *mod_revision == expected,
             (Some(_), None) => false,
         };
         if !holds {
             let current = match latest {
-                Some(latest) => Some(self.kv_of(key_bytes, latest.mod_revision, latest.mod_revision)?),
+                Some((mod_revision, _)) => Some(self.kv_of(key_bytes, mod_revision, mod_revision)?),
                 None => None,
             };
             return Ok(TxnOutcome::Failed { current, revision: self.current() });
@@ -446,11 +354,11 @@ impl Core {
             return Ok(TxnOutcome::Failed { current: None, revision: self.current() });
         }
         let revision = self.next_revision(&mut writer)?;
-        let prev_revision = latest.map_or(0, |l| l.mod_revision);
+        let prev_revision = latest.map_or(0, |(mod_revision, _)| mod_revision);
         let (stored, event_value) = match &mutation {
             Mutation::Put { value, expires_at_ms } => {
                 let (create_revision, version) = match &latest {
-                    Some(old) => (old.create_revision, old.version + 1),
+                    Some((_, old)) => (old.create_revision, old.version + 1),
                     None => (revision, 1),
                 };
                 let stored = Version {
@@ -475,17 +383,13 @@ impl Core {
                 (tombstone, None)
             }
         };
-        let old_expiry = latest.map_or(0, |l| l.expires_at_ms);
+        let old_expiry = latest.map_or(0, |(_, old)| old.expires_at_ms);
         if let Err(e) = self.apply(key_bytes, revision, &stored, old_expiry) {
             // Best effort: leave no half-written revision behind (it will be reused).
-            let _ = self.db.remove(layout::version_key(key_bytes, revision));
             let _ = self.db.remove(layout::history_key(revision));
             return Err(e);
         }
-        self.latest
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key_bytes.to_vec(), Latest::of(revision, &stored));
+        self.index.write().unwrap_or_else(|e| e.into_inner()).push(key_bytes, revision, Meta::of(&stored));
         self.hub.publish(&self.current, revision, key, || {
             let prev = if prev_revision == 0 { None } else { self.kv_at_exact(key_bytes, prev_revision)? };
             Ok(match event_value {
@@ -500,11 +404,10 @@ impl Core {
         Ok(TxnOutcome::Succeeded { revision })
     }
 
-    /// Stores revision `revision` of `key`: history first (the source of truth), then the
-    /// index entry and TTL index changes.
+    /// Stores revision `revision` of `key`: the history entry (the source of truth), then TTL
+    /// index changes (a stale TTL entry left by a crash is ignored by the sweeper).
     fn apply(&self, key: &[u8], revision: Revision, stored: &Version, old_expiry: u64) -> Result<()> {
         self.db.insert(layout::history_key(revision), layout::encode_event(key, stored)).map_err(sled_error)?;
-        self.db.insert(layout::version_key(key, revision), stored.encode_header()).map_err(sled_error)?;
         if old_expiry != 0 && old_expiry != stored.expires_at_ms {
             self.db.remove(layout::expiry_key(old_expiry, key)).map_err(sled_error)?;
         }
@@ -512,27 +415,6 @@ impl Core {
             self.db.insert(layout::expiry_key(stored.expires_at_ms, key), &[][..]).map_err(sled_error)?;
         }
         Ok(())
-    }
-
-    /// Re-derives index and TTL entries of the last history entries (a crash may have cut a
-    /// write between its history and index inserts). Returns how many were repaired.
-    fn repair_index(&self, last: Revision, compacted: Revision) -> Result<usize> {
-        let from = last.saturating_sub(CEILING_STEP).max(compacted);
-        let mut repaired = 0;
-        for entry in self.db.range(layout::history_key(from)..=layout::history_key(last)) {
-            let (raw_rev, raw) = entry.map_err(sled_error)?;
-            let revision = layout::be_u64(&raw_rev[1..])?;
-            let (key, version) = layout::decode_event(&raw)?;
-            let index = layout::version_key(key, revision);
-            if !self.db.contains_key(&index).map_err(sled_error)? {
-                self.db.insert(index, version.encode_header()).map_err(sled_error)?;
-                if version.expires_at_ms != 0 {
-                    self.db.insert(layout::expiry_key(version.expires_at_ms, key), &[][..]).map_err(sled_error)?;
-                }
-                repaired += 1;
-            }
-        }
-        Ok(repaired)
     }
 
     /// Applies a conditional write and makes it durable according to the durability
@@ -622,11 +504,11 @@ impl Core {
         self.remove_compacted_history(revision)
     }
 
-    /// Physically removes what compaction at `revision` made unreachable: per key written
-    /// below `revision`, every version (index and history entry) older than its newest version
-    /// below `revision` (kept: reads at `revision` and the previous value of the event at
-    /// `revision` need it), and that newest one too when it is a tombstone. Resumable after a
-    /// crash (progress is recorded in the same batch).
+    /// Removes what compaction at `revision` made unreachable: per key written below
+    /// `revision`, every version older than its newest version below `revision` (kept: reads
+    /// at `revision` and the previous value of the event at `revision` need it), and that
+    /// newest one too when it is a tombstone — from the key index, then from the history.
+    /// Resumable after a crash (progress is recorded in the same batch).
     fn remove_compacted_history(&self, revision: Revision) -> Result<()> {
         let mut through = meta(&self.db, layout::META_COMPACTED_THROUGH)?;
         while through < revision {
@@ -637,43 +519,20 @@ impl Core {
             {
                 let (raw_rev, raw) = entry.map_err(sled_error)?;
                 last = Some(layout::be_u64(&raw_rev[1..])?);
-                keys.insert(layout::decode_event(&raw)?.0.to_vec());
+                keys.insert(layout::decode_event_header(&raw)?.0.to_vec());
             }
             let next_through = last.map_or(revision, |last| last + 1);
             let mut batch = sled::Batch::default();
-            let mut forgotten = Vec::new();
-            for key in keys {
-                let versions: Vec<(sled::IVec, sled::IVec)> = self
-                    .db
-                    .range(layout::version_key(&key, 0)..=layout::version_key(&key, revision - 1))
-                    .collect::<std::result::Result<_, _>>()
-                    .map_err(sled_error)?;
-                if let Some(((newest_key, newest), older)) = versions.split_last() {
-                    let mut remove = |index_key: &sled::IVec| -> Result<()> {
-                        let (_, at) = layout::parse_version_key(index_key)?;
-                        batch.remove(index_key.clone());
-                        batch.remove(&layout::history_key(at));
-                        Ok(())
-                    };
-                    for (old_key, _) in older {
-                        remove(old_key)?;
-                    }
-                    if !Version::decode(newest)?.live {
-                        remove(newest_key)?;
-                        let (_, at) = layout::parse_version_key(newest_key)?;
-                        forgotten.push((key.clone(), at));
+            {
+                let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+                for key in keys {
+                    for dropped in index.compact_key(&key, revision) {
+                        batch.remove(&layout::history_key(dropped));
                     }
                 }
             }
             batch.insert(layout::META_COMPACTED_THROUGH, &next_through.to_be_bytes()[..]);
             self.db.apply_batch(batch).map_err(sled_error)?;
-            let mut latest = self.latest.write().unwrap_or_else(|e| e.into_inner());
-            for (key, tombstone) in forgotten {
-                if latest.get(&key).is_some_and(|l| l.mod_revision == tombstone) {
-                    latest.remove(&key);
-                }
-            }
-            drop(latest);
             through = next_through;
         }
         Ok(())
@@ -693,7 +552,8 @@ impl Core {
                 continue;
             }
             let key = layout::key_string(key)?;
-            let still_due = self.latest_of(key.as_bytes()).is_some_and(|l| l.live && l.expires_at_ms == deadline);
+            let still_due =
+                self.live_at(key.as_bytes(), Revision::MAX).is_some_and(|(_, meta)| meta.expires_at_ms == deadline);
             if still_due {
                 if let TxnOutcome::Succeeded { .. } = self.write(&key, None, Mutation::Delete)? {
                     expired += 1;
@@ -935,22 +795,43 @@ mod tests {
     }
 
     #[test]
-    fn open_re_derives_index_entries_a_crash_cut_off() {
+    fn open_rebuilds_the_key_index_from_the_history() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (first, second) = {
+        let (first, second, b) = {
             let core = Core::open(SledOptions::new(dir.path())).expect("open");
             let first = put(&core, "/a", b"1", 0);
             let second = put(&core, "/a", b"2", first);
-            // Simulate a crash between the history insert and the index insert of `second`.
-            core.db.remove(layout::version_key(b"/a", second)).expect("remove index entry");
-            assert_eq!(core.get("/a", second).expect("get").kv.expect("a").mod_revision, first, "index cut");
-            (first, second)
+            let b = put(&core, "/b", b"b", 0);
+            match core.write("/b", Some(b), Mutation::Delete).expect("delete") {
+                TxnOutcome::Succeeded { .. } => {}
+                failed => panic!("{failed:?}"),
+            }
+            (first, second, b)
         };
         let core = Core::open(SledOptions::new(dir.path())).expect("reopen");
         let kv = core.get("/a", 0).expect("get").kv.expect("a");
-        assert_eq!((kv.value.as_ref(), kv.mod_revision, kv.version), (&b"2"[..], second, 2));
+        assert_eq!((kv.value.as_ref(), kv.mod_revision, kv.version, kv.create_revision), (&b"2"[..], second, 2, first));
         assert_eq!(core.get("/a", first).expect("get at first").kv.expect("a").value.as_ref(), b"1");
-        assert_eq!(put(&core, "/a", b"3", second), second + 1);
+        assert!(core.get("/b", 0).expect("get b").kv.is_none());
+        assert_eq!(core.get("/b", b).expect("get b then").kv.expect("b").value.as_ref(), b"b");
+        assert_eq!(put(&core, "/a", b"3", second), b + 2);
+    }
+
+    #[test]
+    fn open_restores_a_ttl_entry_a_crash_cut_off() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let deadline = {
+            let core = Core::open(SledOptions::new(dir.path())).expect("open");
+            let deadline = now_ms() + 60_000;
+            let mutation = Mutation::Put { value: Bytes::from_static(b"v"), expires_at_ms: deadline };
+            assert!(matches!(core.write("/t", Some(0), mutation), Ok(TxnOutcome::Succeeded { .. })));
+            core.db.remove(layout::expiry_key(deadline, b"/t")).expect("simulate the cut");
+            assert_eq!(core.expire_due(deadline + 1).expect("sweep"), 0, "no TTL entry, nothing expires");
+            deadline
+        };
+        let core = Core::open(SledOptions::new(dir.path())).expect("reopen");
+        assert_eq!(core.expire_due(deadline + 1).expect("sweep"), 1, "the TTL entry was restored");
+        assert!(core.get("/t", 0).expect("get").kv.is_none());
     }
 
     #[test]
@@ -959,10 +840,10 @@ mod tests {
         let a1 = put(&core, "/a", b"1", 0);
         let a2 = put(&core, "/a", b"2", a1);
         let b1 = put(&core, "/b", b"1", 0);
-        let gone = match core.write("/b", Some(b1), Mutation::Delete).expect("delete") {
-            TxnOutcome::Succeeded { revision } => revision,
+        match core.write("/b", Some(b1), Mutation::Delete).expect("delete") {
+            TxnOutcome::Succeeded { .. } => {}
             failed => panic!("{failed:?}"),
-        };
+        }
         let a3 = put(&core, "/a", b"3", a2);
         core.compact(a3).expect("compact");
         // Kept: /a's newest version below the compaction point (a2, the prev of a3) and a3.
@@ -973,13 +854,9 @@ mod tests {
             .map(|k| layout::be_u64(&k.expect("key")[1..]).expect("rev"))
             .collect();
         assert_eq!(history, vec![a2, a3]);
-        assert!(core.get_version_count(b"/b") == 0 && core.get_version_count(b"/a") == 2, "{gone}");
+        let index = core.index.read().expect("index");
+        assert_eq!((index.versions_of(b"/a"), index.versions_of(b"/b")), (2, 0));
+        drop(index);
         assert_eq!(core.get("/a", a3).expect("get").kv.expect("a").value.as_ref(), b"3");
-    }
-
-    impl Core {
-        fn get_version_count(&self, key: &[u8]) -> usize {
-            self.db.range(layout::version_key(key, 0)..=layout::version_key(key, u64::MAX)).count()
-        }
     }
 }

@@ -1,26 +1,22 @@
-//! The on-disk layout: one sled tree, four key spaces told apart by their first byte.
+//! The on-disk layout: one sled tree, key spaces told apart by their first byte.
 //!
 //! | key | value | meaning |
 //! |---|---|---|
-//! | `h` rev | key + [`Version`] with value | the history, the source of truth: each revision's key, metadata and value |
-//! | `i` key `\0` rev | [`Version`] without value | the per-key index of the history (MVCC reads); a key's latest version is its last entry |
+//! | `h` rev | key + [`Version`] with value | the history, the source of truth: each retained revision's key, metadata and value |
 //! | `x` deadline key | empty | TTL index: keys that expire at `deadline` (unix ms) |
-//! | `m` name | u64 | metadata: compaction revision, revision ceiling, ... |
+//! | `m` name | u64 | metadata: compaction revision, compaction progress |
 //!
-//! Revisions are big-endian so that byte order is numeric order. Keys must not contain NUL
-//! (the separator between a key and its revisions in `i`).
-//!
-//! A write is two plain inserts, history first, then index (a sled `Batch` costs about four
-//! plain inserts). sled recovers its log in order, so after a crash at most the index entries
-//! of the last history entries can be missing; [`SledBackend::open`](crate::SledBackend)
-//! re-derives them from the history.
+//! Revisions are big-endian so that byte order is numeric order. A write is one plain insert
+//! of its history entry (a sled `Batch` costs about four plain inserts, an on-disk per-key
+//! index another insert); the per-key index lives in memory ([`crate::index`]) and is rebuilt
+//! from the history on open. A crash can cut a write only between its history insert and its
+//! TTL index change: open re-inserts the TTL entry of every live key with a deadline, and the
+//! sweeper ignores stale entries.
 
 use apistore::kv::{KeyValue, Revision};
 use apistore::{Error, Result};
 use bytes::Bytes;
 
-/// Prefix of the version space.
-pub(crate) const VERSIONS: u8 = b'i';
 /// Prefix of the history space.
 pub(crate) const HISTORY: u8 = b'h';
 /// Prefix of the TTL index.
@@ -40,25 +36,6 @@ pub(crate) fn check_key(key: &str) -> Result<()> {
         return Err(Error::invalid("key", key.replace('\0', "\\0"), "must not contain NUL"));
     }
     Ok(())
-}
-
-/// `i` + key + `\0` + rev.
-pub(crate) fn version_key(key: &[u8], revision: Revision) -> Vec<u8> {
-    let mut out = Vec::with_capacity(key.len() + 10);
-    out.push(VERSIONS);
-    out.extend_from_slice(key);
-    out.push(0);
-    out.extend_from_slice(&revision.to_be_bytes());
-    out
-}
-
-/// Splits a version-space key into (key, revision).
-pub(crate) fn parse_version_key(raw: &[u8]) -> Result<(&[u8], Revision)> {
-    if raw.len() < 10 || raw[0] != VERSIONS || raw[raw.len() - 9] != 0 {
-        return Err(corrupt("version key", raw));
-    }
-    let (key, rev) = raw[1..].split_at(raw.len() - 10);
-    Ok((key, be_u64(&rev[1..])?))
 }
 
 /// `h` + rev.
@@ -118,13 +95,6 @@ pub(crate) struct Version {
 }
 
 impl Version {
-    /// The index form: the record without its value.
-    pub(crate) fn encode_header(&self) -> Vec<u8> {
-        let mut out = self.encode_with(&[]);
-        out.truncate(VERSION_HEADER);
-        out
-    }
-
     pub(crate) fn encode(&self) -> Vec<u8> {
         self.encode_with(&self.value)
     }
@@ -141,6 +111,13 @@ impl Version {
     }
 
     pub(crate) fn decode(raw: &[u8]) -> Result<Self> {
+        let mut version = Self::decode_header(raw)?;
+        version.value = Bytes::copy_from_slice(&raw[VERSION_HEADER..]);
+        Ok(version)
+    }
+
+    /// Decodes everything but the value (left empty).
+    pub(crate) fn decode_header(raw: &[u8]) -> Result<Self> {
         if raw.len() < VERSION_HEADER || !matches!(raw[0], KIND_PUT | KIND_DELETE) {
             return Err(corrupt("version record", raw));
         }
@@ -150,7 +127,7 @@ impl Version {
             version: be_u64(&raw[9..17])?,
             prev_revision: be_u64(&raw[17..25])?,
             expires_at_ms: be_u64(&raw[25..33])?,
-            value: Bytes::copy_from_slice(&raw[VERSION_HEADER..]),
+            value: Bytes::new(),
         })
     }
 
@@ -181,6 +158,17 @@ pub(crate) fn encode_event(key: &[u8], version: &Version) -> Vec<u8> {
 
 /// Splits a history value into (key, version with value).
 pub(crate) fn decode_event(raw: &[u8]) -> Result<(&[u8], Version)> {
+    let (key, record) = split_event(raw)?;
+    Ok((key, Version::decode(record)?))
+}
+
+/// Splits a history value into (key, version without its value).
+pub(crate) fn decode_event_header(raw: &[u8]) -> Result<(&[u8], Version)> {
+    let (key, record) = split_event(raw)?;
+    Ok((key, Version::decode_header(record)?))
+}
+
+fn split_event(raw: &[u8]) -> Result<(&[u8], &[u8])> {
     if raw.len() < 4 {
         return Err(corrupt("history record", raw));
     }
@@ -188,8 +176,7 @@ pub(crate) fn decode_event(raw: &[u8]) -> Result<(&[u8], Version)> {
     if raw.len() < 4 + len {
         return Err(corrupt("history record", raw));
     }
-    let (key, record) = raw[4..].split_at(len);
-    Ok((key, Version::decode(record)?))
+    Ok(raw[4..].split_at(len))
 }
 
 /// A stored key as a `String`. Errors: [`Error::Internal`] when not UTF-8 (corrupt data).
@@ -202,16 +189,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn version_keys_round_trip_and_sort_by_key_then_revision() {
-        let a2 = version_key(b"a", 2);
-        let a10 = version_key(b"a", 10);
-        let ab1 = version_key(b"a/b", 1);
-        assert!(a2 < a10 && a10 < ab1);
-        assert_eq!(parse_version_key(&a10).expect("parse"), (&b"a"[..], 10));
-        assert!(parse_version_key(b"ix").is_err());
-    }
-
-    #[test]
     fn records_round_trip() {
         let version = Version {
             live: true,
@@ -222,9 +199,9 @@ mod tests {
             value: Bytes::from_static(b"v"),
         };
         assert_eq!(Version::decode(&version.encode()).expect("decode"), version);
-        let header = Version::decode(&version.encode_header()).expect("decode header");
-        assert_eq!(header, Version { value: Bytes::new(), ..version.clone() });
         let event = encode_event(b"/key", &version);
+        let header = decode_event_header(&event).expect("header").1;
+        assert_eq!(header, Version { value: Bytes::new(), ..version.clone() });
         assert_eq!(decode_event(&event).expect("event"), (&b"/key"[..], version));
         assert!(decode_event(b"\0\0\0\x09ab").is_err());
         assert!(Version::decode(b"\x07short").is_err());
