@@ -296,6 +296,10 @@ async fn updates_conflicts_preconditions_and_patches() {
         api.patch(&path, "application/json-patch+json", r#"[{"op":"replace","path":"/data/m","value":"2"}]"#).await;
     assert_eq!(json_patch.body["data"]["m"], "2", "{}", json_patch.body);
     let before = api.get(&path).await.body;
+    let dry = api.patch(&format!("{path}?dryRun=All"), "application/merge-patch+json", r#"{"data":{"m":"dry"}}"#).await;
+    assert_eq!(dry.code, StatusCode::OK, "{}", dry.body);
+    assert_eq!(dry.body["data"]["m"], "dry");
+    assert_eq!(dry.body["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"]);
     let failing_test =
         api.patch(&path, "application/json-patch+json", r#"[{"op":"test","path":"/data/m","value":"9"}]"#).await;
     assert_status(&failing_test, 422, "Invalid", "testing value /data/m failed");
@@ -616,4 +620,25 @@ async fn restart_keeps_sled_data_and_config_mixes_backends() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("nosuch") && stderr.contains("registered backends") && stderr.contains("sled"), "{stderr}");
+}
+
+#[tokio::test]
+async fn events_expire_after_the_event_ttl() {
+    let server = Server::start(&["--event-ttl", "1s"]);
+    let api = Api::new(&server);
+    let event = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "short-lived"},
+        "involvedObject": {"kind": "ConfigMap", "name": "x"}, "reason": "Test", "message": "expires"});
+    let path = "/api/v1/namespaces/default/events";
+    assert_eq!(api.post(path, &event).await.code, StatusCode::CREATED);
+    assert_eq!(api.post(CM, &configmap("stays")).await.code, StatusCode::CREATED);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = api.get(&format!("{path}/short-lived")).await;
+        if reply.code == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the event did not expire: {}", reply.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(api.get(&format!("{CM}/stays")).await.code, StatusCode::OK, "only events have a TTL");
 }

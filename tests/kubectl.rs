@@ -424,3 +424,27 @@ fn etcd_backend_through_kube_storage_flags() {
     drop(server);
     etcd.stop(0);
 }
+
+#[test]
+fn custom_resources_from_the_config() {
+    let dir = tempfile::tempdir().expect("config dir");
+    let config = write_file(
+        &dir,
+        "apiserver.toml",
+        "[[custom_resources]]\ngroup = \"stable.example.com\"\nversion = \"v1\"\nkind = \"CronTab\"\nplural = \"crontabs\"\nshort_names = [\"ct\"]\n",
+    );
+    let server = Server::start(&["--config", &config]);
+    let k = Kubectl::new(&server);
+    let resources = k.ok(&["api-resources", "--api-group", "stable.example.com"]);
+    assert!(resources.contains("crontabs") && resources.contains("ct") && resources.contains("CronTab"), "{resources}");
+    let manifest = "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata:\n  name: nightly\nspec:\n  cronSpec: \"0 0 * * *\"\n";
+    assert!(k.ok_stdin(&["apply", "-f", "-"], Some(manifest)).contains("crontab.stable.example.com/nightly created"));
+    let updated = manifest.replace("0 0 * * *", "30 1 * * *");
+    assert!(k.ok_stdin(&["apply", "-f", "-"], Some(&updated)).contains("configured"));
+    let object = k.json(&["get", "ct", "nightly"]);
+    assert_eq!(object["spec"]["cronSpec"], "30 1 * * *");
+    assert_eq!(object["metadata"]["generation"], 2);
+    let listed = k.ok(&["get", "crontabs"]);
+    assert!(listed.contains("nightly"), "{listed}");
+    assert!(k.ok(&["delete", "ct", "nightly"]).contains("deleted"));
+}

@@ -87,7 +87,12 @@ pub struct ServerConfig {
     pub storage: StorageOptions,
     /// Custom resources to serve.
     pub custom_resources: Vec<CustomResource>,
+    /// Seconds events live after their last write (kube `--event-ttl`, default 1h).
+    pub event_ttl_seconds: u64,
 }
+
+/// kube-apiserver's default `--event-ttl`: one hour.
+pub const DEFAULT_EVENT_TTL_SECONDS: u64 = 3600;
 
 /// Usage text of `--help`.
 pub const USAGE: &str = "\
@@ -101,6 +106,7 @@ OPTIONS:
   --backend NAME           default storage backend: sled (default), etcd3, memory, or a linked plugin
   --config FILE            server config (TOML): listen, [storage] (apistore Config), custom resources
   --storage-config FILE    apistore storage Config alone (TOML, YAML or JSON), as examples/factory.toml
+  --event-ttl DURATION     how long events live after their last write: 1h (default), 30m, 90s, 0 = forever
   --etcd-servers URLS      kube-apiserver storage flags: --etcd-servers, --etcd-servers-overrides,
                            --storage-backend, --etcd-prefix, --storage-media-type,
                            --encryption-provider-config, --watch-cache, --watch-cache-sizes
@@ -138,6 +144,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
     let mut config_file = None;
     let mut storage_file = None;
     let mut storage_flags = Vec::new();
+    let mut event_ttl_seconds = DEFAULT_EVENT_TTL_SECONDS;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -152,6 +159,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             "--backend" => backend = Some(value("--backend")?),
             "--config" => config_file = Some(PathBuf::from(value("--config")?)),
             "--storage-config" => storage_file = Some(PathBuf::from(value("--storage-config")?)),
+            "--event-ttl" => event_ttl_seconds = parse_duration_seconds(&value("--event-ttl")?)?,
             f if STORAGE_FLAGS.contains(&f) => storage_flags.push((f.to_owned(), value(f)?)),
             other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
         }
@@ -185,7 +193,43 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         }
     }
     storage.validate().map_err(|e| format!("storage config: {e}"))?;
-    Ok(Command::Serve(Box::new(ServerConfig { listen, storage, custom_resources: file.custom_resources })))
+    Ok(Command::Serve(Box::new(ServerConfig {
+        listen,
+        storage,
+        custom_resources: file.custom_resources,
+        event_ttl_seconds,
+    })))
+}
+
+/// `90`, `90s`, `30m`, `1h`, `1h30m` → seconds.
+///
+/// Errors: a message for anything else.
+fn parse_duration_seconds(text: &str) -> Result<u64, String> {
+    let bad = || format!("invalid duration {text:?}: use e.g. 1h, 30m, 90s");
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(seconds);
+    }
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        total = total.checked_add(n.checked_mul(unit).ok_or_else(bad)?).ok_or_else(bad)?;
+        number.clear();
+    }
+    if !number.is_empty() || text.is_empty() {
+        return Err(bad());
+    }
+    Ok(total)
 }
 
 fn read_server_config(path: &Path) -> Result<FileConfig, String> {
@@ -207,5 +251,86 @@ fn read_server_config(path: &Path) -> Result<FileConfig, String> {
 fn fill_sled_path(config: &mut BackendConfig, data_dir: &Path) {
     if config.backend == "sled" && !config.options.contains_key("path") {
         config.options.insert("path".to_owned(), data_dir.to_string_lossy().into_owned().into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> ServerConfig {
+        match parse(args.iter().map(|s| s.to_string())) {
+            Ok(Command::Serve(config)) => *config,
+            other => panic!("{args:?} did not give a server config: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_sled_under_apistore_data_on_8080() {
+        let config = serve(&[]);
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.storage.config.backend.backend, "sled");
+        assert_eq!(config.storage.config.backend.options["path"], "apistore-data");
+    }
+
+    #[test]
+    fn flags_select_backends_and_paths() {
+        let config = serve(&["--listen=127.0.0.1:9", "--data-dir", "/tmp/x"]);
+        assert_eq!(config.listen.port(), 9);
+        assert_eq!(config.storage.config.backend.options["path"], "/tmp/x");
+        assert_eq!(serve(&["--backend", "memory"]).storage.config.backend.backend, "memory");
+        let etcd = serve(&["--etcd-servers", "http://127.0.0.1:1,http://127.0.0.1:2"]);
+        assert_eq!(etcd.storage.config.backend.backend, "etcd3");
+        assert_eq!(
+            etcd.storage.config.backend.options["endpoints"],
+            serde_json::json!(["http://127.0.0.1:1", "http://127.0.0.1:2"])
+        );
+        assert!(matches!(parse(["--help".to_string()]), Ok(Command::Help)));
+        assert_eq!(serve(&[]).event_ttl_seconds, 3600);
+        assert_eq!(serve(&["--event-ttl", "1h30m"]).event_ttl_seconds, 5400);
+        assert_eq!(serve(&["--event-ttl=45"]).event_ttl_seconds, 45);
+        assert_eq!(serve(&["--event-ttl", "2m5s"]).event_ttl_seconds, 125);
+        for bad in [
+            &["--nope"][..],
+            &["--listen"],
+            &["--listen", "not-an-address"],
+            &["--watch-cache", "maybe"],
+            &["--event-ttl", "1d"],
+            &["--event-ttl", "5m3"],
+        ] {
+            assert!(parse(bad.iter().map(|s| s.to_string())).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn config_file_holds_storage_config_and_custom_resources() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("server.toml");
+        std::fs::write(
+            &path,
+            r#"
+listen = "127.0.0.1:7"
+[storage.backend]
+type = "sled"
+[storage.resources."events"]
+backend = { type = "memory" }
+[[custom_resources]]
+group = "example.com"
+version = "v1"
+kind = "Widget"
+plural = "widgets"
+"#,
+        )
+        .expect("write");
+        let config = serve(&["--config", path.to_str().expect("utf-8"), "--data-dir", "/data"]);
+        assert_eq!(config.listen.port(), 7);
+        assert_eq!(config.storage.config.backend.options["path"], "/data");
+        let events = &config.storage.config.resources["events"];
+        assert_eq!(events.backend.as_ref().map(|b| b.backend.as_str()), Some("memory"));
+        assert_eq!(config.custom_resources[0].plural, "widgets");
+        assert!(config.custom_resources[0].namespaced);
+        std::fs::write(&path, "unknown_key = 1\n").expect("write");
+        let err = parse(["--config".to_string(), path.to_string_lossy().into_owned()]).expect_err("unknown key");
+        assert!(err.contains("unknown_key"), "{err}");
     }
 }

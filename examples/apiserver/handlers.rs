@@ -225,8 +225,11 @@ impl Context<'_> {
         if self.dry_run()? {
             return Ok(json_response(StatusCode::CREATED, &serde_json::to_value(&object).unwrap_or_default()));
         }
-        let created =
-            resource.storage.create(&key, resource.to_storage(object), 0).await.map_err(self.storage_error(&name))?;
+        let created = resource
+            .storage
+            .create(&key, resource.to_storage(object), resource.ttl_seconds)
+            .await
+            .map_err(self.storage_error(&name))?;
         Ok(json_response(StatusCode::CREATED, &self.render(created)))
     }
 
@@ -381,15 +384,22 @@ impl Context<'_> {
                 &key,
                 false,
                 preconditions.as_ref(),
-                &mut |existing, _meta| match build(existing) {
-                    Ok(updated) if dry_run => {
-                        dry_result = Some(updated);
-                        Err(Error::internal("dry run"))
-                    }
-                    Ok(updated) => Ok((updated, None)),
-                    Err(e) => {
-                        rejection = Some(e);
-                        Err(Error::internal("update rejected"))
+                &mut |existing, _meta| {
+                    let existing_rv = existing.metadata.resource_version.clone();
+                    // Every write renews the TTL, as kube's event strategy does.
+                    let ttl = (self.resource().ttl_seconds > 0).then_some(self.resource().ttl_seconds);
+                    match build(existing) {
+                        Ok(mut updated) if dry_run => {
+                            // Nothing is written: the object keeps its resourceVersion.
+                            updated.metadata.resource_version = existing_rv;
+                            dry_result = Some(updated);
+                            Err(Error::internal("dry run"))
+                        }
+                        Ok(updated) => Ok((updated, ttl)),
+                        Err(e) => {
+                            rejection = Some(e);
+                            Err(Error::internal("update rejected"))
+                        }
                     }
                 },
                 None,

@@ -52,3 +52,23 @@ pub fn validate(
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follows_kube_validate_list_options() {
+        let not_older = Some(ResourceVersionMatch::NotOlderThan);
+        let exact = Some(ResourceVersionMatch::Exact);
+        assert!(validate(false, "", None, None, false).is_ok());
+        assert!(validate(false, "5", exact, None, false).is_ok());
+        assert_eq!(validate(false, "", exact, None, false).map_err(|e| e.code), Err(422));
+        assert_eq!(validate(false, "0", exact, None, false).map_err(|e| e.code), Err(422));
+        assert_eq!(validate(false, "", None, Some(true), true).map_err(|e| e.code), Err(422));
+        assert!(validate(true, "", not_older, Some(true), true).is_ok());
+        assert!(validate(true, "", not_older, Some(true), false).is_err(), "sendInitialEvents needs bookmarks");
+        assert!(validate(true, "", exact, Some(true), true).is_err());
+        assert!(validate(true, "3", not_older, None, false).is_err(), "rvMatch on a watch needs sendInitialEvents");
+    }
+}

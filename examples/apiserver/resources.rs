@@ -59,6 +59,9 @@ pub struct Resource {
     pub storage: DynStorage,
     /// Kind-specific rules.
     pub flavor: Flavor,
+    /// Objects expire this many seconds after their last write (0 = never; kube's
+    /// `--event-ttl` for events).
+    pub ttl_seconds: u64,
 }
 
 impl Resource {
@@ -336,7 +339,11 @@ impl ResourceTable {
     ///
     /// Errors: a message naming the resource whose backend could not be opened, or a
     /// custom resource that clashes with a served one.
-    pub async fn open(provider: &mut StorageProvider, custom: &[CustomResource]) -> Result<Self, String> {
+    pub async fn open(
+        provider: &mut StorageProvider,
+        custom: &[CustomResource],
+        event_ttl_seconds: u64,
+    ) -> Result<Self, String> {
         let mut resources = Vec::new();
         for spec in BUILT_IN {
             let (storage, storage_prefix) = provider
@@ -354,6 +361,7 @@ impl ResourceTable {
                 storage_prefix,
                 storage,
                 flavor: spec.flavor,
+                ttl_seconds: if spec.plural == "events" { event_ttl_seconds } else { 0 },
             }));
         }
         for cr in custom {
@@ -378,6 +386,7 @@ impl ResourceTable {
                 storage_prefix,
                 storage,
                 flavor: Flavor::Custom,
+                ttl_seconds: 0,
             }));
         }
         Ok(ResourceTable { resources })

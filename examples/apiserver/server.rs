@@ -138,7 +138,7 @@ async fn termination() {
 /// Errors: a message when a backend cannot be opened or the address cannot be bound.
 pub async fn run(config: ServerConfig) -> Result<(), String> {
     let mut provider = StorageProvider::new(&config.storage).await.map_err(|e| format!("storage: {e}"))?;
-    let table = ResourceTable::open(&mut provider, &config.custom_resources).await?;
+    let table = ResourceTable::open(&mut provider, &config.custom_resources, config.event_ttl_seconds).await?;
     let storage_metrics = provider.metrics();
     drop(provider);
     let listener = TcpListener::bind(config.listen).await.map_err(|e| format!("binding {}: {e}", config.listen))?;

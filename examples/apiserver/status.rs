@@ -206,3 +206,53 @@ pub fn success_status(target: &Target, uid: &str) -> Value {
         "details": { "name": target.name, "group": target.group, "kind": target.resource, "uid": uid },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target {
+        Target { resource: "configmaps".into(), group: String::new(), kind: "ConfigMap".into(), name: "demo".into() }
+    }
+
+    #[test]
+    fn storage_errors_read_like_kube_apiserver() {
+        let t = target();
+        let not_found = ApiError::from_storage(Error::NotFound { key: "/configmaps/default/demo".into() }, &t);
+        assert_eq!((not_found.code, not_found.reason.as_str()), (404, "NotFound"));
+        assert_eq!(not_found.message, "configmaps \"demo\" not found");
+        let exists = ApiError::from_storage(Error::AlreadyExists { key: "k".into() }, &t);
+        assert_eq!((exists.code, exists.message.as_str()), (409, "configmaps \"demo\" already exists"));
+        let precondition = ApiError::from_storage(
+            Error::InvalidObject { key: "k".into(), message: "Precondition failed: x".into() },
+            &t,
+        );
+        assert_eq!(precondition.code, 409);
+        assert_eq!(
+            precondition.message,
+            "Operation cannot be fulfilled on configmaps \"demo\": Precondition failed: x"
+        );
+        let invalid = ApiError::from_storage(Error::invalid("metadata.name", "A", "bad"), &t);
+        assert_eq!(invalid.code, 422);
+        assert_eq!(invalid.message, "ConfigMap \"demo\" is invalid: metadata.name: Invalid value: \"A\": bad");
+        let status = invalid.to_status();
+        assert_eq!(status["details"]["causes"][0]["field"], "metadata.name");
+        assert_eq!(status["status"], "Failure");
+        let gone = ApiError::from_storage(
+            Error::Expired { message: "too old".into(), continue_token: Some("tok".into()) },
+            &t,
+        );
+        assert_eq!((gone.code, gone.reason.as_str()), (410, "Expired"));
+        assert_eq!(gone.to_status()["details"]["continue"], "tok");
+        let busy = ApiError::from_storage(Error::unavailable("down"), &t);
+        assert_eq!(busy.code, 503);
+        assert_eq!(busy.to_status()["details"]["retryAfterSeconds"], 1);
+    }
+
+    #[test]
+    fn grouped_resources_are_qualified() {
+        let t = Target { group: "apps".into(), resource: "deployments".into(), ..target() };
+        assert_eq!(ApiError::not_found(&t).message, "deployments.apps \"demo\" not found");
+        assert_eq!(ApiError::not_found(&t).to_status()["details"]["group"], "apps");
+    }
+}

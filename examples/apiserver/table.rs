@@ -131,3 +131,16 @@ pub fn table(resource: &Resource, objects: &[Object], include: &str, list_meta: 
         "rows": rows,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_kubectl_table_requests() {
+        assert!(wants_table("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"));
+        assert!(!wants_table("application/json"));
+        assert!(!wants_table("application/json, application/json;as=Table;v=v1;g=meta.k8s.io"));
+        assert!(!wants_table(""));
+    }
+}
