@@ -101,6 +101,7 @@ pub fn behaviours() -> Vec<(String, Behaviour)> {
         list::non_recursive_list_of_missing_key_is_empty_and_future_rv_too_large,
         list::non_recursive_list_applies_selector,
         list::recursive_list_does_not_match_keys_sharing_a_name_prefix,
+        list::recursive_list_flattens_nested_directories,
         list::namespace_scoped_list_filters_by_path_and_field_selectors,
         list::compact_revision_is_reported_and_older_exact_lists_expire,
         paging::list_continuation_keeps_first_page_resource_version,

@@ -348,6 +348,13 @@ impl Harness {
     }
 }
 
+/// Runs an async storage call from inside a synchronous callback (`UpdateFn`,
+/// `ValidateDeletion`), as Kubernetes' tests do to inject a racing write. Needs the
+/// multi-threaded runtime the suite runs on.
+pub fn run_blocking<F: std::future::Future>(future: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
+}
+
 /// A predicate with a label selector.
 pub fn label_predicate(selector: &str) -> Predicate {
     match crate::selector::LabelSelector::parse(selector) {

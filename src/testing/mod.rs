@@ -35,6 +35,10 @@ pub mod kv;
 /// Provides backends for the suite. Each call to [`BackendFixture::new_backend`] must return
 /// a backend isolated from every other one handed out (a new directory, a new key prefix on
 /// a shared etcd, ...), starting with an empty key space under the prefixes the suite uses.
+///
+/// The `Storage` suite stores pods under `/registry/pods/`, bumps the global revision with
+/// writes under `/unrelated/`, compacts through [`KvBackend::compact`] and expects TTLs to be
+/// honoured. Its watch behaviours assume that revisions of a fresh backend are not compacted.
 #[async_trait]
 pub trait BackendFixture: Send + Sync + 'static {
     /// A short name for test output, e.g. `"sled"`.

@@ -77,6 +77,19 @@ impl Keys {
             .ok_or_else(|| Error::internal(format!("etcd key {key:?} lies outside the key prefix {:?}", self.prefix)))
     }
 
+    /// An owned etcd key-value as an apistore [`KeyValue`], without copying the value.
+    pub(crate) fn owned_key_value(&self, kv: etcd_client::KeyValue) -> Result<KeyValue> {
+        let (create_revision, mod_revision, version) =
+            (to_revision(kv.create_revision()), to_revision(kv.mod_revision()), to_revision(kv.version()));
+        let (key, value) = kv.into_key_value();
+        let key = if self.prefix.is_empty() {
+            String::from_utf8(key).map_err(|e| Error::internal(format!("etcd key is not UTF-8: {e}")))?
+        } else {
+            self.unwrap(&key)?
+        };
+        Ok(KeyValue { key, value: Bytes::from(value), create_revision, mod_revision, version })
+    }
+
     /// An etcd key-value as an apistore [`KeyValue`].
     pub(crate) fn key_value(&self, kv: &etcd_client::KeyValue) -> Result<KeyValue> {
         Ok(KeyValue {
@@ -94,6 +107,9 @@ impl Keys {
 /// Created without contacting etcd (clients connect lazily), so it survives etcd being down:
 /// calls fail with [`Error::Unavailable`] or [`Error::Timeout`] within their timeout and
 /// succeed again once etcd is back, without recreating the backend.
+///
+/// Its gRPC connections (made on first use) and its compactor run on the tokio runtime that
+/// created or first used it; use it from that runtime.
 pub struct EtcdBackend {
     cluster: Arc<Cluster>,
     keys: Keys,
@@ -257,11 +273,11 @@ impl KvBackend for EtcdBackend {
     }
 
     async fn get(&self, key: &str, revision: Revision) -> Result<GetResponse> {
-        let response = match self.get_at(self.keys.wrap(key), revision, false).await {
+        let mut response = match self.get_at(self.keys.wrap(key), revision, false).await {
             Ok(response) => response,
             Err(e) => return Err(self.explain(e).await),
         };
-        let kv = response.kvs().first().map(|kv| self.keys.key_value(kv)).transpose()?;
+        let kv = response.take_kvs().into_iter().next().map(|kv| self.keys.owned_key_value(kv)).transpose()?;
         Ok(GetResponse { kv, revision: header_revision(response.header()) })
     }
 
@@ -291,7 +307,8 @@ impl KvBackend for EtcdBackend {
         let revision = header_revision(response.header());
         let count = to_revision(response.count());
         let more = response.more();
-        let kvs = response.take_kvs().iter().map(|kv| self.keys.key_value(kv)).collect::<Result<Vec<_>>>()?;
+        let kvs =
+            response.take_kvs().into_iter().map(|kv| self.keys.owned_key_value(kv)).collect::<Result<Vec<_>>>()?;
         Ok(RangeResponse { kvs, count, more, revision })
     }
 

@@ -62,6 +62,9 @@ pub(crate) struct Cluster {
     connect: ConnectOptions,
     preferred: AtomicUsize,
     timeout: Duration,
+    /// Added to connection failures when TLS is on but no client certificate is set: with
+    /// TLS 1.3 a server requiring one just closes the connection after the handshake.
+    tls_hint: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -93,7 +96,10 @@ impl Cluster {
             connect = connect.with_tls(tls_options(options)?);
         }
         let members = options.endpoint_urls().into_iter().map(|url| Member { url, clients: OnceCell::new() }).collect();
-        Ok(Cluster { members, connect, preferred: AtomicUsize::new(0), timeout })
+        let tls_hint = (options.uses_tls() && options.cert_file.is_none()).then_some(
+            "no client certificate is configured: if etcd runs with --client-cert-auth, set cert_file and key_file",
+        );
+        Ok(Cluster { members, connect, preferred: AtomicUsize::new(0), timeout, tls_hint })
     }
 
     /// The per-call timeout.
@@ -158,7 +164,7 @@ impl Cluster {
                     self.preferred.store(index, Ordering::Relaxed);
                     return Ok(value);
                 }
-                Ok(Err(error)) => classify(error, url, what, requested),
+                Ok(Err(error)) => self.explain(classify(error, url, what, requested)),
             };
             let next = (index + 1) % count;
             match failure {
@@ -196,6 +202,25 @@ impl Cluster {
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Adds the TLS hint to connection failures (see `tls_hint`).
+    fn explain(&self, failure: Failure) -> Failure {
+        let Some(hint) = self.tls_hint else {
+            return failure;
+        };
+        let add = |error: Error| match error {
+            Error::Unavailable { message } if message.contains("transport error") || message.contains("connection") => {
+                Error::Unavailable { message: format!("{message} ({hint})") }
+            }
+            other => other,
+        };
+        match failure {
+            Failure::NotSent(e) => Failure::NotSent(add(e)),
+            Failure::Refused(e) => Failure::Refused(add(e)),
+            Failure::Unknown(e) => Failure::Unknown(add(e)),
+            Failure::Final(e) => Failure::Final(add(e)),
         }
     }
 

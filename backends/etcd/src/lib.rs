@@ -12,11 +12,11 @@
 //!                                      timeout on every call, TLS, username/password (cluster)
 //! ```
 //!
-//! Configure it through the registry with a [`BackendConfig`](apistore::registry::BackendConfig)
+//! Configure it through the registry with a [`BackendConfig`]
 //! such as `{"type":"etcd3","endpoints":["http://127.0.0.1:2379"]}` (see [`EtcdOptions`]), or
 //! build an [`EtcdBackend`] directly.
 //!
-//! Errors follow the [`KvBackend`](apistore::KvBackend) contract: compacted →
+//! Errors follow the [`KvBackend`] contract: compacted →
 //! [`Error::Compacted`](apistore::Error::Compacted), future revision →
 //! [`Error::FutureRevision`](apistore::Error::FutureRevision), unreachable →
 //! [`Error::Unavailable`](apistore::Error::Unavailable), deadline →

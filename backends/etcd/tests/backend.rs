@@ -292,6 +292,23 @@ async fn leases_are_reused_like_kube_apiserver() {
 }
 
 #[tokio::test]
+async fn a_revoked_reused_lease_is_replaced() {
+    let etcd = single();
+    let backend = backend(&etcd);
+    let hour = Duration::from_secs(3600);
+    backend.put("/revoked/a", value("a"), 0, Some(hour)).await.expect("put a");
+    let mut raw = raw_client(&etcd).await;
+    let lease = raw.get("/revoked/a", None).await.expect("raw get").kvs()[0].lease();
+    raw.lease_revoke(lease).await.expect("revoke");
+    assert!(backend.get("/revoked/a", 0).await.expect("get").kv.is_none(), "revoking deletes the key");
+    // The backend still holds the revoked lease for reuse; the put must recover.
+    let outcome = backend.put("/revoked/b", value("b"), 0, Some(hour)).await.expect("put b after revoke");
+    assert!(matches!(outcome, TxnOutcome::Succeeded { .. }), "{outcome:?}");
+    let new_lease = raw.get("/revoked/b", None).await.expect("raw get").kvs()[0].lease();
+    assert!(new_lease != 0 && new_lease != lease, "a fresh lease: {new_lease} vs revoked {lease}");
+}
+
+#[tokio::test]
 async fn key_prefix_isolates_backends_on_one_etcd() {
     let etcd = single();
     let mut a_options = options(&etcd);

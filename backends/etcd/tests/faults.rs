@@ -40,21 +40,44 @@ struct Log {
     errors: Vec<String>,
 }
 
-/// Makes member 0 (the member the backend prefers, so the one serving its watch) the leader.
-async fn move_leadership_to_member_zero(cluster: &EtcdCluster) {
+/// Makes member `target` the leader.
+async fn move_leadership_to(cluster: &EtcdCluster, target: usize) {
     let leader = cluster.leader(Duration::from_secs(5)).expect("a leader");
-    if leader == 0 {
+    if leader == target {
         return;
     }
-    let mut zero = etcd_client::Client::connect([cluster.endpoint(0)], None).await.expect("client of m0");
-    let target = zero.status().await.expect("status of m0").header().expect("header").member_id();
+    let mut client = etcd_client::Client::connect([cluster.endpoint(target)], None).await.expect("client of target");
+    let target_id = client.status().await.expect("status of target").header().expect("header").member_id();
     let mut current = etcd_client::Client::connect([cluster.endpoint(leader)], None).await.expect("client of leader");
-    current.move_leader(target).await.expect("move leader to m0");
+    current.move_leader(target_id).await.expect("move leader");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !cluster.is_leader(0) {
-        assert!(Instant::now() < deadline, "leadership did not move to m0");
+    while !cluster.is_leader(target) {
+        assert!(Instant::now() < deadline, "leadership did not move to m{target}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// etcd-client alone keeps routing a share of requests to a dead member; the backend must
+/// not: with the preferred member (a follower) dead, no call fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_follower_costs_no_failed_call() {
+    let mut cluster = three();
+    move_leadership_to(&cluster, 1).await;
+    let (backend, store) = store_over(&cluster, 3000);
+    store.create("/pods/ns/a", pod("a"), 0).await.expect("create");
+    cluster.kill(0);
+    for i in 0..100 {
+        let got = store.get("/pods/ns/a", GetOptions::default()).await;
+        assert!(matches!(got, Ok(Some(_))), "get {i} with one follower dead: {got:?}");
+    }
+    for i in 0..20 {
+        let name = format!("after-{i}");
+        store.create(&format!("/pods/ns/{name}"), pod(&name), 0).await.expect("create with one follower dead");
+    }
+    backend.health().await.expect("healthy with a majority up");
+    let list =
+        store.get_list("/pods/ns", ListOptions { recursive: true, ..ListOptions::default() }).await.expect("list");
+    assert_eq!(list.items.len(), 21);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,7 +93,7 @@ async fn killing_the_preferred_member_as_leader_fails_over() {
 async fn leader_kill_scenario(leader_is_preferred_member: bool) {
     let mut cluster = three();
     if leader_is_preferred_member {
-        move_leadership_to_member_zero(&cluster).await;
+        move_leadership_to(&cluster, 0).await;
     }
     let (_backend, store) = store_over(&cluster, 3000);
     store.create("/pods/ns/before", pod("before"), 0).await.expect("create before the kill");

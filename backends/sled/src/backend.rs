@@ -1,8 +1,10 @@
 //! [`SledBackend`]: the [`KvBackend`] contract on one sled tree (see [`crate::layout`]).
 //!
-//! * **One writer at a time.** Writes take the writer lock, allocate the next revision, apply
-//!   one atomic sled batch (latest record, version, history entry, TTL index) and publish the
-//!   event to watchers, all in revision order. The lock is held for microseconds; durable
+//! * **One writer at a time.** Writes take the writer lock, allocate the next revision, insert
+//!   the history entry (key, metadata, value), then the per-key index entry (and TTL index
+//!   changes), and publish the event to watchers, all in revision order. Plain inserts, not a
+//!   sled `Batch` (which costs about four inserts): the history is the source of truth and
+//!   [`Core::open`] re-derives index entries a crash left missing (see [`crate::layout`]). The lock is held for microseconds; durable
 //!   writers wait for their flush *after* releasing it, so they share flushes (group commit,
 //!   see [`crate::flusher`]).
 //! * **Revisions never repeat.** A small ceiling file next to the database records a revision
@@ -11,20 +13,25 @@
 //!   the maximum of the history and the ceiling, so after `kill -9` the counter jumps forward
 //!   by at most one step and never reuses a revision anyone may have seen (an unflushed write
 //!   may be lost in [`Durability::Periodic`] mode, its revision is not reused).
-//! * **Consistent latest reads without a lock.** A latest range scans the live keys and checks
-//!   that no write started meanwhile (a sequence check); if one did, it re-reads at the
-//!   revision it started at from the version space, which never changes for old revisions.
+//! * **An in-memory index of each key's latest version** (like etcd's `treeIndex`): point
+//!   reads and the comparison of a conditional write find the latest revision of a key
+//!   without touching the disk index; it is rebuilt from the disk index on open and costs
+//!   about the key's length plus 48 bytes per key (deleted keys until compaction).
+//! * **Consistent reads without a lock.** Every read, latest included, is a read *at* a
+//!   revision (the current one for a latest read): it takes each key's newest version at or
+//!   below that revision, so writes running concurrently (always at higher revisions) are
+//!   invisible to it.
 //! * **Blocking work off the async workers.** Point reads and writes are in-memory sled
 //!   operations of a few microseconds and run inline; fsyncs run on the flusher thread;
 //!   ranges, watch replay and compaction run on tokio's blocking pool; TTL expiry and
 //!   background compaction run on a maintenance thread.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -37,7 +44,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::flusher::Flusher;
-use crate::layout::{self, Latest, Version};
+use crate::layout::{self, Version};
 use crate::options::{Durability, SledOptions};
 use crate::watch::{self, Hub};
 
@@ -67,6 +74,28 @@ struct WriterState {
     ceiling: Revision,
 }
 
+/// A key's latest version (live or tombstone), kept in memory.
+#[derive(Clone, Copy, Debug)]
+struct Latest {
+    mod_revision: Revision,
+    live: bool,
+    create_revision: Revision,
+    version: u64,
+    expires_at_ms: u64,
+}
+
+impl Latest {
+    fn of(revision: Revision, version: &Version) -> Self {
+        Latest {
+            mod_revision: revision,
+            live: version.live,
+            create_revision: version.create_revision,
+            version: version.version,
+            expires_at_ms: version.expires_at_ms,
+        }
+    }
+}
+
 /// The shared state of an open backend (held by the backend, its maintenance thread and its
 /// watch streams).
 pub(crate) struct Core {
@@ -74,10 +103,11 @@ pub(crate) struct Core {
     options: SledOptions,
     ceiling_path: Option<PathBuf>,
     writer: Mutex<WriterState>,
+    /// Latest version of every key with a version on disk (tombstones until compaction).
+    /// Changed only by the writer (before publishing) and by compaction.
+    latest: RwLock<HashMap<Vec<u8>, Latest>>,
     /// The latest published revision.
     current: AtomicU64,
-    /// The revision of the write in progress (== `current` when no write is in flight).
-    pending: AtomicU64,
     /// The compaction revision.
     compact: AtomicU64,
     compaction: Mutex<()>,
@@ -137,17 +167,39 @@ impl Core {
             db,
             ceiling_path,
             writer: Mutex::new(WriterState { ceiling }),
+            latest: RwLock::new(HashMap::new()),
             current: AtomicU64::new(current),
-            pending: AtomicU64::new(current),
             compact: AtomicU64::new(compact),
             compaction: Mutex::new(()),
             hub: Hub::default(),
             flusher,
             options,
         };
-        // Finish a compaction a crash interrupted.
+        // Repair what a crash may have cut, and finish an interrupted compaction.
+        let repaired = core.repair_index(last_history, compact)?;
+        if repaired > 0 {
+            tracing::info!(repaired, "sled backend: re-derived index entries from the history after a crash");
+        }
         core.remove_compacted_history(compact)?;
+        core.load_latest()?;
         Ok(core)
+    }
+
+    /// Builds the in-memory latest index from the disk index (keys sort together, revisions
+    /// ascending: the last entry of each key is its latest).
+    fn load_latest(&self) -> Result<()> {
+        let mut latest = HashMap::new();
+        for entry in self.db.range(vec![layout::VERSIONS]..vec![layout::VERSIONS + 1]) {
+            let (raw_key, raw) = entry.map_err(sled_error)?;
+            let (key, revision) = layout::parse_version_key(&raw_key)?;
+            latest.insert(key.to_vec(), Latest::of(revision, &Version::decode(&raw)?));
+        }
+        *self.latest.write().unwrap_or_else(|e| e.into_inner()) = latest;
+        Ok(())
+    }
+
+    fn latest_of(&self, key: &[u8]) -> Option<Latest> {
+        self.latest.read().unwrap_or_else(|e| e.into_inner()).get(key).copied()
     }
 
     pub(crate) fn options(&self) -> &SledOptions {
@@ -182,61 +234,88 @@ impl Core {
         Ok(())
     }
 
-    fn get_latest_record(&self, key: &[u8]) -> Result<Option<Latest>> {
-        self.db.get(layout::latest_key(key)).map_err(sled_error)?.map(|raw| Latest::decode(&raw)).transpose()
-    }
-
-    fn get_version(&self, key: &[u8], revision: Revision) -> Result<Option<Version>> {
-        self.db
-            .get(layout::version_key(key, revision))
-            .map_err(sled_error)?
-            .map(|raw| Version::decode(&raw))
-            .transpose()
+    /// The full version (with value) `key` got at `revision`, from the history; None when
+    /// that history entry is gone (compacted) or belongs to another key.
+    fn version_from_history(&self, key: &[u8], revision: Revision) -> Result<Option<Version>> {
+        let Some(raw) = self.db.get(layout::history_key(revision)).map_err(sled_error)? else { return Ok(None) };
+        let (stored_key, version) = layout::decode_event(&raw)?;
+        Ok((stored_key == key).then_some(version))
     }
 
     /// The key-value of `key`'s version written at `revision`, if it is a live version.
     fn kv_at_exact(&self, key: &[u8], revision: Revision) -> Result<Option<KeyValue>> {
-        match self.get_version(key, revision)? {
+        match self.version_from_history(key, revision)? {
             Some(version) => version.into_kv(key, revision),
             None => Ok(None),
         }
     }
 
-    /// The latest value of `key`.
-    fn get_latest(&self, key: &[u8]) -> Result<Option<KeyValue>> {
-        // A concurrent write plus a compaction may remove the version the latest record
-        // pointed to between the two reads; the record then moved on, so read again.
-        for _ in 0..16 {
-            let Some(latest) = self.get_latest_record(key)? else { return Ok(None) };
-            if let Some(version) = self.get_version(key, latest.mod_revision)? {
-                return version.into_kv(key, latest.mod_revision);
+    /// The key-value of an indexed live version (fetching its value from the history), for a
+    /// read at `read_revision`. Errors: [`Error::Compacted`] when compaction overtook the read
+    /// and removed the version meanwhile; [`Error::Internal`] when the history entry is missing
+    /// otherwise (corruption).
+    fn kv_of(&self, key: &[u8], revision: Revision, read_revision: Revision) -> Result<KeyValue> {
+        match self.kv_at_exact(key, revision)? {
+            Some(kv) => Ok(kv),
+            None => {
+                let compacted = self.compacted();
+                if compacted > read_revision {
+                    return Err(Error::Compacted { requested: read_revision, compacted });
+                }
+                Err(layout::corrupt("index entry without history", key))
             }
         }
-        Err(Error::unavailable("sled backend: key changed too often during a read, retry"))
     }
 
-    /// The value of `key` as of `revision` (MVCC read).
-    fn get_at(&self, key: &[u8], revision: Revision) -> Result<Option<KeyValue>> {
+    /// `key`'s newest version at or below `revision` if it is live (the key existed then),
+    /// with the revision it was written at; the version's value is not loaded.
+    /// `Revision::MAX` = the latest version.
+    fn live_at(&self, key: &[u8], revision: Revision) -> Result<Option<(Revision, Version)>> {
         let found = self
             .db
             .range(layout::version_key(key, 0)..=layout::version_key(key, revision))
             .next_back()
             .transpose()
             .map_err(sled_error)?;
-        match found {
-            Some((raw_key, raw)) => {
-                let (_, at) = layout::parse_version_key(&raw_key)?;
-                Version::decode(&raw)?.into_kv(key, at)
-            }
+        let Some((raw_key, raw)) = found else { return Ok(None) };
+        let (_, at) = layout::parse_version_key(&raw_key)?;
+        let version = Version::decode(&raw)?;
+        Ok(version.live.then_some((at, version)))
+    }
+
+    /// The value of `key` as of `revision` (MVCC read).
+    fn get_at(&self, key: &[u8], revision: Revision) -> Result<Option<KeyValue>> {
+        match self.live_at(key, revision)? {
+            Some((at, _)) => self.kv_of(key, at, revision).map(Some),
             None => Ok(None),
         }
+    }
+
+    fn get_latest(&self, key: &[u8]) -> Result<GetResponse> {
+        let at = self.current();
+        let kv = match self.latest_of(key) {
+            None => None,
+            Some(latest) if latest.mod_revision <= at => match latest.live {
+                true => Some(self.kv_of(key, latest.mod_revision, at)?),
+                false => None,
+            },
+            // A write above `at` is being published right now: read as of `at`.
+            Some(_) => self.get_at(key, at)?,
+        };
+        Ok(GetResponse { kv, revision: at })
     }
 
     fn get(&self, key: &str, revision: Revision) -> Result<GetResponse> {
         layout::check_key(key)?;
         if revision == 0 {
-            let kv = self.get_latest(key.as_bytes())?;
-            return Ok(GetResponse { kv, revision: self.current() });
+            // A latest read cannot be "compacted"; if compaction overtakes it, read again.
+            let mut attempts = 0;
+            loop {
+                match self.get_latest(key.as_bytes()) {
+                    Err(Error::Compacted { .. }) if attempts < 3 => attempts += 1,
+                    other => return other,
+                }
+            }
         }
         self.check_read_revision(revision)?;
         let kv = self.get_at(key.as_bytes(), revision)?;
@@ -247,17 +326,14 @@ impl Core {
     fn range(&self, request: &RangeRequest) -> Result<RangeResponse> {
         apistore::kv::validate_range(&request.start, &request.end)?;
         if request.revision == 0 {
-            let before = self.current();
-            if self.pending.load(Ordering::SeqCst) == before {
-                let response = self.range_latest(request, before)?;
-                if self.pending.load(Ordering::SeqCst) == before {
-                    return Ok(response);
+            // A latest read cannot be "compacted"; if compaction overtakes it, read again.
+            let mut attempts = 0;
+            loop {
+                match self.range_at(request, self.current()) {
+                    Err(Error::Compacted { .. }) if attempts < 3 => attempts += 1,
+                    other => return other,
                 }
             }
-            // A write overlapped the scan: read at the revision we started at instead.
-            let mut response = self.range_at(request, before)?;
-            response.revision = before;
-            return Ok(response);
         }
         self.check_read_revision(request.revision)?;
         let mut response = self.range_at(request, request.revision)?;
@@ -283,30 +359,6 @@ impl Core {
         !request.count_only && (request.limit == 0 || (returned as u64) < request.limit)
     }
 
-    fn range_latest(&self, request: &RangeRequest, revision: Revision) -> Result<RangeResponse> {
-        let (low, high) = Self::bounds(layout::LATEST, &request.start, &request.end);
-        let mut kvs = Vec::new();
-        let mut count = 0u64;
-        if low < high {
-            for entry in self.db.range(low..high) {
-                let (raw_key, raw) = entry.map_err(sled_error)?;
-                count += 1;
-                if Self::wants_more(request, kvs.len()) {
-                    let key = &raw_key[1..];
-                    let latest = Latest::decode(&raw)?;
-                    let version = self
-                        .get_version(key, latest.mod_revision)?
-                        .ok_or_else(|| layout::corrupt("missing latest version", key))?;
-                    if let Some(kv) = version.into_kv(key, latest.mod_revision)? {
-                        kvs.push(kv);
-                    }
-                }
-            }
-        }
-        let more = !request.count_only && count > kvs.len() as u64;
-        Ok(RangeResponse { kvs, count, more, revision })
-    }
-
     fn range_at(&self, request: &RangeRequest, revision: Revision) -> Result<RangeResponse> {
         // Version keys are `key \0 rev`: a bound containing NUL (e.g. `key\0` = "just after
         // key") is cut at the NUL and the keys are filtered exactly below.
@@ -321,12 +373,11 @@ impl Core {
         let mut best: Option<(sled::IVec, Revision, sled::IVec)> = None;
         let mut finish = |best: Option<(sled::IVec, Revision, sled::IVec)>, kvs: &mut Vec<KeyValue>| -> Result<()> {
             if let Some((raw_key, at, raw)) = best {
-                let version = Version::decode(&raw)?;
-                if version.live {
+                if Version::decode(&raw)?.live {
                     count += 1;
                     if Self::wants_more(request, kvs.len()) {
                         let (key, _) = layout::parse_version_key(&raw_key)?;
-                        kvs.extend(version.into_kv(key, at)?);
+                        kvs.push(self.kv_of(key, at, revision)?);
                     }
                 }
             }
@@ -377,8 +428,8 @@ impl Core {
         layout::check_key(key)?;
         let key_bytes = key.as_bytes();
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let latest = self.get_latest_record(key_bytes)?;
-        let holds = match (expected, latest) {
+        let latest = self.latest_of(key_bytes).filter(|l| l.live);
+        let holds = match (expected, &latest) {
             (None, _) => true,
             (Some(0), None) => matches!(mutation, Mutation::Put { .. }),
             (Some(expected), Some(latest)) => latest.mod_revision == expected,
@@ -386,7 +437,7 @@ impl Core {
         };
         if !holds {
             let current = match latest {
-                Some(latest) => self.kv_at_exact(key_bytes, latest.mod_revision)?,
+                Some(latest) => Some(self.kv_of(key_bytes, latest.mod_revision, latest.mod_revision)?),
                 None => None,
             };
             return Ok(TxnOutcome::Failed { current, revision: self.current() });
@@ -396,41 +447,46 @@ impl Core {
         }
         let revision = self.next_revision(&mut writer)?;
         let prev_revision = latest.map_or(0, |l| l.mod_revision);
-        let mut batch = sled::Batch::default();
-        batch.insert(&layout::history_key(revision), key_bytes);
-        if let Some(old) = latest.filter(|l| l.expires_at_ms != 0) {
-            batch.remove(layout::expiry_key(old.expires_at_ms, key_bytes));
-        }
-        let event_value = match &mutation {
+        let (stored, event_value) = match &mutation {
             Mutation::Put { value, expires_at_ms } => {
-                let (create_revision, version) = match latest {
-                    Some(l) => (l.create_revision, l.version + 1),
+                let (create_revision, version) = match &latest {
+                    Some(old) => (old.create_revision, old.version + 1),
                     None => (revision, 1),
                 };
-                let record = Latest { create_revision, mod_revision: revision, version, expires_at_ms: *expires_at_ms };
-                batch.insert(layout::latest_key(key_bytes), &record.encode()[..]);
-                let stored = Version { live: true, create_revision, version, prev_revision, value: value.clone() };
-                batch.insert(layout::version_key(key_bytes, revision), stored.encode());
-                if *expires_at_ms != 0 {
-                    batch.insert(layout::expiry_key(*expires_at_ms, key_bytes), &[][..]);
-                }
-                Some((create_revision, version, value.clone()))
+                let stored = Version {
+                    live: true,
+                    create_revision,
+                    version,
+                    prev_revision,
+                    expires_at_ms: *expires_at_ms,
+                    value: value.clone(),
+                };
+                (stored, Some((create_revision, version, value.clone())))
             }
             Mutation::Delete => {
-                batch.remove(layout::latest_key(key_bytes));
-                let tombstone =
-                    Version { live: false, create_revision: 0, version: 0, prev_revision, value: Bytes::new() };
-                batch.insert(layout::version_key(key_bytes, revision), tombstone.encode());
-                None
+                let tombstone = Version {
+                    live: false,
+                    create_revision: 0,
+                    version: 0,
+                    prev_revision,
+                    expires_at_ms: 0,
+                    value: Bytes::new(),
+                };
+                (tombstone, None)
             }
         };
-        self.pending.store(revision, Ordering::SeqCst);
-        let applied = self.db.apply_batch(batch).map_err(sled_error);
-        if let Err(e) = applied {
-            self.pending.store(self.current(), Ordering::SeqCst);
+        let old_expiry = latest.map_or(0, |l| l.expires_at_ms);
+        if let Err(e) = self.apply(key_bytes, revision, &stored, old_expiry) {
+            // Best effort: leave no half-written revision behind (it will be reused).
+            let _ = self.db.remove(layout::version_key(key_bytes, revision));
+            let _ = self.db.remove(layout::history_key(revision));
             return Err(e);
         }
-        self.hub.publish(&self.current, revision, || {
+        self.latest
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key_bytes.to_vec(), Latest::of(revision, &stored));
+        self.hub.publish(&self.current, revision, key, || {
             let prev = if prev_revision == 0 { None } else { self.kv_at_exact(key_bytes, prev_revision)? };
             Ok(match event_value {
                 Some((create_revision, version, value)) => WatchEvent::Put {
@@ -444,10 +500,49 @@ impl Core {
         Ok(TxnOutcome::Succeeded { revision })
     }
 
-    /// Makes an applied write durable according to the durability setting.
-    async fn commit(&self, outcome: TxnOutcome) -> Result<TxnOutcome> {
-        if let (TxnOutcome::Succeeded { .. }, Some(flusher)) = (&outcome, &self.flusher) {
-            flusher.flush().await?;
+    /// Stores revision `revision` of `key`: history first (the source of truth), then the
+    /// index entry and TTL index changes.
+    fn apply(&self, key: &[u8], revision: Revision, stored: &Version, old_expiry: u64) -> Result<()> {
+        self.db.insert(layout::history_key(revision), layout::encode_event(key, stored)).map_err(sled_error)?;
+        self.db.insert(layout::version_key(key, revision), stored.encode_header()).map_err(sled_error)?;
+        if old_expiry != 0 && old_expiry != stored.expires_at_ms {
+            self.db.remove(layout::expiry_key(old_expiry, key)).map_err(sled_error)?;
+        }
+        if stored.expires_at_ms != 0 {
+            self.db.insert(layout::expiry_key(stored.expires_at_ms, key), &[][..]).map_err(sled_error)?;
+        }
+        Ok(())
+    }
+
+    /// Re-derives index and TTL entries of the last history entries (a crash may have cut a
+    /// write between its history and index inserts). Returns how many were repaired.
+    fn repair_index(&self, last: Revision, compacted: Revision) -> Result<usize> {
+        let from = last.saturating_sub(CEILING_STEP).max(compacted);
+        let mut repaired = 0;
+        for entry in self.db.range(layout::history_key(from)..=layout::history_key(last)) {
+            let (raw_rev, raw) = entry.map_err(sled_error)?;
+            let revision = layout::be_u64(&raw_rev[1..])?;
+            let (key, version) = layout::decode_event(&raw)?;
+            let index = layout::version_key(key, revision);
+            if !self.db.contains_key(&index).map_err(sled_error)? {
+                self.db.insert(index, version.encode_header()).map_err(sled_error)?;
+                if version.expires_at_ms != 0 {
+                    self.db.insert(layout::expiry_key(version.expires_at_ms, key), &[][..]).map_err(sled_error)?;
+                }
+                repaired += 1;
+            }
+        }
+        Ok(repaired)
+    }
+
+    /// Applies a conditional write and makes it durable according to the durability
+    /// setting (durable writers share flushes, see [`crate::flusher`]).
+    async fn write_durably(&self, key: &str, expected: Revision, mutation: Mutation) -> Result<TxnOutcome> {
+        let Some(flusher) = &self.flusher else { return self.write(key, Some(expected), mutation) };
+        let committing = flusher.committing();
+        let outcome = self.write(key, Some(expected), mutation)?;
+        if let TxnOutcome::Succeeded { .. } = outcome {
+            flusher.flush(Some(committing)).await?;
         }
         Ok(outcome)
     }
@@ -473,17 +568,15 @@ impl Core {
         let mut through = until;
         let mut scanned = 0;
         for entry in self.db.range(layout::history_key(from)..=layout::history_key(until)) {
-            let (raw_rev, raw_key) = entry.map_err(sled_error)?;
+            let (raw_rev, raw) = entry.map_err(sled_error)?;
             let revision = layout::be_u64(&raw_rev[1..])?;
             scanned += 1;
-            let key = layout::key_string(&raw_key)?;
+            let (raw_key, version) = layout::decode_event(&raw)?;
+            let key = layout::key_string(raw_key)?;
             if watch::in_range(&key, start, end) {
-                let version = self
-                    .get_version(&raw_key, revision)?
-                    .ok_or_else(|| layout::corrupt("history without version", &raw_key))?;
                 let prev = match version.prev_revision {
                     0 => None,
-                    prev => self.kv_at_exact(&raw_key, prev)?,
+                    prev => self.kv_at_exact(raw_key, prev)?,
                 };
                 events.push(if version.live {
                     WatchEvent::Put {
@@ -529,26 +622,26 @@ impl Core {
         self.remove_compacted_history(revision)
     }
 
-    /// Physically removes what compaction at `revision` made unreachable: history entries
-    /// below it, and per key every version older than its newest version below `revision`
-    /// (kept: reads at `revision` and the previous value of the event at `revision` need it),
-    /// and that newest one too when it is a tombstone. Resumable after a crash.
+    /// Physically removes what compaction at `revision` made unreachable: per key written
+    /// below `revision`, every version (index and history entry) older than its newest version
+    /// below `revision` (kept: reads at `revision` and the previous value of the event at
+    /// `revision` need it), and that newest one too when it is a tombstone. Resumable after a
+    /// crash (progress is recorded in the same batch).
     fn remove_compacted_history(&self, revision: Revision) -> Result<()> {
         let mut through = meta(&self.db, layout::META_COMPACTED_THROUGH)?;
         while through < revision {
-            let mut batch = sled::Batch::default();
             let mut keys = BTreeSet::new();
-            let mut last = through;
+            let mut last = None;
             for entry in
                 self.db.range(layout::history_key(through)..layout::history_key(revision)).take(COMPACTION_CHUNK)
             {
-                let (raw_rev, raw_key) = entry.map_err(sled_error)?;
-                last = layout::be_u64(&raw_rev[1..])?;
-                batch.remove(raw_rev);
-                keys.insert(raw_key);
+                let (raw_rev, raw) = entry.map_err(sled_error)?;
+                last = Some(layout::be_u64(&raw_rev[1..])?);
+                keys.insert(layout::decode_event(&raw)?.0.to_vec());
             }
-            let done = keys.is_empty();
-            let next_through = if done { revision } else { last + 1 };
+            let next_through = last.map_or(revision, |last| last + 1);
+            let mut batch = sled::Batch::default();
+            let mut forgotten = Vec::new();
             for key in keys {
                 let versions: Vec<(sled::IVec, sled::IVec)> = self
                     .db
@@ -556,16 +649,31 @@ impl Core {
                     .collect::<std::result::Result<_, _>>()
                     .map_err(sled_error)?;
                 if let Some(((newest_key, newest), older)) = versions.split_last() {
+                    let mut remove = |index_key: &sled::IVec| -> Result<()> {
+                        let (_, at) = layout::parse_version_key(index_key)?;
+                        batch.remove(index_key.clone());
+                        batch.remove(&layout::history_key(at));
+                        Ok(())
+                    };
                     for (old_key, _) in older {
-                        batch.remove(old_key.clone());
+                        remove(old_key)?;
                     }
                     if !Version::decode(newest)?.live {
-                        batch.remove(newest_key.clone());
+                        remove(newest_key)?;
+                        let (_, at) = layout::parse_version_key(newest_key)?;
+                        forgotten.push((key.clone(), at));
                     }
                 }
             }
             batch.insert(layout::META_COMPACTED_THROUGH, &next_through.to_be_bytes()[..]);
             self.db.apply_batch(batch).map_err(sled_error)?;
+            let mut latest = self.latest.write().unwrap_or_else(|e| e.into_inner());
+            for (key, tombstone) in forgotten {
+                if latest.get(&key).is_some_and(|l| l.mod_revision == tombstone) {
+                    latest.remove(&key);
+                }
+            }
+            drop(latest);
             through = next_through;
         }
         Ok(())
@@ -585,7 +693,7 @@ impl Core {
                 continue;
             }
             let key = layout::key_string(key)?;
-            let still_due = self.get_latest_record(key.as_bytes())?.is_some_and(|l| l.expires_at_ms == deadline);
+            let still_due = self.latest_of(key.as_bytes()).is_some_and(|l| l.live && l.expires_at_ms == deadline);
             if still_due {
                 if let TxnOutcome::Succeeded { .. } = self.write(&key, None, Mutation::Delete)? {
                     expired += 1;
@@ -669,6 +777,10 @@ fn write_ceiling(path: &PathBuf, ceiling: Revision) -> Result<()> {
 /// One process may open a database directory at a time (sled holds a lock). Dropping the
 /// backend stops its maintenance thread, flushes, and closes the database once no watch
 /// stream holds it any more.
+///
+/// Revisions: a fresh database is at revision 1 and its first write gets 2. A clean close and
+/// reopen continues exactly; after a crash the counter continues above every revision that
+/// may have been observed, jumping forward by at most [`CEILING_STEP`](crate::CEILING_STEP).
 #[derive(Debug)]
 pub struct SledBackend {
     core: Arc<Core>,
@@ -781,13 +893,11 @@ impl KvBackend for SledBackend {
         ttl: Option<Duration>,
     ) -> Result<TxnOutcome> {
         let mutation = Mutation::Put { value, expires_at_ms: expiry_deadline(ttl) };
-        let outcome = self.core.write(key, Some(expected_mod_revision), mutation)?;
-        self.core.commit(outcome).await
+        self.core.write_durably(key, expected_mod_revision, mutation).await
     }
 
     async fn delete(&self, key: &str, expected_mod_revision: Revision) -> Result<TxnOutcome> {
-        let outcome = self.core.write(key, Some(expected_mod_revision), Mutation::Delete)?;
-        self.core.commit(outcome).await
+        self.core.write_durably(key, expected_mod_revision, Mutation::Delete).await
     }
 
     async fn watch(&self, request: WatchRequest) -> Result<WatchStream> {
@@ -809,5 +919,67 @@ impl KvBackend for SledBackend {
 
     async fn health(&self) -> Result<()> {
         self.core.db.get(layout::META_COMPACT).map(|_| ()).map_err(sled_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(core: &Core, key: &str, value: &'static [u8], expected: Revision) -> Revision {
+        let mutation = Mutation::Put { value: Bytes::from_static(value), expires_at_ms: 0 };
+        match core.write(key, Some(expected), mutation).expect("write") {
+            TxnOutcome::Succeeded { revision } => revision,
+            failed => panic!("write failed: {failed:?}"),
+        }
+    }
+
+    #[test]
+    fn open_re_derives_index_entries_a_crash_cut_off() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (first, second) = {
+            let core = Core::open(SledOptions::new(dir.path())).expect("open");
+            let first = put(&core, "/a", b"1", 0);
+            let second = put(&core, "/a", b"2", first);
+            // Simulate a crash between the history insert and the index insert of `second`.
+            core.db.remove(layout::version_key(b"/a", second)).expect("remove index entry");
+            assert_eq!(core.get("/a", second).expect("get").kv.expect("a").mod_revision, first, "index cut");
+            (first, second)
+        };
+        let core = Core::open(SledOptions::new(dir.path())).expect("reopen");
+        let kv = core.get("/a", 0).expect("get").kv.expect("a");
+        assert_eq!((kv.value.as_ref(), kv.mod_revision, kv.version), (&b"2"[..], second, 2));
+        assert_eq!(core.get("/a", first).expect("get at first").kv.expect("a").value.as_ref(), b"1");
+        assert_eq!(put(&core, "/a", b"3", second), second + 1);
+    }
+
+    #[test]
+    fn compaction_removes_superseded_versions_and_tombstones_from_disk() {
+        let core = Core::open(SledOptions::temporary()).expect("open");
+        let a1 = put(&core, "/a", b"1", 0);
+        let a2 = put(&core, "/a", b"2", a1);
+        let b1 = put(&core, "/b", b"1", 0);
+        let gone = match core.write("/b", Some(b1), Mutation::Delete).expect("delete") {
+            TxnOutcome::Succeeded { revision } => revision,
+            failed => panic!("{failed:?}"),
+        };
+        let a3 = put(&core, "/a", b"3", a2);
+        core.compact(a3).expect("compact");
+        // Kept: /a's newest version below the compaction point (a2, the prev of a3) and a3.
+        let history: Vec<u64> = core
+            .db
+            .range(layout::history_key(0)..layout::history_key(u64::MAX))
+            .keys()
+            .map(|k| layout::be_u64(&k.expect("key")[1..]).expect("rev"))
+            .collect();
+        assert_eq!(history, vec![a2, a3]);
+        assert!(core.get_version_count(b"/b") == 0 && core.get_version_count(b"/a") == 2, "{gone}");
+        assert_eq!(core.get("/a", a3).expect("get").kv.expect("a").value.as_ref(), b"3");
+    }
+
+    impl Core {
+        fn get_version_count(&self, key: &[u8]) -> usize {
+            self.db.range(layout::version_key(key, 0)..=layout::version_key(key, u64::MAX)).count()
+        }
     }
 }

@@ -1,23 +1,24 @@
-//! The on-disk layout: one sled tree, four key spaces told apart by their first byte, so
-//! every write is one atomic `apply_batch`.
+//! The on-disk layout: one sled tree, four key spaces told apart by their first byte.
 //!
 //! | key | value | meaning |
 //! |---|---|---|
-//! | `k` key | [`Latest`] | the live keys: revision metadata of each key's latest version |
-//! | `i` key `\0` rev | [`Version`] | every version of every key (MVCC), tombstones included |
-//! | `h` rev | key | the history: which key each revision wrote (watch replay, compaction) |
+//! | `h` rev | key + [`Version`] with value | the history, the source of truth: each revision's key, metadata and value |
+//! | `i` key `\0` rev | [`Version`] without value | the per-key index of the history (MVCC reads); a key's latest version is its last entry |
 //! | `x` deadline key | empty | TTL index: keys that expire at `deadline` (unix ms) |
 //! | `m` name | u64 | metadata: compaction revision, revision ceiling, ... |
 //!
 //! Revisions are big-endian so that byte order is numeric order. Keys must not contain NUL
 //! (the separator between a key and its revisions in `i`).
+//!
+//! A write is two plain inserts, history first, then index (a sled `Batch` costs about four
+//! plain inserts). sled recovers its log in order, so after a crash at most the index entries
+//! of the last history entries can be missing; [`SledBackend::open`](crate::SledBackend)
+//! re-derives them from the history.
 
 use apistore::kv::{KeyValue, Revision};
 use apistore::{Error, Result};
 use bytes::Bytes;
 
-/// Prefix of the live-key space.
-pub(crate) const LATEST: u8 = b'k';
 /// Prefix of the version space.
 pub(crate) const VERSIONS: u8 = b'i';
 /// Prefix of the history space.
@@ -39,14 +40,6 @@ pub(crate) fn check_key(key: &str) -> Result<()> {
         return Err(Error::invalid("key", key.replace('\0', "\\0"), "must not contain NUL"));
     }
     Ok(())
-}
-
-/// `k` + key.
-pub(crate) fn latest_key(key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(key.len() + 1);
-    out.push(LATEST);
-    out.extend_from_slice(key);
-    out
 }
 
 /// `i` + key + `\0` + rev.
@@ -102,43 +95,9 @@ pub(crate) fn corrupt(what: &str, raw: &[u8]) -> Error {
     Error::internal(format!("sled backend: corrupt {what} ({} bytes)", raw.len()))
 }
 
-/// The latest version of a live key (`k` space). The value lives in the version space at
-/// `mod_revision`, so a write stores the value once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Latest {
-    pub create_revision: Revision,
-    pub mod_revision: Revision,
-    pub version: u64,
-    /// Unix ms after which the key expires; 0 = never.
-    pub expires_at_ms: u64,
-}
-
-impl Latest {
-    pub(crate) fn encode(&self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        out[0..8].copy_from_slice(&self.create_revision.to_be_bytes());
-        out[8..16].copy_from_slice(&self.mod_revision.to_be_bytes());
-        out[16..24].copy_from_slice(&self.version.to_be_bytes());
-        out[24..32].copy_from_slice(&self.expires_at_ms.to_be_bytes());
-        out
-    }
-
-    pub(crate) fn decode(raw: &[u8]) -> Result<Self> {
-        if raw.len() != 32 {
-            return Err(corrupt("latest record", raw));
-        }
-        Ok(Latest {
-            create_revision: be_u64(&raw[0..8])?,
-            mod_revision: be_u64(&raw[8..16])?,
-            version: be_u64(&raw[16..24])?,
-            expires_at_ms: be_u64(&raw[24..32])?,
-        })
-    }
-}
-
 const KIND_PUT: u8 = 1;
 const KIND_DELETE: u8 = 2;
-const VERSION_HEADER: usize = 1 + 8 * 3;
+const VERSION_HEADER: usize = 1 + 8 * 4;
 
 /// One version of a key (`i` space): a put with its value, or a tombstone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,18 +111,32 @@ pub(crate) struct Version {
     /// The key's mod_revision before this write (0 when it did not exist): where the
     /// previous value of a watch event lives.
     pub prev_revision: Revision,
+    /// Unix ms after which the key expires; 0 = never (and for a tombstone).
+    pub expires_at_ms: u64,
     /// The value (empty for a tombstone).
     pub value: Bytes,
 }
 
 impl Version {
+    /// The index form: the record without its value.
+    pub(crate) fn encode_header(&self) -> Vec<u8> {
+        let mut out = self.encode_with(&[]);
+        out.truncate(VERSION_HEADER);
+        out
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(VERSION_HEADER + self.value.len());
+        self.encode_with(&self.value)
+    }
+
+    fn encode_with(&self, value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(VERSION_HEADER + value.len());
         out.push(if self.live { KIND_PUT } else { KIND_DELETE });
         out.extend_from_slice(&self.create_revision.to_be_bytes());
         out.extend_from_slice(&self.version.to_be_bytes());
         out.extend_from_slice(&self.prev_revision.to_be_bytes());
-        out.extend_from_slice(&self.value);
+        out.extend_from_slice(&self.expires_at_ms.to_be_bytes());
+        out.extend_from_slice(value);
         out
     }
 
@@ -176,6 +149,7 @@ impl Version {
             create_revision: be_u64(&raw[1..9])?,
             version: be_u64(&raw[9..17])?,
             prev_revision: be_u64(&raw[17..25])?,
+            expires_at_ms: be_u64(&raw[25..33])?,
             value: Bytes::copy_from_slice(&raw[VERSION_HEADER..]),
         })
     }
@@ -193,6 +167,29 @@ impl Version {
             version: self.version,
         }))
     }
+}
+
+/// The history value of a revision: key length (u32), key, then the full version record.
+pub(crate) fn encode_event(key: &[u8], version: &Version) -> Vec<u8> {
+    let record = version.encode();
+    let mut out = Vec::with_capacity(4 + key.len() + record.len());
+    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(&record);
+    out
+}
+
+/// Splits a history value into (key, version with value).
+pub(crate) fn decode_event(raw: &[u8]) -> Result<(&[u8], Version)> {
+    if raw.len() < 4 {
+        return Err(corrupt("history record", raw));
+    }
+    let len = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
+    if raw.len() < 4 + len {
+        return Err(corrupt("history record", raw));
+    }
+    let (key, record) = raw[4..].split_at(len);
+    Ok((key, Version::decode(record)?))
 }
 
 /// A stored key as a `String`. Errors: [`Error::Internal`] when not UTF-8 (corrupt data).
@@ -216,11 +213,20 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        let latest = Latest { create_revision: 2, mod_revision: 9, version: 3, expires_at_ms: 77 };
-        assert_eq!(Latest::decode(&latest.encode()).expect("decode"), latest);
-        let version =
-            Version { live: true, create_revision: 2, version: 3, prev_revision: 5, value: Bytes::from_static(b"v") };
+        let version = Version {
+            live: true,
+            create_revision: 2,
+            version: 3,
+            prev_revision: 5,
+            expires_at_ms: 77,
+            value: Bytes::from_static(b"v"),
+        };
         assert_eq!(Version::decode(&version.encode()).expect("decode"), version);
+        let header = Version::decode(&version.encode_header()).expect("decode header");
+        assert_eq!(header, Version { value: Bytes::new(), ..version.clone() });
+        let event = encode_event(b"/key", &version);
+        assert_eq!(decode_event(&event).expect("event"), (&b"/key"[..], version));
+        assert!(decode_event(b"\0\0\0\x09ab").is_err());
         assert!(Version::decode(b"\x07short").is_err());
         let raw = expiry_key(42, b"/k");
         let (deadline, key) = parse_expiry_key(&raw).expect("expiry");

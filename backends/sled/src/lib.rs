@@ -5,13 +5,22 @@
 //!
 //! ```text
 //!  Store (apistore) ──► Arc<dyn KvBackend> = SledBackend
-//!                          │ writer lock: next revision, one atomic sled batch, publish
-//!                          ├─► sled tree:  k key → latest │ i key\0rev → version (MVCC)
-//!                          │               h rev → key (history) │ x deadline key (TTL) │ m meta
+//!                          │ writer lock: next revision, history + index insert, publish
+//!                          ├─► sled tree:  h rev → key + version + value (history, the truth)
+//!                          │               i key\0rev → version header (per-key MVCC index)
+//!                          │               x deadline key (TTL index) │ m… (metadata)
+//!                          ├─► ceiling file: revisions are never reused after a crash
 //!                          ├─► flusher thread: group commit (one fsync per round of writers)
 //!                          ├─► watch hub: replay history, then live events, bounded buffers
 //!                          └─► maintenance thread: TTL expiry, background compaction
 //! ```
+//!
+//! Where the work runs (measured with `examples`-style probes, release build, 1 KiB values):
+//! a conditional write is ~15 µs and a point read ~5 µs of in-memory sled work, done inline
+//! on the calling task; fsyncs (durable mode) run on the flusher thread; ranges, watch
+//! replay and compaction run on tokio's blocking pool; TTL expiry and background compaction
+//! on the maintenance thread. Once per [`CEILING_STEP`] revisions a write fsyncs the small
+//! ceiling file inline (about a millisecond).
 //!
 //! Open it directly with [`SledBackend::open`] / [`SledBackend::temporary`], or through the
 //! registry: `{"type": "sled", "path": "./apistore-data", "durability": "immediate"}` (see

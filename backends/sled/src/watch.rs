@@ -44,15 +44,6 @@ pub(crate) fn in_range(key: &str, start: &str, end: &str) -> bool {
     key >= start && (end.is_empty() || key < end)
 }
 
-/// The key an event is about.
-fn event_key(event: &WatchEvent) -> &str {
-    match event {
-        WatchEvent::Put { kv, .. } => &kv.key,
-        WatchEvent::Delete { key, .. } => key,
-        WatchEvent::Progress { .. } => "",
-    }
-}
-
 /// Fans events out to subscribers; owns the "current revision" publication point.
 #[derive(Default)]
 pub(crate) struct Hub {
@@ -67,21 +58,23 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// Makes revision `revision` current and delivers its event (built only when someone
-    /// listens). Called by the single writer, in revision order, after the write is applied.
+    /// Makes revision `revision` current and delivers its event on `key` (built only when
+    /// someone watches the key). Called by the single writer, in revision order, after the
+    /// write is applied.
     pub(crate) fn publish(
         &self,
         current: &AtomicU64,
         revision: Revision,
+        key: &str,
         event: impl FnOnce() -> Result<WatchEvent>,
     ) -> Result<()> {
         let mut subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
         current.store(revision, Ordering::SeqCst);
-        if subscribers.is_empty() {
+        if !subscribers.iter().any(|subscriber| subscriber.wants(key)) {
+            subscribers.retain(|subscriber| !subscriber.events.is_closed());
             return Ok(());
         }
         let event = Arc::new(event()?);
-        let key = event_key(&event);
         subscribers.retain(|subscriber| {
             if !subscriber.wants(key) {
                 return !subscriber.events.is_closed();

@@ -550,4 +550,60 @@ mod tests {
         let bad = BackendConfig::new(BACKEND_NAME).with_option("path", "/tmp");
         assert_eq!(apistore::registry::open(&bad).await.map(|_| ()).map_err(|e| e.code()), Err(422));
     }
+
+    fn watch_all(start_revision: Revision) -> WatchRequest {
+        WatchRequest { start: "/".into(), end: String::new(), start_revision, progress_notify: false }
+    }
+
+    #[tokio::test]
+    async fn failed_conditions_return_the_current_value() {
+        let backend = MemoryBackend::new();
+        backend.put("/a", Bytes::from_static(b"1"), 0, None).await.expect("put");
+        let again = backend.put("/a", Bytes::from_static(b"2"), 0, None).await.expect("create again");
+        let TxnOutcome::Failed { current: Some(kv), revision: 2 } = again else { panic!("{again:?}") };
+        assert_eq!((kv.value, kv.mod_revision), (Bytes::from_static(b"1"), 2));
+        let stale = backend.delete("/a", 1).await.expect("stale delete");
+        assert!(matches!(stale, TxnOutcome::Failed { current: Some(_), .. }));
+        let missing = backend.delete("/missing", 2).await.expect("delete missing");
+        assert_eq!(missing, TxnOutcome::Failed { current: None, revision: 2 });
+        assert_eq!(backend.current_revision().await.expect("rev"), 2, "failed writes take no revision");
+    }
+
+    #[tokio::test]
+    async fn ttl_expiry_is_an_ordinary_delete() {
+        let backend = MemoryBackend::new();
+        let mut events = backend.watch(watch_all(0)).await.expect("watch");
+        backend.put("/a", Bytes::from_static(b"1"), 0, Some(Duration::from_millis(20))).await.expect("put");
+        assert!(matches!(events.next().await, Some(Ok(WatchEvent::Put { .. }))));
+        let expired = events.next().await.expect("event").expect("ok");
+        let WatchEvent::Delete { key, revision: 3, prev: Some(prev) } = expired else { panic!("{expired:?}") };
+        assert_eq!((key.as_str(), prev.mod_revision), ("/a", 2));
+        assert_eq!(backend.get("/a", 0).await.expect("get").kv, None);
+    }
+
+    #[tokio::test]
+    async fn watch_from_a_future_revision_waits_for_it() {
+        let backend = MemoryBackend::new();
+        let mut events = backend.watch(watch_all(3)).await.expect("watch");
+        backend.put("/a", Bytes::from_static(b"1"), 0, None).await.expect("rev 2");
+        backend.put("/b", Bytes::from_static(b"1"), 0, None).await.expect("rev 3");
+        let first = events.next().await.expect("event").expect("ok");
+        assert_eq!(first.revision(), 3, "revision 2 is before the start");
+    }
+
+    #[tokio::test]
+    async fn compaction_overtaking_a_watch_ends_it_with_an_error() {
+        let backend = MemoryBackend::new();
+        for key in ["/a", "/b", "/c"] {
+            backend.put(key, Bytes::from_static(b"1"), 0, None).await.expect("put");
+        }
+        let mut events = backend.watch(watch_all(2)).await.expect("watch");
+        backend.compact(4).await.expect("compact");
+        let error = events.next().await.expect("item");
+        assert!(matches!(error, Err(Error::Compacted { requested: 2, compacted: 4 })), "{error:?}");
+        assert!(events.next().await.is_none(), "the error is the last item");
+        assert!(matches!(backend.watch(watch_all(3)).await, Err(Error::Compacted { .. })));
+        assert!(backend.watch(watch_all(4)).await.is_ok(), "watching from the compaction revision is fine");
+        assert!(matches!(backend.compact(9).await, Err(Error::FutureRevision { .. })));
+    }
 }

@@ -144,9 +144,10 @@ pub async fn update_without_ttl_removes_earlier_ttl(fixture: Arc<dyn BackendFixt
     assert!(h.backend.capabilities().ttl, "the Storage suite needs a backend that honours TTLs");
     let start = h.current_revision().await.to_string();
     let kept = key("test-ns", "kept");
-    h.storage.create(&kept, pod("test-ns", "kept"), 1).await.expect("create with ttl");
+    // 2 s leaves room for the update on a slow (durable) backend before the TTL could fire.
+    h.storage.create(&kept, pod("test-ns", "kept"), 2).await.expect("create with ttl");
     let updated = h.annotate(&kept, "ttl", "removed").await;
-    let sentinel = h.storage.create(&key("test-ns", "sentinel"), pod("test-ns", "sentinel"), 1).await.expect("create");
+    let sentinel = h.storage.create(&key("test-ns", "sentinel"), pod("test-ns", "sentinel"), 2).await.expect("create");
     let mut watch = h.watch("/pods/", recursive(&start)).await;
     loop {
         let event = next_event(&mut watch).await;

@@ -9,12 +9,6 @@ use crate::storage::{allow_all_deletions, DeleteOptions, Preconditions, Storage}
 use crate::testing::fixtures::*;
 use crate::testing::BackendFixture;
 
-/// Runs an async storage call from inside a synchronous callback (a `ValidateDeletion`),
-/// as Kubernetes' tests do to inject a concurrent write mid-delete.
-fn run_blocking<F: std::future::Future>(future: F) -> F::Output {
-    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
-}
-
 /// Updates `key` (adds an annotation) through `storage` from a synchronous callback.
 fn concurrent_annotate(storage: &Arc<dyn Storage>, key: &str) {
     let mut update = |mut current: Object, _| {

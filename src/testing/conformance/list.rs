@@ -210,7 +210,8 @@ pub async fn list_continue_token_keeps_historical_revision(fixture: Arc<dyn Back
     let (rv, items) = &seed.history[3];
     let first = h.list("/pods/", with_limit(exact(*rv), 2)).await;
     assert_eq!(first.items, items[..2].to_vec());
-    let mut next = with_limit(recursive(""), 10);
+    // RV "0" may accompany a continue token (Kubernetes ignores it there).
+    let mut next = with_limit(recursive("0"), 10);
     next.predicate.continue_token = first.continue_token;
     let rest = h.list("/pods/", next).await;
     assert_eq!(rest.resource_version, *rv);
@@ -434,4 +435,22 @@ pub async fn compact_revision_is_reported_and_older_exact_lists_expire(fixture: 
     assert_eq!(h.storage.compact_revision().await.expect("compact rev"), target);
     let err = expect_err(h.storage.get_list("/pods/", exact(rv(&created))).await, "exact list below compaction");
     assert!(err.is_expired() && err.to_string().contains("too old"), "{err:?}");
+}
+
+/// `RunTestList` "multiple levels of directories": a recursive list flattens every key below
+/// the list key, in key order, at any depth.
+pub async fn recursive_list_flattens_nested_directories(fixture: Arc<dyn BackendFixture>) {
+    let h = Harness::new(&fixture).await;
+    let mut expected = Vec::new();
+    for (key, name) in
+        [("/pods/one-level/test", "one"), ("/pods/two-level/1/test", "two-1"), ("/pods/two-level/2/test", "two-2")]
+    {
+        let stored = h.storage.create(key, pod("", name), 0).await.expect("create nested key");
+        expected.push(stored);
+    }
+    assert_eq!(h.list("/pods/", recursive("")).await.items, expected);
+    assert_eq!(h.list("/pods/two-level", recursive("")).await.items, expected[1..].to_vec());
+    let paged = h.list("/pods/two-level/", with_limit(recursive(""), 1)).await;
+    assert_eq!(paged.items, expected[1..2].to_vec());
+    assert_eq!(paged.remaining_item_count, Some(1));
 }

@@ -14,10 +14,6 @@ use crate::storage::{Preconditions, ResponseMeta, Storage, WatchEvent};
 use crate::testing::fixtures::*;
 use crate::testing::BackendFixture;
 
-fn run_blocking<F: std::future::Future>(future: F) -> F::Output {
-    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
-}
-
 /// A missing key without `ignore_not_found` is NotFound and nothing is created.
 pub async fn guaranteed_update_of_missing_key_is_not_found(fixture: Arc<dyn BackendFixture>) {
     let h = Harness::new(&fixture).await;

@@ -1,0 +1,64 @@
+//! Where each resource's storage comes from — the one place that opens storage.
+//!
+//! apistore's factory decides per resource: the [`StorageOptions`] (config file plus kube
+//! storage flags) complete into a `DefaultStorageFactory`; its `RESTOptionsGetter` gives each
+//! GroupResource its backend (opened through the plugin registry, pooled), key prefix, codec,
+//! encryption and decorator, with a [`StorageMetrics`] layer over every storage. Resources
+//! that cohabit (core/v1 and events.k8s.io/v1 events) resolve to one storage location and
+//! share one storage here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use apistore::factory::{check_backends, StorageOptions};
+use apistore::group_resource::GroupResource;
+use apistore::layer::StorageMetrics;
+use apistore::rest_options::{RESTOptionsGetter, StorageFactoryRestOptionsFactory};
+use apistore::storage::DynStorage;
+use apistore::Result;
+
+/// Opens storages per resource through the factory, once per storage location.
+pub struct StorageProvider {
+    getter: StorageFactoryRestOptionsFactory,
+    metrics: StorageMetrics,
+    opened: HashMap<(String, String), (DynStorage, String)>,
+}
+
+impl StorageProvider {
+    /// Completes `options` into a factory and checks that every backend it names answers.
+    ///
+    /// Errors: invalid options, an unregistered backend name (listing the registered ones),
+    /// a backend that cannot be opened or is unhealthy.
+    pub async fn new(options: &StorageOptions) -> Result<Self> {
+        let completed = options.complete()?;
+        let metrics = StorageMetrics::new();
+        let getter = StorageFactoryRestOptionsFactory::from_config(&completed).with_layer(Arc::new(metrics.clone()));
+        check_backends(getter.factory().as_ref()).await?;
+        Ok(StorageProvider { getter, metrics, opened: HashMap::new() })
+    }
+
+    /// The storage metrics every storage records into.
+    pub fn metrics(&self) -> StorageMetrics {
+        self.metrics.clone()
+    }
+
+    /// The storage of `resource` in `group` and its resource prefix (keys are
+    /// `/<prefix>/<namespace>/<name>`). A custom resource without a configured prefix lives
+    /// under `<group>/<resource>`, as CRDs do in Kubernetes.
+    ///
+    /// Errors: the factory's (bad media type, disabled resource), backend open failures.
+    pub async fn storage(&mut self, group: &str, resource: &str, custom: bool) -> Result<(DynStorage, String)> {
+        let mut rest = self.getter.get_rest_options(&GroupResource::new(group, resource))?;
+        if custom && rest.resource_prefix == resource {
+            rest.resource_prefix = format!("{group}/{resource}");
+        }
+        let location = (rest.storage_config.storage_group_resource.to_string(), rest.resource_prefix.clone());
+        if let Some(opened) = self.opened.get(&location) {
+            return Ok(opened.clone());
+        }
+        let storage = rest.create_storage().await?;
+        let opened = (storage, rest.resource_prefix.clone());
+        self.opened.insert(location, opened.clone());
+        Ok(opened)
+    }
+}

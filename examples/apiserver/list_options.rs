@@ -1,0 +1,54 @@
+//! List and watch options: kube's `ValidateListOptions` rules.
+
+use apistore::storage::ResourceVersionMatch;
+
+use crate::status::{ApiError, ApiResult};
+
+/// kube's `ValidateListOptions`: which combinations of resourceVersion, resourceVersionMatch
+/// and sendInitialEvents a list or watch accepts.
+///
+/// Errors: 422 Invalid with kube's message.
+pub fn validate(
+    watching: bool,
+    resource_version: &str,
+    rv_match: Option<ResourceVersionMatch>,
+    send_initial_events: Option<bool>,
+    allow_watch_bookmarks: bool,
+) -> ApiResult<()> {
+    let forbidden = |field: &str, why: &str| {
+        ApiError::new(422, "Invalid", format!("ListOptions.meta.k8s.io \"\" is invalid: {field}: Forbidden: {why}"))
+    };
+    if watching {
+        if send_initial_events.is_some() {
+            if rv_match != Some(ResourceVersionMatch::NotOlderThan) {
+                return Err(forbidden(
+                    "resourceVersionMatch",
+                    "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                ));
+            }
+            if !allow_watch_bookmarks {
+                return Err(forbidden("allowWatchBookmarks", "sendInitialEvents requires allowWatchBookmarks=true"));
+            }
+        } else if rv_match.is_some() {
+            return Err(forbidden(
+                "resourceVersionMatch",
+                "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+            ));
+        }
+        return Ok(());
+    }
+    if send_initial_events.is_some() {
+        return Err(forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list"));
+    }
+    match rv_match {
+        Some(_) if resource_version.is_empty() => Err(forbidden(
+            "resourceVersionMatch",
+            "resourceVersionMatch is forbidden unless resourceVersion is provided",
+        )),
+        Some(ResourceVersionMatch::Exact) if resource_version == "0" => Err(forbidden(
+            "resourceVersionMatch",
+            "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+        )),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,66 @@
+//! Namespace lifecycle: the namespaces that always exist, the ones that may not be
+//! deleted, and deleting a namespace's contents (kube's namespace controller, done inline).
+
+use apistore::names;
+use apistore::storage::{allow_all_deletions, DeleteOptions, GetOptions, ListOptions};
+use apistore::Object;
+
+use crate::clock;
+use crate::server::App;
+use crate::status::{ApiError, ApiResult};
+
+/// Namespaces Kubernetes refuses to delete.
+pub const IMMORTAL: &[&str] = &["default", "kube-system", "kube-public"];
+
+/// Namespaces that always exist, as in Kubernetes.
+pub const INITIAL: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Deletes every namespaced object in `namespace` (the namespace controller's job in kube).
+pub async fn delete_contents(app: &App, namespace: &str) -> ApiResult<()> {
+    for resource in app.table.distinct_storages().into_iter().filter(|r| r.namespaced) {
+        let key = names::list_key(&resource.storage_prefix, namespace)
+            .map_err(|e| ApiError::from_storage(e, &resource.target("")))?;
+        let options = ListOptions { recursive: true, ..Default::default() };
+        let list = resource
+            .storage
+            .get_list(&key, options)
+            .await
+            .map_err(|e| ApiError::from_storage(e, &resource.target("")))?;
+        for object in list.items {
+            let name = object.metadata.name.clone();
+            let key = names::object_key(&resource.storage_prefix, namespace, &name)
+                .map_err(|e| ApiError::from_storage(e, &resource.target(&name)))?;
+            match resource.storage.delete(&key, None, &allow_all_deletions, None, DeleteOptions::default()).await {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(ApiError::from_storage(e, &resource.target(&name))),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates `name` in the namespaces resource if it is missing (default, kube-system, ...).
+pub async fn ensure_exists(app: &App, name: &str) -> Result<(), String> {
+    let Some(namespaces) = app.table.namespaces() else {
+        return Ok(());
+    };
+    let key = names::object_key(&namespaces.storage_prefix, "", name).map_err(|e| e.to_string())?;
+    let exists = namespaces
+        .storage
+        .get(&key, GetOptions { ignore_not_found: true, resource_version: String::new() })
+        .await
+        .map_err(|e| e.to_string())?;
+    if exists.is_some() {
+        return Ok(());
+    }
+    let mut object = Object::new("v1", "Namespace", "", name);
+    namespaces.prepare_for_write(&mut object, true).map_err(|e| e.message)?;
+    object.metadata.uid = uuid::Uuid::new_v4().to_string();
+    object.metadata.creation_timestamp = Some(clock::rfc3339(clock::now_seconds()));
+    match namespaces.storage.create(&key, object, 0).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_already_exists() => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}

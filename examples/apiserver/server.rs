@@ -1,0 +1,190 @@
+//! The HTTP server: routes, shared state, health and metrics endpoints, and graceful
+//! shutdown (stop accepting, finish in-flight requests, end watches, then drop every
+//! storage so the backends flush).
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch as signal;
+
+use crate::backend::StorageProvider;
+use crate::config::ServerConfig;
+use crate::discovery;
+use apistore::layer::StorageMetrics;
+
+use crate::metrics::Metrics;
+use crate::namespaces;
+use crate::resources::ResourceTable;
+use crate::routing;
+use crate::status::ApiError;
+
+/// Shared state of every request.
+pub struct App {
+    /// The served resources and their storages.
+    pub table: ResourceTable,
+    /// HTTP request metrics.
+    pub metrics: Metrics,
+    /// Storage call metrics (apistore's `MetricsLayer` over every storage).
+    pub storage_metrics: StorageMetrics,
+    /// Flips to true when the server shuts down (ends open watches).
+    pub shutdown: signal::Receiver<bool>,
+    /// The address clients reach the server at (for `/api`).
+    pub server_address: String,
+}
+
+fn text(code: StatusCode, body: impl Into<String>) -> Response {
+    (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body.into()).into_response()
+}
+
+async fn version() -> Response {
+    axum::Json(discovery::version()).into_response()
+}
+
+async fn healthz() -> Response {
+    text(StatusCode::OK, "ok")
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if *app.shutdown.borrow() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "[-]shutdown failed: server is shutting down\nreadyz check failed",
+        );
+    }
+    match readiness(&app).await {
+        None => text(StatusCode::OK, "ok"),
+        Some(problem) => {
+            text(StatusCode::SERVICE_UNAVAILABLE, format!("[-]storage failed: {problem}\nreadyz check failed"))
+        }
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let mut text = app.metrics.render();
+    text.push_str(&app.storage_metrics.render());
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn openapi_v2(request: Request) -> Response {
+    let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if accept.contains("protobuf") {
+        // An empty protobuf message is the empty OpenAPI v2 Document.
+        let media = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+        return (StatusCode::OK, [(header::CONTENT_TYPE, media)], Vec::<u8>::new()).into_response();
+    }
+    axum::Json(discovery::openapi_v2_json()).into_response()
+}
+
+async fn not_found() -> Response {
+    ApiError::not_found_path().into_response()
+}
+
+/// The router of the whole server.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/version", get(version))
+        .route("/healthz", get(healthz))
+        .route("/livez", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi/v2", get(openapi_v2))
+        .route("/api", axum::routing::any(routing::api))
+        .route("/apis", axum::routing::any(routing::api))
+        .route("/api/{*rest}", axum::routing::any(routing::api))
+        .route("/apis/{*rest}", axum::routing::any(routing::api))
+        .fallback(not_found)
+        .with_state(app)
+}
+
+/// Health of every storage (`/readyz`): None when all are ready, else the first failure.
+pub async fn readiness(app: &App) -> Option<String> {
+    for resource in app.table.distinct_storages() {
+        if let Err(e) = resource.storage.readiness_check().await {
+            return Some(format!("storage of {}: {e}", resource.plural));
+        }
+    }
+    None
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+async fn termination() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Opens the storages, serves until Ctrl-C/SIGTERM, then shuts down gracefully.
+///
+/// Errors: a message when a backend cannot be opened or the address cannot be bound.
+pub async fn run(config: ServerConfig) -> Result<(), String> {
+    let mut provider = StorageProvider::new(&config.storage).await.map_err(|e| format!("storage: {e}"))?;
+    let table = ResourceTable::open(&mut provider, &config.custom_resources).await?;
+    let storage_metrics = provider.metrics();
+    drop(provider);
+    let listener = TcpListener::bind(config.listen).await.map_err(|e| format!("binding {}: {e}", config.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let (stop, shutdown) = signal::channel(false);
+    let app = Arc::new(App {
+        table,
+        metrics: Metrics::default(),
+        storage_metrics: storage_metrics.clone(),
+        shutdown,
+        server_address: local.to_string(),
+    });
+    // Object counts for `apiserver_storage_objects`, as kube-apiserver polls them.
+    let storages =
+        app.table.distinct_storages().into_iter().map(|r| (r.target("").qualified(), r.storage.clone())).collect();
+    let poller = storage_metrics.poll_object_counts(storages, std::time::Duration::from_secs(10));
+    for namespace in namespaces::INITIAL {
+        namespaces::ensure_exists(&app, namespace).await.map_err(|e| format!("creating namespace {namespace}: {e}"))?;
+    }
+    eprintln!(
+        "apiserver: serving on http://{local} (storage: {}; backends registered: {})",
+        config.storage.config.backend.backend,
+        apistore::registry::names().join(", ")
+    );
+    let serve = axum::serve(listener, router(app.clone())).with_graceful_shutdown(async move {
+        termination().await;
+        eprintln!("apiserver: shutting down: no new connections, finishing in-flight requests");
+        let _ = stop.send(true);
+    });
+    let served = serve.await.map_err(|e| format!("serving: {e}"));
+    poller.abort();
+    let _ = poller.await;
+    served?;
+    // Every connection is closed; connection tasks release their handles of the state
+    // right after. Dropping the last handle of each storage closes its backend (sled
+    // flushes on drop).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while Arc::strong_count(&app) > 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let released = Arc::strong_count(&app) == 1;
+    drop(app);
+    if released {
+        eprintln!("apiserver: stopped; storages closed and flushed");
+    } else {
+        eprintln!("apiserver: stopped; storages close when the runtime ends");
+    }
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! Kubernetes `Status` error bodies: every failure the server answers with.
+//!
+//! [`ApiError`] carries the HTTP code, the `Status.reason`, a kube-style message and the
+//! `details` (name, group, kind, causes). [`ApiError::from_storage`] turns an
+//! [`apistore::Error`] into the message kube-apiserver would send for the same failure.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use apistore::Error;
+
+/// What a request is about, for error messages (`configmaps "x" not found`).
+#[derive(Clone, Debug, Default)]
+pub struct Target {
+    /// Plural resource name, e.g. `configmaps`.
+    pub resource: String,
+    /// API group ("" for core).
+    pub group: String,
+    /// Kind, e.g. `ConfigMap`.
+    pub kind: String,
+    /// Object name ("" for collections).
+    pub name: String,
+}
+
+impl Target {
+    /// `configmaps` or `deployments.apps`: kube's qualified resource.
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.resource.clone()
+        } else {
+            format!("{}.{}", self.resource, self.group)
+        }
+    }
+}
+
+/// A failed request, rendered as a Kubernetes `Status`.
+#[derive(Clone, Debug)]
+pub struct ApiError {
+    /// HTTP status code.
+    pub code: u16,
+    /// `Status.reason`.
+    pub reason: String,
+    /// `Status.message`.
+    pub message: String,
+    /// `Status.details` (omitted when None).
+    pub details: Option<Value>,
+    /// `Retry-After` seconds, when the client should retry.
+    pub retry_after: Option<u32>,
+}
+
+/// Result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    /// A plain error.
+    pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
+        ApiError { code, reason: reason.to_owned(), message: message.into(), details: None, retry_after: None }
+    }
+
+    /// 400 BadRequest.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(400, "BadRequest", message)
+    }
+
+    /// 404 NotFound for a path the server does not serve.
+    pub fn not_found_path() -> Self {
+        ApiError::new(404, "NotFound", "the server could not find the requested resource")
+    }
+
+    /// 405 MethodNotAllowed.
+    pub fn method_not_allowed(method: &str) -> Self {
+        ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource: {method}"),
+        )
+    }
+
+    /// 413 RequestEntityTooLarge.
+    pub fn too_large(limit: usize) -> Self {
+        ApiError::new(413, "RequestEntityTooLarge", format!("the request body is too large: limit is {limit} bytes"))
+    }
+
+    /// 415 UnsupportedMediaType.
+    pub fn unsupported_media_type(media: &str) -> Self {
+        ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {media:?})"))
+    }
+
+    /// 404 `<resource> "<name>" not found`.
+    pub fn not_found(target: &Target) -> Self {
+        ApiError::new(404, "NotFound", format!("{} {:?} not found", target.qualified(), target.name))
+            .with_details(target, None)
+    }
+
+    /// 409 Conflict `Operation cannot be fulfilled on <resource> "<name>": <why>`.
+    pub fn conflict(target: &Target, why: &str) -> Self {
+        ApiError::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {} {:?}: {why}", target.qualified(), target.name),
+        )
+        .with_details(target, None)
+    }
+
+    /// 422 Invalid `<Kind> "<name>" is invalid: <field>: Invalid value: <value>: <why>`.
+    pub fn invalid(target: &Target, field: &str, value: &str, why: &str) -> Self {
+        let cause = format!("Invalid value: {value:?}: {why}");
+        let causes = json!([{ "reason": "FieldValueInvalid", "message": cause, "field": field }]);
+        let mut details = Target { resource: target.kind.clone(), ..target.clone() };
+        details.resource = target.kind.clone();
+        ApiError::new(422, "Invalid", format!("{} {:?} is invalid: {field}: {cause}", target.kind, target.name))
+            .with_details(&details, Some(causes))
+    }
+
+    fn with_details(mut self, target: &Target, causes: Option<Value>) -> Self {
+        let mut details = json!({ "name": target.name, "kind": target.resource });
+        if !target.group.is_empty() {
+            details["group"] = json!(target.group);
+        }
+        if let Some(causes) = causes {
+            details["causes"] = causes;
+        }
+        self.details = Some(details);
+        self
+    }
+
+    /// The Status kube-apiserver sends for a storage failure on `target`.
+    pub fn from_storage(err: Error, target: &Target) -> Self {
+        let reason = err.reason().as_str();
+        let code = err.code();
+        let retry_after = err.retry_after_seconds();
+        let mut api = match &err {
+            Error::NotFound { .. } => ApiError::not_found(target),
+            Error::AlreadyExists { .. } => {
+                ApiError::new(409, reason, format!("{} {:?} already exists", target.qualified(), target.name))
+                    .with_details(target, None)
+            }
+            Error::Conflict { message, .. } => ApiError::conflict(target, message),
+            Error::InvalidObject { message, .. } => ApiError::conflict(target, message),
+            Error::Invalid { field, value, message } => ApiError::invalid(target, field, value, message),
+            Error::TooLarge { size, limit, .. } => ApiError::new(
+                code,
+                reason,
+                format!(
+                    "{} {:?} is too large: {size} bytes exceeds the limit of {limit} bytes",
+                    target.qualified(),
+                    target.name
+                ),
+            ),
+            _ => ApiError::new(code, reason, err.to_string()),
+        };
+        if let Error::Expired { continue_token: Some(token), .. } = &err {
+            api.details = Some(json!({ "continue": token }));
+        }
+        api.retry_after = retry_after;
+        api
+    }
+
+    /// The `Status` object of this error.
+    pub fn to_status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if let Some(details) = &self.details {
+            status["details"] = details.clone();
+        }
+        if let Some(seconds) = self.retry_after {
+            let details = status.get_mut("details").filter(|d| d.is_object());
+            match details {
+                Some(d) => d["retryAfterSeconds"] = json!(seconds),
+                None => status["details"] = json!({ "retryAfterSeconds": seconds }),
+            }
+        }
+        status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        let mut response = (code, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
+        if let Some(seconds) = self.retry_after {
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+/// A `Status` of success (delete answers), e.g. `{"status":"Success","details":{...}}`.
+pub fn success_status(target: &Target, uid: &str) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": { "name": target.name, "group": target.group, "kind": target.resource, "uid": uid },
+    })
+}

@@ -1,0 +1,337 @@
+//! Benchmark of the example API server through HTTP.
+//!
+//! ```text
+//! cargo build --release --examples
+//! cargo run --release --example apiserver_bench -- [--backend sled] [--creates 10000] [--clients 16]
+//! cargo run --release --example apiserver_bench -- --server http://127.0.0.1:8080   # a running server
+//! ```
+//!
+//! 1. creates: `--creates` ConfigMaps POSTed by `--clients` concurrent clients → creates/s,
+//!    p50/p99 latency;
+//! 2. list: every ConfigMap of the namespace paged by `--page` (500), `--list-rounds` times →
+//!    time per full list, p50/p99 per page.
+//!
+//! 3. the same two workloads in process, straight through `apistore::Store` over the same
+//!    backend type (no HTTP, no JSON request bodies): the raw figures beside the server's.
+//!
+//! Without `--server` it starts `target/<profile>/examples/apiserver` on a free loopback
+//! port with a temporary data directory, and stops it at the end.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apistore::storage::{ListOptions, Predicate, Storage};
+use apistore::{Object, Store, StoreConfig};
+use serde_json::{json, Value};
+
+// Link the backends the direct phase opens by name.
+use apistore_memory as _;
+use apistore_sled as _;
+
+struct Options {
+    server: Option<String>,
+    backend: String,
+    creates: usize,
+    clients: usize,
+    page: usize,
+    list_rounds: usize,
+}
+
+fn parse() -> Result<Options, String> {
+    let mut options =
+        Options { server: None, backend: "sled".into(), creates: 10_000, clients: 16, page: 500, list_rounds: 5 };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        let number = |v: String| v.parse::<usize>().map_err(|e| format!("{v}: {e}"));
+        match flag.as_str() {
+            "--server" => options.server = Some(value()?),
+            "--backend" => options.backend = value()?,
+            "--creates" => options.creates = number(value()?)?,
+            "--clients" => options.clients = number(value()?)?.max(1),
+            "--page" => options.page = number(value()?)?.max(1),
+            "--list-rounds" => options.list_rounds = number(value()?)?.max(1),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(options)
+}
+
+/// A server this benchmark started (stopped with SIGTERM on drop).
+struct Spawned {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_server(backend: &str) -> Result<(String, Spawned), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let binary = exe.with_file_name(format!("apiserver{}", std::env::consts::EXE_SUFFIX));
+    if !binary.exists() {
+        return Err(format!("{} is missing: run `cargo build --release --examples` first", binary.display()));
+    }
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let child = Command::new(&binary)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--backend", backend, "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+    Ok((format!("http://127.0.0.1:{port}"), Spawned { child, _dir: dir }))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) -> Result<(), String> {
+    for _ in 0..300 {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!("{base} did not become ready"))
+}
+
+async fn run(options: Options) -> Result<(), String> {
+    let (base, _spawned) = match &options.server {
+        Some(url) => (url.trim_end_matches('/').to_owned(), None),
+        None => {
+            let (url, spawned) = spawn_server(&options.backend)?;
+            (url, Some(spawned))
+        }
+    };
+    let client =
+        reqwest::Client::builder().pool_max_idle_per_host(options.clients * 2).build().map_err(|e| e.to_string())?;
+    wait_ready(&client, &base).await?;
+    let namespace = format!("bench-{}", std::process::id());
+    let created = client
+        .post(format!("{base}/api/v1/namespaces"))
+        .json(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !created.status().is_success() {
+        return Err(format!("creating namespace: {}", created.status()));
+    }
+    let collection = Arc::new(format!("{base}/api/v1/namespaces/{namespace}/configmaps"));
+    let value = "x".repeat(256);
+
+    // 1. Creates with N concurrent clients.
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..options.clients {
+        let client = client.clone();
+        let collection = collection.clone();
+        let value = value.clone();
+        let count = options.creates / options.clients + usize::from(worker < options.creates % options.clients);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(count);
+            for i in 0..count {
+                let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": format!("cm-{worker:02}-{i:06}"), "labels": {"worker": worker.to_string()}},
+                    "data": {"value": value}});
+                let t = Instant::now();
+                let response = client.post(collection.as_str()).json(&body).send().await.map_err(|e| e.to_string())?;
+                let status = response.status();
+                let _ = response.bytes().await;
+                if status.as_u16() != 201 {
+                    return Err(format!("create answered {status}"));
+                }
+                latencies.push(t.elapsed());
+            }
+            Ok::<_, String>(latencies)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(options.creates);
+    for task in tasks {
+        latencies.extend(task.await.map_err(|e| e.to_string())??);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    println!(
+        "HTTP create: {} ConfigMaps, {} clients, backend {}: {:.0} creates/s, p50 {}, p99 {}, max {} (total {:.2} s)",
+        latencies.len(),
+        options.clients,
+        if options.server.is_some() { "of the running server" } else { options.backend.as_str() },
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        ms(percentile(&latencies, 1.0)),
+        elapsed.as_secs_f64()
+    );
+
+    // 2. Paged lists.
+    let mut pages = Vec::new();
+    let mut rounds = Vec::new();
+    for _ in 0..options.list_rounds {
+        let round = Instant::now();
+        let mut token = String::new();
+        let mut items = 0usize;
+        loop {
+            let t = Instant::now();
+            let response = client
+                // Continue tokens are base64url: safe in a query string as they are.
+                .get(format!("{collection}?limit={}&continue={token}", options.page))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("list answered {}", response.status()));
+            }
+            let page: Value = response.json().await.map_err(|e| e.to_string())?;
+            pages.push(t.elapsed());
+            items += page["items"].as_array().map_or(0, Vec::len);
+            token = page["metadata"]["continue"].as_str().unwrap_or("").to_owned();
+            if token.is_empty() {
+                break;
+            }
+        }
+        if items != latencies.len() {
+            return Err(format!("a full list returned {items} items, expected {}", latencies.len()));
+        }
+        rounds.push(round.elapsed());
+    }
+    pages.sort();
+    rounds.sort();
+    println!(
+        "HTTP list: {} items paged by {}, {} rounds: full list median {}, per page p50 {}, p99 {}, max {}",
+        latencies.len(),
+        options.page,
+        options.list_rounds,
+        ms(percentile(&rounds, 0.5)),
+        ms(percentile(&pages, 0.5)),
+        ms(percentile(&pages, 0.99)),
+        ms(percentile(&pages, 1.0)),
+    );
+    direct(&options, latencies.len()).await
+}
+
+/// The same workloads straight through `Store` (no HTTP).
+async fn direct(options: &Options, creates: usize) -> Result<(), String> {
+    apistore_sled::register();
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut config = apistore::registry::BackendConfig::new(&options.backend);
+    if options.backend == "sled" {
+        config = config.with_option("path", dir.path().join("direct").to_string_lossy().into_owned());
+    }
+    let backend = apistore::registry::open(&config).await.map_err(|e| e.to_string())?;
+    let store: Arc<dyn Storage> =
+        Arc::new(Store::new(backend, StoreConfig::new("configmaps")).map_err(|e| e.to_string())?);
+    let value = "x".repeat(256);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..options.clients {
+        let store = store.clone();
+        let value = value.clone();
+        let count = creates / options.clients + usize::from(worker < creates % options.clients);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(count);
+            for i in 0..count {
+                let name = format!("cm-{worker:02}-{i:06}");
+                let object = Object::new("v1", "ConfigMap", "bench", &name)
+                    .with_label("worker", &worker.to_string())
+                    .with_field("data", json!({ "value": value }));
+                let t = Instant::now();
+                store.create(&format!("/configmaps/bench/{name}"), object, 0).await.map_err(|e| e.to_string())?;
+                latencies.push(t.elapsed());
+            }
+            Ok::<_, String>(latencies)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(creates);
+    for task in tasks {
+        latencies.extend(task.await.map_err(|e| e.to_string())??);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    println!(
+        "direct create (Store, no HTTP): {} objects, {} tasks: {:.0} creates/s, p50 {}, p99 {}, max {}",
+        latencies.len(),
+        options.clients,
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        ms(percentile(&latencies, 1.0)),
+    );
+    let mut pages = Vec::new();
+    let mut rounds = Vec::new();
+    for _ in 0..options.list_rounds {
+        let round = Instant::now();
+        let mut token = String::new();
+        let mut items = 0;
+        loop {
+            let t = Instant::now();
+            let predicate =
+                Predicate { limit: options.page as i64, continue_token: token.clone(), ..Default::default() };
+            let list = store
+                .get_list("/configmaps/bench/", ListOptions { predicate, recursive: true, ..Default::default() })
+                .await
+                .map_err(|e| e.to_string())?;
+            // Encode like the server does, so the comparison includes serialization.
+            let _encoded = serde_json::to_vec(&list.items).map_err(|e| e.to_string())?;
+            pages.push(t.elapsed());
+            items += list.items.len();
+            token = list.continue_token;
+            if token.is_empty() {
+                break;
+            }
+        }
+        if items != creates {
+            return Err(format!("a direct list returned {items} items, expected {creates}"));
+        }
+        rounds.push(round.elapsed());
+    }
+    pages.sort();
+    rounds.sort();
+    println!(
+        "direct list (Store, no HTTP): {creates} items paged by {}: full list median {}, per page p50 {}, p99 {}",
+        options.page,
+        ms(percentile(&rounds, 0.5)),
+        ms(percentile(&pages, 0.5)),
+        ms(percentile(&pages, 0.99)),
+    );
+    Ok(())
+}
+
+fn main() {
+    let options = match parse() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("apiserver_bench: {message}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("apiserver_bench: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(message) = runtime.block_on(run(options)) {
+        eprintln!("apiserver_bench: {message}");
+        std::process::exit(1);
+    }
+}

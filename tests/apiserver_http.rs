@@ -1,0 +1,619 @@
+//! The example API server over plain HTTP: Kubernetes REST semantics, and no input that
+//! makes it panic or lose data — every bad request gets a 4xx `Status` with a clear message
+//! and the stored objects stay as they were.
+
+mod apiserver_support;
+
+use std::time::Duration;
+
+use apiserver_support::Server;
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+
+const CM: &str = "/api/v1/namespaces/default/configmaps";
+
+struct Api {
+    client: Client,
+    base: String,
+}
+
+struct Reply {
+    code: StatusCode,
+    body: Value,
+}
+
+impl Api {
+    fn new(server: &Server) -> Self {
+        Api { client: Client::new(), base: server.url.clone() }
+    }
+
+    async fn send(&self, method: Method, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+        let response = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request reaches the server");
+        let code = response.status();
+        let bytes = response.bytes().await.expect("response body");
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Reply { code, body }
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, "application/json", Vec::new()).await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send(Method::POST, path, "application/json", body.to_string().into_bytes()).await
+    }
+
+    async fn put(&self, path: &str, body: &Value) -> Reply {
+        self.send(Method::PUT, path, "application/json", body.to_string().into_bytes()).await
+    }
+
+    async fn patch(&self, path: &str, content_type: &str, body: &str) -> Reply {
+        self.send(Method::PATCH, path, content_type, body.as_bytes().to_vec()).await
+    }
+
+    async fn delete(&self, path: &str, body: Option<&Value>) -> Reply {
+        let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        self.send(Method::DELETE, path, "application/json", body).await
+    }
+
+    /// Every configmap of the default namespace: (name, resourceVersion, data).
+    async fn snapshot(&self) -> Vec<(String, String, Value)> {
+        let list = self.get(CM).await;
+        assert_eq!(list.code, StatusCode::OK, "{}", list.body);
+        list.body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| {
+                (
+                    i["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+                    i["metadata"]["resourceVersion"].as_str().unwrap_or("").to_owned(),
+                    i["data"].clone(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn configmap(name: &str) -> Value {
+    json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": name }, "data": { "k": "v" } })
+}
+
+/// Asserts a Kubernetes Status failure with `code`, `reason` and a message containing `needle`.
+fn assert_status(reply: &Reply, code: u16, reason: &str, needle: &str) {
+    assert_eq!(reply.code.as_u16(), code, "unexpected code, body: {}", reply.body);
+    assert_eq!(reply.body["kind"], "Status", "{}", reply.body);
+    assert_eq!(reply.body["apiVersion"], "v1", "{}", reply.body);
+    assert_eq!(reply.body["status"], "Failure", "{}", reply.body);
+    assert_eq!(reply.body["code"], code, "{}", reply.body);
+    assert_eq!(reply.body["reason"], reason, "{}", reply.body);
+    let message = reply.body["message"].as_str().unwrap_or("");
+    assert!(message.contains(needle), "message {message:?} lacks {needle:?}");
+}
+
+async fn seeded() -> (Server, Api, Vec<(String, String, Value)>) {
+    let server = Server::start(&[]);
+    let api = Api::new(&server);
+    for name in ["alpha", "beta", "gamma"] {
+        let reply = api.post(CM, &configmap(name)).await;
+        assert_eq!(reply.code, StatusCode::CREATED, "{}", reply.body);
+    }
+    let snapshot = api.snapshot().await;
+    assert_eq!(snapshot.len(), 3);
+    (server, api, snapshot)
+}
+
+#[tokio::test]
+async fn malformed_and_wrong_bodies_are_rejected_without_changes() {
+    let (_server, api, before) = seeded().await;
+    let malformed =
+        api.send(Method::POST, CM, "application/json", b"{\"apiVersion\": \"v1\", \"kind\": ".to_vec()).await;
+    assert_status(&malformed, 400, "BadRequest", "not valid JSON");
+    let not_object = api.send(Method::POST, CM, "application/json", b"[1, 2, 3]".to_vec()).await;
+    assert_status(&not_object, 400, "BadRequest", "must be a JSON object");
+    let binary = api.send(Method::POST, CM, "application/json", vec![0xff, 0xfe, 0x00, 0x01]).await;
+    assert_status(&binary, 400, "BadRequest", "not valid JSON");
+    let bad_meta = api
+        .post(CM, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "labels": "oops"}}))
+        .await;
+    assert_status(&bad_meta, 400, "BadRequest", "unable to decode");
+
+    let wrong_kind = api.post(CM, &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}})).await;
+    assert_status(&wrong_kind, 400, "BadRequest", "does not match the expected kind");
+    let missing_kind = api.post(CM, &json!({"apiVersion": "v1", "metadata": {"name": "x"}})).await;
+    assert_status(&missing_kind, 400, "BadRequest", "Kind' is missing");
+    let wrong_version =
+        api.post(CM, &json!({"apiVersion": "apps/v1", "kind": "ConfigMap", "metadata": {"name": "x"}})).await;
+    assert_status(&wrong_version, 400, "BadRequest", "does not match the expected API version");
+    let wrong_namespace = api
+        .post(CM, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "other"}}))
+        .await;
+    assert_status(&wrong_namespace, 400, "BadRequest", "does not match the namespace");
+    let bad_data = api
+        .post(CM, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"n": 5}}))
+        .await;
+    assert_status(&bad_data, 422, "Invalid", "must be a string");
+
+    // Updates with bad bodies leave the object alone.
+    let wrong_name = api.put(&format!("{CM}/alpha"), &configmap("beta")).await;
+    assert_status(&wrong_name, 400, "BadRequest", "does not match the name on the URL");
+    let garbage_put = api.send(Method::PUT, &format!("{CM}/alpha"), "application/json", b"}{".to_vec()).await;
+    assert_status(&garbage_put, 400, "BadRequest", "not valid JSON");
+    assert_eq!(api.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn invalid_names_get_422() {
+    let (_server, api, before) = seeded().await;
+    for name in ["Bad_Name", "UPPER", "-leading", "trailing-", "a..b", &"x".repeat(254)] {
+        let reply = api.post(CM, &configmap(name)).await;
+        assert_status(&reply, 422, "Invalid", "metadata.name: Invalid value");
+        assert_eq!(reply.body["details"]["causes"][0]["field"], "metadata.name", "{}", reply.body);
+    }
+    for name in ["a/b", "..", "%2e%2e"] {
+        let reply = api.post(CM, &configmap(name)).await;
+        assert_eq!(reply.code.as_u16(), 422, "{name}: {}", reply.body);
+    }
+    let no_name = api.post(CM, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}})).await;
+    assert_status(&no_name, 422, "Invalid", "name or generateName is required");
+    let bad_label = api
+        .post(CM, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ok", "labels": {"a": "not valid!"}}}))
+        .await;
+    assert_status(&bad_label, 422, "Invalid", "metadata.labels.a");
+    let bad_namespace = api
+        .post("/api/v1/namespaces", &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "has.dot"}}))
+        .await;
+    assert_status(&bad_namespace, 422, "Invalid", "RFC 1123 label");
+    // Path segments that are not valid names never reach storage.
+    for path in [format!("{CM}/..%2Fsecrets"), format!("{CM}/a%2Fb"), "/api/v1/namespaces/..%2F/configmaps".to_owned()]
+    {
+        let reply = api.get(&path).await;
+        assert!(reply.code.is_client_error(), "{path}: {} {}", reply.code, reply.body);
+        assert_eq!(reply.body["kind"], "Status", "{path}: {}", reply.body);
+    }
+    assert_eq!(api.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413() {
+    let (_server, api, before) = seeded().await;
+    let mut big = configmap("big");
+    big["data"]["blob"] = json!("x".repeat(4 * 1024 * 1024));
+    let reply = api.post(CM, &big).await;
+    assert_status(&reply, 413, "RequestEntityTooLarge", "too large");
+    let put = api.put(&format!("{CM}/alpha"), &big).await;
+    assert_status(&put, 413, "RequestEntityTooLarge", "too large");
+    // Under the request limit but over the storage object limit (1.5 MiB).
+    let mut large = configmap("large");
+    large["data"]["blob"] = json!("y".repeat(2 * 1024 * 1024));
+    let reply = api.post(CM, &large).await;
+    assert_status(&reply, 413, "RequestEntityTooLarge", "too large");
+    // A chunked body without Content-Length is cut off at the limit too.
+    let stream = futures::stream::iter((0..64).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024])));
+    let response = api
+        .client
+        .post(format!("{}{CM}", api.base))
+        .header("Content-Type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .expect("chunked request");
+    assert_eq!(response.status().as_u16(), 413);
+    assert_eq!(api.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn bad_selectors_and_list_options_get_400() {
+    let (_server, api, before) = seeded().await;
+    let cases = [
+        ("labelSelector=a%20in%20(", "BadRequest", 400),
+        ("labelSelector=%3D%3Dx", "BadRequest", 400),
+        ("fieldSelector=spec.foo%3Dbar", "BadRequest", 400),
+        ("fieldSelector=metadata.name", "BadRequest", 400),
+        ("limit=-1", "BadRequest", 400),
+        ("limit=ten", "BadRequest", 400),
+        ("resourceVersion=abc", "BadRequest", 400),
+        ("resourceVersionMatch=Sometimes&resourceVersion=1", "BadRequest", 400),
+        ("resourceVersionMatch=Exact", "Invalid", 422),
+        ("sendInitialEvents=true", "Invalid", 422),
+        ("watch=true&timeoutSeconds=soon", "BadRequest", 400),
+        ("watch=maybe", "BadRequest", 400),
+    ];
+    for (query, reason, code) in cases {
+        let reply = api.get(&format!("{CM}?{query}")).await;
+        assert_eq!(reply.code.as_u16(), code, "{query}: {}", reply.body);
+        assert_eq!(reply.body["reason"], reason, "{query}: {}", reply.body);
+        assert!(!reply.body["message"].as_str().unwrap_or("").is_empty(), "{query}: {}", reply.body);
+    }
+    assert_eq!(api.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn bad_continue_tokens_get_400_and_good_ones_page() {
+    let (_server, api, before) = seeded().await;
+    for token in ["garbage", "eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6MSwic3RhcnQiOiIuLi8uLi9zZWNyZXRzIn0", "e30", "%00"] {
+        let reply = api.get(&format!("{CM}?limit=1&continue={token}")).await;
+        assert_status(&reply, 400, "BadRequest", "continue");
+    }
+    // Paging: one item per page, consistent resourceVersion, every item once.
+    let mut names = Vec::new();
+    let mut token = String::new();
+    let mut list_rv = None;
+    for _ in 0..10 {
+        let reply = api.get(&format!("{CM}?limit=1&continue={token}")).await;
+        assert_eq!(reply.code, StatusCode::OK, "{}", reply.body);
+        let rv = reply.body["metadata"]["resourceVersion"].clone();
+        assert_eq!(*list_rv.get_or_insert(rv.clone()), rv, "pages share the first page's resourceVersion");
+        names.extend(reply.body["items"].as_array().expect("items").iter().map(|i| i["metadata"]["name"].clone()));
+        token = reply.body["metadata"]["continue"].as_str().unwrap_or("").to_owned();
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(names, [json!("alpha"), json!("beta"), json!("gamma")]);
+    assert_eq!(api.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn updates_conflicts_preconditions_and_patches() {
+    let (_server, api, _) = seeded().await;
+    let current = api.get(&format!("{CM}/alpha")).await.body;
+    let stale_rv = current["metadata"]["resourceVersion"].clone();
+    let mut changed = current.clone();
+    changed["data"]["k"] = json!("v2");
+    let ok = api.put(&format!("{CM}/alpha"), &changed).await;
+    assert_eq!(ok.code, StatusCode::OK, "{}", ok.body);
+    assert_ne!(ok.body["metadata"]["resourceVersion"], stale_rv);
+    assert_eq!(ok.body["metadata"]["uid"], current["metadata"]["uid"]);
+    assert_eq!(ok.body["metadata"]["creationTimestamp"], current["metadata"]["creationTimestamp"]);
+    // Same body again: its resourceVersion is stale now.
+    changed["data"]["k"] = json!("v3");
+    let conflict = api.put(&format!("{CM}/alpha"), &changed).await;
+    assert_status(
+        &conflict,
+        409,
+        "Conflict",
+        "Operation cannot be fulfilled on configmaps \"alpha\": the object has been modified; please apply your changes to the latest version and try again",
+    );
+    let missing = api.put(&format!("{CM}/nope"), &configmap("nope")).await;
+    assert_status(&missing, 404, "NotFound", "configmaps \"nope\" not found");
+
+    // Patches.
+    let path = format!("{CM}/alpha");
+    let merge =
+        api.patch(&path, "application/merge-patch+json", r#"{"metadata":{"labels":{"l":"1"}},"data":{"m":"1"}}"#).await;
+    assert_eq!(merge.code, StatusCode::OK, "{}", merge.body);
+    assert_eq!(merge.body["metadata"]["labels"]["l"], "1");
+    let json_patch =
+        api.patch(&path, "application/json-patch+json", r#"[{"op":"replace","path":"/data/m","value":"2"}]"#).await;
+    assert_eq!(json_patch.body["data"]["m"], "2", "{}", json_patch.body);
+    let before = api.get(&path).await.body;
+    let failing_test =
+        api.patch(&path, "application/json-patch+json", r#"[{"op":"test","path":"/data/m","value":"9"}]"#).await;
+    assert_status(&failing_test, 422, "Invalid", "testing value /data/m failed");
+    let malformed = api.patch(&path, "application/merge-patch+json", "{nope").await;
+    assert_status(&malformed, 400, "BadRequest", "error decoding patch");
+    let unsupported = api.patch(&path, "text/plain", "{}").await;
+    assert_status(&unsupported, 415, "UnsupportedMediaType", "unknown format");
+    let rename = api.patch(&path, "application/merge-patch+json", r#"{"metadata":{"name":"other"}}"#).await;
+    assert_status(&rename, 422, "Invalid", "field is immutable");
+    let stale = api
+        .patch(&path, "application/merge-patch+json", &format!(r#"{{"metadata":{{"resourceVersion":{stale_rv}}}}}"#))
+        .await;
+    assert_status(&stale, 409, "Conflict", "the object has been modified");
+    let bad_value = api.patch(&path, "application/merge-patch+json", r#"{"data":{"n":1}}"#).await;
+    assert_status(&bad_value, 422, "Invalid", "must be a string");
+    assert_eq!(api.get(&path).await.body, before, "failed patches changed nothing");
+    let missing_patch = api.patch(&format!("{CM}/nope"), "application/merge-patch+json", "{}").await;
+    assert_status(&missing_patch, 404, "NotFound", "not found");
+
+    // Delete preconditions.
+    let wrong_uid = api
+        .delete(&path, Some(&json!({"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": "wrong"}})))
+        .await;
+    assert_status(&wrong_uid, 409, "Conflict", "Precondition failed: UID in precondition: wrong");
+    let wrong_rv = api.delete(&path, Some(&json!({"preconditions": {"resourceVersion": "1"}}))).await;
+    assert_status(&wrong_rv, 409, "Conflict", "Precondition failed");
+    let bad_options = api.send(Method::DELETE, &path, "application/json", b"{oops".to_vec()).await;
+    assert_status(&bad_options, 400, "BadRequest", "DeleteOptions");
+    assert_eq!(api.get(&path).await.code, StatusCode::OK, "still there after refused deletes");
+    let uid = before["metadata"]["uid"].clone();
+    let deleted = api.delete(&path, Some(&json!({"preconditions": {"uid": uid}}))).await;
+    assert_eq!(deleted.code, StatusCode::OK, "{}", deleted.body);
+    assert_eq!(deleted.body["status"], "Success");
+    assert_status(&api.get(&path).await, 404, "NotFound", "configmaps \"alpha\" not found");
+    assert_status(&api.delete(&path, None).await, 404, "NotFound", "not found");
+}
+
+#[tokio::test]
+async fn create_sets_server_fields_and_generate_name() {
+    let server = Server::start(&[]);
+    let api = Api::new(&server);
+    let body =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-", "uid": "client-uid"}});
+    let created = api.post(CM, &body).await;
+    assert_eq!(created.code, StatusCode::CREATED, "{}", created.body);
+    let name = created.body["metadata"]["name"].as_str().expect("name");
+    assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+    assert_ne!(created.body["metadata"]["uid"], "client-uid");
+    assert!(created.body["metadata"]["creationTimestamp"].is_string());
+    let with_rv = api
+        .post(CM, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "rv", "resourceVersion": "5"}}))
+        .await;
+    assert_status(&with_rv, 400, "BadRequest", "resourceVersion should not be set");
+    let dup = api.post(CM, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}})).await;
+    assert_status(&dup, 409, "AlreadyExists", "already exists");
+    let no_ns = api.post("/api/v1/namespaces/missing/configmaps", &configmap("x")).await;
+    assert_status(&no_ns, 404, "NotFound", "namespaces \"missing\" not found");
+    let dry = api.post(&format!("{CM}?dryRun=All"), &configmap("dry")).await;
+    assert_eq!(dry.code, StatusCode::CREATED);
+    assert_eq!(api.get(&format!("{CM}/dry")).await.code, StatusCode::NOT_FOUND, "dry run stored nothing");
+}
+
+#[tokio::test]
+async fn discovery_health_metrics_and_unknown_paths() {
+    let server = Server::start(&[]);
+    let api = Api::new(&server);
+    let version = api.get("/version").await.body;
+    for field in
+        ["major", "minor", "gitVersion", "gitCommit", "gitTreeState", "buildDate", "goVersion", "compiler", "platform"]
+    {
+        assert!(version[field].is_string(), "/version.{field}: {version}");
+    }
+    let core = api.get("/api/v1").await.body;
+    let resources = core["resources"].as_array().expect("resources");
+    let cm = resources.iter().find(|r| r["name"] == "configmaps").expect("configmaps served");
+    assert_eq!(cm["namespaced"], true);
+    assert_eq!(cm["kind"], "ConfigMap");
+    assert_eq!(cm["shortNames"], json!(["cm"]));
+    assert!(cm["verbs"]
+        .as_array()
+        .is_some_and(|v| v.contains(&json!("watch")) && v.contains(&json!("deletecollection"))));
+    let ns = resources.iter().find(|r| r["name"] == "namespaces").expect("namespaces served");
+    assert_eq!(ns["namespaced"], false);
+    let groups = api.get("/apis").await.body;
+    let names: Vec<&str> =
+        groups["groups"].as_array().expect("groups").iter().filter_map(|g| g["name"].as_str()).collect();
+    assert_eq!(names, ["events.k8s.io", "apps"]);
+    let apps = api.get("/apis/apps/v1").await.body;
+    assert!(apps["resources"].as_array().expect("apps").iter().any(|r| r["name"] == "deployments/status"));
+    assert_status(&api.get("/apis/nope/v1").await, 404, "NotFound", "could not find the requested resource");
+    assert_status(&api.get("/api/v1/widgets").await, 404, "NotFound", "could not find");
+    assert_status(&api.get("/api/v1/configmaps/x").await, 404, "NotFound", "could not find");
+    assert_status(&api.get("/nothing/here").await, 404, "NotFound", "could not find");
+    let post_named = api.post(&format!("{CM}/x"), &configmap("x")).await;
+    assert_status(&post_named, 405, "MethodNotAllowed", "does not allow");
+    assert_eq!(api.get("/openapi/v2").await.code, StatusCode::OK);
+    assert_eq!(api.get(CM).await.code, StatusCode::OK);
+    assert_eq!(api.get("/healthz").await.body, "ok");
+    assert_eq!(api.get("/livez").await.body, "ok");
+    assert_eq!(api.get("/readyz").await.body, "ok");
+    let metrics = api.get("/metrics").await.body;
+    let metrics = metrics.as_str().expect("text");
+    assert!(metrics.contains("apiserver_request_total{verb=\"LIST\",resource=\"configmaps\""), "{metrics}");
+    assert!(metrics.contains("apiserver_request_duration_seconds_bucket"), "{metrics}");
+    assert!(metrics.contains("apistore_requests_total{operation=\"list\",resource=\"configmaps\"}"), "{metrics}");
+}
+
+/// Reads watch events from a streaming response until `count` arrived.
+async fn read_events(response: &mut reqwest::Response, count: usize) -> Vec<Value> {
+    let mut buffer = Vec::new();
+    let mut events = Vec::new();
+    while events.len() < count {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+            .await
+            .expect("watch event within 10 s")
+            .expect("watch chunk");
+        let Some(chunk) = chunk else { break };
+        buffer.extend_from_slice(&chunk);
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            events.push(serde_json::from_slice(&line).expect("one JSON event per line"));
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn watch_initial_events_bookmarks_and_timeout() {
+    let (_server, api, _) = seeded().await;
+    let list = api.get(CM).await.body;
+    let rv = list["metadata"]["resourceVersion"].as_str().expect("rv").to_owned();
+    let url = format!(
+        "{}{CM}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=30",
+        api.base
+    );
+    let mut initial = api.client.get(url).send().await.expect("watch");
+    assert_eq!(initial.status(), StatusCode::OK);
+    let events = read_events(&mut initial, 4).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap_or("")).collect();
+    assert_eq!(kinds, ["ADDED", "ADDED", "ADDED", "BOOKMARK"], "{events:?}");
+    assert_eq!(events[3]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+    assert_eq!(events[3]["object"]["kind"], "ConfigMap");
+
+    // From a resourceVersion: only later changes; the stream ends at timeoutSeconds.
+    let url = format!("{}{CM}?watch=true&resourceVersion={rv}&timeoutSeconds=4", api.base);
+    let mut from_rv = api.client.get(url).send().await.expect("watch");
+    api.post(CM, &configmap("delta")).await;
+    api.delete(&format!("{CM}/beta"), None).await;
+    let events = read_events(&mut from_rv, 2).await;
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[0]["object"]["metadata"]["name"], "delta");
+    assert_eq!(events[1]["type"], "DELETED");
+    assert_eq!(events[1]["object"]["metadata"]["name"], "beta");
+    let rest =
+        tokio::time::timeout(Duration::from_secs(10), from_rv.chunk()).await.expect("the watch ends at its timeout");
+    assert!(rest.expect("clean end").is_none(), "no more events, then the end of the stream");
+
+    // Label-selected watch of one name, in the legacy /watch/ path form.
+    let url = format!("{}/api/v1/watch/namespaces/default/configmaps/gamma?timeoutSeconds=30", api.base);
+    let mut single = api.client.get(url).send().await.expect("watch");
+    api.patch(&format!("{CM}/gamma"), "application/merge-patch+json", r#"{"data":{"k":"changed"}}"#).await;
+    api.patch(&format!("{CM}/delta"), "application/merge-patch+json", r#"{"data":{"k":"changed"}}"#).await;
+    let events = read_events(&mut single, 2).await;
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[1]["type"], "MODIFIED");
+    assert!(events.iter().all(|e| e["object"]["metadata"]["name"] == "gamma"), "{events:?}");
+
+    // A watch from a malformed revision answers with a Status before any event.
+    let bad = api.get(&format!("{CM}?watch=true&resourceVersion=abc&timeoutSeconds=1")).await;
+    assert!(bad.code.is_client_error(), "{}", bad.body);
+    assert_eq!(bad.body["kind"], "Status", "{}", bad.body);
+    assert!(bad.body["message"].as_str().is_some_and(|m| m.contains("abc")), "{}", bad.body);
+}
+
+#[tokio::test]
+async fn deletecollection_events_cohabit_and_custom_resources() {
+    let config = tempfile::tempdir().expect("config dir");
+    let path = config.path().join("apiserver.toml");
+    std::fs::write(
+        &path,
+        r#"
+[[custom_resources]]
+group = "stable.example.com"
+version = "v1"
+kind = "CronTab"
+plural = "crontabs"
+short_names = ["ct"]
+"#,
+    )
+    .expect("config");
+    let mut args = vec!["--config", path.to_str().expect("utf-8 path")];
+    let backend = apiserver_support::test_backend();
+    if let Some(backend) = &backend {
+        args.extend(["--backend", backend.as_str()]);
+    }
+    let server = Server::start(&args);
+    let api = Api::new(&server);
+
+    for (name, tier) in [("a", "x"), ("b", "x"), ("c", "y")] {
+        let mut cm = configmap(name);
+        cm["metadata"]["labels"] = json!({ "tier": tier });
+        assert_eq!(api.post(CM, &cm).await.code, StatusCode::CREATED);
+    }
+    let deleted = api.delete(&format!("{CM}?labelSelector=tier%3Dx"), None).await;
+    assert_eq!(deleted.code, StatusCode::OK, "{}", deleted.body);
+    assert_eq!(deleted.body["items"].as_array().map(Vec::len), Some(2));
+    let left: Vec<String> = api.snapshot().await.into_iter().map(|(n, _, _)| n).collect();
+    assert_eq!(left, ["c"]);
+
+    // Events: written as events.k8s.io/v1, read as core/v1, and the other way round.
+    let ev = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e1"},
+        "eventTime": "2026-11-27T00:00:00.000000Z", "reportingController": "test", "reportingInstance": "t1",
+        "action": "Testing", "reason": "Tested", "note": "from v1", "type": "Normal",
+        "regarding": {"kind": "ConfigMap", "name": "c", "namespace": "default"}});
+    let created = api.post("/apis/events.k8s.io/v1/namespaces/default/events", &ev).await;
+    assert_eq!(created.code, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["note"], "from v1");
+    let core = api.get("/api/v1/namespaces/default/events/e1").await.body;
+    assert_eq!(core["apiVersion"], "v1");
+    assert_eq!(core["message"], "from v1");
+    assert_eq!(core["involvedObject"]["name"], "c");
+    assert_eq!(core["reportingComponent"], "test");
+    let core_list = api.get("/api/v1/namespaces/default/events").await.body;
+    let v1_list = api.get("/apis/events.k8s.io/v1/namespaces/default/events").await.body;
+    assert_eq!(core_list["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(v1_list["items"][0]["regarding"]["name"], "c");
+    assert_eq!(v1_list["kind"], "EventList");
+
+    // Custom resource from the config.
+    let groups = api.get("/apis").await.body;
+    assert!(groups["groups"].as_array().expect("groups").iter().any(|g| g["name"] == "stable.example.com"));
+    let ct = json!({"apiVersion": "stable.example.com/v1", "kind": "CronTab", "metadata": {"name": "nightly"},
+        "spec": {"cronSpec": "0 0 * * *"}, "status": {"lastRun": "never"}});
+    let path = "/apis/stable.example.com/v1/namespaces/default/crontabs";
+    let created = api.post(path, &ct).await;
+    assert_eq!(created.code, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["metadata"]["generation"], 1);
+    let spec = api
+        .patch(
+            &format!("{path}/nightly"),
+            "application/merge-patch+json",
+            r#"{"spec":{"cronSpec":"1 0 * * *"},"status":{"lastRun":"ignored"}}"#,
+        )
+        .await;
+    assert_eq!(spec.body["metadata"]["generation"], 2, "{}", spec.body);
+    assert_eq!(spec.body["status"]["lastRun"], "never", "status changes only through /status");
+    let status = api
+        .patch(
+            &format!("{path}/nightly/status"),
+            "application/merge-patch+json",
+            r#"{"status":{"lastRun":"today"},"spec":{"cronSpec":"ignored"}}"#,
+        )
+        .await;
+    assert_eq!(status.body["status"]["lastRun"], "today", "{}", status.body);
+    assert_eq!(status.body["spec"]["cronSpec"], "1 0 * * *");
+    assert_eq!(status.body["metadata"]["generation"], 2);
+    let wrong = api
+        .post(path, &json!({"apiVersion": "stable.example.com/v1", "kind": "Other", "metadata": {"name": "x"}}))
+        .await;
+    assert_status(&wrong, 400, "BadRequest", "does not match the expected kind");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_ends_watches_and_exits_cleanly() {
+    let server = Server::start(&[]);
+    let api = Api::new(&server);
+    assert_eq!(api.post(CM, &configmap("kept")).await.code, StatusCode::CREATED);
+    let mut watch = api.client.get(format!("{}{CM}?watch=true", api.base)).send().await.expect("watch");
+    let first = read_events(&mut watch, 1).await;
+    assert_eq!(first[0]["object"]["metadata"]["name"], "kept");
+    let started = std::time::Instant::now();
+    let dir = tokio::task::spawn_blocking(move || server.stop()).await.expect("stop task");
+    assert!(started.elapsed() < Duration::from_secs(10), "shutdown took {:?}", started.elapsed());
+    let end = tokio::time::timeout(Duration::from_secs(5), watch.chunk()).await.expect("the watch ended");
+    assert!(matches!(end, Ok(None) | Err(_)), "the watch stream ended with the server");
+    drop(dir);
+}
+
+#[tokio::test]
+async fn restart_keeps_sled_data_and_config_mixes_backends() {
+    let config = tempfile::tempdir().expect("config dir");
+    let path = config.path().join("apiserver.toml");
+    std::fs::write(
+        &path,
+        "[storage.backend]\ntype = \"sled\"\n\n[storage.resources.\"events\"]\nbackend = { type = \"memory\" }\n",
+    )
+    .expect("config");
+    let args = ["--config", path.to_str().expect("utf-8 path")];
+    let server = Server::start(&args);
+    assert!(server.log_text().contains("storage: sled"), "{}", server.log_text());
+    let api = Api::new(&server);
+    assert_eq!(api.post(CM, &configmap("durable")).await.code, StatusCode::CREATED);
+    let event = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "fleeting"},
+        "involvedObject": {"kind": "ConfigMap", "name": "durable"}, "reason": "Test", "message": "in memory"});
+    assert_eq!(api.post("/api/v1/namespaces/default/events", &event).await.code, StatusCode::CREATED);
+    let before = api.get(&format!("{CM}/durable")).await.body;
+
+    let data_dir = server.stop();
+    let server = Server::start_in(data_dir, &args);
+    let api = Api::new(&server);
+    let after = api.get(&format!("{CM}/durable")).await;
+    assert_eq!(after.code, StatusCode::OK, "sled kept the configmap across the restart: {}", after.body);
+    assert_eq!(after.body, before);
+    let gone = api.get("/api/v1/namespaces/default/events/fleeting").await;
+    assert_status(&gone, 404, "NotFound", "events \"fleeting\" not found");
+    // New writes continue after the restored revision.
+    let next = api.post(CM, &configmap("later")).await;
+    let rv = |v: &Value| v["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    assert!(rv(&next.body) > rv(&before), "{} > {}", next.body, before);
+
+    let unknown = tempfile::tempdir().expect("config dir");
+    let bad = unknown.path().join("bad.toml");
+    std::fs::write(&bad, "[storage.backend]\ntype = \"nosuch\"\n").expect("config");
+    let output = std::process::Command::new(apiserver_support::server_binary())
+        .args(["--listen", "127.0.0.1:0", "--config", bad.to_str().expect("utf-8")])
+        .output()
+        .expect("run the server with a bad config");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("nosuch") && stderr.contains("registered backends") && stderr.contains("sled"), "{stderr}");
+}

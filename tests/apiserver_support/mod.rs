@@ -1,0 +1,163 @@
+//! Shared harness of the API server tests: starts the example server binary
+//! (`examples/apiserver`) on a free loopback port with a temporary data directory, and
+//! stops it (SIGTERM, then SIGKILL) when dropped.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The backend the tests run the server on (`APISERVER_TEST_BACKEND`, default: the server's
+/// default, sled when it is registered, else memory).
+pub fn test_backend() -> Option<String> {
+    std::env::var("APISERVER_TEST_BACKEND").ok().filter(|b| !b.is_empty())
+}
+
+/// The example binary (`target/<profile>/examples/apiserver`), built once per test process
+/// with the same profile as the tests (`cargo test --test X` does not build examples, so a
+/// stale binary would otherwise be tested).
+pub fn server_binary() -> PathBuf {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("path of the test binary");
+            let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile> directory").to_path_buf();
+            let mut command = Command::new(env!("CARGO"));
+            command.args(["build", "--quiet", "--example", "apiserver"]).current_dir(env!("CARGO_MANIFEST_DIR"));
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                command.arg("--release");
+            }
+            // Same features as this test build, so cargo reuses what it just built.
+            if cfg!(feature = "testing") {
+                command.args(["--features", "testing"]);
+            }
+            if let Some(target_dir) = profile_dir.parent() {
+                command.env("CARGO_TARGET_DIR", target_dir);
+            }
+            let status = command.status().expect("running cargo build --example apiserver");
+            assert!(status.success(), "cargo build --example apiserver failed");
+            let binary = profile_dir.join("examples").join(format!("apiserver{}", std::env::consts::EXE_SUFFIX));
+            assert!(binary.exists(), "the apiserver example binary is missing at {}", binary.display());
+            binary
+        })
+        .clone()
+}
+
+/// A free loopback port (bound and released; the server binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A running server.
+pub struct Server {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The port.
+    pub port: u16,
+    /// The data directory (kept until the server is dropped).
+    pub data_dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts a server with a fresh data directory.
+    pub fn start(extra_args: &[&str]) -> Server {
+        let data_dir = tempfile::tempdir().expect("temporary data directory");
+        Server::start_in(data_dir, extra_args)
+    }
+
+    /// Starts a server on `data_dir` (to test restarts).
+    pub fn start_in(data_dir: tempfile::TempDir, extra_args: &[&str]) -> Server {
+        let port = free_port();
+        let log = data_dir.path().join(format!("server-{port}.log"));
+        let log_file = std::fs::File::create(&log).expect("server log file");
+        let mut command = Command::new(server_binary());
+        command
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data_dir.path().join("data"))
+            .args(extra_args)
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        if let Some(backend) = test_backend() {
+            if !extra_args.contains(&"--backend") && !extra_args.contains(&"--config") {
+                command.arg("--backend").arg(backend);
+            }
+        }
+        let child = command.spawn().expect("starting the apiserver example");
+        let mut server = Server { child: Some(child), url: format!("http://127.0.0.1:{port}"), port, data_dir, log };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("the apiserver exited early ({status}); log:\n{}", self.log_text());
+                }
+            }
+            if matches!(raw_get(self.port, "/readyz"), Some((200, _))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the apiserver did not become ready in 30 s; log:\n{}", self.log_text());
+    }
+
+    /// The server's stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit (at most `timeout`).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// Stops the server and hands back its data directory (for a restart).
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let status = self.terminate(Duration::from_secs(15));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "the apiserver did not exit cleanly on SIGTERM: {status:?}; log:\n{}",
+            self.log_text()
+        );
+        let dir = tempfile::tempdir().expect("placeholder dir");
+        std::mem::replace(&mut self.data_dir, dir)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.terminate(Duration::from_secs(10));
+    }
+}
+
+/// A minimal HTTP/1.1 GET over a plain socket: (status code, body).
+pub fn raw_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((code, body))
+}
