@@ -43,6 +43,12 @@
 //! "storage is (re)initializing") until the first list completed, and again after a reflector
 //! error (all watchers are terminated and the reflector relists after 1 s).
 //!
+//! **Use**: [`Cacher::new`] over any storage, or [`CacherDecorator`] (what
+//! [`StorageFactoryRestOptionsFactory`](crate::rest_options::StorageFactoryRestOptionsFactory)
+//! uses for cached resources). There is no [`StorageLayer`](crate::layer::StorageLayer) for it:
+//! a cache needs the resource's key prefix and a runtime for its reflector, which the
+//! resource-agnostic, infallible `StorageLayer::layer` does not provide.
+//!
 //! Objects are cached under the key [`names::object_key`] computes from their metadata, like
 //! Kubernetes' `KeyFunc`: an object stored at a key that does not match its namespace/name is
 //! not supported.
@@ -360,8 +366,10 @@ impl Cacher {
         Ok(ObjectList { resource_version: state.revision, continue_token, remaining_item_count, items })
     }
 
-    /// Registers a watcher and starts its task. `initial` is the state to send first (None:
-    /// none, `Some(None)`: the cache's own state under the same lock).
+    /// Registers a watcher and starts its task. The opening (initial state, replayed history,
+    /// start revision) is taken under the same lock that registers the watcher, so every later
+    /// change is dispatched to it and none is missed. A start older than the history gives a
+    /// stream with one 410 ERROR event.
     fn register(&self, key: String, options: &ListOptions, start: Start, end_bookmark: bool) -> Result<WatchStream> {
         let bookmarks = options.predicate.allow_watch_bookmarks || options.progress_notify;
         let (input_sender, input) = mpsc::channel(self.shared.config.watcher_queue.max(1));

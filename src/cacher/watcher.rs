@@ -140,3 +140,113 @@ impl Watcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::storage::WatchStream;
+
+    fn event(revision: Revision, name: &str, kind: EventKind, prev: Option<Object>) -> Arc<CachedEvent> {
+        let mut object = Object::new("v1", "Pod", "ns", name);
+        object.metadata.resource_version = revision.to_string();
+        Arc::new(CachedEvent {
+            revision,
+            key: format!("/pods/ns/{name}"),
+            kind,
+            object: Arc::new(object),
+            prev: prev.map(Arc::new),
+            recorded: Instant::now(),
+        })
+    }
+
+    fn rv_of(event: &WatchEvent) -> u64 {
+        event.object().and_then(|o| o.resource_version().ok()).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn duplicates_are_dropped_and_bookmarks_never_go_backwards() {
+        let (input_sender, input) = mpsc::channel(16);
+        let (_terminate_sender, terminate) = oneshot::channel();
+        let (result, mut stream) = WatchStream::channel(16);
+        let watcher = Watcher {
+            predicate: Predicate::default(),
+            bookmarks: true,
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            result,
+            input,
+            terminate,
+        };
+        // Start at 10 (e.g. a consistent list at 10); the replay holds 11 and 12.
+        let opening = Opening {
+            initial: vec![Arc::new(Object::new("v1", "Pod", "ns", "listed"))],
+            end_bookmark: Some(10),
+            replay: vec![event(11, "a", EventKind::Put, None), event(12, "b", EventKind::Put, None)],
+            start: 10,
+        };
+        let task = tokio::spawn(watcher.run(opening));
+        for dispatch in [
+            Dispatch::Bookmark(9),                                    // before the start: dropped
+            Dispatch::Event(event(12, "b", EventKind::Put, None)),    // already replayed: dropped
+            Dispatch::Bookmark(11),                                   // below the last event: dropped
+            Dispatch::Event(event(13, "a", EventKind::Delete, None)), // delivered
+            Dispatch::Bookmark(13),                                   // delivered
+            Dispatch::Event(event(10, "c", EventKind::Put, None)),    // at the start: dropped
+            Dispatch::Bookmark(15),                                   // delivered
+        ] {
+            input_sender.send(dispatch).await.expect("queue");
+        }
+        drop(input_sender);
+        task.await.expect("watcher");
+        let mut seen = Vec::new();
+        while let Some(event) = stream.next().await {
+            seen.push((event.type_name(), rv_of(&event)));
+        }
+        assert_eq!(
+            seen,
+            [
+                ("ADDED", 0),
+                ("BOOKMARK", 10),
+                ("ADDED", 11),
+                ("ADDED", 12),
+                ("DELETED", 13),
+                ("BOOKMARK", 13),
+                ("BOOKMARK", 15)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_update_out_of_the_selector_is_deleted_with_the_event_revision() {
+        let (input_sender, input) = mpsc::channel(4);
+        let (_terminate_sender, terminate) = oneshot::channel();
+        let (result, mut stream) = WatchStream::channel(4);
+        let predicate = Predicate {
+            label: crate::selector::LabelSelector::parse("app=x").expect("selector"),
+            ..Predicate::default()
+        };
+        let watcher = Watcher {
+            predicate,
+            bookmarks: false,
+            api_version: String::new(),
+            kind: String::new(),
+            result,
+            input,
+            terminate,
+        };
+        let task = tokio::spawn(watcher.run(Opening { initial: vec![], end_bookmark: None, replay: vec![], start: 1 }));
+        let mut before = Object::new("v1", "Pod", "ns", "a").with_label("app", "x");
+        before.metadata.resource_version = "4".into();
+        input_sender.send(Dispatch::Event(event(5, "a", EventKind::Put, Some(before)))).await.expect("queue");
+        input_sender.send(Dispatch::Bookmark(6)).await.expect("queue");
+        drop(input_sender);
+        task.await.expect("watcher");
+        let deleted = stream.next().await.expect("one event");
+        assert_eq!(deleted.type_name(), "DELETED");
+        assert_eq!(rv_of(&deleted), 5, "the old object carries the event's revision");
+        assert_eq!(deleted.object().map(|o| o.metadata.labels.get("app").cloned()), Some(Some("x".to_owned())));
+        assert!(stream.next().await.is_none(), "no bookmark without allowWatchBookmarks");
+    }
+}

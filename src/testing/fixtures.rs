@@ -197,15 +197,25 @@ impl Harness {
         }
     }
 
-    /// Makes later "any state" reads (RV "0") see every write up to `revision`, the way
-    /// Kubernetes' tests do it: a NotOlderThan list at that revision (a no-op for a store; a
-    /// cache waits until it has applied the revision).
+    /// Makes later "any state" reads (RV "0") see every write of the resource up to
+    /// `revision` (which must be such a write), the way Kubernetes' tests do it: a
+    /// NotOlderThan list at that revision (a no-op for a store; a cache waits until it has
+    /// applied the revision). Under heavy load the cache may answer that list from the store
+    /// after its short wait, so in cached mode this also waits (≤ [`EVENT_TIMEOUT`]) until the
+    /// cache has applied `revision`.
     pub async fn sync_reads(&self, revision: Revision) {
         let options = ListOptions {
             resource_version_match: Some(crate::storage::ResourceVersionMatch::NotOlderThan),
             ..recursive(&revision.to_string())
         };
         self.list("/pods/", options).await;
+        if let Some(cacher) = &self.cacher {
+            let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+            while cacher.resource_version() < revision {
+                assert!(tokio::time::Instant::now() < deadline, "the cache did not reach revision {revision}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
     }
 
     /// Creates `object` at its pod key and returns the stored object.

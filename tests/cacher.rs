@@ -1,0 +1,113 @@
+//! The watch cache's lifecycle over a real backend (the in-memory plugin): readiness, what
+//! happens to open watches when its own watch fails, relist, stop, and its error forms.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apistore::cacher::{Cacher, CacherConfig};
+use apistore::storage::{GetOptions, ListOptions, Storage, WatchEvent};
+use apistore::{KvBackend, Object, Store, StoreConfig};
+use apistore_memory::MemoryBackend;
+use bytes::Bytes;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn pod(name: &str) -> Object {
+    Object::new("v1", "Pod", "ns", name)
+}
+
+async fn cache_over(backend: Arc<dyn KvBackend>) -> (Arc<Cacher>, Arc<dyn Storage>) {
+    let store: Arc<dyn Storage> = Arc::new(Store::new(backend, StoreConfig::new("pods")).expect("store"));
+    let cacher = Arc::new(Cacher::new(store.clone(), CacherConfig::new("pods")).expect("cacher"));
+    cacher.wait_until_ready(TIMEOUT).await.expect("ready");
+    (cacher, store)
+}
+
+async fn wait_until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_failing_cache_watch_ends_open_watches_turns_not_ready_and_relists() {
+    let backend: Arc<dyn KvBackend> = Arc::new(MemoryBackend::new());
+    let (cacher, _store) = cache_over(backend.clone()).await;
+    cacher.readiness_check().await.expect("ready after the first list");
+    let created = cacher.create("/pods/ns/a", pod("a"), 0).await.expect("create");
+    let options = ListOptions {
+        resource_version: created.metadata.resource_version.clone(),
+        recursive: true,
+        ..ListOptions::default()
+    };
+    let mut watch = cacher.watch("/pods/", options).await.expect("watch");
+    // Undecodable data under the resource: the cache's own watch fails on it.
+    let Ok(apistore::kv::TxnOutcome::Succeeded { .. }) =
+        backend.put("/registry/pods/ns/corrupt", Bytes::from_static(b"not json"), 0, None).await
+    else {
+        panic!("raw write failed")
+    };
+    match tokio::time::timeout(TIMEOUT, watch.next()).await {
+        Ok(None) => {}
+        other => panic!("the open watch must end when the cache fails, got {other:?}"),
+    }
+    let err = cacher.readiness_check().await.expect_err("not ready");
+    assert_eq!(err.code(), 429, "{err:?}");
+    assert!(err.to_string().starts_with("storage is (re)initializing"), "{err}");
+    assert_eq!(
+        cacher.watch("/pods/", ListOptions { recursive: true, ..ListOptions::default() }).await.err().map(|e| e.code()),
+        Some(429)
+    );
+    // Reads with a resourceVersion fall back to the store while the cache is down.
+    let got = cacher.get("/pods/ns/a", GetOptions { resource_version: "0".into(), ..GetOptions::default() }).await;
+    assert_eq!(got.expect("get from the store").map(|o| o.metadata.name), Some("a".to_owned()));
+    // Removing the bad data lets the relist succeed.
+    let current = backend.get("/registry/pods/ns/corrupt", 0).await.expect("get").kv.expect("present");
+    backend.delete("/registry/pods/ns/corrupt", current.mod_revision).await.expect("delete");
+    wait_until("the cache is ready again", async || cacher.readiness_check().await.is_ok()).await;
+    let list = cacher
+        .get_list("/pods/", ListOptions { resource_version: "0".into(), recursive: true, ..ListOptions::default() })
+        .await
+        .expect("list");
+    assert_eq!(list.items.iter().map(|o| o.metadata.name.as_str()).collect::<Vec<_>>(), ["a"]);
+}
+
+#[tokio::test]
+async fn a_stopped_cache_ends_watches_and_says_so() {
+    let (cacher, _store) = cache_over(Arc::new(MemoryBackend::new())).await;
+    let mut watch = cacher
+        .watch("/pods/", ListOptions { resource_version: "0".into(), recursive: true, ..ListOptions::default() })
+        .await
+        .expect("watch");
+    cacher.stop();
+    assert!(matches!(tokio::time::timeout(TIMEOUT, watch.next()).await, Ok(None)), "the watch ends");
+    let err = cacher.readiness_check().await.expect_err("stopped");
+    assert_eq!(err.to_string(), "apiserver cacher is stopped");
+    cacher.stop();
+}
+
+#[tokio::test]
+async fn a_future_resource_version_is_too_large_with_retry_after_one_second() {
+    let (cacher, _store) = cache_over(Arc::new(MemoryBackend::new())).await;
+    let created = cacher.create("/pods/ns/a", pod("a"), 0).await.expect("create");
+    let future = (created.resource_version().expect("rv") + 10).to_string();
+    let err = cacher
+        .get("/pods/ns/a", GetOptions { resource_version: future.clone(), ..GetOptions::default() })
+        .await
+        .expect_err("future RV");
+    assert!(err.is_too_large_resource_version(), "{err:?}");
+    assert_eq!(err.retry_after_seconds(), Some(1), "the cache asks to retry after 1 s");
+    let options = ListOptions {
+        resource_version: future,
+        send_initial_events: Some(true),
+        recursive: true,
+        ..ListOptions::default()
+    };
+    let mut watch = cacher.watch("/pods/", options).await.expect("watch");
+    match tokio::time::timeout(TIMEOUT, watch.next()).await {
+        Ok(Some(WatchEvent::Error(e))) => assert!(e.is_too_large_resource_version(), "{e:?}"),
+        other => panic!("expected a TooLargeResourceVersion ERROR event, got {other:?}"),
+    }
+}
