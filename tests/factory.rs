@@ -617,6 +617,12 @@ async fn a_resource_with_watch_cache_is_served_by_the_cacher_and_one_with_size_z
         let options = getter.get_rest_options(&gr).expect("options");
         assert_eq!(options.decorator.name(), if cached { "cacher" } else { "undecorated" }, "{resource}");
         let storage = options.create_storage().await.expect("storage");
+        // A cache answers 429 NotReady until its first list is done (as kube's): wait for it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while let Err(err) = storage.readiness_check().await {
+            assert!(std::time::Instant::now() < deadline, "{resource} never became ready: {err}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         let mut last = 0;
         for name in ["a", "b", "c"] {
             let created = storage
