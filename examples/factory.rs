@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run -p apistore --example factory                       # examples/factory.toml
 //! cargo run -p apistore --example factory -- my.yaml --watch-cache=false
-//! cargo run -p apistore --example factory -- --etcd-servers-overrides=/events#http://127.0.0.1:2379
+//! cargo run -p apistore --example factory --features etcd -- --etcd-servers-overrides=/events#http://127.0.0.1:2379
 //! ```
 //!
 //! With `examples/factory.toml`, configmaps (YAML) and secrets (encrypted with aesgcm) live in
