@@ -2,36 +2,9 @@
 //! behaviour is its own named test, on a fresh database in its own directory (under one
 //! temporary directory removed when the run ends).
 
-use std::path::PathBuf;
-use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+mod fixture;
 
-use apistore::kv::KvBackend;
-use apistore::testing::BackendFixture;
-use apistore_sled::{SledBackend, SledOptions};
-use async_trait::async_trait;
-
-struct SledFixture {
-    root: PathBuf,
-    next: AtomicUsize,
-}
-
-#[async_trait]
-impl BackendFixture for SledFixture {
-    fn name(&self) -> &str {
-        "sled"
-    }
-
-    async fn new_backend(&self) -> Arc<dyn KvBackend> {
-        let dir = self.root.join(format!("db-{}", self.next.fetch_add(1, Ordering::SeqCst)));
-        let backend = SledBackend::open(SledOptions::new(dir)).expect("open sled in a fresh directory");
-        Arc::new(backend)
-    }
-}
-
-fn main() -> ExitCode {
+fn main() -> std::process::ExitCode {
     let root = tempfile::tempdir().expect("temporary directory");
-    let fixture = SledFixture { root: root.path().to_owned(), next: AtomicUsize::new(0) };
-    apistore::testing::run(fixture)
+    apistore::testing::run(fixture::SledFixture::new(root.path().to_owned()))
 }
