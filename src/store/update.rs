@@ -40,7 +40,9 @@ impl Store {
             }
 
             let meta = ResponseMeta { resource_version: state.revision };
-            let (mut updated, ttl) = match try_update(state.object.clone(), meta) {
+            // The state's object is not needed after this call: every path below either
+            // replaces the state or returns `updated` (which then encodes to the state's data).
+            let (mut updated, ttl) = match try_update(std::mem::take(&mut state.object), meta) {
                 Ok(result) => result,
                 Err(err) => {
                     if current {
@@ -67,9 +69,9 @@ impl Store {
                     }
                 }
                 if !state.stale {
-                    let mut unchanged = state.object;
-                    unchanged.metadata.resource_version = format_resource_version(state.revision);
-                    return Ok(unchanged);
+                    // Unchanged: no write; `updated` encodes to exactly the stored data.
+                    updated.metadata.resource_version = format_resource_version(state.revision);
+                    return Ok(updated);
                 }
             }
 
