@@ -381,6 +381,19 @@ pub fn field_predicate(selector: &str) -> Predicate {
     }
 }
 
+/// Creates `objects` one after another in a background task (pausing `pause` between
+/// creates), as a concurrent writer for watch behaviours; the task panics if a create fails.
+pub fn spawn_creates(storage: Arc<dyn Storage>, objects: Vec<Object>, pause: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for object in objects {
+            storage.create(&key_of(&object), object, 0).await.expect("create");
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+        }
+    })
+}
+
 /// The next watch event; fails the behaviour after [`EVENT_TIMEOUT`] or when the stream ended.
 pub async fn next_event(stream: &mut WatchStream) -> WatchEvent {
     match tokio::time::timeout(EVENT_TIMEOUT, stream.next()).await {

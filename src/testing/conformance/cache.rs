@@ -20,16 +20,8 @@ pub async fn bookmark_resource_versions_never_go_backwards_during_creates(fixtur
     let mut options = recursive(&start.to_string());
     options.predicate.allow_watch_bookmarks = true;
     let mut watch = h.watch("/pods/test-ns", options).await;
-    let writer = {
-        let storage = h.storage.clone();
-        tokio::spawn(async move {
-            for i in 0..100 {
-                let object = pod("test-ns", &format!("foo-{i}"));
-                storage.create(&key_of(&object), object, 0).await.expect("create");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-    };
+    let creates = (0..100).map(|i| pod("test-ns", &format!("foo-{i}"))).collect();
+    let writer = spawn_creates(h.storage.clone(), creates, Duration::from_millis(10));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     let (mut bookmarks, mut events, mut last) = (0, 0, 0);
     while let Ok(next) = tokio::time::timeout_at(deadline, watch.next()).await {
@@ -118,15 +110,8 @@ pub async fn watcher_that_does_not_read_is_terminated_not_waited_for(fixture: Ar
     let start = h.current_revision().await.to_string();
     let mut idle = cacher.watch("/pods/", recursive(&start)).await.expect("idle watch");
     let mut reader = cacher.watch("/pods/", recursive(&start)).await.expect("reading watch");
-    let writer = {
-        let storage = h.storage.clone();
-        tokio::spawn(async move {
-            for i in 0..WRITES {
-                let object = pod("ns", &format!("pod-{i:03}"));
-                storage.create(&key_of(&object), object, 0).await.expect("create");
-            }
-        })
-    };
+    let creates = (0..WRITES).map(|i| pod("ns", &format!("pod-{i:03}"))).collect();
+    let writer = spawn_creates(h.storage.clone(), creates, Duration::ZERO);
     for i in 0..WRITES {
         let event = next_event(&mut reader).await;
         assert_eq!(event.object().map(|o| o.metadata.name.clone()), Some(format!("pod-{i:03}")));

@@ -5,6 +5,7 @@
 //! `RunSendInitialEventsBackwardCompatibility`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -231,15 +232,8 @@ pub async fn idle_watchers_do_not_block_a_reading_watcher(fixture: Arc<dyn Backe
         idle.push(h.watch("/pods/", recursive(&start)).await);
     }
     let mut reader = h.watch("/pods/", recursive(&start)).await;
-    let writer = {
-        let storage = h.storage.clone();
-        tokio::spawn(async move {
-            for i in 0..WRITES {
-                let object = pod("ns", &format!("pod-{i:03}"));
-                storage.create(&key_of(&object), object, 0).await.expect("create");
-            }
-        })
-    };
+    let creates = (0..WRITES).map(|i| pod("ns", &format!("pod-{i:03}"))).collect();
+    let writer = spawn_creates(h.storage.clone(), creates, Duration::ZERO);
     for i in 0..WRITES {
         let event = next_event(&mut reader).await;
         assert_eq!(event.type_name(), "ADDED");
@@ -344,7 +338,7 @@ pub async fn watch_without_bookmarks_sends_nothing_for_other_namespaces(fixture:
         let mut watch = h.watch(&key("test-ns", "foo"), options).await;
         h.create_pod(&format!("other-ns-{allow_watch_bookmarks}"), "foo").await;
         if allow_watch_bookmarks && h.expect.periodic_bookmarks {
-            match tokio::time::timeout(std::time::Duration::from_secs(3), watch.next()).await {
+            match tokio::time::timeout(Duration::from_secs(3), watch.next()).await {
                 Ok(Some(WatchEvent::Bookmark(bookmark))) => assert!(rv(&bookmark) >= rv(&stored), "{bookmark:?}"),
                 other => panic!("expected a BOOKMARK within 3 s, got {other:?}"),
             }
