@@ -18,14 +18,14 @@ mod workload;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use workload::{Setup, IN_FLIGHT, LIST_SIZE};
+use workload::{Setup, IN_FLIGHT, LIST_SIZE, OPS_PER_WORKER};
 
 fn benches(c: &mut Criterion) {
     let s = Setup::new();
     for (op, raw, framework) in [("create", 0, 1), ("get", 2, 3), ("update", 4, 5)] {
         let mut group = c.benchmark_group(op);
         for n in IN_FLIGHT {
-            group.throughput(Throughput::Elements(n as u64));
+            group.throughput(Throughput::Elements((n * OPS_PER_WORKER) as u64));
             for (side, which) in [("raw", raw), ("apistore", framework)] {
                 s.compact();
                 group.bench_with_input(BenchmarkId::new(side, n), &n, |b, &n| {

@@ -172,6 +172,15 @@ impl EtcdBackend {
         compactor::tick(&self.cluster, state).await
     }
 
+    /// The etcd-client KV service on the connection this backend's calls use now (the
+    /// preferred member's), for requests apistore does not wrap. Keys are etcd's own: the
+    /// `key_prefix` is not applied, and calls made through it have no timeout or failover.
+    ///
+    /// Errors: [`Error::Unavailable`] when the member cannot be reached, [`Error::Timeout`].
+    pub async fn kv_client(&self) -> Result<etcd_client::KvClient> {
+        Ok(self.cluster.preferred_clients().await?.kv.clone())
+    }
+
     /// The largest value a put accepts for `key` (etcd's request size limit minus room for
     /// the rest of the transaction).
     fn max_value_size(&self) -> usize {
