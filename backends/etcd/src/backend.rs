@@ -175,8 +175,9 @@ impl EtcdBackend {
     /// The etcd-client KV service on the connection this backend's calls use now (the
     /// preferred member's), for requests apistore does not wrap. Keys are etcd's own: the
     /// `key_prefix` is not applied, and calls made through it have no timeout or failover.
+    /// The connection is made lazily: while etcd is unreachable, calls through it fail.
     ///
-    /// Errors: [`Error::Unavailable`] when the member cannot be reached, [`Error::Timeout`].
+    /// Errors: [`Error::Unavailable`] when the client cannot be set up, [`Error::Timeout`].
     pub async fn kv_client(&self) -> Result<etcd_client::KvClient> {
         Ok(self.cluster.preferred_clients().await?.kv.clone())
     }

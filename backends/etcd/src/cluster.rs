@@ -128,9 +128,9 @@ impl Cluster {
             .await
     }
 
-    /// The clients of the preferred member, connecting within the call timeout if needed.
+    /// The clients of the preferred member, set up within the call timeout if needed.
     ///
-    /// Errors: [`Error::Unavailable`] when the member cannot be reached, [`Error::Timeout`].
+    /// Errors: [`Error::Unavailable`] when they cannot be set up, [`Error::Timeout`].
     pub(crate) async fn preferred_clients(&self) -> Result<&Clients> {
         let index = self.preferred.load(Ordering::Relaxed) % self.members.len();
         match tokio::time::timeout(self.timeout, self.clients(index)).await {

@@ -551,3 +551,27 @@ async fn registry_opens_etcd3_by_name() {
     let bad = config.clone().with_option("timeout_ms", "soon");
     assert_eq!(apistore::registry::open(&bad).await.expect_err("bad option").code(), 422);
 }
+
+#[tokio::test]
+async fn kv_client_uses_etcd_keys_on_the_backends_connection() {
+    let etcd = single();
+    let mut prefixed = options(&etcd);
+    prefixed.key_prefix = "/tenant".into();
+    let backend = EtcdBackend::new(prefixed).expect("backend");
+    create(&backend, "/registry/pods/ns/a", "through the backend").await;
+    let mut kv = backend.kv_client().await.expect("kv client");
+    let raw = kv.get("/tenant/registry/pods/ns/a", None).await.expect("raw get");
+    assert_eq!(raw.kvs()[0].value(), b"through the backend", "the raw client sees etcd's own key, prefix included");
+    kv.put("/tenant/registry/pods/ns/b", "through the raw client", None).await.expect("raw put");
+    let seen = backend.get("/registry/pods/ns/b", 0).await.expect("get").kv.expect("b is there");
+    assert_eq!(seen.value, value("through the raw client"));
+
+    // Nothing listening: the client is handed out (it connects lazily), its calls fail.
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let mut nowhere = options(&etcd);
+    nowhere.endpoints = vec![format!("http://127.0.0.1:{free_port}")];
+    let nowhere = EtcdBackend::new(nowhere).expect("backend");
+    let mut kv = nowhere.kv_client().await.expect("a lazily connecting client");
+    let call = tokio::time::timeout(Duration::from_secs(10), kv.get("/tenant/registry/pods/ns/a", None)).await;
+    assert!(!matches!(call, Ok(Ok(_))), "a get from an endpoint nobody listens on succeeded");
+}
