@@ -16,7 +16,7 @@ use apistore::storage::{GetOptions, ListOptions, ResponseMeta, Storage};
 use apistore::{KvBackend, Object, Store, StoreConfig};
 use apistore_etcd::{EtcdBackend, EtcdOptions};
 use apistore_etcd_harness::{ClusterConfig, EtcdCluster};
-use etcd_client::{Compare, CompareOp, GetOptions as RawGet, KvClient, Txn, TxnOp};
+use etcd_client::{CompactionOptions, Compare, CompareOp, GetOptions as RawGet, KvClient, Txn, TxnOp};
 use futures::future::join_all;
 use tokio::runtime::Runtime;
 use tokio::sync::Mutex;
@@ -58,7 +58,7 @@ pub struct Setup {
     updated: Vec<(String, Mutex<Object>)>,
 }
 
-/// A pod-sized object (~700 bytes of JSON).
+/// A pod-sized object (about 460 bytes of JSON).
 pub fn pod(namespace: &str, name: &str) -> Object {
     Object::new("v1", "Pod", namespace, name)
         .with_label("app", "bench")
@@ -147,12 +147,14 @@ impl Setup {
         self.counter.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Compacts all history so every measurement reads through the same amount of it.
+    /// Compacts all history so every measurement reads through the same amount of it, and
+    /// waits until etcd has removed it (`physical`): otherwise etcd deletes the old revisions
+    /// in the background, in batches, while the first side of the next pair is measured.
     pub fn compact(&self) {
         self.runtime.block_on(async {
             let mut raw = self.raw.clone();
             let revision = raw.get("x", None).await.expect("get").header().expect("header").revision();
-            let _ = raw.compact(revision, None).await;
+            let _ = raw.compact(revision, Some(CompactionOptions::new().with_physical())).await;
         });
     }
 
