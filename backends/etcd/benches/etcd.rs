@@ -1,13 +1,14 @@
 //! Raw etcd-client vs the apistore Store on the same etcd, in the same run (criterion).
 //!
 //! * create / get / update of a pod-sized JSON object at 1 and 64 requests in flight
-//!   (raw: JSON encode/decode + the same etcd call kube-apiserver makes; framework:
-//!   `Store::create`, `Store::get`, `Store::guaranteed_update` with the cached object);
+//!   (n workers, 8 requests each per iteration; raw: JSON encode/decode + the same etcd call
+//!   kube-apiserver makes, on the backend's own connection; framework: `Store::create`,
+//!   `Store::get`, `Store::guaranteed_update` with the cached object);
 //! * list of 10 000 objects (raw: one range + JSON decode of every value; framework:
 //!   `Store::get_list`).
 //!
 //! etcd runs from the test harness on tmpfs, so client-side costs are not hidden behind
-//! fsync. History is compacted before every benchmark. On a busy machine the two sides of a
+//! fsync. History is compacted (physically) before every benchmark. On a busy machine the two sides of a
 //! pair run minutes apart under different load; `benches/interleaved.rs` alternates them
 //! round by round instead.
 //!
