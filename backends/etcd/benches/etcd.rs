@@ -8,9 +8,9 @@
 //!   `Store::get_list`).
 //!
 //! etcd runs from the test harness on tmpfs, so client-side costs are not hidden behind
-//! fsync. History is compacted (physically) before every benchmark. On a busy machine the two sides of a
-//! pair run minutes apart under different load; `benches/interleaved.rs` alternates them
-//! round by round instead.
+//! fsync. History is compacted (physically) before every benchmark. On a busy machine the
+//! two sides of a pair run minutes apart under different load; `benches/interleaved.rs`
+//! alternates them round by round instead.
 //!
 //! Run: `cargo bench -p apistore-etcd --bench etcd -- --warm-up-time 1 --measurement-time 3`
 

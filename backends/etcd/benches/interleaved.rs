@@ -3,7 +3,8 @@
 //! side and the framework/raw throughput ratio.
 //!
 //! Run: `cargo bench -p apistore-etcd --bench interleaved` (optional arguments: rounds, default
-//! 100, and name filters such as `update/64`).
+//! 100, and name filters such as `update/64`; `a/a` compares raw creates on the backend's
+//! connection ("raw") with raw creates on a second connection ("apistore" column)).
 
 mod workload;
 
@@ -95,6 +96,12 @@ fn main() {
         if wanted(&name) {
             pair(&s, &name, n * OPS_PER_WORKER, rounds, || s.raw_update(n), || s.store_update(n));
         }
+    }
+    // Not run by default: raw against raw on a second connection (an A/A comparison).
+    if filters.iter().any(|f| f.as_str() == "a/a") {
+        let n = IN_FLIGHT[1];
+        let name = format!("a/a create/{n}");
+        pair(&s, &name, n * OPS_PER_WORKER, rounds, || s.raw_create(n), || s.raw_create_other_connection(n));
     }
     if wanted("list/10000") {
         pair(&s, "list/10000", LIST_SIZE, rounds.min(15), || s.raw_list(), || s.store_list());
