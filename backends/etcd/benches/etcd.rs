@@ -8,7 +8,8 @@
 //!   `Store::get_list`).
 //!
 //! etcd runs from the test harness on tmpfs, so client-side costs are not hidden behind
-//! fsync. History is compacted (physically) before every benchmark. On a busy machine the
+//! fsync. Before every benchmark the created objects are deleted and history is compacted
+//! (physically), so each side starts from the same etcd state. On a busy machine the
 //! two sides of a pair run minutes apart under different load; `benches/interleaved.rs`
 //! alternates them round by round instead.
 //!
@@ -28,7 +29,7 @@ fn benches(c: &mut Criterion) {
         for n in IN_FLIGHT {
             group.throughput(Throughput::Elements((n * OPS_PER_WORKER) as u64));
             for (side, which) in [("raw", raw), ("apistore", framework)] {
-                s.compact();
+                s.reset();
                 group.bench_with_input(BenchmarkId::new(side, n), &n, |b, &n| {
                     b.to_async(&s.runtime).iter(|| async {
                         match which {
@@ -45,7 +46,7 @@ fn benches(c: &mut Criterion) {
         }
         group.finish();
     }
-    s.compact();
+    s.reset();
     let mut group = c.benchmark_group("list");
     group.throughput(Throughput::Elements(LIST_SIZE as u64));
     group.bench_function(BenchmarkId::new("raw", LIST_SIZE), |b| b.to_async(&s.runtime).iter(|| s.raw_list()));
@@ -55,7 +56,7 @@ fn benches(c: &mut Criterion) {
 
 criterion_group! {
     name = etcd;
-    config = Criterion::default().sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    config = Criterion::default().sample_size(30).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
     targets = benches
 }
 criterion_main!(etcd);

@@ -25,7 +25,7 @@ where
     FutR: Future<Output = G> + 'a,
     FutF: Future + 'a,
 {
-    s.compact();
+    s.reset();
     let (mut raw_times, mut framework_times) = (Vec::new(), Vec::new());
     // CPU (ns) of [raw, framework] sides: [client, etcd]. Each span is read so that the
     // other process's reading falls outside it (etcd's threads are read outside this

@@ -17,13 +17,17 @@ use apistore::storage::{GetOptions, ListOptions, ResponseMeta, Storage};
 use apistore::{KvBackend, Object, Store, StoreConfig};
 use apistore_etcd::{EtcdBackend, EtcdOptions};
 use apistore_etcd_harness::{ClusterConfig, EtcdCluster};
-use etcd_client::{CompactionOptions, Compare, CompareOp, GetOptions as RawGet, KvClient, Txn, TxnOp};
+use etcd_client::{CompactionOptions, Compare, CompareOp, DeleteOptions, GetOptions as RawGet, KvClient, Txn, TxnOp};
 use futures::future::join_all;
 use tokio::runtime::Runtime;
 use tokio::sync::Mutex;
 
 /// Objects in the list benchmark.
 pub const LIST_SIZE: usize = 10_000;
+/// The etcd key prefix of the objects the create workloads make (`c<n>`).
+const CREATED_PREFIX: &str = "/registry/pods/bench/c";
+/// Rounds of every workload before any measurement.
+const WARM_UP_ROUNDS: usize = 10;
 /// Requests in flight.
 pub const IN_FLIGHT: [usize; 2] = [1, 64];
 /// Requests each in-flight slot sends one after the other in one measured round, so a round
@@ -114,6 +118,7 @@ impl Setup {
             updated: Vec::new(),
         };
         setup.seed();
+        setup.warm_up();
         setup
     }
 
@@ -148,16 +153,39 @@ impl Setup {
         self._etcd.pid(0)
     }
 
+    /// Runs every workload on both sides a few times, then [`Setup::reset`]: the first
+    /// measurement otherwise meets an etcd (and clients) still settling after the seeding.
+    fn warm_up(&self) {
+        self.runtime.block_on(async {
+            for n in IN_FLIGHT {
+                for _ in 0..WARM_UP_ROUNDS {
+                    self.raw_create(n).await;
+                    self.store_create(n).await;
+                    self.raw_get(n).await;
+                    self.store_get(n).await;
+                    self.raw_update(n).await;
+                    self.store_update(n).await;
+                }
+            }
+            self.raw_list().await;
+            self.store_list().await;
+        });
+        self.reset();
+    }
+
     fn next(&self) -> u64 {
         self.counter.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Compacts all history so every measurement reads through the same amount of it, and
-    /// waits until etcd has removed it (`physical`): otherwise etcd deletes the old revisions
-    /// in the background, in batches, while the first side of the next pair is measured.
-    pub fn compact(&self) {
+    /// Puts etcd back into the same state before every measurement: removes the objects the
+    /// create workloads made (so each side starts from the same number of keys; otherwise
+    /// the side measured second creates into a larger database), then compacts all history
+    /// and waits until etcd has removed it (`physical`: otherwise etcd deletes the old
+    /// revisions in the background, in batches, while the next measurement runs).
+    pub fn reset(&self) {
         self.runtime.block_on(async {
             let mut raw = self.raw.clone();
+            raw.delete(CREATED_PREFIX, Some(DeleteOptions::new().with_prefix())).await.expect("delete created");
             let revision = raw.get("x", None).await.expect("get").header().expect("header").revision();
             let _ = raw.compact(revision, Some(CompactionOptions::new().with_physical())).await;
         });
