@@ -185,6 +185,8 @@ pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent>> + Send>>;
 pub struct Capabilities {
     /// Sends [`WatchEvent::Progress`] when asked.
     pub progress_notify: bool,
+    /// Answers [`KvBackend::request_progress`] (etcd's `RequestProgress`).
+    pub progress_requests: bool,
     /// Honours TTLs on writes.
     pub ttl: bool,
     /// Largest value accepted, if the backend has a limit (etcd: 1.5 MiB request size).
@@ -234,6 +236,15 @@ pub trait KvBackend: Send + Sync + fmt::Debug + 'static {
 
     /// The current (latest) revision.
     async fn current_revision(&self) -> Result<Revision>;
+
+    /// Asks every open watch that requested progress notifications to send a
+    /// [`WatchEvent::Progress`] soon, at a revision at least the one current when this call
+    /// was made, once every change up to that revision has been delivered on the watch (etcd's
+    /// `RequestProgress`; the watch cache uses it to serve consistent reads).
+    ///
+    /// Ok(false) when the backend cannot ([`Capabilities::progress_requests`] is false); then
+    /// nothing is sent. Errors: [`Error::Unavailable`].
+    async fn request_progress(&self) -> Result<bool>;
 
     /// Discards history before `revision`: reads and watches at revisions below it fail with
     /// [`Error::Compacted`] afterwards. Current values are kept. Compacting at or below the

@@ -369,8 +369,11 @@ pub trait Storage: Send + Sync + 'static {
     /// The latest compaction revision observed (0 if none).
     async fn compact_revision(&self) -> Result<u64>;
 
-    /// Asks the backend for a progress notification on open watches (best effort).
-    async fn request_watch_progress(&self) -> Result<()>;
+    /// Asks the backend for a progress notification on open watches that set
+    /// [`ListOptions::progress_notify`]: each soon gets a bookmark at a revision at least the
+    /// one current at this call (Kubernetes `RequestWatchProgress`). Ok(false) when the backend
+    /// cannot; then nothing is sent. Errors: the backend's.
+    async fn request_watch_progress(&self) -> Result<bool>;
 }
 
 /// Shared handle to any storage.

@@ -111,3 +111,23 @@ async fn a_future_resource_version_is_too_large_with_retry_after_one_second() {
         other => panic!("expected a TooLargeResourceVersion ERROR event, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn consistent_lists_go_to_the_store_when_the_backend_cannot_answer_progress_requests() {
+    use apistore::layer::{StorageLayer, StorageMetrics};
+    let backend: Arc<dyn KvBackend> = Arc::new(MemoryBackend::new());
+    assert!(!backend.capabilities().progress_requests, "the memory plugin sends no progress notifications");
+    let metrics = StorageMetrics::new();
+    let store: Arc<dyn Storage> = Arc::new(Store::new(backend, StoreConfig::new("pods")).expect("store"));
+    let cacher = Cacher::new(metrics.layer("pods").layer(store), CacherConfig::new("pods")).expect("cacher");
+    cacher.wait_until_ready(TIMEOUT).await.expect("ready");
+    let created = cacher.create("/pods/ns/a", pod("a"), 0).await.expect("create");
+    let options = ListOptions { recursive: true, ..ListOptions::default() };
+    for round in 1..=2 {
+        let list = cacher.get_list("/pods", options.clone()).await.expect("consistent list");
+        assert_eq!(list.items.len(), 1);
+        assert!(list.resource_version >= created.resource_version().expect("rv"));
+        assert_eq!(metrics.request_count("pods", "list"), 1 + round, "round {round}: served by the store");
+    }
+    assert_eq!(metrics.request_count("pods", "requestWatchProgress"), 1, "asked once, then remembered the answer");
+}

@@ -2,8 +2,8 @@
 //! `Arc<dyn Storage>` (it knows nothing of the backend underneath).
 //!
 //! ```text
-//!   get RV≠"" / list RV "0", N / watch ──► Cacher ──► in-memory objects (by key) + event history
-//!   create / update / delete / consistent reads ──┐        ▲ reflector: list (consistent) then
+//!   get RV≠"" / list RV "", "0", N / watch ──► Cacher ──► in-memory objects (by key) + history
+//!   create / update / delete / get RV "" ─────────┐        ▲ reflector: list (consistent) then
 //!                                                 ▼        │ watch from the list RV (progress_notify)
 //!                                             inner Arc<dyn Storage> (e.g. Store over sled)
 //! ```
@@ -14,11 +14,18 @@
 //!   history. A DELETED event carries the last state with the delete RV.
 //! * `get` with RV ≠ "" (waits until the cache reached the RV), `get_list` with RV "0" (the
 //!   limit is ignored, as in Kubernetes) and with RV N / NotOlderThan N (waits for N).
+//! * Consistent lists (RV "", Kubernetes `ConsistentListFromCache`) when the inner storage
+//!   answers progress requests ([`Storage::request_watch_progress`]; sled does, etcd before
+//!   3.4.31 does not): the cache asks for the inner storage's current revision, waits until it
+//!   has seen it (requesting a progress notification every 100 ms), and lists at its own
+//!   revision, which is at least that one; a limit pages like the inner storage would, the
+//!   continuation is served by the inner storage. Not caught up within
+//!   [`CacherConfig::fresh_timeout`] → served by the inner storage.
 //!
 //! **What goes to the inner storage**: create; `guaranteed_update` and `delete` (with the
 //! cache's current object as the suggestion, ignoring the caller's, as `CacheDelegator`);
-//! `get` with RV ""; consistent lists (RV ""), Exact lists, continue tokens, legacy RV + limit
-//! lists; stats, current/compact revision, watch progress.
+//! `get` with RV ""; consistent lists when progress requests are not supported, Exact lists,
+//! continue tokens, legacy RV + limit lists; stats, current/compact revision, watch progress.
 //!
 //! **Freshness.** A wait for revision N first asks the inner storage for its current revision
 //! C. If C ≥ N the data exists; the cache may just not know yet (a write to another resource
@@ -53,6 +60,7 @@
 //! Kubernetes' `KeyFunc`: an object stored at a key that does not match its namespace/name is
 //! not supported.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -138,6 +146,8 @@ pub(crate) struct Shared {
     changed: watch::Sender<u64>,
     /// Set to true to stop the reflector.
     stop: watch::Sender<bool>,
+    /// The inner storage answered a progress request with "cannot": consistent reads go to it.
+    progress_unsupported: AtomicBool,
 }
 
 impl Shared {
@@ -165,6 +175,10 @@ impl Shared {
         names::object_key(&self.config.resource_prefix, &object.metadata.namespace, &object.metadata.name)
     }
 }
+
+/// How often a consistent read asks for a progress notification while it waits
+/// (Kubernetes' `ConditionalProgressRequester`: 100 ms).
+const PROGRESS_REQUEST_PERIOD: Duration = Duration::from_millis(100);
 
 /// Whether a wait for a revision ended with the cache at it, or the inner storage must serve.
 enum Freshness {
@@ -221,6 +235,7 @@ impl Cacher {
             state: Mutex::new(CacheState::new(bounds)),
             changed: watch::channel(0).0,
             stop: watch::channel(false).0,
+            progress_unsupported: AtomicBool::new(false),
             config,
         });
         runtime.spawn(reflector::run(shared.clone()));
@@ -312,6 +327,36 @@ impl Cacher {
             current: self.shared.lock().revision,
             retry_after_seconds: 1,
         })
+    }
+
+    /// For a consistent read (RV ""): waits until the cache holds every change up to the
+    /// inner storage's current revision, asking for a progress notification every
+    /// [`PROGRESS_REQUEST_PERIOD`] meanwhile (Kubernetes' consistent reads from cache). Lagging
+    /// (serve from the inner storage) when the inner storage cannot answer progress requests,
+    /// the cache is not ready, or it did not catch up within [`CacherConfig::fresh_timeout`]
+    /// (Kubernetes falls back to etcd likewise).
+    async fn wait_consistent(&self) -> Result<Freshness> {
+        if self.shared.progress_unsupported.load(Ordering::Relaxed) || !self.is_ready() {
+            return Ok(Freshness::Lagging);
+        }
+        let current = self.shared.inner.current_resource_version().await?;
+        let deadline = tokio::time::Instant::now() + self.shared.config.fresh_timeout;
+        loop {
+            if self.shared.lock().revision >= current {
+                return Ok(Freshness::Fresh);
+            }
+            if !self.shared.inner.request_watch_progress().await? {
+                self.shared.progress_unsupported.store(true, Ordering::Relaxed);
+                return Ok(Freshness::Lagging);
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if let Freshness::Fresh = self.wait_for(current, left.min(PROGRESS_REQUEST_PERIOD)).await {
+                return Ok(Freshness::Fresh);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Freshness::Lagging);
+            }
+        }
     }
 
     async fn wait_for(&self, wanted: Revision, timeout: Duration) -> Freshness {
@@ -553,8 +598,14 @@ impl Storage for Cacher {
         let prepared = self.prepare(key, options.recursive)?;
         let continuing = !options.predicate.continue_token.is_empty();
         let exact = options.resource_version_match == Some(ResourceVersionMatch::Exact);
-        if continuing || exact || options.resource_version.is_empty() {
+        if continuing || exact {
             return self.shared.inner.get_list(key, options).await;
+        }
+        if options.resource_version.is_empty() {
+            return match self.wait_consistent().await? {
+                Freshness::Fresh => self.list_from_cache(&prepared, &options, false),
+                Freshness::Lagging => self.shared.inner.get_list(key, options).await,
+            };
         }
         let wanted = parse_list_resource_version(&options.resource_version)?;
         let legacy_exact =
@@ -612,7 +663,7 @@ impl Storage for Cacher {
         self.shared.inner.compact_revision().await
     }
 
-    async fn request_watch_progress(&self) -> Result<()> {
+    async fn request_watch_progress(&self) -> Result<bool> {
         self.shared.inner.request_watch_progress().await
     }
 }

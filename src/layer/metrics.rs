@@ -307,7 +307,7 @@ impl Storage for MeteredStorage {
         self.done("compactRevision", started, result)
     }
 
-    async fn request_watch_progress(&self) -> Result<()> {
+    async fn request_watch_progress(&self) -> Result<bool> {
         let started = Instant::now();
         let result = self.inner.request_watch_progress().await;
         self.done("requestWatchProgress", started, result)

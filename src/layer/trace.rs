@@ -126,7 +126,7 @@ impl Storage for TracedStorage {
         async { logged(self.inner.compact_revision().await) }.instrument(self.span("compactRevision", "")).await
     }
 
-    async fn request_watch_progress(&self) -> Result<()> {
+    async fn request_watch_progress(&self) -> Result<bool> {
         async { logged(self.inner.request_watch_progress().await) }
             .instrument(self.span("requestWatchProgress", ""))
             .await

@@ -333,8 +333,7 @@ impl Storage for Store {
         self.inner.backend.compacted_revision().await
     }
 
-    async fn request_watch_progress(&self) -> Result<()> {
-        // Progress is requested per watch (`ListOptions::progress_notify`); backends push it.
-        Ok(())
+    async fn request_watch_progress(&self) -> Result<bool> {
+        self.inner.backend.request_progress().await
     }
 }

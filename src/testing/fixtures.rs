@@ -104,6 +104,11 @@ pub struct Expectations {
     /// stored data keeps it not ready (429) until the data is repaired or removed (Kubernetes
     /// runs `RunTestWatchError` and `RunTestWatchWithUnsafeDelete` against etcd3 only).
     pub watch_needs_readable_resource: bool,
+    /// Lists the cache serves (RV "0", NotOlderThan, and consistent lists when the backend
+    /// answers progress requests) find an object under the key computed from its namespace and
+    /// name (Kubernetes' `KeyFunc`), not under the key it was stored at; objects stored
+    /// elsewhere (nested directories) are listed by key only by the store (Exact lists).
+    pub cached_lists_key_by_metadata: bool,
 }
 
 impl Expectations {
@@ -117,6 +122,7 @@ impl Expectations {
                 writes_use_cached_suggestion: true,
                 periodic_bookmarks: true,
                 watch_needs_readable_resource: true,
+                cached_lists_key_by_metadata: true,
             },
         }
     }

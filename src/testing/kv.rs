@@ -57,6 +57,7 @@ pub fn behaviours() -> Vec<(String, Behaviour)> {
         watch_from_zero_sees_only_new_changes,
         watch_from_future_revision_waits_for_it,
         watch_hands_over_from_replay_to_live_without_gap_or_duplicate,
+        progress_request_reaches_progress_watches_after_their_events,
         compaction_fails_reads_and_watches_below_it,
         compaction_keeps_current_values_and_rejects_future_revisions,
         ttl_key_expires_with_a_delete_event,
@@ -442,6 +443,46 @@ async fn watch_of_prefix_sees_only_the_prefix(fixture: Arc<dyn BackendFixture>) 
     assert_eq!(next_event(&mut stream).await.revision(), inside);
     assert_eq!(next_event(&mut stream).await.revision(), deep);
     assert_quiet(&mut stream, Duration::from_millis(200)).await;
+}
+
+/// `request_progress`: a watch with progress notifications gets, after its events, a
+/// progress at or above the revision current at the request (a write outside its range moved
+/// it); a watch without them gets none. A backend without the capability says so.
+async fn progress_request_reaches_progress_watches_after_their_events(fixture: Arc<dyn BackendFixture>) {
+    let kv = fixture.new_backend().await;
+    if !kv.capabilities().progress_requests {
+        assert!(!kv.request_progress().await.expect("request progress"), "capability says no, the call says yes");
+        return;
+    }
+    let (start, end) = ("/kvsuite/progress/".to_owned(), prefix_end("/kvsuite/progress/"));
+    let request =
+        |progress_notify| WatchRequest { start: start.clone(), end: end.clone(), start_revision: 0, progress_notify };
+    let mut notified = kv.watch(request(true)).await.expect("watch with progress");
+    let mut plain = kv.watch(request(false)).await.expect("watch without progress");
+    let inside = create(kv.as_ref(), "/kvsuite/progress/a", "in").await;
+    let outside = create(kv.as_ref(), "/kvsuite/elsewhere", "out").await;
+    assert!(kv.request_progress().await.expect("request progress"), "capability says yes, the call says no");
+    let first = tokio::time::timeout(WAIT, notified.next()).await.expect("event in time");
+    match first {
+        Some(Ok(WatchEvent::Put { kv, .. })) => assert_eq!(kv.mod_revision, inside),
+        other => panic!("expected the put at {inside} before any progress, got {other:?}"),
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, notified.next()).await {
+            Ok(Some(Ok(WatchEvent::Progress { revision }))) if revision >= outside => break,
+            Ok(Some(Ok(WatchEvent::Progress { .. }))) => continue,
+            other => panic!("expected a progress at or above {outside}, got {other:?}"),
+        }
+    }
+    match tokio::time::timeout(WAIT, plain.next()).await {
+        Ok(Some(Ok(WatchEvent::Put { kv, .. }))) => assert_eq!(kv.mod_revision, inside),
+        other => panic!("expected the put at {inside}, got {other:?}"),
+    }
+    match tokio::time::timeout(Duration::from_millis(300), plain.next()).await {
+        Err(_) => {}
+        other => panic!("a watch without progress notifications got {other:?}"),
+    }
 }
 
 async fn watch_from_zero_sees_only_new_changes(fixture: Arc<dyn BackendFixture>) {

@@ -733,7 +733,7 @@ impl KvBackend for SledBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { progress_notify: true, ttl: true, max_value_size: None }
+        Capabilities { progress_notify: true, progress_requests: true, ttl: true, max_value_size: None }
     }
 
     async fn get(&self, key: &str, revision: Revision) -> Result<GetResponse> {
@@ -766,6 +766,11 @@ impl KvBackend for SledBackend {
 
     async fn current_revision(&self) -> Result<Revision> {
         Ok(self.core.current())
+    }
+
+    async fn request_progress(&self) -> Result<bool> {
+        self.core.hub().request_progress();
+        Ok(true)
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {

@@ -19,7 +19,7 @@ use std::time::Duration;
 use apistore::kv::{Revision, WatchEvent, WatchRequest, WatchStream};
 use apistore::{Error, Result};
 use futures::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::backend::Core;
 
@@ -45,9 +45,16 @@ pub(crate) fn in_range(key: &str, start: &str, end: &str) -> bool {
 }
 
 /// Fans events out to subscribers; owns the "current revision" publication point.
-#[derive(Default)]
 pub(crate) struct Hub {
     subscribers: Mutex<Vec<Subscriber>>,
+    /// Counts progress requests; watches with progress notifications subscribe to it.
+    progress_requests: watch::Sender<u64>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub { subscribers: Mutex::default(), progress_requests: watch::channel(0).0 }
+    }
 }
 
 impl std::fmt::Debug for Hub {
@@ -91,6 +98,13 @@ impl Hub {
         Ok(())
     }
 
+    /// Asks every watch with progress notifications for one now (`KvBackend::request_progress`):
+    /// each sends [`WatchEvent::Progress`] as soon as it has delivered every event up to the
+    /// current revision.
+    pub(crate) fn request_progress(&self) {
+        self.progress_requests.send_modify(|requests| *requests = requests.wrapping_add(1));
+    }
+
     /// Registers a subscriber and returns the revision up to which it must replay history
     /// itself (every later event is delivered to it live).
     fn subscribe(&self, current: &AtomicU64, subscriber: Subscriber) -> Revision {
@@ -125,6 +139,10 @@ struct WatchState {
     live: mpsc::Receiver<Arc<WatchEvent>>,
     fell_behind: Arc<AtomicBool>,
     progress_every: Option<Duration>,
+    /// Progress requests (only for watches with progress notifications).
+    progress_requests: Option<watch::Receiver<u64>>,
+    /// A progress notification is due as soon as no live event is pending.
+    progress_due: bool,
     done: bool,
 }
 
@@ -147,6 +165,7 @@ pub(crate) fn start(core: Arc<Core>, request: WatchRequest) -> Result<WatchStrea
     let next = if request.start_revision == 0 { subscribed_at + 1 } else { request.start_revision };
     let progress_every =
         request.progress_notify.then(|| Duration::from_millis(core.options().progress_notify_interval_ms));
+    let progress_requests = progress_every.is_some().then(|| core.hub().progress_requests.subscribe());
     let state = WatchState {
         core,
         start: request.start,
@@ -156,7 +175,9 @@ pub(crate) fn start(core: Arc<Core>, request: WatchRequest) -> Result<WatchStrea
         buffer: VecDeque::new(),
         live,
         fell_behind,
+        progress_requests,
         progress_every,
+        progress_due: false,
         done: false,
     };
     Ok(futures::stream::unfold(state, |mut state| async move {
@@ -182,19 +203,44 @@ impl WatchState {
                 }
                 continue;
             }
-            let received = match self.progress_every {
-                None => self.live.recv().await,
-                Some(every) => match tokio::time::timeout(every, self.live.recv()).await {
-                    Ok(received) => received,
-                    Err(_) => {
-                        let (revision, pending) =
-                            self.core.hub().quiescent_revision(self.core.current_atomic(), &mut self.live);
-                        match pending {
-                            Some(event) => Some(event),
-                            None => return Some(Ok(WatchEvent::Progress { revision })),
+            let received = if self.progress_due {
+                let (revision, pending) =
+                    self.core.hub().quiescent_revision(self.core.current_atomic(), &mut self.live);
+                match pending {
+                    Some(event) => Some(event),
+                    None => {
+                        self.progress_due = false;
+                        return Some(Ok(WatchEvent::Progress { revision }));
+                    }
+                }
+            } else {
+                match self.progress_every {
+                    None => self.live.recv().await,
+                    Some(every) => {
+                        let requested = async {
+                            match self.progress_requests.as_mut() {
+                                Some(requests) => requests.changed().await.is_ok(),
+                                None => std::future::pending().await,
+                            }
+                        };
+                        tokio::select! {
+                            received = self.live.recv() => received,
+                            // Idle for `every`, or asked: progress once nothing is pending.
+                            () = tokio::time::sleep(every) => {
+                                self.progress_due = true;
+                                continue;
+                            }
+                            requested = requested => {
+                                if requested {
+                                    self.progress_due = true;
+                                } else {
+                                    self.progress_requests = None;
+                                }
+                                continue;
+                            }
                         }
                     }
-                },
+                }
             };
             match received {
                 Some(event) => {

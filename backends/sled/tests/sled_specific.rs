@@ -1,5 +1,5 @@
 //! sled-specific behaviour beyond the shared suite: revision numbering, slow watchers,
-//! background compaction, progress notifications, key validation.
+//! background compaction, progress notifications and requests, key validation.
 
 use std::time::Duration;
 
@@ -109,6 +109,28 @@ async fn an_idle_watch_with_progress_notify_gets_progress_at_the_current_revisio
         .expect("open")
         .expect("ok");
     assert_eq!(event, WatchEvent::Progress { revision: other });
+}
+
+#[tokio::test]
+async fn a_progress_request_is_answered_at_once_not_at_the_idle_interval() {
+    let options = SledOptions { progress_notify_interval_ms: 600_000, ..SledOptions::temporary() };
+    let kv = SledBackend::open(options).expect("open");
+    let mut stream = kv.watch(prefix_watch("/p/", 0, true)).await.expect("watch");
+    let other = create(&kv, "/elsewhere/a").await;
+    assert!(kv.request_progress().await.expect("request"));
+    let event = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("progress long before the 10-minute idle interval")
+        .expect("open")
+        .expect("ok");
+    assert_eq!(event, WatchEvent::Progress { revision: other });
+    // One request, one notification: nothing more until the next request.
+    let quiet = tokio::time::timeout(Duration::from_millis(300), stream.next()).await;
+    assert!(quiet.is_err(), "unrequested event {quiet:?}");
+    let again = create(&kv, "/elsewhere/b").await;
+    assert!(kv.request_progress().await.expect("request"));
+    let event = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.expect("in time");
+    assert_eq!(event.expect("open").expect("ok"), WatchEvent::Progress { revision: again });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

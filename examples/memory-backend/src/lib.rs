@@ -270,7 +270,7 @@ impl KvBackend for MemoryBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { progress_notify: false, ttl: true, max_value_size: None }
+        Capabilities { progress_notify: false, progress_requests: false, ttl: true, max_value_size: None }
     }
 
     async fn get(&self, key: &str, revision: Revision) -> Result<GetResponse> {
@@ -370,6 +370,11 @@ impl KvBackend for MemoryBackend {
 
     async fn current_revision(&self) -> Result<Revision> {
         Ok(self.lock().revision)
+    }
+
+    async fn request_progress(&self) -> Result<bool> {
+        // This backend sends no progress notifications (`Capabilities::progress_notify`).
+        Ok(false)
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
