@@ -4,7 +4,7 @@
 //! [`TypedStorage<T>`] maps a user type `T` — a serde struct shaped like a Kubernetes object
 //! (`apiVersion`, `kind`, `metadata`, `spec`, ...) — onto it through `serde_json`, and builds
 //! keys from the object's namespace and name with [`names::object_key`] /
-//! [`names::list_key`], like the rest of apistore. It wraps any storage ([`Store`], the watch
+//! [`names::list_key`], like the rest of apistore. It wraps any storage ([`Store`](crate::store::Store), the watch
 //! cache, metrics or tracing layers) and knows nothing of what it wraps.
 //!
 //! ```
