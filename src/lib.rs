@@ -29,6 +29,7 @@
 //!   → `RESTOptions::create_storage()` → `Arc<dyn Storage>`.
 //! * [`encryption`] — encryption at rest from Kubernetes' `EncryptionConfiguration` file.
 //! * [`layer::metrics`] / [`layer::trace`] — Prometheus metrics and `tracing` spans per call.
+//! * [`typed`] — [`TypedStorage<T>`]: your own serde types over any `Arc<dyn Storage>`.
 //! * `testing` (feature `testing`) — the conformance suite every backend runs.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -51,6 +52,7 @@ pub mod selector;
 pub mod storage;
 pub mod store;
 pub mod transformer;
+pub mod typed;
 pub mod version;
 
 #[cfg(feature = "testing")]
@@ -61,6 +63,7 @@ pub use kv::KvBackend;
 pub use object::{Object, ObjectMeta};
 pub use storage::Storage;
 pub use store::{Store, StoreConfig};
+pub use typed::TypedStorage;
 
 /// Re-exported so backend crates register with the same `inventory` version.
 pub use inventory;
