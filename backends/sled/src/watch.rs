@@ -208,6 +208,9 @@ impl WatchState {
                     self.core.hub().quiescent_revision(self.core.current_atomic(), &mut self.live);
                 match pending {
                     Some(event) => Some(event),
+                    // Cut off for falling behind: events were dropped, so no progress can be
+                    // claimed; `None` ends the watch with the relist error.
+                    None if self.fell_behind.load(Ordering::SeqCst) => None,
                     None => {
                         self.progress_due = false;
                         return Some(Ok(WatchEvent::Progress { revision }));

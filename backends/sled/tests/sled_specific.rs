@@ -112,6 +112,29 @@ async fn an_idle_watch_with_progress_notify_gets_progress_at_the_current_revisio
 }
 
 #[tokio::test]
+async fn a_watcher_cut_off_for_falling_behind_claims_no_progress() {
+    let options = SledOptions { watch_buffer: 4, progress_notify_interval_ms: 600_000, ..SledOptions::temporary() };
+    let kv = SledBackend::open(options).expect("open");
+    let mut slow = kv.watch(prefix_watch("/w/", 0, true)).await.expect("watch");
+    let mut revisions = Vec::new();
+    for i in 0..10 {
+        revisions.push(create(&kv, &format!("/w/{i}")).await);
+    }
+    assert!(kv.request_progress().await.expect("request"));
+    let mut items = Vec::new();
+    let error = loop {
+        match tokio::time::timeout(Duration::from_secs(10), slow.next()).await.expect("no hang") {
+            Some(Ok(event)) => items.push(event),
+            Some(Err(e)) => break e,
+            None => panic!("the stream must end with an error, not silently"),
+        }
+    };
+    assert!(items.iter().all(|e| !matches!(e, WatchEvent::Progress { .. })), "progress after lost events: {items:?}");
+    assert_eq!(items.iter().map(WatchEvent::revision).collect::<Vec<_>>(), revisions[..4]);
+    assert!(error.to_string().contains("relist"), "{error}");
+}
+
+#[tokio::test]
 async fn a_progress_request_is_answered_at_once_not_at_the_idle_interval() {
     let options = SledOptions { progress_notify_interval_ms: 600_000, ..SledOptions::temporary() };
     let kv = SledBackend::open(options).expect("open");
