@@ -2,10 +2,15 @@
 //!
 //! * **One writer at a time.** Writes take the writer lock, allocate the next revision, insert
 //!   the history entry (key, metadata, value) — one plain sled insert — plus TTL index
-//!   changes, record the version in the in-memory key index, and publish the event to
-//!   watchers, all in revision order. The lock is held for microseconds; durable writers wait
-//!   for their flush *after* releasing it, so they share flushes (group commit, see
-//!   [`crate::flusher`]).
+//!   changes, and record the version in the in-memory key index, all in revision order. The
+//!   lock is held for microseconds; durable writers wait for their flush *after* releasing
+//!   it, so they share flushes (group commit, see [`crate::flusher`]).
+//! * **Visible only once durable.** In [`Durability::Immediate`] mode a write is *published*
+//!   — the current revision moves to it, watchers get its event — only after a flush made it
+//!   durable, and before it is acknowledged; so nothing a reader or watcher saw can be lost
+//!   in a crash. Conditional writes compare against the latest *applied* version (it may be
+//!   unpublished); a failed comparison is answered once what it saw is durable. In
+//!   `Periodic` mode writes are published at once (and may be lost in a crash).
 //! * **Revisions never repeat.** A small ceiling file next to the database records a revision
 //!   no revision handed out exceeds; it is raised (written and fsynced) before a revision
 //!   above it becomes visible, in steps of [`CEILING_STEP`]. On open the current revision is
@@ -24,7 +29,7 @@
 //!   ranges, watch replay and compaction run on tokio's blocking pool; TTL expiry and
 //!   background compaction run on a maintenance thread.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
@@ -83,8 +88,14 @@ pub(crate) struct Core {
     /// Every key's retained versions. Changed only by the writer (before publishing) and by
     /// compaction.
     index: RwLock<KeyIndex>,
-    /// The latest published revision.
+    /// The latest published revision: what reads, watches and `current_revision` see. In
+    /// [`Durability::Immediate`] mode a write is published only once it is durable.
     current: AtomicU64,
+    /// The latest applied revision (≥ `current`); conditional writes compare against it.
+    applied: AtomicU64,
+    /// Applied writes not yet published, in revision order (only with a flusher: they wait
+    /// for the flush that makes them durable).
+    unpublished: Mutex<VecDeque<Unpublished>>,
     /// The compaction revision.
     compact: AtomicU64,
     compaction: Mutex<()>,
@@ -101,6 +112,15 @@ impl std::fmt::Debug for Core {
             .field("durability", &self.options.durability)
             .finish()
     }
+}
+
+/// A write applied but not yet published to readers and watchers.
+struct Unpublished {
+    revision: Revision,
+    key: String,
+    /// `(create_revision, version, value)` of a put; None for a delete.
+    put: Option<(Revision, Revision, Bytes)>,
+    prev_revision: Revision,
 }
 
 /// What a conditional write does when its comparison holds.
@@ -146,6 +166,8 @@ impl Core {
             writer: Mutex::new(WriterState { ceiling }),
             index: RwLock::new(KeyIndex::default()),
             current: AtomicU64::new(current),
+            applied: AtomicU64::new(current),
+            unpublished: Mutex::new(VecDeque::new()),
             compact: AtomicU64::new(compact),
             compaction: Mutex::new(()),
             hub: Hub::default(),
@@ -318,7 +340,7 @@ impl Core {
 
     /// Allocates the next revision, raising the durable ceiling first when needed.
     fn next_revision(&self, writer: &mut WriterState) -> Result<Revision> {
-        let revision = self.current() + 1;
+        let revision = self.applied.load(Ordering::SeqCst) + 1;
         if let Some(path) = &self.ceiling_path {
             if revision > writer.ceiling {
                 let ceiling = revision + CEILING_STEP;
@@ -330,8 +352,8 @@ impl Core {
     }
 
     /// A conditional write: `mutation` applies when `key`'s mod_revision equals `expected`
-    /// (`None` = unconditional, for TTL expiry). Synchronous and short; durability is the
-    /// caller's (see [`Core::commit`]).
+    /// (`None` = unconditional, for TTL expiry). Synchronous and short; durability and, with a
+    /// flusher, publication are the caller's (see [`Core::write_durably`]).
     fn write(&self, key: &str, expected: Option<Revision>, mutation: Mutation) -> Result<TxnOutcome> {
         layout::check_key(key)?;
         let key_bytes = key.as_bytes();
@@ -355,7 +377,7 @@ impl Core {
         }
         let revision = self.next_revision(&mut writer)?;
         let prev_revision = latest.map_or(0, |(mod_revision, _)| mod_revision);
-        let (stored, event_value) = match &mutation {
+        let (stored, put) = match &mutation {
             Mutation::Put { value, expires_at_ms } => {
                 let (create_revision, version) = match &latest {
                     Some((_, old)) => (old.create_revision, old.version + 1),
@@ -390,18 +412,44 @@ impl Core {
             return Err(e);
         }
         self.index.write().unwrap_or_else(|e| e.into_inner()).push(key_bytes, revision, Meta::of(&stored));
-        self.hub.publish(&self.current, revision, key, || {
-            let prev = if prev_revision == 0 { None } else { self.kv_at_exact(key_bytes, prev_revision)? };
-            Ok(match event_value {
-                Some((create_revision, version, value)) => WatchEvent::Put {
-                    kv: KeyValue { key: key.to_owned(), value, create_revision, mod_revision: revision, version },
-                    prev,
-                },
-                None => WatchEvent::Delete { key: key.to_owned(), revision, prev },
-            })
-        })?;
+        self.applied.store(revision, Ordering::SeqCst);
+        let write = Unpublished { revision, key: key.to_owned(), put, prev_revision };
+        if self.flusher.is_some() {
+            // Published by `publish_through` once a flush made it durable.
+            self.unpublished.lock().unwrap_or_else(|e| e.into_inner()).push_back(write);
+        } else {
+            self.publish(write)?;
+        }
         drop(writer);
         Ok(TxnOutcome::Succeeded { revision })
+    }
+
+    /// Makes `write` visible: the current revision moves to it and watchers get its event.
+    fn publish(&self, write: Unpublished) -> Result<()> {
+        let Unpublished { revision, key, put, prev_revision } = write;
+        self.hub.publish(&self.current, revision, &key, || {
+            let prev = if prev_revision == 0 { None } else { self.kv_at_exact(key.as_bytes(), prev_revision)? };
+            Ok(match put {
+                Some((create_revision, version, value)) => WatchEvent::Put {
+                    kv: KeyValue { key: key.clone(), value, create_revision, mod_revision: revision, version },
+                    prev,
+                },
+                None => WatchEvent::Delete { key: key.clone(), revision, prev },
+            })
+        })
+    }
+
+    /// Publishes, in revision order, every unpublished write up to `revision` (they are
+    /// durable: a flush that started after they were applied has completed).
+    fn publish_through(&self, revision: Revision) -> Result<()> {
+        let mut unpublished = self.unpublished.lock().unwrap_or_else(|e| e.into_inner());
+        let mut result = Ok(());
+        while unpublished.front().is_some_and(|write| write.revision <= revision) {
+            if let Some(write) = unpublished.pop_front() {
+                result = result.and(self.publish(write));
+            }
+        }
+        result
     }
 
     /// Stores revision `revision` of `key`: the history entry (the source of truth), then TTL
@@ -423,15 +471,32 @@ impl Core {
         let Some(flusher) = &self.flusher else { return self.write(key, Some(expected), mutation) };
         let committing = flusher.committing();
         let outcome = self.write(key, Some(expected), mutation)?;
-        if let TxnOutcome::Succeeded { .. } = outcome {
-            flusher.flush(Some(committing)).await?;
-        }
-        Ok(outcome)
+        let through = match &outcome {
+            TxnOutcome::Succeeded { revision } => *revision,
+            // A failed comparison may have seen writes not yet durable (the current value,
+            // or a key's absence): answer only once they are.
+            TxnOutcome::Failed { .. } => {
+                let applied = self.applied.load(Ordering::SeqCst);
+                if applied <= self.current() {
+                    return Ok(outcome);
+                }
+                applied
+            }
+        };
+        flusher.flush(Some(committing)).await?;
+        self.publish_through(through)?;
+        Ok(match outcome {
+            TxnOutcome::Failed { current, .. } => TxnOutcome::Failed { current, revision: self.current() },
+            succeeded => succeeded,
+        })
     }
 
+    /// Flushes (in Immediate mode) and publishes every write the flush made durable.
     fn flush_blocking(&self) -> Result<()> {
         if self.flusher.is_some() {
+            let applied = self.applied.load(Ordering::SeqCst);
             self.db.flush().map_err(sled_error)?;
+            self.publish_through(applied)?;
         }
         Ok(())
     }
@@ -592,7 +657,7 @@ impl Drop for Core {
         self.flusher.take();
         if self.db.flush().is_ok() {
             if let Some(path) = &self.ceiling_path {
-                if let Err(e) = write_ceiling(path, self.current()) {
+                if let Err(e) = write_ceiling(path, self.applied.load(Ordering::SeqCst)) {
                     tracing::warn!(error = %e, "sled backend: cannot record the revision ceiling on close");
                 }
             }
@@ -693,7 +758,12 @@ impl SledBackend {
     /// Errors: [`Error::Unavailable`] when the flush fails.
     pub async fn flush(&self) -> Result<()> {
         let core = self.core.clone();
-        blocking(move || core.db.flush().map(|_| ()).map_err(sled_error)).await
+        blocking(move || {
+            let applied = core.applied.load(Ordering::SeqCst);
+            core.db.flush().map_err(sled_error)?;
+            core.publish_through(applied)
+        })
+        .await
     }
 
     /// Deletes the keys whose TTL has passed now, without waiting for the maintenance thread.
@@ -791,12 +861,45 @@ impl KvBackend for SledBackend {
 mod tests {
     use super::*;
 
+    /// A durable write, published (what `write_durably` does, synchronously).
     fn put(core: &Core, key: &str, value: &'static [u8], expected: Revision) -> Revision {
         let mutation = Mutation::Put { value: Bytes::from_static(value), expires_at_ms: 0 };
         match core.write(key, Some(expected), mutation).expect("write") {
-            TxnOutcome::Succeeded { revision } => revision,
+            TxnOutcome::Succeeded { revision } => {
+                core.flush_blocking().expect("flush");
+                revision
+            }
             failed => panic!("write failed: {failed:?}"),
         }
+    }
+
+    fn delete(core: &Core, key: &str, expected: Revision) {
+        match core.write(key, Some(expected), Mutation::Delete).expect("delete") {
+            TxnOutcome::Succeeded { .. } => core.flush_blocking().expect("flush"),
+            failed => panic!("{failed:?}"),
+        }
+    }
+
+    #[test]
+    fn a_write_is_visible_only_once_flushed() {
+        let core = Core::open(SledOptions::temporary()).expect("open");
+        let before = core.current();
+        let mutation = Mutation::Put { value: Bytes::from_static(b"v"), expires_at_ms: 0 };
+        let written = match core.write("/a", Some(0), mutation).expect("write") {
+            TxnOutcome::Succeeded { revision } => revision,
+            failed => panic!("{failed:?}"),
+        };
+        assert_eq!(core.current(), before, "applied, not yet durable: not published");
+        assert!(core.get("/a", 0).expect("get").kv.is_none(), "readers do not see it yet");
+        let again = Mutation::Put { value: Bytes::from_static(b"w"), expires_at_ms: 0 };
+        let conflict = core.write("/a", Some(0), again).expect("compare");
+        assert!(
+            matches!(&conflict, TxnOutcome::Failed { current: Some(kv), .. } if kv.mod_revision == written),
+            "writers compare against the applied version: {conflict:?}"
+        );
+        core.flush_blocking().expect("flush");
+        assert_eq!(core.current(), written);
+        assert_eq!(core.get("/a", 0).expect("get").kv.expect("published").value.as_ref(), b"v");
     }
 
     #[test]
@@ -807,10 +910,7 @@ mod tests {
             let first = put(&core, "/a", b"1", 0);
             let second = put(&core, "/a", b"2", first);
             let b = put(&core, "/b", b"b", 0);
-            match core.write("/b", Some(b), Mutation::Delete).expect("delete") {
-                TxnOutcome::Succeeded { .. } => {}
-                failed => panic!("{failed:?}"),
-            }
+            delete(&core, "/b", b);
             (first, second, b)
         };
         let core = Core::open(SledOptions::new(dir.path())).expect("reopen");
@@ -845,10 +945,7 @@ mod tests {
         let a1 = put(&core, "/a", b"1", 0);
         let a2 = put(&core, "/a", b"2", a1);
         let b1 = put(&core, "/b", b"1", 0);
-        match core.write("/b", Some(b1), Mutation::Delete).expect("delete") {
-            TxnOutcome::Succeeded { .. } => {}
-            failed => panic!("{failed:?}"),
-        }
+        delete(&core, "/b", b1);
         let a3 = put(&core, "/a", b"3", a2);
         core.compact(a3).expect("compact");
         // Kept: /a's newest version below the compaction point (a2, the prev of a3) and a3.

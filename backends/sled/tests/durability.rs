@@ -1,6 +1,6 @@
 //! Durability of the sled backend: a clean restart continues the revision counter and keeps
 //! data, history, the compaction point and TTLs; a child killed with SIGKILL mid-stream loses
-//! no acknowledged write and never gets a revision reused.
+//! no acknowledged write, nothing a watcher saw, and never gets a revision reused.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -19,6 +19,13 @@ const ROUND_ENV: &str = "APISTORE_SLED_CRASH_ROUND";
 /// `(revision, key)` of an `ack <revision> <key>` line (libtest may prefix the first one).
 fn parse_ack(line: &str) -> Option<(u64, String)> {
     let rest = &line[line.find("ack ")? + 4..];
+    let (revision, key) = rest.split_once(' ')?;
+    Some((revision.parse().ok()?, key.trim().to_owned()))
+}
+
+/// `(revision, key)` of a `seen <revision> <key>` line (a watcher saw the write).
+fn parse_seen(line: &str) -> Option<(u64, String)> {
+    let rest = &line[line.find("seen ")? + 5..];
     let (revision, key) = rest.split_once(' ')?;
     Some((revision.parse().ok()?, key.trim().to_owned()))
 }
@@ -113,7 +120,8 @@ async fn second_open_of_the_same_directory_is_refused_with_a_typed_error() {
 }
 
 /// Child side of the crash test: writes durably forever from 4 tasks, printing every
-/// acknowledged write. Does nothing unless started by the parent.
+/// acknowledged write, and watches them, printing every write the watch saw. Does nothing
+/// unless started by the parent.
 #[test]
 fn crash_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else { return };
@@ -122,6 +130,19 @@ fn crash_child() {
     runtime.block_on(async move {
         let options = SledOptions::new(dir).durability(Durability::Immediate);
         let kv = std::sync::Arc::new(SledBackend::open(options).expect("open"));
+        let prefix = format!("/crash/{round}/");
+        let request = WatchRequest {
+            end: apistore::kv::prefix_end(&prefix),
+            start: prefix,
+            start_revision: 0,
+            progress_notify: false,
+        };
+        let mut watch = kv.watch(request).await.expect("watch");
+        tokio::spawn(async move {
+            while let Some(Ok(WatchEvent::Put { kv, .. })) = watch.next().await {
+                println!("seen {} {}", kv.mod_revision, kv.key);
+            }
+        });
         let tasks: Vec<_> = (0..4)
             .map(|task| {
                 let kv = kv.clone();
@@ -156,14 +177,20 @@ fn sigkill_loses_no_acknowledged_write_and_reuses_no_revision() {
         let stdout = child.stdout.take().expect("child stdout");
         let mut lines = BufReader::new(stdout).lines();
         let mut acked: Vec<(u64, String)> = Vec::new();
+        let mut seen: Vec<(u64, String)> = Vec::new();
         while acked.len() < 300 {
             let line = lines.next().expect("child stopped early").expect("read child output");
             acked.extend(parse_ack(&line));
+            seen.extend(parse_seen(&line));
         }
         child.kill().expect("SIGKILL the child");
-        // Everything printed before the kill was acknowledged too.
-        acked.extend(lines.map_while(Result::ok).filter_map(|line| parse_ack(&line)));
+        // Everything printed before the kill was acknowledged (or seen) too.
+        for line in lines.map_while(Result::ok) {
+            acked.extend(parse_ack(&line));
+            seen.extend(parse_seen(&line));
+        }
         let _ = child.wait();
+        assert!(!seen.is_empty(), "round {round}: the watcher saw nothing");
         let max_acked = acked.iter().map(|(r, _)| *r).max().expect("acks");
 
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -174,6 +201,11 @@ fn sigkill_loses_no_acknowledged_write_and_reuses_no_revision() {
                 let got = got.unwrap_or_else(|| panic!("round {round}: acknowledged {key} at {revision} lost"));
                 assert_eq!(got.mod_revision, *revision, "{key}");
                 assert_eq!(got.value.as_ref(), key.as_bytes());
+            }
+            for (revision, key) in &seen {
+                let got = kv.get(key, 0).await.expect("get").kv;
+                let got = got.unwrap_or_else(|| panic!("round {round}: {key} at {revision} was watched, then lost"));
+                assert_eq!(got.mod_revision, *revision, "{key}");
             }
             let current = kv.current_revision().await.expect("current");
             assert!(current >= max_acked, "round {round}: current {current} below acknowledged {max_acked}");
