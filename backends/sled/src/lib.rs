@@ -25,7 +25,8 @@
 //! Open it directly with [`SledBackend::open`] / [`SledBackend::temporary`], or through the
 //! registry: `{"type": "sled", "path": "./apistore-data", "durability": "immediate"}` (see
 //! [`SledOptions`] for every option and default). The default durability is
-//! [`Durability::Immediate`]: a write that returned success survives `kill -9`.
+//! [`Durability::Immediate`]: a write that returned success survives `kill -9`, and so
+//! does every write a reader or watcher saw (writes become visible once durable).
 //!
 //! Binaries must reference this crate (e.g. `use apistore_sled as _;`) for its `inventory`
 //! registration to be linked, or call [`register`].

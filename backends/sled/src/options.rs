@@ -13,9 +13,8 @@ use serde::{Deserialize, Deserializer};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Durability {
     /// Every write is flushed (fsync) before it is acknowledged. Survives `kill -9` and
-    /// power loss (as far as the disk honours fsync). Readers and watchers may see a write
-    /// while its flush is still running (before it is acknowledged); a crash in that window
-    /// loses that write, but its revision is never handed out again.
+    /// power loss (as far as the disk honours fsync). Readers and watchers see a write only
+    /// once its flush completed, so nothing they saw can be lost in a crash.
     #[default]
     Immediate,
     /// Writes are acknowledged once applied in memory; sled flushes in the background every
