@@ -83,6 +83,18 @@ pub fn resource_list(table: &ResourceTable, group: &str, version: &str) -> Optio
     let mut resources = Vec::new();
     for r in table.in_group_version(group, version) {
         resources.push(resource_doc(r));
+        if r.has_scale() {
+            // As kube-apiserver lists it: the Scale kind lives in autoscaling/v1.
+            resources.push(json!({
+                "name": format!("{}/scale", r.plural),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
         if r.has_status() {
             resources.push(json!({
                 "name": format!("{}/status", r.plural),

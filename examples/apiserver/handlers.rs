@@ -22,6 +22,7 @@ use crate::namespaces;
 use crate::patch::{self, PatchError, PatchType};
 use crate::resources::{Flavor, Resource};
 use crate::routing::{json_response, read_body, ResourcePath};
+use crate::scale;
 use crate::server::App;
 use crate::status::{success_status, ApiError, ApiResult};
 use crate::table;
@@ -98,15 +99,18 @@ impl Context<'_> {
         let name = self.target.name.clone();
         let sub = self.target.subresource.clone();
         if let Some(sub) = &sub {
-            if sub != "status" || !self.resource().has_status() {
+            if !self.resource().has_subresource(sub) {
                 return ("GET", Err(ApiError::not_found_path()));
             }
         }
-        let status_sub = sub.is_some();
         let watching = match self.flag("watch") {
             Ok(flag) => self.target.watch_path || flag,
             Err(e) => return ("GET", Err(e)),
         };
+        if let (Some("scale"), Some(name)) = (sub.as_deref(), &name) {
+            return self.dispatch_scale(method, name, watching, body).await;
+        }
+        let status_sub = sub.is_some();
         match (method.clone(), name) {
             (Method::GET, Some(name)) if watching => ("WATCH", self.watch(Some(name)).await),
             (Method::GET, Some(name)) => ("GET", self.get(&name).await),
@@ -133,6 +137,29 @@ impl Context<'_> {
                 Err(e) => ("DELETECOLLECTION", Err(e)),
             },
             (method, _) => ("OTHER", Err(ApiError::method_not_allowed(method.as_str()))),
+        }
+    }
+
+    /// Serves `/scale`: get, update (PUT) and patch; other verbs (watch included) are 405.
+    async fn dispatch_scale(
+        self,
+        method: &Method,
+        name: &str,
+        watching: bool,
+        body: Body,
+    ) -> (&'static str, ApiResult<Response>) {
+        match *method {
+            Method::GET if watching => ("WATCH", Err(ApiError::method_not_allowed("WATCH"))),
+            Method::GET => ("GET", self.get_scale(name).await),
+            Method::PUT => match read_body(body).await {
+                Ok(body) => ("PUT", self.update_scale(name, &body).await),
+                Err(e) => ("PUT", Err(e)),
+            },
+            Method::PATCH => match read_body(body).await {
+                Ok(body) => ("PATCH", self.patch_scale(name, &body).await),
+                Err(e) => ("PATCH", Err(e)),
+            },
+            _ => ("OTHER", Err(ApiError::method_not_allowed(method.as_str()))),
         }
     }
 
@@ -425,16 +452,8 @@ impl Context<'_> {
             )));
         }
         let body_rv = object.metadata.resource_version.clone();
-        if apistore::version::parse_resource_version(&body_rv).is_err() {
-            return Err(ApiError::invalid(
-                &resource.target(name),
-                "metadata.resourceVersion",
-                &body_rv,
-                "must be a decimal resourceVersion",
-            ));
-        }
-        let preconditions = (!object.metadata.uid.is_empty())
-            .then(|| Preconditions { uid: Some(object.metadata.uid.clone()), resource_version: None });
+        check_body_resource_version(&resource, name, &body_rv)?;
+        let preconditions = uid_precondition(&object);
         let updated = self
             .guaranteed_update(name, preconditions, &|existing| {
                 build_update(&resource, existing, object.clone(), &body_rv, status_sub)
@@ -460,25 +479,13 @@ impl Context<'_> {
         status_sub: bool,
     ) -> ApiResult<Response> {
         let resource = self.resource().clone();
-        // A malformed patch is a 400 whether or not the object exists.
-        serde_json::from_slice::<Value>(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+        check_patch_json(body)?;
         let path_namespace = self.target.namespace.clone();
         let updated = self
             .guaranteed_update(name, None, &|existing| {
                 let target = resource.target(name);
                 let current = resource.served(existing.clone());
-                let current_value =
-                    serde_json::to_value(&current).map_err(|e| ApiError::new(500, "InternalError", e.to_string()))?;
-                let patched = patch::apply(patch_type, current_value, body).map_err(|e| match e {
-                    PatchError::Malformed(m) => ApiError::bad_request(m),
-                    PatchError::Inapplicable(m) => {
-                        ApiError::new(422, "Invalid", format!("{} {name:?} is invalid: {m}", resource.kind))
-                    }
-                })?;
-                if !patched.is_object() {
-                    return Err(ApiError::bad_request("the patched object is not a JSON object"));
-                }
+                let patched = apply_patch(patch_type, &current, body, &resource.kind, name)?;
                 let patched: Object = serde_json::from_value(patched).map_err(|e| {
                     ApiError::invalid(
                         &target,
@@ -519,6 +526,98 @@ impl Context<'_> {
             })
             .await?;
         Ok(json_response(StatusCode::OK, &self.render(updated)))
+    }
+
+    /// `GET .../<name>/scale`: the Scale of the object.
+    ///
+    /// Errors: 404 `deployments/scale.apps "<name>" not found` when the object is missing.
+    async fn get_scale(&self, name: &str) -> ApiResult<Response> {
+        let not_found = || ApiError::not_found(&scale::not_found_target(self.resource(), name));
+        let key = self.key(name).map_err(|_| not_found())?;
+        let options = GetOptions { ignore_not_found: true, resource_version: self.param("resourceVersion").to_owned() };
+        let object = self.resource().storage.get(&key, options).await.map_err(self.storage_error(name))?;
+        let object = object.ok_or_else(not_found)?;
+        let scale = scale::from_deployment(&self.resource().served(object))?;
+        Ok(json_response(StatusCode::OK, &serde_json::to_value(scale).unwrap_or_default()))
+    }
+
+    /// `PUT .../<name>/scale`: sets `spec.replicas` from a Scale body. The body's
+    /// resourceVersion (when set) and uid (when set) are preconditions.
+    async fn update_scale(&self, name: &str, body: &[u8]) -> ApiResult<Response> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+        let mut requested = scale::decode(value)?;
+        self.check_namespace(&mut requested)?;
+        if requested.metadata.name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                requested.metadata.name
+            )));
+        }
+        check_body_resource_version(self.resource(), name, &requested.metadata.resource_version)?;
+        let preconditions = uid_precondition(&requested);
+        self.scale_update(name, preconditions, &|_current| Ok(requested.clone())).await
+    }
+
+    /// `PATCH .../<name>/scale`: a merge, JSON or strategic merge patch (server-side apply
+    /// counts as the latter) applied to the current Scale; its `spec.replicas` is written.
+    async fn patch_scale(&self, name: &str, body: &[u8]) -> ApiResult<Response> {
+        let patch_type = if is_apply_patch(&self.content_type) {
+            PatchType::StrategicMerge
+        } else {
+            PatchType::from_content_type(&self.content_type)
+                .ok_or_else(|| ApiError::unsupported_media_type(&self.content_type))?
+        };
+        check_patch_json(body)?;
+        self.scale_update(name, None, &|current| {
+            let patched = apply_patch(patch_type, &current, body, scale::KIND, name)?;
+            let patched = scale::decode(patched).map_err(|e| {
+                ApiError::invalid(&scale::invalid_target(name), "", "", &format!("the patched object: {}", e.message))
+            })?;
+            if patched.metadata.name != name {
+                return Err(ApiError::invalid(
+                    &scale::invalid_target(name),
+                    "metadata.name",
+                    &patched.metadata.name,
+                    "field is immutable",
+                ));
+            }
+            Ok(patched)
+        })
+        .await
+    }
+
+    /// Writes the `spec.replicas` of the Scale that `new_scale` computes from the current
+    /// Scale, through the storage's guaranteed update (no lost update; every other field of
+    /// the object kept), and answers with the resulting Scale.
+    ///
+    /// Errors: 404 for a missing object, 409 when the new Scale's resourceVersion is stale,
+    /// 422 for negative replicas, and what `new_scale` rejects with.
+    async fn scale_update(
+        &self,
+        name: &str,
+        preconditions: Option<Preconditions>,
+        new_scale: &(dyn Fn(Object) -> ApiResult<Object> + Send + Sync),
+    ) -> ApiResult<Response> {
+        let resource = self.resource().clone();
+        let updated = self
+            .guaranteed_update(name, preconditions, &|existing| {
+                let object = resource.served(existing.clone());
+                let requested = new_scale(scale::from_deployment(&object)?)?;
+                let replicas = scale::requested_replicas(&requested)?;
+                let expected_rv = requested.metadata.resource_version.clone();
+                build_update(&resource, existing, scale::with_replicas(object, replicas), &expected_rv, false)
+            })
+            .await
+            .map_err(|e| {
+                if e.code == 404 {
+                    ApiError::not_found(&scale::not_found_target(&resource, name))
+                } else {
+                    e
+                }
+            })?;
+        let scale = scale::from_deployment(&resource.served(updated))?;
+        Ok(json_response(StatusCode::OK, &serde_json::to_value(scale).unwrap_or_default()))
     }
 
     /// Server-side apply, simplified: the applied configuration (JSON, which is YAML) creates
@@ -651,6 +750,50 @@ impl Context<'_> {
         });
         Ok(json_response(StatusCode::OK, &list))
     }
+}
+
+/// Checks an update body's `metadata.resourceVersion` ("" or decimal).
+///
+/// Errors: 422 Invalid on `metadata.resourceVersion`.
+fn check_body_resource_version(resource: &Resource, name: &str, rv: &str) -> ApiResult<()> {
+    if apistore::version::parse_resource_version(rv).is_err() {
+        return Err(ApiError::invalid(
+            &resource.target(name),
+            "metadata.resourceVersion",
+            rv,
+            "must be a decimal resourceVersion",
+        ));
+    }
+    Ok(())
+}
+
+/// The uid precondition of an update body (kube checks a uid set in the body).
+fn uid_precondition(object: &Object) -> Option<Preconditions> {
+    (!object.metadata.uid.is_empty())
+        .then(|| Preconditions { uid: Some(object.metadata.uid.clone()), resource_version: None })
+}
+
+/// A malformed patch is a 400 whether or not the object exists.
+fn check_patch_json(body: &[u8]) -> ApiResult<()> {
+    serde_json::from_slice::<Value>(body)
+        .map(drop)
+        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
+}
+
+/// Applies a patch to `current` (API shape) of kind `kind`.
+///
+/// Errors: 400 for a malformed patch or a result that is not a JSON object, 422
+/// `<kind> "<name>" is invalid` for a patch that does not apply.
+fn apply_patch(patch_type: PatchType, current: &Object, body: &[u8], kind: &str, name: &str) -> ApiResult<Value> {
+    let current = serde_json::to_value(current).map_err(|e| ApiError::new(500, "InternalError", e.to_string()))?;
+    let patched = patch::apply(patch_type, current, body).map_err(|e| match e {
+        PatchError::Malformed(m) => ApiError::bad_request(m),
+        PatchError::Inapplicable(m) => ApiError::new(422, "Invalid", format!("{kind} {name:?} is invalid: {m}")),
+    })?;
+    if !patched.is_object() {
+        return Err(ApiError::bad_request("the patched object is not a JSON object"));
+    }
+    Ok(patched)
 }
 
 /// The new stored state of an update: `new` (API shape) over `existing` (storage shape).

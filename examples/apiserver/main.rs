@@ -36,6 +36,7 @@ mod namespaces;
 mod patch;
 mod resources;
 mod routing;
+mod scale;
 mod server;
 mod status;
 mod table;

@@ -84,6 +84,20 @@ impl Resource {
         matches!(self.flavor, Flavor::Deployment | Flavor::Custom)
     }
 
+    /// True when the resource has a `scale` subresource (autoscaling/v1 `Scale`).
+    pub fn has_scale(&self) -> bool {
+        self.flavor == Flavor::Deployment
+    }
+
+    /// True when `subresource` (`status`, `scale`) is served for this resource.
+    pub fn has_subresource(&self, subresource: &str) -> bool {
+        match subresource {
+            "status" => self.has_status(),
+            "scale" => self.has_scale(),
+            _ => false,
+        }
+    }
+
     /// True when `metadata.generation` tracks spec changes.
     pub fn tracks_generation(&self) -> bool {
         matches!(self.flavor, Flavor::Deployment | Flavor::Custom)
@@ -198,8 +212,30 @@ impl Resource {
                 }
             }
             Flavor::Deployment => {
-                if !object.fields.get("spec").is_some_and(Value::is_object) {
+                let Some(spec) = object.fields.get("spec").filter(|spec| spec.is_object()) else {
                     return Err(ApiError::invalid(&target, "spec", "", "Required value"));
+                };
+                match spec.get("replicas") {
+                    None | Some(Value::Null) => {}
+                    Some(replicas) => match replicas.as_i64().filter(|n| i32::try_from(*n).is_ok()) {
+                        Some(n) if n < 0 => {
+                            return Err(ApiError::invalid_value(
+                                &target,
+                                "spec.replicas",
+                                replicas,
+                                "must be greater than or equal to 0",
+                            ))
+                        }
+                        Some(_) => {}
+                        None => {
+                            return Err(ApiError::invalid_value(
+                                &target,
+                                "spec.replicas",
+                                replicas,
+                                "must be a 32-bit integer",
+                            ))
+                        }
+                    },
                 }
             }
             Flavor::CoreEvent | Flavor::EventsV1Event | Flavor::Custom => {}

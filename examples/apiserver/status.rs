@@ -103,12 +103,21 @@ impl ApiError {
         .with_details(target, None)
     }
 
-    /// 422 Invalid `<Kind> "<name>" is invalid: <field>: Invalid value: <value>: <why>`.
+    /// 422 Invalid `<Kind> "<name>" is invalid: <field>: Invalid value: "<value>": <why>`.
     pub fn invalid(target: &Target, field: &str, value: &str, why: &str) -> Self {
-        let cause = format!("Invalid value: {value:?}: {why}");
+        ApiError::invalid_value(target, field, &Value::String(value.to_owned()), why)
+    }
+
+    /// 422 Invalid with a value of any JSON type, rendered as kube renders field values:
+    /// strings quoted, numbers and booleans bare (`Invalid value: -1: ...`).
+    pub fn invalid_value(target: &Target, field: &str, value: &Value, why: &str) -> Self {
+        let rendered = match value {
+            Value::String(s) => format!("{s:?}"),
+            other => other.to_string(),
+        };
+        let cause = format!("Invalid value: {rendered}: {why}");
         let causes = json!([{ "reason": "FieldValueInvalid", "message": cause, "field": field }]);
-        let mut details = Target { resource: target.kind.clone(), ..target.clone() };
-        details.resource = target.kind.clone();
+        let details = Target { resource: target.kind.clone(), ..target.clone() };
         ApiError::new(422, "Invalid", format!("{} {:?} is invalid: {field}: {cause}", target.kind, target.name))
             .with_details(&details, Some(causes))
     }
