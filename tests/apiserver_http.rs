@@ -642,3 +642,178 @@ async fn events_expire_after_the_event_ttl() {
     }
     assert_eq!(api.get(&format!("{CM}/stays")).await.code, StatusCode::OK, "only events have a TTL");
 }
+
+const DEPLOY: &str = "/apis/apps/v1/namespaces/default/deployments";
+
+fn deployment(name: &str, replicas: Option<i64>) -> Value {
+    let mut d = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": { "name": name, "labels": { "app": name } },
+        "spec": {
+            "selector": { "matchLabels": { "app": name } },
+            "strategy": { "type": "Recreate" },
+            "template": {
+                "metadata": { "labels": { "app": name } },
+                "spec": { "containers": [{ "name": "nginx", "image": "nginx:1.27" }] },
+            },
+        },
+    });
+    if let Some(replicas) = replicas {
+        d["spec"]["replicas"] = json!(replicas);
+    }
+    d
+}
+
+#[tokio::test]
+async fn scale_subresource_reads_and_writes_only_spec_replicas() {
+    let server = Server::start(&[]);
+    let api = Api::new(&server);
+    let apps = api.get("/apis/apps/v1").await.body;
+    let scale_doc = apps["resources"]
+        .as_array()
+        .expect("apps/v1 resources")
+        .iter()
+        .find(|r| r["name"] == "deployments/scale")
+        .cloned()
+        .expect("deployments/scale is discoverable");
+    assert_eq!(
+        (&scale_doc["group"], &scale_doc["version"], &scale_doc["kind"]),
+        (&json!("autoscaling"), &json!("v1"), &json!("Scale"))
+    );
+    assert_eq!(scale_doc["verbs"], json!(["get", "patch", "update"]));
+
+    let created = api.post(DEPLOY, &deployment("web", Some(2))).await;
+    assert_eq!(created.code, StatusCode::CREATED, "{}", created.body);
+    let status = api
+        .patch(&format!("{DEPLOY}/web/status"), "application/merge-patch+json", r#"{"status":{"replicas":2}}"#)
+        .await;
+    assert_eq!(status.code, StatusCode::OK, "{}", status.body);
+    let web = format!("{DEPLOY}/web");
+    let scale_path = format!("{web}/scale");
+    let before = api.get(&web).await.body;
+
+    // GET: the Scale view of the deployment.
+    let scale = api.get(&scale_path).await;
+    assert_eq!(scale.code, StatusCode::OK, "{}", scale.body);
+    assert_eq!(scale.body["kind"], "Scale");
+    assert_eq!(scale.body["apiVersion"], "autoscaling/v1");
+    for field in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+        assert!(before["metadata"][field].is_string(), "deployment metadata.{field}: {before}");
+        assert_eq!(scale.body["metadata"][field], before["metadata"][field], "metadata.{field}");
+    }
+    assert_eq!(scale.body["spec"], json!({ "replicas": 2 }));
+    assert_eq!(scale.body["status"], json!({ "replicas": 2, "selector": "app=web" }));
+
+    // PUT with the current resourceVersion: only spec.replicas changes.
+    let mut body = scale.body.clone();
+    body["spec"]["replicas"] = json!(3);
+    let put = api.put(&scale_path, &body).await;
+    assert_eq!(put.code, StatusCode::OK, "{}", put.body);
+    assert_eq!((&put.body["kind"], &put.body["spec"]["replicas"]), (&json!("Scale"), &json!(3)), "{}", put.body);
+    let after_put = api.get(&web).await.body;
+    assert_eq!(after_put["spec"]["replicas"], 3);
+    assert_ne!(after_put["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"]);
+    assert_eq!(put.body["metadata"]["resourceVersion"], after_put["metadata"]["resourceVersion"]);
+    assert_eq!(after_put["metadata"]["generation"], 2, "a spec change bumps generation");
+    for field in ["selector", "strategy", "template"] {
+        assert_eq!(after_put["spec"][field], before["spec"][field], "spec.{field} untouched");
+    }
+    assert_eq!(after_put["status"], before["status"]);
+    assert_eq!(after_put["metadata"]["labels"], before["metadata"]["labels"]);
+
+    // PUT with the now stale resourceVersion: 409, nothing written.
+    body["spec"]["replicas"] = json!(7);
+    let stale = api.put(&scale_path, &body).await;
+    assert_status(&stale, 409, "Conflict", "the object has been modified");
+    assert_eq!(api.get(&web).await.body, after_put, "a stale scale update changes nothing");
+
+    // PATCH: merge, JSON and strategic merge patches of the Scale.
+    let merge = api.patch(&scale_path, "application/merge-patch+json", r#"{"spec":{"replicas":4}}"#).await;
+    assert_eq!(merge.code, StatusCode::OK, "{}", merge.body);
+    assert_eq!(merge.body["spec"]["replicas"], 4);
+    let after_merge = api.get(&web).await.body;
+    assert_eq!(after_merge["spec"]["replicas"], 4);
+    for field in ["selector", "strategy", "template"] {
+        assert_eq!(after_merge["spec"][field], before["spec"][field], "spec.{field} untouched by the patch");
+    }
+    assert_ne!(after_merge["metadata"]["resourceVersion"], after_put["metadata"]["resourceVersion"]);
+    let json_patch = api
+        .patch(&scale_path, "application/json-patch+json", r#"[{"op":"replace","path":"/spec/replicas","value":5}]"#)
+        .await;
+    assert_eq!(
+        (json_patch.code, &json_patch.body["spec"]["replicas"]),
+        (StatusCode::OK, &json!(5)),
+        "{}",
+        json_patch.body
+    );
+    let strategic =
+        api.patch(&scale_path, "application/strategic-merge-patch+json", r#"{"spec":{"replicas":6}}"#).await;
+    assert_eq!(
+        (strategic.code, &strategic.body["spec"]["replicas"]),
+        (StatusCode::OK, &json!(6)),
+        "{}",
+        strategic.body
+    );
+    let stale_patch = api
+        .patch(
+            &scale_path,
+            "application/merge-patch+json",
+            &format!(
+                r#"{{"metadata":{{"resourceVersion":"{}"}},"spec":{{"replicas":1}}}}"#,
+                before["metadata"]["resourceVersion"].as_str().unwrap_or("")
+            ),
+        )
+        .await;
+    assert_status(&stale_patch, 409, "Conflict", "the object has been modified");
+    let current = api.get(&web).await.body;
+    assert_eq!(current["spec"]["replicas"], 6);
+
+    // Negative replicas and malformed bodies: 422 / 400, nothing written.
+    let negative = api.patch(&scale_path, "application/merge-patch+json", r#"{"spec":{"replicas":-1}}"#).await;
+    assert_status(&negative, 422, "Invalid", "spec.replicas: Invalid value: -1: must be greater than or equal to 0");
+    let mut negative_body = api.get(&scale_path).await.body;
+    negative_body["spec"]["replicas"] = json!(-1);
+    let negative_put = api.put(&scale_path, &negative_body).await;
+    assert_status(
+        &negative_put,
+        422,
+        "Invalid",
+        "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
+    );
+    let not_a_number = api.patch(&scale_path, "application/merge-patch+json", r#"{"spec":{"replicas":"many"}}"#).await;
+    assert_eq!(not_a_number.code.as_u16() / 100, 4, "{}", not_a_number.body);
+    assert_status(
+        &api.patch(&scale_path, "application/merge-patch+json", "{").await,
+        400,
+        "BadRequest",
+        "error decoding patch",
+    );
+    let wrong_kind = api.put(&scale_path, &deployment("web", Some(1))).await;
+    assert_status(&wrong_kind, 400, "BadRequest", "autoscaling/v1 Scale");
+    let mut wrong_name = negative_body.clone();
+    wrong_name["metadata"]["name"] = json!("other");
+    wrong_name["spec"]["replicas"] = json!(1);
+    assert_status(&api.put(&scale_path, &wrong_name).await, 400, "BadRequest", "does not match the name on the URL");
+    assert_eq!(api.get(&web).await.body, current, "rejected scale writes change nothing");
+
+    // A deployment without spec.replicas scales as 1 (Kubernetes' default).
+    assert_eq!(api.post(DEPLOY, &deployment("bare", None)).await.code, StatusCode::CREATED);
+    assert_eq!(api.get(&format!("{DEPLOY}/bare/scale")).await.body["spec"]["replicas"], 1);
+
+    // Missing deployments, resources without /scale, verbs /scale lacks.
+    let missing = format!("{DEPLOY}/nope/scale");
+    assert_status(&api.get(&missing).await, 404, "NotFound", "\"nope\" not found");
+    let missing_body =
+        json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "nope"}, "spec": {"replicas": 2}});
+    assert_status(&api.put(&missing, &missing_body).await, 404, "NotFound", "\"nope\" not found");
+    let missing_patch = api.patch(&missing, "application/merge-patch+json", r#"{"spec":{"replicas":2}}"#).await;
+    assert_status(&missing_patch, 404, "NotFound", "\"nope\" not found");
+    assert_eq!(api.post(CM, &configmap("plain")).await.code, StatusCode::CREATED);
+    assert_status(&api.get(&format!("{CM}/plain/scale")).await, 404, "NotFound", "could not find");
+    let cm_patch =
+        api.patch(&format!("{CM}/plain/scale"), "application/merge-patch+json", r#"{"spec":{"replicas":2}}"#).await;
+    assert_status(&cm_patch, 404, "NotFound", "could not find");
+    assert_status(&api.delete(&scale_path, None).await, 405, "MethodNotAllowed", "does not allow");
+    assert_eq!(api.get(&web).await.body, current, "nothing else changed the deployment");
+}

@@ -600,8 +600,8 @@ impl Context<'_> {
         new_scale: &(dyn Fn(Object) -> ApiResult<Object> + Send + Sync),
     ) -> ApiResult<Response> {
         let resource = self.resource().clone();
-        let updated = self
-            .guaranteed_update(name, preconditions, &|existing| {
+        let updated =
+            self.guaranteed_update(name, preconditions, &|existing| {
                 let object = resource.served(existing.clone());
                 let requested = new_scale(scale::from_deployment(&object)?)?;
                 let replicas = scale::requested_replicas(&requested)?;

@@ -91,7 +91,9 @@ pub fn selector_string(deployment: &Object) -> ApiResult<String> {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(values)) => values
                 .iter()
-                .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| bad(format!("a value of {key:?} is not a string"))))
+                .map(|v| {
+                    v.as_str().map(str::to_owned).ok_or_else(|| bad(format!("a value of {key:?} is not a string")))
+                })
                 .collect::<ApiResult<_>>()?,
             Some(_) => return Err(bad(format!("the values of {key:?} are not a list"))),
         };
@@ -268,9 +270,11 @@ mod tests {
             ],
         }}}));
         assert_eq!(selector_string(&d).expect("selector"), "app=web,!canary,env notin (ci,dev),tier in (a,b),zone");
-        let bad_op = deployment(json!({"spec": {"selector": {"matchExpressions": [{"key": "a", "operator": "Near"}]}}}));
+        let bad_op =
+            deployment(json!({"spec": {"selector": {"matchExpressions": [{"key": "a", "operator": "Near"}]}}}));
         assert_eq!(selector_string(&bad_op).expect_err("bad operator").code, 400);
-        let no_values = deployment(json!({"spec": {"selector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}}));
+        let no_values =
+            deployment(json!({"spec": {"selector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}}));
         assert_eq!(selector_string(&no_values).expect_err("In without values").code, 400);
         let bad_key = deployment(json!({"spec": {"selector": {"matchLabels": {"-a": "b"}}}}));
         assert_eq!(selector_string(&bad_key).expect_err("invalid key").code, 400);
