@@ -235,6 +235,25 @@ fn apply_twice_creates_then_updates() {
         assert!(out.contains("configmap/ssa serverside-applied"), "{out}");
         assert_eq!(k.json(&["get", "cm", "ssa"])["data"]["value"], value);
     }
+
+    // kubectl scale goes through the deployments/scale subresource (in this test to spare
+    // a server start).
+    let api = DEPLOYMENT.replace("web", "api");
+    assert!(k.ok_stdin(&["apply", "-f", "-"], Some(&api)).contains("deployment.apps/api created"));
+    let scaled = k.run_with_stdin(&["scale", "deployment", "api", "--replicas=3", "-v=6"], None);
+    let (stdout, stderr) = (String::from_utf8_lossy(&scaled.stdout), String::from_utf8_lossy(&scaled.stderr));
+    assert!(scaled.status.success() && stdout.contains("deployment.apps/api scaled"), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("PATCH") && stderr.contains("/deployments/api/scale 200"),
+        "kubectl patched the scale subresource:\n{stderr}"
+    );
+    assert_eq!(k.ok(&["get", "deployment", "api", "-o", "jsonpath={.spec.replicas}"]), "3");
+    let precondition = k.fails(&["scale", "deployment", "api", "--current-replicas=2", "--replicas=5"], None);
+    assert!(precondition.contains("Expected replicas to be 2, was 3"), "{precondition}");
+    assert_eq!(k.ok(&["get", "deployment", "api", "-o", "jsonpath={.spec.replicas}"]), "3");
+    let scaled = k.json(&["get", "deployment", "api"]);
+    assert_eq!(scaled["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.25", "{scaled}");
+    assert_eq!(scaled["spec"]["selector"]["matchLabels"]["app"], "api", "{scaled}");
 }
 
 #[test]
