@@ -9,7 +9,8 @@
 //!  HTTP (axum) ── server: routes, health, metrics, graceful shutdown
 //!     │
 //!     ├─ discovery: /version /api /apis ... (what kubectl maps kinds with)
-//!     └─ handlers: create/get/list/watch/update/patch/delete per resource
+//!     └─ handlers: create/get/list/watch/update/patch/delete per resource, and the
+//!           │ status and scale (autoscaling/v1 Scale of deployments) subresources
 //!           │ patch (merge, JSON, strategic), watch (chunked event stream),
 //!           │ table (kubectl's server-side printing), status (kube Status errors)
 //!           ▼

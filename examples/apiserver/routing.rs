@@ -32,7 +32,7 @@ pub struct ResourcePath {
     pub namespace: String,
     /// The object name (None for the collection).
     pub name: Option<String>,
-    /// A subresource (`status`).
+    /// A subresource (`status`, `scale`).
     pub subresource: Option<String>,
     /// The legacy `/watch/` path form.
     pub watch_path: bool,
