@@ -816,4 +816,27 @@ async fn scale_subresource_reads_and_writes_only_spec_replicas() {
     assert_status(&cm_patch, 404, "NotFound", "could not find");
     assert_status(&api.delete(&scale_path, None).await, 405, "MethodNotAllowed", "does not allow");
     assert_eq!(api.get(&web).await.body, current, "nothing else changed the deployment");
+
+    // Scale writes racing label writes on the same deployment: neither loses the other's.
+    let scale_writes = async {
+        for replicas in 1..=12 {
+            let body = format!(r#"{{"spec":{{"replicas":{replicas}}}}}"#);
+            let reply = api.patch(&scale_path, "application/merge-patch+json", &body).await;
+            assert_eq!(reply.code, StatusCode::OK, "{}", reply.body);
+        }
+    };
+    let label_writes = async {
+        for i in 0..12 {
+            let body = format!(r#"{{"metadata":{{"labels":{{"race-{i}":"yes"}}}}}}"#);
+            let reply = api.patch(&web, "application/merge-patch+json", &body).await;
+            assert_eq!(reply.code, StatusCode::OK, "{}", reply.body);
+        }
+    };
+    tokio::join!(scale_writes, label_writes);
+    let raced = api.get(&web).await.body;
+    assert_eq!(raced["spec"]["replicas"], 12, "{raced}");
+    for i in 0..12 {
+        assert_eq!(raced["metadata"]["labels"][format!("race-{i}")], "yes", "label race-{i} kept: {raced}");
+    }
+    assert_eq!(raced["spec"]["template"], before["spec"]["template"]);
 }
