@@ -6,6 +6,7 @@
 //! `guaranteed_update` then rewrites it (key rotation / storage migration). The
 //! authenticated data is the full backend key, binding a ciphertext to its key.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -16,11 +17,12 @@ pub const ENCRYPTED_PREFIX: &[u8] = b"k8s:enc:";
 
 /// Transforms stored values. Implementations must be cheap to call concurrently.
 pub trait Transformer: Send + Sync + fmt::Debug + 'static {
-    /// Decodes stored bytes. Returns the plain bytes and whether they are stale (written by a
+    /// Decodes stored bytes. Returns the plain bytes (borrowed from `data` when they are stored
+    /// as they are, e.g. by the identity transformer) and whether they are stale (written by a
     /// provider other than the primary one).
     ///
     /// Errors: [`Error::Internal`] when no provider can read the data.
-    fn transform_from_storage(&self, data: &[u8], authenticated_data: &[u8]) -> Result<(Vec<u8>, bool)>;
+    fn transform_from_storage<'a>(&self, data: &'a [u8], authenticated_data: &[u8]) -> Result<(Cow<'a, [u8]>, bool)>;
 
     /// Encodes plain bytes for storage with the primary provider.
     fn transform_to_storage(&self, data: &[u8], authenticated_data: &[u8]) -> Result<Vec<u8>>;
@@ -35,11 +37,11 @@ pub type DynTransformer = Arc<dyn Transformer>;
 pub struct IdentityTransformer;
 
 impl Transformer for IdentityTransformer {
-    fn transform_from_storage(&self, data: &[u8], _authenticated_data: &[u8]) -> Result<(Vec<u8>, bool)> {
+    fn transform_from_storage<'a>(&self, data: &'a [u8], _authenticated_data: &[u8]) -> Result<(Cow<'a, [u8]>, bool)> {
         if data.starts_with(ENCRYPTED_PREFIX) {
             return Err(Error::internal("identity transformer tried to read encrypted data"));
         }
-        Ok((data.to_vec(), false))
+        Ok((Cow::Borrowed(data), false))
     }
 
     fn transform_to_storage(&self, data: &[u8], _authenticated_data: &[u8]) -> Result<Vec<u8>> {
@@ -54,7 +56,7 @@ mod tests {
     #[test]
     fn identity_refuses_encrypted_data() {
         let t = IdentityTransformer;
-        assert_eq!(t.transform_from_storage(b"{}", b"k"), Ok((b"{}".to_vec(), false)));
+        assert_eq!(t.transform_from_storage(b"{}", b"k"), Ok((Cow::Borrowed(&b"{}"[..]), false)));
         assert!(t.transform_from_storage(b"k8s:enc:aesgcm:v1:key1:xxx", b"k").is_err());
     }
 }

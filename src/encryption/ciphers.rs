@@ -9,6 +9,7 @@
 //!
 //! Decryption failures are [`Error::Internal`]; nothing here panics on bad input.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use aes_gcm::aead::consts::U12;
@@ -73,7 +74,7 @@ impl AesGcmTransformer {
 }
 
 impl Transformer for AesGcmTransformer {
-    fn transform_from_storage(&self, data: &[u8], authenticated_data: &[u8]) -> Result<(Vec<u8>, bool)> {
+    fn transform_from_storage<'a>(&self, data: &'a [u8], authenticated_data: &[u8]) -> Result<(Cow<'a, [u8]>, bool)> {
         if data.len() < GCM_NONCE_SIZE {
             return Err(short_data());
         }
@@ -86,7 +87,7 @@ impl Transformer for AesGcmTransformer {
             GcmCipher::Aes256(c) => c.decrypt(nonce, payload),
         }
         .map_err(|_| Error::internal("cipher: message authentication failed"))?;
-        Ok((plain, false))
+        Ok((Cow::Owned(plain), false))
     }
 
     fn transform_to_storage(&self, data: &[u8], authenticated_data: &[u8]) -> Result<Vec<u8>> {
@@ -151,7 +152,7 @@ where
 }
 
 impl Transformer for AesCbcTransformer {
-    fn transform_from_storage(&self, data: &[u8], _authenticated_data: &[u8]) -> Result<(Vec<u8>, bool)> {
+    fn transform_from_storage<'a>(&self, data: &'a [u8], _authenticated_data: &[u8]) -> Result<(Cow<'a, [u8]>, bool)> {
         if data.len() < CBC_BLOCK_SIZE {
             return Err(short_data());
         }
@@ -164,7 +165,7 @@ impl Transformer for AesCbcTransformer {
             24 => cbc_decrypt::<aes::Aes192>(&self.key, iv, ciphertext),
             _ => cbc_decrypt::<aes::Aes256>(&self.key, iv, ciphertext),
         }?;
-        Ok((plain, false))
+        Ok((Cow::Owned(plain), false))
     }
 
     fn transform_to_storage(&self, data: &[u8], _authenticated_data: &[u8]) -> Result<Vec<u8>> {
@@ -207,7 +208,7 @@ impl SecretboxTransformer {
 }
 
 impl Transformer for SecretboxTransformer {
-    fn transform_from_storage(&self, data: &[u8], _authenticated_data: &[u8]) -> Result<(Vec<u8>, bool)> {
+    fn transform_from_storage<'a>(&self, data: &'a [u8], _authenticated_data: &[u8]) -> Result<(Cow<'a, [u8]>, bool)> {
         if data.len() < SECRETBOX_NONCE_SIZE {
             return Err(short_data());
         }
@@ -216,7 +217,7 @@ impl Transformer for SecretboxTransformer {
             .cipher
             .decrypt(crypto_secretbox::Nonce::from_slice(nonce), sealed)
             .map_err(|_| Error::internal("output array was not large enough for encryption"))?;
-        Ok((plain, false))
+        Ok((Cow::Owned(plain), false))
     }
 
     fn transform_to_storage(&self, data: &[u8], _authenticated_data: &[u8]) -> Result<Vec<u8>> {
@@ -265,7 +266,11 @@ mod tests {
                 if plain.len() >= 8 {
                     assert!(!a.windows(plain.len()).any(|w| w == plain), "{t:?}: plaintext visible");
                 }
-                assert_eq!(t.transform_from_storage(&a, KEY).expect("decrypt"), (plain.to_vec(), false), "{t:?}");
+                assert_eq!(
+                    t.transform_from_storage(&a, KEY).expect("decrypt"),
+                    (plain.to_vec().into(), false),
+                    "{t:?}"
+                );
             }
         }
     }
@@ -284,12 +289,12 @@ mod tests {
         let t = AesGcmTransformer::new(key).expect("gcm");
         assert_eq!(
             t.transform_from_storage(&gcm, b"/registry/secrets/default/s").expect("gcm"),
-            (plain.clone(), false)
+            (plain.clone().into(), false)
         );
         assert!(t.transform_from_storage(&gcm, b"/registry/secrets/default/x").is_err(), "AAD is the key");
         let cbc = unhex("101112131415161718191a1b1c1d1e1f5fe59a47859d02ffd8668cb863d4b05604f2efa3a566fa209823b1fba34d1d0dff28bfcbc31a6734e8fa11322de258b8");
         let t = AesCbcTransformer::new(&key[..16]).expect("cbc");
-        assert_eq!(t.transform_from_storage(&cbc, b"ignored").expect("cbc"), (plain, false));
+        assert_eq!(t.transform_from_storage(&cbc, b"ignored").expect("cbc"), (plain.into(), false));
     }
 
     #[test]

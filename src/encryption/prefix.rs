@@ -1,6 +1,7 @@
 //! `PrefixTransformers`: the first transformer writes, every transformer whose prefix
 //! matches may read (Kubernetes `value.NewPrefixTransformers`).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -76,7 +77,7 @@ pub fn encryption_prefix_of(data: &[u8]) -> Option<String> {
 }
 
 impl Transformer for PrefixTransformers {
-    fn transform_from_storage(&self, data: &[u8], authenticated_data: &[u8]) -> Result<(Vec<u8>, bool)> {
+    fn transform_from_storage<'a>(&self, data: &'a [u8], authenticated_data: &[u8]) -> Result<(Cow<'a, [u8]>, bool)> {
         let mut errors = Vec::new();
         for (index, candidate) in self.transformers.iter().enumerate() {
             let Some(payload) = data.strip_prefix(candidate.prefix.as_slice()) else {

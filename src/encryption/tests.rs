@@ -35,14 +35,14 @@ fn first_provider_writes_with_its_prefix_and_all_read() {
     let t = transformers.transformer_for_resource(&GroupResource::core("secrets"));
     let stored = t.transform_to_storage(b"plain", AAD).expect("write");
     assert!(stored.starts_with(b"k8s:enc:aesgcm:v1:new:"), "{:?}", String::from_utf8_lossy(&stored));
-    assert_eq!(t.transform_from_storage(&stored, AAD).expect("read"), (b"plain".to_vec(), false));
+    assert_eq!(t.transform_from_storage(&stored, AAD).expect("read"), (b"plain".to_vec().into(), false));
     // Data written by a later key/provider reads as stale.
     let old = AesGcmTransformer::new(b"1234567890123456").expect("old");
     let mut by_old = b"k8s:enc:aesgcm:v1:old:".to_vec();
     by_old.extend(old.transform_to_storage(b"older", AAD).expect("enc"));
-    assert_eq!(t.transform_from_storage(&by_old, AAD).expect("read old"), (b"older".to_vec(), true));
+    assert_eq!(t.transform_from_storage(&by_old, AAD).expect("read old"), (b"older".to_vec().into(), true));
     // Plaintext is read by identity, stale.
-    assert_eq!(t.transform_from_storage(b"{}", AAD).expect("plain"), (b"{}".to_vec(), true));
+    assert_eq!(t.transform_from_storage(b"{}", AAD).expect("plain"), (b"{}".to_vec().into(), true));
 }
 
 #[test]
@@ -56,7 +56,7 @@ fn identity_first_migrates_away_from_encryption() {
     let cbc = AesCbcTransformer::new(b"12345678901234567890123456789012").expect("cbc");
     let mut stored = b"k8s:enc:aescbc:v1:k:".to_vec();
     stored.extend(cbc.transform_to_storage(b"secret", AAD).expect("enc"));
-    assert_eq!(t.transform_from_storage(&stored, AAD).expect("read"), (b"secret".to_vec(), true));
+    assert_eq!(t.transform_from_storage(&stored, AAD).expect("read"), (b"secret".to_vec().into(), true));
 }
 
 #[test]

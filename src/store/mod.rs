@@ -7,6 +7,7 @@
 //! authenticated data), and every write is a conditional write on the key's `mod_revision`.
 //! An object's resourceVersion is its `mod_revision`; it is never persisted.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -152,19 +153,30 @@ impl Store {
 
     /// Transforms and decodes a stored value; the object gets RV = `mod_revision`.
     fn decode_kv(&self, kv: &KeyValue) -> Result<State> {
-        let (data, stale) = self
-            .inner
+        let (data, stale) = self.transform_from_storage(kv)?;
+        let object = self.decode_data(kv, &data)?;
+        Ok(State { object, data: data.into_owned(), revision: kv.mod_revision, stale })
+    }
+
+    /// [`Store::decode_kv`]'s object alone (no copy of the plain bytes when they are stored
+    /// as they are).
+    fn decode_object(&self, kv: &KeyValue) -> Result<Object> {
+        let (data, _) = self.transform_from_storage(kv)?;
+        self.decode_data(kv, &data)
+    }
+
+    fn transform_from_storage<'a>(&self, kv: &'a KeyValue) -> Result<(Cow<'a, [u8]>, bool)> {
+        self.inner
             .config
             .transformer
             .transform_from_storage(&kv.value, kv.key.as_bytes())
-            .map_err(|e| Error::internal(format!("unable to transform key {:?}: {e}", kv.key)))?;
-        let mut object = self.inner.config.codec.decode(&data)?;
-        object.metadata.resource_version = format_resource_version(kv.mod_revision);
-        Ok(State { object, data, revision: kv.mod_revision, stale })
+            .map_err(|e| Error::internal(format!("unable to transform key {:?}: {e}", kv.key)))
     }
 
-    fn decode_object(&self, kv: &KeyValue) -> Result<Object> {
-        self.decode_kv(kv).map(|state| state.object)
+    fn decode_data(&self, kv: &KeyValue, data: &[u8]) -> Result<Object> {
+        let mut object = self.inner.config.codec.decode(data)?;
+        object.metadata.resource_version = format_resource_version(kv.mod_revision);
+        Ok(object)
     }
 
     /// The state of an object handed in as a suggestion (`cachedExistingObject`).

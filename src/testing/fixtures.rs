@@ -491,11 +491,15 @@ impl PrefixTransformer {
 }
 
 impl crate::transformer::Transformer for PrefixTransformer {
-    fn transform_from_storage(&self, data: &[u8], authenticated_data: &[u8]) -> crate::Result<(Vec<u8>, bool)> {
+    fn transform_from_storage<'a>(
+        &self,
+        data: &'a [u8],
+        authenticated_data: &[u8],
+    ) -> crate::Result<(std::borrow::Cow<'a, [u8]>, bool)> {
         self.record(authenticated_data);
         for prefix in &self.read {
             if let Some(rest) = data.strip_prefix(prefix.as_slice()) {
-                return Ok((rest.to_vec(), *prefix != self.write));
+                return Ok((std::borrow::Cow::Borrowed(rest), *prefix != self.write));
             }
         }
         Err(Error::internal("the value carries no known prefix"))
