@@ -296,19 +296,13 @@ where
         let key = self.key(namespace, name)?;
         let mut try_update = |current: Object, _: ResponseMeta| {
             let updated = to_object(&update(from_object(&key, current)?)?)?;
-            if updated.metadata.namespace != namespace {
-                return Err(Error::invalid(
-                    "metadata.namespace",
-                    updated.metadata.namespace,
-                    format!("may not be changed by an update of {key}"),
-                ));
-            }
-            if updated.metadata.name != name {
-                return Err(Error::invalid(
-                    "metadata.name",
-                    updated.metadata.name,
-                    format!("may not be changed by an update of {key}"),
-                ));
+            let meta = &updated.metadata;
+            for (field, now, was) in
+                [("metadata.namespace", &meta.namespace, namespace), ("metadata.name", &meta.name, name)]
+            {
+                if now != was {
+                    return Err(Error::invalid(field, now, format!("may not be changed by an update of {key}")));
+                }
             }
             Ok((updated, None))
         };

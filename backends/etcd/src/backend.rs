@@ -177,9 +177,14 @@ impl EtcdBackend {
     /// `key_prefix` is not applied, and calls made through it have no timeout or failover.
     /// The connection is made lazily: while etcd is unreachable, calls through it fail.
     ///
-    /// Errors: [`Error::Unavailable`] when the client cannot be set up, [`Error::Timeout`].
+    /// Errors: [`Error::Unavailable`] when no member's client can be set up, [`Error::Timeout`].
     pub async fn kv_client(&self) -> Result<etcd_client::KvClient> {
-        Ok(self.cluster.preferred_clients().await?.kv.clone())
+        self.cluster
+            .call("connect", Idempotence::Read, 0, |c| {
+                let kv = c.kv.clone();
+                async move { Ok(kv) }
+            })
+            .await
     }
 
     /// The largest value a put accepts for `key` (etcd's request size limit minus room for

@@ -128,18 +128,6 @@ impl Cluster {
             .await
     }
 
-    /// The clients of the preferred member, set up within the call timeout if needed.
-    ///
-    /// Errors: [`Error::Unavailable`] when they cannot be set up, [`Error::Timeout`].
-    pub(crate) async fn preferred_clients(&self) -> Result<&Clients> {
-        let index = self.preferred.load(Ordering::Relaxed) % self.members.len();
-        match tokio::time::timeout(self.timeout, self.clients(index)).await {
-            Ok(Ok(clients)) => Ok(clients),
-            Ok(Err(error)) => Err(Error::unavailable(format!("etcd member {}: {error}", self.members[index].url))),
-            Err(_) => Err(self.timed_out("connect", None)),
-        }
-    }
-
     /// Runs `op` against the preferred member within the call timeout, failing over and
     /// retrying as described in the module docs. `requested` is the revision the call asks
     /// for (used in compacted / future-revision errors).

@@ -491,14 +491,20 @@ impl Core {
         })
     }
 
-    /// Flushes (in Immediate mode) and publishes every write the flush made durable.
+    /// In Immediate mode, [`Core::flush_and_publish`]; in Periodic mode nothing (sled
+    /// flushes in the background).
     fn flush_blocking(&self) -> Result<()> {
         if self.flusher.is_some() {
-            let applied = self.applied.load(Ordering::SeqCst);
-            self.db.flush().map_err(sled_error)?;
-            self.publish_through(applied)?;
+            self.flush_and_publish()?;
         }
         Ok(())
+    }
+
+    /// Flushes everything applied so far and publishes what the flush made durable.
+    fn flush_and_publish(&self) -> Result<()> {
+        let applied = self.applied.load(Ordering::SeqCst);
+        self.db.flush().map_err(sled_error)?;
+        self.publish_through(applied)
     }
 
     /// Events of `[start, end)` with revisions in `from..=until`, reading at most `chunk`
@@ -758,12 +764,7 @@ impl SledBackend {
     /// Errors: [`Error::Unavailable`] when the flush fails.
     pub async fn flush(&self) -> Result<()> {
         let core = self.core.clone();
-        blocking(move || {
-            let applied = core.applied.load(Ordering::SeqCst);
-            core.db.flush().map_err(sled_error)?;
-            core.publish_through(applied)
-        })
-        .await
+        blocking(move || core.flush_and_publish()).await
     }
 
     /// Deletes the keys whose TTL has passed now, without waiting for the maintenance thread.

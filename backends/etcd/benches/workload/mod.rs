@@ -20,7 +20,7 @@ use apistore_etcd_harness::{ClusterConfig, EtcdCluster};
 use etcd_client::{CompactionOptions, Compare, CompareOp, DeleteOptions, GetOptions as RawGet, KvClient, Txn, TxnOp};
 use futures::future::join_all;
 use tokio::runtime::Runtime;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OnceCell};
 
 /// Objects in the list benchmark.
 pub const LIST_SIZE: usize = 10_000;
@@ -57,8 +57,9 @@ pub struct Setup {
     _etcd: EtcdCluster,
     pub runtime: Runtime,
     raw: KvClient,
-    /// A raw client on a connection of its own (only for the A/A comparison).
-    other_connection: KvClient,
+    /// A raw client on a connection of its own, made on first use (only for the A/A
+    /// comparison).
+    other_connection: OnceCell<KvClient>,
     store: Store,
     counter: AtomicU64,
     get_names: Vec<String>,
@@ -96,22 +97,21 @@ impl Setup {
         let etcd = EtcdCluster::start(config).unwrap_or_else(|e| panic!("cannot start etcd: {e}"));
         let runtime =
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-        let (raw, other_connection, store) = runtime.block_on(async {
+        let (raw, store) = runtime.block_on(async {
             let mut options = EtcdOptions::new(etcd.endpoints());
             options.compaction_interval_secs = 0;
             options.timeout_ms = 30_000;
             let backend = Arc::new(EtcdBackend::new(options).expect("backend"));
             // The raw side uses the backend's own gRPC connection (see the module docs).
             let raw = backend.kv_client().await.expect("raw client");
-            let other_connection = etcd_client::Client::connect(etcd.endpoints(), None).await.expect("raw client");
             let backend: Arc<dyn KvBackend> = backend;
-            (raw, other_connection.kv_client(), Store::new(backend, StoreConfig::new("pods")).expect("store"))
+            (raw, Store::new(backend, StoreConfig::new("pods")).expect("store"))
         });
         let mut setup = Setup {
             _etcd: etcd,
             runtime,
             raw,
-            other_connection,
+            other_connection: OnceCell::new(),
             store,
             counter: AtomicU64::new(0),
             get_names: (0..64).map(|i| format!("g{i}")).collect(),
@@ -215,7 +215,11 @@ impl Setup {
     /// A/A comparison that shows what the connection alone changes.
     #[allow(dead_code)] // used by one of the two bench targets
     pub async fn raw_create_other_connection(&self, n: usize) {
-        self.raw_create_on(&self.other_connection, n).await
+        let connect = || async {
+            let client = etcd_client::Client::connect(self._etcd.endpoints(), None).await.expect("raw client");
+            client.kv_client()
+        };
+        self.raw_create_on(self.other_connection.get_or_init(connect).await, n).await
     }
 
     async fn raw_create_on(&self, client: &KvClient, n: usize) {
