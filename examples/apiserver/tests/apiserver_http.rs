@@ -2,13 +2,13 @@
 //! makes it panic or lose data — every bad request gets a 4xx `Status` with a clear message
 //! and the stored objects stay as they were.
 
-mod apiserver_support;
+mod support;
 
 use std::time::Duration;
 
-use apiserver_support::Server;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
+use support::Server;
 
 const CM: &str = "/api/v1/namespaces/default/configmaps";
 
@@ -491,7 +491,7 @@ short_names = ["ct"]
     )
     .expect("config");
     let mut args = vec!["--config", path.to_str().expect("utf-8 path")];
-    let backend = apiserver_support::test_backend();
+    let backend = support::test_backend();
     if let Some(backend) = &backend {
         args.extend(["--backend", backend.as_str()]);
     }
@@ -613,7 +613,7 @@ async fn restart_keeps_sled_data_and_config_mixes_backends() {
     let unknown = tempfile::tempdir().expect("config dir");
     let bad = unknown.path().join("bad.toml");
     std::fs::write(&bad, "[storage.backend]\ntype = \"nosuch\"\n").expect("config");
-    let output = std::process::Command::new(apiserver_support::server_binary())
+    let output = std::process::Command::new(support::server_binary())
         .args(["--listen", "127.0.0.1:0", "--config", bad.to_str().expect("utf-8")])
         .output()
         .expect("run the server with a bad config");

@@ -3,9 +3,11 @@
 //! stops it (SIGTERM, then SIGKILL) when dropped.
 #![allow(dead_code)]
 
+pub mod kubectl;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,38 +17,10 @@ pub fn test_backend() -> Option<String> {
     std::env::var("APISERVER_TEST_BACKEND").ok().filter(|b| !b.is_empty())
 }
 
-/// The example binary (`target/<profile>/examples/apiserver`), built once per test process
-/// with the same profile as the tests (`cargo test --test X` does not build examples, so a
-/// stale binary would otherwise be tested).
+/// The server binary cargo built for this test (`CARGO_BIN_EXE_apiserver`: same profile and
+/// features as the test).
 pub fn server_binary() -> PathBuf {
-    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            let exe = std::env::current_exe().expect("path of the test binary");
-            let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile> directory").to_path_buf();
-            let mut command = Command::new(env!("CARGO"));
-            command.args(["build", "--quiet", "--example", "apiserver"]).current_dir(env!("CARGO_MANIFEST_DIR"));
-            if profile_dir.file_name().is_some_and(|n| n == "release") {
-                command.arg("--release");
-            }
-            // Same features as this test build, so cargo reuses what it just built.
-            let features: Vec<&str> = [("testing", cfg!(feature = "testing")), ("etcd", cfg!(feature = "etcd"))]
-                .into_iter()
-                .filter_map(|(name, on)| on.then_some(name))
-                .collect();
-            if !features.is_empty() {
-                command.args(["--features", &features.join(",")]);
-            }
-            if let Some(target_dir) = profile_dir.parent() {
-                command.env("CARGO_TARGET_DIR", target_dir);
-            }
-            let status = command.status().expect("running cargo build --example apiserver");
-            assert!(status.success(), "cargo build --example apiserver failed");
-            let binary = profile_dir.join("examples").join(format!("apiserver{}", std::env::consts::EXE_SUFFIX));
-            assert!(binary.exists(), "the apiserver example binary is missing at {}", binary.display());
-            binary
-        })
-        .clone()
+    PathBuf::from(env!("CARGO_BIN_EXE_apiserver"))
 }
 
 /// A free loopback port (bound and released; the server binds it right after).

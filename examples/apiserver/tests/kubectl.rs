@@ -3,113 +3,14 @@
 //! Needs `kubectl` on PATH (or `KUBECTL=/path/to/kubectl`); fails with a clear message
 //! otherwise. Each test starts its own server on a free loopback port.
 
-mod apiserver_support;
+mod support;
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use apiserver_support::Server;
 use serde_json::Value;
-
-fn kubectl_binary() -> PathBuf {
-    let binary = std::env::var("KUBECTL").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("kubectl"));
-    match Command::new(&binary).args(["version", "--client"]).output() {
-        Ok(out) if out.status.success() => binary,
-        Ok(out) => {
-            panic!("kubectl at {binary:?} does not work ({}): {}", out.status, String::from_utf8_lossy(&out.stderr))
-        }
-        Err(e) => panic!(
-            "these tests need kubectl: {binary:?} could not be run ({e}). Install kubectl (e.g. Debian's \
-             kubernetes-client or a release binary) or point KUBECTL at one."
-        ),
-    }
-}
-
-/// kubectl with only `--server`, an empty kubeconfig and a private cache directory.
-struct Kubectl {
-    binary: PathBuf,
-    server: String,
-    home: tempfile::TempDir,
-}
-
-impl Kubectl {
-    fn new(server: &Server) -> Self {
-        Kubectl {
-            binary: kubectl_binary(),
-            server: server.url.clone(),
-            home: tempfile::tempdir().expect("kubectl home"),
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(&self.binary);
-        command
-            .arg("--server")
-            .arg(&self.server)
-            .args(args)
-            .env("HOME", self.home.path())
-            .env("KUBECONFIG", self.home.path().join("no-kubeconfig"))
-            .env_remove("KUBERNETES_SERVICE_HOST");
-        command
-    }
-
-    fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("running kubectl");
-        if let Some(input) = stdin {
-            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("writing kubectl stdin");
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().expect("kubectl output")
-    }
-
-    /// Runs kubectl and returns stdout; panics with stderr on failure.
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_stdin(args, None)
-    }
-
-    fn ok_stdin(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run_with_stdin(args, stdin);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed ({}):\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Runs kubectl expecting failure; returns stderr.
-    fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run_with_stdin(args, stdin);
-        assert!(
-            !out.status.success(),
-            "kubectl {args:?} unexpectedly succeeded: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut full = args.to_vec();
-        full.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&full)).expect("kubectl -o json output is JSON")
-    }
-}
-
-fn write_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
-    let path = dir.path().join(name);
-    std::fs::write(&path, text).expect("writing manifest");
-    path.to_string_lossy().into_owned()
-}
+use support::kubectl::{write_file, Kubectl};
+use support::Server;
 
 const CONFIGMAP: &str = "apiVersion: v1
 kind: ConfigMap
@@ -408,40 +309,6 @@ fn namespaces_secrets_and_events() {
     k.ok(&["create", "namespace", "team-b"]);
     let empty = k.run_with_stdin(&["get", "secrets", "-n", "team-b", "-o", "name"], None);
     assert!(String::from_utf8_lossy(&empty.stdout).trim().is_empty());
-}
-
-#[cfg(not(feature = "etcd"))]
-#[test]
-fn etcd_backend_through_kube_storage_flags() {
-    panic!(
-        "this test needs the `etcd` feature: run ./scripts/test, or `cargo test --features etcd` \
-         after `apt-get install protobuf-compiler etcd-server etcd-client`"
-    );
-}
-
-#[cfg(feature = "etcd")]
-#[test]
-fn etcd_backend_through_kube_storage_flags() {
-    let mut etcd = apistore_etcd_harness::EtcdCluster::single().expect("a real etcd (Debian etcd-server) must start");
-    let endpoints = etcd.endpoints().join(",");
-    let server = Server::start(&["--etcd-servers", &endpoints]);
-    assert!(server.log_text().contains("storage: etcd3"), "{}", server.log_text());
-    let k = Kubectl::new(&server);
-    k.ok_stdin(&["apply", "-f", "-"], Some(CONFIGMAP));
-    k.ok(&["label", "cm", "demo", "backend=etcd"]);
-    let object = k.json(&["get", "cm", "demo"]);
-    assert_eq!(object["metadata"]["labels"]["backend"], "etcd");
-    // The object is in etcd under kube-apiserver's key layout.
-    let endpoint = etcd.endpoint(0);
-    let out = Command::new("etcdctl")
-        .args(["--endpoints", endpoint.as_str(), "get", "/registry/configmaps/default/demo", "--print-value-only"])
-        .env("ETCDCTL_API", "3")
-        .output()
-        .expect("etcdctl");
-    let stored = String::from_utf8_lossy(&out.stdout);
-    assert!(stored.contains("\"greeting\":\"hello\"") && stored.contains("\"backend\":\"etcd\""), "{stored}");
-    drop(server);
-    etcd.stop(0);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! A Kubernetes-compatible API server over apistore, driven by kubectl.
 //!
 //! ```text
-//! cargo run --release --example apiserver            # sled under ./apistore-data, :8080
+//! cargo run --release -p apistore-apiserver            # sled under ./apistore-data, :8080
 //! kubectl --server http://127.0.0.1:8080 get ns
 //! ```
 //!

@@ -98,7 +98,7 @@ pub const DEFAULT_EVENT_TTL_SECONDS: u64 = 3600;
 pub const USAGE: &str = "\
 apiserver: a Kubernetes-compatible API server over apistore
 
-USAGE: cargo run --release --example apiserver -- [OPTIONS]
+USAGE: cargo run --release -p apistore-apiserver -- [OPTIONS]
 
 OPTIONS:
   --listen ADDR            listen address (default 127.0.0.1:8080)

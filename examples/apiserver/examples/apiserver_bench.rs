@@ -1,9 +1,9 @@
 //! Benchmark of the example API server through HTTP.
 //!
 //! ```text
-//! cargo build --release --examples
-//! cargo run --release --example apiserver_bench -- [--backend sled] [--creates 10000] [--clients 16]
-//! cargo run --release --example apiserver_bench -- --server http://127.0.0.1:8080   # a running server
+//! cargo build --release -p apistore-apiserver --bins --examples
+//! cargo run --release -p apistore-apiserver --example apiserver_bench -- [--backend sled] [--creates 10000] [--clients 16]
+//! cargo run --release -p apistore-apiserver --example apiserver_bench -- --server http://127.0.0.1:8080   # a running server
 //! ```
 //!
 //! 1. creates: `--creates` ConfigMaps POSTed by `--clients` concurrent clients → creates/s,
@@ -14,7 +14,7 @@
 //! 3. the same two workloads in process, straight through `apistore::Store` over the same
 //!    backend type (no HTTP, no JSON request bodies): the raw figures beside the server's.
 //!
-//! Without `--server` it starts `target/<profile>/examples/apiserver` on a free loopback
+//! Without `--server` it starts `target/<profile>/apiserver` on a free loopback
 //! port with a temporary data directory, and stops it at the end.
 
 use std::process::{Child, Command, Stdio};
@@ -73,9 +73,14 @@ impl Drop for Spawned {
 
 fn spawn_server(backend: &str) -> Result<(String, Spawned), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let binary = exe.with_file_name(format!("apiserver{}", std::env::consts::EXE_SUFFIX));
+    // target/<profile>/examples/apiserver_bench → target/<profile>/apiserver
+    let profile_dir = exe.parent().and_then(std::path::Path::parent).ok_or("no target/<profile> directory")?;
+    let binary = profile_dir.join(format!("apiserver{}", std::env::consts::EXE_SUFFIX));
     if !binary.exists() {
-        return Err(format!("{} is missing: run `cargo build --release --examples` first", binary.display()));
+        return Err(format!(
+            "{} is missing: run `cargo build --release -p apistore-apiserver --examples` first",
+            binary.display()
+        ));
     }
     let port =
         std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
