@@ -32,6 +32,8 @@ mod config;
 mod discovery;
 mod handlers;
 mod list_options;
+#[allow(dead_code)] // wired into the handlers by the server-side apply work
+mod managedfields;
 mod metrics;
 mod namespaces;
 mod patch;
@@ -41,6 +43,8 @@ mod scale;
 mod server;
 mod status;
 mod table;
+#[allow(dead_code)] // wired into the strategies
+mod validation;
 mod watch;
 
 fn main() {
