@@ -28,6 +28,7 @@ use apistore_sled as _;
 
 mod backend;
 mod clock;
+mod codec;
 mod config;
 mod discovery;
 mod handlers;
@@ -36,7 +37,9 @@ mod list_options;
 mod managedfields;
 mod metrics;
 mod namespaces;
+mod negotiation;
 mod patch;
+mod registry;
 mod resources;
 mod routing;
 mod scale;
@@ -45,7 +48,6 @@ mod status;
 mod table;
 #[allow(dead_code)] // wired into the strategies
 mod validation;
-mod watch;
 
 fn main() {
     let command = match config::parse(std::env::args().skip(1)) {

@@ -11,6 +11,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
+use tower::Layer;
 
 use crate::backend::StorageProvider;
 use crate::config::ServerConfig;
@@ -163,11 +164,14 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         config.storage.config.backend.backend,
         apistore::registry::names().join(", ")
     );
-    let serve = axum::serve(listener, router(app.clone())).with_graceful_shutdown(async move {
-        termination().await;
-        eprintln!("apiserver: shutting down: no new connections, finishing in-flight requests");
-        let _ = stop.send(true);
-    });
+    let service = tower::util::MapRequestLayer::new(routing::trim_trailing_slash).layer(router(app.clone()));
+    let serve = axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(service)).with_graceful_shutdown(
+        async move {
+            termination().await;
+            eprintln!("apiserver: shutting down: no new connections, finishing in-flight requests");
+            let _ = stop.send(true);
+        },
+    );
     let served = serve.await.map_err(|e| format!("serving: {e}"));
     poller.abort();
     let _ = poller.await;
