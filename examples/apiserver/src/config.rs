@@ -437,4 +437,159 @@ plural = "widgets"
         let err = parse(["--config".to_string(), path.to_string_lossy().into_owned()]).expect_err("unknown key");
         assert!(err.contains("unknown_key"), "{err}");
     }
+
+    fn flags(args: &[&str]) -> Flags {
+        Flags::try_parse_from(std::iter::once("apiserver").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn clap_parses_every_flag_in_kube_spelling() {
+        let all = flags(&[
+            "--listen=127.0.0.1:1",
+            "--data-dir",
+            "/d",
+            "--backend=memory",
+            "--config",
+            "/c.toml",
+            "--storage-config=/s.yaml",
+            "--event-ttl",
+            "30m",
+            "--etcd-servers=http://a:1,http://b:2",
+            "--etcd-servers",
+            "http://c:3",
+            "--etcd-servers-overrides=/events#http://e:1;http://e:2,apps/deployments#http://f:1",
+            "--storage-backend=etcd3",
+            "--etcd-prefix=/kube",
+            "--storage-media-type",
+            "application/yaml",
+            "--encryption-provider-config=/enc.yaml",
+            "--watch-cache=false",
+            "--watch-cache-sizes=pods#100,secrets#0",
+            "--watch-cache-sizes",
+            "nodes#5",
+            "--delete-collection-workers=3",
+            "--enable-garbage-collector=F",
+        ]);
+        assert_eq!(all.listen.as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(all.data_dir, Some(PathBuf::from("/d")));
+        assert_eq!(all.backend.as_deref(), Some("memory"));
+        assert_eq!(all.config, Some(PathBuf::from("/c.toml")));
+        assert_eq!(all.storage_config, Some(PathBuf::from("/s.yaml")));
+        assert_eq!(all.event_ttl, Some(1800));
+        assert_eq!(all.etcd_servers, ["http://a:1", "http://b:2", "http://c:3"]);
+        assert_eq!(all.etcd_servers_overrides, ["/events#http://e:1;http://e:2", "apps/deployments#http://f:1"]);
+        assert_eq!(all.storage_backend.as_deref(), Some("etcd3"));
+        assert_eq!(all.etcd_prefix.as_deref(), Some("/kube"));
+        assert_eq!(all.storage_media_type.as_deref(), Some("application/yaml"));
+        assert_eq!(all.encryption_provider_config, Some(PathBuf::from("/enc.yaml")));
+        assert_eq!(all.watch_cache, Some(false));
+        assert_eq!(all.watch_cache_sizes, ["pods#100", "secrets#0", "nodes#5"]);
+        assert_eq!(all.delete_collection_workers, Some(3));
+        assert_eq!(all.enable_garbage_collector, Some(false));
+        // Bare boolean flags are true, as in kube; single-valued flags: the last one wins.
+        let bare = flags(&["--watch-cache", "--enable-garbage-collector", "--etcd-prefix=/a", "--etcd-prefix=/b"]);
+        assert_eq!((bare.watch_cache, bare.enable_garbage_collector), (Some(true), Some(true)));
+        assert_eq!(bare.etcd_prefix.as_deref(), Some("/b"));
+        assert_eq!(flags(&["--watch-cache", "false"]).watch_cache, Some(false));
+        assert_eq!(flags(&[]).watch_cache, None);
+    }
+
+    #[test]
+    fn storage_flags_reach_the_storage_options() {
+        let config = serve(&[
+            "--etcd-servers=http://127.0.0.1:1",
+            "--etcd-servers=http://127.0.0.1:2",
+            "--etcd-prefix=/kube",
+            "--watch-cache=false",
+            "--watch-cache-sizes=pods#100",
+            "--etcd-servers-overrides=/events#http://127.0.0.1:3",
+        ]);
+        let storage = &config.storage.config;
+        assert_eq!(storage.backend.backend, "etcd3");
+        assert_eq!(
+            storage.backend.options["endpoints"],
+            serde_json::json!(["http://127.0.0.1:1", "http://127.0.0.1:2"])
+        );
+        assert_eq!(storage.prefix, "/kube");
+        assert!(!storage.watch_cache.enabled);
+        assert_eq!(storage.watch_cache.sizes, ["pods#100"]);
+        assert_eq!(storage.etcd_servers_overrides, ["/events#http://127.0.0.1:3"]);
+        // --backend applies before --storage-backend whatever their order.
+        assert_eq!(serve(&["--storage-backend=memory", "--backend=sled"]).storage.config.backend.backend, "memory");
+        assert!(serve(&["--watch-cache"]).storage.config.watch_cache.enabled);
+    }
+
+    #[test]
+    fn bad_flags_are_usage_errors() {
+        for bad in [
+            &["--nope"][..],
+            &["positional"],
+            &["--listen"],
+            &["--event-ttl"],
+            &["--event-ttl", "1d"],
+            &["--event-ttl=-1h"],
+            &["--watch-cache=maybe"],
+            &["--delete-collection-workers=-1"],
+            &["--help=yes"],
+        ] {
+            let args = std::iter::once("apiserver").chain(bad.iter().copied());
+            match parse_command_line(args) {
+                Err(ParseError::Usage(e)) => assert_eq!(e.exit_code(), 2, "{bad:?}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        // Flags that parse but make no valid config are the other kind of error.
+        let invalid = parse_command_line(["apiserver", "--listen", "nowhere"]);
+        assert!(matches!(invalid, Err(ParseError::Invalid(ref m)) if m.contains("nowhere")), "{invalid:?}");
+        assert!(matches!(parse(["-h".to_string()]), Ok(Command::Help)));
+    }
+
+    #[test]
+    fn help_lists_the_kube_flags() {
+        let text = help();
+        for flag in [
+            "--listen",
+            "--data-dir",
+            "--backend",
+            "--config",
+            "--storage-config",
+            "--event-ttl",
+            "--etcd-servers",
+            "--etcd-servers-overrides",
+            "--storage-backend",
+            "--etcd-prefix",
+            "--storage-media-type",
+            "--encryption-provider-config",
+            "--watch-cache",
+            "--watch-cache-sizes",
+            "--delete-collection-workers",
+            "--enable-garbage-collector",
+            "--help",
+        ] {
+            assert!(text.contains(&format!("{flag} ")) || text.contains(&format!("{flag}\n")), "{flag}: {text}");
+        }
+    }
+
+    #[test]
+    fn event_ttl_takes_kube_durations() {
+        for (text, seconds) in [
+            ("0", 0),
+            ("90", 90),
+            ("90s", 90),
+            ("30m", 1800),
+            ("1h", 3600),
+            ("1h30m", 5400),
+            ("2m5s", 125),
+            ("1500ms", 2),
+            ("1ns", 1),
+            ("2\u{3bc}s", 1),
+            ("0s", 0),
+        ] {
+            assert_eq!(parse_event_ttl(text), Ok(seconds), "{text}");
+        }
+        for bad in ["", "1d", "2w", "5m3", "h", "-1h", "1.5h", "1 hour", "forever", "18446744073709551616s"] {
+            assert!(parse_event_ttl(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -93,10 +93,19 @@ impl Metrics {
 mod tests {
     use super::*;
 
-    #[test]
-    fn one_registry_renders_request_and_storage_families() {
+    #[tokio::test]
+    async fn one_registry_renders_request_and_storage_families() {
+        use apistore::layer::StorageLayer;
+        use apistore::storage::{GetOptions, Storage};
+        use std::sync::Arc;
+
         let storage = StorageMetrics::new();
         let metrics = Metrics::with_storage(&storage);
+        let backend: Arc<dyn apistore::KvBackend> = Arc::new(apistore_memory::MemoryBackend::new());
+        let store: Arc<dyn Storage> =
+            Arc::new(apistore::Store::new(backend, apistore::StoreConfig::new("configmaps")).expect("store"));
+        let metered = storage.layer("configmaps").layer(store);
+        assert!(metered.get("/configmaps/ns/a", GetOptions::default()).await.is_err(), "not found");
         metrics.record("LIST", "configmaps", 200, Duration::from_millis(3));
         metrics.record("LIST", "configmaps", 200, Duration::from_secs(10));
         let text = metrics.render();
@@ -117,9 +126,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("apiserver_request_duration_seconds_count{verb=\"LIST\",resource=\"configmaps\"} 2\n"));
-        for family in ["apistore_request_duration_seconds", "apistore_requests", "apiserver_storage_objects"] {
-            assert!(text.contains(&format!("# TYPE {family} ")), "{family}: {text}");
-        }
+        assert!(text.contains("apistore_requests_total{operation=\"get\",resource=\"configmaps\"} 1\n"), "{text}");
+        assert!(text.contains("# TYPE apistore_request_duration_seconds histogram\n"), "{text}");
+        let error = "apistore_request_errors_total{operation=\"get\",reason=\"NotFound\",resource=\"configmaps\"} 1\n";
+        assert!(text.contains(error), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert_eq!(text.matches("# EOF").count(), 1, "{text}");
     }

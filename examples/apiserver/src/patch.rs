@@ -187,8 +187,23 @@ fn json_patch(mut target: Value, patch: Value) -> Result<Value, PatchError> {
             return Err(PatchError::Inapplicable("the root of the object cannot be replaced".into()));
         }
     }
-    json_patch::patch(&mut target, &patch.0).map_err(|e| PatchError::Inapplicable(e.to_string()))?;
+    json_patch::patch(&mut target, &patch.0).map_err(|e| PatchError::Inapplicable(json_patch_message(&patch, &e)))?;
     Ok(target)
+}
+
+/// The messages kube-apiserver's JSON patch library gives.
+fn json_patch_message(patch: &json_patch::Patch, error: &json_patch::PatchError) -> String {
+    use json_patch::{PatchErrorKind, PatchOperation};
+    match error.kind {
+        PatchErrorKind::TestFailed => format!("testing value {} failed", error.path),
+        PatchErrorKind::InvalidPointer => format!("the path {} does not exist", error.path),
+        PatchErrorKind::InvalidFromPointer => match patch.0.get(error.operation) {
+            Some(PatchOperation::Move(op)) => format!("the path {} does not exist", op.from),
+            Some(PatchOperation::Copy(op)) => format!("the path {} does not exist", op.from),
+            _ => error.to_string(),
+        },
+        _ => error.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -253,6 +268,7 @@ mod tests {
             br#"[{"op":"add","path":"/x/y","value":1}]"#,
             br#"[{"op":"replace","path":"","value":{}}]"#,
             br#"[{"op":"remove","path":""}]"#,
+            br#"[{"op":"move","from":"/a","path":"/a/b/c"}]"#,
         ] {
             let out = apply(PatchType::Json, doc.clone(), inapplicable);
             assert!(
@@ -261,6 +277,18 @@ mod tests {
                 String::from_utf8_lossy(inapplicable)
             );
         }
+    }
+
+    #[test]
+    fn json_patch_errors_read_like_kube() {
+        let doc = json!({"a": {"b": 1}});
+        let message = |patch: &[u8]| match apply(PatchType::Json, doc.clone(), patch) {
+            Err(PatchError::Inapplicable(message)) => message,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(message(br#"[{"op":"test","path":"/a/b","value":2}]"#), "testing value /a/b failed");
+        assert_eq!(message(br#"[{"op":"remove","path":"/a/x"}]"#), "the path /a/x does not exist");
+        assert_eq!(message(br#"[{"op":"copy","from":"/z","path":"/y"}]"#), "the path /z does not exist");
     }
 
     #[test]
