@@ -50,19 +50,18 @@ mod table;
 mod validation;
 
 fn main() {
-    let command = match config::parse(std::env::args().skip(1)) {
-        Ok(command) => command,
-        Err(message) => {
+    let config = match config::parse_command_line(std::env::args_os()) {
+        Ok(config::Command::Serve(config)) => *config,
+        Ok(config::Command::Help) => {
+            config::print_help();
+            return;
+        }
+        // clap's message on stderr, exit code 2.
+        Err(config::ParseError::Usage(e)) => e.exit(),
+        Err(config::ParseError::Invalid(message)) => {
             eprintln!("apiserver: {message}");
             std::process::exit(2);
         }
-    };
-    let config = match command {
-        config::Command::Help => {
-            print!("{}", config::USAGE);
-            return;
-        }
-        config::Command::Serve(config) => *config,
     };
     // Explicit registration: the fallback when a linker drops an `inventory` entry.
     apistore_sled::register();

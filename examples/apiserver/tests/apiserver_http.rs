@@ -408,6 +408,10 @@ async fn discovery_health_metrics_and_unknown_paths() {
     assert!(metrics.contains("apiserver_request_total{verb=\"LIST\",resource=\"configmaps\""), "{metrics}");
     assert!(metrics.contains("apiserver_request_duration_seconds_bucket"), "{metrics}");
     assert!(metrics.contains("apistore_requests_total{operation=\"list\",resource=\"configmaps\"}"), "{metrics}");
+    // One registry, one OpenMetrics exposition: both families, one `# EOF` at the end.
+    assert!(metrics.contains("# TYPE apistore_request_duration_seconds histogram\n"), "{metrics}");
+    assert!(metrics.contains("apiserver_storage_objects{resource=\"configmaps\"}"), "{metrics}");
+    assert!(metrics.ends_with("# EOF\n") && metrics.matches("# EOF").count() == 1, "{metrics}");
 }
 
 /// Reads watch events from a streaming response until `count` arrived.
