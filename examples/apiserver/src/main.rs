@@ -30,6 +30,7 @@ mod backend;
 mod clock;
 mod codec;
 mod config;
+mod crds;
 mod discovery;
 mod handlers;
 mod list_options;

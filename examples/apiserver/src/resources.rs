@@ -42,6 +42,11 @@ pub struct Resource {
     pub strategy: Arc<dyn Strategy>,
     /// True for custom resources (decoded as kube's unstructured objects).
     pub custom: bool,
+    /// The CustomResourceDefinition that defines this resource (None: built-in or from the
+    /// config file).
+    pub crd: Option<String>,
+    /// Set while the defining CRD is being deleted: creates are refused.
+    pub terminating: std::sync::atomic::AtomicBool,
     /// Objects expire this many seconds after their last write (0 = never; kube's
     /// `--event-ttl` for events).
     pub ttl_seconds: u64,
@@ -225,6 +230,15 @@ const BUILT_IN: &[Spec<'static>] = &[
         strategy: || Arc::new(registry::EventsV1Strategy),
     },
     Spec {
+        group: "apiextensions.k8s.io",
+        version: "v1",
+        kind: "CustomResourceDefinition",
+        plural: "customresourcedefinitions",
+        namespaced: false,
+        short_names: &["crd", "crds"],
+        strategy: || Arc::new(registry::CrdStrategy),
+    },
+    Spec {
         group: "apps",
         version: "v1",
         kind: "Deployment",
@@ -263,6 +277,8 @@ impl ResourceTable {
                 storage,
                 strategy: (spec.strategy)(),
                 custom: false,
+                crd: None,
+                terminating: Default::default(),
                 ttl_seconds: if spec.plural == "events" { event_ttl_seconds } else { 0 },
             }));
         }
@@ -289,6 +305,8 @@ impl ResourceTable {
                 storage,
                 strategy: Arc::new(registry::CustomStrategy),
                 custom: true,
+                crd: None,
+                terminating: Default::default(),
                 ttl_seconds: 0,
             }));
         }

@@ -29,6 +29,9 @@ impl Context<'_> {
     /// object, 404 when the namespace does not exist, 409 when the object exists.
     pub(super) async fn create_object(&self, mut object: Object) -> ApiResult<Object> {
         let resource = self.resource();
+        if resource.terminating.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ApiError::forbidden("create not allowed while custom resource definition is terminating"));
+        }
         self.check_namespace(&mut object)?;
         if object.metadata.name.is_empty() && !object.metadata.generate_name.is_empty() {
             object.metadata.name = generate_name(&object.metadata.generate_name);

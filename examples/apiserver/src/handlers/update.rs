@@ -1,7 +1,7 @@
 //! `PUT` of an object, and the guaranteed update every write of an existing object goes
 //! through: kube's `updateHandler` + `rest.BeforeUpdate`.
 
-use apistore::storage::Preconditions;
+use apistore::storage::{allow_all_deletions, DeleteOptions, Preconditions};
 use apistore::{Error, Object};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -90,11 +90,29 @@ impl Context<'_> {
                 None,
             )
             .await;
-        match (result, aborted) {
-            (Err(Error::Aborted { .. }), Some(Aborted::DryRun(object))) => Ok(*object),
-            (Err(Error::Aborted { .. }), Some(Aborted::Rejected(rejection))) => Err(rejection),
-            (result, _) => result.map_err(self.storage_error(name)),
+        let updated = match (result, aborted) {
+            (Err(Error::Aborted { .. }), Some(Aborted::DryRun(object))) => return Ok(*object),
+            (Err(Error::Aborted { .. }), Some(Aborted::Rejected(rejection))) => return Err(rejection),
+            (result, _) => result.map_err(self.storage_error(name))?,
+        };
+        let meta = &updated.metadata;
+        if meta.deletion_timestamp.is_some() && meta.finalizers.is_empty() {
+            // The last finalizer is gone: the object goes (kube's Store.Update
+            // `shouldDeleteDuringUpdate`), unless it changed again meanwhile.
+            let preconditions =
+                Preconditions { uid: None, resource_version: Some(meta.resource_version.clone()) };
+            match self
+                .resource()
+                .storage
+                .delete(&key, Some(&preconditions), &allow_all_deletions, None, DeleteOptions::default())
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() || e.reason() == apistore::StatusReason::Conflict => {}
+                Err(e) => return Err(ApiError::from_storage(e, &self.resource().target(name))),
+            }
         }
+        Ok(updated)
     }
 }
 
