@@ -83,7 +83,8 @@ fn handle(
             if atomic || empty {
                 return leaf(l, r, path, c, in_leaf);
             }
-            let mut keys: Vec<&String> = lm.into_iter().flat_map(Map::keys).chain(rm.into_iter().flat_map(Map::keys)).collect();
+            let mut keys: Vec<&String> =
+                lm.into_iter().flat_map(Map::keys).chain(rm.into_iter().flat_map(Map::keys)).collect();
             keys.sort();
             keys.dedup();
             for k in keys {
@@ -99,7 +100,14 @@ fn handle(
             if atom.atomic() || empty {
                 return leaf(l, r, path, c, in_leaf);
             }
-            list_items(kind, items, ll.map(Vec::as_slice).unwrap_or(&[]), rl.map(Vec::as_slice).unwrap_or(&[]), path, c);
+            list_items(
+                kind,
+                items,
+                ll.map(Vec::as_slice).unwrap_or(&[]),
+                rl.map(Vec::as_slice).unwrap_or(&[]),
+                path,
+                c,
+            );
         }
     }
 }

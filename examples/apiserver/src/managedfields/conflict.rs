@@ -1,7 +1,7 @@
 //! Apply conflicts and the 409 kube answers with (SMD `merge/conflict.go`, apimachinery
 //! `conflict.go`).
 
-use super::entries::{Operation, manager_id};
+use super::entries::{manager_id, Operation};
 use super::fieldpath::Path;
 use std::collections::BTreeMap;
 

@@ -191,12 +191,19 @@ pub fn decode(list: Option<&Value>) -> Result<Managed, ManagedFieldsError> {
             return Err(ManagedFieldsError::MissingApiVersion { index, manager: entry.manager });
         }
         if entry.fields_type != "FieldsV1" {
-            return Err(ManagedFieldsError::InvalidFieldsType { index, manager: entry.manager, fields_type: entry.fields_type });
+            return Err(ManagedFieldsError::InvalidFieldsType {
+                index,
+                manager: entry.manager,
+                fields_type: entry.fields_type,
+            });
         }
         let set = match &entry.fields_v1 {
             None => Set::new(),
-            Some(v) => Set::from_fields_v1(v)
-                .map_err(|source| ManagedFieldsError::InvalidFieldsV1 { index, manager: entry.manager.clone(), source })?,
+            Some(v) => Set::from_fields_v1(v).map_err(|source| ManagedFieldsError::InvalidFieldsV1 {
+                index,
+                manager: entry.manager.clone(),
+                source,
+            })?,
         };
         let owned = Owned {
             manager: entry.manager,

@@ -4,10 +4,10 @@
 //! for server-side apply. Pure: the caller passes the time and stores the result.
 
 use super::conflict::{self, Conflict, ConflictCause};
-use super::entries::{self, Managed, ManagedFieldsError, Operation, Owned, manager_id, managed_fields_of};
+use super::entries::{self, managed_fields_of, manager_id, Managed, ManagedFieldsError, Operation, Owned};
 use super::fieldpath::{Path, Set};
-use super::merge::{MergeError, validate_config};
-use super::schema::{Node, zero_object};
+use super::merge::{validate_config, MergeError};
+use super::schema::{zero_object, Node};
 use super::updater;
 use serde_json::{Map, Value};
 
@@ -37,7 +37,11 @@ impl Manager {
     }
 
     fn name(&self) -> &str {
-        if self.name.is_empty() { "unknown" } else { &self.name }
+        if self.name.is_empty() {
+            "unknown"
+        } else {
+            &self.name
+        }
     }
 
     fn owned(&self, name: &str, operation: Operation) -> Owned {
@@ -162,7 +166,11 @@ fn track_update(live: &Value, new: &Value, name: &str, manager: &Manager, manage
         if !set.is_empty() {
             let id = manager_id(name, Operation::Update, &manager.api_version, manager.subresource.as_deref());
             let previous = managed.remove(&id).map(|o| o.set).unwrap_or_default();
-            let owned = Owned { set: set.union(&previous), time: Some(manager.time.clone()), ..manager.owned(name, Operation::Update) };
+            let owned = Owned {
+                set: set.union(&previous),
+                time: Some(manager.time.clone()),
+                ..manager.owned(name, Operation::Update)
+            };
             managed.insert(id, owned);
         }
     }
@@ -226,7 +234,12 @@ fn cap_update_managers(managed: &mut Managed, max: usize) {
 ///
 /// # Errors
 /// [`ManagedFieldsError::NotAnObject`] when `new` or its metadata is not a JSON object.
-pub fn update(live: Option<&Value>, new: &Value, manager: &Manager, schema: &Node) -> Result<Value, ManagedFieldsError> {
+pub fn update(
+    live: Option<&Value>,
+    new: &Value,
+    manager: &Manager,
+    schema: &Node,
+) -> Result<Value, ManagedFieldsError> {
     if !check_object(new) {
         return Err(ManagedFieldsError::NotAnObject);
     }
@@ -267,13 +280,22 @@ pub fn update(live: Option<&Value>, new: &Value, manager: &Manager, schema: &Nod
 ///
 /// # Errors
 /// [`ApplyError`]; see [`ApplyError::code`] for the HTTP status of each.
-pub fn apply(live: Option<&Value>, config: &Value, manager: &Manager, force: bool, schema: &Node) -> Result<Value, ApplyError> {
+pub fn apply(
+    live: Option<&Value>,
+    config: &Value,
+    manager: &Manager,
+    force: bool,
+    schema: &Node,
+) -> Result<Value, ApplyError> {
     if !check_object(config) {
         return Err(ApplyError::ConfigNotAnObject);
     }
     let (specified, _) = kind_of(config);
     if specified != manager.api_version {
-        return Err(ApplyError::WrongVersion { specified: specified.to_owned(), expected: manager.api_version.clone() });
+        return Err(ApplyError::WrongVersion {
+            specified: specified.to_owned(),
+            expected: manager.api_version.clone(),
+        });
     }
     let live_value = live.cloned().unwrap_or_else(|| Value::Object(Map::new()));
     let mut managed = entries::decode(managed_fields_of(&live_value)).map_err(ApplyError::InvalidLiveManagedFields)?;
@@ -289,7 +311,8 @@ pub fn apply(live: Option<&Value>, config: &Value, manager: &Manager, force: boo
     validate_config(config, schema).map_err(ApplyError::InvalidConfig)?;
     let owner = manager.owned(manager.name(), Operation::Apply);
     let id = owner.id();
-    let mut new = updater::apply(&live_value, config, schema, &mut managed, owner, force).map_err(ApplyError::Conflicts)?;
+    let mut new =
+        updater::apply(&live_value, config, schema, &mut managed, owner, force).map_err(ApplyError::Conflicts)?;
     if let Some(mine) = managed.get_mut(&id) {
         mine.set = mine.set.difference(&untracked_fields());
         if mine.set.is_empty() {

@@ -34,7 +34,11 @@ pub enum FieldsV1Error {
 }
 
 fn render_at(at: &[String]) -> String {
-    if at.is_empty() { String::new() } else { format!(" at {}", at.join(" / ")) }
+    if at.is_empty() {
+        String::new()
+    } else {
+        format!(" at {}", at.join(" / "))
+    }
 }
 
 /// The serialized form of a path element (`f:`, `k:`, `v:`, `i:`), as SMD writes it.
@@ -249,7 +253,11 @@ mod tests {
         set.insert(&ports.child(PathElement::Index(10)).0);
         set.insert(&ports.child(PathElement::Index(2)).0);
         set.insert(&ports.child(PathElement::Value(json!("x"))).0);
-        set.insert(&ports.child(PathElement::key(vec![("protocol".into(), json!("TCP")), ("containerPort".into(), json!(80))])).0);
+        set.insert(
+            &ports
+                .child(PathElement::key(vec![("protocol".into(), json!("TCP")), ("containerPort".into(), json!(80))]))
+                .0,
+        );
         set.insert(&ports.child(PathElement::field("a")).0);
         assert_eq!(
             set.to_fields_v1_string(),

@@ -29,7 +29,11 @@ impl std::fmt::Display for MergeError {
 pub fn validate_config(v: &Value, node: &Node) -> Result<(), Vec<MergeError>> {
     let mut errors = Vec::new();
     validate(v, node, &mut Vec::new(), &mut errors);
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 fn validate(v: &Value, node: &Node, path: &mut Vec<PathElement>, errors: &mut Vec<MergeError>) {
@@ -48,7 +52,9 @@ fn validate(v: &Value, node: &Node, path: &mut Vec<PathElement>, errors: &mut Ve
             let mut seen = BTreeSet::new();
             for (i, item) in list.iter().enumerate() {
                 match typed::item_path_element(kind, items, item) {
-                    Err(e) => errors.push(MergeError { path: Path(path.clone()), message: format!("element {i}: {e}") }),
+                    Err(e) => {
+                        errors.push(MergeError { path: Path(path.clone()), message: format!("element {i}: {e}") })
+                    }
                     Ok(pe) => {
                         if seen.contains(&pe) {
                             errors.push(MergeError {
@@ -115,7 +121,8 @@ fn handle(atom: Atom<'_>, lhs: Option<&Value>, rhs: Option<&Value>) -> Option<Va
             if atom.atomic() || empty {
                 return keep_rhs(lhs, rhs);
             }
-            let out = list_items(kind, items, ll.map(Vec::as_slice).unwrap_or(&[]), rl.map(Vec::as_slice).unwrap_or(&[]));
+            let out =
+                list_items(kind, items, ll.map(Vec::as_slice).unwrap_or(&[]), rl.map(Vec::as_slice).unwrap_or(&[]));
             (!out.is_empty()).then_some(Value::Array(out))
         }
     }

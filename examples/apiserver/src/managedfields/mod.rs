@@ -26,7 +26,7 @@ pub use conflict::{Conflict, ConflictCause};
 #[allow(unused_imports)]
 pub use entries::{ManagedFieldsEntry, ManagedFieldsError, Operation};
 #[allow(unused_imports)]
-pub use fieldmanager::{ApplyError, Manager, apply, update};
+pub use fieldmanager::{apply, update, ApplyError, Manager};
 #[allow(unused_imports)]
 pub use fieldpath::{Path, PathElement, Set};
 #[allow(unused_imports)]

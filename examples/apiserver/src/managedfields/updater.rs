@@ -1,13 +1,13 @@
 //! Ownership bookkeeping of one write (SMD `merge/update.go`): who loses what an update
 //! changed, what an apply merges, prunes and conflicts with.
 
-use super::compare::{Comparison, compare};
+use super::compare::{compare, Comparison};
 use super::conflict::Conflict;
 use super::entries::{Managed, Operation, Owned};
 use super::fieldpath::Set;
 use super::merge::merge;
 use super::remove::remove_items;
-use super::schema::{Node, zero_object};
+use super::schema::{zero_object, Node};
 use super::tofieldset::{ensure_named_fields_are_members, to_field_set};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -114,7 +114,7 @@ pub fn update(live: &Value, new: &Value, node: &Node, managers: &mut Managed, id
             api_version: api_version.to_owned(),
             subresource: None,
             time: None,
-        set: Set::new(),
+            set: Set::new(),
         });
         managers.insert(id.to_owned(), Owned { set, api_version: api_version.to_owned(), ..owned });
     }

@@ -7,7 +7,7 @@
 //! not listed is deduced (objects granular, lists atomic).
 
 use super::{ListKind, Node};
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// The schema of `kind` in `api_version`: the kinds served (core/v1 Namespace, ConfigMap,
@@ -199,7 +199,10 @@ fn deployment() -> Node {
                         "strategy",
                         Node::map([
                             ("type", Node::Scalar),
-                            ("rollingUpdate", Node::map([("maxUnavailable", Node::Scalar), ("maxSurge", Node::Scalar)])),
+                            (
+                                "rollingUpdate",
+                                Node::map([("maxUnavailable", Node::Scalar), ("maxSurge", Node::Scalar)]),
+                            ),
                         ]),
                     ),
                 ],
@@ -266,7 +269,10 @@ fn pod_spec() -> Node {
             ("tolerations", Node::atomic_list(Node::Deduced)),
             (
                 "hostAliases",
-                Node::keyed_list(&["ip"], Node::map([("ip", Node::Scalar), ("hostnames", Node::atomic_list(Node::Scalar))])),
+                Node::keyed_list(
+                    &["ip"],
+                    Node::map([("ip", Node::Scalar), ("hostnames", Node::atomic_list(Node::Scalar))]),
+                ),
             ),
             (
                 "dnsConfig",
@@ -283,7 +289,14 @@ fn pod_spec() -> Node {
                 Node::keyed_list(
                     &["topologyKey", "whenUnsatisfiable"],
                     structure(
-                        scalars(&["maxSkew", "topologyKey", "whenUnsatisfiable", "minDomains", "nodeAffinityPolicy", "nodeTaintsPolicy"]),
+                        scalars(&[
+                            "maxSkew",
+                            "topologyKey",
+                            "whenUnsatisfiable",
+                            "minDomains",
+                            "nodeAffinityPolicy",
+                            "nodeTaintsPolicy",
+                        ]),
                         vec![("labelSelector", label_selector()), ("matchLabelKeys", Node::atomic_list(Node::Scalar))],
                     ),
                 ),
@@ -298,7 +311,15 @@ fn pod_spec() -> Node {
 
 fn pod_security_context() -> Node {
     structure(
-        scalars(&["runAsUser", "runAsGroup", "runAsNonRoot", "fsGroup", "fsGroupChangePolicy", "supplementalGroupsPolicy", "seLinuxChangePolicy"]),
+        scalars(&[
+            "runAsUser",
+            "runAsGroup",
+            "runAsNonRoot",
+            "fsGroup",
+            "fsGroupChangePolicy",
+            "supplementalGroupsPolicy",
+            "seLinuxChangePolicy",
+        ]),
         vec![
             ("supplementalGroups", Node::atomic_list(Node::Scalar)),
             ("sysctls", Node::atomic_list(Node::Deduced)),
@@ -376,10 +397,24 @@ fn container() -> Node {
                 "volumeMounts",
                 Node::keyed_list(
                     &["mountPath"],
-                    structure(scalars(&["name", "readOnly", "recursiveReadOnly", "mountPath", "subPath", "mountPropagation", "subPathExpr"]), vec![]),
+                    structure(
+                        scalars(&[
+                            "name",
+                            "readOnly",
+                            "recursiveReadOnly",
+                            "mountPath",
+                            "subPath",
+                            "mountPropagation",
+                            "subPathExpr",
+                        ]),
+                        vec![],
+                    ),
                 ),
             ),
-            ("volumeDevices", Node::keyed_list(&["devicePath"], Node::map([("name", Node::Scalar), ("devicePath", Node::Scalar)]))),
+            (
+                "volumeDevices",
+                Node::keyed_list(&["devicePath"], Node::map([("name", Node::Scalar), ("devicePath", Node::Scalar)])),
+            ),
             ("livenessProbe", probe()),
             ("readinessProbe", probe()),
             ("startupProbe", probe()),
@@ -390,11 +425,22 @@ fn container() -> Node {
             (
                 "securityContext",
                 structure(
-                    scalars(&["privileged", "runAsUser", "runAsGroup", "runAsNonRoot", "readOnlyRootFilesystem", "allowPrivilegeEscalation", "procMount"]),
+                    scalars(&[
+                        "privileged",
+                        "runAsUser",
+                        "runAsGroup",
+                        "runAsNonRoot",
+                        "readOnlyRootFilesystem",
+                        "allowPrivilegeEscalation",
+                        "procMount",
+                    ]),
                     vec![
                         (
                             "capabilities",
-                            Node::map([("add", Node::atomic_list(Node::Scalar)), ("drop", Node::atomic_list(Node::Scalar))]),
+                            Node::map([
+                                ("add", Node::atomic_list(Node::Scalar)),
+                                ("drop", Node::atomic_list(Node::Scalar)),
+                            ]),
                         ),
                         ("seLinuxOptions", Node::Deduced),
                         ("windowsOptions", Node::Deduced),
@@ -431,10 +477,17 @@ fn handler(more: Vec<(&str, Node)>) -> Node {
 
 fn probe() -> Node {
     handler(
-        ["initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold", "terminationGracePeriodSeconds"]
-            .into_iter()
-            .map(|n| (n, Node::Scalar))
-            .collect(),
+        [
+            "initialDelaySeconds",
+            "timeoutSeconds",
+            "periodSeconds",
+            "successThreshold",
+            "failureThreshold",
+            "terminationGracePeriodSeconds",
+        ]
+        .into_iter()
+        .map(|n| (n, Node::Scalar))
+        .collect(),
     )
 }
 
