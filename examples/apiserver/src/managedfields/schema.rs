@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 mod builtin;
 #[allow(unused_imports)] // builtin and metadata: for the handlers and the CRD schema builder
-pub use builtin::{builtin, metadata, zero_object};
+pub use builtin::{builtin, deduced_kind, metadata, zero_object};
 
 /// How a list merges.
 #[derive(Clone, Debug, PartialEq, Eq)]
