@@ -179,9 +179,9 @@ pub fn view(object: &Object, paths: Option<&ScalePaths>) -> ApiResult<Object> {
     let integer = |path: &str| -> ApiResult<i64> {
         match value_at(&value, path) {
             None | Some(Value::Null) => Ok(0),
-            Some(v) => v.as_i64().ok_or_else(|| {
-                ApiError::internal(format!("{:?} has a non-integer {path}: {v}", object.metadata.name))
-            }),
+            Some(v) => v
+                .as_i64()
+                .ok_or_else(|| ApiError::internal(format!("{:?} has a non-integer {path}: {v}", object.metadata.name))),
         }
     };
     let meta = &object.metadata;

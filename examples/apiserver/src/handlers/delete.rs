@@ -2,8 +2,8 @@
 //! (deletecollection, with the list's selectors).
 
 use apistore::names;
-use apistore::Object;
 use apistore::storage::{allow_all_deletions, DeleteOptions, GetOptions, Preconditions};
+use apistore::Object;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};

@@ -98,13 +98,21 @@ impl Context<'_> {
     ) -> ApiResult<Response> {
         let resource = self.resource().clone();
         let paths = resource.strategy.scale_paths();
+        let manager = self.manager(Some("scale"))?;
         let updated = self
             .guaranteed_update(name, preconditions, &|existing| {
                 let object = resource.served(existing.clone());
                 let requested = new_scale(scale::view(&object, paths.as_ref())?)?;
                 let replicas = scale::requested_replicas(&requested)?;
                 let expected_rv = requested.metadata.resource_version.clone();
-                build_update(&resource, existing, scale::set_replicas(object, replicas, paths.as_ref()), &expected_rv, false)
+                build_update(
+                    &resource,
+                    existing,
+                    scale::set_replicas(object, replicas, paths.as_ref()),
+                    &expected_rv,
+                    false,
+                    Some(&manager),
+                )
             })
             .await
             .map_err(|e| {

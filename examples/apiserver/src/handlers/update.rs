@@ -8,6 +8,7 @@ use axum::response::Response;
 use serde_json::Value;
 
 use super::{check_body_resource_version, respond, uid_precondition, Context, MODIFIED_MESSAGE};
+use crate::managedfields::Manager;
 use crate::negotiation::Output;
 use crate::resources::Resource;
 use crate::status::{ApiError, ApiResult};
@@ -40,9 +41,10 @@ impl Context<'_> {
         let body_rv = object.metadata.resource_version.clone();
         check_body_resource_version(&resource, name, &body_rv)?;
         let preconditions = uid_precondition(&object);
+        let manager = self.manager(status_sub.then_some("status"))?;
         let updated = self
             .guaranteed_update(name, preconditions, &|existing| {
-                build_update(&resource, existing, object.clone(), &body_rv, status_sub)
+                build_update(&resource, existing, object.clone(), &body_rv, status_sub, Some(&manager))
             })
             .await?;
         Ok(respond(StatusCode::OK, &serde_json::to_value(resource.served(updated)).unwrap_or_default(), output))
@@ -99,8 +101,7 @@ impl Context<'_> {
         if meta.deletion_timestamp.is_some() && meta.finalizers.is_empty() {
             // The last finalizer is gone: the object goes (kube's Store.Update
             // `shouldDeleteDuringUpdate`), unless it changed again meanwhile.
-            let preconditions =
-                Preconditions { uid: None, resource_version: Some(meta.resource_version.clone()) };
+            let preconditions = Preconditions { uid: None, resource_version: Some(meta.resource_version.clone()) };
             match self
                 .resource()
                 .storage
@@ -130,6 +131,7 @@ pub(super) fn build_update(
     new: Object,
     expected_rv: &str,
     status_sub: bool,
+    manager: Option<&Manager>,
 ) -> ApiResult<Object> {
     let target = resource.target(&existing.metadata.name);
     if !expected_rv.is_empty() && expected_rv != existing.metadata.resource_version {
@@ -175,5 +177,8 @@ pub(super) fn build_update(
         }
     }
     resource.validate(&updated, Some(&old))?;
+    if let Some(manager) = manager {
+        updated = resource.track_write(Some(&old), updated, manager)?;
+    }
     Ok(resource.to_storage(updated))
 }

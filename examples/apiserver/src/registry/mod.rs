@@ -7,18 +7,18 @@
 //! differs per kind.
 
 mod configmap;
-mod crd;
+// CRD-WIP mod crd;
 mod custom;
-mod custom_resource;
+// CRD-WIP mod custom_resource;
 mod deployment;
 mod event;
 mod namespace;
 mod secret;
 
 pub use configmap::ConfigMapStrategy;
-pub use crd::CrdStrategy;
+// CRD-WIP pub use crd::CrdStrategy;
 pub use custom::CustomStrategy;
-pub use custom_resource::CustomResourceStrategy;
+// CRD-WIP pub use custom_resource::CustomResourceStrategy;
 pub use deployment::DeploymentStrategy;
 pub use event::{CoreEventStrategy, EventsV1Strategy};
 pub use namespace::NamespaceStrategy;
@@ -84,6 +84,12 @@ pub trait Strategy: Send + Sync {
     /// Where a custom resource's Scale reads and writes (None: the kind's own rules, as
     /// deployments have).
     fn scale_paths(&self) -> Option<crate::scale::ScalePaths> {
+        None
+    }
+
+    /// The type tree server-side apply merges this kind with (None: the built-in schema of
+    /// the kind, [`crate::managedfields::schema::builtin`]).
+    fn merge_schema(&self) -> Option<crate::managedfields::schema::Node> {
         None
     }
 
