@@ -131,6 +131,7 @@ impl Validator<'_> {
         }
     }
 
+    #[allow(clippy::nonminimal_bool)] // written as kube-openapi's typeValidator reads
     fn check_type(&self, s: &SchemaNode, data: &Value, name: &str, out: &mut Vec<FieldError>) {
         let types = s.types();
         let format = s.effective_format();
