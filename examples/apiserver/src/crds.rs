@@ -109,11 +109,14 @@ fn key(crds: &Resource) -> String {
 /// Brings the served resources and the CRD's status in line with the CRD.
 async fn reconcile(app: &App, crds: &Arc<Resource>, object: Object) {
     let name = object.metadata.name.clone();
-    let value = serde_json::to_value(&object).unwrap_or_default();
-    let crd = match Crd::from_value(&value) {
+    let mut value = serde_json::to_value(&object).unwrap_or_default();
+    let crd = match Crd::parse(&value) {
         Ok(crd) => crd,
         Err(errors) => {
-            tracing::warn!("CustomResourceDefinition {name} is not servable: {}", crate::validation::aggregate(&errors));
+            tracing::warn!(
+                "CustomResourceDefinition {name} is not servable: {}",
+                crate::validation::aggregate(&errors)
+            );
             return;
         }
     };
@@ -121,40 +124,37 @@ async fn reconcile(app: &App, crds: &Arc<Resource>, object: Object) {
         clean_up(app, crds, &crd, &name).await;
         return;
     }
-    let conflicts = name_conflicts(app, &crd, &name);
-    if conflicts.is_none() {
+    let used = names_in_use(app, crds, &crd, &name).await;
+    let before = value.get("status").cloned();
+    crd_status::reconcile(&mut value, &used, &clock::rfc3339(clock::now_seconds()));
+    if crd_status::is_condition_true(&value, "NamesAccepted") {
         if let Err(e) = serve(app, &crd, &name).await {
             tracing::warn!("serving CustomResourceDefinition {name}: {e}");
             return;
         }
     }
-    let now = clock::rfc3339(clock::now_seconds());
-    let status = crd_status::status(&crd, object.fields.get("status"), conflicts.as_ref(), &now);
-    if object.fields.get("status") != Some(&status) {
+    let status = value.get("status").cloned().unwrap_or(Value::Null);
+    if before.as_ref() != Some(&status) {
         write_status(crds, &name, status).await;
     }
 }
 
-/// The names of `crd` that another served resource already uses (None: no conflict).
-fn name_conflicts(app: &App, crd: &Crd, crd_name: &str) -> Option<crd_status::NameConflict> {
-    let others: Vec<Arc<Resource>> = app
-        .table
-        .snapshot()
-        .iter()
-        .filter(|r| r.group == crd.group && r.crd.as_deref() != Some(crd_name))
-        .cloned()
-        .collect();
-    let served: Vec<crd_status::ServedNames> = others
-        .iter()
-        .map(|r| crd_status::ServedNames {
-            plural: r.plural.clone(),
-            singular: r.singular.clone(),
-            kind: r.kind.clone(),
-            list_kind: r.list_kind(),
-            short_names: r.short_names.clone(),
-        })
-        .collect();
-    crd_status::name_conflict(crd, &served)
+/// The names other resources of `crd`'s group hold: other CRDs' accepted names and the
+/// resources served without a CRD (built-in and config-file ones).
+async fn names_in_use(app: &App, crds: &Arc<Resource>, crd: &Crd, crd_name: &str) -> crd_status::NamesInUse {
+    let others = crds.storage.get_list(&key(crds), ListOptions { recursive: true, ..Default::default() }).await;
+    let values: Vec<Value> = others
+        .map(|list| list.items.into_iter().filter_map(|o| serde_json::to_value(crds.served(o)).ok()).collect())
+        .unwrap_or_default();
+    let mut used = crd_status::NamesInUse::from_crds(&crd.group, crd_name, values.iter());
+    for r in app.table.snapshot().iter().filter(|r| r.group == crd.group && r.crd.is_none()) {
+        used.resources.push(r.plural.clone());
+        used.resources.push(r.singular.clone());
+        used.resources.extend(r.short_names.iter().cloned());
+        used.kinds.push(r.kind.clone());
+        used.kinds.push(r.list_kind());
+    }
+    used
 }
 
 /// Serves every served version of `crd` (replacing what was served for it before).
@@ -164,12 +164,14 @@ async fn serve(app: &App, crd: &Crd, crd_name: &str) -> Result<(), String> {
         provider.storage(&crd.group, &crd.names.plural, true).await.map_err(|e| e.to_string())?
     };
     let storage_version = crd.storage_version().map(|v| v.name.clone()).unwrap_or_default();
-    let resources: Vec<Arc<Resource>> = crd
+    // A CRD's kind is decoded with its own schema, so a version whose printer columns
+    // do not parse is not served (validation refuses such CRDs on write).
+    let resources = crd
         .versions
         .iter()
         .filter(|v| v.served)
         .map(|version| {
-            Arc::new(Resource {
+            Ok(Arc::new(Resource {
                 group: crd.group.clone(),
                 version: version.name.clone(),
                 kind: crd.names.kind.clone(),
@@ -179,14 +181,14 @@ async fn serve(app: &App, crd: &Crd, crd_name: &str) -> Result<(), String> {
                 short_names: crd.names.short_names.clone(),
                 storage_prefix: storage_prefix.clone(),
                 storage: storage.clone(),
-                strategy: Arc::new(CustomResourceStrategy::new(crd, version, &storage_version)),
+                strategy: Arc::new(CustomResourceStrategy::new(crd, version, &storage_version)?),
                 custom: true,
                 crd: Some(crd_name.to_owned()),
                 terminating: Default::default(),
                 ttl_seconds: 0,
-            })
+            }))
         })
-        .collect();
+        .collect::<Result<Vec<_>, String>>()?;
     app.table.update(|table| {
         table.retain(|r| r.crd.as_deref() != Some(crd_name));
         table.extend(resources);

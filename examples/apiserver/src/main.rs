@@ -26,11 +26,12 @@ use apistore_etcd as _;
 use apistore_memory as _;
 use apistore_sled as _;
 
+mod apiextensions;
 mod backend;
 mod clock;
 mod codec;
 mod config;
-// CRD-WIP mod crds;
+mod crds;
 mod discovery;
 mod handlers;
 mod list_options;

@@ -255,7 +255,7 @@ const BUILT_IN: &[Spec<'static>] = &[
         plural: "customresourcedefinitions",
         namespaced: false,
         short_names: &["crd", "crds"],
-        strategy: || Arc::new(registry::CustomStrategy), // CRD-WIP CrdStrategy
+        strategy: || Arc::new(registry::CrdStrategy),
     },
     Spec {
         group: "apps",

@@ -15,7 +15,7 @@ use tower::Layer;
 
 use crate::backend::StorageProvider;
 use crate::config::ServerConfig;
-// CRD-WIP use crate::crds;
+use crate::crds;
 use crate::discovery;
 use apistore::layer::StorageMetrics;
 
@@ -160,7 +160,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     for namespace in namespaces::INITIAL {
         namespaces::ensure_exists(&app, namespace).await.map_err(|e| format!("creating namespace {namespace}: {e}"))?;
     }
-    // CRD-WIP let crd_controller = crds::start(app.clone()).await;
+    let crd_controller = crds::start(app.clone()).await;
     eprintln!(
         "apiserver: serving on http://{local} (storage: {}; backends registered: {})",
         config.storage.config.backend.backend,
@@ -177,8 +177,8 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     let served = serve.await.map_err(|e| format!("serving: {e}"));
     poller.abort();
     let _ = poller.await;
-    // CRD-WIP crd_controller.abort();
-    // CRD-WIP let _ = crd_controller.await;
+    crd_controller.abort();
+    let _ = crd_controller.await;
     served?;
     // Every connection is closed; connection tasks release their handles of the state
     // right after. Dropping the last handle of each storage closes its backend (sled

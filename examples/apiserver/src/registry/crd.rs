@@ -38,23 +38,27 @@ impl Strategy for CrdStrategy {
     }
 
     fn prepare_for_create(&self, object: &mut Object) {
-        with_value(object, crd::set_defaults);
-        object.fields.insert(
-            "status".into(),
-            json!({ "acceptedNames": { "plural": "", "kind": "" }, "conditions": [], "storedVersions": [] }),
-        );
+        with_value(object, |crd| {
+            crd::set_defaults(crd);
+            crd::prepare_for_create(crd);
+        });
     }
 
-    fn prepare_for_update(&self, object: &mut Object, _old: &Object) {
-        with_value(object, crd::set_defaults);
+    fn prepare_for_update(&self, object: &mut Object, old: &Object) {
+        let old = serde_json::to_value(old).unwrap_or(Value::Null);
+        with_value(object, |crd| {
+            crd::set_defaults(crd);
+            crd::prepare_for_update(crd, &old);
+        });
     }
 
     fn validate(&self, object: &Object) -> Vec<FieldError> {
-        let value = serde_json::to_value(object).unwrap_or(Value::Null);
-        match crd::Crd::from_value(&value) {
-            Ok(_) => Vec::new(),
-            Err(errors) => errors,
-        }
+        crd::validate(&serde_json::to_value(object).unwrap_or(Value::Null))
+    }
+
+    fn validate_update(&self, object: &Object, old: &Object) -> Vec<FieldError> {
+        let old = serde_json::to_value(old).unwrap_or(Value::Null);
+        crd::validate_update(&serde_json::to_value(object).unwrap_or(Value::Null), &old)
     }
 
     fn columns(&self) -> Vec<Column> {

@@ -6,9 +6,11 @@ use apistore::Object;
 use serde_json::Value;
 
 use super::{Column, Strategy};
-use crate::apiextensions::columns::PrinterColumns;
-use crate::apiextensions::crd::{Crd, CrdVersion, ScaleSubresource};
+use crate::apiextensions::columns::TableConvertor;
+use crate::apiextensions::crd::{Crd, Scale, Version};
 use crate::apiextensions::schema::StructuralSchema;
+use crate::clock;
+use crate::managedfields::schema::Node;
 use crate::scale::ScalePaths;
 use crate::validation::FieldError;
 
@@ -16,30 +18,31 @@ use crate::validation::FieldError;
 pub struct CustomResourceStrategy {
     schema: StructuralSchema,
     status: bool,
-    scale: Option<ScaleSubresource>,
-    columns: PrinterColumns,
+    scale: Option<Scale>,
+    columns: TableConvertor,
     categories: Vec<String>,
     storage_api_version: String,
 }
 
 impl CustomResourceStrategy {
     /// The strategy of `version` of `crd`, whose objects are stored as `storage_version`.
-    pub fn new(crd: &Crd, version: &CrdVersion, storage_version: &str) -> Self {
-        CustomResourceStrategy {
+    ///
+    /// Errors: a printer column whose JSONPath does not parse (kube's message).
+    pub fn new(crd: &Crd, version: &Version, storage_version: &str) -> Result<Self, String> {
+        Ok(CustomResourceStrategy {
             schema: version.schema.clone(),
             status: version.subresources.status,
             scale: version.subresources.scale.clone(),
-            columns: PrinterColumns::new(&version.additional_printer_columns),
+            columns: TableConvertor::new(&version.additional_printer_columns)?,
             categories: crd.names.categories.clone(),
             storage_api_version: format!("{}/{storage_version}", crd.group),
-        }
+        })
     }
 
     /// Prunes unknown fields and applies defaults, as kube does on decode.
     fn coerce(&self, object: &mut Object) {
         let Ok(mut value) = serde_json::to_value(&*object) else { return };
-        self.schema.prune(&mut value);
-        self.schema.default(&mut value);
+        self.schema.coerce(&mut value);
         if let Ok(coerced) = serde_json::from_value::<Object>(value) {
             *object = coerced;
         }
@@ -84,17 +87,30 @@ impl Strategy for CustomResourceStrategy {
         self.schema.validate(&value)
     }
 
+    fn merge_schema(&self) -> Option<Node> {
+        Some(self.schema.smd_node())
+    }
+
     fn columns(&self) -> Vec<Column> {
-        self.columns.definitions()
+        // The convertor's definitions start with `Name`, which the Table adds itself.
+        let column = |d: &Value| Column {
+            name: d["name"].as_str().unwrap_or_default().to_owned(),
+            kind: d["type"].as_str().unwrap_or("string").to_owned(),
+            format: d["format"].as_str().unwrap_or_default().to_owned(),
+            description: d["description"].as_str().unwrap_or_default().to_owned(),
+            priority: d["priority"].as_i64().unwrap_or(0),
+        };
+        self.columns.column_definitions().iter().skip(1).map(column).collect()
     }
 
     fn cells(&self, object: &Object) -> Vec<Value> {
         let value = serde_json::to_value(object).unwrap_or(Value::Null);
-        self.columns.cells(&value)
+        self.columns.cells(&value, clock::now_seconds()).into_iter().skip(1).collect()
     }
 
     fn prints_age(&self) -> bool {
-        self.columns.is_empty()
+        // The convertor prints `Age` itself when the CRD declares no columns.
+        false
     }
 
     fn to_storage(&self, mut object: Object) -> Object {

@@ -7,18 +7,18 @@
 //! differs per kind.
 
 mod configmap;
-// CRD-WIP mod crd;
+mod crd;
 mod custom;
-// CRD-WIP mod custom_resource;
+mod custom_resource;
 mod deployment;
 mod event;
 mod namespace;
 mod secret;
 
 pub use configmap::ConfigMapStrategy;
-// CRD-WIP pub use crd::CrdStrategy;
+pub use crd::CrdStrategy;
 pub use custom::CustomStrategy;
-// CRD-WIP pub use custom_resource::CustomResourceStrategy;
+pub use custom_resource::CustomResourceStrategy;
 pub use deployment::DeploymentStrategy;
 pub use event::{CoreEventStrategy, EventsV1Strategy};
 pub use namespace::NamespaceStrategy;
