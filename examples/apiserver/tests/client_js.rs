@@ -2,8 +2,9 @@
 //! server: runs `tests/clients/js/client.test.mjs` with node's built-in test runner and the
 //! server URL in `APISERVER_URL`.
 //!
-//! Needs node and the client in a `node_modules` folder: `CLIENTS_NODE_PATH` (set by
-//! `./scripts/test`, which installs the pinned version with npm) is passed as `NODE_PATH`.
+//! Needs node (18.15+) and the client in a `node_modules` folder named by `CLIENTS_NODE_MODULES`
+//! (set by `./scripts/test`, which installs the pinned version with npm under target/clients/node).
+//! The tests of the one file run one after another (node:test's default).
 
 mod support;
 
@@ -28,7 +29,6 @@ fn js_client() {
         .current_dir(sources("js"))
         .arg("--test")
         .arg("--test-reporter=spec")
-        .arg("--test-concurrency=1")
         .env("CLIENTS_NODE_MODULES", &modules);
     if let Ok(filter) = std::env::var("CLIENTS_TEST_FILTER") {
         command.arg(format!("--test-name-pattern={filter}"));

@@ -2,7 +2,8 @@
 //! `tests/clients/python/test_client.py` (unittest) with the server URL in `APISERVER_URL`.
 //!
 //! Needs a Python with the client installed: `CLIENTS_PYTHON` (set by `./scripts/test`, which
-//! creates a venv with the pinned version), else `python3`.
+//! creates a venv with the pinned version), else `python3`. `CLIENTS_TEST_FILTER=<pattern>` runs
+//! only the matching test methods (unittest `-k`; node `--test-name-pattern` in client_js.rs).
 
 mod support;
 
