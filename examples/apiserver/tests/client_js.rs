@@ -25,11 +25,7 @@ fn js_client() {
     });
     let server = Server::start(&[]);
     let mut command = Command::new(node);
-    command
-        .current_dir(sources("js"))
-        .arg("--test")
-        .arg("--test-reporter=spec")
-        .env("CLIENTS_NODE_MODULES", &modules);
+    command.current_dir(sources("js")).arg("--test").arg("--test-reporter=spec").env("CLIENTS_NODE_MODULES", &modules);
     if let Ok(filter) = std::env::var("CLIENTS_TEST_FILTER") {
         command.arg(format!("--test-name-pattern={filter}"));
     }

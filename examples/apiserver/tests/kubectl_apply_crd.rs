@@ -51,10 +51,8 @@ fn server_side_apply_with_managers_and_conflicts() {
     );
 
     // A second manager changing a's value conflicts, naming the field and its owner.
-    let stderr = k.fails(
-        &["apply", "--server-side", "--field-manager", "other", "-f", "-"],
-        Some(&configmap("  a: other\n")),
-    );
+    let stderr =
+        k.fails(&["apply", "--server-side", "--field-manager", "other", "-f", "-"], Some(&configmap("  a: other\n")));
     assert!(stderr.contains(r#"Apply failed with 1 conflict: conflict with "kubectl": .data.a"#), "{stderr}");
     assert_eq!(k.json(&["get", "cm", "ssa"])["data"]["a"], "uno");
 
@@ -137,10 +135,7 @@ fn custom_resource_definition_through_kubectl_survives_a_restart() {
     }
     let crd = k.json(&["get", "crd", "crontabs.stable.example.com"]);
     let conditions = crd["status"]["conditions"].as_array().cloned().unwrap_or_default();
-    assert!(
-        conditions.iter().any(|c| c["type"] == "Established" && c["status"] == "True"),
-        "Established: {crd}"
-    );
+    assert!(conditions.iter().any(|c| c["type"] == "Established" && c["status"] == "True"), "Established: {crd}");
     let resources = k.ok(&["api-resources", "--api-group", "stable.example.com"]);
     let row = resources.lines().find(|l| l.starts_with("crontabs")).unwrap_or_else(|| panic!("{resources}"));
     for column in ["ct", "stable.example.com/v1", "true", "CronTab"] {
@@ -156,7 +151,9 @@ fn custom_resource_definition_through_kubectl_survives_a_restart() {
     let wrong = CRONTAB.replace("my-new-cron-object", "wrong").replace("replicas: 1", "replicas: three");
     let stderr = k.fails(&["apply", "-f", "-", "-v=6"], Some(&wrong));
     assert!(
-        stderr.contains(r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#),
+        stderr.contains(
+            r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#
+        ),
         "{stderr}"
     );
     assert!(stderr.contains(" 422 "), "the server answered 422: {stderr}");
