@@ -216,14 +216,14 @@ async fn patch_types_and_server_side_apply() {
     let merged =
         cms.patch("p", &PatchParams::default(), &Patch::Merge(json!({"data": {"b": null, "c": "3"}}))).await.unwrap();
     assert_eq!(data(&merged), map(&[("a", "1"), ("c", "3")]));
-    let ops: json_patch::Patch = serde_json::from_value(json!([
+    let ops: kube_json_patch::Patch = serde_json::from_value(json!([
         {"op": "test", "path": "/data/a", "value": "1"},
         {"op": "replace", "path": "/data/a", "value": "9"}
     ]))
     .unwrap();
     let json_patched = cms.patch("p", &PatchParams::default(), &Patch::Json::<()>(ops)).await.unwrap();
     assert_eq!(data(&json_patched), map(&[("a", "9"), ("c", "3")]));
-    let failing: json_patch::Patch =
+    let failing: kube_json_patch::Patch =
         serde_json::from_value(json!([{"op": "test", "path": "/data/a", "value": "1"}])).unwrap();
     let failed = api_error(cms.patch("p", &PatchParams::default(), &Patch::Json::<()>(failing)).await);
     assert_eq!(failed.code, 422, "{failed:?}");
