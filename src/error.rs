@@ -57,6 +57,22 @@ impl StatusReason {
             StatusReason::StoreReadError => "StoreReadError",
         }
     }
+
+    /// The HTTP status code Kubernetes answers with for this reason.
+    pub fn code(self) -> u16 {
+        match self {
+            StatusReason::NotFound => 404,
+            StatusReason::AlreadyExists | StatusReason::Conflict => 409,
+            StatusReason::Expired => 410,
+            StatusReason::BadRequest => 400,
+            StatusReason::Invalid => 422,
+            StatusReason::RequestEntityTooLarge => 413,
+            StatusReason::Timeout => 504,
+            StatusReason::ServiceUnavailable => 503,
+            StatusReason::TooManyRequests => 429,
+            StatusReason::InternalError | StatusReason::StoreReadError => 500,
+        }
+    }
 }
 
 impl fmt::Display for StatusReason {
@@ -198,6 +214,15 @@ pub enum Error {
         /// The transform or decode failure.
         message: String,
     },
+    /// A guaranteed update's `try_update` chose not to write (a dry run, a rejection the
+    /// caller keeps on its side): nothing was written and the update returns this error
+    /// unchanged, never retried. Callers map it to their own outcome; it reaches a client
+    /// only through a bug (500).
+    #[error("update aborted: {message}")]
+    Aborted {
+        /// Why the caller aborted.
+        message: String,
+    },
     /// Anything else that is the server's fault (500 InternalError).
     #[error("internal error: {message}")]
     Internal {
@@ -243,24 +268,13 @@ impl Error {
             Error::Unavailable { .. } => StatusReason::ServiceUnavailable,
             Error::NotReady { .. } => StatusReason::TooManyRequests,
             Error::Corrupt { .. } => StatusReason::StoreReadError,
-            Error::Internal { .. } => StatusReason::InternalError,
+            Error::Internal { .. } | Error::Aborted { .. } => StatusReason::InternalError,
         }
     }
 
     /// The HTTP status code Kubernetes answers with for this error.
     pub fn code(&self) -> u16 {
-        match self.reason() {
-            StatusReason::NotFound => 404,
-            StatusReason::AlreadyExists | StatusReason::Conflict => 409,
-            StatusReason::Expired => 410,
-            StatusReason::BadRequest => 400,
-            StatusReason::Invalid => 422,
-            StatusReason::RequestEntityTooLarge => 413,
-            StatusReason::Timeout => 504,
-            StatusReason::ServiceUnavailable => 503,
-            StatusReason::TooManyRequests => 429,
-            StatusReason::InternalError | StatusReason::StoreReadError => 500,
-        }
+        self.reason().code()
     }
 
     /// Seconds a client should wait before retrying, when Kubernetes sends `Retry-After`.

@@ -1,6 +1,8 @@
 //! `MetricsLayer`: Prometheus metrics of every storage call, knowing nothing of the backend.
 //!
-//! Metrics (text exposition rendered by [`StorageMetrics::render`]):
+//! The metrics are [`prometheus_client`] metric families: [`StorageMetrics::register`] adds
+//! them to a caller's [`Registry`] (a server renders them with its own metrics in one
+//! exposition), and [`StorageMetrics::render`] renders them alone (OpenMetrics text).
 //!
 //! * `apistore_request_duration_seconds{operation,resource}` — histogram of call latency, with
 //!   Kubernetes' `etcd_request_duration_seconds` buckets (5 ms … 60 s);
@@ -11,12 +13,16 @@
 //!   [`Storage::stats`] call through the layer (Kubernetes polls `stats` every
 //!   `count_metric_poll_period`; see [`StorageMetrics::poll_object_counts`]).
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::error::Result;
 use crate::group_resource::GroupResource;
@@ -34,42 +40,88 @@ pub const DURATION_BUCKETS: [f64; 23] = [
     45.0, 60.0,
 ];
 
-#[derive(Clone, Debug, Default)]
-struct Histogram {
-    /// Non-cumulative counts per bucket; the last slot is +Inf.
-    buckets: [u64; DURATION_BUCKETS.len() + 1],
-    sum: f64,
-    count: u64,
+/// Labels of one storage call series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    operation: String,
+    resource: String,
 }
 
-impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        let slot = DURATION_BUCKETS.iter().position(|bound| seconds <= *bound).unwrap_or(DURATION_BUCKETS.len());
-        self.buckets[slot] += 1;
-        self.sum += seconds;
-        self.count += 1;
+/// Labels of one failed-call series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    operation: String,
+    reason: String,
+    resource: String,
+}
+
+/// Labels of one object-count series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabels {
+    resource: String,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+type HistogramFamily = Family<CallLabels, Histogram, fn() -> Histogram>;
+
+/// The storage metric families shared by every [`MetricsLayer`]. Cheap to clone (shared
+/// state): clones record into the same series.
+#[derive(Clone, Debug)]
+pub struct StorageMetrics {
+    durations: HistogramFamily,
+    requests: Family<CallLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    /// Errors per call, all reasons (not exported: backs [`StorageMetrics::error_count`]).
+    errors_per_call: Family<CallLabels, Counter>,
+    objects: Family<ResourceLabels, Gauge>,
+}
+
+impl Default for StorageMetrics {
+    fn default() -> Self {
+        StorageMetrics {
+            durations: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
+            requests: Family::default(),
+            errors: Family::default(),
+            errors_per_call: Family::default(),
+            objects: Family::default(),
+        }
     }
 }
 
-type Series = (String, &'static str);
-
-#[derive(Debug, Default)]
-struct State {
-    requests: BTreeMap<Series, Histogram>,
-    errors: BTreeMap<(String, &'static str, &'static str), u64>,
-    objects: BTreeMap<String, i64>,
-}
-
-/// The metrics registry shared by every [`MetricsLayer`]. Cheap to clone (shared state).
-#[derive(Clone, Debug, Default)]
-pub struct StorageMetrics {
-    state: Arc<Mutex<State>>,
+fn call(resource: &str, operation: &str) -> CallLabels {
+    CallLabels { operation: operation.to_owned(), resource: resource.to_owned() }
 }
 
 impl StorageMetrics {
-    /// An empty registry.
+    /// Empty metric families, registered nowhere yet (see [`StorageMetrics::register`]).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Registers the metric families into `registry`, so that encoding the registry renders
+    /// them (with whatever else it holds). The registry records into the same series as
+    /// `self` and its clones.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "apistore_request_duration_seconds",
+            "Storage call latency in seconds for each operation and resource",
+            self.durations.clone(),
+        );
+        // prometheus-client appends the counter suffix `_total`.
+        registry.register("apistore_requests", "Storage calls for each operation and resource", self.requests.clone());
+        registry.register(
+            "apistore_request_errors",
+            "Failed storage calls for each operation, resource and reason",
+            self.errors.clone(),
+        );
+        registry.register(
+            "apiserver_storage_objects",
+            "Number of stored objects at the time of last check split by kind",
+            self.objects.clone(),
+        );
     }
 
     /// A layer recording under `resource` (e.g. `deployments.apps`).
@@ -77,35 +129,35 @@ impl StorageMetrics {
         MetricsLayer { metrics: self.clone(), resource: resource.to_owned() }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     fn record<T>(&self, resource: &str, operation: &'static str, elapsed: Duration, result: &Result<T>) {
-        let mut state = self.lock();
-        state.requests.entry((resource.to_owned(), operation)).or_default().observe(elapsed.as_secs_f64());
+        let labels = call(resource, operation);
+        self.durations.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        self.requests.get_or_create(&labels).inc();
         if let Err(err) = result {
-            *state.errors.entry((resource.to_owned(), operation, err.reason().as_str())).or_default() += 1;
+            let reason = err.reason().as_str().to_owned();
+            let errors = ErrorLabels { operation: operation.to_owned(), reason, resource: resource.to_owned() };
+            self.errors.get_or_create(&errors).inc();
+            self.errors_per_call.get_or_create(&labels).inc();
         }
     }
 
     fn set_objects(&self, resource: &str, count: i64) {
-        self.lock().objects.insert(resource.to_owned(), count);
+        self.objects.get_or_create(&ResourceLabels { resource: resource.to_owned() }).set(count);
     }
 
     /// Calls recorded for `resource` and `operation` (for tests and dashboards).
     pub fn request_count(&self, resource: &str, operation: &str) -> u64 {
-        self.lock().requests.iter().filter(|((r, o), _)| r == resource && *o == operation).map(|(_, h)| h.count).sum()
+        self.requests.get(&call(resource, operation)).map(|c| c.get()).unwrap_or(0)
     }
 
     /// Errors recorded for `resource` and `operation`, all reasons.
     pub fn error_count(&self, resource: &str, operation: &str) -> u64 {
-        self.lock().errors.iter().filter(|((r, o, _), _)| r == resource && *o == operation).map(|(_, n)| n).sum()
+        self.errors_per_call.get(&call(resource, operation)).map(|c| c.get()).unwrap_or(0)
     }
 
     /// The last object count seen for `resource`.
     pub fn object_count(&self, resource: &str) -> Option<i64> {
-        self.lock().objects.get(resource).copied()
+        self.objects.get(&ResourceLabels { resource: resource.to_owned() }).map(|g| g.get())
     }
 
     /// Calls `stats()` on each `(resource, storage)` every `period` until the returned task
@@ -130,68 +182,16 @@ impl StorageMetrics {
         })
     }
 
-    /// The Prometheus text exposition (format 0.0.4) of every metric.
+    /// These metrics alone in the OpenMetrics text exposition (ending in `# EOF`); a server
+    /// with more metrics registers them into its registry instead ([`StorageMetrics::register`]).
     pub fn render(&self) -> String {
-        let state = self.lock();
+        let mut registry = Registry::default();
+        self.register(&mut registry);
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP apistore_request_duration_seconds Storage call latency in seconds for each operation and resource."
-        );
-        let _ = writeln!(out, "# TYPE apistore_request_duration_seconds histogram");
-        for ((resource, operation), histogram) in &state.requests {
-            let labels = format!("operation=\"{}\",resource=\"{}\"", escape(operation), escape(resource));
-            let mut cumulative = 0;
-            for (bound, count) in DURATION_BUCKETS.iter().zip(histogram.buckets.iter()) {
-                cumulative += count;
-                let _ =
-                    writeln!(out, "apistore_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
-            }
-            let _ =
-                writeln!(out, "apistore_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", histogram.count);
-            let _ = writeln!(out, "apistore_request_duration_seconds_sum{{{labels}}} {}", histogram.sum);
-            let _ = writeln!(out, "apistore_request_duration_seconds_count{{{labels}}} {}", histogram.count);
-        }
-        let _ = writeln!(out, "# HELP apistore_requests_total Storage calls for each operation and resource.");
-        let _ = writeln!(out, "# TYPE apistore_requests_total counter");
-        for ((resource, operation), histogram) in &state.requests {
-            let _ = writeln!(
-                out,
-                "apistore_requests_total{{operation=\"{}\",resource=\"{}\"}} {}",
-                escape(operation),
-                escape(resource),
-                histogram.count
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP apistore_request_errors_total Failed storage calls for each operation, resource and reason."
-        );
-        let _ = writeln!(out, "# TYPE apistore_request_errors_total counter");
-        for ((resource, operation, reason), count) in &state.errors {
-            let _ = writeln!(
-                out,
-                "apistore_request_errors_total{{operation=\"{}\",reason=\"{}\",resource=\"{}\"}} {count}",
-                escape(operation),
-                escape(reason),
-                escape(resource)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP apiserver_storage_objects Number of stored objects at the time of last check split by kind."
-        );
-        let _ = writeln!(out, "# TYPE apiserver_storage_objects gauge");
-        for (resource, count) in &state.objects {
-            let _ = writeln!(out, "apiserver_storage_objects{{resource=\"{}\"}} {count}", escape(resource));
-        }
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
     }
-}
-
-/// Prometheus label value escaping: `\`, `"` and newlines.
-fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 impl LayerFactory for StorageMetrics {
@@ -330,25 +330,25 @@ mod tests {
         assert!(text.contains("# TYPE apistore_request_duration_seconds histogram"));
         assert!(
             text.contains(
-                "apistore_request_duration_seconds_bucket{operation=\"get\",resource=\"configmaps\",le=\"0.005\"} 1\n"
+                "apistore_request_duration_seconds_bucket{le=\"0.005\",operation=\"get\",resource=\"configmaps\"} 1\n"
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                "apistore_request_duration_seconds_bucket{operation=\"get\",resource=\"configmaps\",le=\"0.05\"} 2\n"
+                "apistore_request_duration_seconds_bucket{le=\"0.05\",operation=\"get\",resource=\"configmaps\"} 2\n"
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                "apistore_request_duration_seconds_bucket{operation=\"get\",resource=\"configmaps\",le=\"60\"} 2\n"
+                "apistore_request_duration_seconds_bucket{le=\"60.0\",operation=\"get\",resource=\"configmaps\"} 2\n"
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                "apistore_request_duration_seconds_bucket{operation=\"get\",resource=\"configmaps\",le=\"+Inf\"} 3\n"
+                "apistore_request_duration_seconds_bucket{le=\"+Inf\",operation=\"get\",resource=\"configmaps\"} 3\n"
             ),
             "{text}"
         );
@@ -363,6 +363,16 @@ mod tests {
         assert!(text.contains("apiserver_storage_objects{resource=\"configmaps\"} 3\n"));
         assert_eq!(metrics.request_count("configmaps", "get"), 3);
         assert_eq!(metrics.error_count("configmaps", "get"), 1);
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let mut shared = String::new();
+        prometheus_client::encoding::text::encode(&mut shared, &registry).expect("encode");
+        assert_eq!(shared, text);
+        metrics.set_objects("a\"b\\c\nd", 1);
+        assert!(metrics.render().contains("apiserver_storage_objects{resource=\"a\\\"b\\\\c\\nd\"} 1\n"));
+        assert_eq!(metrics.object_count("configmaps"), Some(3));
+        assert_eq!(metrics.request_count("secrets", "get"), 0);
+        assert!(!metrics.render().contains("secrets"), "reading counts creates no series");
     }
 }

@@ -1,68 +1,55 @@
 //! Wall-clock helpers: RFC 3339 timestamps (as Kubernetes writes them) and ages.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 /// Seconds since the Unix epoch, now.
 pub fn now_seconds() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// `2026-11-27T16:27:00Z` for `seconds` since the epoch (UTC).
+/// The seconds RFC 3339 can write: years 0000 to 9999.
+const FIRST_SECOND: i64 = -62_167_219_200;
+const LAST_SECOND: i64 = 253_402_300_799;
+
+/// `2026-11-27T16:27:00Z` for `seconds` since the epoch (UTC), as Kubernetes writes
+/// `creationTimestamp`; clamped to years 0000–9999.
 pub fn rfc3339(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let secs = seconds.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+    let seconds = seconds.clamp(FIRST_SECOND, LAST_SECOND);
+    OffsetDateTime::from_unix_timestamp(seconds)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SS...` (UTC) back to epoch seconds; None if malformed.
+/// Parses an RFC 3339 timestamp (`2026-11-27T16:27:00Z`, fractions and offsets allowed;
+/// a timestamp without an offset is read as UTC) to epoch seconds; None if malformed.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 19 {
-        return None;
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Some(t.unix_timestamp());
     }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se)
+    let local = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    PrimitiveDateTime::parse(s, local).ok().map(|t| t.assume_utc().unix_timestamp())
 }
 
 /// kubectl's short age: `5s`, `3m`, `2h`, `4d`.
 pub fn age(created: Option<&str>) -> String {
+    age_at(created, now_seconds())
+}
+
+/// [`age`] at `now` (epoch seconds).
+fn age_at(created: Option<&str>, now: i64) -> String {
     let Some(created) = created.and_then(parse_rfc3339) else {
         return "<unknown>".to_owned();
     };
-    let secs = (now_seconds() - created).max(0);
-    match secs {
+    let age = time::Duration::seconds(now.saturating_sub(created).max(0));
+    match age.whole_seconds() {
         s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
+        s if s < 7200 => format!("{}m", age.whole_minutes()),
+        s if s < 172_800 => format!("{}h", age.whole_hours()),
+        _ => format!("{}d", age.whole_days()),
     }
-}
-
-// Howard Hinnant's days <-> civil date algorithms.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -75,5 +62,36 @@ mod tests {
         assert_eq!(rfc3339(1_795_796_820), "2026-11-27T16:27:00Z");
         assert_eq!(parse_rfc3339("2026-11-27T16:27:00Z"), Some(1_795_796_820));
         assert_eq!(parse_rfc3339("garbage"), None);
+    }
+
+    #[test]
+    fn parses_fractions_offsets_and_rejects_garbage() {
+        assert_eq!(parse_rfc3339("2026-11-27T16:27:00.123456Z"), Some(1_795_796_820));
+        assert_eq!(parse_rfc3339("2026-11-27T17:27:00+01:00"), Some(1_795_796_820));
+        assert_eq!(parse_rfc3339("2026-11-27T16:27:00"), Some(1_795_796_820));
+        for bad in ["", "2026-13-01T00:00:00Z", "2026-11-27 16:27", "2026-11-27T16:27:00Zjunk", "\u{e9}\u{e9}"] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad:?}");
+        }
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(i64::MIN), "0000-01-01T00:00:00Z");
+        assert_eq!(parse_rfc3339(&rfc3339(1_234_567_890)), Some(1_234_567_890));
+    }
+
+    #[test]
+    fn ages_print_like_kubectl() {
+        let created = rfc3339(1_000_000);
+        let at = |elapsed: i64| age_at(Some(&created), 1_000_000 + elapsed);
+        assert_eq!(at(-5), "0s");
+        assert_eq!(at(5), "5s");
+        assert_eq!(at(119), "119s");
+        assert_eq!(at(120), "2m");
+        assert_eq!(at(7199), "119m");
+        assert_eq!(at(7200), "2h");
+        assert_eq!(at(172_799), "47h");
+        assert_eq!(at(172_800), "2d");
+        assert_eq!(age_at(None, 0), "<unknown>");
+        assert_eq!(age_at(Some("garbage"), 0), "<unknown>");
+        assert_eq!(age_at(Some(&created), i64::MIN), "0s");
     }
 }

@@ -24,9 +24,13 @@
 //! short_names = ["ct"]
 //! ```
 //!
-//! Flags win over the file; kube-apiserver's storage flags (`--etcd-servers`,
-//! `--etcd-servers-overrides`, `--storage-backend`, `--etcd-prefix`, `--storage-media-type`,
-//! `--encryption-provider-config`, `--watch-cache`, `--watch-cache-sizes`) apply on top.
+//! The command line is [`Flags`] (clap; `--help` is generated from it). Flags win over the
+//! file; kube-apiserver's storage flags (`--etcd-servers`, `--etcd-servers-overrides`,
+//! `--storage-backend`, `--etcd-prefix`, `--storage-media-type`,
+//! `--encryption-provider-config`, `--watch-cache`, `--watch-cache-sizes`,
+//! `--delete-collection-workers`, `--enable-garbage-collector`) apply on top, spelled and
+//! valued as kube-apiserver spells them (`--watch-cache=false`, comma-separated and repeated
+//! list values).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,6 +38,7 @@ use std::path::{Path, PathBuf};
 use apistore::config::Config;
 use apistore::factory::StorageOptions;
 use apistore::registry::BackendConfig;
+use clap::{CommandFactory, Parser};
 use serde::Deserialize;
 
 /// A custom resource served by the server (like a CRD, without a schema).
@@ -94,94 +99,192 @@ pub struct ServerConfig {
 /// kube-apiserver's default `--event-ttl`: one hour.
 pub const DEFAULT_EVENT_TTL_SECONDS: u64 = 3600;
 
-/// Usage text of `--help`.
-pub const USAGE: &str = "\
-apiserver: a Kubernetes-compatible API server over apistore
+const AFTER_HELP: &str = "\
+Flags win over the config file; the kube-apiserver storage flags apply on top of the storage \
+config (--backend first, then --storage-backend, --etcd-servers and the rest). List flags take \
+comma-separated values and may be repeated, as in kube-apiserver.";
 
-USAGE: cargo run --release -p apistore-apiserver -- [OPTIONS]
+/// The command line, in kube-apiserver's spellings (`--flag value` or `--flag=value`).
+#[derive(Clone, Debug, Default, Parser)]
+#[command(
+    name = "apiserver",
+    about = "A Kubernetes-compatible API server over apistore",
+    after_help = AFTER_HELP,
+    args_override_self = true
+)]
+pub struct Flags {
+    /// Listen address [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Data directory of sled backends that name no path [default: ./apistore-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Default storage backend: sled (default), etcd3, memory, or a linked plugin.
+    #[arg(long, value_name = "NAME")]
+    pub backend: Option<String>,
+    /// Server config (TOML): listen, data_dir, [storage] (apistore Config), custom resources.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// apistore storage Config alone (TOML, YAML or JSON), as examples/factory.toml; replaces
+    /// the config file's [storage].
+    #[arg(long, value_name = "FILE")]
+    pub storage_config: Option<PathBuf>,
+    /// How long events live after their last write: 1h (default), 30m, 90s, 1h30m, 0 = forever.
+    #[arg(long, value_name = "DURATION", value_parser = parse_event_ttl)]
+    pub event_ttl: Option<u64>,
+    /// etcd servers to connect to (scheme://ip:port), comma separated; selects the etcd3 backend.
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    pub etcd_servers: Vec<String>,
+    /// Per-resource etcd servers, comma separated: group/resource#servers, servers separated by ';'.
+    #[arg(long, value_name = "OVERRIDES", value_delimiter = ',')]
+    pub etcd_servers_overrides: Vec<String>,
+    /// The storage backend for persistence (kube: etcd3).
+    #[arg(long, value_name = "NAME")]
+    pub storage_backend: Option<String>,
+    /// The prefix to prepend to all resource paths in storage [default: /registry].
+    #[arg(long, value_name = "PREFIX")]
+    pub etcd_prefix: Option<String>,
+    /// The media type to use to store objects in storage (application/json, application/yaml).
+    #[arg(long, value_name = "TYPE")]
+    pub storage_media_type: Option<String>,
+    /// The file with the configuration for encryption providers for storing secrets.
+    #[arg(long, value_name = "FILE")]
+    pub encryption_provider_config: Option<PathBuf>,
+    /// Enable the watch cache for all resources but events (--watch-cache=false disables it).
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = false,
+        default_missing_value = "true",
+        value_parser = parse_go_bool
+    )]
+    pub watch_cache: Option<bool>,
+    /// Watch cache size settings, comma separated: resource[.group]#size.
+    #[arg(long, value_name = "SIZES", value_delimiter = ',')]
+    pub watch_cache_sizes: Vec<String>,
+    /// Number of workers spawned for DeleteCollection call.
+    #[arg(long, value_name = "N")]
+    pub delete_collection_workers: Option<u32>,
+    /// Enables the generic garbage collector.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = false,
+        default_missing_value = "true",
+        value_parser = parse_go_bool
+    )]
+    pub enable_garbage_collector: Option<bool>,
+}
 
-OPTIONS:
-  --listen ADDR            listen address (default 127.0.0.1:8080)
-  --data-dir DIR           data directory of the sled backend (default ./apistore-data)
-  --backend NAME           default storage backend: sled (default), etcd3, memory, or a linked plugin
-  --config FILE            server config (TOML): listen, [storage] (apistore Config), custom resources
-  --storage-config FILE    apistore storage Config alone (TOML, YAML or JSON), as examples/factory.toml
-  --event-ttl DURATION     how long events live after their last write: 1h (default), 30m, 90s, 0 = forever
-  --etcd-servers URLS      kube-apiserver storage flags: --etcd-servers, --etcd-servers-overrides,
-                           --storage-backend, --etcd-prefix, --storage-media-type,
-                           --encryption-provider-config, --watch-cache, --watch-cache-sizes
-  -h, --help               this text
-";
+impl Flags {
+    /// The kube storage flags set, as `(flag, value)` pairs for [`StorageOptions::apply_flag`],
+    /// in the order they apply (the backend type before its servers).
+    fn storage_flags(&self) -> Vec<(&'static str, String)> {
+        let mut flags = Vec::new();
+        let mut one = |name: &'static str, value: Option<String>| {
+            if let Some(value) = value {
+                flags.push((name, value));
+            }
+        };
+        one("--storage-backend", self.storage_backend.clone());
+        one("--etcd-servers", (!self.etcd_servers.is_empty()).then(|| self.etcd_servers.join(",")));
+        one("--etcd-prefix", self.etcd_prefix.clone());
+        one("--storage-media-type", self.storage_media_type.clone());
+        let encryption = self.encryption_provider_config.as_ref().map(|p| p.to_string_lossy().into_owned());
+        one("--encryption-provider-config", encryption);
+        let overrides = &self.etcd_servers_overrides;
+        one("--etcd-servers-overrides", (!overrides.is_empty()).then(|| overrides.join(",")));
+        one("--watch-cache", self.watch_cache.map(|b| b.to_string()));
+        let sizes = &self.watch_cache_sizes;
+        one("--watch-cache-sizes", (!sizes.is_empty()).then(|| sizes.join(",")));
+        one("--delete-collection-workers", self.delete_collection_workers.map(|n| n.to_string()));
+        one("--enable-garbage-collector", self.enable_garbage_collector.map(|b| b.to_string()));
+        flags
+    }
+}
 
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
     /// Serve with this config.
     Serve(Box<ServerConfig>),
-    /// Print usage.
+    /// Print usage ([`print_help`]).
     Help,
 }
 
-/// kube-apiserver storage flags passed to [`StorageOptions::apply_flag`].
-const STORAGE_FLAGS: &[&str] = &[
-    "--etcd-servers",
-    "--etcd-servers-overrides",
-    "--storage-backend",
-    "--etcd-prefix",
-    "--storage-media-type",
-    "--encryption-provider-config",
-    "--watch-cache",
-    "--watch-cache-sizes",
-];
+/// Why the command line was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Bad flags or values (clap's message; [`clap::Error::exit`] prints it and exits 2).
+    #[error("{0}")]
+    Usage(#[from] clap::Error),
+    /// Flags that parse but do not make a valid config (unreadable or invalid files, a bad
+    /// listen address, invalid storage settings).
+    #[error("{0}")]
+    Invalid(String),
+}
 
-/// Parses the flags (and the config files they name).
+/// Prints the `--help` text (generated from [`Flags`]) to stdout.
+pub fn print_help() {
+    let _ = Flags::command().print_long_help();
+}
+
+/// The `--help` text, uncolored.
+#[cfg(test)]
+fn help() -> String {
+    Flags::command().render_long_help().to_string()
+}
+
+/// Parses the command line (`args` starts with the program name) and the config files it
+/// names.
 ///
-/// Errors: a message for unknown flags, missing values, unreadable or invalid files.
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
-    let mut listen = None;
-    let mut data_dir = None;
-    let mut backend = None;
-    let mut config_file = None;
-    let mut storage_file = None;
-    let mut storage_flags = Vec::new();
-    let mut event_ttl_seconds = DEFAULT_EVENT_TTL_SECONDS;
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |name: &str| inline.clone().or_else(|| args.next()).ok_or(format!("{name} needs a value"));
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "--listen" => listen = Some(value("--listen")?),
-            "--data-dir" => data_dir = Some(PathBuf::from(value("--data-dir")?)),
-            "--backend" => backend = Some(value("--backend")?),
-            "--config" => config_file = Some(PathBuf::from(value("--config")?)),
-            "--storage-config" => storage_file = Some(PathBuf::from(value("--storage-config")?)),
-            "--event-ttl" => event_ttl_seconds = parse_duration_seconds(&value("--event-ttl")?)?,
-            f if STORAGE_FLAGS.contains(&f) => storage_flags.push((f.to_owned(), value(f)?)),
-            other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
-        }
+/// Errors: [`ParseError::Usage`] for unknown flags, missing or invalid values;
+/// [`ParseError::Invalid`] for unreadable or invalid files and settings.
+pub fn parse_command_line<I, T>(args: I) -> Result<Command, ParseError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Flags::try_parse_from(args) {
+        Ok(flags) => Ok(Command::Serve(Box::new(resolve(flags).map_err(ParseError::Invalid)?))),
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => Ok(Command::Help),
+        Err(e) => Err(e.into()),
     }
-    let file = match &config_file {
+}
+
+/// [`parse_command_line`] over the arguments after the program name, errors as text.
+#[cfg(test)]
+fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+    parse_command_line(std::iter::once("apiserver".to_owned()).chain(args)).map_err(|e| e.to_string())
+}
+
+/// Resolves parsed flags and the config files they name into the server config: flags win
+/// over the file, then the kube storage flags apply.
+///
+/// Errors: a message for unreadable or invalid files, a bad listen address, invalid storage
+/// settings.
+pub fn resolve(flags: Flags) -> Result<ServerConfig, String> {
+    let storage_flags = flags.storage_flags();
+    let file = match &flags.config {
         Some(path) => read_server_config(path)?,
         None => FileConfig::default(),
     };
-    let listen = listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    let listen = flags.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
     let listen: SocketAddr = listen.parse().map_err(|e| format!("invalid listen address {listen:?}: {e}"))?;
-    let explicit_data_dir = data_dir.is_some() || file.data_dir.is_some();
-    let data_dir = data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./apistore-data"));
-    let mut storage = match (storage_file, file.storage) {
+    let explicit_data_dir = flags.data_dir.is_some() || file.data_dir.is_some();
+    let data_dir = flags.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./apistore-data"));
+    let mut storage = match (flags.storage_config, file.storage) {
         (Some(path), _) => StorageOptions::load(&path).map_err(|e| format!("{}: {e}", path.display()))?,
         (None, Some(config)) => StorageOptions::new(config),
         (None, None) => StorageOptions::default(),
     };
-    if let Some(name) = backend {
+    if let Some(name) = flags.backend {
         storage.config.backend = BackendConfig::new(&name);
     }
     for (flag, value) in storage_flags {
-        storage.apply_flag(&flag, &value).map_err(|e| e.to_string())?;
+        storage.apply_flag(flag, &value).map_err(|e| e.to_string())?;
     }
     if explicit_data_dir && storage.config.backend.backend == "sled" {
         storage.config.backend.options.remove("path");
@@ -193,43 +296,44 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         }
     }
     storage.validate().map_err(|e| format!("storage config: {e}"))?;
-    Ok(Command::Serve(Box::new(ServerConfig {
+    Ok(ServerConfig {
         listen,
         storage,
         custom_resources: file.custom_resources,
-        event_ttl_seconds,
-    })))
+        event_ttl_seconds: flags.event_ttl.unwrap_or(DEFAULT_EVENT_TTL_SECONDS),
+    })
 }
 
-/// `90`, `90s`, `30m`, `1h`, `1h30m` → seconds.
+/// Go's `time.ParseDuration` units, the ones kube-apiserver's duration flags accept.
+const GO_DURATION_UNITS: &[&str] = &["ns", "us", "µs", "ms", "s", "m", "h"];
+
+/// `--event-ttl`: a kube duration (`1h`, `30m`, `90s`, `1h30m`, `0`; a bare number is
+/// seconds) → whole seconds, a non-zero fraction of a second rounding up (0 means forever).
 ///
-/// Errors: a message for anything else.
-fn parse_duration_seconds(text: &str) -> Result<u64, String> {
-    let bad = || format!("invalid duration {text:?}: use e.g. 1h, 30m, 90s");
+/// Errors: a message for anything else, units Go's durations lack (`1d`) included.
+pub fn parse_event_ttl(text: &str) -> Result<u64, String> {
+    let bad = |why: &str| format!("invalid duration {text:?}: {why} (use e.g. 1h, 30m, 90s)");
     if let Ok(seconds) = text.parse::<u64>() {
         return Ok(seconds);
     }
-    let mut total = 0u64;
-    let mut number = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
+    // Go spells micro with either mu; humantime with the micro sign.
+    let text = text.trim().replace('\u{3bc}', "\u{b5}");
+    for unit in text.split(|c: char| c.is_ascii_digit() || c.is_whitespace()).filter(|u| !u.is_empty()) {
+        if !GO_DURATION_UNITS.contains(&unit) {
+            return Err(bad(&format!("unknown unit {unit:?}")));
         }
-        let unit = match c {
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => return Err(bad()),
-        };
-        let n: u64 = number.parse().map_err(|_| bad())?;
-        total = total.checked_add(n.checked_mul(unit).ok_or_else(bad)?).ok_or_else(bad)?;
-        number.clear();
     }
-    if !number.is_empty() || text.is_empty() {
-        return Err(bad());
+    let duration = humantime::parse_duration(&text).map_err(|e| bad(&e.to_string()))?;
+    Ok(duration.as_secs().saturating_add(u64::from(duration.subsec_nanos() > 0)))
+}
+
+/// Go's `strconv.ParseBool`, as kube-apiserver's boolean flags read their values.
+fn parse_go_bool(text: &str) -> Result<bool, String> {
+    match text {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!("invalid boolean {text:?}: use true or false")),
     }
-    Ok(total)
 }
 
 fn read_server_config(path: &Path) -> Result<FileConfig, String> {
@@ -332,5 +436,160 @@ plural = "widgets"
         std::fs::write(&path, "unknown_key = 1\n").expect("write");
         let err = parse(["--config".to_string(), path.to_string_lossy().into_owned()]).expect_err("unknown key");
         assert!(err.contains("unknown_key"), "{err}");
+    }
+
+    fn flags(args: &[&str]) -> Flags {
+        Flags::try_parse_from(std::iter::once("apiserver").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn clap_parses_every_flag_in_kube_spelling() {
+        let all = flags(&[
+            "--listen=127.0.0.1:1",
+            "--data-dir",
+            "/d",
+            "--backend=memory",
+            "--config",
+            "/c.toml",
+            "--storage-config=/s.yaml",
+            "--event-ttl",
+            "30m",
+            "--etcd-servers=http://a:1,http://b:2",
+            "--etcd-servers",
+            "http://c:3",
+            "--etcd-servers-overrides=/events#http://e:1;http://e:2,apps/deployments#http://f:1",
+            "--storage-backend=etcd3",
+            "--etcd-prefix=/kube",
+            "--storage-media-type",
+            "application/yaml",
+            "--encryption-provider-config=/enc.yaml",
+            "--watch-cache=false",
+            "--watch-cache-sizes=pods#100,secrets#0",
+            "--watch-cache-sizes",
+            "nodes#5",
+            "--delete-collection-workers=3",
+            "--enable-garbage-collector=F",
+        ]);
+        assert_eq!(all.listen.as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(all.data_dir, Some(PathBuf::from("/d")));
+        assert_eq!(all.backend.as_deref(), Some("memory"));
+        assert_eq!(all.config, Some(PathBuf::from("/c.toml")));
+        assert_eq!(all.storage_config, Some(PathBuf::from("/s.yaml")));
+        assert_eq!(all.event_ttl, Some(1800));
+        assert_eq!(all.etcd_servers, ["http://a:1", "http://b:2", "http://c:3"]);
+        assert_eq!(all.etcd_servers_overrides, ["/events#http://e:1;http://e:2", "apps/deployments#http://f:1"]);
+        assert_eq!(all.storage_backend.as_deref(), Some("etcd3"));
+        assert_eq!(all.etcd_prefix.as_deref(), Some("/kube"));
+        assert_eq!(all.storage_media_type.as_deref(), Some("application/yaml"));
+        assert_eq!(all.encryption_provider_config, Some(PathBuf::from("/enc.yaml")));
+        assert_eq!(all.watch_cache, Some(false));
+        assert_eq!(all.watch_cache_sizes, ["pods#100", "secrets#0", "nodes#5"]);
+        assert_eq!(all.delete_collection_workers, Some(3));
+        assert_eq!(all.enable_garbage_collector, Some(false));
+        // Bare boolean flags are true, as in kube; single-valued flags: the last one wins.
+        let bare = flags(&["--watch-cache", "--enable-garbage-collector", "--etcd-prefix=/a", "--etcd-prefix=/b"]);
+        assert_eq!((bare.watch_cache, bare.enable_garbage_collector), (Some(true), Some(true)));
+        assert_eq!(bare.etcd_prefix.as_deref(), Some("/b"));
+        assert_eq!(flags(&["--watch-cache", "false"]).watch_cache, Some(false));
+        assert_eq!(flags(&[]).watch_cache, None);
+    }
+
+    #[test]
+    fn storage_flags_reach_the_storage_options() {
+        let config = serve(&[
+            "--etcd-servers=http://127.0.0.1:1",
+            "--etcd-servers=http://127.0.0.1:2",
+            "--etcd-prefix=/kube",
+            "--watch-cache=false",
+            "--watch-cache-sizes=pods#100",
+            "--etcd-servers-overrides=/events#http://127.0.0.1:3",
+        ]);
+        let storage = &config.storage.config;
+        assert_eq!(storage.backend.backend, "etcd3");
+        assert_eq!(
+            storage.backend.options["endpoints"],
+            serde_json::json!(["http://127.0.0.1:1", "http://127.0.0.1:2"])
+        );
+        assert_eq!(storage.prefix, "/kube");
+        assert!(!storage.watch_cache.enabled);
+        assert_eq!(storage.watch_cache.sizes, ["pods#100"]);
+        assert_eq!(storage.etcd_servers_overrides, ["/events#http://127.0.0.1:3"]);
+        // --backend applies before --storage-backend whatever their order.
+        assert_eq!(serve(&["--storage-backend=memory", "--backend=sled"]).storage.config.backend.backend, "memory");
+        assert!(serve(&["--watch-cache"]).storage.config.watch_cache.enabled);
+    }
+
+    #[test]
+    fn bad_flags_are_usage_errors() {
+        for bad in [
+            &["--nope"][..],
+            &["positional"],
+            &["--listen"],
+            &["--event-ttl"],
+            &["--event-ttl", "1d"],
+            &["--event-ttl=-1h"],
+            &["--watch-cache=maybe"],
+            &["--delete-collection-workers=-1"],
+            &["--help=yes"],
+        ] {
+            let args = std::iter::once("apiserver").chain(bad.iter().copied());
+            match parse_command_line(args) {
+                Err(ParseError::Usage(e)) => assert_eq!(e.exit_code(), 2, "{bad:?}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        // Flags that parse but make no valid config are the other kind of error.
+        let invalid = parse_command_line(["apiserver", "--listen", "nowhere"]);
+        assert!(matches!(invalid, Err(ParseError::Invalid(ref m)) if m.contains("nowhere")), "{invalid:?}");
+        assert!(matches!(parse(["-h".to_string()]), Ok(Command::Help)));
+    }
+
+    #[test]
+    fn help_lists_the_kube_flags() {
+        let text = help();
+        for flag in [
+            "--listen",
+            "--data-dir",
+            "--backend",
+            "--config",
+            "--storage-config",
+            "--event-ttl",
+            "--etcd-servers",
+            "--etcd-servers-overrides",
+            "--storage-backend",
+            "--etcd-prefix",
+            "--storage-media-type",
+            "--encryption-provider-config",
+            "--watch-cache",
+            "--watch-cache-sizes",
+            "--delete-collection-workers",
+            "--enable-garbage-collector",
+            "--help",
+        ] {
+            assert!(text.contains(&format!("{flag} ")) || text.contains(&format!("{flag}\n")), "{flag}: {text}");
+        }
+    }
+
+    #[test]
+    fn event_ttl_takes_kube_durations() {
+        for (text, seconds) in [
+            ("0", 0),
+            ("90", 90),
+            ("90s", 90),
+            ("30m", 1800),
+            ("1h", 3600),
+            ("1h30m", 5400),
+            ("2m5s", 125),
+            ("1500ms", 2),
+            ("1ns", 1),
+            ("2\u{3bc}s", 1),
+            ("0s", 0),
+        ] {
+            assert_eq!(parse_event_ttl(text), Ok(seconds), "{text}");
+        }
+        for bad in ["", "1d", "2w", "5m3", "h", "-1h", "1.5h", "1 hour", "forever", "18446744073709551616s"] {
+            assert!(parse_event_ttl(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -72,8 +72,9 @@ fn resource_doc(r: &Resource) -> Value {
     if !r.short_names.is_empty() {
         doc["shortNames"] = json!(r.short_names);
     }
-    if r.flavor == crate::resources::Flavor::Deployment {
-        doc["categories"] = json!(["all"]);
+    let categories = r.strategy.categories();
+    if !categories.is_empty() {
+        doc["categories"] = json!(categories);
     }
     doc
 }
@@ -82,6 +83,7 @@ fn resource_doc(r: &Resource) -> Value {
 pub fn resource_list(table: &ResourceTable, group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
     for r in table.in_group_version(group, version) {
+        let r = r.as_ref();
         resources.push(resource_doc(r));
         if r.has_scale() {
             // As kube-apiserver lists it: the Scale kind lives in autoscaling/v1.

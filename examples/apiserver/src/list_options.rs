@@ -2,7 +2,7 @@
 
 use apistore::storage::ResourceVersionMatch;
 
-use crate::status::{ApiError, ApiResult};
+use crate::status::{ApiError, ApiResult, Reason};
 
 /// kube's `ValidateListOptions`: which combinations of resourceVersion, resourceVersionMatch
 /// and sendInitialEvents a list or watch accepts.
@@ -16,7 +16,7 @@ pub fn validate(
     allow_watch_bookmarks: bool,
 ) -> ApiResult<()> {
     let forbidden = |field: &str, why: &str| {
-        ApiError::new(422, "Invalid", format!("ListOptions.meta.k8s.io \"\" is invalid: {field}: Forbidden: {why}"))
+        ApiError::new(Reason::INVALID, format!("ListOptions.meta.k8s.io \"\" is invalid: {field}: Forbidden: {why}"))
     };
     if watching {
         if send_initial_events.is_some() {
@@ -63,9 +63,9 @@ mod tests {
         let exact = Some(ResourceVersionMatch::Exact);
         assert!(validate(false, "", None, None, false).is_ok());
         assert!(validate(false, "5", exact, None, false).is_ok());
-        assert_eq!(validate(false, "", exact, None, false).map_err(|e| e.code), Err(422));
-        assert_eq!(validate(false, "0", exact, None, false).map_err(|e| e.code), Err(422));
-        assert_eq!(validate(false, "", None, Some(true), true).map_err(|e| e.code), Err(422));
+        assert_eq!(validate(false, "", exact, None, false).map_err(|e| e.code()), Err(422));
+        assert_eq!(validate(false, "0", exact, None, false).map_err(|e| e.code()), Err(422));
+        assert_eq!(validate(false, "", None, Some(true), true).map_err(|e| e.code()), Err(422));
         assert!(validate(true, "", not_older, Some(true), true).is_ok());
         assert!(validate(true, "", not_older, Some(true), false).is_err(), "sendInitialEvents needs bookmarks");
         assert!(validate(true, "", exact, Some(true), true).is_err());

@@ -28,6 +28,7 @@ use apistore_sled as _;
 
 mod backend;
 mod clock;
+mod codec;
 mod config;
 mod discovery;
 mod handlers;
@@ -36,7 +37,9 @@ mod list_options;
 mod managedfields;
 mod metrics;
 mod namespaces;
+mod negotiation;
 mod patch;
+mod registry;
 mod resources;
 mod routing;
 mod scale;
@@ -45,22 +48,20 @@ mod status;
 mod table;
 #[allow(dead_code)] // wired into the strategies
 mod validation;
-mod watch;
 
 fn main() {
-    let command = match config::parse(std::env::args().skip(1)) {
-        Ok(command) => command,
-        Err(message) => {
+    let config = match config::parse_command_line(std::env::args_os()) {
+        Ok(config::Command::Serve(config)) => *config,
+        Ok(config::Command::Help) => {
+            config::print_help();
+            return;
+        }
+        // clap's message on stderr, exit code 2.
+        Err(config::ParseError::Usage(e)) => e.exit(),
+        Err(config::ParseError::Invalid(message)) => {
             eprintln!("apiserver: {message}");
             std::process::exit(2);
         }
-    };
-    let config = match command {
-        config::Command::Help => {
-            print!("{}", config::USAGE);
-            return;
-        }
-        config::Command::Serve(config) => *config,
     };
     // Explicit registration: the fallback when a linker drops an `inventory` entry.
     apistore_sled::register();

@@ -1,69 +1,136 @@
 //! Prometheus metrics of the server: request counts and latencies per verb, resource and
-//! code, in the text exposition format at `/metrics`.
+//! code, and apistore's storage metrics, in one [`prometheus_client`] registry rendered as
+//! OpenMetrics text at `/metrics`.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
 use std::time::Duration;
+
+use apistore::layer::StorageMetrics;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Upper bounds (seconds) of the latency histogram.
 const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
-#[derive(Default)]
-struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+/// The `Content-Type` of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Labels of `apiserver_request_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    verb: String,
+    resource: String,
+    code: String,
 }
 
-/// Request counters and latency histograms.
-#[derive(Default)]
+/// Labels of `apiserver_request_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LatencyLabels {
+    verb: String,
+    resource: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS.iter().copied())
+}
+
+/// Request counters and latency histograms, and the registry `/metrics` renders.
+#[derive(Debug)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    latency: Mutex<BTreeMap<(String, String), Histogram>>,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<LatencyLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let mut registry = Registry::default();
+        // prometheus-client appends the counter suffix: `apiserver_request_total`.
+        registry.register(
+            "apiserver_request",
+            "Counter of apiserver requests broken out by verb, resource and HTTP response code",
+            requests.clone(),
+        );
+        registry.register(
+            "apiserver_request_duration_seconds",
+            "Response latency distribution in seconds for each verb and resource",
+            latency.clone(),
+        );
+        Metrics { registry, requests, latency }
+    }
 }
 
 impl Metrics {
-    /// Records one request.
-    pub fn record(&self, verb: &str, resource: &str, code: u16, elapsed: Duration) {
-        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        *requests.entry((verb.to_owned(), resource.to_owned(), code)).or_default() += 1;
-        drop(requests);
-        let seconds = elapsed.as_secs_f64();
-        let mut latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
-        let histogram = latency.entry((verb.to_owned(), resource.to_owned())).or_default();
-        if histogram.counts.is_empty() {
-            histogram.counts = vec![0; BUCKETS.len()];
-        }
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                histogram.counts[i] += 1;
-            }
-        }
-        histogram.sum += seconds;
-        histogram.count += 1;
+    /// The HTTP request metrics and `storage`'s metric families in one registry.
+    pub fn with_storage(storage: &StorageMetrics) -> Self {
+        let mut metrics = Metrics::default();
+        storage.register(&mut metrics.registry);
+        metrics
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// Records one request.
+    pub fn record(&self, verb: &str, resource: &str, code: u16, elapsed: Duration) {
+        let labels = RequestLabels { verb: verb.to_owned(), resource: resource.to_owned(), code: code.to_string() };
+        self.requests.get_or_create(&labels).inc();
+        let labels = LatencyLabels { verb: verb.to_owned(), resource: resource.to_owned() };
+        self.latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    /// The OpenMetrics text exposition of every registered metric (ends in `# EOF`).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str("# HELP apiserver_request_total Counter of apiserver requests broken out by verb, resource and HTTP response code.\n");
-        out.push_str("# TYPE apiserver_request_total counter\n");
-        for ((verb, resource, code), n) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ =
-                writeln!(out, "apiserver_request_total{{verb=\"{verb}\",resource=\"{resource}\",code=\"{code}\"}} {n}");
-        }
-        out.push_str("# HELP apiserver_request_duration_seconds Response latency distribution in seconds for each verb and resource.\n");
-        out.push_str("# TYPE apiserver_request_duration_seconds histogram\n");
-        for ((verb, resource), h) in self.latency.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let labels = format!("verb=\"{verb}\",resource=\"{resource}\"");
-            for (bound, n) in BUCKETS.iter().zip(&h.counts) {
-                let _ = writeln!(out, "apiserver_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {n}");
-            }
-            let _ = writeln!(out, "apiserver_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "apiserver_request_duration_seconds_sum{{{labels}}} {}", h.sum);
-            let _ = writeln!(out, "apiserver_request_duration_seconds_count{{{labels}}} {}", h.count);
-        }
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_registry_renders_request_and_storage_families() {
+        use apistore::layer::StorageLayer;
+        use apistore::storage::{GetOptions, Storage};
+        use std::sync::Arc;
+
+        let storage = StorageMetrics::new();
+        let metrics = Metrics::with_storage(&storage);
+        let backend: Arc<dyn apistore::KvBackend> = Arc::new(apistore_memory::MemoryBackend::new());
+        let store: Arc<dyn Storage> =
+            Arc::new(apistore::Store::new(backend, apistore::StoreConfig::new("configmaps")).expect("store"));
+        let metered = storage.layer("configmaps").layer(store);
+        assert!(metered.get("/configmaps/ns/a", GetOptions::default()).await.is_err(), "not found");
+        metrics.record("LIST", "configmaps", 200, Duration::from_millis(3));
+        metrics.record("LIST", "configmaps", 200, Duration::from_secs(10));
+        let text = metrics.render();
+        assert!(
+            text.contains("apiserver_request_total{verb=\"LIST\",resource=\"configmaps\",code=\"200\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "apiserver_request_duration_seconds_bucket{le=\"0.005\",verb=\"LIST\",resource=\"configmaps\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "apiserver_request_duration_seconds_bucket{le=\"+Inf\",verb=\"LIST\",resource=\"configmaps\"} 2\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("apiserver_request_duration_seconds_count{verb=\"LIST\",resource=\"configmaps\"} 2\n"));
+        assert!(text.contains("apistore_requests_total{operation=\"get\",resource=\"configmaps\"} 1\n"), "{text}");
+        assert!(text.contains("# TYPE apistore_request_duration_seconds histogram\n"), "{text}");
+        let error = "apistore_request_errors_total{operation=\"get\",reason=\"NotFound\",resource=\"configmaps\"} 1\n";
+        assert!(text.contains(error), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
     }
 }

@@ -5,7 +5,6 @@ use apistore::names;
 use apistore::storage::{allow_all_deletions, DeleteOptions, GetOptions, ListOptions};
 use apistore::Object;
 
-use crate::clock;
 use crate::server::App;
 use crate::status::{ApiError, ApiResult};
 
@@ -55,9 +54,7 @@ pub async fn ensure_exists(app: &App, name: &str) -> Result<(), String> {
         return Ok(());
     }
     let mut object = Object::new("v1", "Namespace", "", name);
-    namespaces.prepare_for_write(&mut object, true).map_err(|e| e.message)?;
-    object.metadata.uid = uuid::Uuid::new_v4().to_string();
-    object.metadata.creation_timestamp = Some(clock::rfc3339(clock::now_seconds()));
+    crate::handlers::before_create(&namespaces, &mut object);
     match namespaces.storage.create(&key, object, 0).await {
         Ok(_) => Ok(()),
         Err(e) if e.is_already_exists() => Ok(()),

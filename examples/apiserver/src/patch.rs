@@ -1,4 +1,5 @@
-//! Patches: JSON merge patch (RFC 7386), JSON patch (RFC 6902) and strategic merge patch.
+//! Patches: JSON merge patch (RFC 7386) and JSON patch (RFC 6902), both by the `json-patch`
+//! crate, and strategic merge patch (Kubernetes-specific, here).
 //!
 //! Strategic merge patch is a merge patch plus kubectl's directives: `$patch: delete` /
 //! `$patch: replace`, `$setElementOrder/<list>`, `$retainKeys`, `$deleteFromPrimitiveList/`.
@@ -61,30 +62,14 @@ pub fn apply(kind: PatchType, target: Value, patch: &[u8]) -> Result<Value, Patc
             }
             Ok(strategic(target, patch))
         }
-        PatchType::Json => json_patch(target, &patch),
+        PatchType::Json => json_patch(target, patch),
     }
 }
 
-/// RFC 7386 merge.
-pub fn merge(target: Value, patch: Value) -> Value {
-    match patch {
-        Value::Object(patch) => {
-            let mut target = match target {
-                Value::Object(map) => map,
-                _ => Map::new(),
-            };
-            for (key, value) in patch {
-                if value.is_null() {
-                    target.remove(&key);
-                } else {
-                    let current = target.remove(&key).unwrap_or(Value::Null);
-                    target.insert(key, merge(current, value));
-                }
-            }
-            Value::Object(target)
-        }
-        other => other,
-    }
+/// RFC 7386 merge of `patch` into `target`.
+pub fn merge(mut target: Value, patch: Value) -> Value {
+    json_patch::merge(&mut target, &patch);
+    target
 }
 
 fn strategic(target: Value, patch: Value) -> Value {
@@ -189,125 +174,35 @@ fn reorder(items: Vec<Value>, order: &[Value]) -> Vec<Value> {
     ordered
 }
 
-/// RFC 6902 JSON patch.
-fn json_patch(mut target: Value, patch: &Value) -> Result<Value, PatchError> {
-    let Some(operations) = patch.as_array() else {
+/// RFC 6902 JSON patch. Like before the crate did it, an operation that would replace or
+/// remove the whole object (path `""`) is refused.
+fn json_patch(mut target: Value, patch: Value) -> Result<Value, PatchError> {
+    if !patch.is_array() {
         return Err(PatchError::Malformed("a JSON patch must be a JSON array of operations".into()));
-    };
-    for operation in operations {
-        let op = operation.get("op").and_then(Value::as_str).ok_or_else(|| malformed_op(operation, "op"))?;
-        let path = operation.get("path").and_then(Value::as_str).ok_or_else(|| malformed_op(operation, "path"))?;
-        let path = parse_pointer(path)?;
-        match op {
-            "add" => add(&mut target, &path, value_of(operation)?)?,
-            "remove" => {
-                remove(&mut target, &path)?;
-            }
-            "replace" => {
-                remove(&mut target, &path)?;
-                add(&mut target, &path, value_of(operation)?)?;
-            }
-            "move" | "copy" => {
-                let from =
-                    operation.get("from").and_then(Value::as_str).ok_or_else(|| malformed_op(operation, "from"))?;
-                let from = parse_pointer(from)?;
-                let value = if op == "move" { remove(&mut target, &from)? } else { get(&target, &from)?.clone() };
-                add(&mut target, &path, value)?;
-            }
-            "test" => {
-                let expected = value_of(operation)?;
-                if *get(&target, &path)? != expected {
-                    return Err(PatchError::Inapplicable(format!("testing value /{} failed", path.join("/"))));
-                }
-            }
-            other => return Err(PatchError::Malformed(format!("unexpected JSON patch operation {other:?}"))),
+    }
+    let patch: json_patch::Patch =
+        serde_json::from_value(patch).map_err(|e| PatchError::Malformed(format!("invalid JSON patch: {e}")))?;
+    for operation in &patch.0 {
+        if !matches!(operation, json_patch::PatchOperation::Test(_)) && operation.path().is_root() {
+            return Err(PatchError::Inapplicable("the root of the object cannot be replaced".into()));
         }
     }
+    json_patch::patch(&mut target, &patch.0).map_err(|e| PatchError::Inapplicable(json_patch_message(&patch, &e)))?;
     Ok(target)
 }
 
-fn malformed_op(operation: &Value, field: &str) -> PatchError {
-    PatchError::Malformed(format!("JSON patch operation {operation} has no valid {field:?}"))
-}
-
-fn value_of(operation: &Value) -> Result<Value, PatchError> {
-    operation.get("value").cloned().ok_or_else(|| malformed_op(operation, "value"))
-}
-
-fn parse_pointer(pointer: &str) -> Result<Vec<String>, PatchError> {
-    if pointer.is_empty() {
-        return Ok(Vec::new());
-    }
-    let Some(rest) = pointer.strip_prefix('/') else {
-        return Err(PatchError::Malformed(format!("JSON pointer {pointer:?} must start with '/'")));
-    };
-    Ok(rest.split('/').map(|s| s.replace("~1", "/").replace("~0", "~")).collect())
-}
-
-fn missing(path: &[String]) -> PatchError {
-    PatchError::Inapplicable(format!("the path /{} does not exist", path.join("/")))
-}
-
-fn get<'a>(target: &'a Value, path: &[String]) -> Result<&'a Value, PatchError> {
-    let mut current = target;
-    for segment in path {
-        current = match current {
-            Value::Object(map) => map.get(segment),
-            Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
-            _ => None,
-        }
-        .ok_or_else(|| missing(path))?;
-    }
-    Ok(current)
-}
-
-fn parent<'a>(target: &'a mut Value, path: &[String]) -> Result<(&'a mut Value, String), PatchError> {
-    let Some((last, init)) = path.split_last() else {
-        return Err(PatchError::Inapplicable("the root of the object cannot be replaced".into()));
-    };
-    let mut current = target;
-    for segment in init {
-        current = match current {
-            Value::Object(map) => map.get_mut(segment),
-            Value::Array(items) => segment.parse::<usize>().ok().and_then(move |i| items.get_mut(i)),
-            _ => None,
-        }
-        .ok_or_else(|| missing(path))?;
-    }
-    Ok((current, last.clone()))
-}
-
-fn add(target: &mut Value, path: &[String], value: Value) -> Result<(), PatchError> {
-    let (parent, last) = parent(target, path)?;
-    match parent {
-        Value::Object(map) => {
-            map.insert(last, value);
-            Ok(())
-        }
-        Value::Array(items) => {
-            let index = if last == "-" { items.len() } else { last.parse::<usize>().map_err(|_| missing(path))? };
-            if index > items.len() {
-                return Err(missing(path));
-            }
-            items.insert(index, value);
-            Ok(())
-        }
-        _ => Err(missing(path)),
-    }
-}
-
-fn remove(target: &mut Value, path: &[String]) -> Result<Value, PatchError> {
-    let (parent, last) = parent(target, path)?;
-    match parent {
-        Value::Object(map) => map.remove(&last).ok_or_else(|| missing(path)),
-        Value::Array(items) => {
-            let index = last.parse::<usize>().map_err(|_| missing(path))?;
-            if index >= items.len() {
-                return Err(missing(path));
-            }
-            Ok(items.remove(index))
-        }
-        _ => Err(missing(path)),
+/// The messages kube-apiserver's JSON patch library gives.
+fn json_patch_message(patch: &json_patch::Patch, error: &json_patch::PatchError) -> String {
+    use json_patch::{PatchErrorKind, PatchOperation};
+    match error.kind {
+        PatchErrorKind::TestFailed => format!("testing value {} failed", error.path),
+        PatchErrorKind::InvalidPointer => format!("the path {} does not exist", error.path),
+        PatchErrorKind::InvalidFromPointer => match patch.0.get(error.operation) {
+            Some(PatchOperation::Move(op)) => format!("the path {} does not exist", op.from),
+            Some(PatchOperation::Copy(op)) => format!("the path {} does not exist", op.from),
+            _ => error.to_string(),
+        },
+        _ => error.to_string(),
     }
 }
 
@@ -348,5 +243,59 @@ mod tests {
             out,
             Ok(json!({"spec": {"containers": [{"name": "a", "image": "x:2", "ports": [{"containerPort": 80}]}]}}))
         );
+    }
+
+    #[test]
+    fn json_patch_move_copy_replace_and_error_classes() {
+        let doc = json!({"a": {"b": 1}, "c": [1, 2], "k/~": 0});
+        let patch = br#"[{"op":"copy","from":"/a/b","path":"/d"},{"op":"move","from":"/c/0","path":"/c/-"},
+            {"op":"replace","path":"/a","value":"x"},{"op":"remove","path":"/k~1~0"},{"op":"test","path":"","value":{"a":"x","c":[2,1],"d":1}}]"#;
+        assert_eq!(apply(PatchType::Json, doc.clone(), patch), Ok(json!({"a": "x", "c": [2, 1], "d": 1})));
+        for malformed in [
+            &br#"[{"op":"frobnicate","path":"/a"}]"#[..],
+            br#"[{"op":"add","path":"a","value":1}]"#,
+            br#"[{"op":"add","path":"/a"}]"#,
+            br#"[{"op":"move","path":"/a"}]"#,
+            br#"not json"#,
+        ] {
+            let out = apply(PatchType::Json, doc.clone(), malformed);
+            assert!(matches!(out, Err(PatchError::Malformed(_))), "{}: {out:?}", String::from_utf8_lossy(malformed));
+        }
+        for inapplicable in [
+            &br#"[{"op":"test","path":"/a/b","value":2}]"#[..],
+            br#"[{"op":"replace","path":"/nope","value":1}]"#,
+            br#"[{"op":"add","path":"/c/9","value":1}]"#,
+            br#"[{"op":"add","path":"/x/y","value":1}]"#,
+            br#"[{"op":"replace","path":"","value":{}}]"#,
+            br#"[{"op":"remove","path":""}]"#,
+            br#"[{"op":"move","from":"/a","path":"/a/b/c"}]"#,
+        ] {
+            let out = apply(PatchType::Json, doc.clone(), inapplicable);
+            assert!(
+                matches!(out, Err(PatchError::Inapplicable(_))),
+                "{}: {out:?}",
+                String::from_utf8_lossy(inapplicable)
+            );
+        }
+    }
+
+    #[test]
+    fn json_patch_errors_read_like_kube() {
+        let doc = json!({"a": {"b": 1}});
+        let message = |patch: &[u8]| match apply(PatchType::Json, doc.clone(), patch) {
+            Err(PatchError::Inapplicable(message)) => message,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(message(br#"[{"op":"test","path":"/a/b","value":2}]"#), "testing value /a/b failed");
+        assert_eq!(message(br#"[{"op":"remove","path":"/a/x"}]"#), "the path /a/x does not exist");
+        assert_eq!(message(br#"[{"op":"copy","from":"/z","path":"/y"}]"#), "the path /z does not exist");
+    }
+
+    #[test]
+    fn merge_patch_must_be_an_object_and_replaces_non_objects() {
+        assert!(matches!(apply(PatchType::Merge, json!({}), b"[1]"), Err(PatchError::Malformed(_))));
+        assert!(matches!(apply(PatchType::Merge, json!({}), b"{"), Err(PatchError::Malformed(_))));
+        let out = apply(PatchType::Merge, json!({"a": [1, 2], "b": "s"}), br#"{"a": [3], "b": {"c": null, "d": 1}}"#);
+        assert_eq!(out, Ok(json!({"a": [3], "b": {"d": 1}})));
     }
 }

@@ -4,38 +4,19 @@
 //! events.k8s.io/v1 cohabiting in one storage location, stored in the core/v1 shape),
 //! apps/v1 deployments; plus custom resources from the config.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use apistore::storage::DynStorage;
 use apistore::Object;
-use base64::Engine;
-use serde_json::{json, Map, Value};
 
 use crate::backend::StorageProvider;
+use crate::codec::Gvk;
 use crate::config::CustomResource;
+use crate::registry::{self, Strategy};
 use crate::status::{ApiError, ApiResult, Target};
 
 /// The verbs every served resource supports.
 pub const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
-
-/// Per-kind behaviour.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flavor {
-    /// core/v1 Namespace: DNS-1123 label names, `spec.finalizers`, `status.phase`.
-    Namespace,
-    /// core/v1 ConfigMap: `data` values are strings.
-    ConfigMap,
-    /// core/v1 Secret: `stringData` folds into base64 `data`; `type` defaults to Opaque.
-    Secret,
-    /// core/v1 Event (the storage shape of events).
-    CoreEvent,
-    /// events.k8s.io/v1 Event: converted to and from the core/v1 shape.
-    EventsV1Event,
-    /// apps/v1 Deployment: generation, status subresource.
-    Deployment,
-    /// A custom resource: generation, status subresource.
-    Custom,
-}
 
 /// One served resource.
 pub struct Resource {
@@ -57,8 +38,10 @@ pub struct Resource {
     pub storage_prefix: String,
     /// Where objects live.
     pub storage: DynStorage,
-    /// Kind-specific rules.
-    pub flavor: Flavor,
+    /// What differs per kind: preparation, validation, printing, conversion.
+    pub strategy: Arc<dyn Strategy>,
+    /// True for custom resources (decoded as kube's unstructured objects).
+    pub custom: bool,
     /// Objects expire this many seconds after their last write (0 = never; kube's
     /// `--event-ttl` for events).
     pub ttl_seconds: u64,
@@ -67,11 +50,18 @@ pub struct Resource {
 impl Resource {
     /// `v1` or `apps/v1`.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.clone()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
+        self.gvk().api_version()
+    }
+
+    /// The group/version/kind this resource decodes and serves.
+    pub fn gvk(&self) -> Gvk<'_> {
+        Gvk { group: &self.group, version: &self.version, kind: &self.kind }
+    }
+
+    /// True when `version` of this resource's group serves this kind (this server serves
+    /// one version per resource entry).
+    pub fn served_version(&self, version: &str) -> bool {
+        self.version == version
     }
 
     /// `ConfigMapList`.
@@ -79,14 +69,24 @@ impl Resource {
         format!("{}List", self.kind)
     }
 
+    /// True for a custom resource.
+    pub fn is_custom(&self) -> bool {
+        self.custom
+    }
+
+    /// True for core/v1 namespaces.
+    pub fn is_namespaces(&self) -> bool {
+        self.group.is_empty() && self.plural == "namespaces"
+    }
+
     /// True when the resource has a `status` subresource (status kept apart from spec).
     pub fn has_status(&self) -> bool {
-        matches!(self.flavor, Flavor::Deployment | Flavor::Custom)
+        self.strategy.has_status()
     }
 
     /// True when the resource has a `scale` subresource (autoscaling/v1 `Scale`).
     pub fn has_scale(&self) -> bool {
-        self.flavor == Flavor::Deployment
+        self.strategy.has_scale()
     }
 
     /// True when `subresource` (`status`, `scale`) is served for this resource.
@@ -100,7 +100,7 @@ impl Resource {
 
     /// True when `metadata.generation` tracks spec changes.
     pub fn tracks_generation(&self) -> bool {
-        matches!(self.flavor, Flavor::Deployment | Flavor::Custom)
+        self.strategy.tracks_generation()
     }
 
     /// The target of an error message about `name`.
@@ -121,7 +121,7 @@ impl Resource {
         if name.is_empty() {
             return Err(ApiError::invalid(&target, "metadata.name", name, "name or generateName is required"));
         }
-        if self.flavor == Flavor::Namespace {
+        if self.is_namespaces() {
             if !apistore::names::is_dns1123_label(name) {
                 return Err(ApiError::invalid(&target, "metadata.name", name, "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"));
             }
@@ -131,176 +131,41 @@ impl Resource {
         Ok(())
     }
 
-    /// Kind-specific defaulting and validation of an object about to be written (create,
-    /// update, patch result), in the API shape.
+    /// Validates an object about to be written (API shape): `metadata` rules every kind
+    /// shares, then the kind's own (`old` is the stored object of an update).
     ///
-    /// Errors: 422 Invalid naming the field.
-    pub fn prepare_for_write(&self, object: &mut Object, creating: bool) -> ApiResult<()> {
-        let target = self.target(&object.metadata.name);
-        for (key, value) in object.metadata.labels.iter() {
-            if !valid_label_key(key) {
-                return Err(ApiError::invalid(&target, "metadata.labels", key, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
-            }
-            if !valid_label_value(value) {
-                return Err(ApiError::invalid(&target, &format!("metadata.labels.{key}"), value, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
-            }
+    /// Errors: 422 Invalid listing every field error.
+    pub fn validate(&self, object: &Object, old: Option<&Object>) -> ApiResult<()> {
+        let mut errors = registry::validate_object_meta(object);
+        errors.extend(match old {
+            None => self.strategy.validate(object),
+            Some(old) => self.strategy.validate_update(object, old),
+        });
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid_fields(&self.target(&object.metadata.name), &errors))
         }
-        match self.flavor {
-            Flavor::Namespace => {
-                if creating {
-                    object.fields.insert("spec".into(), json!({ "finalizers": ["kubernetes"] }));
-                    object.fields.insert("status".into(), json!({ "phase": "Active" }));
-                }
-            }
-            Flavor::ConfigMap => {
-                for field in ["data", "binaryData"] {
-                    match object.fields.get(field) {
-                        None | Some(Value::Null) => {}
-                        Some(Value::Object(map)) => {
-                            if let Some((k, _)) = map.iter().find(|(_, v)| !v.is_string()) {
-                                return Err(ApiError::invalid(
-                                    &target,
-                                    &format!("{field}[{k}]"),
-                                    k,
-                                    "value must be a string",
-                                ));
-                            }
-                        }
-                        Some(_) => return Err(ApiError::invalid(&target, field, "", "must be a map of strings")),
-                    }
-                }
-            }
-            Flavor::Secret => {
-                let mut data = match object.fields.remove("data") {
-                    None | Some(Value::Null) => Map::new(),
-                    Some(Value::Object(map)) => map,
-                    Some(_) => return Err(ApiError::invalid(&target, "data", "", "must be a map of base64 strings")),
-                };
-                for (k, v) in &data {
-                    let ok = v.as_str().is_some_and(|s| base64::engine::general_purpose::STANDARD.decode(s).is_ok());
-                    if !ok {
-                        return Err(ApiError::invalid(
-                            &target,
-                            &format!("data[{k}]"),
-                            k,
-                            "must be a base64-encoded string",
-                        ));
-                    }
-                }
-                match object.fields.remove("stringData") {
-                    None | Some(Value::Null) => {}
-                    Some(Value::Object(map)) => {
-                        for (k, v) in map {
-                            let Some(s) = v.as_str() else {
-                                return Err(ApiError::invalid(
-                                    &target,
-                                    &format!("stringData[{k}]"),
-                                    &k,
-                                    "must be a string",
-                                ));
-                            };
-                            data.insert(k, Value::String(base64::engine::general_purpose::STANDARD.encode(s)));
-                        }
-                    }
-                    Some(_) => return Err(ApiError::invalid(&target, "stringData", "", "must be a map of strings")),
-                }
-                if !data.is_empty() {
-                    object.fields.insert("data".into(), Value::Object(data));
-                }
-                if !object.fields.get("type").is_some_and(Value::is_string) {
-                    object.fields.insert("type".into(), json!("Opaque"));
-                }
-            }
-            Flavor::Deployment => {
-                let Some(spec) = object.fields.get("spec").filter(|spec| spec.is_object()) else {
-                    return Err(ApiError::invalid(&target, "spec", "", "Required value"));
-                };
-                match spec.get("replicas") {
-                    None | Some(Value::Null) => {}
-                    Some(replicas) => match replicas.as_i64().filter(|n| i32::try_from(*n).is_ok()) {
-                        Some(n) if n < 0 => {
-                            return Err(ApiError::invalid_value(
-                                &target,
-                                "spec.replicas",
-                                replicas,
-                                "must be greater than or equal to 0",
-                            ))
-                        }
-                        Some(_) => {}
-                        None => {
-                            return Err(ApiError::invalid_value(
-                                &target,
-                                "spec.replicas",
-                                replicas,
-                                "must be a 32-bit integer",
-                            ))
-                        }
-                    },
-                }
-            }
-            Flavor::CoreEvent | Flavor::EventsV1Event | Flavor::Custom => {}
-        }
-        Ok(())
     }
 
     /// The object as stored (events.k8s.io events become core/v1 events).
-    pub fn to_storage(&self, mut object: Object) -> Object {
-        if self.flavor == Flavor::EventsV1Event {
-            rename_fields(&mut object.fields, EVENT_FIELD_MAP.iter().map(|(core, v1)| (*v1, *core)));
-            object.api_version = "v1".into();
-        }
-        object
+    pub fn to_storage(&self, object: Object) -> Object {
+        self.strategy.to_storage(object)
     }
 
     /// The object as this API serves it, with `apiVersion` and `kind` set.
-    pub fn served(&self, mut object: Object) -> Object {
-        if self.flavor == Flavor::EventsV1Event {
-            rename_fields(&mut object.fields, EVENT_FIELD_MAP.iter().copied());
-        }
+    pub fn served(&self, object: Object) -> Object {
+        let mut object = self.strategy.to_served(object);
         object.api_version = self.api_version();
         object.kind.clone_from(&self.kind);
         object
     }
 }
 
-/// core/v1 Event field ↔ events.k8s.io/v1 Event field.
-const EVENT_FIELD_MAP: &[(&str, &str)] = &[
-    ("involvedObject", "regarding"),
-    ("message", "note"),
-    ("reportingComponent", "reportingController"),
-    ("source", "deprecatedSource"),
-    ("firstTimestamp", "deprecatedFirstTimestamp"),
-    ("lastTimestamp", "deprecatedLastTimestamp"),
-    ("count", "deprecatedCount"),
-];
-
-fn rename_fields<'a>(fields: &mut Map<String, Value>, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
-    for (from, to) in pairs {
-        if let Some(value) = fields.remove(from) {
-            fields.insert(to.to_owned(), value);
-        }
-    }
-}
-
-fn valid_label_value(v: &str) -> bool {
-    v.is_empty()
-        || (v.len() <= 63
-            && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            && v.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && v.ends_with(|c: char| c.is_ascii_alphanumeric()))
-}
-
-fn valid_label_key(k: &str) -> bool {
-    let (prefix, name) = match k.rsplit_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, k),
-    };
-    prefix.is_none_or(apistore::names::is_dns1123_subdomain) && !name.is_empty() && valid_label_value(name)
-}
-
-/// Every served resource.
+/// Every served resource. Resources come and go at run time (CustomResourceDefinitions):
+/// readers take a snapshot, writers swap in a new one.
 pub struct ResourceTable {
-    resources: Vec<Arc<Resource>>,
+    resources: RwLock<Arc<Vec<Arc<Resource>>>>,
 }
 
 struct Spec<'a> {
@@ -310,7 +175,7 @@ struct Spec<'a> {
     plural: &'a str,
     namespaced: bool,
     short_names: &'a [&'a str],
-    flavor: Flavor,
+    strategy: fn() -> Arc<dyn Strategy>,
 }
 
 const BUILT_IN: &[Spec<'static>] = &[
@@ -321,7 +186,7 @@ const BUILT_IN: &[Spec<'static>] = &[
         plural: "namespaces",
         namespaced: false,
         short_names: &["ns"],
-        flavor: Flavor::Namespace,
+        strategy: || Arc::new(registry::NamespaceStrategy),
     },
     Spec {
         group: "",
@@ -330,7 +195,7 @@ const BUILT_IN: &[Spec<'static>] = &[
         plural: "configmaps",
         namespaced: true,
         short_names: &["cm"],
-        flavor: Flavor::ConfigMap,
+        strategy: || Arc::new(registry::ConfigMapStrategy),
     },
     Spec {
         group: "",
@@ -339,7 +204,7 @@ const BUILT_IN: &[Spec<'static>] = &[
         plural: "secrets",
         namespaced: true,
         short_names: &[],
-        flavor: Flavor::Secret,
+        strategy: || Arc::new(registry::SecretStrategy),
     },
     Spec {
         group: "",
@@ -348,7 +213,7 @@ const BUILT_IN: &[Spec<'static>] = &[
         plural: "events",
         namespaced: true,
         short_names: &["ev"],
-        flavor: Flavor::CoreEvent,
+        strategy: || Arc::new(registry::CoreEventStrategy),
     },
     Spec {
         group: "events.k8s.io",
@@ -357,7 +222,7 @@ const BUILT_IN: &[Spec<'static>] = &[
         plural: "events",
         namespaced: true,
         short_names: &[],
-        flavor: Flavor::EventsV1Event,
+        strategy: || Arc::new(registry::EventsV1Strategy),
     },
     Spec {
         group: "apps",
@@ -366,7 +231,7 @@ const BUILT_IN: &[Spec<'static>] = &[
         plural: "deployments",
         namespaced: true,
         short_names: &["deploy"],
-        flavor: Flavor::Deployment,
+        strategy: || Arc::new(registry::DeploymentStrategy),
     },
 ];
 
@@ -396,7 +261,8 @@ impl ResourceTable {
                 short_names: spec.short_names.iter().map(|s| s.to_string()).collect(),
                 storage_prefix,
                 storage,
-                flavor: spec.flavor,
+                strategy: (spec.strategy)(),
+                custom: false,
                 ttl_seconds: if spec.plural == "events" { event_ttl_seconds } else { 0 },
             }));
         }
@@ -421,16 +287,37 @@ impl ResourceTable {
                 short_names: cr.short_names.clone(),
                 storage_prefix,
                 storage,
-                flavor: Flavor::Custom,
+                strategy: Arc::new(registry::CustomStrategy),
+                custom: true,
                 ttl_seconds: 0,
             }));
         }
-        Ok(ResourceTable { resources })
+        Ok(ResourceTable { resources: RwLock::new(Arc::new(resources)) })
+    }
+
+    /// The resources served now.
+    pub fn snapshot(&self) -> Arc<Vec<Arc<Resource>>> {
+        match self.resources.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the served resources with what `change` makes of the current ones.
+    #[allow(dead_code)] // used by the CustomResourceDefinition controller
+    pub fn update(&self, change: impl FnOnce(&mut Vec<Arc<Resource>>)) {
+        let mut guard = match self.resources.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut next = guard.as_ref().clone();
+        change(&mut next);
+        *guard = Arc::new(next);
     }
 
     /// The resource `plural` of `group`/`version`.
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Resource>> {
-        self.resources.iter().find(|r| r.group == group && r.version == version && r.plural == plural).cloned()
+        self.snapshot().iter().find(|r| r.group == group && r.version == version && r.plural == plural).cloned()
     }
 
     /// The namespaces resource.
@@ -441,7 +328,7 @@ impl ResourceTable {
     /// Served API groups (not core) with their versions, in table order.
     pub fn groups(&self) -> Vec<(String, Vec<String>)> {
         let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-        for r in self.resources.iter().filter(|r| !r.group.is_empty()) {
+        for r in self.snapshot().iter().filter(|r| !r.group.is_empty()) {
             match groups.iter_mut().find(|(g, _)| *g == r.group) {
                 Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version.clone()),
                 Some(_) => {}
@@ -452,15 +339,15 @@ impl ResourceTable {
     }
 
     /// Resources of one group/version.
-    pub fn in_group_version<'a>(&'a self, group: &'a str, version: &'a str) -> impl Iterator<Item = &'a Arc<Resource>> {
-        self.resources.iter().filter(move |r| r.group == group && r.version == version)
+    pub fn in_group_version(&self, group: &str, version: &str) -> Vec<Arc<Resource>> {
+        self.snapshot().iter().filter(|r| r.group == group && r.version == version).cloned().collect()
     }
 
     /// One storage per storage location (cohabiting resources once).
     pub fn distinct_storages(&self) -> Vec<Arc<Resource>> {
         let mut seen = Vec::new();
         let mut out = Vec::new();
-        for r in &self.resources {
+        for r in self.snapshot().iter() {
             if !seen.contains(&r.storage_prefix) {
                 seen.push(r.storage_prefix.clone());
                 out.push(r.clone());

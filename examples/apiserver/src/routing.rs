@@ -15,8 +15,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use crate::codec;
 use crate::discovery;
-use crate::handlers::Context;
+use crate::handlers::{Context, RequestParts};
+use crate::negotiation::{self, Endpoint};
 use crate::resources::Resource;
 use crate::server::App;
 use crate::status::{ApiError, ApiResult};
@@ -48,7 +50,7 @@ enum Route {
 }
 
 fn route(app: &App, path: &str) -> Option<Route> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (group, version, rest) = match segments.as_slice() {
         ["api"] => return Some(Route::CoreVersions),
         ["api", "v1"] => return Some(Route::ResourceList(String::new(), "v1".into())),
@@ -94,10 +96,14 @@ fn route(app: &App, path: &str) -> Option<Route> {
     }))
 }
 
-/// A JSON response.
-pub fn json_response(code: StatusCode, value: &Value) -> Response {
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+/// A discovery document in the negotiated format; discovery is read-only.
+fn discovery_response(method: &axum::http::Method, accept: &str, document: Option<Value>) -> ApiResult<Response> {
+    if method != axum::http::Method::GET {
+        return Err(ApiError::method_not_allowed());
+    }
+    let output = negotiation::negotiate(accept, Endpoint::Plain)?;
+    let document = document.ok_or_else(ApiError::not_found_path)?;
+    Ok(codec::respond(StatusCode::OK, &document, output.format))
 }
 
 /// The handler of every `/api` and `/apis` path.
@@ -106,40 +112,63 @@ pub async fn api(State(app): State<Arc<App>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let query: HashMap<String, String> =
         axum::extract::Query::try_from_uri(&parts.uri).map(|q| q.0).unwrap_or_default();
-    let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let header =
+        |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let accept = header(header::ACCEPT);
+    let method = &parts.method;
     let (verb, resource, outcome) = match route(&app, parts.uri.path()) {
         None => ("GET", String::new(), Err(ApiError::not_found_path())),
-        Some(Route::CoreVersions) => {
-            ("GET", String::new(), Ok(json_response(StatusCode::OK, &discovery::core_versions(&app.server_address))))
-        }
-        Some(Route::GroupList) => {
-            ("GET", String::new(), Ok(json_response(StatusCode::OK, &discovery::group_list(&app.table))))
-        }
-        Some(Route::Group(group)) => (
+        Some(Route::CoreVersions) => (
             "GET",
             String::new(),
-            discovery::group(&app.table, &group)
-                .map(|doc| json_response(StatusCode::OK, &doc))
-                .ok_or_else(ApiError::not_found_path),
+            discovery_response(method, &accept, Some(discovery::core_versions(&app.server_address))),
         ),
+        Some(Route::GroupList) => {
+            ("GET", String::new(), discovery_response(method, &accept, Some(discovery::group_list(&app.table))))
+        }
+        Some(Route::Group(group)) => {
+            ("GET", String::new(), discovery_response(method, &accept, discovery::group(&app.table, &group)))
+        }
         Some(Route::ResourceList(group, version)) => (
             "GET",
             String::new(),
-            discovery::resource_list(&app.table, &group, &version)
-                .map(|doc| json_response(StatusCode::OK, &doc))
-                .ok_or_else(ApiError::not_found_path),
+            discovery_response(method, &accept, discovery::resource_list(&app.table, &group, &version)),
         ),
         Some(Route::Resource(target)) => {
             let plural = target.resource.plural.clone();
-            let context = Context { app: &app, target, query, accept, content_type };
-            let (verb, outcome) = context.dispatch(&parts.method, body).await;
+            let request = RequestParts {
+                query,
+                accept,
+                content_type: header(header::CONTENT_TYPE),
+                user_agent: header(header::USER_AGENT),
+            };
+            let context = Context { app: &app, target, request };
+            let (verb, outcome) = context.dispatch(method, body).await;
             (verb, plural, outcome)
         }
     };
     let response = outcome.unwrap_or_else(IntoResponse::into_response);
     app.metrics.record(verb, &resource, response.status().as_u16(), started.elapsed());
     response
+}
+
+/// kube-apiserver's go-restful routes trim one trailing slash (`/version/`, `/api/`,
+/// `/apis/`, `.../configmaps/`); the other paths (`/healthz`, `/metrics`, ...) match exactly.
+pub fn trim_trailing_slash(mut request: Request) -> Request {
+    let path = request.uri().path();
+    let restful = ["/api", "/apis", "/version"].iter().any(|p| path.starts_with(p));
+    if restful && path.len() > 1 && path.ends_with('/') {
+        let trimmed = path.trim_end_matches('/');
+        let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+        let new = match request.uri().query() {
+            Some(query) => format!("{trimmed}?{query}"),
+            None => trimmed.to_owned(),
+        };
+        if let Ok(uri) = new.parse() {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
 }
 
 /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] with 413.

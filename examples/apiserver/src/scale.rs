@@ -46,11 +46,10 @@ fn deployment_replicas(deployment: &Object) -> ApiResult<i64> {
     match deployment.fields.get("spec").and_then(|spec| spec.get("replicas")) {
         None | Some(Value::Null) => Ok(DEFAULT_REPLICAS),
         Some(value) => value.as_i64().ok_or_else(|| {
-            ApiError::new(
-                500,
-                "InternalError",
-                format!("deployment {:?} has a non-integer spec.replicas: {value}", deployment.metadata.name),
-            )
+            ApiError::internal(format!(
+                "deployment {:?} has a non-integer spec.replicas: {value}",
+                deployment.metadata.name
+            ))
         }),
     }
 }
@@ -255,7 +254,7 @@ mod tests {
         assert_eq!(zero.fields["spec"], json!({}), "autoscaling/v1 omits a zero spec.replicas");
         assert_eq!(requested_replicas(&zero).expect("zero"), 0);
         let broken = from_deployment(&deployment(json!({"spec": {"replicas": "x"}})));
-        assert_eq!(broken.expect_err("non-integer").code, 500);
+        assert_eq!(broken.expect_err("non-integer").code(), 500);
     }
 
     #[test]
@@ -272,12 +271,12 @@ mod tests {
         assert_eq!(selector_string(&d).expect("selector"), "app=web,!canary,env notin (ci,dev),tier in (a,b),zone");
         let bad_op =
             deployment(json!({"spec": {"selector": {"matchExpressions": [{"key": "a", "operator": "Near"}]}}}));
-        assert_eq!(selector_string(&bad_op).expect_err("bad operator").code, 400);
+        assert_eq!(selector_string(&bad_op).expect_err("bad operator").code(), 400);
         let no_values =
             deployment(json!({"spec": {"selector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}}));
-        assert_eq!(selector_string(&no_values).expect_err("In without values").code, 400);
+        assert_eq!(selector_string(&no_values).expect_err("In without values").code(), 400);
         let bad_key = deployment(json!({"spec": {"selector": {"matchLabels": {"-a": "b"}}}}));
-        assert_eq!(selector_string(&bad_key).expect_err("invalid key").code, 400);
+        assert_eq!(selector_string(&bad_key).expect_err("invalid key").code(), 400);
     }
 
     #[test]
@@ -289,17 +288,17 @@ mod tests {
         assert_eq!(requested_replicas(&scale(json!({"replicas": 4}))).expect("4"), 4);
         assert_eq!(requested_replicas(&scale(json!({}))).expect("absent"), 0);
         let negative = requested_replicas(&scale(json!({"replicas": -1}))).expect_err("negative");
-        assert_eq!(negative.code, 422);
+        assert_eq!(negative.code(), 422);
         assert_eq!(
             negative.message,
-            "Scale \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0"
+            "Scale.autoscaling \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0"
         );
         for bad in [json!({"replicas": "3"}), json!({"replicas": 1.5}), json!({"replicas": 3_000_000_000_i64})] {
-            assert_eq!(requested_replicas(&scale(bad.clone())).expect_err("not an int32").code, 400, "{bad}");
+            assert_eq!(requested_replicas(&scale(bad.clone())).expect_err("not an int32").code(), 400, "{bad}");
         }
-        assert_eq!(decode(json!({"apiVersion": "apps/v1", "kind": "Deployment"})).expect_err("kind").code, 400);
-        assert_eq!(decode(json!({"apiVersion": "autoscaling/v1"})).expect_err("no kind").code, 400);
-        assert_eq!(decode(json!([1])).expect_err("not an object").code, 400);
+        assert_eq!(decode(json!({"apiVersion": "apps/v1", "kind": "Deployment"})).expect_err("kind").code(), 400);
+        assert_eq!(decode(json!({"apiVersion": "autoscaling/v1"})).expect_err("no kind").code(), 400);
+        assert_eq!(decode(json!([1])).expect_err("not an object").code(), 400);
     }
 
     #[test]

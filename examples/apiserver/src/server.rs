@@ -11,6 +11,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
+use tower::Layer;
 
 use crate::backend::StorageProvider;
 use crate::config::ServerConfig;
@@ -27,7 +28,7 @@ use crate::status::ApiError;
 pub struct App {
     /// The served resources and their storages.
     pub table: ResourceTable,
-    /// HTTP request metrics.
+    /// HTTP request metrics, and the registry `/metrics` renders (the storage metrics too).
     pub metrics: Metrics,
     /// Storage call metrics (apistore's `MetricsLayer` over every storage).
     pub storage_metrics: StorageMetrics,
@@ -65,9 +66,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let mut text = app.metrics.render();
-    text.push_str(&app.storage_metrics.render());
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], app.metrics.render()).into_response()
 }
 
 async fn openapi_v2(request: Request) -> Response {
@@ -146,7 +145,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     let (stop, shutdown) = signal::channel(false);
     let app = Arc::new(App {
         table,
-        metrics: Metrics::default(),
+        metrics: Metrics::with_storage(&storage_metrics),
         storage_metrics: storage_metrics.clone(),
         shutdown,
         server_address: local.to_string(),
@@ -154,7 +153,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     // Object counts for `apiserver_storage_objects`, as kube-apiserver polls them.
     let storages =
         app.table.distinct_storages().into_iter().map(|r| (r.target("").qualified(), r.storage.clone())).collect();
-    let poller = storage_metrics.poll_object_counts(storages, std::time::Duration::from_secs(10));
+    let poller = app.storage_metrics.poll_object_counts(storages, std::time::Duration::from_secs(10));
     for namespace in namespaces::INITIAL {
         namespaces::ensure_exists(&app, namespace).await.map_err(|e| format!("creating namespace {namespace}: {e}"))?;
     }
@@ -163,11 +162,14 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         config.storage.config.backend.backend,
         apistore::registry::names().join(", ")
     );
-    let serve = axum::serve(listener, router(app.clone())).with_graceful_shutdown(async move {
-        termination().await;
-        eprintln!("apiserver: shutting down: no new connections, finishing in-flight requests");
-        let _ = stop.send(true);
-    });
+    let service = tower::util::MapRequestLayer::new(routing::trim_trailing_slash).layer(router(app.clone()));
+    let serve = axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(service)).with_graceful_shutdown(
+        async move {
+            termination().await;
+            eprintln!("apiserver: shutting down: no new connections, finishing in-flight requests");
+            let _ = stop.send(true);
+        },
+    );
     let served = serve.await.map_err(|e| format!("serving: {e}"));
     poller.abort();
     let _ = poller.await;

@@ -8,7 +8,9 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use apistore::Error;
+use apistore::{Error, StatusReason};
+
+use crate::validation::{self, FieldError};
 
 /// What a request is about, for error messages (`configmaps "x" not found`).
 #[derive(Clone, Debug, Default)]
@@ -34,13 +36,64 @@ impl Target {
     }
 }
 
+/// The `Status.reason` of a failure: apistore's storage reasons plus those only the HTTP
+/// edge produces. Each maps to one HTTP code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// A storage-level reason (NotFound, AlreadyExists, Conflict, Invalid, BadRequest, ...).
+    Storage(StatusReason),
+    /// 403: the request is not allowed.
+    Forbidden,
+    /// 405: the method is not served on this path.
+    MethodNotAllowed,
+    /// 406: no acceptable response media type.
+    NotAcceptable,
+    /// 415: the body's media type is not understood.
+    UnsupportedMediaType,
+}
+
+impl Reason {
+    /// 404 NotFound.
+    pub const NOT_FOUND: Reason = Reason::Storage(StatusReason::NotFound);
+    /// 409 AlreadyExists.
+    pub const ALREADY_EXISTS: Reason = Reason::Storage(StatusReason::AlreadyExists);
+    /// 409 Conflict.
+    pub const CONFLICT: Reason = Reason::Storage(StatusReason::Conflict);
+    /// 400 BadRequest.
+    pub const BAD_REQUEST: Reason = Reason::Storage(StatusReason::BadRequest);
+    /// 422 Invalid.
+    pub const INVALID: Reason = Reason::Storage(StatusReason::Invalid);
+    /// 500 InternalError.
+    pub const INTERNAL: Reason = Reason::Storage(StatusReason::InternalError);
+
+    /// The reason as `Status.reason` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Storage(reason) => reason.as_str(),
+            Reason::Forbidden => "Forbidden",
+            Reason::MethodNotAllowed => "MethodNotAllowed",
+            Reason::NotAcceptable => "NotAcceptable",
+            Reason::UnsupportedMediaType => "UnsupportedMediaType",
+        }
+    }
+
+    /// The HTTP status code.
+    pub fn code(self) -> u16 {
+        match self {
+            Reason::Storage(reason) => reason.code(),
+            Reason::Forbidden => 403,
+            Reason::MethodNotAllowed => 405,
+            Reason::NotAcceptable => 406,
+            Reason::UnsupportedMediaType => 415,
+        }
+    }
+}
+
 /// A failed request, rendered as a Kubernetes `Status`.
 #[derive(Clone, Debug)]
 pub struct ApiError {
-    /// HTTP status code.
-    pub code: u16,
-    /// `Status.reason`.
-    pub reason: String,
+    /// `Status.reason` (and with it the HTTP code).
+    pub reason: Reason,
     /// `Status.message`.
     pub message: String,
     /// `Status.details` (omitted when None).
@@ -53,51 +106,75 @@ pub struct ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    /// A plain error.
-    pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
-        ApiError { code, reason: reason.to_owned(), message: message.into(), details: None, retry_after: None }
+    /// An error with this reason and message.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        ApiError { reason, message: message.into(), details: None, retry_after: None }
+    }
+
+    /// The HTTP status code.
+    pub fn code(&self) -> u16 {
+        self.reason.code()
     }
 
     /// 400 BadRequest.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        ApiError::new(400, "BadRequest", message)
+        ApiError::new(Reason::BAD_REQUEST, message)
+    }
+
+    /// 500 InternalError (a bug or an unexpected failure of the server itself).
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(Reason::INTERNAL, message)
     }
 
     /// 404 NotFound for a path the server does not serve.
     pub fn not_found_path() -> Self {
-        ApiError::new(404, "NotFound", "the server could not find the requested resource")
+        ApiError::new(Reason::NOT_FOUND, "the server could not find the requested resource")
     }
 
     /// 405 MethodNotAllowed.
-    pub fn method_not_allowed(method: &str) -> Self {
-        ApiError::new(
-            405,
-            "MethodNotAllowed",
-            format!("the server does not allow this method on the requested resource: {method}"),
-        )
+    pub fn method_not_allowed() -> Self {
+        ApiError::new(Reason::MethodNotAllowed, "the server does not allow this method on the requested resource")
+    }
+
+    /// 403 Forbidden with kube's message.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(Reason::Forbidden, message)
+    }
+
+    /// 406 NotAcceptable, naming the media types served.
+    pub fn not_acceptable(served: &str) -> Self {
+        ApiError::new(Reason::NotAcceptable, format!("only the following media types are accepted: {served}"))
     }
 
     /// 413 RequestEntityTooLarge.
     pub fn too_large(limit: usize) -> Self {
-        ApiError::new(413, "RequestEntityTooLarge", format!("the request body is too large: limit is {limit} bytes"))
+        ApiError::new(
+            Reason::Storage(StatusReason::RequestEntityTooLarge),
+            format!("the request body is too large: limit is {limit} bytes"),
+        )
     }
 
-    /// 415 UnsupportedMediaType.
-    pub fn unsupported_media_type(media: &str) -> Self {
-        ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {media:?})"))
+    /// 415 UnsupportedMediaType listing what is accepted, as kube's negotiation words it.
+    pub fn unsupported_media_type(accepted: &[&str]) -> Self {
+        ApiError::new(
+            Reason::UnsupportedMediaType,
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: {}",
+                accepted.join(", ")
+            ),
+        )
     }
 
     /// 404 `<resource> "<name>" not found`.
     pub fn not_found(target: &Target) -> Self {
-        ApiError::new(404, "NotFound", format!("{} {:?} not found", target.qualified(), target.name))
+        ApiError::new(Reason::NOT_FOUND, format!("{} {:?} not found", target.qualified(), target.name))
             .with_details(target, None)
     }
 
     /// 409 Conflict `Operation cannot be fulfilled on <resource> "<name>": <why>`.
     pub fn conflict(target: &Target, why: &str) -> Self {
         ApiError::new(
-            409,
-            "Conflict",
+            Reason::CONFLICT,
             format!("Operation cannot be fulfilled on {} {:?}: {why}", target.qualified(), target.name),
         )
         .with_details(target, None)
@@ -111,15 +188,23 @@ impl ApiError {
     /// 422 Invalid with a value of any JSON type, rendered as kube renders field values:
     /// strings quoted, numbers and booleans bare (`Invalid value: -1: ...`).
     pub fn invalid_value(target: &Target, field: &str, value: &Value, why: &str) -> Self {
-        let rendered = match value {
-            Value::String(s) => format!("{s:?}"),
-            other => other.to_string(),
-        };
-        let cause = format!("Invalid value: {rendered}: {why}");
-        let causes = json!([{ "reason": "FieldValueInvalid", "message": cause, "field": field }]);
+        ApiError::invalid_fields(target, &[FieldError::invalid(field, value.clone(), why)])
+    }
+
+    /// 422 Invalid for field errors: `<Kind> "<name>" is invalid: <errors>` (several as
+    /// `[a, b]`), one `details.causes` entry per error. The kind is qualified with the group
+    /// (`CronTab.stable.example.com`) as kube's `NewInvalid` does.
+    pub fn invalid_fields(target: &Target, errors: &[FieldError]) -> Self {
+        let causes: Vec<Value> =
+            errors.iter().map(|e| json!({ "reason": e.kind.cause(), "message": e.body(), "field": e.field })).collect();
+        let qualified_kind =
+            if target.group.is_empty() { target.kind.clone() } else { format!("{}.{}", target.kind, target.group) };
         let details = Target { resource: target.kind.clone(), ..target.clone() };
-        ApiError::new(422, "Invalid", format!("{} {:?} is invalid: {field}: {cause}", target.kind, target.name))
-            .with_details(&details, Some(causes))
+        ApiError::new(
+            Reason::INVALID,
+            format!("{qualified_kind} {:?} is invalid: {}", target.name, validation::aggregate(errors)),
+        )
+        .with_details(&details, Some(Value::Array(causes)))
     }
 
     fn with_details(mut self, target: &Target, causes: Option<Value>) -> Self {
@@ -136,20 +221,18 @@ impl ApiError {
 
     /// The Status kube-apiserver sends for a storage failure on `target`.
     pub fn from_storage(err: Error, target: &Target) -> Self {
-        let reason = err.reason().as_str();
-        let code = err.code();
+        let reason = Reason::Storage(err.reason());
         let retry_after = err.retry_after_seconds();
         let mut api = match &err {
             Error::NotFound { .. } => ApiError::not_found(target),
             Error::AlreadyExists { .. } => {
-                ApiError::new(409, reason, format!("{} {:?} already exists", target.qualified(), target.name))
+                ApiError::new(reason, format!("{} {:?} already exists", target.qualified(), target.name))
                     .with_details(target, None)
             }
             Error::Conflict { message, .. } => ApiError::conflict(target, message),
             Error::InvalidObject { message, .. } => ApiError::conflict(target, message),
             Error::Invalid { field, value, message } => ApiError::invalid(target, field, value, message),
             Error::TooLarge { size, limit, .. } => ApiError::new(
-                code,
                 reason,
                 format!(
                     "{} {:?} is too large: {size} bytes exceeds the limit of {limit} bytes",
@@ -157,7 +240,7 @@ impl ApiError {
                     target.name
                 ),
             ),
-            _ => ApiError::new(code, reason, err.to_string()),
+            _ => ApiError::new(reason, err.to_string()),
         };
         if let Error::Expired { continue_token: Some(token), .. } = &err {
             api.details = Some(json!({ "continue": token }));
@@ -174,8 +257,8 @@ impl ApiError {
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
+            "reason": self.reason.as_str(),
+            "code": self.code(),
         });
         if let Some(details) = &self.details {
             status["details"] = details.clone();
@@ -193,7 +276,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let code = StatusCode::from_u16(self.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
         let mut response = (code, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
         if let Some(seconds) = self.retry_after {
@@ -228,21 +311,21 @@ mod tests {
     fn storage_errors_read_like_kube_apiserver() {
         let t = target();
         let not_found = ApiError::from_storage(Error::NotFound { key: "/configmaps/default/demo".into() }, &t);
-        assert_eq!((not_found.code, not_found.reason.as_str()), (404, "NotFound"));
+        assert_eq!((not_found.code(), not_found.reason.as_str()), (404, "NotFound"));
         assert_eq!(not_found.message, "configmaps \"demo\" not found");
         let exists = ApiError::from_storage(Error::AlreadyExists { key: "k".into() }, &t);
-        assert_eq!((exists.code, exists.message.as_str()), (409, "configmaps \"demo\" already exists"));
+        assert_eq!((exists.code(), exists.message.as_str()), (409, "configmaps \"demo\" already exists"));
         let precondition = ApiError::from_storage(
             Error::InvalidObject { key: "k".into(), message: "Precondition failed: x".into() },
             &t,
         );
-        assert_eq!(precondition.code, 409);
+        assert_eq!(precondition.code(), 409);
         assert_eq!(
             precondition.message,
             "Operation cannot be fulfilled on configmaps \"demo\": Precondition failed: x"
         );
         let invalid = ApiError::from_storage(Error::invalid("metadata.name", "A", "bad"), &t);
-        assert_eq!(invalid.code, 422);
+        assert_eq!(invalid.code(), 422);
         assert_eq!(invalid.message, "ConfigMap \"demo\" is invalid: metadata.name: Invalid value: \"A\": bad");
         let status = invalid.to_status();
         assert_eq!(status["details"]["causes"][0]["field"], "metadata.name");
@@ -251,10 +334,10 @@ mod tests {
             Error::Expired { message: "too old".into(), continue_token: Some("tok".into()) },
             &t,
         );
-        assert_eq!((gone.code, gone.reason.as_str()), (410, "Expired"));
+        assert_eq!((gone.code(), gone.reason.as_str()), (410, "Expired"));
         assert_eq!(gone.to_status()["details"]["continue"], "tok");
         let busy = ApiError::from_storage(Error::unavailable("down"), &t);
-        assert_eq!(busy.code, 503);
+        assert_eq!(busy.code(), 503);
         assert_eq!(busy.to_status()["details"]["retryAfterSeconds"], 1);
     }
 

@@ -116,23 +116,26 @@ async fn malformed_and_wrong_bodies_are_rejected_without_changes() {
     let (_server, api, before) = seeded().await;
     let malformed =
         api.send(Method::POST, CM, "application/json", b"{\"apiVersion\": \"v1\", \"kind\": ".to_vec()).await;
-    assert_status(&malformed, 400, "BadRequest", "not valid JSON");
+    assert_status(&malformed, 400, "BadRequest", "json parse error");
     let not_object = api.send(Method::POST, CM, "application/json", b"[1, 2, 3]".to_vec()).await;
-    assert_status(&not_object, 400, "BadRequest", "must be a JSON object");
+    assert_status(&not_object, 400, "BadRequest", "the request body is not an object");
     let binary = api.send(Method::POST, CM, "application/json", vec![0xff, 0xfe, 0x00, 0x01]).await;
-    assert_status(&binary, 400, "BadRequest", "not valid JSON");
+    assert_status(&binary, 400, "BadRequest", "json parse error");
     let bad_meta = api
         .post(CM, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "labels": "oops"}}))
         .await;
-    assert_status(&bad_meta, 400, "BadRequest", "unable to decode");
+    assert_status(&bad_meta, 400, "BadRequest", "ConfigMap in version \"v1\" cannot be handled as a ConfigMap");
 
     let wrong_kind = api.post(CM, &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}})).await;
-    assert_status(&wrong_kind, 400, "BadRequest", "does not match the expected kind");
-    let missing_kind = api.post(CM, &json!({"apiVersion": "v1", "metadata": {"name": "x"}})).await;
-    assert_status(&missing_kind, 400, "BadRequest", "Kind' is missing");
+    assert_status(
+        &wrong_kind,
+        400,
+        "BadRequest",
+        "Secret in version \"v1\" cannot be handled as a ConfigMap: converting (v1.Secret) to (core.ConfigMap): unknown conversion",
+    );
     let wrong_version =
         api.post(CM, &json!({"apiVersion": "apps/v1", "kind": "ConfigMap", "metadata": {"name": "x"}})).await;
-    assert_status(&wrong_version, 400, "BadRequest", "does not match the expected API version");
+    assert_status(&wrong_version, 400, "BadRequest", "no kind \"ConfigMap\" is registered for version \"apps/v1\"");
     let wrong_namespace = api
         .post(CM, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "other"}}))
         .await;
@@ -146,7 +149,7 @@ async fn malformed_and_wrong_bodies_are_rejected_without_changes() {
     let wrong_name = api.put(&format!("{CM}/alpha"), &configmap("beta")).await;
     assert_status(&wrong_name, 400, "BadRequest", "does not match the name on the URL");
     let garbage_put = api.send(Method::PUT, &format!("{CM}/alpha"), "application/json", b"}{".to_vec()).await;
-    assert_status(&garbage_put, 400, "BadRequest", "not valid JSON");
+    assert_status(&garbage_put, 400, "BadRequest", "json parse error");
     assert_eq!(api.snapshot().await, before);
 }
 
@@ -405,6 +408,10 @@ async fn discovery_health_metrics_and_unknown_paths() {
     assert!(metrics.contains("apiserver_request_total{verb=\"LIST\",resource=\"configmaps\""), "{metrics}");
     assert!(metrics.contains("apiserver_request_duration_seconds_bucket"), "{metrics}");
     assert!(metrics.contains("apistore_requests_total{operation=\"list\",resource=\"configmaps\"}"), "{metrics}");
+    // One registry, one OpenMetrics exposition: both families, one `# EOF` at the end.
+    assert!(metrics.contains("# TYPE apistore_request_duration_seconds histogram\n"), "{metrics}");
+    assert!(metrics.contains("apiserver_storage_objects{resource=\"configmaps\"}"), "{metrics}");
+    assert!(metrics.ends_with("# EOF\n") && metrics.matches("# EOF").count() == 1, "{metrics}");
 }
 
 /// Reads watch events from a streaming response until `count` arrived.
@@ -531,12 +538,14 @@ short_names = ["ct"]
     // Custom resource from the config.
     let groups = api.get("/apis").await.body;
     assert!(groups["groups"].as_array().expect("groups").iter().any(|g| g["name"] == "stable.example.com"));
+    // A create drops status (the status subresource owns it), as kube's CR strategy does.
     let ct = json!({"apiVersion": "stable.example.com/v1", "kind": "CronTab", "metadata": {"name": "nightly"},
-        "spec": {"cronSpec": "0 0 * * *"}, "status": {"lastRun": "never"}});
+        "spec": {"cronSpec": "0 0 * * *"}, "status": {"lastRun": "dropped"}});
     let path = "/apis/stable.example.com/v1/namespaces/default/crontabs";
     let created = api.post(path, &ct).await;
     assert_eq!(created.code, StatusCode::CREATED, "{}", created.body);
     assert_eq!(created.body["metadata"]["generation"], 1);
+    assert_eq!(created.body["status"], Value::Null, "{}", created.body);
     let spec = api
         .patch(
             &format!("{path}/nightly"),
@@ -545,7 +554,7 @@ short_names = ["ct"]
         )
         .await;
     assert_eq!(spec.body["metadata"]["generation"], 2, "{}", spec.body);
-    assert_eq!(spec.body["status"]["lastRun"], "never", "status changes only through /status");
+    assert_eq!(spec.body["status"], Value::Null, "status changes only through /status: {}", spec.body);
     let status = api
         .patch(
             &format!("{path}/nightly/status"),
@@ -559,7 +568,14 @@ short_names = ["ct"]
     let wrong = api
         .post(path, &json!({"apiVersion": "stable.example.com/v1", "kind": "Other", "metadata": {"name": "x"}}))
         .await;
-    assert_status(&wrong, 400, "BadRequest", "does not match the expected kind");
+    assert_status(
+        &wrong,
+        422,
+        "Invalid",
+        "CronTab.stable.example.com \"x\" is invalid: kind: Invalid value: \"Other\": must be CronTab",
+    );
+    let kindless = api.post(path, &json!({"apiVersion": "stable.example.com/v1", "metadata": {"name": "x"}})).await;
+    assert_status(&kindless, 400, "BadRequest", "Object 'Kind' is missing in");
 }
 
 #[tokio::test]
@@ -839,4 +855,147 @@ async fn scale_subresource_reads_and_writes_only_spec_replicas() {
         assert_eq!(raced["metadata"]["labels"][format!("race-{i}")], "yes", "label race-{i} kept: {raced}");
     }
     assert_eq!(raced["spec"]["template"], before["spec"]["template"]);
+}
+
+/// A request with explicit headers; the reply's Content-Type beside its raw body.
+async fn raw(api: &Api, method: Method, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, String) {
+    let mut request = api.client.request(method, format!("{}{path}", api.base)).body(body.to_vec());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("request reaches the server");
+    let code = response.status().as_u16();
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    (code, content_type, response.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn bodies_default_their_kind_and_decode_from_yaml() {
+    let (_server, api, _) = seeded().await;
+    // What the Python and JavaScript clients send: no apiVersion, no kind.
+    let bare = api.post(CM, &json!({"metadata": {"name": "bare"}, "data": {"k": "v"}})).await;
+    assert_eq!(bare.code, StatusCode::CREATED, "{}", bare.body);
+    assert_eq!((bare.body["apiVersion"].as_str(), bare.body["kind"].as_str()), (Some("v1"), Some("ConfigMap")));
+    let ns = api.post("/api/v1/namespaces", &json!({"metadata": {"name": "team-x"}})).await;
+    assert_eq!(ns.code, StatusCode::CREATED, "{}", ns.body);
+    assert_eq!(ns.body["status"]["phase"], "Active");
+    // A YAML body, answered in JSON.
+    let yaml = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  greeting: hi\n";
+    let (code, content_type, body) = raw(&api, Method::POST, CM, &[("Content-Type", "application/yaml")], yaml).await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(content_type, "application/json");
+    let created: Value = serde_json::from_str(&body).expect("JSON reply");
+    assert_eq!(created["data"]["greeting"], "hi");
+    // Malformed YAML: 400 naming the line, nothing stored.
+    let (code, _, body) =
+        raw(&api, Method::POST, CM, &[("Content-Type", "application/yaml")], b"metadata: [a\nname: x\n").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("line"), "{body}");
+    // An unknown body format: 415 with kube's list.
+    let (code, _, body) =
+        raw(&api, Method::POST, CM, &[("Content-Type", "application/vnd.kubernetes.protobuf")], b"\x00").await;
+    assert_eq!(code, 415, "{body}");
+    assert!(body.contains("accepted media types include: application/json, application/yaml"), "{body}");
+    let names: Vec<String> = api.snapshot().await.into_iter().map(|(n, _, _)| n).collect();
+    assert_eq!(names, ["alpha", "bare", "beta", "from-yaml", "gamma"]);
+}
+
+#[tokio::test]
+async fn responses_are_negotiated_like_kube() {
+    let (_server, api, _) = seeded().await;
+    let object = format!("{CM}/alpha");
+    // YAML out.
+    let (code, content_type, body) = raw(&api, Method::GET, &object, &[("Accept", "application/yaml")], b"").await;
+    assert_eq!((code, content_type.as_str()), (200, "application/yaml"), "{body}");
+    let yaml: Value = serde_yaml::from_str(&body).expect("a YAML document");
+    assert_eq!(yaml["metadata"]["name"], "alpha");
+    // client-go's default: protobuf preferred, JSON accepted → JSON.
+    let client_go = [("Accept", "application/vnd.kubernetes.protobuf, application/json")];
+    let (code, content_type, _) = raw(&api, Method::GET, &object, &client_go, b"").await;
+    assert_eq!((code, content_type.as_str()), (200, "application/json"));
+    // Protobuf alone: 406, kube's message.
+    let (code, _, body) =
+        raw(&api, Method::GET, &object, &[("Accept", "application/vnd.kubernetes.protobuf")], b"").await;
+    assert_eq!(code, 406, "{body}");
+    assert!(body.contains("only the following media types are accepted"), "{body}");
+    // PartialObjectMetadataList.
+    let meta = [("Accept", "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1")];
+    let (code, _, body) = raw(&api, Method::GET, CM, &meta, b"").await;
+    assert_eq!(code, 200, "{body}");
+    let list: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(list["kind"], "PartialObjectMetadataList");
+    assert_eq!(list["items"][0]["kind"], "PartialObjectMetadata");
+    assert!(list["items"][0].get("data").is_none(), "{list}");
+    // A Table in YAML.
+    let table = [("Accept", "application/yaml;as=Table;v=v1;g=meta.k8s.io")];
+    let (code, content_type, body) = raw(&api, Method::GET, CM, &table, b"").await;
+    assert_eq!((code, content_type.as_str()), (200, "application/yaml"), "{body}");
+    assert!(body.contains("kind: Table"), "{body}");
+    // A create answered in YAML.
+    let (code, content_type, _) = raw(
+        &api,
+        Method::POST,
+        CM,
+        &[("Accept", "application/yaml"), ("Content-Type", "application/json")],
+        br#"{"metadata":{"name":"yaml-out"}}"#,
+    )
+    .await;
+    assert_eq!((code, content_type.as_str()), (201, "application/yaml"));
+}
+
+#[tokio::test]
+async fn trailing_slashes_are_served_as_kube_apiserver_serves_them() {
+    let (server, api, _) = seeded().await;
+    for path in [
+        "/version/",
+        "/api/",
+        "/api/v1/",
+        "/apis/",
+        "/apis/apps/",
+        "/apis/apps/v1/",
+        "/api/v1/namespaces/default/configmaps/",
+    ] {
+        let (code, _, body) = raw(&api, Method::GET, path, &[], b"").await;
+        assert_eq!(code, 200, "{path}: {body}");
+        let without = raw(&api, Method::GET, path.trim_end_matches('/'), &[], b"").await;
+        let (a, b): (Value, Value) =
+            (serde_json::from_str(&body).expect("JSON"), serde_json::from_str(&without.2).expect("JSON"));
+        if path.ends_with("configmaps/") {
+            assert_eq!(a["items"], b["items"], "{path}");
+        } else {
+            assert_eq!(a, b, "{path}");
+        }
+    }
+    // Health endpoints match exactly, as kube's path recorder.
+    let (code, _) = support::raw_get(server.port, "/healthz/").expect("answer");
+    assert_eq!(code, 404);
+    // Discovery is read-only.
+    let (code, _, _) = raw(&api, Method::POST, "/apis/", &[], b"{}").await;
+    assert_eq!(code, 405);
+}
+
+#[tokio::test]
+async fn request_options_are_validated_like_kube() {
+    let (_server, api, before) = seeded().await;
+    let bad_dry_run = api.post(&format!("{CM}?dryRun=Some"), &configmap("x")).await;
+    assert_status(&bad_dry_run, 422, "Invalid", "dryRun: Unsupported value: [\"Some\"]: supported values: \"All\"");
+    let object = format!("{CM}/alpha");
+    let no_manager = api.patch(&object, "application/apply-patch+yaml", "apiVersion: v1\nkind: ConfigMap\n").await;
+    assert_status(&no_manager, 422, "Invalid", "fieldManager: Required value: is required for apply patch");
+    let forced = api.patch(&format!("{object}?force=true"), "application/merge-patch+json", "{}").await;
+    assert_status(&forced, 422, "Invalid", "force: Forbidden: may not be specified for non-apply patch");
+    let wrong_version = api
+        .patch(
+            &format!("{object}?fieldManager=m"),
+            "application/apply-patch+yaml",
+            "apiVersion: apps/v1\nkind: ConfigMap\n",
+        )
+        .await;
+    assert_status(
+        &wrong_version,
+        400,
+        "BadRequest",
+        "Incorrect version specified in apply patch. Specified patch version: apps/v1, expected: v1",
+    );
+    assert_eq!(api.snapshot().await, before);
 }

@@ -16,42 +16,56 @@ use serde_json::{json, Value};
 use tokio::sync::watch as signal;
 use tokio::time::Instant;
 
+use super::Context;
+use crate::negotiation::{Output, Shape};
 use crate::resources::Resource;
 use crate::status::{ApiError, ApiResult};
-use crate::table;
+use crate::table::{self, Include};
 
 /// kube-apiserver's default `--min-request-timeout`: the longest a watch stays open.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
-
-/// How events are rendered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rendering<'a> {
-    /// The object itself.
-    Object,
-    /// A one-row Table (kubectl get -w); the str is `includeObject`.
-    Table(&'a str),
-}
 
 struct Feed {
     resource: Arc<Resource>,
     stream: WatchStream,
     deadline: Instant,
     shutdown: signal::Receiver<bool>,
-    as_table: Option<String>,
+    shape: Shape,
+    include: Include,
     allow_bookmarks: bool,
+    /// Table events after the first carry no column definitions (kube's response.go).
+    columns_sent: bool,
     done: bool,
+}
+
+impl Context<'_> {
+    /// `?watch=true` (or the legacy `/watch/` path) on a collection or one name.
+    pub(super) async fn watch(&self, name: Option<String>, output: Output) -> ApiResult<Response> {
+        let options = self.list_options(name.as_deref(), true)?;
+        let timeout = match self.param("timeoutSeconds") {
+            "" => DEFAULT_TIMEOUT,
+            text => text
+                .parse::<u64>()
+                .map(Duration::from_secs)
+                .map_err(|_| ApiError::bad_request(format!("invalid value {text:?} for timeoutSeconds")))?,
+        };
+        let include = table::include(self.param("includeObject"))?;
+        let key = self.list_key()?;
+        serve(self.resource().clone(), &key, options, timeout, output.shape, include, self.app.shutdown.clone()).await
+    }
 }
 
 /// Starts a watch on `key` and answers with the event stream.
 ///
 /// Errors: the storage's validation errors (bad resourceVersion, 410 too old, ...) as a
 /// Status before the stream starts.
-pub async fn serve(
+async fn serve(
     resource: Arc<Resource>,
     key: &str,
     options: ListOptions,
     timeout: Duration,
-    rendering: Rendering<'_>,
+    shape: Shape,
+    include: Include,
     shutdown: signal::Receiver<bool>,
 ) -> ApiResult<Response> {
     let allow_bookmarks = options.predicate.allow_watch_bookmarks;
@@ -62,11 +76,10 @@ pub async fn serve(
         stream,
         deadline: Instant::now() + timeout,
         shutdown,
-        as_table: match rendering {
-            Rendering::Object => None,
-            Rendering::Table(include) => Some(include.to_owned()),
-        },
+        shape,
+        include,
         allow_bookmarks,
+        columns_sent: false,
         done: false,
     };
     let body = futures::stream::unfold(feed, |mut feed| async move {
@@ -119,9 +132,16 @@ impl Feed {
             }
             WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => self.resource.served(o),
         };
-        let object = match &self.as_table {
-            Some(include) => table::table(&self.resource, std::slice::from_ref(&object), include, json!({})),
-            None => serde_json::to_value(&object).unwrap_or(Value::Null),
+        let object = match self.shape {
+            Shape::Table => {
+                let mut t = table::table(&self.resource, std::slice::from_ref(&object), self.include, json!({}));
+                if std::mem::replace(&mut self.columns_sent, true) {
+                    t["columnDefinitions"] = Value::Null;
+                }
+                t
+            }
+            Shape::PartialMetadata => table::partial_metadata(&object),
+            Shape::Object => serde_json::to_value(&object).unwrap_or(Value::Null),
         };
         json!({ "type": kind, "object": object })
     }

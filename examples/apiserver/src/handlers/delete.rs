@@ -1,0 +1,115 @@
+//! `DELETE` of an object (with preconditions in `DeleteOptions`) and of a collection
+//! (deletecollection, with the list's selectors).
+
+use apistore::names;
+use apistore::storage::{allow_all_deletions, DeleteOptions, GetOptions, Preconditions};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::{respond, Context};
+use crate::codec;
+use crate::namespaces;
+use crate::negotiation::{Format, Output};
+use crate::status::{success_status, ApiError, ApiResult};
+
+impl Context<'_> {
+    fn delete_preconditions(body: &[u8], format: Format) -> ApiResult<Option<Preconditions>> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        let options: Value = codec::parse(body, format).map_err(|e| {
+            ApiError::bad_request(format!("the DeleteOptions body could not be decoded: {}", e.message))
+        })?;
+        let Some(options) = options.as_object() else {
+            return Err(ApiError::bad_request("the DeleteOptions body must be a JSON object"));
+        };
+        if let Some(kind) = options.get("kind").and_then(Value::as_str) {
+            if kind != "DeleteOptions" {
+                return Err(ApiError::bad_request(format!("expected a DeleteOptions body, got kind {kind:?}")));
+            }
+        }
+        let Some(pre) = options.get("preconditions").filter(|p| !p.is_null()) else {
+            return Ok(None);
+        };
+        let field = |name: &str| -> ApiResult<Option<String>> {
+            match pre.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(ApiError::bad_request(format!("preconditions.{name} must be a string"))),
+            }
+        };
+        Ok(Some(Preconditions { uid: field("uid")?, resource_version: field("resourceVersion")? }))
+    }
+
+    pub(super) async fn delete(&self, name: &str, body: &[u8], output: Output) -> ApiResult<Response> {
+        let preconditions = Self::delete_preconditions(body, self.body_format()?)?;
+        if self.resource().is_namespaces() && namespaces::IMMORTAL.contains(&name) {
+            return Err(ApiError::forbidden(format!(
+                "namespaces {name:?} is forbidden: this namespace may not be deleted"
+            )));
+        }
+        let key = self.key(name).map_err(|_| ApiError::not_found(&self.resource().target(name)))?;
+        if self.dry_run()? {
+            let existing =
+                self.resource().storage.get(&key, GetOptions::default()).await.map_err(self.storage_error(name))?;
+            if let (Some(pre), Some(existing)) = (&preconditions, &existing) {
+                pre.check(&key, existing).map_err(self.storage_error(name))?;
+            }
+            let uid = existing.map(|o| o.metadata.uid).unwrap_or_default();
+            return Ok(respond(StatusCode::OK, &success_status(&self.resource().target(name), &uid), output));
+        }
+        let deleted = self
+            .resource()
+            .storage
+            .delete(&key, preconditions.as_ref(), &allow_all_deletions, None, DeleteOptions::default())
+            .await
+            .map_err(self.storage_error(name))?;
+        if self.resource().is_namespaces() {
+            namespaces::delete_contents(self.app, name).await?;
+        }
+        Ok(respond(StatusCode::OK, &success_status(&self.resource().target(name), &deleted.metadata.uid), output))
+    }
+
+    pub(super) async fn delete_collection(&self, body: &[u8], output: Output) -> ApiResult<Response> {
+        let preconditions = Self::delete_preconditions(body, self.body_format()?)?;
+        let mut options = self.list_options(None, false)?;
+        options.predicate.limit = 0;
+        options.predicate.continue_token.clear();
+        let key = self.list_key()?;
+        let list = self.resource().storage.get_list(&key, options).await.map_err(self.storage_error(""))?;
+        let mut deleted = Vec::new();
+        if !self.dry_run()? {
+            for object in list.items {
+                let name = object.metadata.name.clone();
+                if self.resource().is_namespaces() && namespaces::IMMORTAL.contains(&name.as_str()) {
+                    continue;
+                }
+                let object_key = names::object_key(&self.resource().storage_prefix, &object.metadata.namespace, &name)
+                    .map_err(self.storage_error(&name))?;
+                match self
+                    .resource()
+                    .storage
+                    .delete(&object_key, preconditions.as_ref(), &allow_all_deletions, None, DeleteOptions::default())
+                    .await
+                {
+                    Ok(object) => {
+                        if self.resource().is_namespaces() {
+                            namespaces::delete_contents(self.app, &name).await?;
+                        }
+                        deleted.push(serde_json::to_value(self.resource().served(object)).unwrap_or_default());
+                    }
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(ApiError::from_storage(e, &self.resource().target(&name))),
+                }
+            }
+        }
+        let list = json!({
+            "kind": self.resource().list_kind(),
+            "apiVersion": self.resource().api_version(),
+            "metadata": {},
+            "items": deleted,
+        });
+        Ok(respond(StatusCode::OK, &list, output))
+    }
+}

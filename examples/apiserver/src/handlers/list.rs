@@ -1,0 +1,106 @@
+//! `GET` of a collection: kube's `listResourcesHandler` — selectors, paging, resourceVersion
+//! semantics (the storage's), and the Table / PartialObjectMetadataList transformations.
+
+use apistore::selector::{FieldRequirement, FieldSelector, LabelSelector};
+use apistore::storage::{ListOptions, Predicate, ResourceVersionMatch};
+use apistore::{Error, Object};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::json;
+
+use super::{respond, Context};
+use crate::list_options;
+use crate::negotiation::{Output, Shape};
+use crate::status::{ApiError, ApiResult};
+use crate::table;
+
+impl Context<'_> {
+    /// The storage list options of a list or watch (`single`: a watch of one name).
+    ///
+    /// Errors: 400 for bad selectors, limit or flags; 422 for combinations kube forbids.
+    pub(super) fn list_options(&self, single: Option<&str>, watching: bool) -> ApiResult<ListOptions> {
+        let bad = |e: Error| ApiError::bad_request(e.to_string());
+        let label = LabelSelector::parse(self.param("labelSelector")).map_err(bad)?;
+        let mut field = FieldSelector::parse(self.param("fieldSelector")).map_err(bad)?;
+        for requirement in &field.requirements {
+            let f = requirement.field.as_str();
+            if !matches!(f, "metadata.name" | "metadata.namespace") && !self.resource().strategy.selectable_field(f) {
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {f} (supported: metadata.name, metadata.namespace)"
+                )));
+            }
+        }
+        if let Some(name) = single {
+            field.requirements.push(FieldRequirement {
+                field: "metadata.name".into(),
+                value: name.to_owned(),
+                negate: false,
+            });
+        }
+        let limit = match self.param("limit") {
+            "" => 0,
+            text => text.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                ApiError::bad_request(format!("invalid value {text:?} for limit: expected a non-negative integer"))
+            })?,
+        };
+        let resource_version = self.param("resourceVersion").to_owned();
+        let resource_version_match = ResourceVersionMatch::parse(self.param("resourceVersionMatch")).map_err(bad)?;
+        let send_initial_events = match self.param("sendInitialEvents") {
+            "" => None,
+            _ => Some(self.flag("sendInitialEvents")?),
+        };
+        let allow_watch_bookmarks = self.flag("allowWatchBookmarks")?;
+        list_options::validate(
+            watching,
+            &resource_version,
+            resource_version_match,
+            send_initial_events,
+            allow_watch_bookmarks,
+        )?;
+        Ok(ListOptions {
+            resource_version,
+            resource_version_match,
+            predicate: Predicate {
+                label,
+                field,
+                limit,
+                continue_token: self.param("continue").to_owned(),
+                allow_watch_bookmarks,
+            },
+            recursive: true,
+            progress_notify: false,
+            send_initial_events,
+        })
+    }
+
+    pub(super) async fn list(&self, output: Output) -> ApiResult<Response> {
+        let options = self.list_options(None, false)?;
+        let include = table::include(self.param("includeObject"))?;
+        let key = self.list_key()?;
+        let list = self.resource().storage.get_list(&key, options).await.map_err(self.storage_error(""))?;
+        let mut metadata = json!({ "resourceVersion": list.resource_version.to_string() });
+        if !list.continue_token.is_empty() {
+            metadata["continue"] = json!(list.continue_token);
+        }
+        if let Some(remaining) = list.remaining_item_count {
+            metadata["remainingItemCount"] = json!(remaining);
+        }
+        let items: Vec<Object> = list.items.into_iter().map(|o| self.resource().served(o)).collect();
+        let value = match output.shape {
+            Shape::Table => table::table(self.resource(), &items, include, metadata),
+            Shape::PartialMetadata => json!({
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": metadata,
+                "items": items.iter().map(table::partial_metadata).collect::<Vec<_>>(),
+            }),
+            Shape::Object => json!({
+                "kind": self.resource().list_kind(),
+                "apiVersion": self.resource().api_version(),
+                "metadata": metadata,
+                "items": items,
+            }),
+        };
+        Ok(respond(StatusCode::OK, &value, output))
+    }
+}
