@@ -263,7 +263,7 @@ test('server-side apply', async () => {
     assert.deepEqual((await apply({ a: '1', b: '2' }, 'mgr')).data, { a: '1', b: '2' });
     const second = await apply({ a: '1' }, 'mgr');
     assert.deepEqual(second.data, { a: '1' }, 'the field mgr stopped applying is removed');
-    const entry = second.metadata.managedFields.find((m) => m.manager === 'mgr');
+    const entry = (second.metadata.managedFields ?? []).find((m) => m.manager === 'mgr');
     assert.ok(entry, JSON.stringify(second.metadata.managedFields));
     assert.equal(entry.operation, 'Apply');
     assert.deepEqual(entry.fieldsV1, { 'f:data': { 'f:a': {} } });
@@ -277,7 +277,7 @@ test('server-side apply', async () => {
 
     const forced = await apply({ a: 'other' }, 'other', true);
     assert.deepEqual(forced.data, { a: 'other' });
-    const managers = Object.fromEntries(forced.metadata.managedFields.map((m) => [m.manager, m.fieldsV1]));
+    const managers = Object.fromEntries((forced.metadata.managedFields ?? []).map((m) => [m.manager, m.fieldsV1]));
     assert.deepEqual(managers.other, { 'f:data': { 'f:a': {} } });
     assert.ok(!('mgr' in managers), 'mgr lost its only field');
 
@@ -292,7 +292,7 @@ test('server-side apply', async () => {
         k8s.PatchStrategy.ServerSideApply,
     );
     assert.deepEqual(generic.data, { x: 'y' });
-    assert.ok(generic.metadata.managedFields.some((m) => m.manager === 'js-generic' && m.operation === 'Apply'));
+    assert.ok((generic.metadata.managedFields ?? []).some((m) => m.manager === 'js-generic' && m.operation === 'Apply'), JSON.stringify(generic.metadata));
 });
 
 test('delete with preconditions', async () => {

@@ -234,7 +234,7 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(first.data, {"a": "1", "b": "2"})
         second = apply({"a": "1"}, "mgr")
         self.assertEqual(second.data, {"a": "1"}, "the field mgr stopped applying is removed")
-        entries = {m.manager: m for m in second.metadata.managed_fields}
+        entries = {m.manager: m for m in second.metadata.managed_fields or []}
         self.assertIn("mgr", entries)
         self.assertEqual(entries["mgr"].operation, "Apply")
         self.assertEqual(entries["mgr"].fields_type, "FieldsV1")
@@ -251,7 +251,7 @@ class ClientTest(unittest.TestCase):
 
         forced = apply({"a": "other"}, "other", force=True)
         self.assertEqual(forced.data, {"a": "other"})
-        entries = {m.manager: m.fields_v1 for m in forced.metadata.managed_fields}
+        entries = {m.manager: m.fields_v1 for m in forced.metadata.managed_fields or []}
         self.assertEqual(entries.get("other"), {"f:data": {"f:a": {}}})
         self.assertNotIn("mgr", entries, "mgr lost its only field")
 
@@ -456,8 +456,9 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(client.AppsV1Api().read_namespaced_deployment("nginx", ns).spec.replicas, 1)
         # ... and with apply=True (server-side apply through the dynamic client, manager "python-client").
         utils.create_from_yaml(client.ApiClient(), manifest, namespace=ns, apply=True)
-        managers = [m.manager for m in self.core.read_namespaced_config_map("from-file", ns).metadata.managed_fields]
-        self.assertIn("python-client", managers)
+        applied = self.core.read_namespaced_config_map("from-file", ns)
+        managers = [m.manager for m in applied.metadata.managed_fields or []]
+        self.assertIn("python-client", managers, applied.metadata)
 
 
 if __name__ == "__main__":
