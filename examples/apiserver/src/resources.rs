@@ -12,6 +12,7 @@ use apistore::Object;
 use crate::backend::StorageProvider;
 use crate::codec::Gvk;
 use crate::config::CustomResource;
+use crate::managedfields::{self, schema::Node, Manager};
 use crate::registry::{self, Strategy};
 use crate::status::{ApiError, ApiResult, Target};
 
@@ -42,6 +43,11 @@ pub struct Resource {
     pub strategy: Arc<dyn Strategy>,
     /// True for custom resources (decoded as kube's unstructured objects).
     pub custom: bool,
+    /// The CustomResourceDefinition that defines this resource (None: built-in or from the
+    /// config file).
+    pub crd: Option<String>,
+    /// Set while the defining CRD is being deleted: creates are refused.
+    pub terminating: std::sync::atomic::AtomicBool,
     /// Objects expire this many seconds after their last write (0 = never; kube's
     /// `--event-ttl` for events).
     pub ttl_seconds: u64,
@@ -101,6 +107,24 @@ impl Resource {
     /// True when `metadata.generation` tracks spec changes.
     pub fn tracks_generation(&self) -> bool {
         self.strategy.tracks_generation()
+    }
+
+    /// The type tree server-side apply and field tracking merge this resource's objects with.
+    pub fn merge_schema(&self) -> Node {
+        self.strategy.merge_schema().unwrap_or_else(|| managedfields::schema::builtin(&self.api_version(), &self.kind))
+    }
+
+    /// Records a write by `manager` in `new`'s `metadata.managedFields` (kube's field
+    /// manager on create, update and non-apply patch); `live` is the stored object (API
+    /// shape) of an update.
+    ///
+    /// Errors: 500 when an object cannot be tracked (not a JSON object).
+    pub fn track_write(&self, live: Option<&Object>, new: Object, manager: &Manager) -> ApiResult<Object> {
+        let live = live.map(serde_json::to_value).transpose().map_err(|e| ApiError::internal(e.to_string()))?;
+        let new_value = serde_json::to_value(&new).map_err(|e| ApiError::internal(e.to_string()))?;
+        let tracked = managedfields::update(live.as_ref(), &new_value, manager, &self.merge_schema())
+            .map_err(|e| ApiError::internal(format!("failed to update managed fields: {e}")))?;
+        serde_json::from_value(tracked).map_err(|e| ApiError::internal(format!("failed to update managed fields: {e}")))
     }
 
     /// The target of an error message about `name`.
@@ -225,6 +249,15 @@ const BUILT_IN: &[Spec<'static>] = &[
         strategy: || Arc::new(registry::EventsV1Strategy),
     },
     Spec {
+        group: "apiextensions.k8s.io",
+        version: "v1",
+        kind: "CustomResourceDefinition",
+        plural: "customresourcedefinitions",
+        namespaced: false,
+        short_names: &["crd", "crds"],
+        strategy: || Arc::new(registry::CustomStrategy), // CRD-WIP CrdStrategy
+    },
+    Spec {
         group: "apps",
         version: "v1",
         kind: "Deployment",
@@ -263,6 +296,8 @@ impl ResourceTable {
                 storage,
                 strategy: (spec.strategy)(),
                 custom: false,
+                crd: None,
+                terminating: Default::default(),
                 ttl_seconds: if spec.plural == "events" { event_ttl_seconds } else { 0 },
             }));
         }
@@ -289,6 +324,8 @@ impl ResourceTable {
                 storage,
                 strategy: Arc::new(registry::CustomStrategy),
                 custom: true,
+                crd: None,
+                terminating: Default::default(),
                 ttl_seconds: 0,
             }));
         }

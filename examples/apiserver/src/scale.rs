@@ -150,6 +150,85 @@ pub fn from_deployment(deployment: &Object) -> ApiResult<Object> {
     Ok(Object { api_version: API_VERSION.into(), kind: KIND.into(), metadata, fields })
 }
 
+/// Where a custom resource keeps what its Scale shows (a CRD's `subresources.scale`):
+/// dotted JSON paths such as `.spec.replicas`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScalePaths {
+    /// `specReplicasPath`.
+    pub spec_replicas: String,
+    /// `statusReplicasPath`.
+    pub status_replicas: String,
+    /// `labelSelectorPath` (a string field holding the selector), if any.
+    pub label_selector: Option<String>,
+}
+
+fn segments(path: &str) -> impl Iterator<Item = &str> {
+    path.split('.').filter(|s| !s.is_empty())
+}
+
+fn value_at<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
+    segments(path).try_fold(object, |v, segment| v.get(segment))
+}
+
+/// The Scale of `object` (API shape): a deployment's, or a custom resource's through `paths`.
+///
+/// Errors: as [`from_deployment`]; 500 when a custom resource's replicas are not integers.
+pub fn view(object: &Object, paths: Option<&ScalePaths>) -> ApiResult<Object> {
+    let Some(paths) = paths else { return from_deployment(object) };
+    let value = serde_json::to_value(object).map_err(|e| ApiError::internal(e.to_string()))?;
+    let integer = |path: &str| -> ApiResult<i64> {
+        match value_at(&value, path) {
+            None | Some(Value::Null) => Ok(0),
+            Some(v) => v
+                .as_i64()
+                .ok_or_else(|| ApiError::internal(format!("{:?} has a non-integer {path}: {v}", object.metadata.name))),
+        }
+    };
+    let meta = &object.metadata;
+    let metadata = ObjectMeta {
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        creation_timestamp: meta.creation_timestamp.clone(),
+        ..ObjectMeta::default()
+    };
+    let mut spec = Map::new();
+    let replicas = integer(&paths.spec_replicas)?;
+    if replicas != 0 {
+        spec.insert("replicas".into(), json!(replicas));
+    }
+    let mut status = Map::new();
+    status.insert("replicas".into(), json!(integer(&paths.status_replicas)?));
+    if let Some(selector) = paths.label_selector.as_deref().and_then(|p| value_at(&value, p)).and_then(Value::as_str) {
+        if !selector.is_empty() {
+            status.insert("selector".into(), json!(selector));
+        }
+    }
+    let mut fields = Map::new();
+    fields.insert("spec".into(), Value::Object(spec));
+    fields.insert("status".into(), Value::Object(status));
+    Ok(Object { api_version: API_VERSION.into(), kind: KIND.into(), metadata, fields })
+}
+
+/// `object` (API shape) with its replicas set: a deployment's `spec.replicas`, or a custom
+/// resource's at `paths.spec_replicas`; every other field untouched.
+pub fn set_replicas(object: Object, replicas: i64, paths: Option<&ScalePaths>) -> Object {
+    let Some(paths) = paths else { return with_replicas(object, replicas) };
+    let Ok(mut value) = serde_json::to_value(&object) else { return object };
+    let path: Vec<&str> = segments(&paths.spec_replicas).collect();
+    let Some((last, parents)) = path.split_last() else { return object };
+    let mut node = &mut value;
+    for segment in parents {
+        if !node.get(*segment).is_some_and(Value::is_object) {
+            node[*segment] = json!({});
+        }
+        node = &mut node[*segment];
+    }
+    node[*last] = json!(replicas);
+    serde_json::from_value(value).unwrap_or(object)
+}
+
 /// Decodes a Scale from a JSON value (a request body or a patch result).
 ///
 /// Errors: 400 when it is not a JSON object, or its apiVersion or kind is not

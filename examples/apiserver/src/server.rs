@@ -15,6 +15,7 @@ use tower::Layer;
 
 use crate::backend::StorageProvider;
 use crate::config::ServerConfig;
+// CRD-WIP use crate::crds;
 use crate::discovery;
 use apistore::layer::StorageMetrics;
 
@@ -36,6 +37,8 @@ pub struct App {
     pub shutdown: signal::Receiver<bool>,
     /// The address clients reach the server at (for `/api`).
     pub server_address: String,
+    /// Opens storages at run time (for CustomResourceDefinitions).
+    pub provider: tokio::sync::Mutex<StorageProvider>,
 }
 
 fn text(code: StatusCode, body: impl Into<String>) -> Response {
@@ -139,7 +142,6 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     let mut provider = StorageProvider::new(&config.storage).await.map_err(|e| format!("storage: {e}"))?;
     let table = ResourceTable::open(&mut provider, &config.custom_resources, config.event_ttl_seconds).await?;
     let storage_metrics = provider.metrics();
-    drop(provider);
     let listener = TcpListener::bind(config.listen).await.map_err(|e| format!("binding {}: {e}", config.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let (stop, shutdown) = signal::channel(false);
@@ -149,6 +151,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         storage_metrics: storage_metrics.clone(),
         shutdown,
         server_address: local.to_string(),
+        provider: tokio::sync::Mutex::new(provider),
     });
     // Object counts for `apiserver_storage_objects`, as kube-apiserver polls them.
     let storages =
@@ -157,6 +160,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     for namespace in namespaces::INITIAL {
         namespaces::ensure_exists(&app, namespace).await.map_err(|e| format!("creating namespace {namespace}: {e}"))?;
     }
+    // CRD-WIP let crd_controller = crds::start(app.clone()).await;
     eprintln!(
         "apiserver: serving on http://{local} (storage: {}; backends registered: {})",
         config.storage.config.backend.backend,
@@ -173,6 +177,8 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     let served = serve.await.map_err(|e| format!("serving: {e}"));
     poller.abort();
     let _ = poller.await;
+    // CRD-WIP crd_controller.abort();
+    // CRD-WIP let _ = crd_controller.await;
     served?;
     // Every connection is closed; connection tasks release their handles of the state
     // right after. Dropping the last handle of each storage closes its backend (sled

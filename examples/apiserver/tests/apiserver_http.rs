@@ -389,7 +389,7 @@ async fn discovery_health_metrics_and_unknown_paths() {
     let groups = api.get("/apis").await.body;
     let names: Vec<&str> =
         groups["groups"].as_array().expect("groups").iter().filter_map(|g| g["name"].as_str()).collect();
-    assert_eq!(names, ["events.k8s.io", "apps"]);
+    assert_eq!(names, ["events.k8s.io", "apiextensions.k8s.io", "apps"]);
     let apps = api.get("/apis/apps/v1").await.body;
     assert!(apps["resources"].as_array().expect("apps").iter().any(|r| r["name"] == "deployments/status"));
     assert_status(&api.get("/apis/nope/v1").await, 404, "NotFound", "could not find the requested resource");
@@ -998,4 +998,72 @@ async fn request_options_are_validated_like_kube() {
         "Incorrect version specified in apply patch. Specified patch version: apps/v1, expected: v1",
     );
     assert_eq!(api.snapshot().await, before);
+}
+
+fn apply_path(name: &str, manager: &str, force: bool) -> String {
+    format!("{CM}/{name}?fieldManager={manager}{}", if force { "&force=true" } else { "" })
+}
+
+#[tokio::test]
+async fn server_side_apply_tracks_field_ownership() {
+    let server = Server::start(&[]);
+    let api = Api::new(&server);
+    let apply = "application/apply-patch+yaml";
+    let first = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n  labels:\n    app: web\ndata:\n  a: \"1\"\n  b: \"2\"\n";
+    let created = api.patch(&apply_path("owned", "alice", false), apply, first).await;
+    assert_eq!(created.code, StatusCode::CREATED, "{}", created.body);
+    let entries = created.body["metadata"]["managedFields"].as_array().expect("managedFields").clone();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["manager"], "alice");
+    assert_eq!(entries[0]["operation"], "Apply");
+    assert_eq!(entries[0]["apiVersion"], "v1");
+    assert_eq!(entries[0]["fieldsType"], "FieldsV1");
+    assert!(entries[0]["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{entries:?}");
+    assert_eq!(entries[0]["fieldsV1"]["f:data"], json!({"f:a": {}, "f:b": {}}));
+    // The same manager applies again: a changed, b removed → b pruned.
+    let second =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n  labels:\n    app: web\ndata:\n  a: \"10\"\n";
+    let updated = api.patch(&apply_path("owned", "alice", false), apply, second).await;
+    assert_eq!(updated.code, StatusCode::OK, "{}", updated.body);
+    assert_eq!(updated.body["data"], json!({"a": "10"}), "{}", updated.body);
+    // Another manager changes alice's field: 409 naming field and manager, nothing changes.
+    let other = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\ndata:\n  a: \"99\"\n";
+    let conflict = api.patch(&apply_path("owned", "bob", false), apply, other).await;
+    assert_status(&conflict, 409, "Conflict", "Apply failed with 1 conflict: conflict with \"alice\": .data.a");
+    assert_eq!(conflict.body["details"]["causes"][0]["field"], ".data.a", "{}", conflict.body);
+    assert_eq!(conflict.body["details"]["causes"][0]["reason"], "FieldManagerConflict");
+    assert_eq!(api.get(&format!("{CM}/owned")).await.body["data"]["a"], "10");
+    // Forced: bob owns it now; alice's next apply without it keeps bob's value.
+    let forced = api.patch(&apply_path("owned", "bob", true), apply, other).await;
+    assert_eq!(forced.code, StatusCode::OK, "{}", forced.body);
+    assert_eq!(forced.body["data"]["a"], "99");
+    let alice_drops_a = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n  labels:\n    app: web\n";
+    let kept = api.patch(&apply_path("owned", "alice", false), apply, alice_drops_a).await;
+    assert_eq!(kept.code, StatusCode::OK, "{}", kept.body);
+    assert_eq!(kept.body["data"]["a"], "99", "bob owns data.a: {}", kept.body);
+    // An update (PUT, kubectl edit) is recorded as the user agent's Update entry.
+    let mut edited = kept.body.clone();
+    edited["data"]["c"] = json!("3");
+    let put = api.put(&format!("{CM}/owned?fieldManager=editor"), &edited).await;
+    assert_eq!(put.code, StatusCode::OK, "{}", put.body);
+    let managers: Vec<(String, String)> = put.body["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields")
+        .iter()
+        .map(|e| (e["manager"].as_str().unwrap_or("").to_owned(), e["operation"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    assert!(managers.contains(&("editor".into(), "Update".into())), "{managers:?}");
+    // A create records its manager (User-Agent prefix when no fieldManager is given).
+    let plain = api.post(CM, &configmap("plain")).await;
+    let entry = &plain.body["metadata"]["managedFields"][0];
+    assert_eq!(
+        (entry["operation"].as_str(), entry["manager"].as_str()),
+        (Some("Update"), Some("unknown")),
+        "{}",
+        plain.body
+    );
+    // Broken managedFields in an apply configuration: 400, nothing stored.
+    let bad = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n  managedFields: [{manager: x}]\n";
+    let rejected = api.patch(&apply_path("owned", "alice", false), apply, bad).await;
+    assert_status(&rejected, 400, "BadRequest", "metadata.managedFields must be nil");
 }

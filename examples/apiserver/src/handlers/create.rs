@@ -8,6 +8,7 @@ use axum::response::Response;
 
 use super::{respond, Context};
 use crate::clock;
+use crate::managedfields::Manager;
 use crate::negotiation::Output;
 use crate::resources::Resource;
 use crate::status::{ApiError, ApiResult};
@@ -18,7 +19,8 @@ impl Context<'_> {
             return Err(ApiError::not_found_path());
         }
         let object = self.decode(body)?;
-        let created = self.create_object(object).await?;
+        let manager = self.manager(None)?;
+        let created = self.create_object(object, Some(&manager)).await?;
         Ok(respond(StatusCode::CREATED, &serde_json::to_value(created).unwrap_or_default(), output))
     }
 
@@ -27,8 +29,13 @@ impl Context<'_> {
     ///
     /// Errors: 400 for a namespace that disagrees with the path, 422 for an invalid name or
     /// object, 404 when the namespace does not exist, 409 when the object exists.
-    pub(super) async fn create_object(&self, mut object: Object) -> ApiResult<Object> {
+    /// `manager` records the create in `managedFields` (None: they are set already, as an
+    /// apply that creates sets them).
+    pub(super) async fn create_object(&self, mut object: Object, manager: Option<&Manager>) -> ApiResult<Object> {
         let resource = self.resource();
+        if resource.terminating.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ApiError::forbidden("create not allowed while custom resource definition is terminating"));
+        }
         self.check_namespace(&mut object)?;
         if object.metadata.name.is_empty() && !object.metadata.generate_name.is_empty() {
             object.metadata.name = generate_name(&object.metadata.generate_name);
@@ -36,6 +43,9 @@ impl Context<'_> {
         resource.validate_name(&object.metadata.name)?;
         before_create(resource, &mut object);
         resource.validate(&object, None)?;
+        if let Some(manager) = manager {
+            object = resource.track_write(None, object, manager)?;
+        }
         let name = object.metadata.name.clone();
         self.ensure_namespace().await?;
         let key = self.key(&name)?;
@@ -83,7 +93,6 @@ pub fn before_create(resource: &Resource, object: &mut Object) {
     meta.deletion_grace_period_seconds = None;
     meta.generation = if resource.tracks_generation() { 1 } else { 0 };
     meta.self_link.clear();
-    meta.managed_fields.clear();
     if resource.has_status() {
         object.fields.remove("status");
     }

@@ -3,11 +3,13 @@
 
 use apistore::names;
 use apistore::storage::{allow_all_deletions, DeleteOptions, GetOptions, Preconditions};
+use apistore::Object;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::{respond, Context};
+use crate::clock;
 use crate::codec;
 use crate::namespaces;
 use crate::negotiation::{Format, Output};
@@ -50,6 +52,9 @@ impl Context<'_> {
             )));
         }
         let key = self.key(name).map_err(|_| ApiError::not_found(&self.resource().target(name)))?;
+        if let Some(terminating) = self.delete_gracefully(name, preconditions.clone()).await? {
+            return Ok(respond(StatusCode::OK, &serde_json::to_value(terminating).unwrap_or_default(), output));
+        }
         if self.dry_run()? {
             let existing =
                 self.resource().storage.get(&key, GetOptions::default()).await.map_err(self.storage_error(name))?;
@@ -69,6 +74,34 @@ impl Context<'_> {
             namespaces::delete_contents(self.app, name).await?;
         }
         Ok(respond(StatusCode::OK, &success_status(&self.resource().target(name), &deleted.metadata.uid), output))
+    }
+
+    /// kube's graceful deletion with finalizers: an object that has finalizers (or whose kind
+    /// adds one on delete, as CRDs do) is not removed but marked — `deletionTimestamp` set,
+    /// the kind's finalizer added — and answered as it now is; whoever owns a finalizer
+    /// removes it, and the update that removes the last one deletes the object
+    /// ([`Context::guaranteed_update`]). None when the object is to be deleted right away.
+    async fn delete_gracefully(&self, name: &str, preconditions: Option<Preconditions>) -> ApiResult<Option<Object>> {
+        let finalizer = self.resource().strategy.finalizer_on_delete();
+        let Some(current) = self.current(name).await? else { return Ok(None) };
+        if current.metadata.finalizers.is_empty() && finalizer.is_none() {
+            return Ok(None);
+        }
+        let marked = self
+            .guaranteed_update(name, preconditions, &|mut existing| {
+                if existing.metadata.deletion_timestamp.is_none() {
+                    existing.metadata.deletion_timestamp = Some(clock::rfc3339(clock::now_seconds()));
+                    existing.metadata.deletion_grace_period_seconds = Some(0);
+                }
+                if let Some(finalizer) = finalizer {
+                    if !existing.metadata.finalizers.iter().any(|f| f == finalizer) {
+                        existing.metadata.finalizers.push(finalizer.to_owned());
+                    }
+                }
+                Ok(existing)
+            })
+            .await?;
+        Ok(Some(self.resource().served(marked)))
     }
 
     pub(super) async fn delete_collection(&self, body: &[u8], output: Output) -> ApiResult<Response> {

@@ -30,7 +30,9 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 
+use crate::clock;
 use crate::codec;
+use crate::managedfields::Manager;
 use crate::negotiation::{self, Endpoint, Format, Output};
 use crate::resources::Resource;
 use crate::routing::{read_body, ResourcePath};
@@ -50,7 +52,6 @@ pub struct RequestParts {
     /// The `Content-Type` header.
     pub content_type: String,
     /// The `User-Agent` header (the default field manager).
-    #[allow(dead_code)] // read by the field manager once server-side apply is wired
     pub user_agent: String,
 }
 
@@ -109,7 +110,6 @@ impl Context<'_> {
     /// (kube's `prefixFromUserAgent`), else `unknown`; at most 128 bytes.
     ///
     /// Errors: 422 for a `fieldManager` over 128 bytes or with non-printable characters.
-    #[allow(dead_code)] // used once server-side apply is wired
     fn field_manager(&self) -> ApiResult<String> {
         let given = self.param("fieldManager");
         if !given.is_empty() {
@@ -138,6 +138,17 @@ impl Context<'_> {
             manager.pop();
         }
         Ok(manager)
+    }
+
+    /// The manager of this write (see [`Context::field_manager`]) at this resource's
+    /// apiVersion, now, through `subresource` when set.
+    fn manager(&self, subresource: Option<&str>) -> ApiResult<Manager> {
+        let manager =
+            Manager::new(&self.field_manager()?, &self.resource().api_version(), &clock::rfc3339(clock::now_seconds()));
+        Ok(match subresource {
+            Some(sub) => manager.with_subresource(sub),
+            None => manager,
+        })
     }
 
     fn key(&self, name: &str) -> ApiResult<String> {

@@ -10,9 +10,10 @@ use serde_json::Value;
 use super::update::build_update;
 use super::{respond, Context};
 use crate::codec;
+use crate::managedfields::{self, ApplyError};
 use crate::negotiation::{self, Format, Output};
 use crate::patch::{self, PatchError, PatchType};
-use crate::status::{ApiError, ApiResult, Target};
+use crate::status::{ApiError, ApiResult, Reason, Target};
 use crate::validation::FieldError;
 
 /// The `Content-Type` of server-side apply.
@@ -88,13 +89,14 @@ impl Context<'_> {
         let resource = self.resource().clone();
         check_patch_json(body)?;
         let path_namespace = self.target.namespace.clone();
+        let manager = self.manager(status_sub.then_some("status"))?;
         let updated = self
             .guaranteed_update(name, None, &|existing| {
                 let current = resource.served(existing.clone());
                 let patched = apply_patch(patch_type, &current, body, &resource.kind, name)?;
                 let patched = self.patched_object(patched, &existing, &path_namespace)?;
                 let rv = patched.metadata.resource_version.clone();
-                build_update(&resource, existing, patched, &rv, status_sub)
+                build_update(&resource, existing, patched, &rv, status_sub, Some(&manager))
             })
             .await?;
         Ok(resource.served(updated))
@@ -132,29 +134,54 @@ impl Context<'_> {
         Ok(patched)
     }
 
-    /// Server-side apply of the configuration in `body` (YAML or JSON).
+    /// Server-side apply of the configuration in `body` (YAML or JSON) by the request's
+    /// field manager: merged into the live object by the kind's schema, fields this manager
+    /// applied before and now omits removed unless another manager owns them, another
+    /// manager's fields taken only with `force` (else 409 naming them); a missing object is
+    /// created (201).
     async fn server_side_apply(
         &self,
         name: &str,
         body: &[u8],
-        _force: bool,
+        force: bool,
         status_sub: bool,
         output: Output,
     ) -> ApiResult<Response> {
+        let resource = self.resource().clone();
         let config = self.apply_configuration(name, body)?;
-        if self.current(name).await?.is_none() {
-            let mut object = self.object_from(config.clone())?;
+        let manager = self.manager(status_sub.then_some("status"))?;
+        let schema = resource.merge_schema();
+        if !status_sub && self.current(name).await?.is_none() {
+            let applied = managedfields::apply(None, &config, &manager, force, &schema).map_err(apply_error)?;
+            let mut object = self.object_from(applied)?;
             object.metadata.name = name.to_owned();
-            match self.create_object(object).await {
+            match self.create_object(object, None).await {
                 Ok(created) => {
                     return Ok(respond(StatusCode::CREATED, &serde_json::to_value(created).unwrap_or_default(), output))
                 }
-                Err(e) if e.reason == crate::status::Reason::ALREADY_EXISTS => {}
+                // Created meanwhile: apply to it.
+                Err(e) if e.reason == Reason::ALREADY_EXISTS => {}
                 Err(e) => return Err(e),
             }
         }
-        let patch = serde_json::to_vec(&config).unwrap_or_default();
-        let updated = self.patch_with(name, PatchType::StrategicMerge, &patch, status_sub).await?;
+        let expected_rv = config
+            .get("metadata")
+            .and_then(|m| m.get("resourceVersion"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let path_namespace = self.target.namespace.clone();
+        let updated = self
+            .guaranteed_update(name, None, &|existing| {
+                let live = serde_json::to_value(resource.served(existing.clone()))
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                let applied =
+                    managedfields::apply(Some(&live), &config, &manager, force, &schema).map_err(apply_error)?;
+                let applied = self.patched_object(applied, &existing, &path_namespace)?;
+                build_update(&resource, existing, applied, &expected_rv, status_sub, None)
+            })
+            .await?;
+        let updated = resource.served(updated);
         Ok(respond(StatusCode::OK, &serde_json::to_value(updated).unwrap_or_default(), output))
     }
 
@@ -195,6 +222,26 @@ impl Context<'_> {
     }
 }
 
+/// The Status of a failed apply: 409 Conflict with one `FieldManagerConflict` cause per
+/// conflicting field, 400 for a bad configuration, 500 for broken stored managedFields.
+fn apply_error(error: ApplyError) -> ApiError {
+    let message = error.message();
+    match error.code() {
+        409 => {
+            let causes: Vec<Value> = error
+                .causes()
+                .into_iter()
+                .map(|c| serde_json::json!({ "reason": c.reason, "message": c.message, "field": c.field }))
+                .collect();
+            let mut e = ApiError::new(Reason::CONFLICT, message);
+            e.details = Some(serde_json::json!({ "causes": causes }));
+            e
+        }
+        400 => ApiError::bad_request(message),
+        _ => ApiError::internal(message),
+    }
+}
+
 /// 422 on `PatchOptions.meta.k8s.io`.
 fn patch_options_invalid(error: FieldError) -> ApiError {
     ApiError::invalid_fields(
@@ -224,9 +271,7 @@ pub(super) fn apply_patch(
     let current = serde_json::to_value(current).map_err(|e| ApiError::internal(e.to_string()))?;
     let patched = patch::apply(patch_type, current, body).map_err(|e| match e {
         PatchError::Malformed(m) => ApiError::bad_request(m),
-        PatchError::Inapplicable(m) => {
-            ApiError::new(crate::status::Reason::INVALID, format!("{kind} {name:?} is invalid: {m}"))
-        }
+        PatchError::Inapplicable(m) => ApiError::new(Reason::INVALID, format!("{kind} {name:?} is invalid: {m}")),
     })?;
     if !patched.is_object() {
         return Err(ApiError::bad_request("the patched object is not a JSON object"));

@@ -26,7 +26,7 @@ impl Context<'_> {
         let options = GetOptions { ignore_not_found: true, resource_version: self.param("resourceVersion").to_owned() };
         let object = self.resource().storage.get(&key, options).await.map_err(self.storage_error(name))?;
         let object = object.ok_or_else(not_found)?;
-        let scale = scale::from_deployment(&self.resource().served(object))?;
+        let scale = scale::view(&self.resource().served(object), self.resource().strategy.scale_paths().as_ref())?;
         Ok(respond(StatusCode::OK, &serde_json::to_value(scale).unwrap_or_default(), output))
     }
 
@@ -97,13 +97,22 @@ impl Context<'_> {
         output: Output,
     ) -> ApiResult<Response> {
         let resource = self.resource().clone();
+        let paths = resource.strategy.scale_paths();
+        let manager = self.manager(Some("scale"))?;
         let updated = self
             .guaranteed_update(name, preconditions, &|existing| {
                 let object = resource.served(existing.clone());
-                let requested = new_scale(scale::from_deployment(&object)?)?;
+                let requested = new_scale(scale::view(&object, paths.as_ref())?)?;
                 let replicas = scale::requested_replicas(&requested)?;
                 let expected_rv = requested.metadata.resource_version.clone();
-                build_update(&resource, existing, scale::with_replicas(object, replicas), &expected_rv, false)
+                build_update(
+                    &resource,
+                    existing,
+                    scale::set_replicas(object, replicas, paths.as_ref()),
+                    &expected_rv,
+                    false,
+                    Some(&manager),
+                )
             })
             .await
             .map_err(|e| {
@@ -113,7 +122,7 @@ impl Context<'_> {
                     e
                 }
             })?;
-        let scale = scale::from_deployment(&resource.served(updated))?;
+        let scale = scale::view(&resource.served(updated), paths.as_ref())?;
         Ok(respond(StatusCode::OK, &serde_json::to_value(scale).unwrap_or_default(), output))
     }
 }

@@ -1,13 +1,14 @@
 //! `PUT` of an object, and the guaranteed update every write of an existing object goes
 //! through: kube's `updateHandler` + `rest.BeforeUpdate`.
 
-use apistore::storage::Preconditions;
+use apistore::storage::{allow_all_deletions, DeleteOptions, Preconditions};
 use apistore::{Error, Object};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::Value;
 
 use super::{check_body_resource_version, respond, uid_precondition, Context, MODIFIED_MESSAGE};
+use crate::managedfields::Manager;
 use crate::negotiation::Output;
 use crate::resources::Resource;
 use crate::status::{ApiError, ApiResult};
@@ -40,9 +41,10 @@ impl Context<'_> {
         let body_rv = object.metadata.resource_version.clone();
         check_body_resource_version(&resource, name, &body_rv)?;
         let preconditions = uid_precondition(&object);
+        let manager = self.manager(status_sub.then_some("status"))?;
         let updated = self
             .guaranteed_update(name, preconditions, &|existing| {
-                build_update(&resource, existing, object.clone(), &body_rv, status_sub)
+                build_update(&resource, existing, object.clone(), &body_rv, status_sub, Some(&manager))
             })
             .await?;
         Ok(respond(StatusCode::OK, &serde_json::to_value(resource.served(updated)).unwrap_or_default(), output))
@@ -90,11 +92,28 @@ impl Context<'_> {
                 None,
             )
             .await;
-        match (result, aborted) {
-            (Err(Error::Aborted { .. }), Some(Aborted::DryRun(object))) => Ok(*object),
-            (Err(Error::Aborted { .. }), Some(Aborted::Rejected(rejection))) => Err(rejection),
-            (result, _) => result.map_err(self.storage_error(name)),
+        let updated = match (result, aborted) {
+            (Err(Error::Aborted { .. }), Some(Aborted::DryRun(object))) => return Ok(*object),
+            (Err(Error::Aborted { .. }), Some(Aborted::Rejected(rejection))) => return Err(rejection),
+            (result, _) => result.map_err(self.storage_error(name))?,
+        };
+        let meta = &updated.metadata;
+        if meta.deletion_timestamp.is_some() && meta.finalizers.is_empty() {
+            // The last finalizer is gone: the object goes (kube's Store.Update
+            // `shouldDeleteDuringUpdate`), unless it changed again meanwhile.
+            let preconditions = Preconditions { uid: None, resource_version: Some(meta.resource_version.clone()) };
+            match self
+                .resource()
+                .storage
+                .delete(&key, Some(&preconditions), &allow_all_deletions, None, DeleteOptions::default())
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() || e.reason() == apistore::StatusReason::Conflict => {}
+                Err(e) => return Err(ApiError::from_storage(e, &self.resource().target(name))),
+            }
         }
+        Ok(updated)
     }
 }
 
@@ -112,6 +131,7 @@ pub(super) fn build_update(
     new: Object,
     expected_rv: &str,
     status_sub: bool,
+    manager: Option<&Manager>,
 ) -> ApiResult<Object> {
     let target = resource.target(&existing.metadata.name);
     if !expected_rv.is_empty() && expected_rv != existing.metadata.resource_version {
@@ -157,5 +177,8 @@ pub(super) fn build_update(
         }
     }
     resource.validate(&updated, Some(&old))?;
+    if let Some(manager) = manager {
+        updated = resource.track_write(Some(&old), updated, manager)?;
+    }
     Ok(resource.to_storage(updated))
 }

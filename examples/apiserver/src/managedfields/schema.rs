@@ -9,6 +9,10 @@
 
 use std::collections::BTreeMap;
 
+mod builtin;
+#[allow(unused_imports)] // builtin and metadata: for the handlers and the CRD schema builder
+pub use builtin::{builtin, deduced_kind, metadata, zero_object};
+
 /// How a list merges.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ListKind {
@@ -26,6 +30,10 @@ pub enum ListKind {
 pub enum Node {
     /// A scalar (string, number, boolean, null): owned as a leaf.
     Scalar,
+    /// A scalar with a schema `default`: the value a map list's item takes for this key field
+    /// when it omits it (container ports' `protocol` defaults to `"TCP"`, so
+    /// `k:{"containerPort":80,"protocol":"TCP"}` even when the item omits `protocol`).
+    DefaultedScalar(serde_json::Value),
     /// An object with known fields, and a type for any other field (`additionalProperties`).
     Map {
         /// Known fields.

@@ -7,14 +7,18 @@
 //! differs per kind.
 
 mod configmap;
+// CRD-WIP mod crd;
 mod custom;
+// CRD-WIP mod custom_resource;
 mod deployment;
 mod event;
 mod namespace;
 mod secret;
 
 pub use configmap::ConfigMapStrategy;
+// CRD-WIP pub use crd::CrdStrategy;
 pub use custom::CustomStrategy;
+// CRD-WIP pub use custom_resource::CustomResourceStrategy;
 pub use deployment::DeploymentStrategy;
 pub use event::{CoreEventStrategy, EventsV1Strategy};
 pub use namespace::NamespaceStrategy;
@@ -77,6 +81,18 @@ pub trait Strategy: Send + Sync {
         false
     }
 
+    /// Where a custom resource's Scale reads and writes (None: the kind's own rules, as
+    /// deployments have).
+    fn scale_paths(&self) -> Option<crate::scale::ScalePaths> {
+        None
+    }
+
+    /// The type tree server-side apply merges this kind with (None: the built-in schema of
+    /// the kind, [`crate::managedfields::schema::builtin`]).
+    fn merge_schema(&self) -> Option<crate::managedfields::schema::Node> {
+        None
+    }
+
     /// True when `metadata.generation` counts spec changes.
     fn tracks_generation(&self) -> bool {
         false
@@ -91,6 +107,11 @@ pub trait Strategy: Send + Sync {
     /// Discovery categories (`all`).
     fn categories(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// A finalizer a delete adds before the object goes (CRDs: their objects' cleanup).
+    fn finalizer_on_delete(&self) -> Option<&'static str> {
+        None
     }
 
     /// Defaults a new object (kube's `PrepareForCreate` + defaulting), before validation.
