@@ -3,6 +3,7 @@
 //! stops it (SIGTERM, then SIGKILL) when dropped.
 #![allow(dead_code)]
 
+pub mod clients;
 pub mod kubectl;
 
 use std::io::{Read, Write};
