@@ -16,19 +16,16 @@
 use std::sync::Arc;
 
 use apistore::names;
-use apistore::storage::{allow_all_deletions, DeleteOptions, ListOptions, WatchEvent};
+use apistore::storage::{allow_all_deletions, DeleteOptions, ListOptions, Preconditions, WatchEvent};
 use apistore::Object;
 use serde_json::Value;
 
 use crate::apiextensions::crd::{Crd, Scope};
-use crate::apiextensions::status as crd_status;
+use crate::apiextensions::status::{self as crd_status, Terminating};
 use crate::clock;
 use crate::registry::CustomResourceStrategy;
 use crate::resources::Resource;
 use crate::server::App;
-
-/// The finalizer kube puts on a CRD being deleted until its objects are gone.
-pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
 /// The CRD resource of the table.
 fn crd_resource(app: &App) -> Option<Arc<Resource>> {
@@ -120,7 +117,7 @@ async fn reconcile(app: &App, crds: &Arc<Resource>, object: Object) {
             return;
         }
     };
-    if object.metadata.deletion_timestamp.is_some() {
+    if crd_status::is_terminating(&value) {
         clean_up(app, crds, &crd, &name).await;
         return;
     }
@@ -201,58 +198,108 @@ fn unserve(app: &App, crd_name: &str) {
     app.table.update(|table| table.retain(|r| r.crd.as_deref() != Some(crd_name)));
 }
 
-/// Writes `status` into the stored CRD.
-async fn write_status(crds: &Arc<Resource>, name: &str, status: Value) {
-    let Ok(key) = names::object_key(&crds.storage_prefix, "", name) else { return };
+/// Changes the stored CRD `name` (API shape, as JSON) through a guaranteed update; returns
+/// it as written.
+async fn update_crd(crds: &Arc<Resource>, name: &str, change: impl Fn(&mut Value) + Send + Sync) -> Option<Object> {
+    let key = names::object_key(&crds.storage_prefix, "", name).ok()?;
     let result = crds
         .storage
         .guaranteed_update(
             &key,
             false,
             None,
-            &mut |mut existing, _| {
-                existing.fields.insert("status".into(), status.clone());
-                Ok((existing, None))
+            &mut |existing, _| {
+                let mut value = serde_json::to_value(&existing).map_err(apistore::Error::internal)?;
+                change(&mut value);
+                let changed: Object = serde_json::from_value(value).map_err(apistore::Error::internal)?;
+                Ok((changed, None))
             },
             None,
         )
         .await;
-    if let Err(e) = result {
-        if !e.is_not_found() {
-            tracing::warn!("writing the status of CustomResourceDefinition {name}: {e}");
+    match result {
+        Ok(object) => Some(object),
+        Err(e) => {
+            if !e.is_not_found() {
+                tracing::warn!("updating CustomResourceDefinition {name}: {e}");
+            }
+            None
         }
     }
 }
 
-/// kube's finalizer controller: every custom object of the CRD deleted, the resource no
-/// longer served, the finalizer dropped and the CRD removed.
+/// Writes `status` into the stored CRD.
+async fn write_status(crds: &Arc<Resource>, name: &str, status: Value) {
+    update_crd(crds, name, |crd| crd["status"] = status.clone()).await;
+}
+
+/// Sets the CRD's `Terminating` condition.
+async fn set_terminating(crds: &Arc<Resource>, name: &str, step: Terminating) {
+    let now = clock::rfc3339(clock::now_seconds());
+    update_crd(crds, name, |crd| {
+        let status =
+            crd.as_object_mut().map(|o| o.entry("status").or_insert_with(|| Value::Object(Default::default())));
+        if let Some(status) = status {
+            crd_status::set_condition(status, crd_status::terminating(&step), &now);
+        }
+    })
+    .await;
+}
+
+/// kube's finalizer controller: every custom object of the CRD deleted (`Terminating`
+/// InstanceDeletionInProgress, then InstanceDeletionCompleted), the resource no longer served,
+/// the cleanup finalizer dropped, and the CRD removed once no other finalizer holds it.
 async fn clean_up(app: &App, crds: &Arc<Resource>, crd: &Crd, name: &str) {
     let served = app.table.snapshot().iter().find(|r| r.crd.as_deref() == Some(name)).cloned();
-    if let Some(resource) = served {
-        // Creates are refused from now on.
-        resource.terminating.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Err(e) = delete_all(&resource).await {
+    let outcome = match served {
+        Some(resource) => {
+            // Creates are refused from now on.
+            resource.terminating.store(true, std::sync::atomic::Ordering::SeqCst);
+            set_terminating(crds, name, Terminating::InProgress).await;
+            delete_under(&resource.storage, &resource.storage_prefix).await.map(|()| Terminating::Completed)
+        }
+        None => {
+            // Never served (e.g. its names conflicted); objects stored under it still go.
+            let opened = app.provider.lock().await.storage(&crd.group, &crd.names.plural, true).await;
+            match opened {
+                Ok((storage, prefix)) => delete_under(&storage, &prefix).await.map(|()| Terminating::NeverEstablished),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    let done = match outcome {
+        Ok(done) => done,
+        Err(e) => {
             tracing::warn!("deleting the objects of CustomResourceDefinition {name}: {e}");
+            set_terminating(crds, name, Terminating::Failed(e.to_string())).await;
             return;
         }
-    } else if let Ok((storage, prefix)) = {
-        let mut provider = app.provider.lock().await;
-        provider.storage(&crd.group, &crd.names.plural, true).await
-    } {
-        // Not served (e.g. its names conflicted): its objects still go.
-        let _ = delete_under(&storage, &prefix).await;
-    }
+    };
     unserve(app, name);
-    let Ok(key) = names::object_key(&crds.storage_prefix, "", name) else { return };
-    if let Err(e) = crds.storage.delete(&key, None, &allow_all_deletions, None, DeleteOptions::default()).await {
-        if !e.is_not_found() {
-            tracing::warn!("removing CustomResourceDefinition {name}: {e}");
+    let now = clock::rfc3339(clock::now_seconds());
+    let Some(finished) = update_crd(crds, name, |crd| {
+        crd_status::remove_cleanup_finalizer(crd);
+        if let Some(status) = crd.get_mut("status") {
+            crd_status::set_condition(status, crd_status::terminating(&done), &now);
+        }
+    })
+    .await
+    else {
+        return;
+    };
+    if finished.metadata.finalizers.is_empty() {
+        let Ok(key) = names::object_key(&crds.storage_prefix, "", name) else { return };
+        let preconditions = Preconditions { uid: None, resource_version: Some(finished.metadata.resource_version) };
+        match crds
+            .storage
+            .delete(&key, Some(&preconditions), &allow_all_deletions, None, DeleteOptions::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() || e.reason() == apistore::StatusReason::Conflict => {}
+            Err(e) => tracing::warn!("removing CustomResourceDefinition {name}: {e}"),
         }
     }
-}
-
-async fn delete_all(resource: &Resource) -> apistore::Result<()> {
-    delete_under(&resource.storage, &resource.storage_prefix).await
 }
 
 async fn delete_under(storage: &apistore::storage::DynStorage, prefix: &str) -> apistore::Result<()> {

@@ -136,6 +136,7 @@ pub async fn api(State(app): State<Arc<App>>, request: Request) -> Response {
         ),
         Some(Route::Resource(target)) => {
             let plural = target.resource.plural.clone();
+            let warnings = target.resource.strategy.warnings();
             let request = RequestParts {
                 query,
                 accept,
@@ -144,11 +145,23 @@ pub async fn api(State(app): State<Arc<App>>, request: Request) -> Response {
             };
             let context = Context { app: &app, target, request };
             let (verb, outcome) = context.dispatch(method, body).await;
-            (verb, plural, outcome)
+            (verb, plural, outcome.map(|response| with_warnings(response, &warnings)))
         }
     };
     let response = outcome.unwrap_or_else(IntoResponse::into_response);
     app.metrics.record(verb, &resource, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// Adds one `Warning: 299 - "<text>"` header per warning (k8s.io/apimachinery
+/// `NewWarningHeader`), as kube sends deprecation and pruning warnings.
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for warning in warnings {
+        let text = format!("299 - {}", serde_json::Value::String(warning.clone()));
+        if let Ok(value) = axum::http::HeaderValue::from_str(&text) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
     response
 }
 

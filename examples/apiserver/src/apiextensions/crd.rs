@@ -194,11 +194,6 @@ impl Crd {
         })
     }
 
-    /// The version named `name`.
-    pub fn version(&self, name: &str) -> Option<&Version> {
-        self.versions.iter().find(|v| v.name == name)
-    }
-
     /// The storage version.
     pub fn storage_version(&self) -> Option<&Version> {
         self.versions.iter().find(|v| v.storage)

@@ -294,18 +294,6 @@ impl SchemaNode {
     pub fn has_defaults(&self) -> bool {
         self.any(&|s| s.default.is_some())
     }
-
-    /// True when a Kubernetes extension is used anywhere (which requires a structural schema).
-    pub fn has_kubernetes_extensions(&self) -> bool {
-        self.any(&|s| {
-            s.embedded_resource
-                || s.preserve_unknown_fields.is_some()
-                || s.int_or_string
-                || !s.list_map_keys.is_empty()
-                || s.list_type.is_some()
-                || !s.x_validations.is_empty()
-        })
-    }
 }
 
 fn string(v: &Value, path: &str, errs: &mut Vec<FieldError>) -> String {

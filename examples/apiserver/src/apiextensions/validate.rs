@@ -35,6 +35,7 @@ impl StructuralSchema {
         dedup(out)
     }
 
+    #[cfg(test)]
     /// Validates the `status` of a custom resource as the `/status` subresource does:
     /// against `properties.status`, errors under `status` (`status.num: Invalid value: 15:
     /// num in body should be less than or equal to 10`).

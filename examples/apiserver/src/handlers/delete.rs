@@ -82,22 +82,18 @@ impl Context<'_> {
     /// removes it, and the update that removes the last one deletes the object
     /// ([`Context::guaranteed_update`]). None when the object is to be deleted right away.
     async fn delete_gracefully(&self, name: &str, preconditions: Option<Preconditions>) -> ApiResult<Option<Object>> {
-        let finalizer = self.resource().strategy.finalizer_on_delete();
-        let Some(current) = self.current(name).await? else { return Ok(None) };
-        if current.metadata.finalizers.is_empty() && finalizer.is_none() {
+        let strategy = self.resource().strategy.clone();
+        let Some(mut current) = self.current(name).await? else { return Ok(None) };
+        if !strategy.prepare_for_delete(&mut current) && current.metadata.finalizers.is_empty() {
             return Ok(None);
         }
         let marked = self
             .guaranteed_update(name, preconditions, &|mut existing| {
+                strategy.prepare_for_delete(&mut existing);
                 if existing.metadata.deletion_timestamp.is_none() {
                     existing.metadata.deletion_timestamp = Some(clock::rfc3339(clock::now_seconds()));
-                    existing.metadata.deletion_grace_period_seconds = Some(0);
                 }
-                if let Some(finalizer) = finalizer {
-                    if !existing.metadata.finalizers.iter().any(|f| f == finalizer) {
-                        existing.metadata.finalizers.push(finalizer.to_owned());
-                    }
-                }
+                existing.metadata.deletion_grace_period_seconds = Some(0);
                 Ok(existing)
             })
             .await?;

@@ -106,6 +106,7 @@ impl Path {
         Path(names.iter().map(|n| PathElement::field(n)).collect())
     }
 
+    #[cfg(test)]
     /// This path with `pe` appended.
     pub fn child(&self, pe: PathElement) -> Path {
         let mut p = self.0.clone();
@@ -159,6 +160,7 @@ impl Set {
         }
     }
 
+    #[cfg(test)]
     /// Whether the path is a member (not merely a prefix of members).
     pub fn has(&self, path: &[PathElement]) -> bool {
         match path {
@@ -173,14 +175,10 @@ impl Set {
         self.members.is_empty() && self.children.values().all(Set::is_empty)
     }
 
+    #[cfg(test)]
     /// Number of members, all levels.
     pub fn len(&self) -> usize {
         self.members.len() + self.children.values().map(Set::len).sum::<usize>()
-    }
-
-    /// The members below `pe` (empty if none).
-    pub fn with_prefix(&self, pe: &PathElement) -> Set {
-        self.children.get(pe).cloned().unwrap_or_default()
     }
 
     /// Members in either set.
@@ -230,6 +228,7 @@ impl Set {
         Set { members, children }
     }
 
+    #[cfg(test)]
     /// Like [`Set::difference`], and a member of `other` also removes every descendant.
     pub fn recursive_difference(&self, other: &Set) -> Set {
         let members = self.members.difference(&other.members).cloned().collect();

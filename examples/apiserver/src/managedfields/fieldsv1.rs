@@ -28,6 +28,7 @@ pub enum FieldsV1Error {
         /// What is wrong with it.
         reason: String,
     },
+    #[cfg(test)]
     /// The text is not JSON.
     #[error("fieldsV1 is not JSON: {0}")]
     NotJson(String),
@@ -90,6 +91,7 @@ pub fn parse_path_element(s: &str) -> Result<Option<PathElement>, String> {
 }
 
 impl Set {
+    #[cfg(test)]
     /// The `FieldsV1` JSON text, byte for byte as SMD writes it (elements in SMD order).
     pub fn to_fields_v1_string(&self) -> String {
         let mut out = String::from("{");
@@ -98,6 +100,7 @@ impl Set {
         out
     }
 
+    #[cfg(test)]
     fn write_contents(&self, include_self: bool, out: &mut String) {
         let mut first = true;
         let mut sep = |out: &mut String| {
@@ -167,6 +170,7 @@ impl Set {
         }
     }
 
+    #[cfg(test)]
     /// [`Set::from_fields_v1`] of JSON text.
     ///
     /// # Errors

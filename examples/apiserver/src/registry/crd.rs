@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::{Column, Strategy};
 use crate::apiextensions::crd;
+use crate::apiextensions::status as crd_status;
 use crate::validation::FieldError;
 
 /// The strategy of CRDs.
@@ -33,8 +34,12 @@ impl Strategy for CrdStrategy {
         vec!["api-extensions".into()]
     }
 
-    fn finalizer_on_delete(&self) -> Option<&'static str> {
-        Some(crate::crds::CLEANUP_FINALIZER)
+    fn prepare_for_delete(&self, object: &mut Object) -> bool {
+        let now = crate::clock::rfc3339(crate::clock::now_seconds());
+        with_value(object, |crd| {
+            crd_status::mark_for_deletion(crd, &now);
+        });
+        true
     }
 
     fn prepare_for_create(&self, object: &mut Object) {

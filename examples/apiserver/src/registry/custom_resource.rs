@@ -22,6 +22,7 @@ pub struct CustomResourceStrategy {
     columns: TableConvertor,
     categories: Vec<String>,
     storage_api_version: String,
+    deprecation: Option<String>,
 }
 
 impl CustomResourceStrategy {
@@ -36,6 +37,7 @@ impl CustomResourceStrategy {
             columns: TableConvertor::new(&version.additional_printer_columns)?,
             categories: crd.names.categories.clone(),
             storage_api_version: format!("{}/{storage_version}", crd.group),
+            deprecation: version.deprecation_message(&crd.group, &crd.names.kind),
         })
     }
 
@@ -68,6 +70,10 @@ impl Strategy for CustomResourceStrategy {
 
     fn tracks_generation(&self) -> bool {
         true
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.deprecation.iter().cloned().collect()
     }
 
     fn categories(&self) -> Vec<String> {

@@ -109,9 +109,17 @@ pub trait Strategy: Send + Sync {
         Vec::new()
     }
 
-    /// A finalizer a delete adds before the object goes (CRDs: their objects' cleanup).
-    fn finalizer_on_delete(&self) -> Option<&'static str> {
-        None
+    /// Marks an object a delete keeps (kube's graceful deletion): true when the kind keeps
+    /// every deleted object until a finalizer of its own is done (CRDs: their objects'
+    /// cleanup), having set what the kind sets; objects with finalizers are kept whatever this
+    /// says. The handler sets `deletionTimestamp` when the kind did not.
+    fn prepare_for_delete(&self, _object: &mut Object) -> bool {
+        false
+    }
+
+    /// `Warning` headers for requests to this resource (a deprecated CRD version).
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// Defaults a new object (kube's `PrepareForCreate` + defaulting), before validation.
