@@ -1067,3 +1067,86 @@ async fn server_side_apply_tracks_field_ownership() {
     let rejected = api.patch(&apply_path("owned", "alice", false), apply, bad).await;
     assert_status(&rejected, 400, "BadRequest", "metadata.managedFields must be nil");
 }
+
+fn crd(name: &str, group: &str, schema: Value) -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": name},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": schema}}],
+        },
+    })
+}
+
+const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+
+#[tokio::test]
+async fn crd_bad_input_is_422_and_changes_nothing() {
+    let server = Server::start(&[]);
+    let api = Api::new(&server);
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+        "properties": {"size": {"type": "integer", "maximum": 10}, "color": {"type": "string", "enum": ["red", "blue"]}},
+        "required": ["size"]}}});
+    let misnamed = api.post(CRDS, &crd("gadgets.example.com", "example.com", schema.clone())).await;
+    assert_status(&misnamed, 422, "Invalid", "must be spec.names.plural+\".\"+spec.group");
+    let untyped = api.post(CRDS, &crd("widgets.example.com", "example.com", json!({"properties": {"spec": {}}}))).await;
+    assert_status(&untyped, 422, "Invalid", "openAPIV3Schema");
+    let list = api.get(CRDS).await;
+    assert_eq!(list.body["items"], json!([]), "nothing stored: {}", list.body);
+    // A good one: served within a second, objects validated by its schema.
+    let created = api.post(CRDS, &crd("widgets.example.com", "example.com", schema)).await;
+    assert_eq!(created.code, StatusCode::CREATED, "{}", created.body);
+    let path = "/apis/example.com/v1/namespaces/default/widgets";
+    // Established within a second, and served once it says so.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let crd = api.get(&format!("{CRDS}/widgets.example.com")).await.body;
+        let conditions = crd["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        if conditions.iter().any(|c| c["type"] == "Established" && c["status"] == "True") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not Established within a second: {crd}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(api.get(path).await.code, StatusCode::OK);
+    let widget = |spec: Value| json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": spec});
+    let wrong_type = api.post(path, &widget(json!({"size": "big"}))).await;
+    assert_status(
+        &wrong_type,
+        422,
+        "Invalid",
+        "spec.size: Invalid value: \"string\": spec.size in body must be of type integer: \"string\"",
+    );
+    let too_big = api.post(path, &widget(json!({"size": 11}))).await;
+    assert_status(&too_big, 422, "Invalid", "should be less than or equal to 10");
+    let missing = api.post(path, &widget(json!({"color": "red"}))).await;
+    assert_status(&missing, 422, "Invalid", "spec.size: Required value");
+    let pink = api.post(path, &widget(json!({"size": 1, "color": "pink"}))).await;
+    assert_status(
+        &pink,
+        422,
+        "Invalid",
+        "spec.color: Unsupported value: \"pink\": supported values: \"red\", \"blue\"",
+    );
+    assert_eq!(api.get(path).await.body["items"], json!([]));
+    // Unknown fields are pruned.
+    let pruned = api.post(path, &widget(json!({"size": 1, "extra": true}))).await;
+    assert_eq!(pruned.code, StatusCode::CREATED, "{}", pruned.body);
+    assert_eq!(pruned.body["spec"], json!({"size": 1}));
+    // Strategic merge patch is not served for custom resources.
+    let strategic = api.patch(&format!("{path}/w"), "application/strategic-merge-patch+json", "{}").await;
+    assert_status(&strategic, 415, "UnsupportedMediaType", "application/merge-patch+json");
+    // Deleting the CRD deletes its objects and stops serving them.
+    let deleted = api.delete(&format!("{CRDS}/widgets.example.com"), None).await;
+    assert_eq!(deleted.code, StatusCode::OK, "{}", deleted.body);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while api.get(&format!("{CRDS}/widgets.example.com")).await.code != StatusCode::NOT_FOUND {
+        assert!(std::time::Instant::now() < deadline, "the CRD is not removed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_status(&api.get(path).await, 404, "NotFound", "could not find");
+}
