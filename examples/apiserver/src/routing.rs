@@ -143,8 +143,11 @@ pub async fn api(State(app): State<Arc<App>>, request: Request) -> Response {
                 content_type: header(header::CONTENT_TYPE),
                 user_agent: header(header::USER_AGENT),
             };
-            let context = Context { app: &app, target, request };
+            let raised = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let context = Context { app: &app, target, request, warnings: raised.clone() };
             let (verb, outcome) = context.dispatch(method, body).await;
+            let mut warnings = warnings;
+            warnings.extend(std::mem::take(&mut *raised.lock().unwrap_or_else(|p| p.into_inner())));
             (verb, plural, outcome.map(|response| with_warnings(response, &warnings)))
         }
     };

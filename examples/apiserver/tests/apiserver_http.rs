@@ -1133,10 +1133,25 @@ async fn crd_bad_input_is_422_and_changes_nothing() {
         "spec.color: Unsupported value: \"pink\": supported values: \"red\", \"blue\"",
     );
     assert_eq!(api.get(path).await.body["items"], json!([]));
-    // Unknown fields are pruned.
-    let pruned = api.post(path, &widget(json!({"size": 1, "extra": true}))).await;
-    assert_eq!(pruned.code, StatusCode::CREATED, "{}", pruned.body);
-    assert_eq!(pruned.body["spec"], json!({"size": 1}));
+    // fieldValidation: Strict refuses unknown fields, a bad value is 422, the default (Warn)
+    // prunes them with a Warning header each.
+    let strict = api.post(&format!("{path}?fieldValidation=Strict"), &widget(json!({"size": 1, "extra": true}))).await;
+    assert_status(&strict, 400, "BadRequest", "strict decoding error: unknown field \"spec.extra\"");
+    let bad = api.post(&format!("{path}?fieldValidation=Loud"), &widget(json!({"size": 1}))).await;
+    assert_status(&bad, 422, "Invalid", "fieldValidation: Unsupported value: \"Loud\"");
+    let response = api
+        .client
+        .post(format!("{}{path}", api.base))
+        .json(&widget(json!({"size": 1, "extra": true})))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let warnings: Vec<String> =
+        response.headers().get_all("warning").iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect();
+    assert_eq!(warnings, ["299 - \"unknown field \\\"spec.extra\\\"\""], "{warnings:?}");
+    let pruned: Value = response.json().await.expect("JSON");
+    assert_eq!(pruned["spec"], json!({"size": 1}));
     // Strategic merge patch is not served for custom resources.
     let strategic = api.patch(&format!("{path}/w"), "application/strategic-merge-patch+json", "{}").await;
     assert_status(&strategic, 415, "UnsupportedMediaType", "application/merge-patch+json");

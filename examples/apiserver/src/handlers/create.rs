@@ -19,6 +19,7 @@ impl Context<'_> {
             return Err(ApiError::not_found_path());
         }
         let object = self.decode(body)?;
+        self.check_unknown_fields(&object, false)?;
         let manager = self.manager(None)?;
         let created = self.create_object(object, Some(&manager)).await?;
         Ok(respond(StatusCode::CREATED, &serde_json::to_value(created).unwrap_or_default(), output))

@@ -63,6 +63,20 @@ pub struct Context<'a> {
     pub target: ResourcePath,
     /// Query and headers.
     pub request: RequestParts,
+    /// `Warning` texts the request raised (unknown fields); the router writes them as
+    /// headers.
+    pub warnings: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// The `fieldValidation` directive of a write (kube's `ValidateFieldValidation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Unknown fields are dropped silently.
+    Ignore,
+    /// Unknown fields are dropped with a `Warning` header each (the default).
+    Warn,
+    /// Unknown fields fail the request.
+    Strict,
 }
 
 impl Context<'_> {
@@ -149,6 +163,73 @@ impl Context<'_> {
             Some(sub) => manager.with_subresource(sub),
             None => manager,
         })
+    }
+
+    /// `fieldValidation`: absent means Warn, as kube.
+    ///
+    /// Errors: 422 for any other value than "", Ignore, Warn, Strict.
+    fn field_validation(&self) -> ApiResult<FieldValidation> {
+        match self.param("fieldValidation") {
+            "" | "Warn" => Ok(FieldValidation::Warn),
+            "Ignore" => Ok(FieldValidation::Ignore),
+            "Strict" => Ok(FieldValidation::Strict),
+            other => Err(ApiError::invalid_fields(
+                &crate::status::Target {
+                    kind: "CreateOptions".into(),
+                    group: "meta.k8s.io".into(),
+                    ..Default::default()
+                },
+                &[crate::validation::FieldError::not_supported(
+                    "fieldValidation",
+                    Value::String(other.to_owned()),
+                    &["", "Ignore", "Strict", "Warn"],
+                )],
+            )),
+        }
+    }
+
+    /// Applies `fieldValidation` to the fields `object`'s schema does not know: Strict
+    /// refuses them, Warn adds a `Warning` per field, Ignore drops them silently (pruning
+    /// drops them in every case).
+    ///
+    /// Errors: with Strict, 400 `<Kind> in version "<v>" cannot be handled as a <Kind>:
+    /// strict decoding error: unknown field "spec.foo", ...` for bodies, 422 on `patch` for
+    /// non-apply patches, as kube.
+    fn check_unknown_fields(&self, object: &Object, patch: bool) -> ApiResult<()> {
+        let directive = self.field_validation()?;
+        let unknown = self.resource().strategy.unknown_fields(object);
+        if unknown.is_empty() || directive == FieldValidation::Ignore {
+            return Ok(());
+        }
+        let texts: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
+        if directive == FieldValidation::Warn {
+            if let Ok(mut warnings) = self.warnings.lock() {
+                for text in texts {
+                    if !warnings.contains(&text) {
+                        warnings.push(text);
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let resource = self.resource();
+        if patch {
+            return Err(ApiError::invalid_fields(
+                &resource.target(&object.metadata.name),
+                &[crate::validation::FieldError::invalid(
+                    "patch",
+                    Value::String(String::new()),
+                    format!("strict decoding error: {}", texts.join(", ")),
+                )],
+            ));
+        }
+        Err(ApiError::bad_request(format!(
+            "{} in version {:?} cannot be handled as a {}: strict decoding error: {}",
+            resource.kind,
+            resource.version,
+            resource.kind,
+            texts.join(", ")
+        )))
     }
 
     fn key(&self, name: &str) -> ApiResult<String> {

@@ -95,6 +95,7 @@ impl Context<'_> {
                 let current = resource.served(existing.clone());
                 let patched = apply_patch(patch_type, &current, body, &resource.kind, name)?;
                 let patched = self.patched_object(patched, &existing, &path_namespace)?;
+                self.check_unknown_fields(&patched, true)?;
                 let rv = patched.metadata.resource_version.clone();
                 build_update(&resource, existing, patched, &rv, status_sub, Some(&manager))
             })
@@ -149,6 +150,7 @@ impl Context<'_> {
     ) -> ApiResult<Response> {
         let resource = self.resource().clone();
         let config = self.apply_configuration(name, body)?;
+        self.check_unknown_fields(&self.object_from(config.clone())?, false)?;
         let manager = self.manager(status_sub.then_some("status"))?;
         let schema = resource.merge_schema();
         if !status_sub && self.current(name).await?.is_none() {

@@ -31,6 +31,7 @@ impl Context<'_> {
     ) -> ApiResult<Response> {
         let resource = self.resource().clone();
         let mut object = self.decode(body)?;
+        self.check_unknown_fields(&object, false)?;
         self.check_namespace(&mut object)?;
         if object.metadata.name != name {
             return Err(ApiError::bad_request(format!(

@@ -72,6 +72,11 @@ impl Strategy for CustomResourceStrategy {
         true
     }
 
+    fn unknown_fields(&self, object: &Object) -> Vec<String> {
+        let Ok(mut value) = serde_json::to_value(object) else { return Vec::new() };
+        self.schema.prune(&mut value)
+    }
+
     fn warnings(&self) -> Vec<String> {
         self.deprecation.iter().cloned().collect()
     }

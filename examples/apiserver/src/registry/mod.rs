@@ -117,6 +117,12 @@ pub trait Strategy: Send + Sync {
         false
     }
 
+    /// The fields of `object` (API shape) its schema does not know, as paths
+    /// (`spec.foo`): what pruning would drop. Kinds without a schema know every field.
+    fn unknown_fields(&self, _object: &Object) -> Vec<String> {
+        Vec::new()
+    }
+
     /// `Warning` headers for requests to this resource (a deprecated CRD version).
     fn warnings(&self) -> Vec<String> {
         Vec::new()
