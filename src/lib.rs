@@ -29,6 +29,7 @@
 //!   → `RESTOptions::create_storage()` → `Arc<dyn Storage>`.
 //! * [`encryption`] — encryption at rest from Kubernetes' `EncryptionConfiguration` file.
 //! * [`layer::metrics`] / [`layer::trace`] — Prometheus metrics and `tracing` spans per call.
+//! * [`ops`] — backup, restore and status on any backend (the `apistore` command's core).
 //! * [`typed`] — [`TypedStorage<T>`]: your own serde types over any `Arc<dyn Storage>`.
 //! * `testing` (feature `testing`) — the conformance suite every backend runs.
 #![forbid(unsafe_code)]
@@ -46,6 +47,7 @@ pub mod kv;
 pub mod layer;
 pub mod names;
 pub mod object;
+pub mod ops;
 pub mod registry;
 pub mod rest_options;
 pub mod selector;
