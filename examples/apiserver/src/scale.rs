@@ -117,19 +117,25 @@ pub fn selector_string(deployment: &Object) -> ApiResult<String> {
     Ok(text)
 }
 
-/// The Scale of a deployment (API shape).
-///
-/// Errors: 400 for an invalid `spec.selector`, 500 for a non-integer `spec.replicas`.
-pub fn from_deployment(deployment: &Object) -> ApiResult<Object> {
-    let meta = &deployment.metadata;
-    let metadata = ObjectMeta {
+/// A Scale's metadata: the scaled object's name, namespace, uid, resourceVersion and
+/// creationTimestamp.
+fn scale_metadata(meta: &ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
         name: meta.name.clone(),
         namespace: meta.namespace.clone(),
         uid: meta.uid.clone(),
         resource_version: meta.resource_version.clone(),
         creation_timestamp: meta.creation_timestamp.clone(),
         ..ObjectMeta::default()
-    };
+    }
+}
+
+/// The Scale of a deployment (API shape).
+///
+/// Errors: 400 for an invalid `spec.selector`, 500 for a non-integer `spec.replicas`.
+pub fn from_deployment(deployment: &Object) -> ApiResult<Object> {
+    let meta = &deployment.metadata;
+    let metadata = scale_metadata(meta);
     let replicas = deployment_replicas(deployment)?;
     let status_replicas =
         deployment.fields.get("status").and_then(|s| s.get("replicas")).and_then(Value::as_i64).unwrap_or(0);
@@ -185,14 +191,7 @@ pub fn view(object: &Object, paths: Option<&ScalePaths>) -> ApiResult<Object> {
         }
     };
     let meta = &object.metadata;
-    let metadata = ObjectMeta {
-        name: meta.name.clone(),
-        namespace: meta.namespace.clone(),
-        uid: meta.uid.clone(),
-        resource_version: meta.resource_version.clone(),
-        creation_timestamp: meta.creation_timestamp.clone(),
-        ..ObjectMeta::default()
-    };
+    let metadata = scale_metadata(meta);
     let mut spec = Map::new();
     let replicas = integer(&paths.spec_replicas)?;
     if replicas != 0 {

@@ -105,17 +105,13 @@ impl Context<'_> {
         match self.param("dryRun") {
             "" => Ok(false),
             "All" => Ok(true),
-            other => Err(ApiError::invalid_fields(
-                &crate::status::Target {
-                    kind: "CreateOptions".into(),
-                    group: "meta.k8s.io".into(),
-                    ..Default::default()
-                },
-                &[crate::validation::FieldError::not_supported(
+            other => Err(options_invalid(
+                "CreateOptions",
+                crate::validation::FieldError::not_supported(
                     "dryRun",
                     Value::Array(vec![Value::String(other.to_owned())]),
                     &["All"],
-                )],
+                ),
             )),
         }
     }
@@ -135,13 +131,9 @@ impl Context<'_> {
                 None
             };
             if let Some(why) = bad {
-                return Err(ApiError::invalid_fields(
-                    &crate::status::Target {
-                        kind: "PatchOptions".into(),
-                        group: "meta.k8s.io".into(),
-                        ..Default::default()
-                    },
-                    &[crate::validation::FieldError::invalid("fieldManager", Value::String(given.into()), why)],
+                return Err(options_invalid(
+                    "PatchOptions",
+                    crate::validation::FieldError::invalid("fieldManager", Value::String(given.into()), why),
                 ));
             }
             return Ok(given.to_owned());
@@ -173,17 +165,13 @@ impl Context<'_> {
             "" | "Warn" => Ok(FieldValidation::Warn),
             "Ignore" => Ok(FieldValidation::Ignore),
             "Strict" => Ok(FieldValidation::Strict),
-            other => Err(ApiError::invalid_fields(
-                &crate::status::Target {
-                    kind: "CreateOptions".into(),
-                    group: "meta.k8s.io".into(),
-                    ..Default::default()
-                },
-                &[crate::validation::FieldError::not_supported(
+            other => Err(options_invalid(
+                "CreateOptions",
+                crate::validation::FieldError::not_supported(
                     "fieldValidation",
                     Value::String(other.to_owned()),
                     &["", "Ignore", "Strict", "Warn"],
-                )],
+                ),
             )),
         }
     }
@@ -377,6 +365,14 @@ impl Context<'_> {
 /// A response carrying `value` in the negotiated format.
 pub fn respond(code: StatusCode, value: &Value, output: Output) -> Response {
     codec::respond(code, value, output.format)
+}
+
+/// 422 on a request options kind (`CreateOptions.meta.k8s.io "" is invalid: <field>: ...`).
+pub(super) fn options_invalid(kind: &str, error: crate::validation::FieldError) -> ApiError {
+    ApiError::invalid_fields(
+        &crate::status::Target { kind: kind.into(), group: "meta.k8s.io".into(), ..Default::default() },
+        &[error],
+    )
 }
 
 /// The uid precondition of an update body (kube checks a uid set in the body).

@@ -13,7 +13,7 @@ use crate::codec;
 use crate::managedfields::{self, ApplyError};
 use crate::negotiation::{self, Format, Output};
 use crate::patch::{self, PatchError, PatchType};
-use crate::status::{ApiError, ApiResult, Reason, Target};
+use crate::status::{ApiError, ApiResult, Reason};
 use crate::validation::FieldError;
 
 /// The `Content-Type` of server-side apply.
@@ -246,10 +246,7 @@ fn apply_error(error: ApplyError) -> ApiError {
 
 /// 422 on `PatchOptions.meta.k8s.io`.
 fn patch_options_invalid(error: FieldError) -> ApiError {
-    ApiError::invalid_fields(
-        &Target { kind: "PatchOptions".into(), group: "meta.k8s.io".into(), ..Default::default() },
-        &[error],
-    )
+    super::options_invalid("PatchOptions", error)
 }
 
 /// A malformed patch is a 400 whether or not the object exists.
