@@ -117,7 +117,7 @@ impl Binding {
 fn applies_to_user(user: &UserInfo, subject: &Subject, namespace: &str) -> bool {
     match subject.kind.as_str() {
         "User" => user.name == subject.name,
-        "Group" => user.groups.iter().any(|g| *g == subject.name),
+        "Group" => user.groups.contains(&subject.name),
         "ServiceAccount" => {
             let ns = if subject.namespace.is_empty() { namespace } else { &subject.namespace };
             !ns.is_empty() && user.name == format!("system:serviceaccount:{ns}:{}", subject.name)
@@ -156,7 +156,7 @@ pub fn rule_allows(info: &RequestInfo, rule: &PolicyRule) -> bool {
     });
     matches_any(&rule.api_groups, &info.api_group)
         && resource_matches
-        && (rule.resource_names.is_empty() || rule.resource_names.iter().any(|n| *n == info.name))
+        && (rule.resource_names.is_empty() || rule.resource_names.contains(&info.name))
 }
 
 /// The RBAC objects one decision reads: every ClusterRole and ClusterRoleBinding, the Roles

@@ -74,13 +74,11 @@ impl RequestInfo {
             }
             .to_owned();
         }
-        if rest[0] == "namespaces" {
-            if rest.len() > 1 {
-                info.namespace = rest[1].to_owned();
-                // `namespaces/<ns>/status|finalize` are subresources of the namespace.
-                if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
-                    rest = &rest[2..];
-                }
+        if rest[0] == "namespaces" && rest.len() > 1 {
+            info.namespace = rest[1].to_owned();
+            // `namespaces/<ns>/status|finalize` are subresources of the namespace.
+            if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
+                rest = &rest[2..];
             }
         }
         if rest.len() >= 3 && info.verb != "proxy" {
