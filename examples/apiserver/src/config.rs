@@ -94,6 +94,8 @@ pub struct ServerConfig {
     pub custom_resources: Vec<CustomResource>,
     /// Seconds events live after their last write (kube `--event-ttl`, default 1h).
     pub event_ttl_seconds: u64,
+    /// TLS, authentication and authorization flags.
+    pub security: crate::auth::SecurityConfig,
 }
 
 /// kube-apiserver's default `--event-ttl`: one hour.
@@ -176,6 +178,41 @@ pub struct Flags {
         value_parser = parse_go_bool
     )]
     pub enable_garbage_collector: Option<bool>,
+    /// File containing the default x509 certificate for HTTPS (PEM; CA certificates after
+    /// the server certificate). With it the server serves HTTPS only.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// File containing the default x509 private key matching --tls-cert-file (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// If set, any request presenting a client certificate signed by one of the authorities
+    /// in this file is authenticated with an identity from the certificate's CommonName
+    /// (user) and Organizations (groups). Needs HTTPS.
+    #[arg(long, value_name = "FILE")]
+    pub client_ca_file: Option<PathBuf>,
+    /// If set, the file that will be used to secure the secure port of the API server via
+    /// token authentication (CSV: token,user,uid,"group1,group2").
+    #[arg(long, value_name = "FILE")]
+    pub token_auth_file: Option<PathBuf>,
+    /// Ordered list of plug-ins to do authorization on the secure port, comma separated:
+    /// AlwaysAllow (default), AlwaysDeny, RBAC.
+    #[arg(long, value_name = "MODES", value_delimiter = ',')]
+    pub authorization_mode: Vec<String>,
+    /// Enables anonymous requests to the health endpoints (/healthz, /livez, /readyz,
+    /// /version) when an authenticator is configured [default: true].
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = false,
+        default_missing_value = "true",
+        value_parser = parse_go_bool
+    )]
+    pub anonymous_auth: Option<bool>,
+    /// Serve a non-loopback --listen address without authentication: anyone who can reach
+    /// it can read and write everything.
+    #[arg(long)]
+    pub insecure_allow_any: bool,
 }
 
 impl Flags {
@@ -296,11 +333,22 @@ pub fn resolve(flags: Flags) -> Result<ServerConfig, String> {
         }
     }
     storage.validate().map_err(|e| format!("storage config: {e}"))?;
+    let security = crate::auth::SecurityConfig {
+        tls_cert_file: flags.tls_cert_file,
+        tls_private_key_file: flags.tls_private_key_file,
+        client_ca_file: flags.client_ca_file,
+        token_auth_file: flags.token_auth_file,
+        authorization_modes: crate::auth::parse_modes(&flags.authorization_mode)?,
+        anonymous_auth: flags.anonymous_auth.unwrap_or(true),
+        insecure_allow_any: flags.insecure_allow_any,
+    };
+    security.validate(listen)?;
     Ok(ServerConfig {
         listen,
         storage,
         custom_resources: file.custom_resources,
         event_ttl_seconds: flags.event_ttl.unwrap_or(DEFAULT_EVENT_TTL_SECONDS),
+        security,
     })
 }
 
@@ -565,9 +613,49 @@ plural = "widgets"
             "--watch-cache-sizes",
             "--delete-collection-workers",
             "--enable-garbage-collector",
+            "--tls-cert-file",
+            "--tls-private-key-file",
+            "--client-ca-file",
+            "--token-auth-file",
+            "--authorization-mode",
+            "--anonymous-auth",
+            "--insecure-allow-any",
             "--help",
         ] {
             assert!(text.contains(&format!("{flag} ")) || text.contains(&format!("{flag}\n")), "{flag}: {text}");
+        }
+    }
+
+    #[test]
+    fn security_flags_resolve_and_check_each_other() {
+        let config = serve(&[
+            "--tls-cert-file=/c.pem",
+            "--tls-private-key-file",
+            "/k.pem",
+            "--client-ca-file=/ca.pem",
+            "--token-auth-file=/t.csv",
+            "--authorization-mode=RBAC,AlwaysDeny",
+            "--anonymous-auth=false",
+        ]);
+        let security = &config.security;
+        assert_eq!(security.tls_cert_file, Some(PathBuf::from("/c.pem")));
+        assert_eq!(security.tls_private_key_file, Some(PathBuf::from("/k.pem")));
+        assert_eq!(security.client_ca_file, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(security.token_auth_file, Some(PathBuf::from("/t.csv")));
+        assert_eq!(security.authorization_modes, [crate::auth::Mode::Rbac, crate::auth::Mode::AlwaysDeny]);
+        assert!(!security.anonymous_auth);
+        let defaults = serve(&[]).security;
+        assert_eq!(defaults.authorization_modes, [crate::auth::Mode::AlwaysAllow]);
+        assert!(defaults.anonymous_auth && !defaults.authenticates() && !defaults.tls());
+        assert!(serve(&["--listen=0.0.0.0:8080", "--insecure-allow-any"]).security.insecure_allow_any);
+        for (args, words) in [
+            (&["--listen=0.0.0.0:8080"][..], "--insecure-allow-any"),
+            (&["--authorization-mode=ABAC"], "not supported"),
+            (&["--tls-cert-file=/c.pem"], "--tls-private-key-file"),
+            (&["--client-ca-file=/ca.pem"], "--tls-cert-file"),
+        ] {
+            let error = parse(args.iter().map(|s| s.to_string())).expect_err("refused");
+            assert!(error.contains(words), "{args:?}: {error}");
         }
     }
 

@@ -9,7 +9,7 @@
 
 use serde_json::{json, Value};
 
-use crate::resources::{Resource, ResourceTable, VERBS};
+use crate::resources::{Resource, ResourceTable};
 
 /// The Kubernetes version this server speaks (kubectl picks its client by the minor).
 pub fn version() -> Value {
@@ -67,7 +67,7 @@ fn resource_doc(r: &Resource) -> Value {
         "singularName": r.singular,
         "namespaced": r.namespaced,
         "kind": r.kind,
-        "verbs": VERBS,
+        "verbs": r.strategy.verbs(),
     });
     if !r.short_names.is_empty() {
         doc["shortNames"] = json!(r.short_names);

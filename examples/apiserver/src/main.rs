@@ -27,6 +27,7 @@ use apistore_memory as _;
 use apistore_sled as _;
 
 mod apiextensions;
+mod auth;
 mod backend;
 mod clock;
 mod codec;
@@ -64,6 +65,10 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // Logs (the audit lines of `auth` among them) on stderr; RUST_LOG filters them.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).try_init();
     // Explicit registration: the fallback when a linker drops an `inventory` entry.
     apistore_sled::register();
     #[cfg(feature = "etcd")]

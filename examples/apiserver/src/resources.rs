@@ -2,7 +2,8 @@
 //!
 //! Built-in: namespaces (cluster-scoped), configmaps, secrets, events (core/v1 and
 //! events.k8s.io/v1 cohabiting in one storage location, stored in the core/v1 shape),
-//! apps/v1 deployments; plus custom resources from the config.
+//! apps/v1 deployments, the rbac.authorization.k8s.io/v1 kinds, and the create-only
+//! authorization.k8s.io/v1 self-subject reviews; plus custom resources from the config.
 
 use std::sync::{Arc, RwLock};
 
@@ -265,6 +266,61 @@ const BUILT_IN: &[Spec<'static>] = &[
         namespaced: true,
         short_names: &["deploy"],
         strategy: || Arc::new(registry::DeploymentStrategy),
+    },
+    Spec {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "ClusterRole",
+        plural: "clusterroles",
+        namespaced: false,
+        short_names: &[],
+        strategy: || Arc::new(registry::RbacStrategy::ClusterRole),
+    },
+    Spec {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "ClusterRoleBinding",
+        plural: "clusterrolebindings",
+        namespaced: false,
+        short_names: &[],
+        strategy: || Arc::new(registry::RbacStrategy::ClusterRoleBinding),
+    },
+    Spec {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "Role",
+        plural: "roles",
+        namespaced: true,
+        short_names: &[],
+        strategy: || Arc::new(registry::RbacStrategy::Role),
+    },
+    Spec {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "RoleBinding",
+        plural: "rolebindings",
+        namespaced: true,
+        short_names: &[],
+        strategy: || Arc::new(registry::RbacStrategy::RoleBinding),
+    },
+    // Create-only virtual resources: answered by `auth::access_review`, never stored.
+    Spec {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectAccessReview",
+        plural: "selfsubjectaccessreviews",
+        namespaced: false,
+        short_names: &[],
+        strategy: || Arc::new(registry::AccessReviewStrategy),
+    },
+    Spec {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectRulesReview",
+        plural: "selfsubjectrulesreviews",
+        namespaced: false,
+        short_names: &[],
+        strategy: || Arc::new(registry::AccessReviewStrategy),
     },
 ];
 

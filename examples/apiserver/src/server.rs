@@ -39,6 +39,8 @@ pub struct App {
     pub server_address: String,
     /// Opens storages at run time (for CustomResourceDefinitions).
     pub provider: tokio::sync::Mutex<StorageProvider>,
+    /// Authentication and authorization of every request.
+    pub security: crate::auth::Security,
 }
 
 fn text(code: StatusCode, body: impl Into<String>) -> Response {
@@ -100,6 +102,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/{*rest}", axum::routing::any(routing::api))
         .route("/apis/{*rest}", axum::routing::any(routing::api))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(app.clone(), crate::auth::filter))
         .with_state(app)
 }
 
@@ -139,6 +142,14 @@ async fn termination() {
 ///
 /// Errors: a message when a backend cannot be opened or the address cannot be bound.
 pub async fn run(config: ServerConfig) -> Result<(), String> {
+    // The security files first: a bad one stops the start before anything is opened.
+    let security = crate::auth::Security::load(config.security.clone())?;
+    let tls = match (&config.security.tls_cert_file, &config.security.tls_private_key_file) {
+        (Some(cert), Some(key)) => {
+            Some(crate::auth::tls::server_config(cert, key, config.security.client_ca_file.as_deref())?)
+        }
+        _ => None,
+    };
     let mut provider = StorageProvider::new(&config.storage).await.map_err(|e| format!("storage: {e}"))?;
     let table = ResourceTable::open(&mut provider, &config.custom_resources, config.event_ttl_seconds).await?;
     let storage_metrics = provider.metrics();
@@ -152,6 +163,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         shutdown,
         server_address: local.to_string(),
         provider: tokio::sync::Mutex::new(provider),
+        security,
     });
     // Object counts for `apiserver_storage_objects`, as kube-apiserver polls them.
     let storages =
@@ -160,21 +172,36 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     for namespace in namespaces::INITIAL {
         namespaces::ensure_exists(&app, namespace).await.map_err(|e| format!("creating namespace {namespace}: {e}"))?;
     }
+    if config.security.authorization_modes.contains(&crate::auth::Mode::Rbac) {
+        crate::auth::rbac::ensure_bootstrap_policy(&app).await.map_err(|e| format!("RBAC bootstrap policy: {e}"))?;
+    }
     let crd_controller = crds::start(app.clone()).await;
     eprintln!(
-        "apiserver: serving on http://{local} (storage: {}; backends registered: {})",
+        "apiserver: serving on {}://{local} (storage: {}; backends registered: {})",
+        if tls.is_some() { "https" } else { "http" },
         config.storage.config.backend.backend,
         apistore::registry::names().join(", ")
     );
+    eprintln!("apiserver: {}", config.security.describe());
+    if !local.ip().is_loopback() && !config.security.authenticates() {
+        eprintln!(
+            "apiserver: WARNING: --insecure-allow-any: serving {local} without authentication; anyone who \
+             can reach it can read and write everything"
+        );
+    }
     let service = tower::util::MapRequestLayer::new(routing::trim_trailing_slash).layer(router(app.clone()));
-    let serve = axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(service)).with_graceful_shutdown(
-        async move {
-            termination().await;
-            eprintln!("apiserver: shutting down: no new connections, finishing in-flight requests");
-            let _ = stop.send(true);
-        },
-    );
-    let served = serve.await.map_err(|e| format!("serving: {e}"));
+    let shutdown = async move {
+        termination().await;
+        eprintln!("apiserver: shutting down: no new connections, finishing in-flight requests");
+        let _ = stop.send(true);
+    };
+    let served = match tls {
+        Some(tls) => crate::auth::tls::serve(listener, tls, service, shutdown).await,
+        None => axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(service))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| format!("serving: {e}")),
+    };
     poller.abort();
     let _ = poller.await;
     crd_controller.abort();

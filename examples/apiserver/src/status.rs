@@ -42,6 +42,8 @@ impl Target {
 pub enum Reason {
     /// A storage-level reason (NotFound, AlreadyExists, Conflict, Invalid, BadRequest, ...).
     Storage(StatusReason),
+    /// 401: the request carries no valid credentials.
+    Unauthorized,
     /// 403: the request is not allowed.
     Forbidden,
     /// 405: the method is not served on this path.
@@ -70,6 +72,7 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Storage(reason) => reason.as_str(),
+            Reason::Unauthorized => "Unauthorized",
             Reason::Forbidden => "Forbidden",
             Reason::MethodNotAllowed => "MethodNotAllowed",
             Reason::NotAcceptable => "NotAcceptable",
@@ -81,6 +84,7 @@ impl Reason {
     pub fn code(self) -> u16 {
         match self {
             Reason::Storage(reason) => reason.code(),
+            Reason::Unauthorized => 401,
             Reason::Forbidden => 403,
             Reason::MethodNotAllowed => 405,
             Reason::NotAcceptable => 406,

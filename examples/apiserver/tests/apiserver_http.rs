@@ -389,7 +389,10 @@ async fn discovery_health_metrics_and_unknown_paths() {
     let groups = api.get("/apis").await.body;
     let names: Vec<&str> =
         groups["groups"].as_array().expect("groups").iter().filter_map(|g| g["name"].as_str()).collect();
-    assert_eq!(names, ["events.k8s.io", "apiextensions.k8s.io", "apps"]);
+    assert_eq!(
+        names,
+        ["events.k8s.io", "apiextensions.k8s.io", "apps", "rbac.authorization.k8s.io", "authorization.k8s.io"]
+    );
     let apps = api.get("/apis/apps/v1").await.body;
     assert!(apps["resources"].as_array().expect("apps").iter().any(|r| r["name"] == "deployments/status"));
     assert_status(&api.get("/apis/nope/v1").await, 404, "NotFound", "could not find the requested resource");

@@ -13,6 +13,7 @@ mod custom_resource;
 mod deployment;
 mod event;
 mod namespace;
+mod rbac;
 mod secret;
 
 pub use configmap::ConfigMapStrategy;
@@ -22,6 +23,7 @@ pub use custom_resource::CustomResourceStrategy;
 pub use deployment::DeploymentStrategy;
 pub use event::{CoreEventStrategy, EventsV1Strategy};
 pub use namespace::NamespaceStrategy;
+pub use rbac::{AccessReviewStrategy, RbacStrategy};
 pub use secret::SecretStrategy;
 
 use apistore::Object;
@@ -102,6 +104,11 @@ pub trait Strategy: Send + Sync {
     /// `metadata.namespace` (which every kind supports).
     fn selectable_field(&self, _field: &str) -> bool {
         false
+    }
+
+    /// The verbs discovery lists (every verb, unless the kind serves fewer).
+    fn verbs(&self) -> &'static [&'static str] {
+        crate::resources::VERBS
     }
 
     /// Discovery categories (`all`).

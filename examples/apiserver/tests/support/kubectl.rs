@@ -27,6 +27,8 @@ pub struct Kubectl {
     binary: PathBuf,
     server: String,
     home: tempfile::TempDir,
+    /// A kubeconfig and the context to use (instead of `--server`).
+    kubeconfig: Option<(PathBuf, String)>,
 }
 
 impl Kubectl {
@@ -35,18 +37,32 @@ impl Kubectl {
             binary: kubectl_binary(),
             server: server.url.clone(),
             home: tempfile::tempdir().expect("kubectl home"),
+            kubeconfig: None,
+        }
+    }
+
+    /// kubectl with the kubeconfig `path` and its context `context` (the server, CA and
+    /// credentials all come from the kubeconfig).
+    pub fn with_kubeconfig(path: &std::path::Path, context: &str) -> Self {
+        Kubectl {
+            binary: kubectl_binary(),
+            server: String::new(),
+            home: tempfile::tempdir().expect("kubectl home"),
+            kubeconfig: Some((path.to_path_buf(), context.to_owned())),
         }
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.binary);
-        command
-            .arg("--server")
-            .arg(&self.server)
-            .args(args)
-            .env("HOME", self.home.path())
-            .env("KUBECONFIG", self.home.path().join("no-kubeconfig"))
-            .env_remove("KUBERNETES_SERVICE_HOST");
+        match &self.kubeconfig {
+            None => {
+                command.arg("--server").arg(&self.server).env("KUBECONFIG", self.home.path().join("no-kubeconfig"));
+            }
+            Some((path, context)) => {
+                command.arg("--context").arg(context).env("KUBECONFIG", path);
+            }
+        }
+        command.args(args).env("HOME", self.home.path()).env_remove("KUBERNETES_SERVICE_HOST");
         command
     }
 

@@ -39,6 +39,8 @@ pub struct Server {
     /// The data directory (kept until the server is dropped).
     pub data_dir: tempfile::TempDir,
     log: PathBuf,
+    /// The CA the HTTPS server's certificate chains to (None: plain HTTP).
+    tls_ca: Option<PathBuf>,
 }
 
 impl Server {
@@ -50,6 +52,39 @@ impl Server {
 
     /// Starts a server on `data_dir` (to test restarts).
     pub fn start_in(data_dir: tempfile::TempDir, extra_args: &[&str]) -> Server {
+        let mut server = Server::spawn(data_dir, extra_args, None);
+        server.wait_ready();
+        server
+    }
+
+    /// Starts an HTTPS server (`extra_args` carry the TLS flags) whose certificate chains to
+    /// the PEM CA `ca`; waits on `/readyz` over TLS.
+    pub fn start_tls(extra_args: &[&str], ca: &std::path::Path) -> Server {
+        let data_dir = tempfile::tempdir().expect("temporary data directory");
+        let mut server = Server::spawn(data_dir, extra_args, Some(ca.to_path_buf()));
+        server.wait_ready();
+        server
+    }
+
+    /// Runs the server binary with `extra_args` and waits for it to exit (at most 30 s): its
+    /// exit status and stderr (for flags that must stop the start).
+    pub fn run_to_exit(extra_args: &[&str]) -> (ExitStatus, String) {
+        let data_dir = tempfile::tempdir().expect("temporary data directory");
+        let mut server = Server::spawn(data_dir, extra_args, None);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(child) = server.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    server.child = None;
+                    return (status, server.log_text());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the apiserver kept running; log:\n{}", server.log_text());
+    }
+
+    fn spawn(data_dir: tempfile::TempDir, extra_args: &[&str], tls_ca: Option<PathBuf>) -> Server {
         let port = free_port();
         let log = data_dir.path().join(format!("server-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("server log file");
@@ -68,9 +103,8 @@ impl Server {
             }
         }
         let child = command.spawn().expect("starting the apiserver example");
-        let mut server = Server { child: Some(child), url: format!("http://127.0.0.1:{port}"), port, data_dir, log };
-        server.wait_ready();
-        server
+        let scheme = if tls_ca.is_some() { "https" } else { "http" };
+        Server { child: Some(child), url: format!("{scheme}://127.0.0.1:{port}"), port, data_dir, log, tls_ca }
     }
 
     fn wait_ready(&mut self) {
@@ -81,7 +115,11 @@ impl Server {
                     panic!("the apiserver exited early ({status}); log:\n{}", self.log_text());
                 }
             }
-            if matches!(raw_get(self.port, "/readyz"), Some((200, _))) {
+            let ready = match &self.tls_ca {
+                None => raw_get(self.port, "/readyz"),
+                Some(ca) => tls_get(self.port, "/readyz", ca, &[]),
+            };
+            if matches!(ready, Some((200, _))) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -136,6 +174,38 @@ pub fn raw_get(port: u16, path: &str) -> Option<(u16, String)> {
     write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((code, body))
+}
+
+/// A minimal HTTP/1.1 GET over TLS (trusting only the PEM CA `ca`, server name 127.0.0.1)
+/// with extra header lines (`Authorization: Bearer x`): (status code, body).
+pub fn tls_get(port: u16, path: &str, ca: &std::path::Path, headers: &[&str]) -> Option<(u16, String)> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::sync::Arc;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(ca).ok()? {
+        roots.add(certificate.ok()?).ok()?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("127.0.0.1").ok()?;
+    let connection = rustls::ClientConnection::new(Arc::new(config), name).ok()?;
+    let socket = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    socket.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut stream = rustls::StreamOwned::new(connection, socket);
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n").ok()?;
+    let mut response = Vec::new();
+    // A peer closing without close_notify still leaves a full response behind.
+    let _ = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response).into_owned();
     let code = response.split_whitespace().nth(1)?.parse().ok()?;
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     Some((code, body))
