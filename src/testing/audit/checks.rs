@@ -29,12 +29,21 @@ impl Default for CheckOptions {
     }
 }
 
+/// Where a claim or observation comes from (described only when reported).
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    /// An operation (index into the patched operations).
+    Op(usize),
+    /// Event `event` of watch `watch`.
+    Event { watch: usize, event: usize },
+}
+
 /// A write the history proves happened at a revision: `value` None for a delete.
 #[derive(Clone, Debug)]
 struct Claim {
     key: String,
     value: Option<String>,
-    source: String,
+    source: Source,
 }
 
 struct Checker<'h> {
@@ -90,30 +99,39 @@ impl Checker<'_> {
         self.ops[index].describe(self.origin)
     }
 
+    fn source(&self, source: Source) -> String {
+        match source {
+            Source::Op(i) => self.describe(i),
+            Source::Event { watch, event } => {
+                let log = &self.history.watches[watch];
+                let (at, e) = &log.events[event];
+                format!("watch {} delivered {e:?} at {:.3} ms", watch_tag(log), ms(*at, self.origin))
+            }
+        }
+    }
+
     /// Observations of written values: value → (revision, earliest time, what saw it).
-    fn observations(&self) -> HashMap<String, Vec<(u64, u64, String)>> {
-        let mut seen: HashMap<String, Vec<(u64, u64, String)>> = HashMap::new();
+    fn observations(&self) -> HashMap<String, Vec<(u64, u64, Source)>> {
+        let mut seen: HashMap<String, Vec<(u64, u64, Source)>> = HashMap::new();
         for (i, op) in self.ops.iter().enumerate() {
             let Some(at) = op.returned else { continue };
             match &op.outcome {
-                Outcome::Found(s) => seen.entry(s.value.clone()).or_default().push((s.rv, at, self.describe(i))),
-                Outcome::Listed { items, rv } => {
+                Outcome::Found(s) => seen.entry(s.value.clone()).or_default().push((s.rv, at, Source::Op(i))),
+                Outcome::Listed { items, .. } => {
                     for s in items {
-                        let what = format!("{} (list at rv {rv} saw {} = {:?} @{})", op_tag(op), s.key, s.value, s.rv);
-                        seen.entry(s.value.clone()).or_default().push((s.rv, at, what));
+                        seen.entry(s.value.clone()).or_default().push((s.rv, at, Source::Op(i)));
                     }
                 }
                 Outcome::Deleted { value, prev_rv, .. } if *prev_rv != 0 => {
-                    seen.entry(value.clone()).or_default().push((*prev_rv, at, self.describe(i)))
+                    seen.entry(value.clone()).or_default().push((*prev_rv, at, Source::Op(i)))
                 }
                 _ => {}
             }
         }
-        for watch in &self.history.watches {
-            for (at, event) in &watch.events {
-                if let Delivered::Put { key, value, rv, .. } = event {
-                    let what = format!("watch {} delivered {key} = {value:?} @{rv} at {:.3} ms", watch_tag(watch), ms(*at, self.origin));
-                    seen.entry(value.clone()).or_default().push((*rv, *at, what));
+        for (w, watch) in self.history.watches.iter().enumerate() {
+            for (e, (at, event)) in watch.events.iter().enumerate() {
+                if let Delivered::Put { value, rv, .. } = event {
+                    seen.entry(value.clone()).or_default().push((*rv, *at, Source::Event { watch: w, event: e }));
                 }
             }
         }
@@ -130,27 +148,31 @@ impl Checker<'_> {
             }
             let Some(value) = op.call.written_value() else { continue };
             let Some(observations) = seen.get(value) else { continue };
-            let (rv, at, _) = observations.iter().min_by_key(|o| o.1).cloned().unwrap_or_default();
+            let Some(&(rv, at, _)) = observations.iter().min_by_key(|o| o.1) else { continue };
             op.outcome = Outcome::Written { rv };
             op.returned = Some(at.max(op.invoked));
         }
         // One value at two revisions: the store renumbered a write.
+        let writers: HashMap<String, usize> = self
+            .ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, op)| op.call.written_value().map(|v| (v.to_owned(), i)))
+            .collect();
         let mut values: Vec<_> = seen.into_iter().collect();
         values.sort_by(|a, b| a.0.cmp(&b.0));
         for (value, observations) in values {
-            let mut revisions: BTreeMap<u64, String> = BTreeMap::new();
+            let mut revisions: BTreeMap<u64, Source> = BTreeMap::new();
             for (rv, _, what) in &observations {
-                revisions.entry(*rv).or_insert_with(|| what.clone());
+                revisions.entry(*rv).or_insert(*what);
             }
-            for (i, op) in self.ops.iter().enumerate() {
-                if let (Some(v), Outcome::Written { rv }) = (op.call.written_value(), &op.outcome) {
-                    if v == value && !revisions.contains_key(rv) {
-                        revisions.insert(*rv, self.describe(i));
-                    }
+            if let Some(&i) = writers.get(&value) {
+                if let Outcome::Written { rv } = self.ops[i].outcome {
+                    revisions.entry(rv).or_insert(Source::Op(i));
                 }
             }
             if revisions.len() > 1 {
-                let evidence = revisions.iter().map(|(rv, what)| format!("rv {rv}: {what}")).collect();
+                let evidence = revisions.iter().map(|(rv, what)| format!("rv {rv}: {}", self.source(*what))).collect();
                 self.violate(
                     ViolationKind::InconsistentRevision,
                     format!("the write of {value:?} was seen at {} different revisions", revisions.len()),
@@ -160,14 +182,14 @@ impl Checker<'_> {
         }
     }
 
-    fn claim(&mut self, conflicts: &mut BTreeMap<u64, Vec<String>>, rv: u64, claim: Claim) {
+    fn claim(&mut self, conflicts: &mut BTreeMap<u64, Vec<Source>>, rv: u64, claim: Claim) {
         match self.truth.get(&rv) {
             None => {
                 self.truth.insert(rv, claim);
             }
             Some(existing) => {
                 if existing.key != claim.key || existing.value != claim.value {
-                    let entry = conflicts.entry(rv).or_insert_with(|| vec![existing.source.clone()]);
+                    let entry = conflicts.entry(rv).or_insert_with(|| vec![existing.source]);
                     if entry.len() < 4 {
                         entry.push(claim.source);
                     }
@@ -178,18 +200,18 @@ impl Checker<'_> {
 
     /// Every revision the history proves, and two different writes at one revision.
     fn build_truth(&mut self) {
-        let mut conflicts: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        let mut conflicts: BTreeMap<u64, Vec<Source>> = BTreeMap::new();
         // Acknowledged writes first: they name the sources in reports.
         for i in 0..self.ops.len() {
             let op = &self.ops[i];
-            let source = self.describe(i);
+            let source = Source::Op(i);
             let key = op.call.key().unwrap_or_default().to_owned();
             let claims: Vec<(u64, Claim)> = match (&op.call, &op.outcome) {
                 (Call::Create { value, .. } | Call::Update { value, .. }, Outcome::Written { rv }) => {
                     vec![(*rv, Claim { key, value: Some(value.clone()), source })]
                 }
                 (_, Outcome::Deleted { rv, value, prev_rv }) => {
-                    let mut claims = vec![(*rv, Claim { key: key.clone(), value: None, source: source.clone() })];
+                    let mut claims = vec![(*rv, Claim { key: key.clone(), value: None, source })];
                     if *prev_rv != 0 {
                         claims.push((*prev_rv, Claim { key, value: Some(value.clone()), source }));
                     }
@@ -202,20 +224,19 @@ impl Checker<'_> {
             }
         }
         for i in 0..self.ops.len() {
-            let source = self.describe(i);
             let items: Vec<Seen> = match &self.ops[i].outcome {
                 Outcome::Found(s) => vec![s.clone()],
                 Outcome::Listed { items, .. } => items.clone(),
                 _ => Vec::new(),
             };
             for s in items {
-                let claim = Claim { key: s.key.clone(), value: Some(s.value.clone()), source: source.clone() };
+                let claim = Claim { key: s.key.clone(), value: Some(s.value.clone()), source: Source::Op(i) };
                 self.claim(&mut conflicts, s.rv, claim);
             }
         }
-        for watch in &self.history.watches {
-            for (at, event) in &watch.events {
-                let source = format!("watch {} delivered {event:?} at {:.3} ms", watch_tag(watch), ms(*at, self.origin));
+        for (w, watch) in self.history.watches.iter().enumerate() {
+            for (e, (_, event)) in watch.events.iter().enumerate() {
+                let source = Source::Event { watch: w, event: e };
                 let claim = match event {
                     Delivered::Put { key, value, rv, .. } => (*rv, Claim { key: key.clone(), value: Some(value.clone()), source }),
                     Delivered::Delete { key, rv } => (*rv, Claim { key: key.clone(), value: None, source }),
@@ -225,10 +246,11 @@ impl Checker<'_> {
             }
         }
         for (rv, sources) in conflicts {
+            let evidence = sources.iter().map(|s| self.source(*s)).collect();
             self.violate(
                 ViolationKind::RevisionReused,
                 format!("revision {rv} was given to {} different writes", sources.len()),
-                sources,
+                evidence,
             );
         }
     }
@@ -337,15 +359,15 @@ impl Checker<'_> {
                         self.report.lists_unverified += 1;
                     }
                 }
-                (Call::Get { key, at: ReadAt::NotOlderThan(n) }, Outcome::Found(s)) => {
+                (Call::Get { key, at: ReadAt::NotOlderThan(n) }, Outcome::Found(s)) if s.rv < *n => {
                     // The state read must still have been current at some revision ≥ n.
-                    let next = self.truth.range(s.rv + 1..).find(|(_, c)| c.key == *key).map(|(r, c)| (*r, c.source.clone()));
+                    let next = self.truth.range(s.rv + 1..*n + 1).find(|(_, c)| c.key == *key).map(|(r, c)| (*r, c.source));
                     if let Some((next_rv, source)) = next {
                         if next_rv <= *n {
                             found.push((
                                 ViolationKind::ReadTooOld,
                                 format!("a get asked for rv ≥ {n} returned the state at rv {}, replaced at rv {next_rv}", s.rv),
-                                vec![source, self.describe(i)],
+                                vec![self.source(source), self.describe(i)],
                             ));
                         }
                     }
@@ -539,7 +561,7 @@ impl Checker<'_> {
         let mut missing = Vec::new();
         for (rv, claim) in self.truth.range(watch.from + 1..last.max(watch.from) + 1) {
             if claim.key.starts_with(&watch.prefix) && !delivered.contains_key(&(*rv, claim.key.clone())) {
-                missing.push(format!("rv {rv}: {}", claim.source));
+                missing.push(format!("rv {rv}: {}", self.source(claim.source)));
             }
         }
         if !missing.is_empty() {
@@ -654,7 +676,7 @@ impl Checker<'_> {
         key: &str,
         ops: &[KeyOp],
         names: &[String],
-        seen: &HashMap<String, Vec<(u64, u64, String)>>,
+        seen: &HashMap<String, Vec<(u64, u64, Source)>>,
     ) -> (ViolationKind, String, Vec<String>) {
         let verdict = linearize::check(ops, None, Instant::now() + Duration::from_secs(2));
         let Verdict::Violation { prefix, state, stuck } = verdict else {

@@ -280,7 +280,10 @@ impl Client {
                 Outcome::Listed { rv, .. } => newest = newest.max(rv),
                 _ => {}
             }
-            if !self.workload.think_time.is_zero() {
+            // A backend that never waits would otherwise keep this worker thread to itself.
+            if self.workload.think_time.is_zero() {
+                tokio::task::yield_now().await;
+            } else {
                 tokio::time::sleep(self.workload.think_time).await;
             }
         }

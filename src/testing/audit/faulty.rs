@@ -22,7 +22,7 @@ use crate::kv::{
 pub enum Fault {
     /// None: a transparent wrapper.
     None,
-    /// Some latest gets serve the key's previous state (a write that completed ≥ 20 ms ago
+    /// Some latest gets serve the key's previous state (a write that completed ≥ 2 ms ago
     /// is not seen).
     StaleRead,
     /// One watch event (the 5th of the first stream to deliver 5) is never delivered.
@@ -32,7 +32,7 @@ pub enum Fault {
     /// After 30 writes the backend "restarts" 3 revisions behind: the next writes reuse
     /// revisions already handed out.
     ReuseRevisionAfterRestart,
-    /// The 30th write is acknowledged (with a fresh revision) but never applied.
+    /// One write (the first after 29) is acknowledged with a fresh revision but never applied.
     LoseAcknowledgedWrite,
 }
 
@@ -113,7 +113,8 @@ impl FaultyBackend {
         }
         match self.inner.get(key, 0).await {
             Ok(GetResponse { kv: Some(kv), .. }) if self.out(kv.mod_revision) == expected => kv.mod_revision,
-            _ => expected,
+            // The key is not at the expected revision: make the comparison fail.
+            _ => Revision::MAX,
         }
     }
 
@@ -164,7 +165,7 @@ impl KvBackend for FaultyBackend {
                 .lock()
                 .ok()
                 .and_then(|at| at.get(key).copied())
-                .is_some_and(|t| t.elapsed() > Duration::from_millis(20));
+                .is_some_and(|t| t.elapsed() > Duration::from_millis(2));
             if let Some(kv) = response.kv.as_ref().filter(|kv| settled && kv.mod_revision > 2) {
                 let header = response.revision;
                 response = self.inner.get(key, kv.mod_revision - 1).await?;
@@ -186,9 +187,13 @@ impl KvBackend for FaultyBackend {
 
     async fn put(&self, key: &str, value: Bytes, expected: Revision, ttl: Option<Duration>) -> Result<TxnOutcome> {
         let expected = self.expected(key, expected).await;
-        if self.fault == Fault::LoseAcknowledgedWrite && self.writes.load(Ordering::SeqCst) == 29 {
+        if self.fault == Fault::LoseAcknowledgedWrite
+            && self.writes.load(Ordering::SeqCst) >= 29
+            && !self.streams_tampered.load(Ordering::SeqCst)
+        {
             let current = self.inner.get(key, 0).await?;
-            if current.kv.as_ref().map_or(0, |kv| kv.mod_revision) == expected {
+            let applies = current.kv.as_ref().map_or(0, |kv| kv.mod_revision) == expected;
+            if applies && !self.streams_tampered.swap(true, Ordering::SeqCst) {
                 // Acknowledge with the next revision and never apply the write; later
                 // revisions skip the lost one.
                 self.writes.fetch_add(1, Ordering::SeqCst);
