@@ -319,10 +319,32 @@ impl Checker<'_> {
     fn lists_and_reads(&mut self) {
         let acked = self.acked_writes();
         let prefix = Self::prefix_max(&acked);
-        // The first revision after the baseline that nothing proves.
+        // The first revision after the baseline that nothing accounts for: not a proven
+        // write, and not skipped by a watch that covered it (a reliable watch delivers every
+        // write between its start and its last delivered revision, so a revision it skipped
+        // holds no write — backends may jump revisions, e.g. after a crash).
+        let mut covered: Vec<(u64, u64)> = self
+            .history
+            .watches
+            .iter()
+            .map(|w| (w.from + 1, last_delivered(w)))
+            .filter(|(a, b)| a <= b)
+            .collect();
+        covered.sort_unstable();
         let mut first_gap = self.history.baseline + 1;
-        while self.truth.contains_key(&first_gap) {
-            first_gap += 1;
+        let (mut next, mut reach) = (0usize, 0u64);
+        loop {
+            while next < covered.len() && covered[next].0 <= first_gap {
+                reach = reach.max(covered[next].1);
+                next += 1;
+            }
+            if reach >= first_gap {
+                first_gap = reach + 1;
+            } else if self.truth.contains_key(&first_gap) {
+                first_gap += 1;
+            } else {
+                break;
+            }
         }
         let mut lists: Vec<(u64, usize)> = Vec::new();
         let mut found: Vec<(ViolationKind, String, Vec<String>)> = Vec::new();

@@ -86,6 +86,10 @@ pub struct Workload {
     pub round: u32,
     /// Pause between a client's calls (0 = none).
     pub think_time: Duration,
+    /// The first watch of the first watcher starts here instead of at a fresh list's
+    /// revision: after a restart, a watch from the history's start replays every write, so
+    /// writes in flight at a crash become known.
+    pub first_watch_from: Option<u64>,
 }
 
 impl Default for Workload {
@@ -100,6 +104,7 @@ impl Default for Workload {
             call_timeout: Duration::from_secs(10),
             round: 0,
             think_time: Duration::ZERO,
+            first_watch_from: None,
         }
     }
 }
@@ -297,7 +302,7 @@ async fn watcher(mut client: Client, deadline: Instant) {
     let mut rng = StdRng::seed_from_u64(client.workload.seed.wrapping_mul(7919).wrapping_add(client.id as u64));
     let dir = client.workload.dir();
     let prefix = format!("{dir}/");
-    let mut from: Option<u64> = None;
+    let mut from: Option<u64> = if client.id == 1000 { client.workload.first_watch_from } else { None };
     let mut n = 0u64;
     while Instant::now() < deadline {
         let start = match from {
@@ -323,7 +328,12 @@ async fn watcher(mut client: Client, deadline: Instant) {
         let id: OpId = (client.workload.round, client.id, n);
         n += 1;
         client.sink.record(Record::WatchStart { id, from: start, prefix: prefix.clone(), at: now_ns() });
-        let budget = rng.random_range(10..60);
+        // The replaying watch runs until the end; the others resume after a few events.
+        let budget = if n == 1 && client.workload.first_watch_from.is_some() && client.id == 1000 {
+            usize::MAX
+        } else {
+            rng.random_range(10..60)
+        };
         let mut delivered: Vec<u64> = vec![start];
         let mut relist = false;
         while delivered.len() < budget {
