@@ -33,8 +33,7 @@ fn mode_of(round: u32) -> StorageMode {
 async fn run(mode: StorageMode) {
     let dir = tempfile::tempdir().expect("tempdir");
     let backend: Arc<dyn KvBackend> = Arc::new(SledBackend::open(SledOptions::new(dir.path())).expect("open sled"));
-    let report =
-        audit_backend(backend, mode, &workload(1, 0, Duration::from_secs(2)), &CheckOptions::default()).await;
+    let report = audit_backend(backend, mode, &workload(1, 0, Duration::from_secs(2)), &CheckOptions::default()).await;
     println!("sled {mode:?}: {report}");
     report.assert_ok();
     assert!(report.operations > 500 && report.events > 50, "too little checked: {report}");
@@ -61,7 +60,8 @@ fn audit_child() {
         let backend: Arc<dyn KvBackend> = Arc::new(SledBackend::open(SledOptions::new(dir)).expect("open sled"));
         let storage = storage_over(backend, mode_of(round)).await;
         // Runs far longer than the parent lets it.
-        let workload = Workload { first_watch_from: Some(1), ..workload(round as u64 + 7, round, Duration::from_secs(60)) };
+        let workload =
+            Workload { first_watch_from: Some(1), ..workload(round as u64 + 7, round, Duration::from_secs(60)) };
         drive(storage, &workload, Arc::new(StdoutSink)).await;
     });
 }

@@ -238,7 +238,9 @@ impl Checker<'_> {
             for (e, (_, event)) in watch.events.iter().enumerate() {
                 let source = Source::Event { watch: w, event: e };
                 let claim = match event {
-                    Delivered::Put { key, value, rv, .. } => (*rv, Claim { key: key.clone(), value: Some(value.clone()), source }),
+                    Delivered::Put { key, value, rv, .. } => {
+                        (*rv, Claim { key: key.clone(), value: Some(value.clone()), source })
+                    }
                     Delivered::Delete { key, rv } => (*rv, Claim { key: key.clone(), value: None, source }),
                     _ => continue,
                 };
@@ -323,13 +325,8 @@ impl Checker<'_> {
         // write, and not skipped by a watch that covered it (a reliable watch delivers every
         // write between its start and its last delivered revision, so a revision it skipped
         // holds no write — backends may jump revisions, e.g. after a crash).
-        let mut covered: Vec<(u64, u64)> = self
-            .history
-            .watches
-            .iter()
-            .map(|w| (w.from + 1, last_delivered(w)))
-            .filter(|(a, b)| a <= b)
-            .collect();
+        let mut covered: Vec<(u64, u64)> =
+            self.history.watches.iter().map(|w| (w.from + 1, last_delivered(w))).filter(|(a, b)| a <= b).collect();
         covered.sort_unstable();
         let mut first_gap = self.history.baseline + 1;
         let (mut next, mut reach) = (0usize, 0u64);
@@ -383,12 +380,16 @@ impl Checker<'_> {
                 }
                 (Call::Get { key, at: ReadAt::NotOlderThan(n) }, Outcome::Found(s)) if s.rv < *n => {
                     // The state read must still have been current at some revision ≥ n.
-                    let next = self.truth.range(s.rv + 1..*n + 1).find(|(_, c)| c.key == *key).map(|(r, c)| (*r, c.source));
+                    let next =
+                        self.truth.range(s.rv + 1..*n + 1).find(|(_, c)| c.key == *key).map(|(r, c)| (*r, c.source));
                     if let Some((next_rv, source)) = next {
                         if next_rv <= *n {
                             found.push((
                                 ViolationKind::ReadTooOld,
-                                format!("a get asked for rv ≥ {n} returned the state at rv {}, replaced at rv {next_rv}", s.rv),
+                                format!(
+                                    "a get asked for rv ≥ {n} returned the state at rv {}, replaced at rv {next_rv}",
+                                    s.rv
+                                ),
                                 vec![self.source(source), self.describe(i)],
                             ));
                         }
@@ -434,7 +435,11 @@ impl Checker<'_> {
         }
         for (rv, i, mut diff) in mismatches {
             diff.insert(0, self.describe(i));
-            self.violate(ViolationKind::ListMismatch, format!("the list at rv {rv} differs from the writes replayed up to rv {rv}"), diff);
+            self.violate(
+                ViolationKind::ListMismatch,
+                format!("the list at rv {rv} differs from the writes replayed up to rv {rv}"),
+                diff,
+            );
         }
         self.report.keys = self.keys().len();
     }
@@ -644,18 +649,26 @@ impl Checker<'_> {
                     }
                 }
                 (c, _) if c.key() != Some(key) => continue,
-                (Call::Create { value, .. }, Outcome::Written { rv }) => Step::CreateOk { value: intern(value), rv: *rv },
+                (Call::Create { value, .. }, Outcome::Written { rv }) => {
+                    Step::CreateOk { value: intern(value), rv: *rv }
+                }
                 (Call::Create { .. }, Outcome::AlreadyExists) => Step::CreateExists,
                 (Call::Create { value, .. }, Outcome::Unknown(_)) => Step::CreateUnknown { value: intern(value) },
-                (Call::Update { value, .. }, Outcome::Written { rv }) => Step::UpdateOk { value: intern(value), rv: *rv },
+                (Call::Update { value, .. }, Outcome::Written { rv }) => {
+                    Step::UpdateOk { value: intern(value), rv: *rv }
+                }
                 (Call::Update { value, .. }, Outcome::Unknown(_)) => Step::UpdateUnknown { value: intern(value) },
                 (Call::Update { .. } | Call::Delete { .. }, Outcome::NotFound) => Step::Absent,
                 (Call::Delete { precondition, .. }, Outcome::Deleted { value, prev_rv, .. }) => {
                     Step::DeleteOk { value: intern(value), prev_rv: *prev_rv, pre: *precondition }
                 }
-                (Call::Delete { precondition: Some(pre), .. }, Outcome::PreconditionFailed) => Step::DeleteConflict { pre: *pre },
+                (Call::Delete { precondition: Some(pre), .. }, Outcome::PreconditionFailed) => {
+                    Step::DeleteConflict { pre: *pre }
+                }
                 (Call::Delete { precondition, .. }, Outcome::Unknown(_)) => Step::DeleteUnknown { pre: *precondition },
-                (Call::Get { at: ReadAt::Latest, .. }, Outcome::Found(s)) => Step::Read { value: intern(&s.value), rv: s.rv },
+                (Call::Get { at: ReadAt::Latest, .. }, Outcome::Found(s)) => {
+                    Step::Read { value: intern(&s.value), rv: s.rv }
+                }
                 (Call::Get { at: ReadAt::Latest, .. }, Outcome::NotFound) => Step::Absent,
                 _ => continue,
             };
@@ -763,7 +776,9 @@ fn show(entry: Option<&(String, u64)>) -> String {
 fn normalize(event: &Delivered) -> Delivered {
     match event {
         // ADDED vs MODIFIED depends on what the watcher knew; the change is the same.
-        Delivered::Put { key, value, rv, .. } => Delivered::Put { key: key.clone(), value: value.clone(), rv: *rv, added: false },
+        Delivered::Put { key, value, rv, .. } => {
+            Delivered::Put { key: key.clone(), value: value.clone(), rv: *rv, added: false }
+        }
         other => other.clone(),
     }
 }
@@ -789,7 +804,10 @@ fn last_delivered(watch: &WatchLog) -> u64 {
 }
 
 fn is_violation(ops: &[KeyOp], deadline: Instant) -> bool {
-    matches!(linearize::check(ops, None, deadline.min(Instant::now() + Duration::from_millis(300))), Verdict::Violation { .. })
+    matches!(
+        linearize::check(ops, None, deadline.min(Instant::now() + Duration::from_millis(300))),
+        Verdict::Violation { .. }
+    )
 }
 
 fn effect_free(step: &Step) -> bool {

@@ -171,7 +171,8 @@ async fn perform(storage: &dyn Storage, dir: &str, call: &Call) -> Outcome {
         }
         Call::Update { key, value } => {
             let value = value.clone();
-            let mut update = move |object: Object, _| Ok((object.with_field("spec", json!({ "v": value.clone() })), None));
+            let mut update =
+                move |object: Object, _| Ok((object.with_field("spec", json!({ "v": value.clone() })), None));
             match storage.guaranteed_update(key, false, None, &mut update, None).await {
                 Ok(updated) => Outcome::Written { rv: updated.resource_version().unwrap_or(0) },
                 Err(e) => write_error(&e),
@@ -180,7 +181,9 @@ async fn perform(storage: &dyn Storage, dir: &str, call: &Call) -> Outcome {
         Call::Delete { key, precondition } => {
             let preconditions =
                 precondition.map(|rv| Preconditions { uid: None, resource_version: Some(rv.to_string()) });
-            match storage.delete(key, preconditions.as_ref(), &allow_all_deletions, None, DeleteOptions::default()).await
+            match storage
+                .delete(key, preconditions.as_ref(), &allow_all_deletions, None, DeleteOptions::default())
+                .await
             {
                 Ok(deleted) => Outcome::Deleted {
                     rv: deleted.resource_version().unwrap_or(0),
@@ -242,7 +245,8 @@ impl Client {
         self.seq += 1;
         self.sink.record(Record::Invoke { id, call: call.clone(), at: now_ns() });
         let dir = self.workload.dir();
-        let outcome = match tokio::time::timeout(self.workload.call_timeout, perform(&*self.storage, &dir, &call)).await {
+        let outcome = match tokio::time::timeout(self.workload.call_timeout, perform(&*self.storage, &dir, &call)).await
+        {
             Ok(outcome) => outcome,
             Err(_) if call.is_write() => Outcome::Unknown("timed out".into()),
             Err(_) => Outcome::Refused("timed out".into()),
@@ -315,7 +319,8 @@ async fn watcher(mut client: Client, deadline: Instant) {
                 }
             },
         };
-        let mut options = ListOptions { resource_version: start.to_string(), recursive: true, ..ListOptions::default() };
+        let mut options =
+            ListOptions { resource_version: start.to_string(), recursive: true, ..ListOptions::default() };
         options.predicate.allow_watch_bookmarks = true;
         let mut stream = match client.storage.watch(&dir, options).await {
             Ok(stream) => stream,
@@ -349,7 +354,12 @@ async fn watcher(mut client: Client, deadline: Instant) {
             let delivered_event = match &event {
                 WatchEvent::Added(o) | WatchEvent::Modified(o) => {
                     let seen = seen_of(o);
-                    Delivered::Put { key: seen.key, value: seen.value, rv: seen.rv, added: matches!(event, WatchEvent::Added(_)) }
+                    Delivered::Put {
+                        key: seen.key,
+                        value: seen.value,
+                        rv: seen.rv,
+                        added: matches!(event, WatchEvent::Added(_)),
+                    }
                 }
                 WatchEvent::Deleted(o) => {
                     let seen = seen_of(o);

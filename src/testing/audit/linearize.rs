@@ -290,10 +290,8 @@ mod tests {
 
     #[test]
     fn unknown_write_may_or_may_not_have_happened() {
-        let happened = vec![
-            op(Step::CreateUnknown { value: 1 }, 0, None),
-            op(Step::Read { value: 1, rv: 2 }, 5, Some(6)),
-        ];
+        let happened =
+            vec![op(Step::CreateUnknown { value: 1 }, 0, None), op(Step::Read { value: 1, rv: 2 }, 5, Some(6))];
         assert_eq!(verdict(&happened), Verdict::Linearizable);
         let not_happened = vec![op(Step::CreateUnknown { value: 1 }, 0, None), op(Step::Absent, 5, Some(6))];
         assert_eq!(verdict(&not_happened), Verdict::Linearizable);
@@ -307,17 +305,17 @@ mod tests {
 
     #[test]
     fn preconditions_follow_the_revision() {
-        let ops = vec![
-            op(Step::CreateOk { value: 1, rv: 2 }, 0, Some(1)),
-            op(Step::DeleteConflict { pre: 2 }, 2, Some(3)),
-        ];
+        let ops =
+            vec![op(Step::CreateOk { value: 1, rv: 2 }, 0, Some(1)), op(Step::DeleteConflict { pre: 2 }, 2, Some(3))];
         assert!(matches!(verdict(&ops), Verdict::Violation { .. }), "rv 2 matches, the delete had to succeed");
     }
 
     #[test]
     fn the_search_is_bounded_in_time() {
-        let ops: Vec<KeyOp> =
-            (0..200).map(|i| op(Step::UpdateUnknown { value: i }, 0, None)).chain([op(Step::Absent, 1, Some(2))]).collect();
+        let ops: Vec<KeyOp> = (0..200)
+            .map(|i| op(Step::UpdateUnknown { value: i }, 0, None))
+            .chain([op(Step::Absent, 1, Some(2))])
+            .collect();
         // Linearizable (nothing exists; every update is a no-op), found quickly.
         assert_eq!(check(&ops, None, Instant::now() + Duration::from_secs(5)), Verdict::Linearizable);
         assert_eq!(check(&ops, Some((7, 1)), Instant::now()), Verdict::Inconclusive);

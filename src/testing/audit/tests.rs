@@ -101,7 +101,10 @@ fn a_stale_read_is_named_with_its_sub_history() {
     let report = b.check();
     assert_only(&report, ViolationKind::StaleRead);
     let text = report.to_string();
-    assert!(text.contains("holds \"b\" at rv 3") && text.contains("get /pods/audit/k0 at latest → \"a\" at rv 2"), "{text}");
+    assert!(
+        text.contains("holds \"b\" at rv 3") && text.contains("get /pods/audit/k0 at latest → \"a\" at rv 2"),
+        "{text}"
+    );
 }
 
 #[test]
