@@ -111,3 +111,20 @@ async fn etcd_three_members_with_kills_and_stalls_passes_the_audit() {
 async fn etcd_three_members_with_kills_and_stalls_through_the_watch_cache_passes_the_audit() {
     three_members_under_faults(StorageMode::Cached).await;
 }
+
+fn model(mode: StorageMode) {
+    let cluster = EtcdCluster::single().unwrap_or_else(|e| panic!("cannot start etcd: {e}"));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let backend = runtime.block_on(async { backend(&cluster, 5000) });
+    apistore::testing::audit::check_model(&runtime, backend, mode, 32, 30);
+}
+
+#[test]
+fn etcd_follows_the_storage_model() {
+    model(StorageMode::Store);
+}
+
+#[test]
+fn etcd_through_the_watch_cache_follows_the_storage_model() {
+    model(StorageMode::Cached);
+}

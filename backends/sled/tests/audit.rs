@@ -138,3 +138,20 @@ fn history_records(history: History) -> Vec<Record> {
     }
     records
 }
+
+fn model(mode: StorageMode) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let backend: Arc<dyn KvBackend> = Arc::new(SledBackend::open(SledOptions::new(dir.path())).expect("open sled"));
+    apistore::testing::audit::check_model(&runtime, backend, mode, 48, 40);
+}
+
+#[test]
+fn sled_follows_the_storage_model() {
+    model(StorageMode::Store);
+}
+
+#[test]
+fn sled_through_the_watch_cache_follows_the_storage_model() {
+    model(StorageMode::Cached);
+}

@@ -67,3 +67,26 @@ async fn a_revision_reused_after_a_restart_is_caught() {
 async fn an_acknowledged_then_lost_write_is_caught() {
     caught(Fault::LoseAcknowledgedWrite, ViolationKind::LostWrite).await;
 }
+
+fn model(mode: StorageMode) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    apistore::testing::audit::check_model(&runtime, Arc::new(MemoryBackend::new()), mode, 64, 40);
+}
+
+#[test]
+fn memory_store_follows_the_storage_model() {
+    model(StorageMode::Store);
+}
+
+#[test]
+fn memory_watch_cache_follows_the_storage_model() {
+    model(StorageMode::Cached);
+}
+
+#[test]
+#[should_panic(expected = "differs from the model")]
+fn the_model_catches_a_reused_revision() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let faulty = FaultyBackend::new(Arc::new(MemoryBackend::new()), Fault::ReuseRevisionAfterRestart);
+    apistore::testing::audit::check_model(&runtime, Arc::new(faulty), StorageMode::Store, 64, 40);
+}

@@ -39,12 +39,14 @@ pub mod driver;
 pub mod faulty;
 pub mod history;
 pub mod linearize;
+pub mod model;
 pub mod report;
 
 pub use checks::{check, CheckOptions};
 pub use driver::{drive, parse_line, Recorder, Sink, StdoutSink, Workload};
 pub use faulty::{Fault, FaultyBackend};
 pub use history::{History, Record};
+pub use model::check_model;
 pub use report::{Report, Violation, ViolationKind};
 
 /// The storage the audit drives over `backend`: the store, or the watch cache over it
