@@ -37,6 +37,7 @@ use super::StorageMode;
 pub mod checks;
 pub mod driver;
 pub mod faulty;
+pub mod fuzz;
 pub mod history;
 pub mod linearize;
 pub mod model;

@@ -83,13 +83,15 @@ enum Change {
     Deleted(String, u64),
 }
 
+/// key → (value, rv).
+type State = BTreeMap<String, (String, u64)>;
+
 #[derive(Default)]
 struct Model {
     start: u64,
-    /// key → (value, rv, previous rv of the key when updated).
-    objects: BTreeMap<String, (String, u64)>,
+    objects: State,
     /// Every write of the case: its revision, the change, and the state after it.
-    history: Vec<(u64, Change, BTreeMap<String, (String, u64)>)>,
+    history: Vec<(u64, Change, State)>,
     stale: BTreeMap<String, u64>,
 }
 
@@ -107,7 +109,7 @@ impl Model {
         }
     }
 
-    fn state_at(&self, rv: u64) -> BTreeMap<String, (String, u64)> {
+    fn state_at(&self, rv: u64) -> State {
         self.history.iter().rev().find(|h| h.0 <= rv).map(|h| h.2.clone()).unwrap_or_default()
     }
 
