@@ -500,9 +500,55 @@ impl Checker<'_> {
                 }
             }
         }
+        found.extend(self.lost_writes());
         for (kind, summary, evidence) in found {
             self.violate(kind, summary, evidence);
         }
+    }
+
+    /// An acknowledged create or update that no read ever returned and no watch delivered,
+    /// although watches covered its revision: the write is gone (reads may never have had the
+    /// chance to see it, but a watch must have).
+    fn lost_writes(&self) -> Vec<(ViolationKind, String, Vec<String>)> {
+        let seen = self.observations();
+        let mut delivered: BTreeSet<u64> = BTreeSet::new();
+        let mut covered: Vec<(u64, u64, usize)> = Vec::new();
+        for (w, watch) in self.history.watches.iter().enumerate() {
+            for (_, event) in &watch.events {
+                if let Delivered::Put { rv, .. } | Delivered::Delete { rv, .. } = event {
+                    delivered.insert(*rv);
+                }
+            }
+            covered.push((watch.from, last_delivered(watch), w));
+        }
+        let mut found = Vec::new();
+        for (i, op) in self.ops.iter().enumerate() {
+            let (Some(value), Outcome::Written { rv }, Some(key)) =
+                (op.call.written_value(), &op.outcome, op.call.key())
+            else {
+                continue;
+            };
+            if self.history.operations[i].is_unknown() || delivered.contains(rv) || seen.contains_key(value) {
+                continue;
+            }
+            let watches: Vec<usize> = covered
+                .iter()
+                .filter(|(from, last, w)| from < rv && rv <= last && key.starts_with(&self.history.watches[*w].prefix))
+                .map(|(_, _, w)| *w)
+                .collect();
+            if watches.is_empty() {
+                continue;
+            }
+            found.push((
+                ViolationKind::LostWrite,
+                format!(
+                    "an acknowledged write at rv {rv} was never returned by a read nor delivered by any of the {} watches that covered rv {rv}",
+                    watches.len()
+                ),
+                vec![self.describe(i)],
+            ));
+        }
+        found
     }
 
     fn check_watch(&self, watch: &WatchLog) -> Vec<(ViolationKind, String, Vec<String>)> {

@@ -202,3 +202,12 @@ fn events_of_one_revision_come_together() {
     let report = b.check();
     assert!(report.has(ViolationKind::WatchNotAtomic), "{report}");
 }
+
+#[test]
+fn a_write_no_read_and_no_covering_watch_ever_saw_is_lost() {
+    let mut b = Builder::new();
+    b.create(K, "a", 2, 10).update(K, "b", 3, 20).update(K, "c", 4, 30);
+    b.watch(1000, 0, 1, vec![put(K, "a", 2), put(K, "c", 4)]);
+    let report = b.check();
+    assert!(report.has(ViolationKind::LostWrite) && report.has(ViolationKind::WatchGap), "{report}");
+}
