@@ -28,6 +28,7 @@ use async_trait::async_trait;
 
 use crate::kv::KvBackend;
 
+pub mod audit;
 pub mod conformance;
 pub mod fixtures;
 pub mod kv;
