@@ -182,6 +182,7 @@ async fn serve(app: &App, crd: &Crd, crd_name: &str) -> Result<(), String> {
                 custom: true,
                 crd: Some(crd_name.to_owned()),
                 terminating: Default::default(),
+                merge_schema: Default::default(),
                 ttl_seconds: 0,
             }))
         })

@@ -34,6 +34,7 @@ mod codec;
 mod config;
 mod crds;
 mod discovery;
+mod gofmt;
 mod handlers;
 mod list_options;
 mod managedfields;

@@ -49,6 +49,8 @@ pub struct Resource {
     pub crd: Option<String>,
     /// Set while the defining CRD is being deleted: creates are refused.
     pub terminating: std::sync::atomic::AtomicBool,
+    /// [`Resource::merge_schema`], built on first use.
+    pub merge_schema: std::sync::OnceLock<Node>,
     /// Objects expire this many seconds after their last write (0 = never; kube's
     /// `--event-ttl` for events).
     pub ttl_seconds: u64,
@@ -110,9 +112,14 @@ impl Resource {
         self.strategy.tracks_generation()
     }
 
-    /// The type tree server-side apply and field tracking merge this resource's objects with.
-    pub fn merge_schema(&self) -> Node {
-        self.strategy.merge_schema().unwrap_or_else(|| managedfields::schema::builtin(&self.api_version(), &self.kind))
+    /// The type tree server-side apply and field tracking merge this resource's objects with
+    /// (built once per resource).
+    pub fn merge_schema(&self) -> &Node {
+        self.merge_schema.get_or_init(|| {
+            self.strategy
+                .merge_schema()
+                .unwrap_or_else(|| managedfields::schema::builtin(&self.api_version(), &self.kind))
+        })
     }
 
     /// Records a write by `manager` in `new`'s `metadata.managedFields` (kube's field
@@ -123,7 +130,7 @@ impl Resource {
     pub fn track_write(&self, live: Option<&Object>, new: Object, manager: &Manager) -> ApiResult<Object> {
         let live = live.map(serde_json::to_value).transpose().map_err(|e| ApiError::internal(e.to_string()))?;
         let new_value = serde_json::to_value(&new).map_err(|e| ApiError::internal(e.to_string()))?;
-        let tracked = managedfields::update(live.as_ref(), &new_value, manager, &self.merge_schema())
+        let tracked = managedfields::update(live.as_ref(), &new_value, manager, self.merge_schema())
             .map_err(|e| ApiError::internal(format!("failed to update managed fields: {e}")))?;
         serde_json::from_value(tracked).map_err(|e| ApiError::internal(format!("failed to update managed fields: {e}")))
     }
@@ -354,6 +361,7 @@ impl ResourceTable {
                 custom: false,
                 crd: None,
                 terminating: Default::default(),
+                merge_schema: Default::default(),
                 ttl_seconds: if spec.plural == "events" { event_ttl_seconds } else { 0 },
             }));
         }
@@ -382,6 +390,7 @@ impl ResourceTable {
                 custom: true,
                 crd: None,
                 terminating: Default::default(),
+                merge_schema: Default::default(),
                 ttl_seconds: 0,
             }));
         }

@@ -134,26 +134,29 @@ fn scale_metadata(meta: &ObjectMeta) -> ObjectMeta {
 ///
 /// Errors: 400 for an invalid `spec.selector`, 500 for a non-integer `spec.replicas`.
 pub fn from_deployment(deployment: &Object) -> ApiResult<Object> {
-    let meta = &deployment.metadata;
-    let metadata = scale_metadata(meta);
     let replicas = deployment_replicas(deployment)?;
     let status_replicas =
         deployment.fields.get("status").and_then(|s| s.get("replicas")).and_then(Value::as_i64).unwrap_or(0);
-    // autoscaling/v1 omits a zero spec.replicas and an empty selector (`omitempty`).
+    Ok(scale_object(&deployment.metadata, replicas, status_replicas, &selector_string(deployment)?))
+}
+
+/// An autoscaling/v1 Scale; a zero `spec.replicas` and an empty selector are omitted
+/// (`omitempty`).
+fn scale_object(scaled: &ObjectMeta, replicas: i64, status_replicas: i64, selector: &str) -> Object {
+    let metadata = scale_metadata(scaled);
     let mut spec = Map::new();
     if replicas != 0 {
         spec.insert("replicas".into(), json!(replicas));
     }
     let mut status = Map::new();
     status.insert("replicas".into(), json!(status_replicas));
-    let selector = selector_string(deployment)?;
     if !selector.is_empty() {
         status.insert("selector".into(), json!(selector));
     }
     let mut fields = Map::new();
     fields.insert("spec".into(), Value::Object(spec));
     fields.insert("status".into(), Value::Object(status));
-    Ok(Object { api_version: API_VERSION.into(), kind: KIND.into(), metadata, fields })
+    Object { api_version: API_VERSION.into(), kind: KIND.into(), metadata, fields }
 }
 
 /// Where a custom resource keeps what its Scale shows (a CRD's `subresources.scale`):
@@ -190,24 +193,13 @@ pub fn view(object: &Object, paths: Option<&ScalePaths>) -> ApiResult<Object> {
                 .ok_or_else(|| ApiError::internal(format!("{:?} has a non-integer {path}: {v}", object.metadata.name))),
         }
     };
-    let meta = &object.metadata;
-    let metadata = scale_metadata(meta);
-    let mut spec = Map::new();
-    let replicas = integer(&paths.spec_replicas)?;
-    if replicas != 0 {
-        spec.insert("replicas".into(), json!(replicas));
-    }
-    let mut status = Map::new();
-    status.insert("replicas".into(), json!(integer(&paths.status_replicas)?));
-    if let Some(selector) = paths.label_selector.as_deref().and_then(|p| value_at(&value, p)).and_then(Value::as_str) {
-        if !selector.is_empty() {
-            status.insert("selector".into(), json!(selector));
-        }
-    }
-    let mut fields = Map::new();
-    fields.insert("spec".into(), Value::Object(spec));
-    fields.insert("status".into(), Value::Object(status));
-    Ok(Object { api_version: API_VERSION.into(), kind: KIND.into(), metadata, fields })
+    let selector = paths.label_selector.as_deref().and_then(|p| value_at(&value, p)).and_then(Value::as_str);
+    Ok(scale_object(
+        &object.metadata,
+        integer(&paths.spec_replicas)?,
+        integer(&paths.status_replicas)?,
+        selector.unwrap_or_default(),
+    ))
 }
 
 /// `object` (API shape) with its replicas set: a deployment's `spec.replicas`, or a custom

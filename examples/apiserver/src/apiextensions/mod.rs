@@ -10,7 +10,6 @@ mod defaulting;
 mod dns;
 mod duration;
 mod formats;
-mod gofmt;
 mod jsonpath;
 mod pruning;
 pub mod schema;

@@ -12,8 +12,8 @@
 use serde_json::{Map, Number, Value};
 
 use super::formats;
-use super::gofmt;
 use super::schema::{child, field_error, index, key, AdditionalProperties, SchemaNode, StructuralSchema};
+use crate::gofmt;
 use crate::validation::{ErrorType, FieldError};
 
 impl StructuralSchema {

@@ -192,53 +192,27 @@ impl Policy {
         namespace: &str,
         mut visit: impl FnMut(Option<(&Binding, &Subject)>, Option<&PolicyRule>, Option<String>) -> bool,
     ) {
-        let cluster_role =
-            |name: &str| self.cluster_roles.get(name).ok_or_else(|| format!("clusterrole.{GROUP} {name:?} not found"));
-        for binding in &self.cluster_role_bindings {
-            let Some(index) = binding.applies_to(user) else { continue };
-            let rules = match binding.role_ref.kind.as_str() {
-                "ClusterRole" => cluster_role(&binding.role_ref.name),
-                other => Err(format!("unsupported role reference kind: {other:?}")),
-            };
-            match rules {
-                Err(e) => {
-                    if !visit(None, None, Some(e)) {
-                        return;
-                    }
-                }
-                Ok(rules) => {
-                    for rule in rules {
-                        if !visit(Some((binding, &binding.subjects[index])), Some(rule), None) {
-                            return;
-                        }
-                    }
-                }
-            }
-        }
-        if namespace.is_empty() {
-            return;
-        }
-        for binding in self.role_bindings.iter().filter(|b| b.namespace == namespace) {
+        let cluster_bindings = self.cluster_role_bindings.iter().map(|b| (b, false));
+        let namespace_bindings =
+            self.role_bindings.iter().filter(|b| !namespace.is_empty() && b.namespace == namespace).map(|b| (b, true));
+        for (binding, namespaced) in cluster_bindings.chain(namespace_bindings) {
             let Some(index) = binding.applies_to(user) else { continue };
             let name = &binding.role_ref.name;
             let rules = match binding.role_ref.kind.as_str() {
-                "ClusterRole" => cluster_role(name),
-                "Role" => self.roles.get(name).ok_or_else(|| format!("role.{GROUP} {name:?} not found")),
+                "ClusterRole" => {
+                    self.cluster_roles.get(name).ok_or_else(|| format!("clusterrole.{GROUP} {name:?} not found"))
+                }
+                "Role" if namespaced => self.roles.get(name).ok_or_else(|| format!("role.{GROUP} {name:?} not found")),
                 other => Err(format!("unsupported role reference kind: {other:?}")),
             };
-            match rules {
-                Err(e) => {
-                    if !visit(None, None, Some(e)) {
-                        return;
-                    }
-                }
+            let keep_going = match rules {
+                Err(e) => visit(None, None, Some(e)),
                 Ok(rules) => {
-                    for rule in rules {
-                        if !visit(Some((binding, &binding.subjects[index])), Some(rule), None) {
-                            return;
-                        }
-                    }
+                    rules.iter().all(|rule| visit(Some((binding, &binding.subjects[index])), Some(rule), None))
                 }
+            };
+            if !keep_going {
+                return;
             }
         }
     }

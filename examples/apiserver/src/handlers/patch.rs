@@ -154,7 +154,7 @@ impl Context<'_> {
         let manager = self.manager(status_sub.then_some("status"))?;
         let schema = resource.merge_schema();
         if !status_sub && self.current(name).await?.is_none() {
-            let applied = managedfields::apply(None, &config, &manager, force, &schema).map_err(apply_error)?;
+            let applied = managedfields::apply(None, &config, &manager, force, schema).map_err(apply_error)?;
             let mut object = self.object_from(applied)?;
             object.metadata.name = name.to_owned();
             match self.create_object(object, None).await {
@@ -178,7 +178,7 @@ impl Context<'_> {
                 let live = serde_json::to_value(resource.served(existing.clone()))
                     .map_err(|e| ApiError::internal(e.to_string()))?;
                 let applied =
-                    managedfields::apply(Some(&live), &config, &manager, force, &schema).map_err(apply_error)?;
+                    managedfields::apply(Some(&live), &config, &manager, force, schema).map_err(apply_error)?;
                 let applied = self.patched_object(applied, &existing, &path_namespace)?;
                 build_update(&resource, existing, applied, &expected_rv, status_sub, None)
             })

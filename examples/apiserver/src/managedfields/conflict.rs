@@ -38,9 +38,9 @@ pub struct ConflictCause {
 impl Conflict {
     /// `"foo"`, `"foo" with subresource "scale"`, then for Update ` using v1[ at <time>]`.
     pub fn manager_text(&self) -> String {
-        let mut s = go_quote(&self.manager);
+        let mut s = crate::gofmt::quote(&self.manager);
         if let Some(sub) = self.subresource.as_deref().filter(|s| !s.is_empty()) {
-            s.push_str(&format!(" with subresource {}", go_quote(sub)));
+            s.push_str(&format!(" with subresource {}", crate::gofmt::quote(sub)));
         }
         if self.operation == Operation::Update {
             s.push_str(&format!(" using {}", self.api_version));
@@ -54,11 +54,6 @@ impl Conflict {
     fn id(&self) -> String {
         manager_id(&self.manager, self.operation, &self.api_version, self.subresource.as_deref())
     }
-}
-
-/// Go's `%q` of a manager name.
-fn go_quote(s: &str) -> String {
-    super::value::display(&serde_json::Value::String(s.to_owned()))
 }
 
 /// The 409 message: `Apply failed with 1 conflict: conflict with "foo" using v1: .spec.replicas`,

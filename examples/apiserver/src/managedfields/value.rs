@@ -98,36 +98,10 @@ pub fn display(v: &Value) -> String {
         Value::Null => "null".to_owned(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => go_number(n),
-        Value::String(s) => go_quote(s),
+        Value::String(s) => crate::gofmt::quote(s),
         Value::Array(items) => format!("[{}]", items.iter().map(display).collect::<Vec<_>>().join(",")),
         Value::Object(m) => m.iter().map(|(k, v)| format!("{k}={}", display(v))).collect::<Vec<_>>().join(""),
     }
-}
-
-/// Go's `%q` of a string: `"` and `\` escaped, common control characters by name, other
-/// control characters as `\x..`, printable text as is.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// A number as Go prints a float64 that holds an integer (`1`, not `1.0`); other numbers as
