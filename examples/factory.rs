@@ -60,7 +60,7 @@ async fn run() -> Result<()> {
     let getter = StorageFactoryRestOptionsFactory::from_config(&completed)
         .with_layer(Arc::new(TracingLayer::default()))
         .with_layer(Arc::new(metrics.clone()));
-    check_backends(getter.factory().as_ref()).await?;
+    let _backends = check_backends(getter.factory().as_ref()).await?;
     println!("backends healthy:     {}", getter.factory().backends().len());
 
     let resources = [

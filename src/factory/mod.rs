@@ -14,10 +14,12 @@
 //! type (events on sled, the rest on etcd).
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::codec::DynCodec;
 use crate::error::Result;
 use crate::group_resource::GroupResource;
+use crate::kv::KvBackend;
 use crate::registry::{self, BackendConfig};
 use crate::store::StoreConfig;
 use crate::transformer::DynTransformer;
@@ -107,16 +109,21 @@ pub trait StorageFactory: Send + Sync + fmt::Debug {
     fn backends(&self) -> Vec<BackendConfig>;
 }
 
-/// Opens every backend of `factory` (pooled) and checks it answers.
+/// Opens every backend of `factory` (pooled) and checks it answers. Returns the opened
+/// backends: while the caller holds them, the resources' storages share these instances
+/// instead of closing and reopening each backend (a sled directory closed a moment ago may
+/// still be locked by its closing threads).
 ///
 /// Errors: the first failure: an unknown backend type (listing the registered ones), a
 /// backend that cannot be opened or does not answer its health check.
-pub async fn check_backends(factory: &dyn StorageFactory) -> Result<()> {
+pub async fn check_backends(factory: &dyn StorageFactory) -> Result<Vec<Arc<dyn KvBackend>>> {
+    let mut opened = Vec::new();
     for backend in factory.backends() {
         let kv = registry::open(&backend).await?;
         kv.health().await?;
+        opened.push(kv);
     }
-    Ok(())
+    Ok(opened)
 }
 
 #[cfg(test)]

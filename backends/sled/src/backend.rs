@@ -138,8 +138,7 @@ impl Core {
         };
         let mut config = sled::Config::new().cache_capacity(options.cache_capacity).flush_every_ms(flush_every);
         config = if options.temporary { config.temporary(true) } else { config.path(&options.path) };
-        let db = config
-            .open()
+        let db = open_db(&config)
             .map_err(|e| Error::unavailable(format!("cannot open sled database at {}: {e}", options.path.display())))?;
         let ceiling_path = (!options.temporary).then(|| options.path.join(CEILING_FILE));
         let ceiling = match &ceiling_path {
@@ -667,6 +666,28 @@ impl Drop for Core {
                     tracing::warn!(error = %e, "sled backend: cannot record the revision ceiling on close");
                 }
             }
+        }
+    }
+}
+
+/// How long [`open_db`] waits for the directory's lock to be released.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Opens sled, waiting up to [`LOCK_WAIT`] while the directory's lock is held. A database
+/// closed a moment ago in this process releases its lock only once sled's own background
+/// threads have let go of it, so an immediate reopen (a pooled backend dropped and opened
+/// again) can find it still taken; another process holding it still fails, after the wait.
+fn open_db(config: &sled::Config) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            // sled reports a held lock as `Other` with this text (sled 0.34 `Config::try_lock`).
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline =>
+            {
+                thread::sleep(Duration::from_millis(20));
+            }
+            result => return result,
         }
     }
 }

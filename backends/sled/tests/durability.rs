@@ -119,6 +119,27 @@ async fn second_open_of_the_same_directory_is_refused_with_a_typed_error() {
     }
 }
 
+#[tokio::test]
+async fn a_closed_directory_reopens_at_once() {
+    // A pooled backend dropped and opened again in the same process (the API server checks
+    // its backends, drops them, then opens them for its resources): the lock sled releases
+    // from its background threads must not make the reopen fail.
+    let dir = tempfile::tempdir().expect("tempdir");
+    for round in 0..20u64 {
+        let kv = open(dir.path());
+        let key = format!("/reopen/{round}");
+        let outcome = kv
+            .put(&key, Bytes::from_static(b"v"), 0, None)
+            .await
+            .unwrap_or_else(|e| panic!("write in round {round}: {e}"));
+        assert!(matches!(outcome, TxnOutcome::Succeeded { .. }), "round {round}: {outcome:?}");
+        drop(kv);
+    }
+    let kv = open(dir.path());
+    let listed = kv.range(RangeRequest::prefix("/reopen/")).await.expect("range");
+    assert_eq!(listed.kvs.len(), 20, "every round's write survived its close");
+}
+
 /// Child side of the crash test: writes durably forever from 4 tasks, printing every
 /// acknowledged write, and watches them, printing every write the watch saw. Does nothing
 /// unless started by the parent.

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use apistore::cacher::CacherDecorator;
 use apistore::factory::{check_backends, StorageOptions};
 use apistore::group_resource::GroupResource;
+use apistore::kv::KvBackend;
 use apistore::layer::StorageMetrics;
 use apistore::rest_options::{RESTOptionsGetter, StorageFactoryRestOptionsFactory};
 use apistore::storage::DynStorage;
@@ -25,6 +26,9 @@ pub struct StorageProvider {
     getter: StorageFactoryRestOptionsFactory,
     metrics: StorageMetrics,
     opened: HashMap<(String, String), (DynStorage, String)>,
+    /// The backends checked at start, held so that storages share them (never a close and
+    /// reopen between the check and the first resource).
+    _backends: Vec<Arc<dyn KvBackend>>,
 }
 
 impl StorageProvider {
@@ -38,8 +42,8 @@ impl StorageProvider {
         let getter = StorageFactoryRestOptionsFactory::from_config(&completed)
             .with_cacher(Arc::new(CacherDecorator::default()))
             .with_layer(Arc::new(metrics.clone()));
-        check_backends(getter.factory().as_ref()).await?;
-        Ok(StorageProvider { getter, metrics, opened: HashMap::new() })
+        let backends = check_backends(getter.factory().as_ref()).await?;
+        Ok(StorageProvider { getter, metrics, opened: HashMap::new(), _backends: backends })
     }
 
     /// The storage metrics every storage records into.
