@@ -45,6 +45,7 @@ pub mod factory;
 pub mod group_resource;
 pub mod kv;
 pub mod layer;
+pub mod layers;
 pub mod names;
 pub mod object;
 pub mod ops;
