@@ -4,7 +4,8 @@
 //! cargo build --release -p apistore-apiserver --bins --examples
 //! cargo run --release -p apistore-apiserver --example apiserver_bench -- [--backend sled] [--creates 10000] [--clients 16]
 //! cargo run --release -p apistore-apiserver --example apiserver_bench -- --server http://127.0.0.1:8080   # a running server
-//! cargo run --release -p apistore-apiserver --example apiserver_bench -- --durable-creates [--dir .] [--seconds 4] [--rounds 3]
+//! cargo build --release -p apistore-apiserver --features etcd --bins --examples   # the etcd side needs the etcd backend
+//! cargo run --release -p apistore-apiserver --features etcd --example apiserver_bench -- --durable-creates [--dir .] [--seconds 4] [--rounds 3]
 //! ```
 //!
 //! `--durable-creates` runs one comparison instead, all in one run and on one disk (temporary
@@ -120,6 +121,8 @@ fn spawn_server_with(args: &[String], dir: tempfile::TempDir) -> Result<(String,
     let child = Command::new(&binary)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(args)
+        // Warnings and errors only: an audit line per request would be measured too.
+        .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -482,7 +485,7 @@ async fn durable_creates(settings: &Durable) -> Result<(), String> {
     let mut rates: std::collections::BTreeMap<(usize, &str), Vec<f64>> = Default::default();
     let mut fsyncs = Vec::new();
     for round in 0..settings.rounds {
-        fsyncs.push(fsync_rate(root.path(), settings.seconds.min(2))?);
+        fsyncs.push(fsync_rate(root.path(), settings.seconds)?);
         for connections in CONNECTIONS {
             for (name, url) in sides {
                 let rate =
