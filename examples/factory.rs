@@ -14,11 +14,10 @@
 //! kube-apiserver storage flags (`--etcd-servers-overrides=/events#http://127.0.0.1:2379`,
 //! `--watch-cache-sizes=...`, ...).
 
-use std::sync::Arc;
-
 use apistore::factory::{check_backends, StorageOptions};
 use apistore::group_resource::GroupResource;
-use apistore::layer::{StorageMetrics, TracingLayer};
+use apistore::layer::LayerChain;
+use apistore::layers::{StorageMetrics, TracingLayer, WatchCacheLayer};
 use apistore::registry;
 use apistore::rest_options::{RESTOptionsGetter, StorageFactoryRestOptionsFactory};
 use apistore::storage::{GetOptions, ListOptions};
@@ -57,9 +56,10 @@ async fn run() -> Result<()> {
     options.apply_args(args)?;
     let completed = options.complete()?;
     let metrics = StorageMetrics::new();
-    let getter = StorageFactoryRestOptionsFactory::from_config(&completed)
-        .with_layer(Arc::new(TracingLayer::default()))
-        .with_layer(Arc::new(metrics.clone()));
+    // One chain for every resource, innermost first: watch cache (where the config wants
+    // one), tracing, metrics.
+    let chain = LayerChain::new().with(WatchCacheLayer::default()).with(TracingLayer).with(metrics.layer());
+    let getter = StorageFactoryRestOptionsFactory::from_config(&completed, chain);
     let _backends = check_backends(getter.factory().as_ref()).await?;
     println!("backends healthy:     {}", getter.factory().backends().len());
 
@@ -80,7 +80,8 @@ async fn run() -> Result<()> {
         );
         println!("  keys:             {}/{}/<namespace>/<name>", config.prefix, rest.resource_prefix);
         println!("  codec:            {}", config.media_type);
-        println!("  decorator:        {}", rest.decorator.name());
+        println!("  watch cache:      {}", rest.watch_cache);
+        println!("  layers:           {:?}", rest.layers.names());
         let storage = rest.create_storage().await?;
 
         // Upsert one object (the example can run again and again).

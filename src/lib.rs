@@ -8,9 +8,9 @@
 //!  Config ──► StorageFactory (per GroupResource: backend, prefix, codec, transformer)
 //!                 │                         │ backend name
 //!                 ▼                         ▼
-//!  RESTOptionsGetter ──► decorator    registry (inventory): "sled" | "etcd3" | plugin
-//!      (undecorated | watch cache |         │ StorageBackendFactory::create
-//!       metrics | tracing, layered)         ▼
+//!  RESTOptionsGetter ──► layers       registry (inventory): "sled" | "etcd3" | plugin
+//!      (one LayerChain: watch cache,         │ StorageBackendFactory::create
+//!       metrics, tracing over the store)     ▼
 //!                 │                    Arc<dyn KvBackend>  — the backend contract (kv)
 //!                 ▼                         │
 //!          Arc<dyn Storage>  ◄── Store ─────┘   — Kubernetes storage.Interface (storage)
@@ -20,15 +20,18 @@
 //! * [`storage::Storage`] — what an API server uses: `storage.Interface` with Kubernetes'
 //!   exact semantics; [`store::Store`] implements it once over any backend.
 //! * [`registry`] — backends register a [`registry::StorageBackendFactory`] with `inventory`.
-//! * [`cacher`] — the watch cache (Kubernetes `Cacher` + `CacheDelegator`), a decorator over any storage.
-//! * [`layer`] — decorators wrap an `Arc<dyn Storage>` and know nothing of the backend.
+//! * [`layer`] — the one layer contract: a [`layer::Layer`] is handed a resource's context and
+//!   the `Arc<dyn Storage>` below it and returns the storage above it; [`layer::LayerChain`]
+//!   orders them.
+//! * [`layers`] — the layers apistore ships and the production chain (metrics → cache → store).
+//! * [`cacher`] — the watch cache (Kubernetes `Cacher` + `CacheDelegator`), a layer over any storage.
 //! * [`config`] → [`factory`] → [`rest_options`] — the chain an API server uses:
 //!   `Config` (TOML/YAML/JSON + kube-apiserver flags) → `StorageOptions::complete()` →
 //!   `StorageFactoryConfig::build()` → `DefaultStorageFactory` (per-GroupResource backend,
 //!   prefix, codec, encryption, cohabitation) → `StorageFactoryRestOptionsFactory::get_rest_options`
 //!   → `RESTOptions::create_storage()` → `Arc<dyn Storage>`.
 //! * [`encryption`] — encryption at rest from Kubernetes' `EncryptionConfiguration` file.
-//! * [`layer::metrics`] / [`layer::trace`] — Prometheus metrics and `tracing` spans per call.
+//! * [`layers::metrics`] / [`layers::trace`] — Prometheus metrics and `tracing` spans per call.
 //! * [`ops`] — backup, restore and status on any backend (the `apistore` command's core).
 //! * [`typed`] — [`TypedStorage<T>`]: your own serde types over any `Arc<dyn Storage>`.
 //! * `testing` (feature `testing`) — the conformance suite every backend runs.
@@ -45,6 +48,7 @@ pub mod factory;
 pub mod group_resource;
 pub mod kv;
 pub mod layer;
+pub mod layers;
 pub mod names;
 pub mod object;
 pub mod ops;

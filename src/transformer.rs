@@ -10,6 +10,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::error::{Error, Result};
 
 /// Prefix of every encrypted value (`k8s:enc:<provider>:v1:<key name>:`).
@@ -24,8 +26,9 @@ pub trait Transformer: Send + Sync + fmt::Debug + 'static {
     /// Errors: [`Error::Internal`] when no provider can read the data.
     fn transform_from_storage<'a>(&self, data: &'a [u8], authenticated_data: &[u8]) -> Result<(Cow<'a, [u8]>, bool)>;
 
-    /// Encodes plain bytes for storage with the primary provider.
-    fn transform_to_storage(&self, data: &[u8], authenticated_data: &[u8]) -> Result<Vec<u8>>;
+    /// Encodes plain bytes for storage with the primary provider. Takes the codec's buffer by
+    /// value so that a transformer that stores bytes as they are returns it without a copy.
+    fn transform_to_storage(&self, data: Bytes, authenticated_data: &[u8]) -> Result<Bytes>;
 }
 
 /// Shared handle to a transformer.
@@ -44,8 +47,9 @@ impl Transformer for IdentityTransformer {
         Ok((Cow::Borrowed(data), false))
     }
 
-    fn transform_to_storage(&self, data: &[u8], _authenticated_data: &[u8]) -> Result<Vec<u8>> {
-        Ok(data.to_vec())
+    /// The input itself (no copy).
+    fn transform_to_storage(&self, data: Bytes, _authenticated_data: &[u8]) -> Result<Bytes> {
+        Ok(data)
     }
 }
 
@@ -58,5 +62,8 @@ mod tests {
         let t = IdentityTransformer;
         assert_eq!(t.transform_from_storage(b"{}", b"k"), Ok((Cow::Borrowed(&b"{}"[..]), false)));
         assert!(t.transform_from_storage(b"k8s:enc:aesgcm:v1:key1:xxx", b"k").is_err());
+        let data = Bytes::from(b"{\"a\":1}".to_vec());
+        let stored = t.transform_to_storage(data.clone(), b"k").expect("identity");
+        assert_eq!(stored.as_ptr(), data.as_ptr(), "the identity transformer returns its input, not a copy");
     }
 }

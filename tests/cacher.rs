@@ -114,12 +114,17 @@ async fn a_future_resource_version_is_too_large_with_retry_after_one_second() {
 
 #[tokio::test]
 async fn consistent_lists_go_to_the_store_when_the_backend_cannot_answer_progress_requests() {
-    use apistore::layer::{StorageLayer, StorageMetrics};
+    use apistore::group_resource::GroupResource;
+    use apistore::layer::{Layer, ResourceContext};
+    use apistore::layers::StorageMetrics;
     let backend: Arc<dyn KvBackend> = Arc::new(MemoryBackend::new());
     assert!(!backend.capabilities().progress_requests, "the memory plugin sends no progress notifications");
     let metrics = StorageMetrics::new();
-    let store: Arc<dyn Storage> = Arc::new(Store::new(backend, StoreConfig::new("pods")).expect("store"));
-    let cacher = Cacher::new(metrics.layer("pods").layer(store), CacherConfig::new("pods")).expect("cacher");
+    let config = StoreConfig::new("pods");
+    let context = ResourceContext::for_store(GroupResource::core("pods"), &config).expect("context");
+    let store: Arc<dyn Storage> = Arc::new(Store::new(backend, config).expect("store"));
+    let metered = metrics.layer().layer(&context, store).expect("metrics layer");
+    let cacher = Cacher::new(metered, CacherConfig::new("pods")).expect("cacher");
     cacher.wait_until_ready(TIMEOUT).await.expect("ready");
     let created = cacher.create("/pods/ns/a", pod("a"), 0).await.expect("create");
     let options = ListOptions { recursive: true, ..ListOptions::default() };

@@ -8,14 +8,12 @@ use std::sync::{Arc, Mutex};
 
 use apistore::factory::{check_backends, StorageOptions};
 use apistore::group_resource::GroupResource;
-use apistore::layer::{StorageMetrics, TracingLayer};
+use apistore::layer::{Layer, LayerChain, ResourceContext};
+use apistore::layers::{StorageMetrics, TracingLayer, WatchCacheLayer};
 use apistore::registry::{self, BackendConfig};
-use apistore::rest_options::{
-    RESTOptions, RESTOptionsGetter, StorageDecorator, StorageFactoryRestOptionsFactory, UndecoratedStorage,
-};
+use apistore::rest_options::{RESTOptions, RESTOptionsGetter, StorageFactoryRestOptionsFactory};
 use apistore::storage::{allow_all_deletions, DeleteOptions, GetOptions, ListOptions, Storage};
 use apistore::{Error, Object};
-use async_trait::async_trait;
 use serde_json::json;
 
 const KEY1: &str = "MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI="; // 32 bytes
@@ -30,14 +28,15 @@ fn sled_at(path: &Path) -> BackendConfig {
     BackendConfig::new("sled").with_option("path", path.display().to_string())
 }
 
-/// Writes `text` to `dir/name` and loads it as options, then completes them.
+/// Writes `text` to `dir/name` and loads it as options, then completes them; the getter puts
+/// the watch cache over the resources that want one.
 fn getter_from_file(dir: &Path, name: &str, text: &str) -> StorageFactoryRestOptionsFactory {
     register_backends();
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write config");
     let options = StorageOptions::load(&path).expect("load config");
     let completed = options.complete().expect("complete");
-    StorageFactoryRestOptionsFactory::from_config(&completed)
+    StorageFactoryRestOptionsFactory::from_config(&completed, LayerChain::new().with(WatchCacheLayer::default()))
 }
 
 async fn storage_of(getter: &dyn RESTOptionsGetter, gr: &GroupResource) -> Arc<dyn Storage> {
@@ -311,31 +310,28 @@ fn malformed_config_files_give_clear_errors() {
     );
 }
 
-/// A real decorator replacing the watch cache: it records which resources it built and
-/// delegates to the undecorated storage.
+/// A real layer replacing the watch cache: it records the resources whose context wants a
+/// cache and passes the storage below through.
 #[derive(Debug, Default)]
 struct RecordingCacher {
     built: Mutex<Vec<String>>,
 }
 
-#[async_trait]
-impl StorageDecorator for RecordingCacher {
+impl Layer for RecordingCacher {
     fn name(&self) -> &str {
-        "cacher"
+        "recording-cacher"
     }
 
-    async fn decorate(
-        &self,
-        config: &apistore::factory::ResourceStorageConfig,
-        resource_prefix: &str,
-    ) -> apistore::Result<Arc<dyn Storage>> {
-        self.built.lock().expect("lock").push(config.group_resource.to_string());
-        UndecoratedStorage.decorate(config, resource_prefix).await
+    fn layer(&self, context: &ResourceContext, inner: Arc<dyn Storage>) -> apistore::Result<Arc<dyn Storage>> {
+        if context.watch_cache {
+            self.built.lock().expect("lock").push(context.group_resource.to_string());
+        }
+        Ok(inner)
     }
 }
 
 #[tokio::test]
-async fn the_caching_decorator_is_chosen_by_watch_cache_settings() {
+async fn the_watch_cache_is_chosen_by_watch_cache_settings() {
     let dir = tempfile::tempdir().expect("tempdir");
     let text = format!(
         "[backend]\ntype = \"sled\"\npath = {:?}\n[watch_cache]\nsizes = [\"events#0\", \"pods#100\"]\n[resources.secrets]\nwatch_cache = false\n",
@@ -343,20 +339,19 @@ async fn the_caching_decorator_is_chosen_by_watch_cache_settings() {
     );
     // By default cached resources get the watch cache.
     let getter = getter_from_file(dir.path(), "a.toml", &text);
-    let expected =
-        [("configmaps", "cacher"), ("pods", "cacher"), ("events", "undecorated"), ("secrets", "undecorated")];
-    for (resource, decorator) in expected {
+    let expected = [("configmaps", true), ("pods", true), ("events", false), ("secrets", false)];
+    for (resource, cached) in expected {
         let options = getter.get_rest_options(&GroupResource::core(resource)).expect("options");
-        assert_eq!(options.decorator.name(), decorator, "{resource}");
+        assert_eq!(options.watch_cache, cached, "{resource}");
+        assert_eq!(options.layers.names(), ["watch-cache"], "{resource}: one chain for every resource");
     }
-    // A registered decorator replaces it.
+    // Another layer in the chain sees the same per-resource choice.
     let cacher = Arc::new(RecordingCacher::default());
-    let getter = getter_from_file(dir.path(), "b.toml", &text).with_cacher(cacher.clone());
-    let expected =
-        [("configmaps", "cacher"), ("pods", "cacher"), ("events", "undecorated"), ("secrets", "undecorated")];
-    for (resource, decorator) in expected {
+    let getter =
+        getter_from_file(dir.path(), "b.toml", &text).with_layers(LayerChain::new().with_shared(cacher.clone()));
+    for (resource, cached) in expected {
         let options = getter.get_rest_options(&GroupResource::core(resource)).expect("options");
-        assert_eq!(options.decorator.name(), decorator, "{resource}");
+        assert_eq!(options.watch_cache, cached, "{resource}");
         let storage = options.create_storage().await.expect("storage");
         storage
             .create(&format!("/{resource}/default/x"), Object::new("v1", "X", "default", "x"), 0)
@@ -367,9 +362,14 @@ async fn the_caching_decorator_is_chosen_by_watch_cache_settings() {
     // --watch-cache=false turns every cache off.
     let mut options = StorageOptions::load(dir.path().join("b.toml")).expect("load");
     options.apply_flag("--watch-cache", "false").expect("flag");
-    let getter =
-        StorageFactoryRestOptionsFactory::from_config(&options.complete().expect("complete")).with_cacher(cacher);
-    assert_eq!(getter.get_rest_options(&GroupResource::core("pods")).expect("pods").decorator.name(), "undecorated");
+    let getter = StorageFactoryRestOptionsFactory::from_config(
+        &options.complete().expect("complete"),
+        LayerChain::new().with_shared(cacher.clone()),
+    );
+    let pods = getter.get_rest_options(&GroupResource::core("pods")).expect("pods");
+    assert!(!pods.watch_cache);
+    pods.create_storage().await.expect("storage");
+    assert_eq!(*cacher.built.lock().expect("lock"), ["configmaps", "pods"], "no cache once turned off");
 }
 
 #[tokio::test]
@@ -401,8 +401,7 @@ async fn metrics_and_tracing_layers_see_every_call() {
         "a.toml",
         &format!("[backend]\ntype = \"sled\"\npath = {:?}\n", dir.path().join("db").display().to_string()),
     )
-    .with_layer(Arc::new(TracingLayer::default()))
-    .with_layer(Arc::new(metrics.clone()));
+    .with_layers(LayerChain::new().with(TracingLayer).with(metrics.layer()));
     let storage = storage_of(&getter, &GroupResource::core("configmaps")).await;
     let spans = capture::Spans::default();
     let subscriber = capture::Collector { spans: spans.clone() };
@@ -615,7 +614,7 @@ async fn a_resource_with_watch_cache_is_served_by_the_cacher_and_one_with_size_z
     for (resource, cached) in [("configmaps", true), ("events", false)] {
         let gr = GroupResource::core(resource);
         let options = getter.get_rest_options(&gr).expect("options");
-        assert_eq!(options.decorator.name(), if cached { "cacher" } else { "undecorated" }, "{resource}");
+        assert_eq!(options.watch_cache, cached, "{resource}");
         let storage = options.create_storage().await.expect("storage");
         // A cache answers 429 NotReady until its first list is done (as kube's): wait for it.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

@@ -50,11 +50,9 @@
 //! "storage is (re)initializing") until the first list completed, and again after a reflector
 //! error (all watchers are terminated and the reflector relists after 1 s).
 //!
-//! **Use**: [`Cacher::new`] over any storage, or [`CacherDecorator`] (what
-//! [`StorageFactoryRestOptionsFactory`](crate::rest_options::StorageFactoryRestOptionsFactory)
-//! uses for cached resources). There is no [`StorageLayer`](crate::layer::StorageLayer) for it:
-//! a cache needs the resource's key prefix and a runtime for its reflector, which the
-//! resource-agnostic, infallible `StorageLayer::layer` does not provide.
+//! **Use**: [`Cacher::new`] over any storage, or [`WatchCacheLayer`] in a
+//! [`LayerChain`](crate::layer::LayerChain) (the layer takes the resource prefix, type and
+//! runtime from the resource's [`ResourceContext`](crate::layer::ResourceContext)).
 //!
 //! Objects are cached under the key [`names::object_key`] computes from their metadata, like
 //! Kubernetes' `KeyFunc`: an object stored at a key that does not match its namespace/name is
@@ -79,11 +77,11 @@ use crate::store::prepare_key;
 use crate::version::{parse_list_resource_version, parse_resource_version};
 
 mod cache;
-mod decorator;
+mod layer;
 mod reflector;
 mod watcher;
 
-pub use decorator::CacherDecorator;
+pub use layer::WatchCacheLayer;
 
 use cache::{CacheState, HistoryBounds, WatcherHandle};
 use watcher::{Opening, Watcher};

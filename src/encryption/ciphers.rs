@@ -20,6 +20,8 @@ use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use crypto_secretbox::XSalsa20Poly1305;
 use rand::RngCore;
 
+use bytes::Bytes;
+
 use crate::error::{Error, Result};
 use crate::transformer::Transformer;
 
@@ -90,7 +92,8 @@ impl Transformer for AesGcmTransformer {
         Ok((Cow::Owned(plain), false))
     }
 
-    fn transform_to_storage(&self, data: &[u8], authenticated_data: &[u8]) -> Result<Vec<u8>> {
+    fn transform_to_storage(&self, data: Bytes, authenticated_data: &[u8]) -> Result<Bytes> {
+        let data = &data[..];
         let nonce_bytes = random_bytes::<GCM_NONCE_SIZE>();
         let nonce = aes_gcm::Nonce::from_slice(&nonce_bytes);
         let payload = Payload { msg: data, aad: authenticated_data };
@@ -103,7 +106,7 @@ impl Transformer for AesGcmTransformer {
         let mut out = Vec::with_capacity(GCM_NONCE_SIZE + sealed.len());
         out.extend_from_slice(&nonce_bytes);
         out.extend_from_slice(&sealed);
-        Ok(out)
+        Ok(Bytes::from(out))
     }
 }
 
@@ -168,7 +171,8 @@ impl Transformer for AesCbcTransformer {
         Ok((Cow::Owned(plain), false))
     }
 
-    fn transform_to_storage(&self, data: &[u8], _authenticated_data: &[u8]) -> Result<Vec<u8>> {
+    fn transform_to_storage(&self, data: Bytes, _authenticated_data: &[u8]) -> Result<Bytes> {
+        let data = &data[..];
         let iv = random_bytes::<CBC_BLOCK_SIZE>();
         let sealed = match self.key.len() {
             16 => cbc_encrypt::<aes::Aes128>(&self.key, &iv, data),
@@ -178,7 +182,7 @@ impl Transformer for AesCbcTransformer {
         let mut out = Vec::with_capacity(CBC_BLOCK_SIZE + sealed.len());
         out.extend_from_slice(&iv);
         out.extend_from_slice(&sealed);
-        Ok(out)
+        Ok(Bytes::from(out))
     }
 }
 
@@ -220,7 +224,8 @@ impl Transformer for SecretboxTransformer {
         Ok((Cow::Owned(plain), false))
     }
 
-    fn transform_to_storage(&self, data: &[u8], _authenticated_data: &[u8]) -> Result<Vec<u8>> {
+    fn transform_to_storage(&self, data: Bytes, _authenticated_data: &[u8]) -> Result<Bytes> {
+        let data = &data[..];
         let nonce = random_bytes::<SECRETBOX_NONCE_SIZE>();
         let sealed = self
             .cipher
@@ -229,7 +234,7 @@ impl Transformer for SecretboxTransformer {
         let mut out = Vec::with_capacity(SECRETBOX_NONCE_SIZE + sealed.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
-        Ok(out)
+        Ok(Bytes::from(out))
     }
 }
 
@@ -260,8 +265,8 @@ mod tests {
         transformers.push(Box::new(SecretboxTransformer::new(&[9u8; 32]).expect("secretbox")));
         for t in &transformers {
             for plain in [&b""[..], b"x", b"exactly-16-bytes", b"{\"data\":{\"password\":\"hunter2\"}}"] {
-                let a = t.transform_to_storage(plain, KEY).expect("encrypt");
-                let b = t.transform_to_storage(plain, KEY).expect("encrypt");
+                let a = t.transform_to_storage(Bytes::copy_from_slice(plain), KEY).expect("encrypt").to_vec();
+                let b = t.transform_to_storage(Bytes::copy_from_slice(plain), KEY).expect("encrypt").to_vec();
                 assert_ne!(a, b, "{t:?}: two encryptions of the same data must differ (random nonce)");
                 if plain.len() >= 8 {
                     assert!(!a.windows(plain.len()).any(|w| w == plain), "{t:?}: plaintext visible");
@@ -300,7 +305,7 @@ mod tests {
     #[test]
     fn gcm_binds_the_ciphertext_to_its_key() {
         let t = AesGcmTransformer::new(&[1u8; 32]).expect("gcm");
-        let sealed = t.transform_to_storage(b"secret", KEY).expect("encrypt");
+        let sealed = t.transform_to_storage(Bytes::from_static(b"secret"), KEY).expect("encrypt").to_vec();
         let err = t.transform_from_storage(&sealed, b"/registry/secrets/default/b").expect_err("other key");
         assert_eq!(err.code(), 500);
     }
@@ -316,7 +321,7 @@ mod tests {
                 assert!(matches!(err, Error::Internal { .. }), "{t:?}: {err}");
             }
         }
-        let mut sealed = sb.transform_to_storage(b"payload", KEY).expect("encrypt");
+        let mut sealed = sb.transform_to_storage(Bytes::from_static(b"payload"), KEY).expect("encrypt").to_vec();
         let last = sealed.len() - 1;
         sealed[last] ^= 1;
         assert!(sb.transform_from_storage(&sealed, KEY).is_err(), "tampered secretbox must fail");

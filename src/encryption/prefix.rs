@@ -5,6 +5,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::error::{Error, Result};
 use crate::transformer::{DynTransformer, Transformer, ENCRYPTED_PREFIX};
 
@@ -113,13 +115,13 @@ impl Transformer for PrefixTransformers {
         }
     }
 
-    fn transform_to_storage(&self, data: &[u8], authenticated_data: &[u8]) -> Result<Vec<u8>> {
+    fn transform_to_storage(&self, data: Bytes, authenticated_data: &[u8]) -> Result<Bytes> {
         let first = self.transformers.first().ok_or_else(|| Error::internal("no encryption provider configured"))?;
         let payload = first.transformer.transform_to_storage(data, authenticated_data)?;
         let mut out = Vec::with_capacity(first.prefix.len() + payload.len());
         out.extend_from_slice(&first.prefix);
         out.extend_from_slice(&payload);
-        Ok(out)
+        Ok(Bytes::from(out))
     }
 }
 

@@ -1,5 +1,6 @@
 use super::*;
 use crate::transformer::Transformer;
+use bytes::Bytes;
 
 const K16: &str = "MTIzNDU2Nzg5MDEyMzQ1Ng=="; // 16 bytes
 const K32: &str = "MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI="; // 32 bytes
@@ -33,13 +34,13 @@ fn first_provider_writes_with_its_prefix_and_all_read() {
     );
     let transformers = build(&text).expect("config");
     let t = transformers.transformer_for_resource(&GroupResource::core("secrets"));
-    let stored = t.transform_to_storage(b"plain", AAD).expect("write");
+    let stored = t.transform_to_storage(Bytes::from_static(b"plain"), AAD).expect("write").to_vec();
     assert!(stored.starts_with(b"k8s:enc:aesgcm:v1:new:"), "{:?}", String::from_utf8_lossy(&stored));
     assert_eq!(t.transform_from_storage(&stored, AAD).expect("read"), (b"plain".to_vec().into(), false));
     // Data written by a later key/provider reads as stale.
     let old = AesGcmTransformer::new(b"1234567890123456").expect("old");
     let mut by_old = b"k8s:enc:aesgcm:v1:old:".to_vec();
-    by_old.extend(old.transform_to_storage(b"older", AAD).expect("enc"));
+    by_old.extend(old.transform_to_storage(Bytes::from_static(b"older"), AAD).expect("enc").to_vec());
     assert_eq!(t.transform_from_storage(&by_old, AAD).expect("read old"), (b"older".to_vec().into(), true));
     // Plaintext is read by identity, stale.
     assert_eq!(t.transform_from_storage(b"{}", AAD).expect("plain"), (b"{}".to_vec().into(), true));
@@ -52,10 +53,10 @@ fn identity_first_migrates_away_from_encryption() {
         &format!("      - identity: {{}}\n      - aescbc: {{keys: [{{name: k, secret: {K32}}}]}}\n"),
     );
     let t = build(&text).expect("config").transformer_for_resource(&GroupResource::core("secrets"));
-    assert_eq!(t.transform_to_storage(b"x", AAD).expect("write"), b"x");
+    assert_eq!(t.transform_to_storage(Bytes::from_static(b"x"), AAD).expect("write").to_vec(), b"x");
     let cbc = AesCbcTransformer::new(b"12345678901234567890123456789012").expect("cbc");
     let mut stored = b"k8s:enc:aescbc:v1:k:".to_vec();
-    stored.extend(cbc.transform_to_storage(b"secret", AAD).expect("enc"));
+    stored.extend(cbc.transform_to_storage(Bytes::from_static(b"secret"), AAD).expect("enc").to_vec());
     assert_eq!(t.transform_from_storage(&stored, AAD).expect("read"), (b"secret".to_vec().into(), true));
 }
 
@@ -84,7 +85,11 @@ fn resource_lookup_is_exact_then_group_then_everything() {
     );
     let transformers = build(&text).expect("config");
     let write = |gr: GroupResource| {
-        let out = transformers.transformer_for_resource(&gr).transform_to_storage(b"v", AAD).expect("write");
+        let out = transformers
+            .transformer_for_resource(&gr)
+            .transform_to_storage(Bytes::from_static(b"v"), AAD)
+            .expect("write")
+            .to_vec();
         String::from_utf8_lossy(&out[..out.len().min(40)]).into_owned()
     };
     assert!(write(GroupResource::new("apps", "deployments")).starts_with("k8s:enc:secretbox:v1:a:"));
@@ -93,7 +98,10 @@ fn resource_lookup_is_exact_then_group_then_everything() {
     // Without a matching rule: identity.
     let none = build(&config("[secrets]", "      - identity: {}\n")).expect("config");
     assert_eq!(
-        none.transformer_for_resource(&GroupResource::core("configmaps")).transform_to_storage(b"v", AAD).expect("w"),
+        none.transformer_for_resource(&GroupResource::core("configmaps"))
+            .transform_to_storage(Bytes::from_static(b"v"), AAD)
+            .expect("w")
+            .to_vec(),
         b"v"
     );
 }
@@ -209,7 +217,11 @@ fn json_files_load_too_and_paths_are_named() {
     )
     .expect("write");
     let t = ResourceTransformers::load(&path).expect("load json");
-    let out = t.transformer_for_resource(&GroupResource::core("secrets")).transform_to_storage(b"v", AAD).expect("w");
+    let out = t
+        .transformer_for_resource(&GroupResource::core("secrets"))
+        .transform_to_storage(Bytes::from_static(b"v"), AAD)
+        .expect("w")
+        .to_vec();
     assert!(out.starts_with(b"k8s:enc:aesgcm:v1:k:"));
     let missing = dir.path().join("missing.yaml");
     let err = ResourceTransformers::load(&missing).expect_err("missing");

@@ -179,10 +179,17 @@ fn transformers_follow_the_requested_resource() {
     let options = StorageOptions::new(Config { encryption_provider_config: Some(path), ..Config::default() });
     let factory = options.fold().expect("fold").build();
     let secrets = factory.new_config(&GroupResource::core("secrets")).expect("secrets");
-    let stored = secrets.transformer.transform_to_storage(b"x", b"/registry/secrets/a").expect("write");
+    let stored = secrets
+        .transformer
+        .transform_to_storage(bytes::Bytes::from_static(b"x"), b"/registry/secrets/a")
+        .expect("write")
+        .to_vec();
     assert!(stored.starts_with(b"k8s:enc:secretbox:v1:k1:"));
     let cm = factory.new_config(&GroupResource::core("configmaps")).expect("cm");
-    assert_eq!(cm.transformer.transform_to_storage(b"x", b"k").expect("write"), b"x");
+    assert_eq!(
+        cm.transformer.transform_to_storage(bytes::Bytes::from_static(b"x"), b"k").expect("write").to_vec(),
+        b"x"
+    );
     // A broken encryption file fails completion with its field named.
     std::fs::write(
         dir.path().join("bad.yaml"),

@@ -91,7 +91,7 @@ struct Inner {
 struct State {
     object: Object,
     /// Codec output (pre-transform) of the stored object; empty when absent.
-    data: Vec<u8>,
+    data: Bytes,
     /// The key's mod_revision; 0 when absent.
     revision: Revision,
     /// Read with a non-primary transformer: rewrite even if unchanged.
@@ -135,11 +135,11 @@ impl Store {
     }
 
     /// Encodes an object for storage: clears resourceVersion and selfLink, encodes, checks
-    /// the size limit. Returns the codec output (pre-transform).
-    fn encode(&self, key: &str, object: &mut Object) -> Result<Vec<u8>> {
+    /// the size limit. Returns the codec output (pre-transform), its buffer not copied.
+    fn encode(&self, key: &str, object: &mut Object) -> Result<Bytes> {
         object.metadata.resource_version.clear();
         object.metadata.self_link.clear();
-        let data = self.inner.config.codec.encode(object)?;
+        let data = Bytes::from(self.inner.config.codec.encode(object)?);
         let limit = self.inner.config.max_object_size;
         if data.len() > limit {
             return Err(Error::TooLarge { key: key.to_owned(), size: data.len(), limit });
@@ -147,15 +147,20 @@ impl Store {
         Ok(data)
     }
 
-    fn transform_to_storage(&self, backend_key: &str, data: &[u8]) -> Result<Bytes> {
-        Ok(Bytes::from(self.inner.config.transformer.transform_to_storage(data, backend_key.as_bytes())?))
+    fn transform_to_storage(&self, backend_key: &str, data: Bytes) -> Result<Bytes> {
+        self.inner.config.transformer.transform_to_storage(data, backend_key.as_bytes())
     }
 
     /// Transforms and decodes a stored value; the object gets RV = `mod_revision`.
     fn decode_kv(&self, kv: &KeyValue) -> Result<State> {
         let (data, stale) = self.transform_from_storage(kv)?;
         let object = self.decode_data(kv, &data)?;
-        Ok(State { object, data: data.into_owned(), revision: kv.mod_revision, stale })
+        let data = match data {
+            // Stored as it is (identity): share the backend's buffer.
+            Cow::Borrowed(plain) => kv.value.slice_ref(plain),
+            Cow::Owned(plain) => Bytes::from(plain),
+        };
+        Ok(State { object, data, revision: kv.mod_revision, stale })
     }
 
     /// [`Store::decode_kv`]'s object alone (no copy of the plain bytes when they are stored
@@ -202,7 +207,7 @@ impl Store {
         match kv {
             Some(kv) => self.decode_kv(kv),
             None if ignore_not_found => {
-                Ok(State { object: Object::default(), data: Vec::new(), revision: 0, stale: false })
+                Ok(State { object: Object::default(), data: Bytes::new(), revision: 0, stale: false })
             }
             None => Err(Error::NotFound { key: key.to_owned() }),
         }
@@ -263,7 +268,7 @@ impl Storage for Store {
         }
         let data = self.encode(&key, &mut object)?;
         let backend_key = self.backend_key(&key);
-        let value = self.transform_to_storage(&backend_key, &data)?;
+        let value = self.transform_to_storage(&backend_key, data)?;
         match self.inner.backend.put(&backend_key, value, 0, ttl_duration(ttl)).await? {
             TxnOutcome::Succeeded { revision } => {
                 object.metadata.resource_version = format_resource_version(revision);

@@ -1,6 +1,8 @@
 //! `GuaranteedUpdate` and conditional `Delete`: optimistic loops on the key's mod_revision
 //! (Kubernetes etcd3 `GuaranteedUpdate` / `conditionalDelete`).
 
+use bytes::Bytes;
+
 use crate::error::{Error, Result};
 use crate::kv::TxnOutcome;
 use crate::object::Object;
@@ -75,7 +77,7 @@ impl Store {
                 }
             }
 
-            let value = self.transform_to_storage(&backend_key, &data)?;
+            let value = self.transform_to_storage(&backend_key, data)?;
             let ttl = ttl_duration(ttl.unwrap_or(0));
             match self.inner.backend.put(&backend_key, value, state.revision, ttl).await? {
                 TxnOutcome::Succeeded { revision } => {
@@ -181,7 +183,7 @@ impl Store {
             }
             (Err(err), false) => Err(err),
             (Err(_), true) => Ok((
-                State { object: Object::default(), data: Vec::new(), revision: kv.mod_revision, stale: false },
+                State { object: Object::default(), data: Bytes::new(), revision: kv.mod_revision, stale: false },
                 None,
             )),
         }

@@ -20,9 +20,11 @@ use crate::storage::{
 };
 use crate::store::{Store, StoreConfig};
 
-use crate::cacher::{Cacher, CacherConfig};
+use crate::cacher::CacherConfig;
+use crate::group_resource::GroupResource;
+use crate::layer::{Histories, History, ResourceContext};
 
-use super::{BackendFixture, StorageMode};
+use super::{BackendFixture, ChainUnderTest, StorageMode};
 
 /// The resource every behaviour stores (`/registry/pods/...`).
 pub const RESOURCE: &str = "pods";
@@ -141,7 +143,7 @@ pub fn suite_cacher_config() -> CacherConfig {
 }
 
 /// Everything a behaviour needs: the backend, the `Store` over it, and the storage under test
-/// as `Arc<dyn Storage>` (the store itself, or the watch cache over it).
+/// as `Arc<dyn Storage>` (the store itself, or the chain under test over it).
 pub struct Harness {
     /// The fresh backend from the fixture.
     pub backend: Arc<dyn KvBackend>,
@@ -149,11 +151,11 @@ pub struct Harness {
     pub store: Store,
     /// The storage under test, as API servers see it.
     pub storage: Arc<dyn Storage>,
-    /// The watch cache when the suite runs cached.
-    pub cacher: Option<Arc<Cacher>>,
+    /// The histories (watch caches) the chain's layers registered.
+    pub histories: Vec<Arc<dyn History>>,
     /// How the storage under test differs from a plain store.
     pub expect: Expectations,
-    mode: StorageMode,
+    chain: Option<ChainUnderTest>,
     unrelated_writes: std::sync::atomic::AtomicU64,
 }
 
@@ -165,40 +167,52 @@ impl Harness {
 
     /// A harness over a fresh backend with a custom store config.
     pub async fn with_config(fixture: &Arc<dyn BackendFixture>, config: StoreConfig) -> Self {
-        Self::over(fixture.new_backend().await, config, fixture.storage_mode()).await
+        Self::over(fixture.new_backend().await, config, fixture.chain().cloned()).await
     }
 
     /// A second harness over this one's backend (e.g. the same data with another transformer),
-    /// in the same mode.
+    /// through the same chain.
     pub async fn sibling(&self, config: StoreConfig) -> Self {
-        Self::over(self.backend.clone(), config, self.mode).await
+        Self::over(self.backend.clone(), config, self.chain.clone()).await
     }
 
-    /// A harness over an existing backend in `mode`. In cached mode it waits (≤ 10 s) for the
-    /// cache's first list attempt; a failed one (unreadable data) is left to the behaviour.
-    pub async fn over(backend: Arc<dyn KvBackend>, config: StoreConfig, mode: StorageMode) -> Self {
-        let store = match Store::new(backend.clone(), config) {
+    /// A harness over an existing backend, through `chain` when given (resource `pods`, type
+    /// `v1`/`Pod`, watch cache wanted). It waits (≤ 10 s) for the first load of every history
+    /// the chain registered; a failed one (unreadable data) is left to the behaviour.
+    pub async fn over(backend: Arc<dyn KvBackend>, config: StoreConfig, chain: Option<ChainUnderTest>) -> Self {
+        let store = match Store::new(backend.clone(), config.clone()) {
             Ok(store) => store,
             Err(e) => panic!("Store::new failed: {e}"),
         };
-        let (storage, cacher): (Arc<dyn Storage>, _) = match mode {
-            StorageMode::Store => (Arc::new(store.clone()), None),
-            StorageMode::Cached => {
-                let cacher = match Cacher::new(Arc::new(store.clone()), suite_cacher_config()) {
-                    Ok(cacher) => Arc::new(cacher),
-                    Err(e) => panic!("Cacher::new failed: {e}"),
+        let (storage, histories, expect): (Arc<dyn Storage>, _, _) = match &chain {
+            None => (Arc::new(store.clone()), Vec::new(), Expectations::default()),
+            Some(chain) => {
+                let mut context = match ResourceContext::for_store(GroupResource::core(RESOURCE), &config) {
+                    Ok(context) => context,
+                    Err(e) => panic!("no resource context: {e}"),
                 };
-                let _ = cacher.wait_until_ready(Duration::from_secs(10)).await;
-                (cacher.clone(), Some(cacher))
+                "v1".clone_into(&mut context.api_version);
+                "Pod".clone_into(&mut context.kind);
+                let registered = Histories::default();
+                context.histories = Some(registered.clone());
+                let storage = match chain.layers.apply(&context, Arc::new(store.clone())) {
+                    Ok(storage) => storage,
+                    Err(e) => panic!("the chain {:?} failed to build: {e}", chain.layers.names()),
+                };
+                let histories = registered.all();
+                for history in &histories {
+                    history.wait_loaded(Duration::from_secs(10)).await;
+                }
+                (storage, histories, chain.expect)
             }
         };
         Harness {
             backend,
             store,
             storage,
-            cacher,
-            expect: Expectations::for_mode(mode),
-            mode,
+            histories,
+            expect,
+            chain,
             unrelated_writes: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -215,9 +229,9 @@ impl Harness {
             ..recursive(&revision.to_string())
         };
         self.list("/pods/", options).await;
-        if let Some(cacher) = &self.cacher {
+        for history in &self.histories {
             let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
-            while cacher.resource_version() < revision {
+            while history.revision() < revision {
                 assert!(tokio::time::Instant::now() < deadline, "the cache did not reach revision {revision}");
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -305,14 +319,14 @@ impl Harness {
         if let Err(e) = self.backend.compact(revision).await {
             panic!("compact({revision}) failed: {e}");
         }
-        if let Some(cacher) = &self.cacher {
+        for history in &self.histories {
             // Like Kubernetes' `compactStorage`: let the cache catch up first (bounded: a
             // revision written outside the resource reaches it only by progress notification).
             let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-            while cacher.resource_version() < revision && tokio::time::Instant::now() < deadline {
+            while history.revision() < revision && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            cacher.compact_history(revision);
+            history.compact(revision);
         }
     }
 
@@ -505,10 +519,10 @@ impl crate::transformer::Transformer for PrefixTransformer {
         Err(Error::internal("the value carries no known prefix"))
     }
 
-    fn transform_to_storage(&self, data: &[u8], authenticated_data: &[u8]) -> crate::Result<Vec<u8>> {
+    fn transform_to_storage(&self, data: Bytes, authenticated_data: &[u8]) -> crate::Result<Bytes> {
         self.record(authenticated_data);
         let mut out = self.write.clone();
-        out.extend_from_slice(data);
-        Ok(out)
+        out.extend_from_slice(&data);
+        Ok(Bytes::from(out))
     }
 }

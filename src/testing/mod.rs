@@ -14,11 +14,13 @@
 //! `conformance::storage::...`), so `cargo test -p my-backend conformance` lists them and a
 //! failure names the behaviour.
 //!
-//! [`run_cached`] runs the Storage suite again with the watch cache
-//! ([`Cacher`](crate::cacher::Cacher)) over the store (`conformance::cached::...`), plus the
-//! cache-only behaviours (Kubernetes' `[C]` tests). Where the cache legitimately differs from a
-//! store, behaviours switch their expectation on [`fixtures::Expectations`], each flag naming
-//! the Kubernetes behaviour it follows.
+//! [`run_chain`] runs the Storage suite over any [`LayerChain`] on the store
+//! (`conformance::chain::...`), so a layer author runs it over their own layers;
+//! [`run_production`] runs it over the production chain (metrics → watch cache → store, see
+//! [`ChainUnderTest::production`]) plus the cache-only behaviours (Kubernetes' `[C]` tests).
+//! Where a chain legitimately differs from a store (a watch cache does), behaviours switch their
+//! expectation on [`fixtures::Expectations`], each flag naming the Kubernetes behaviour it
+//! follows.
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -26,7 +28,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::cacher::WatchCacheLayer;
 use crate::kv::KvBackend;
+use crate::layer::LayerChain;
+use crate::layers::{production_chain, StorageMetrics};
 
 pub mod audit;
 pub mod conformance;
@@ -48,14 +53,14 @@ pub trait BackendFixture: Send + Sync + 'static {
     /// A fresh, isolated backend.
     async fn new_backend(&self) -> Arc<dyn KvBackend>;
 
-    /// What the Storage suite tests over each backend. Backends keep the default (the
-    /// [`Store`](crate::store::Store)); [`run_cached`] selects [`StorageMode::Cached`].
-    fn storage_mode(&self) -> StorageMode {
-        StorageMode::Store
+    /// The chain the Storage suite tests over the store of each backend. Backends keep the
+    /// default (none: the [`Store`](crate::store::Store) itself); [`run_chain`] sets one.
+    fn chain(&self) -> Option<&ChainUnderTest> {
+        None
     }
 }
 
-/// The storage the Storage suite builds over each backend.
+/// The storage the audit builds over a backend.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum StorageMode {
     /// The [`Store`](crate::store::Store) itself.
@@ -65,21 +70,54 @@ pub enum StorageMode {
     Cached,
 }
 
-/// A fixture whose backends are tested through the watch cache.
-struct CachedFixture(Arc<dyn BackendFixture>);
+/// A chain of layers the Storage suite runs over the store, and how the storage it builds
+/// differs from a plain store.
+#[derive(Clone, Debug)]
+pub struct ChainUnderTest {
+    /// The layers, innermost first (applied over the suite's `Store` for `pods`).
+    pub layers: LayerChain,
+    /// Where the chain's answers legitimately differ from a store's.
+    pub expect: fixtures::Expectations,
+}
+
+impl ChainUnderTest {
+    /// `layers`, expected to answer exactly like a store (e.g. metrics, tracing, retries).
+    pub fn transparent(layers: LayerChain) -> Self {
+        ChainUnderTest { layers, expect: fixtures::Expectations::default() }
+    }
+
+    /// `layers` containing a watch cache: a cache's expectations (Kubernetes' cacher tests).
+    pub fn cached(layers: LayerChain) -> Self {
+        ChainUnderTest { layers, expect: fixtures::Expectations::for_mode(StorageMode::Cached) }
+    }
+
+    /// The production chain: metrics → watch cache → store
+    /// ([`production_chain`](crate::layers::production_chain)), the cache with the suite's
+    /// bookmark frequency ([`fixtures::suite_cacher_config`]).
+    pub fn production() -> Self {
+        let cache = WatchCacheLayer::new(fixtures::suite_cacher_config());
+        Self::cached(production_chain(cache, &StorageMetrics::new()))
+    }
+}
+
+/// A fixture whose backends are tested through a chain.
+struct ChainFixture {
+    fixture: Arc<dyn BackendFixture>,
+    chain: ChainUnderTest,
+}
 
 #[async_trait]
-impl BackendFixture for CachedFixture {
+impl BackendFixture for ChainFixture {
     fn name(&self) -> &str {
-        self.0.name()
+        self.fixture.name()
     }
 
     async fn new_backend(&self) -> Arc<dyn KvBackend> {
-        self.0.new_backend().await
+        self.fixture.new_backend().await
     }
 
-    fn storage_mode(&self) -> StorageMode {
-        StorageMode::Cached
+    fn chain(&self) -> Option<&ChainUnderTest> {
+        Some(&self.chain)
     }
 }
 
@@ -103,14 +141,17 @@ pub fn behaviours() -> Vec<(String, Behaviour)> {
     all
 }
 
-/// The Storage suite through the watch cache, then the cache-only behaviours, named
-/// `conformance::cached::...`.
-pub fn cached_behaviours() -> Vec<(String, Behaviour)> {
-    conformance::behaviours()
-        .into_iter()
-        .chain(conformance::cache_only_behaviours())
-        .map(|(n, b)| (format!("conformance::cached::{n}"), b))
-        .collect()
+/// The Storage suite over a chain, named `conformance::chain::...`.
+pub fn chain_behaviours() -> Vec<(String, Behaviour)> {
+    conformance::behaviours().into_iter().map(|(n, b)| (format!("conformance::chain::{n}"), b)).collect()
+}
+
+/// The Storage suite over the production chain, then the cache-only behaviours, named
+/// `conformance::chain::...`.
+pub fn production_behaviours() -> Vec<(String, Behaviour)> {
+    let cache_only =
+        conformance::cache_only_behaviours().into_iter().map(|(n, b)| (format!("conformance::chain::{n}"), b));
+    chain_behaviours().into_iter().chain(cache_only).collect()
 }
 
 /// Runs the whole suite against `fixture` as libtest-mimic tests (honours the usual test
@@ -119,10 +160,24 @@ pub fn run(fixture: impl BackendFixture) -> ExitCode {
     run_trials(Arc::new(fixture), behaviours())
 }
 
-/// Runs the Storage suite with the watch cache over the store built on `fixture`'s backends
-/// ([`cached_behaviours`]) and returns the process exit code.
-pub fn run_cached(fixture: impl BackendFixture) -> ExitCode {
-    run_trials(Arc::new(CachedFixture(Arc::new(fixture))), cached_behaviours())
+/// Runs the Storage suite over `chain` on the store built on each of `fixture`'s backends
+/// ([`chain_behaviours`]) and returns the process exit code. A layer author's test target:
+///
+/// ```ignore
+/// fn main() -> std::process::ExitCode {
+///     let chain = LayerChain::new().with(MyLayer::default());
+///     apistore::testing::run_chain(MyFixture::default(), ChainUnderTest::transparent(chain))
+/// }
+/// ```
+pub fn run_chain(fixture: impl BackendFixture, chain: ChainUnderTest) -> ExitCode {
+    run_trials(Arc::new(ChainFixture { fixture: Arc::new(fixture), chain }), chain_behaviours())
+}
+
+/// Runs the Storage suite over the production chain ([`ChainUnderTest::production`]) plus the
+/// cache-only behaviours ([`production_behaviours`]) and returns the process exit code.
+pub fn run_production(fixture: impl BackendFixture) -> ExitCode {
+    let chain = ChainUnderTest::production();
+    run_trials(Arc::new(ChainFixture { fixture: Arc::new(fixture), chain }), production_behaviours())
 }
 
 fn run_trials(fixture: Arc<dyn BackendFixture>, behaviours: Vec<(String, Behaviour)>) -> ExitCode {

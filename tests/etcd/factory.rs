@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use apistore::factory::{check_backends, StorageOptions};
 use apistore::group_resource::GroupResource;
+use apistore::layer::LayerChain;
+use apistore::layers::WatchCacheLayer;
 use apistore::registry::{self, BackendConfig};
 use apistore::rest_options::{RESTOptionsGetter, StorageFactoryRestOptionsFactory};
 use apistore::storage::{GetOptions, ListOptions, Storage};
@@ -44,7 +46,10 @@ async fn configmaps_on_sled_and_events_on_etcd() {
     // The events location comes from kube-apiserver's own flag syntax.
     let mut options = StorageOptions::load(&path).expect("load");
     options.apply_args([format!("--etcd-servers-overrides=/events#{url}")]).expect("flags");
-    let getter = StorageFactoryRestOptionsFactory::from_config(&options.complete().expect("complete"));
+    let getter = StorageFactoryRestOptionsFactory::from_config(
+        &options.complete().expect("complete"),
+        LayerChain::new().with(WatchCacheLayer::default()),
+    );
     check_backends(getter.factory().as_ref()).await.expect("sled and etcd healthy");
 
     let events_options = getter.get_rest_options(&GroupResource::core("events")).expect("events");
@@ -102,7 +107,8 @@ async fn etcd_by_default_events_on_sled_secrets_encrypted_on_etcd() {
     .expect("write config");
     let completed = StorageOptions::load(&path).expect("load").complete().expect("complete");
     let etcd_backend = completed.backend.clone();
-    let getter = StorageFactoryRestOptionsFactory::from_config(&completed);
+    let getter =
+        StorageFactoryRestOptionsFactory::from_config(&completed, LayerChain::new().with(WatchCacheLayer::default()));
 
     let events = storage_of(&getter, &GroupResource::core("events")).await;
     let secrets = storage_of(&getter, &GroupResource::core("secrets")).await;

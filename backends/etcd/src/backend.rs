@@ -260,7 +260,7 @@ impl EtcdBackend {
     async fn conditional_put(
         &self,
         etcd_key: &str,
-        value: &Bytes,
+        value: Bytes,
         expected: i64,
         ttl: Option<Duration>,
     ) -> Result<TxnResponse> {
@@ -271,7 +271,8 @@ impl EtcdBackend {
         let put_options = (lease != 0).then(|| PutOptions::new().with_lease(lease));
         let txn = Txn::new()
             .when([Compare::mod_revision(etcd_key, CompareOp::Equal, expected)])
-            .and_then([TxnOp::put(etcd_key, value.to_vec(), put_options)])
+            // The store's buffer itself when it is the only owner (no copy before gRPC encoding).
+            .and_then([TxnOp::put(etcd_key, Vec::from(value), put_options)])
             .or_else([TxnOp::get(etcd_key, None)]);
         self.txn("put", etcd_key, txn).await
     }
@@ -345,13 +346,16 @@ impl KvBackend for EtcdBackend {
             return Err(Error::TooLarge { key: key.to_owned(), size: value.len(), limit });
         }
         let expected = to_etcd_revision(expected_mod_revision)?;
-        let response = match self.conditional_put(&etcd_key, &value, expected, ttl).await {
-            Err(Error::Internal { message }) if ttl.is_some() && message.contains("lease not found") => {
+        // Only a put with a lease may be retried (a lease that expired meanwhile), so only it
+        // keeps a second handle to the value.
+        let retry_value = ttl.is_some().then(|| value.clone());
+        let response = match (self.conditional_put(&etcd_key, value, expected, ttl).await, retry_value) {
+            (Err(Error::Internal { message }), Some(value)) if message.contains("lease not found") => {
                 // The reused lease expired or was revoked meanwhile: take a new one.
                 self.leases.forget().await;
-                self.conditional_put(&etcd_key, &value, expected, ttl).await?
+                self.conditional_put(&etcd_key, value, expected, ttl).await?
             }
-            other => other?,
+            (other, _) => other?,
         };
         self.outcome(response)
     }

@@ -95,19 +95,27 @@ pub(crate) struct Version {
 }
 
 impl Version {
+    /// The version record: header, then the value.
+    #[cfg(test)]
     pub(crate) fn encode(&self) -> Vec<u8> {
-        self.encode_with(&self.value)
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.encode_into(&mut out);
+        out
     }
 
-    fn encode_with(&self, value: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(VERSION_HEADER + value.len());
+    /// Bytes of the encoded record.
+    fn encoded_len(&self) -> usize {
+        VERSION_HEADER + self.value.len()
+    }
+
+    /// Appends the record to `out` (one copy of the value, into the caller's buffer).
+    fn encode_into(&self, out: &mut Vec<u8>) {
         out.push(if self.live { KIND_PUT } else { KIND_DELETE });
         out.extend_from_slice(&self.create_revision.to_be_bytes());
         out.extend_from_slice(&self.version.to_be_bytes());
         out.extend_from_slice(&self.prev_revision.to_be_bytes());
         out.extend_from_slice(&self.expires_at_ms.to_be_bytes());
-        out.extend_from_slice(value);
-        out
+        out.extend_from_slice(&self.value);
     }
 
     pub(crate) fn decode(raw: &[u8]) -> Result<Self> {
@@ -146,13 +154,14 @@ impl Version {
     }
 }
 
-/// The history value of a revision: key length (u32), key, then the full version record.
+/// The history value of a revision: key length (u32), key, then the full version record,
+/// written into one buffer of exactly that size.
 pub(crate) fn encode_event(key: &[u8], version: &Version) -> Vec<u8> {
-    let record = version.encode();
-    let mut out = Vec::with_capacity(4 + key.len() + record.len());
+    let mut out = Vec::with_capacity(4 + key.len() + version.encoded_len());
     out.extend_from_slice(&(key.len() as u32).to_be_bytes());
     out.extend_from_slice(key);
-    out.extend_from_slice(&record);
+    version.encode_into(&mut out);
+    debug_assert_eq!(out.len(), out.capacity());
     out
 }
 
@@ -200,6 +209,7 @@ mod tests {
         };
         assert_eq!(Version::decode(&version.encode()).expect("decode"), version);
         let event = encode_event(b"/key", &version);
+        assert_eq!(event.len(), event.capacity(), "one buffer of exactly the record's size");
         let header = decode_event_header(&event).expect("header").1;
         assert_eq!(header, Version { value: Bytes::new(), ..version.clone() });
         assert_eq!(decode_event(&event).expect("event"), (&b"/key"[..], version));

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apistore::cacher::{Cacher, CacherConfig};
-use apistore::layer::{StorageLayer, StorageMetrics};
+use apistore::group_resource::GroupResource;
+use apistore::layer::{Layer, ResourceContext};
+use apistore::layers::StorageMetrics;
 use apistore::storage::{ListOptions, Predicate, Storage};
 use apistore::{KvBackend, Object, Store, StoreConfig};
 use apistore_sled::SledBackend;
@@ -28,8 +30,11 @@ fn list(limit: i64, continue_token: &str) -> ListOptions {
 async fn consistent_lists_come_from_the_cache_and_see_every_acknowledged_write() {
     let backend: Arc<dyn KvBackend> = Arc::new(SledBackend::temporary().expect("sled"));
     let metrics = StorageMetrics::new();
-    let store: Arc<dyn Storage> = Arc::new(Store::new(backend.clone(), StoreConfig::new("pods")).expect("store"));
-    let cacher = Cacher::new(metrics.layer("pods").layer(store), CacherConfig::new("pods")).expect("cacher");
+    let config = StoreConfig::new("pods");
+    let context = ResourceContext::for_store(GroupResource::core("pods"), &config).expect("context");
+    let store: Arc<dyn Storage> = Arc::new(Store::new(backend.clone(), config).expect("store"));
+    let metered = metrics.layer().layer(&context, store).expect("metrics layer");
+    let cacher = Cacher::new(metered, CacherConfig::new("pods")).expect("cacher");
     cacher.wait_until_ready(Duration::from_secs(10)).await.expect("ready");
     let inner_lists = metrics.request_count("pods", "list");
     assert_eq!(inner_lists, 1, "the reflector's initial list");

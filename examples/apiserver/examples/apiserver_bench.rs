@@ -4,7 +4,17 @@
 //! cargo build --release -p apistore-apiserver --bins --examples
 //! cargo run --release -p apistore-apiserver --example apiserver_bench -- [--backend sled] [--creates 10000] [--clients 16]
 //! cargo run --release -p apistore-apiserver --example apiserver_bench -- --server http://127.0.0.1:8080   # a running server
+//! cargo build --release -p apistore-apiserver --features etcd --bins --examples   # the etcd side needs the etcd backend
+//! cargo run --release -p apistore-apiserver --features etcd --example apiserver_bench -- --durable-creates [--dir .] [--seconds 4] [--rounds 3]
 //! ```
+//!
+//! `--durable-creates` runs one comparison instead, all in one run and on one disk (temporary
+//! directories inside `--dir`, default the current directory — not tmpfs): durable 1 KiB
+//! ConfigMap creates through the API server on sled, and through the same server binary on a
+//! single-node etcd (the harness's, its data directory beside sled's), at 1 and 64 connections,
+//! plus the disk's fsync rate (1 KiB appends, each followed by `fdatasync`). Each figure is
+//! measured `--rounds` times, interleaved; the medians are printed with the ratios sled/etcd
+//! and sled-at-1-connection/fsync-rate (one fsync per acknowledged create is the floor).
 //!
 //! 1. creates: `--creates` ConfigMaps POSTed by `--clients` concurrent clients → creates/s,
 //!    p50/p99 latency;
@@ -30,6 +40,9 @@ use apistore_memory as _;
 use apistore_sled as _;
 
 struct Options {
+    /// Run the durable-create comparison (with `durable`'s settings) instead.
+    durable_creates: bool,
+    durable: Durable,
     server: Option<String>,
     backend: String,
     creates: usize,
@@ -39,8 +52,16 @@ struct Options {
 }
 
 fn parse() -> Result<Options, String> {
-    let mut options =
-        Options { server: None, backend: "sled".into(), creates: 10_000, clients: 16, page: 500, list_rounds: 5 };
+    let mut options = Options {
+        durable_creates: false,
+        durable: Durable::default(),
+        server: None,
+        backend: "sled".into(),
+        creates: 10_000,
+        clients: 16,
+        page: 500,
+        list_rounds: 5,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -52,6 +73,10 @@ fn parse() -> Result<Options, String> {
             "--clients" => options.clients = number(value()?)?.max(1),
             "--page" => options.page = number(value()?)?.max(1),
             "--list-rounds" => options.list_rounds = number(value()?)?.max(1),
+            "--durable-creates" => options.durable_creates = true,
+            "--dir" => options.durable.dir = value()?.into(),
+            "--seconds" => options.durable.seconds = number(value()?)?.max(1) as u64,
+            "--rounds" => options.durable.rounds = number(value()?)?.max(1),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -72,6 +97,15 @@ impl Drop for Spawned {
 }
 
 fn spawn_server(backend: &str) -> Result<(String, Spawned), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let data = dir.path().join("data");
+    let args = ["--backend".to_owned(), backend.to_owned(), "--data-dir".to_owned(), data.display().to_string()];
+    spawn_server_with(&args, dir)
+}
+
+/// Starts the server binary with `args` (plus `--listen` on a free loopback port); `dir` is
+/// removed when the server is stopped.
+fn spawn_server_with(args: &[String], dir: tempfile::TempDir) -> Result<(String, Spawned), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     // target/<profile>/examples/apiserver_bench → target/<profile>/apiserver
     let profile_dir = exe.parent().and_then(std::path::Path::parent).ok_or("no target/<profile> directory")?;
@@ -84,10 +118,11 @@ fn spawn_server(backend: &str) -> Result<(String, Spawned), String> {
     }
     let port =
         std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let child = Command::new(&binary)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--backend", backend, "--data-dir"])
-        .arg(dir.path().join("data"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(args)
+        // Warnings and errors only: an audit line per request would be measured too.
+        .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -320,6 +355,162 @@ async fn direct(options: &Options, creates: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Settings of the durable-create comparison.
+struct Durable {
+    /// Where the temporary directories go (sled's data, etcd's data, the fsync probe).
+    dir: std::path::PathBuf,
+    /// Length of each measurement.
+    seconds: u64,
+    /// Measurements of each figure (interleaved).
+    rounds: usize,
+}
+
+impl Default for Durable {
+    fn default() -> Self {
+        Durable { dir: ".".into(), seconds: 4, rounds: 3 }
+    }
+}
+
+/// The connection counts of the comparison.
+const CONNECTIONS: [usize; 2] = [1, 64];
+
+/// The size of each create's request body.
+const BODY_BYTES: usize = 1024;
+
+/// A ConfigMap create body of exactly [`BODY_BYTES`] bytes.
+fn body_of(name: &str) -> Vec<u8> {
+    let doc = |fill: usize| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"value": "x".repeat(fill)}});
+    let overhead = serde_json::to_vec(&doc(0)).unwrap_or_default().len();
+    serde_json::to_vec(&doc(BODY_BYTES.saturating_sub(overhead))).unwrap_or_default()
+}
+
+/// fdatasyncs per second of 1 KiB appends to a new file in `dir`, for `seconds`.
+fn fsync_rate(dir: &std::path::Path, seconds: u64) -> Result<f64, String> {
+    use std::io::Write;
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let block = [b'x'; BODY_BYTES];
+    let started = Instant::now();
+    let mut syncs = 0u64;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        file.write_all(&block).map_err(|e| e.to_string())?;
+        file.sync_data().map_err(|e| e.to_string())?;
+        syncs += 1;
+    }
+    let rate = syncs as f64 / started.elapsed().as_secs_f64();
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    Ok(rate)
+}
+
+/// Creates/s of `connections` clients each POSTing 1 KiB ConfigMaps for `seconds` (every
+/// create must answer 201; names are unique per `tag`).
+async fn create_rate(base: &str, tag: &str, connections: usize, seconds: u64) -> Result<f64, String> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build().map_err(|e| e.to_string())?;
+    let collection = Arc::new(format!("{base}/api/v1/namespaces/default/configmaps"));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..connections {
+        let (client, collection, tag) = (client.clone(), collection.clone(), tag.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            while Instant::now() < deadline {
+                let body = body_of(&format!("{tag}-{worker}-{done}"));
+                let response = client
+                    .post(collection.as_str())
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let status = response.status();
+                let _ = response.bytes().await;
+                if status.as_u16() != 201 {
+                    return Err(format!("create answered {status}"));
+                }
+                done += 1;
+            }
+            Ok::<_, String>(done)
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.map_err(|e| e.to_string())??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The durable-create comparison (see the module doc).
+async fn durable_creates(settings: &Durable) -> Result<(), String> {
+    let root = tempfile::Builder::new()
+        .prefix("apistore-durable-")
+        .tempdir_in(&settings.dir)
+        .map_err(|e| format!("{}: {e}", settings.dir.display()))?;
+    println!("durable creates: every store under {} ({} s per measurement)", root.path().display(), settings.seconds);
+    let etcd = apistore_etcd_harness::EtcdCluster::start(apistore_etcd_harness::ClusterConfig {
+        base_dir: Some(root.path().to_owned()),
+        ..apistore_etcd_harness::ClusterConfig::default()
+    })
+    .map_err(|e| e.to_string())?;
+    let sled_dir = tempfile::tempdir_in(root.path()).map_err(|e| e.to_string())?;
+    let sled_args = [
+        "--backend".to_owned(),
+        "sled".to_owned(),
+        "--data-dir".to_owned(),
+        sled_dir.path().join("data").display().to_string(),
+    ];
+    let etcd_dir = tempfile::tempdir_in(root.path()).map_err(|e| e.to_string())?;
+    let etcd_args = [
+        "--etcd-servers".to_owned(),
+        etcd.endpoint(0),
+        "--data-dir".to_owned(),
+        etcd_dir.path().join("data").display().to_string(),
+    ];
+    let (sled_url, _sled) = spawn_server_with(&sled_args, sled_dir)?;
+    let (etcd_url, _etcd_server) = spawn_server_with(&etcd_args, etcd_dir)?;
+    let client = reqwest::Client::new();
+    wait_ready(&client, &sled_url).await?;
+    wait_ready(&client, &etcd_url).await?;
+    let sides = [("sled", sled_url.as_str()), ("etcd", etcd_url.as_str())];
+    // Warm up both servers (connections, caches) before measuring.
+    for (name, url) in sides {
+        create_rate(url, &format!("warm-{name}"), 4, 1).await?;
+    }
+    let mut rates: std::collections::BTreeMap<(usize, &str), Vec<f64>> = Default::default();
+    let mut fsyncs = Vec::new();
+    for round in 0..settings.rounds {
+        fsyncs.push(fsync_rate(root.path(), settings.seconds)?);
+        for connections in CONNECTIONS {
+            for (name, url) in sides {
+                let rate =
+                    create_rate(url, &format!("r{round}-c{connections}-{name}"), connections, settings.seconds).await?;
+                println!("  round {round}: {name:>4} {connections:>2} connection(s): {rate:>7.0} creates/s");
+                rates.entry((connections, name)).or_default().push(rate);
+            }
+        }
+        println!("  round {round}: fsync probe: {:>7.0} fdatasyncs/s", fsyncs[round]);
+    }
+    let fsync = median(&mut fsyncs);
+    println!("medians of {} rounds ({}-byte bodies):", settings.rounds, BODY_BYTES);
+    println!("  disk fsync rate (1 KiB append + fdatasync): {fsync:.0}/s");
+    for connections in CONNECTIONS {
+        let sled = median(rates.entry((connections, "sled")).or_default());
+        let etcd = median(rates.entry((connections, "etcd")).or_default());
+        println!(
+            "  {connections:>2} connection(s): sled {sled:.0} creates/s, etcd {etcd:.0} creates/s: sled/etcd {:.2}x; sled/fsync-rate {:.2}",
+            sled / etcd.max(f64::MIN_POSITIVE),
+            sled / fsync.max(f64::MIN_POSITIVE),
+        );
+    }
+    Ok(())
+}
+
 fn main() {
     let options = match parse() {
         Ok(options) => options,
@@ -335,7 +526,12 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(message) = runtime.block_on(run(options)) {
+    let result = if options.durable_creates {
+        runtime.block_on(durable_creates(&options.durable))
+    } else {
+        runtime.block_on(run(options))
+    };
+    if let Err(message) = result {
         eprintln!("apiserver_bench: {message}");
         std::process::exit(1);
     }

@@ -3,20 +3,18 @@
 //! apistore's factory decides per resource: the [`StorageOptions`] (config file plus kube
 //! storage flags) complete into a `DefaultStorageFactory`; its `RESTOptionsGetter` gives each
 //! GroupResource its backend (opened through the plugin registry, pooled), key prefix, codec,
-//! encryption and decorator — the watch cache ([`CacherDecorator`]) where the config's
-//! `watch_cache` settings want one (kube's defaults: every resource but events;
-//! `--watch-cache=false` turns it off) — with a [`StorageMetrics`] layer over every storage. Resources
+//! encryption and its one layer chain ([`production_chain`]: metrics → watch cache → store,
+//! the watch cache only where the config's `watch_cache` settings want one — kube's defaults:
+//! every resource but events; `--watch-cache=false` turns it off). Resources
 //! that cohabit (core/v1 and events.k8s.io/v1 events) resolve to one storage location and
 //! share one storage here.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use apistore::cacher::CacherDecorator;
 use apistore::factory::{check_backends, StorageOptions};
 use apistore::group_resource::GroupResource;
 use apistore::kv::KvBackend;
-use apistore::layer::StorageMetrics;
+use apistore::layers::{production_chain, StorageMetrics, WatchCacheLayer};
 use apistore::rest_options::{RESTOptionsGetter, StorageFactoryRestOptionsFactory};
 use apistore::storage::DynStorage;
 use apistore::Result;
@@ -39,9 +37,8 @@ impl StorageProvider {
     pub async fn new(options: &StorageOptions) -> Result<Self> {
         let completed = options.complete()?;
         let metrics = StorageMetrics::new();
-        let getter = StorageFactoryRestOptionsFactory::from_config(&completed)
-            .with_cacher(Arc::new(CacherDecorator::default()))
-            .with_layer(Arc::new(metrics.clone()));
+        let chain = production_chain(WatchCacheLayer::default(), &metrics);
+        let getter = StorageFactoryRestOptionsFactory::from_config(&completed, chain);
         let backends = check_backends(getter.factory().as_ref()).await?;
         Ok(StorageProvider { getter, metrics, opened: HashMap::new(), _backends: backends })
     }

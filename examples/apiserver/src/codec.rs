@@ -8,6 +8,7 @@
 //! every official client relies on), and one that names another type is a 400 worded as kube
 //! words it. Custom resources decode as kube's unstructured objects: they must name their kind.
 
+use apistore::Object;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -103,23 +104,63 @@ pub fn default_and_check_gvk(value: &mut Value, resource: &Resource, body: &[u8]
             ))),
         }
     };
-    let kind = string(map, "kind")?;
-    let api_version = string(map, "apiVersion")?;
+    let mut kind = string(map, "kind")?;
+    let mut api_version = string(map, "apiVersion")?;
+    let name = map.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("").to_owned();
+    default_and_check_type(&mut api_version, &mut kind, &name, resource, body)?;
+    map.insert("apiVersion".into(), Value::String(api_version));
+    map.insert("kind".into(), Value::String(kind));
+    Ok(())
+}
+
+/// Decodes an object body straight into an [`Object`] (one parse) and fills and checks its
+/// `apiVersion` and `kind` as [`decode_object`] does. A body that does not decode as an
+/// object takes [`decode_object`]'s path, so every error reads as kube's.
+///
+/// Errors: those of [`decode_object`], and 400 when the decoded body does not fit an object.
+pub fn decode_typed(body: &[u8], format: Format, resource: &Resource) -> ApiResult<Object> {
+    let parsed = match format {
+        Format::Json => serde_json::from_slice::<Object>(body).ok(),
+        Format::Yaml => serde_yaml::from_slice::<Object>(body).ok(),
+    };
+    if let Some(mut object) = parsed {
+        let name = object.metadata.name.clone();
+        default_and_check_type(&mut object.api_version, &mut object.kind, &name, resource, body)?;
+        return Ok(object);
+    }
+    let value = decode_object(body, format, resource)?;
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{} in version {:?} cannot be handled as a {}: {e}",
+            resource.kind, resource.version, resource.kind
+        ))
+    })
+}
+
+/// Fills and checks a body's `apiVersion` and `kind` (strings, empty when unset) against
+/// `resource`; `name` is the body's `metadata.name` (for a 422's target).
+fn default_and_check_type(
+    api_version: &mut String,
+    kind: &mut String,
+    name: &str,
+    resource: &Resource,
+    body: &[u8],
+) -> ApiResult<()> {
+    let expected = resource.gvk();
     if resource.is_custom() {
         if kind.is_empty() {
             let shown = String::from_utf8_lossy(body);
             return Err(ApiError::bad_request(format!("Object 'Kind' is missing in '{}'", shown.trim())));
         }
-        if kind != expected.kind {
-            let name = map.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("");
+        if *kind != expected.kind {
             return Err(ApiError::invalid_fields(
                 &resource.target(name),
-                &[FieldError::invalid("kind", Value::String(kind), format!("must be {}", expected.kind))],
+                &[FieldError::invalid("kind", Value::String(kind.clone()), format!("must be {}", expected.kind))],
             ));
         }
     }
     let (body_group, body_version) =
-        if api_version.is_empty() { (expected.group, expected.version) } else { split_api_version(&api_version) };
+        if api_version.is_empty() { (expected.group, expected.version) } else { split_api_version(api_version) };
     let body_kind = if kind.is_empty() { expected.kind } else { kind.as_str() };
     let shown_version = if api_version.is_empty() { expected.api_version() } else { api_version.clone() };
     if body_group == expected.group && body_version == expected.version {
@@ -142,13 +183,13 @@ pub fn default_and_check_gvk(value: &mut Value, resource: &Resource, body: &[u8]
             expected.kind
         )));
     }
-    map.insert("apiVersion".into(), Value::String(expected.api_version()));
-    map.insert("kind".into(), Value::String(expected.kind.to_owned()));
+    *api_version = expected.api_version();
+    expected.kind.clone_into(kind);
     Ok(())
 }
 
-/// Serializes `value` in `format`.
-pub fn encode(value: &Value, format: Format) -> Vec<u8> {
+/// Serializes `value` (a JSON value, or an [`Object`] encoded straight) in `format`.
+pub fn encode<T: serde::Serialize + ?Sized>(value: &T, format: Format) -> Vec<u8> {
     match format {
         Format::Json => serde_json::to_vec(value).unwrap_or_default(),
         Format::Yaml => serde_yaml::to_string(value).map(String::into_bytes).unwrap_or_default(),
@@ -156,7 +197,7 @@ pub fn encode(value: &Value, format: Format) -> Vec<u8> {
 }
 
 /// A response of `code` carrying `value` in `format`.
-pub fn respond(code: StatusCode, value: &Value, format: Format) -> Response {
+pub fn respond<T: serde::Serialize + ?Sized>(code: StatusCode, value: &T, format: Format) -> Response {
     let body = encode(value, format);
     let mut response = (code, body).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.media_type()));

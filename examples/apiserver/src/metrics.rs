@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use apistore::layer::StorageMetrics;
+use apistore::layers::StorageMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -95,16 +95,18 @@ mod tests {
 
     #[tokio::test]
     async fn one_registry_renders_request_and_storage_families() {
-        use apistore::layer::StorageLayer;
+        use apistore::group_resource::GroupResource;
+        use apistore::layer::{Layer, ResourceContext};
         use apistore::storage::{GetOptions, Storage};
         use std::sync::Arc;
 
         let storage = StorageMetrics::new();
         let metrics = Metrics::with_storage(&storage);
         let backend: Arc<dyn apistore::KvBackend> = Arc::new(apistore_memory::MemoryBackend::new());
-        let store: Arc<dyn Storage> =
-            Arc::new(apistore::Store::new(backend, apistore::StoreConfig::new("configmaps")).expect("store"));
-        let metered = storage.layer("configmaps").layer(store);
+        let config = apistore::StoreConfig::new("configmaps");
+        let context = ResourceContext::for_store(GroupResource::core("configmaps"), &config).expect("context");
+        let store: Arc<dyn Storage> = Arc::new(apistore::Store::new(backend, config).expect("store"));
+        let metered = storage.layer().layer(&context, store).expect("metrics layer");
         assert!(metered.get("/configmaps/ns/a", GetOptions::default()).await.is_err(), "not found");
         metrics.record("LIST", "configmaps", 200, Duration::from_millis(3));
         metrics.record("LIST", "configmaps", 200, Duration::from_secs(10));

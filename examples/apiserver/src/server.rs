@@ -17,7 +17,7 @@ use crate::backend::StorageProvider;
 use crate::config::ServerConfig;
 use crate::crds;
 use crate::discovery;
-use apistore::layer::StorageMetrics;
+use apistore::layers::StorageMetrics;
 
 use crate::metrics::Metrics;
 use crate::namespaces;

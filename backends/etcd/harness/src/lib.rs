@@ -127,6 +127,10 @@ pub struct ClusterConfig {
     pub progress_notify_interval: Duration,
     /// Extra command-line arguments for every member.
     pub extra_args: Vec<String>,
+    /// Where the members' data directories live (a new temporary directory inside it); `None`:
+    /// tmpfs (`/dev/shm`) when present. A benchmark sets it to compare with another store on
+    /// the same disk.
+    pub base_dir: Option<PathBuf>,
 }
 
 impl Default for ClusterConfig {
@@ -136,6 +140,7 @@ impl Default for ClusterConfig {
             tls: None,
             progress_notify_interval: Duration::from_secs(1),
             extra_args: Vec::new(),
+            base_dir: None,
         }
     }
 }
@@ -208,7 +213,13 @@ impl EtcdCluster {
         if config.members == 0 {
             return Err(err("a cluster needs at least one member"));
         }
-        let dir = temp_dir("apistore-etcd-")?;
+        let dir = match &config.base_dir {
+            Some(base) => tempfile::Builder::new()
+                .prefix("apistore-etcd-")
+                .tempdir_in(base)
+                .map_err(|e| err(format!("cannot create a temp dir in {}: {e}", base.display())))?,
+            None => temp_dir("apistore-etcd-")?,
+        };
         let token = format!(
             "apistore-{}-{}",
             std::process::id(),

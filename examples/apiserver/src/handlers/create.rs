@@ -22,7 +22,8 @@ impl Context<'_> {
         self.check_unknown_fields(&object, false)?;
         let manager = self.manager(None)?;
         let created = self.create_object(object, Some(&manager)).await?;
-        Ok(respond(StatusCode::CREATED, &serde_json::to_value(created).unwrap_or_default(), output))
+        // Encoded once, straight from the object.
+        Ok(respond(StatusCode::CREATED, &created, output))
     }
 
     /// Prepares, validates and stores a new object (API shape); returns it as served.

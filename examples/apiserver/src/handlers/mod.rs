@@ -242,8 +242,7 @@ impl Context<'_> {
 
     /// Decodes an object body of this resource (defaults and checks apiVersion/kind).
     fn decode(&self, body: &[u8]) -> ApiResult<Object> {
-        let value = codec::decode_object(body, self.body_format()?, self.resource())?;
-        self.object_from(value)
+        codec::decode_typed(body, self.body_format()?, self.resource())
     }
 
     /// A decoded JSON object as an [`Object`].
@@ -363,7 +362,7 @@ impl Context<'_> {
 }
 
 /// A response carrying `value` in the negotiated format.
-pub fn respond(code: StatusCode, value: &Value, output: Output) -> Response {
+pub fn respond<T: serde::Serialize + ?Sized>(code: StatusCode, value: &T, output: Output) -> Response {
     codec::respond(code, value, output.format)
 }
 

@@ -48,7 +48,7 @@ impl Context<'_> {
                 build_update(&resource, existing, object.clone(), &body_rv, status_sub, Some(&manager))
             })
             .await?;
-        Ok(respond(StatusCode::OK, &serde_json::to_value(resource.served(updated)).unwrap_or_default(), output))
+        Ok(respond(StatusCode::OK, &resource.served(updated), output))
     }
 
     /// Runs an update of `name` whose new state (storage shape) `build` computes from the

@@ -25,10 +25,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::error::Result;
-use crate::group_resource::GroupResource;
-use crate::layer::StorageLayer;
+use crate::layer::{Layer, ResourceContext};
 use crate::object::Object;
-use crate::rest_options::LayerFactory;
 use crate::storage::{
     DeleteOptions, GetOptions, ListOptions, ObjectList, Preconditions, Stats, Storage, UpdateFn, ValidateDeletion,
     WatchStream,
@@ -124,9 +122,10 @@ impl StorageMetrics {
         );
     }
 
-    /// A layer recording under `resource` (e.g. `deployments.apps`).
-    pub fn layer(&self, resource: &str) -> MetricsLayer {
-        MetricsLayer { metrics: self.clone(), resource: resource.to_owned() }
+    /// A layer recording into these metrics, each storage under its resource (e.g.
+    /// `deployments.apps`).
+    pub fn layer(&self) -> MetricsLayer {
+        MetricsLayer { metrics: self.clone() }
     }
 
     fn record<T>(&self, resource: &str, operation: &'static str, elapsed: Duration, result: &Result<T>) {
@@ -194,22 +193,21 @@ impl StorageMetrics {
     }
 }
 
-impl LayerFactory for StorageMetrics {
-    fn layer_for(&self, gr: &GroupResource) -> Arc<dyn StorageLayer> {
-        Arc::new(self.layer(&gr.to_string()))
-    }
-}
-
-/// Records every call of the storage it wraps in a [`StorageMetrics`] under one resource.
+/// Records every call of the storage it wraps in a [`StorageMetrics`], labelled with the
+/// context's resource.
 #[derive(Clone, Debug)]
 pub struct MetricsLayer {
     metrics: StorageMetrics,
-    resource: String,
 }
 
-impl StorageLayer for MetricsLayer {
-    fn layer(&self, inner: Arc<dyn Storage>) -> Arc<dyn Storage> {
-        Arc::new(MeteredStorage { inner, metrics: self.metrics.clone(), resource: self.resource.clone() })
+impl Layer for MetricsLayer {
+    fn name(&self) -> &str {
+        "metrics"
+    }
+
+    fn layer(&self, context: &ResourceContext, inner: Arc<dyn Storage>) -> Result<Arc<dyn Storage>> {
+        let resource = context.group_resource.to_string();
+        Ok(Arc::new(MeteredStorage { inner, metrics: self.metrics.clone(), resource }))
     }
 }
 

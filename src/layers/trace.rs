@@ -7,38 +7,24 @@ use async_trait::async_trait;
 use tracing::Instrument;
 
 use crate::error::Result;
-use crate::group_resource::GroupResource;
-use crate::layer::StorageLayer;
+use crate::layer::{Layer, ResourceContext};
 use crate::object::Object;
-use crate::rest_options::LayerFactory;
 use crate::storage::{
     DeleteOptions, GetOptions, ListOptions, ObjectList, Preconditions, Stats, Storage, UpdateFn, ValidateDeletion,
     WatchStream,
 };
 
-/// Wraps a storage so each call runs in a `storage` span.
-#[derive(Clone, Debug, Default)]
-pub struct TracingLayer {
-    resource: String,
-}
+/// Wraps a storage so each call runs in a `storage` span carrying the context's resource.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TracingLayer;
 
-impl TracingLayer {
-    /// A layer whose spans carry `resource`.
-    pub fn new(resource: &str) -> Self {
-        TracingLayer { resource: resource.to_owned() }
+impl Layer for TracingLayer {
+    fn name(&self) -> &str {
+        "tracing"
     }
-}
 
-impl StorageLayer for TracingLayer {
-    fn layer(&self, inner: Arc<dyn Storage>) -> Arc<dyn Storage> {
-        Arc::new(TracedStorage { inner, resource: self.resource.clone() })
-    }
-}
-
-/// Per resource: a [`TracingLayer`] labelled with the resource.
-impl LayerFactory for TracingLayer {
-    fn layer_for(&self, gr: &GroupResource) -> Arc<dyn StorageLayer> {
-        Arc::new(TracingLayer::new(&gr.to_string()))
+    fn layer(&self, context: &ResourceContext, inner: Arc<dyn Storage>) -> Result<Arc<dyn Storage>> {
+        Ok(Arc::new(TracedStorage { inner, resource: context.group_resource.to_string() }))
     }
 }
 

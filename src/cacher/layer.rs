@@ -1,0 +1,81 @@
+//! [`WatchCacheLayer`]: the watch cache as a [`Layer`] (Kubernetes `StorageWithCacher`: the
+//! storage below, a [`Cacher`] on top).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::kv::Revision;
+use crate::layer::{History, Layer, ResourceContext};
+use crate::storage::Storage;
+
+use super::{Cacher, CacherConfig};
+
+/// Puts a [`Cacher`] over the storage of every resource whose context wants a watch cache
+/// ([`ResourceContext::watch_cache`]); other resources pass through unchanged. The resource
+/// prefix, `apiVersion` and `kind` come from the context; every other setting from the
+/// template config.
+#[derive(Clone, Debug)]
+pub struct WatchCacheLayer {
+    template: CacherConfig,
+}
+
+impl Default for WatchCacheLayer {
+    fn default() -> Self {
+        WatchCacheLayer { template: CacherConfig::new("unset") }
+    }
+}
+
+impl WatchCacheLayer {
+    /// A layer whose caches use `template`'s settings.
+    pub fn new(template: CacherConfig) -> Self {
+        WatchCacheLayer { template }
+    }
+
+    /// The cache of `context`'s resource over `inner`, started on the context's runtime.
+    ///
+    /// Errors: [`Error::Invalid`](crate::Error::Invalid) for an empty resource prefix.
+    pub fn cacher(&self, context: &ResourceContext, inner: Arc<dyn Storage>) -> Result<Arc<Cacher>> {
+        let mut config = self.template.clone();
+        config.resource_prefix.clone_from(&context.resource_prefix);
+        config.api_version.clone_from(&context.api_version);
+        config.kind.clone_from(&context.kind);
+        let _entered = context.runtime.enter();
+        Ok(Arc::new(Cacher::new(inner, config)?))
+    }
+}
+
+impl Layer for WatchCacheLayer {
+    fn name(&self) -> &str {
+        "watch-cache"
+    }
+
+    fn layer(&self, context: &ResourceContext, inner: Arc<dyn Storage>) -> Result<Arc<dyn Storage>> {
+        if !context.watch_cache {
+            return Ok(inner);
+        }
+        let cacher = self.cacher(context, inner)?;
+        if let Some(histories) = &context.histories {
+            histories.register(cacher.clone());
+        }
+        Ok(cacher)
+    }
+}
+
+#[async_trait]
+impl History for Cacher {
+    fn revision(&self) -> Revision {
+        self.resource_version()
+    }
+
+    fn compact(&self, revision: Revision) {
+        self.compact_history(revision);
+    }
+
+    async fn wait_loaded(&self, timeout: Duration) {
+        // A failed first list (unreadable data) is the behaviour's to observe.
+        let _ = self.wait_until_ready(timeout).await;
+    }
+}
