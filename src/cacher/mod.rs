@@ -280,6 +280,12 @@ impl Cacher {
         self.shared.lock().revision
     }
 
+    /// Watchers registered now. A watcher is deregistered as soon as its consumer drops or
+    /// stops its stream, or the cache terminates it.
+    pub fn watcher_count(&self) -> usize {
+        self.shared.lock().watchers.len()
+    }
+
     /// Forgets history at or below `revision`: later watches from an older revision get 410.
     /// The counterpart of a backend compaction for the cache (Kubernetes' tests compact the
     /// watch cache's history the same way).
@@ -420,7 +426,7 @@ impl Cacher {
         let (input_sender, input) = mpsc::channel(self.shared.config.watcher_queue.max(1));
         let (terminate_sender, terminate) = oneshot::channel();
         let (result, stream) = WatchStream::channel(WatchStream::DEFAULT_CAPACITY);
-        let opening = {
+        let (opening, id) = {
             let mut state = self.shared.lock();
             if !state.ready {
                 return Err(state.not_ready_error());
@@ -462,7 +468,7 @@ impl Cacher {
                     _terminate: terminate_sender,
                 },
             );
-            opening
+            (opening, id)
         };
         let watcher = Watcher {
             predicate: Predicate { limit: 0, continue_token: String::new(), ..options.predicate.clone() },
@@ -472,6 +478,7 @@ impl Cacher {
             result,
             input,
             terminate,
+            _registration: Some(watcher::Registration { shared: Arc::downgrade(&self.shared), id }),
         };
         tokio::spawn(watcher.run(opening));
         Ok(stream)
