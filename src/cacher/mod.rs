@@ -13,7 +13,8 @@
 //!   allows them, the initial-events-end bookmark, and 410 "too old resource version" below the
 //!   history. A DELETED event carries the last state with the delete RV.
 //! * `get` with RV ≠ "" (waits until the cache reached the RV), `get_list` with RV "0" (the
-//!   limit is ignored, as in Kubernetes) and with RV N / NotOlderThan N (waits for N).
+//!   limit is ignored, as in Kubernetes; never older than a consistent list the inner storage
+//!   served — until the cache reaches that revision it waits briefly, else delegates) and with RV N / NotOlderThan N (waits for N).
 //! * Consistent lists (RV "", Kubernetes `ConsistentListFromCache`) when the inner storage
 //!   answers progress requests ([`Storage::request_watch_progress`]; sled does, etcd before
 //!   3.4.31 does not): the cache asks for the inner storage's current revision, waits until it
@@ -60,7 +61,7 @@
 //! Kubernetes' `KeyFunc`: an object stored at a key that does not match its namespace/name is
 //! not supported.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -148,6 +149,9 @@ pub(crate) struct Shared {
     stop: watch::Sender<bool>,
     /// The inner storage answered a progress request with "cannot": consistent reads go to it.
     progress_unsupported: AtomicBool,
+    /// The highest revision a consistent list served by the inner storage returned: an RV "0"
+    /// list is never answered at an older revision (see [`Cacher::get_list`]).
+    consistent_floor: AtomicU64,
 }
 
 impl Shared {
@@ -236,6 +240,7 @@ impl Cacher {
             changed: watch::channel(0).0,
             stop: watch::channel(false).0,
             progress_unsupported: AtomicBool::new(false),
+            consistent_floor: AtomicU64::new(0),
             config,
         });
         runtime.spawn(reflector::run(shared.clone()));
@@ -611,7 +616,11 @@ impl Storage for Cacher {
         if options.resource_version.is_empty() {
             return match self.wait_consistent().await? {
                 Freshness::Fresh => self.list_from_cache(&prepared, &options, false),
-                Freshness::Lagging => self.shared.inner.get_list(key, options).await,
+                Freshness::Lagging => {
+                    let list = self.shared.inner.get_list(key, options).await?;
+                    self.shared.consistent_floor.fetch_max(list.resource_version, Ordering::SeqCst);
+                    Ok(list)
+                }
             };
         }
         let wanted = parse_list_resource_version(&options.resource_version)?;
@@ -628,7 +637,14 @@ impl Storage for Cacher {
             return Err(self.shared.lock().not_ready_error());
         }
         if wanted == 0 {
-            // RV "0": any state; Kubernetes' cache ignores the limit (kubernetes#108003).
+            // RV "0": any state; Kubernetes' cache ignores the limit (kubernetes#108003). Not
+            // older than a consistent list the inner storage served: a client that saw
+            // revision R must not list R' < R next (the cache waits briefly for R, else the
+            // inner storage answers).
+            let floor = self.shared.consistent_floor.load(Ordering::SeqCst);
+            if let Freshness::Lagging = self.wait_fresh(floor).await? {
+                return self.shared.inner.get_list(key, options).await;
+            }
             return self.list_from_cache(&prepared, &options, true);
         }
         match self.wait_fresh(wanted).await? {
