@@ -460,3 +460,25 @@ pub async fn recursive_list_flattens_nested_directories(fixture: Arc<dyn Backend
     assert_eq!(paged.items, expected[1..2].to_vec());
     assert_eq!(paged.remaining_item_count, Some(1));
 }
+
+/// `RunTestGetListNonRecursive` ("non-existing key"/directory cases): a non-recursive list of a
+/// directory (`/pods/`, `/pods/ns/`) reads that one key, which holds no object: it is empty in
+/// every resourceVersion mode, while a recursive list of the same directory finds the objects.
+pub async fn non_recursive_list_of_a_directory_is_empty(fixture: Arc<dyn BackendFixture>) {
+    let h = Harness::new(&fixture).await;
+    let a = h.create_pod("ns", "a").await;
+    let b = h.create_pod("ns", "b").await;
+    h.sync_reads(rv(&b)).await;
+    for dir in ["/pods/", "/pods/ns/"] {
+        let modes = [single(""), single("0"), single(&a.metadata.resource_version), {
+            ListOptions { resource_version_match: Some(ResourceVersionMatch::Exact), ..single(&b.metadata.resource_version) }
+        }];
+        for options in modes {
+            let list = h.list(dir, options.clone()).await;
+            assert!(list.items.is_empty(), "non-recursive {dir} with {options:?}: {:?}", names_of(&list.items));
+            assert!(list.resource_version > 0, "non-recursive {dir}: the list RV is set");
+        }
+        let all = h.list(dir, recursive("")).await;
+        assert_eq!(names_of(&all.items), ["a", "b"], "recursive {dir}");
+    }
+}
