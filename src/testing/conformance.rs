@@ -9,7 +9,7 @@
 //! directly through the `KvBackend`; compaction goes through `KvBackend::compact`.
 //!
 //! Behaviours are grouped by the `Storage` method they exercise: [`create_get`], [`delete`],
-//! [`update`], [`list`], [`historic`], [`paging`], [`served_by`], [`watch`], [`watch_lifecycle`],
+//! [`update`], [`list`], [`historic`], [`paging`], [`scoped`], [`served_by`], [`watch`], [`watch_lifecycle`],
 //! [`watch_semantics`], [`keys_stats`], [`transform`] and [`bad_input`]; [`cache`] holds the
 //! behaviours only a watch cache has. `KUBERNETES_SUITE.md` maps Kubernetes' `RunTest*`
 //! functions to these behaviours.
@@ -27,6 +27,7 @@ pub mod historic;
 pub mod keys_stats;
 pub mod list;
 pub mod paging;
+pub mod scoped;
 pub mod served_by;
 pub mod transform;
 pub mod update;
@@ -107,7 +108,7 @@ pub fn behaviours() -> Vec<(String, Behaviour)> {
         list::non_recursive_list_applies_selector,
         list::recursive_list_does_not_match_keys_sharing_a_name_prefix,
         list::recursive_list_flattens_nested_directories,
-        list::namespace_scoped_list_filters_by_path_and_field_selectors,
+        scoped::namespace_scoped_list_filters_by_path_and_field_selectors,
         list::compact_revision_is_reported_and_older_exact_lists_expire,
         list::non_recursive_list_of_a_directory_is_empty,
         historic::exact_lists_with_limit_at_historic_revisions_have_exact_tokens_and_counts,
@@ -138,8 +139,8 @@ pub fn behaviours() -> Vec<(String, Behaviour)> {
         watch::watch_from_future_resource_version_waits_for_it,
         watch::deleted_event_object_equals_delete_result,
         watch::idle_watchers_do_not_block_a_reading_watcher,
-        watch::cluster_scoped_watch_filters_by_name_and_node,
-        watch::namespace_scoped_watch_filters_by_namespace_name_and_node,
+        scoped::cluster_scoped_watch_filters_by_name_and_node,
+        scoped::namespace_scoped_watch_filters_by_namespace_name_and_node,
         watch::watch_without_bookmarks_sends_nothing_for_other_namespaces,
         watch::send_initial_events_without_bookmarks_is_accepted,
         watch::watch_of_a_key_ignores_keys_sharing_its_prefix,

@@ -10,7 +10,8 @@ use crate::testing::fixtures::*;
 use crate::testing::BackendFixture;
 
 fn exact_page(rv: u64, limit: i64, continue_token: &str) -> ListOptions {
-    let mut options = ListOptions { resource_version_match: Some(ResourceVersionMatch::Exact), ..recursive(&rv.to_string()) };
+    let mut options =
+        ListOptions { resource_version_match: Some(ResourceVersionMatch::Exact), ..recursive(&rv.to_string()) };
     if !continue_token.is_empty() {
         options = recursive("");
         options.predicate.continue_token = continue_token.to_owned();

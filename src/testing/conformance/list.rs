@@ -397,33 +397,6 @@ pub async fn recursive_list_does_not_match_keys_sharing_a_name_prefix(fixture: A
     }
 }
 
-/// `RunTestNamespaceScopedList`: the namespace in the key and field selectors on
-/// `metadata.namespace`, `metadata.name` and `spec.nodeName` return exactly the matching pods.
-pub async fn namespace_scoped_list_filters_by_path_and_field_selectors(fixture: Arc<dyn BackendFixture>) {
-    let h = Harness::new(&fixture).await;
-    h.create(pod_on_node("ns1", "foo1", "node-a")).await;
-    h.create(pod_on_node("ns1", "foo2", "node-b")).await;
-    h.create(pod_on_node("ns2", "foo1", "node-a")).await;
-    h.create(pod_on_node("ns2", "foo3", "node-b")).await;
-    let ids = |list: ObjectList| -> Vec<String> {
-        list.items.iter().map(|o| format!("{}/{}", o.metadata.namespace, o.metadata.name)).collect()
-    };
-    let cases: Vec<(&str, &str, Vec<&str>)> = vec![
-        ("/pods/ns1/", "", vec!["ns1/foo1", "ns1/foo2"]),
-        ("/pods/", "metadata.namespace=ns2", vec!["ns2/foo1", "ns2/foo3"]),
-        ("/pods/", "metadata.name=foo1", vec!["ns1/foo1", "ns2/foo1"]),
-        ("/pods/ns1/", "metadata.name=foo1", vec!["ns1/foo1"]),
-        ("/pods/", "spec.nodeName=node-b", vec!["ns1/foo2", "ns2/foo3"]),
-        ("/pods/ns2/", "spec.nodeName!=node-b", vec!["ns2/foo1"]),
-        ("/pods/ns1/", "metadata.namespace=ns2", vec![]),
-        ("/pods/", "metadata.namespace=ns1,metadata.name=foo2", vec!["ns1/foo2"]),
-    ];
-    for (key, selector, expected) in cases {
-        let list = h.list(key, with_predicate(recursive(""), field_predicate(selector))).await;
-        assert_eq!(ids(list), expected, "{key} with {selector:?}");
-    }
-}
-
 /// `RunTestCompactRevision`: `compact_revision` is below the current RV, then equals the
 /// compacted revision, and Exact reads below it are 410.
 pub async fn compact_revision_is_reported_and_older_exact_lists_expire(fixture: Arc<dyn BackendFixture>) {
@@ -471,7 +444,10 @@ pub async fn non_recursive_list_of_a_directory_is_empty(fixture: Arc<dyn Backend
     h.sync_reads(rv(&b)).await;
     for dir in ["/pods/", "/pods/ns/"] {
         let modes = [single(""), single("0"), single(&a.metadata.resource_version), {
-            ListOptions { resource_version_match: Some(ResourceVersionMatch::Exact), ..single(&b.metadata.resource_version) }
+            ListOptions {
+                resource_version_match: Some(ResourceVersionMatch::Exact),
+                ..single(&b.metadata.resource_version)
+            }
         }];
         for options in modes {
             let list = h.list(dir, options.clone()).await;

@@ -37,12 +37,16 @@ pub async fn progress_notify_watch_gets_an_empty_bookmark_at_the_current_revisio
             let revision = rv(&object);
             assert!(revision >= rv(&created), "bookmark at {revision} older than the object");
             if h.cacher.is_none() {
-                assert!(revision >= current, "a store's bookmark at {revision} is below the current revision {current}");
+                assert!(
+                    revision >= current,
+                    "a store's bookmark at {revision} is below the current revision {current}"
+                );
             }
             assert!(revision <= h.current_revision().await, "bookmark from the future");
             let mut rest = object.clone();
             rest.metadata.resource_version = String::new();
-            let empty = Object { api_version: object.api_version.clone(), kind: object.kind.clone(), ..Object::default() };
+            let empty =
+                Object { api_version: object.api_version.clone(), kind: object.kind.clone(), ..Object::default() };
             assert_eq!(rest, empty, "a bookmark carries only its type and resourceVersion");
         }
         other => panic!("expected a BOOKMARK, got {other:?}"),
