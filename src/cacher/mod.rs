@@ -342,12 +342,13 @@ impl Cacher {
 
     /// For a consistent read (RV ""): waits until the cache holds every change up to the
     /// inner storage's current revision, asking for a progress notification every
-    /// [`PROGRESS_REQUEST_PERIOD`] meanwhile (Kubernetes' consistent reads from cache). Lagging
-    /// (serve from the inner storage) when the inner storage cannot answer progress requests,
-    /// the cache is not ready, or it did not catch up within [`CacherConfig::fresh_timeout`]
-    /// (Kubernetes falls back to etcd likewise).
+    /// [`PROGRESS_REQUEST_PERIOD`] meanwhile (Kubernetes' consistent reads from cache). Fresh
+    /// at once when the cache already holds that revision, whatever the backend supports;
+    /// lagging (serve from the inner storage) when the cache is behind and the inner storage
+    /// cannot answer progress requests, the cache is not ready, or it did not catch up within
+    /// [`CacherConfig::fresh_timeout`] (Kubernetes falls back to etcd likewise).
     async fn wait_consistent(&self) -> Result<Freshness> {
-        if self.shared.progress_unsupported.load(Ordering::Relaxed) || !self.is_ready() {
+        if !self.is_ready() {
             return Ok(Freshness::Lagging);
         }
         let current = self.shared.inner.current_resource_version().await?;
@@ -355,6 +356,9 @@ impl Cacher {
         loop {
             if self.shared.lock().revision >= current {
                 return Ok(Freshness::Fresh);
+            }
+            if self.shared.progress_unsupported.load(Ordering::Relaxed) {
+                return Ok(Freshness::Lagging);
             }
             if !self.shared.inner.request_watch_progress().await? {
                 self.shared.progress_unsupported.store(true, Ordering::Relaxed);

@@ -19,6 +19,10 @@ use crate::testing::BackendFixture;
 /// One pod of a table: `('b' | 'u' | 'a', namespace, name, node)`.
 type PodSpec = (char, &'static str, &'static str, &'static str);
 
+/// A watch table row: `(case, watch key, recursive, field selector, writes with the event each
+/// is expected to produce)`.
+type WatchCase = (&'static str, &'static str, bool, &'static str, Vec<(PodSpec, Option<&'static str>)>);
+
 /// The pod a table row stands for (namespace "" for cluster-scoped keys `/pods/<name>`).
 fn table_pod((kind, namespace, name, node): PodSpec) -> Object {
     let mut object = pod_on_node(namespace, name, if kind == 'a' { node } else { "" });
@@ -82,7 +86,7 @@ async fn watch_case(
 /// (key + `metadata.name`), with `spec.nodeName` selectors matching and filtering out (the
 /// transition out is a DELETED event).
 pub async fn cluster_scoped_watch_filters_by_name_and_node(fixture: Arc<dyn BackendFixture>) {
-    let cases: Vec<(&str, &str, bool, &str, Vec<(PodSpec, Option<&'static str>)>)> = vec![
+    let cases: Vec<WatchCase> = vec![
         (
             "without name, without field selector",
             "/pods/",
@@ -164,7 +168,7 @@ pub async fn cluster_scoped_watch_filters_by_name_and_node(fixture: Arc<dyn Back
 /// (key or `metadata.name`) and `metadata.namespace` / `spec.nodeName` selectors, including a
 /// selector on another namespace (nothing) and transitions out of the selector (DELETED).
 pub async fn namespace_scoped_watch_filters_by_namespace_name_and_node(fixture: Arc<dyn BackendFixture>) {
-    let cases: Vec<(&str, &str, bool, &str, Vec<(PodSpec, Option<&'static str>)>)> = vec![
+    let cases: Vec<WatchCase> = vec![
         (
             "t1: no name, no namespace, no selector",
             "/pods/",
