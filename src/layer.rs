@@ -149,6 +149,9 @@ pub trait History: Send + Sync {
 
     /// Waits (at most `timeout`) until the layer has tried to load its initial state.
     async fn wait_loaded(&self, timeout: Duration);
+
+    /// The watches the layer serves now (a watch its consumer dropped is not counted).
+    fn watcher_count(&self) -> usize;
 }
 
 /// The histories registered while a chain was applied. Cheap to clone (shared).

@@ -78,4 +78,8 @@ impl History for Cacher {
         // A failed first list (unreadable data) is the behaviour's to observe.
         let _ = self.wait_until_ready(timeout).await;
     }
+
+    fn watcher_count(&self) -> usize {
+        Cacher::watcher_count(self)
+    }
 }

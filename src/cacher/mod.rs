@@ -13,7 +13,8 @@
 //!   allows them, the initial-events-end bookmark, and 410 "too old resource version" below the
 //!   history. A DELETED event carries the last state with the delete RV.
 //! * `get` with RV ≠ "" (waits until the cache reached the RV), `get_list` with RV "0" (the
-//!   limit is ignored, as in Kubernetes) and with RV N / NotOlderThan N (waits for N).
+//!   limit is ignored, as in Kubernetes; never older than a consistent list the inner storage
+//!   served — until the cache reaches that revision it waits briefly, else delegates) and with RV N / NotOlderThan N (waits for N).
 //! * Consistent lists (RV "", Kubernetes `ConsistentListFromCache`) when the inner storage
 //!   answers progress requests ([`Storage::request_watch_progress`]; sled does, etcd before
 //!   3.4.31 does not): the cache asks for the inner storage's current revision, waits until it
@@ -58,7 +59,7 @@
 //! Kubernetes' `KeyFunc`: an object stored at a key that does not match its namespace/name is
 //! not supported.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -146,6 +147,9 @@ pub(crate) struct Shared {
     stop: watch::Sender<bool>,
     /// The inner storage answered a progress request with "cannot": consistent reads go to it.
     progress_unsupported: AtomicBool,
+    /// The highest revision a consistent list served by the inner storage returned: an RV "0"
+    /// list is never answered at an older revision (see [`Cacher::get_list`]).
+    consistent_floor: AtomicU64,
 }
 
 impl Shared {
@@ -234,6 +238,7 @@ impl Cacher {
             changed: watch::channel(0).0,
             stop: watch::channel(false).0,
             progress_unsupported: AtomicBool::new(false),
+            consistent_floor: AtomicU64::new(0),
             config,
         });
         runtime.spawn(reflector::run(shared.clone()));
@@ -276,6 +281,12 @@ impl Cacher {
     /// The revision up to which the cache has applied every change (0 before the first list).
     pub fn resource_version(&self) -> Revision {
         self.shared.lock().revision
+    }
+
+    /// Watchers registered now. A watcher is deregistered as soon as its consumer drops or
+    /// stops its stream, or the cache terminates it.
+    pub fn watcher_count(&self) -> usize {
+        self.shared.lock().watchers.len()
     }
 
     /// Forgets history at or below `revision`: later watches from an older revision get 410.
@@ -329,12 +340,13 @@ impl Cacher {
 
     /// For a consistent read (RV ""): waits until the cache holds every change up to the
     /// inner storage's current revision, asking for a progress notification every
-    /// [`PROGRESS_REQUEST_PERIOD`] meanwhile (Kubernetes' consistent reads from cache). Lagging
-    /// (serve from the inner storage) when the inner storage cannot answer progress requests,
-    /// the cache is not ready, or it did not catch up within [`CacherConfig::fresh_timeout`]
-    /// (Kubernetes falls back to etcd likewise).
+    /// [`PROGRESS_REQUEST_PERIOD`] meanwhile (Kubernetes' consistent reads from cache). Fresh
+    /// at once when the cache already holds that revision, whatever the backend supports;
+    /// lagging (serve from the inner storage) when the cache is behind and the inner storage
+    /// cannot answer progress requests, the cache is not ready, or it did not catch up within
+    /// [`CacherConfig::fresh_timeout`] (Kubernetes falls back to etcd likewise).
     async fn wait_consistent(&self) -> Result<Freshness> {
-        if self.shared.progress_unsupported.load(Ordering::Relaxed) || !self.is_ready() {
+        if !self.is_ready() {
             return Ok(Freshness::Lagging);
         }
         let current = self.shared.inner.current_resource_version().await?;
@@ -342,6 +354,9 @@ impl Cacher {
         loop {
             if self.shared.lock().revision >= current {
                 return Ok(Freshness::Fresh);
+            }
+            if self.shared.progress_unsupported.load(Ordering::Relaxed) {
+                return Ok(Freshness::Lagging);
             }
             if !self.shared.inner.request_watch_progress().await? {
                 self.shared.progress_unsupported.store(true, Ordering::Relaxed);
@@ -418,7 +433,7 @@ impl Cacher {
         let (input_sender, input) = mpsc::channel(self.shared.config.watcher_queue.max(1));
         let (terminate_sender, terminate) = oneshot::channel();
         let (result, stream) = WatchStream::channel(WatchStream::DEFAULT_CAPACITY);
-        let opening = {
+        let (opening, id) = {
             let mut state = self.shared.lock();
             if !state.ready {
                 return Err(state.not_ready_error());
@@ -460,7 +475,7 @@ impl Cacher {
                     _terminate: terminate_sender,
                 },
             );
-            opening
+            (opening, id)
         };
         let watcher = Watcher {
             predicate: Predicate { limit: 0, continue_token: String::new(), ..options.predicate.clone() },
@@ -470,6 +485,7 @@ impl Cacher {
             result,
             input,
             terminate,
+            _registration: Some(watcher::Registration { shared: Arc::downgrade(&self.shared), id }),
         };
         tokio::spawn(watcher.run(opening));
         Ok(stream)
@@ -602,7 +618,11 @@ impl Storage for Cacher {
         if options.resource_version.is_empty() {
             return match self.wait_consistent().await? {
                 Freshness::Fresh => self.list_from_cache(&prepared, &options, false),
-                Freshness::Lagging => self.shared.inner.get_list(key, options).await,
+                Freshness::Lagging => {
+                    let list = self.shared.inner.get_list(key, options).await?;
+                    self.shared.consistent_floor.fetch_max(list.resource_version, Ordering::SeqCst);
+                    Ok(list)
+                }
             };
         }
         let wanted = parse_list_resource_version(&options.resource_version)?;
@@ -619,7 +639,14 @@ impl Storage for Cacher {
             return Err(self.shared.lock().not_ready_error());
         }
         if wanted == 0 {
-            // RV "0": any state; Kubernetes' cache ignores the limit (kubernetes#108003).
+            // RV "0": any state; Kubernetes' cache ignores the limit (kubernetes#108003). Not
+            // older than a consistent list the inner storage served: a client that saw
+            // revision R must not list R' < R next (the cache waits briefly for R, else the
+            // inner storage answers).
+            let floor = self.shared.consistent_floor.load(Ordering::SeqCst);
+            if let Freshness::Lagging = self.wait_fresh(floor).await? {
+                return self.shared.inner.get_list(key, options).await;
+            }
             return self.list_from_cache(&prepared, &options, true);
         }
         match self.wait_fresh(wanted).await? {

@@ -22,7 +22,8 @@ use crate::store::{Store, StoreConfig};
 
 use crate::cacher::CacherConfig;
 use crate::group_resource::GroupResource;
-use crate::layer::{Histories, History, ResourceContext};
+use crate::layer::{Histories, History, Layer, ResourceContext};
+use crate::layers::StorageMetrics;
 
 use super::{BackendFixture, ChainUnderTest, StorageMode};
 
@@ -155,6 +156,8 @@ pub struct Harness {
     pub histories: Vec<Arc<dyn History>>,
     /// How the storage under test differs from a plain store.
     pub expect: Expectations,
+    /// Calls that reached the store under the storage under test (see [`Harness::store_lists`]).
+    pub store_calls: StorageMetrics,
     chain: Option<ChainUnderTest>,
     unrelated_writes: std::sync::atomic::AtomicU64,
 }
@@ -184,18 +187,24 @@ impl Harness {
             Ok(store) => store,
             Err(e) => panic!("Store::new failed: {e}"),
         };
+        let mut context = match ResourceContext::for_store(GroupResource::core(RESOURCE), &config) {
+            Ok(context) => context,
+            Err(e) => panic!("no resource context: {e}"),
+        };
+        // Every call that reaches the store is counted (Kubernetes' `expectCacherRequestsToEtcd`).
+        let store_calls = StorageMetrics::new();
+        let metered = match store_calls.layer().layer(&context, Arc::new(store.clone())) {
+            Ok(metered) => metered,
+            Err(e) => panic!("the metrics layer failed to build: {e}"),
+        };
         let (storage, histories, expect): (Arc<dyn Storage>, _, _) = match &chain {
-            None => (Arc::new(store.clone()), Vec::new(), Expectations::default()),
+            None => (metered, Vec::new(), Expectations::default()),
             Some(chain) => {
-                let mut context = match ResourceContext::for_store(GroupResource::core(RESOURCE), &config) {
-                    Ok(context) => context,
-                    Err(e) => panic!("no resource context: {e}"),
-                };
                 "v1".clone_into(&mut context.api_version);
                 "Pod".clone_into(&mut context.kind);
                 let registered = Histories::default();
                 context.histories = Some(registered.clone());
-                let storage = match chain.layers.apply(&context, Arc::new(store.clone())) {
+                let storage = match chain.layers.apply(&context, metered) {
                     Ok(storage) => storage,
                     Err(e) => panic!("the chain {:?} failed to build: {e}", chain.layers.names()),
                 };
@@ -212,6 +221,7 @@ impl Harness {
             storage,
             histories,
             expect,
+            store_calls,
             chain,
             unrelated_writes: std::sync::atomic::AtomicU64::new(0),
         }
@@ -235,6 +245,34 @@ impl Harness {
                 assert!(tokio::time::Instant::now() < deadline, "the cache did not reach revision {revision}");
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+        }
+    }
+
+    /// Lists the store answered so far: every list of a plain store, and the lists the watch
+    /// cache delegated (plus its reflector's own lists).
+    pub fn store_lists(&self) -> u64 {
+        self.store_calls.request_count(RESOURCE, "list")
+    }
+
+    /// Watches alive now in the storage under test: the cache's registered watchers, or the
+    /// store's running watch producers.
+    pub fn live_watches(&self) -> usize {
+        match self.histories.first() {
+            Some(cache) => cache.watcher_count(),
+            None => self.store.live_watches(),
+        }
+    }
+
+    /// Waits (≤ [`EVENT_TIMEOUT`]) until [`Harness::live_watches`] is `expected`.
+    pub async fn expect_live_watches(&self, expected: usize) {
+        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+        while self.live_watches() != expected {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} live watches, expected {expected}",
+                self.live_watches()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
