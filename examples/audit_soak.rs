@@ -1,9 +1,12 @@
 //! A longer run of the correctness audit (`apistore::testing::audit`): repeated rounds of
 //! 8+ concurrent clients on a backend, plain and through the watch cache alternately, each
-//! round's history checked (on sled, each round in a fresh database).
+//! round's history checked (on sled, each round in a fresh database). `--level kv` drives
+//! the backend directly (the `KvBackend`-level workload) instead of the storage layers.
+//! `--backend etcd` (feature `etcd`) runs three etcd members (the test harness) and, in every
+//! round, SIGKILLs the leader at 30 % of the round and restarts it at 60 %.
 //!
 //! ```text
-//! cargo run --release --features testing --example audit_soak -- --seconds 60 [--backend memory|sled] [--round-seconds 5] [--clients 8]
+//! cargo run --release --features testing --example audit_soak -- --seconds 60 [--backend memory|sled|etcd] [--level storage|kv] [--round-seconds 5] [--clients 8]
 //! ```
 //!
 //! Prints each round's report and the totals; exits non-zero on any violation.
@@ -12,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use apistore::testing::audit::{audit, storage_over, CheckOptions, Workload};
+use apistore::testing::audit::{audit, audit_kv, storage_over, CheckOptions, Workload};
 use apistore::testing::StorageMode;
 use apistore::KvBackend;
 
@@ -26,6 +29,16 @@ fn main() -> ExitCode {
     let round_seconds: u64 = arg(&args, "--round-seconds").and_then(|s| s.parse().ok()).unwrap_or(5);
     let clients: usize = arg(&args, "--clients").and_then(|s| s.parse().ok()).unwrap_or(8);
     let backend_name = arg(&args, "--backend").unwrap_or_else(|| "memory".to_owned());
+    let kv_level = arg(&args, "--level").is_some_and(|l| l == "kv");
+    #[cfg(feature = "etcd")]
+    let mut cluster = (backend_name == "etcd").then(|| {
+        apistore_etcd_harness::EtcdCluster::three().unwrap_or_else(|e| panic!("cannot start three etcd members: {e}"))
+    });
+    #[cfg(not(feature = "etcd"))]
+    if backend_name == "etcd" {
+        eprintln!("--backend etcd needs --features testing,etcd");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -46,8 +59,29 @@ fn main() -> ExitCode {
                 ))
                 .expect("open sled"),
             ),
+            #[cfg(feature = "etcd")]
+            "etcd" => {
+                let endpoints = cluster.as_ref().map(|c| c.endpoints()).unwrap_or_default();
+                let mut options = apistore_etcd::EtcdOptions::new(endpoints);
+                options.compaction_interval_secs = 0;
+                options.timeout_ms = 2000;
+                Arc::new(apistore_etcd::EtcdBackend::new(options).expect("etcd backend"))
+            }
             _ => Arc::new(apistore_memory::MemoryBackend::new()),
         };
+        // Etcd: the leader is SIGKILLed and restarted during the round.
+        #[cfg(feature = "etcd")]
+        let faults = cluster.take().map(|mut c| {
+            let round = Duration::from_secs(round_seconds);
+            std::thread::spawn(move || {
+                std::thread::sleep(round.mul_f64(0.3));
+                let leader = c.leader(Duration::from_secs(5)).unwrap_or(0);
+                c.kill(leader);
+                std::thread::sleep(round.mul_f64(0.3));
+                c.restart(leader).unwrap_or_else(|e| panic!("restart m{leader}: {e}"));
+                (c, leader)
+            })
+        });
         let workload = Workload {
             clients,
             watchers: 3,
@@ -55,14 +89,27 @@ fn main() -> ExitCode {
             duration: Duration::from_secs(round_seconds),
             seed: rounds as u64 + 1,
             round: rounds,
+            compact: kv_level,
+            call_timeout: Duration::from_secs(6),
             ..Workload::default()
         };
         let options = CheckOptions { linearizability_budget: Duration::from_secs(60), ..CheckOptions::default() };
-        let (_, report) = runtime.block_on(async {
-            let storage = storage_over(backend, mode).await;
-            audit(storage, &workload, &options).await
+        let report = runtime.block_on(async {
+            if kv_level {
+                audit_kv(backend, &workload, &options).await
+            } else {
+                let storage = storage_over(backend, mode).await;
+                audit(storage, &workload, &options).await.1
+            }
         });
-        println!("round {rounds} ({backend_name}, {mode:?}): {report}");
+        #[cfg(feature = "etcd")]
+        if let Some(faults) = faults {
+            let (c, leader) = faults.join().expect("fault thread");
+            println!("round {rounds}: SIGKILLed and restarted the leader m{leader}");
+            cluster = Some(c);
+        }
+        let level = if kv_level { "KvBackend".to_owned() } else { format!("{mode:?}") };
+        println!("round {rounds} ({backend_name}, {level}): {report}");
         operations += report.operations;
         unknown += report.unknown;
         events += report.events;
@@ -72,7 +119,7 @@ fn main() -> ExitCode {
         rounds += 1;
     }
     println!(
-        "soak {backend_name}: {seconds} s, {rounds} rounds, {operations} operations checked ({unknown} unknown), {events} watch events, {lists} lists replayed, {inconclusive} inconclusive keys, {violations} violations"
+        "soak {backend_name} (KvBackend level: {kv_level}): {seconds} s, {rounds} rounds, {operations} operations checked ({unknown} unknown), {events} watch events, {lists} lists replayed, {inconclusive} inconclusive keys, {violations} violations"
     );
     if violations == 0 {
         ExitCode::SUCCESS
