@@ -65,6 +65,7 @@ fn main() -> ExitCode {
                 let mut options = apistore_etcd::EtcdOptions::new(endpoints);
                 options.compaction_interval_secs = 0;
                 options.timeout_ms = 2000;
+                let _runtime = runtime.enter();
                 Arc::new(apistore_etcd::EtcdBackend::new(options).expect("etcd backend"))
             }
             _ => Arc::new(apistore_memory::MemoryBackend::new()),
