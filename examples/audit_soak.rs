@@ -90,6 +90,9 @@ fn main() -> ExitCode {
             duration: Duration::from_secs(round_seconds),
             seed: rounds as u64 + 1,
             round: rounds,
+            // A fresh namespace per round: a backend kept across rounds (etcd) still holds the
+            // keys of earlier rounds, and a history starts with its keys absent.
+            namespace: format!("audit-r{rounds}"),
             compact: kv_level,
             call_timeout: Duration::from_secs(6),
             ..Workload::default()
