@@ -2,8 +2,9 @@
 //! 8+ concurrent clients on a backend, plain and through the watch cache alternately, each
 //! round's history checked (on sled, each round in a fresh database). `--level kv` drives
 //! the backend directly (the `KvBackend`-level workload) instead of the storage layers.
-//! `--backend etcd` (feature `etcd`) runs three etcd members (the test harness) and, in every
-//! round, SIGKILLs the leader at 30 % of the round and restarts it at 60 %.
+//! `--backend etcd` (feature `etcd`) runs three etcd members (the test harness); at 30 % of
+//! an even round it SIGKILLs the leader and restarts it at 60 %, at 30 % of an odd round it
+//! SIGSTOPs a follower and resumes it (SIGCONT) at 60 %.
 //!
 //! ```text
 //! cargo run --release --features testing --example audit_soak -- --seconds 60 [--backend memory|sled|etcd] [--level storage|kv] [--round-seconds 5] [--clients 8]
@@ -70,17 +71,31 @@ fn main() -> ExitCode {
             }
             _ => Arc::new(apistore_memory::MemoryBackend::new()),
         };
-        // Etcd: the leader is SIGKILLed and restarted during the round.
+        // Etcd: a leader kill (even rounds) or a follower stall (odd rounds) during the round.
         #[cfg(feature = "etcd")]
         let faults = cluster.take().map(|mut c| {
             let round = Duration::from_secs(round_seconds);
+            let stall = rounds % 2 == 1;
             std::thread::spawn(move || {
                 std::thread::sleep(round.mul_f64(0.3));
                 let leader = c.leader(Duration::from_secs(5)).unwrap_or(0);
+                if stall {
+                    // Odd rounds: a follower stalls (SIGSTOP) and resumes (SIGCONT).
+                    let follower = (leader + 1) % c.len();
+                    let signal = |name: &str| {
+                        let pid = c.pid(follower).expect("a running member").to_string();
+                        let status = std::process::Command::new("kill").args([name, &pid]).status();
+                        assert!(status.is_ok_and(|s| s.success()), "kill {name} m{follower}");
+                    };
+                    signal("-STOP");
+                    std::thread::sleep(round.mul_f64(0.3));
+                    signal("-CONT");
+                    return (c, format!("SIGSTOPped and resumed the follower m{follower}"));
+                }
                 c.kill(leader);
                 std::thread::sleep(round.mul_f64(0.3));
                 c.restart(leader).unwrap_or_else(|e| panic!("restart m{leader}: {e}"));
-                (c, leader)
+                (c, format!("SIGKILLed and restarted the leader m{leader}"))
             })
         });
         let workload = Workload {
@@ -108,8 +123,8 @@ fn main() -> ExitCode {
         });
         #[cfg(feature = "etcd")]
         if let Some(faults) = faults {
-            let (c, leader) = faults.join().expect("fault thread");
-            println!("round {rounds}: SIGKILLed and restarted the leader m{leader}");
+            let (c, done) = faults.join().expect("fault thread");
+            println!("round {rounds}: {done}");
             cluster = Some(c);
         }
         let level = if kv_level { "KvBackend".to_owned() } else { format!("{mode:?}") };
