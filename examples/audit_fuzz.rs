@@ -1,5 +1,9 @@
 //! Runs the fuzz targets of `apistore::testing::audit::fuzz` (proptest, stable Rust): N inputs
 //! per target; exits non-zero with the shrunk input on a panic or an internal error.
+//! Two more targets live in the crates they reach into, with N from
+//! `APISTORE_FUZZ_ITERATIONS`: request and patch bodies in the API server
+//! (`cargo test -p apistore-apiserver --bin apiserver patch_fuzz`) and sled's on-disk records
+//! (`cargo test -p apistore-sled --test corruption`).
 //!
 //! ```text
 //! cargo run --release --features testing --example audit_fuzz -- --iterations 100000 [--target config] [--seed 1]

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use apistore::testing::audit::{audit_backend, CheckOptions, Workload};
+use apistore::testing::audit::{audit_backend, audit_kv, CheckOptions, Report, Workload};
 use apistore::testing::StorageMode;
 use apistore::KvBackend;
 use apistore_etcd::{EtcdBackend, EtcdOptions};
@@ -110,6 +110,30 @@ async fn etcd_three_members_with_kills_and_stalls_passes_the_audit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_three_members_with_kills_and_stalls_through_the_watch_cache_passes_the_audit() {
     three_members_under_faults(StorageMode::Cached).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_passes_the_audit_at_the_kv_backend_level() {
+    let cluster = EtcdCluster::single().unwrap_or_else(|e| panic!("cannot start etcd: {e}"));
+    let workload = Workload { compact: true, ..workload(13, Duration::from_secs(2)) };
+    let report = audit_kv(backend(&cluster, 5000), &workload, &CheckOptions::default()).await;
+    println!("etcd single, KvBackend level: {report}");
+    report.assert_ok();
+    assert!(report.operations > 300 && report.events > 30, "too little checked: {report}");
+    assert!(report.lists_replayed > 10 && report.reads_replayed > 10, "too little replayed: {report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_three_members_with_kills_and_stalls_passes_the_audit_at_the_kv_backend_level() {
+    let cluster = EtcdCluster::three().unwrap_or_else(|e| panic!("cannot start a three-member etcd: {e}"));
+    let backend = backend(&cluster, 2000);
+    let duration = Duration::from_secs(6);
+    let faults = std::thread::spawn(move || inject_faults(cluster, duration));
+    let report: Report = audit_kv(backend, &workload(17, duration), &CheckOptions::default()).await;
+    let (_cluster, done) = faults.join().expect("fault thread");
+    println!("etcd three members, KvBackend level, faults [{}]: {report}", done.join(", "));
+    report.assert_ok();
+    assert!(report.operations > 300, "too little checked: {report}");
 }
 
 fn model(mode: StorageMode) {

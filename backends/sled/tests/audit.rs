@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apistore::testing::audit::{
-    audit_backend, check, drive, parse_line, storage_over, CheckOptions, History, Record, Recorder, StdoutSink,
-    Workload,
+    audit_backend, audit_kv, check, drive, drive_kv, parse_line, storage_over, CheckOptions, History, Record, Recorder,
+    StdoutSink, Workload,
 };
 use apistore::testing::StorageMode;
 use apistore::KvBackend;
@@ -17,6 +17,8 @@ use apistore_sled::{SledBackend, SledOptions};
 
 const CHILD_DIR: &str = "APISTORE_SLED_AUDIT_CHILD_DIR";
 const CHILD_ROUND: &str = "APISTORE_SLED_AUDIT_ROUND";
+/// Set (to anything) when the child drives the backend directly (the `KvBackend` level).
+const CHILD_KV: &str = "APISTORE_SLED_AUDIT_KV";
 
 fn workload(seed: u64, round: u32, duration: Duration) -> Workload {
     Workload { clients: 8, watchers: 2, keys: 6, duration, seed, round, ..Workload::default() }
@@ -49,6 +51,18 @@ async fn sled_through_the_watch_cache_passes_the_audit() {
     run(StorageMode::Cached).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_passes_the_audit_at_the_kv_backend_level() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backend: Arc<dyn KvBackend> = Arc::new(SledBackend::open(SledOptions::new(dir.path())).expect("open sled"));
+    let workload = Workload { compact: true, ..workload(11, 0, Duration::from_secs(2)) };
+    let report = audit_kv(backend, &workload, &CheckOptions::default()).await;
+    println!("sled, KvBackend level: {report}");
+    report.assert_ok();
+    assert!(report.operations > 500 && report.events > 50, "too little checked: {report}");
+    assert!(report.lists_replayed > 20 && report.reads_replayed > 20, "too little replayed: {report}");
+}
+
 /// Child side of the kill loop: drives the workload against the directory, printing every
 /// record, until it is killed. Does nothing unless started by the parent.
 #[test]
@@ -58,17 +72,25 @@ fn audit_child() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     runtime.block_on(async move {
         let backend: Arc<dyn KvBackend> = Arc::new(SledBackend::open(SledOptions::new(dir)).expect("open sled"));
-        let storage = storage_over(backend, mode_of(round)).await;
         // Runs far longer than the parent lets it.
         let workload =
             Workload { first_watch_from: Some(1), ..workload(round as u64 + 7, round, Duration::from_secs(60)) };
-        drive(storage, &workload, Arc::new(StdoutSink)).await;
+        if std::env::var_os(CHILD_KV).is_some() {
+            drive_kv(backend, &workload, Arc::new(StdoutSink)).await;
+        } else {
+            let storage = storage_over(backend, mode_of(round)).await;
+            drive(storage, &workload, Arc::new(StdoutSink)).await;
+        }
     });
 }
 
 /// Runs the writer as a child process, SIGKILLs it after `alive`, and returns its records.
-fn incarnation(dir: &std::path::Path, round: u32, alive: Duration) -> Vec<Record> {
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+fn incarnation(dir: &std::path::Path, round: u32, alive: Duration, kv: bool) -> Vec<Record> {
+    let mut command = Command::new(std::env::current_exe().expect("test binary"));
+    if kv {
+        command.env(CHILD_KV, "1");
+    }
+    let mut child = command
         .args(["--exact", "audit_child", "--nocapture", "--test-threads", "1"])
         .env(CHILD_DIR, dir)
         .env(CHILD_ROUND, round.to_string())
@@ -94,13 +116,13 @@ fn incarnation(dir: &std::path::Path, round: u32, alive: Duration) -> Vec<Record
     records
 }
 
-#[test]
-fn sled_killed_and_restarted_in_a_loop_passes_the_audit() {
+/// Four SIGKILLed incarnations and a last one in this process, one history over all.
+fn kill_loop(kv: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let rounds: u32 = 4;
     let mut records = Vec::new();
     for round in 0..rounds {
-        records.extend(incarnation(dir.path(), round, Duration::from_millis(1500)));
+        records.extend(incarnation(dir.path(), round, Duration::from_millis(1500), kv));
     }
     // A last incarnation in this process reads what survived (store and cache).
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
@@ -108,17 +130,31 @@ fn sled_killed_and_restarted_in_a_loop_passes_the_audit() {
         let backend: Arc<dyn KvBackend> =
             Arc::new(SledBackend::open(SledOptions::new(dir.path())).expect("reopen sled"));
         let recorder = Arc::new(Recorder::default());
-        let storage = storage_over(backend, StorageMode::Store).await;
         let workload = Workload { first_watch_from: Some(1), ..workload(99, rounds, Duration::from_millis(500)) };
-        drive(storage, &workload, recorder.clone()).await;
+        if kv {
+            drive_kv(backend, &workload, recorder.clone()).await;
+        } else {
+            let storage = storage_over(backend, StorageMode::Store).await;
+            drive(storage, &workload, recorder.clone()).await;
+        }
         recorder.history()
     });
     records.extend(history_records(last));
     let history = History::from_records(records);
     let report = check(&history, &CheckOptions::default());
-    println!("sled, {rounds} SIGKILLs: {report}");
+    println!("sled, {rounds} SIGKILLs (KvBackend level: {kv}): {report}");
     report.assert_ok();
     assert!(report.unknown > 0 || report.operations > 1000, "{report}");
+}
+
+#[test]
+fn sled_killed_and_restarted_in_a_loop_passes_the_audit() {
+    kill_loop(false);
+}
+
+#[test]
+fn sled_killed_and_restarted_in_a_loop_passes_the_audit_at_the_kv_backend_level() {
+    kill_loop(true);
 }
 
 /// A history back as records (to merge with the children's).

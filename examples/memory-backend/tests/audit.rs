@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use apistore::testing::audit::{audit_backend, CheckOptions, Fault, FaultyBackend, Report, ViolationKind, Workload};
+use apistore::testing::audit::{
+    audit_backend, audit_kv, CheckOptions, Fault, FaultyBackend, Report, ViolationKind, Workload,
+};
 use apistore::testing::StorageMode;
 use apistore::KvBackend;
 use apistore_memory::MemoryBackend;
@@ -66,6 +68,42 @@ async fn a_revision_reused_after_a_restart_is_caught() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledged_then_lost_write_is_caught() {
     caught(Fault::LoseAcknowledgedWrite, ViolationKind::LostWrite).await;
+}
+
+async fn run_kv(fault: Fault, seed: u64) -> Report {
+    let backend: Arc<dyn KvBackend> = Arc::new(FaultyBackend::new(Arc::new(MemoryBackend::new()), fault));
+    // The memory backend answers in microseconds: a short run is tens of thousands of calls.
+    let workload = Workload { compact: true, duration: Duration::from_millis(500), ..workload(seed) };
+    let report = audit_kv(backend, &workload, &CheckOptions::default()).await;
+    println!("KvBackend level, {fault:?} seed {seed}: {report}");
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_passes_the_audit_at_the_kv_backend_level() {
+    let report = run_kv(Fault::None, 3).await;
+    report.assert_ok();
+    assert!(report.operations > 1000 && report.events > 100, "too little checked: {report}");
+    assert!(report.lists_replayed > 50 && report.reads_replayed > 50, "too little replayed: {report}");
+    assert!(report.inconclusive.is_empty(), "{report}");
+}
+
+/// Each fault, injected under the backend, is caught by the `KvBackend`-level workload too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_is_caught_at_the_kv_backend_level() {
+    let faults = [
+        (Fault::StaleRead, ViolationKind::StaleRead),
+        (Fault::DropWatchEvent, ViolationKind::WatchGap),
+        (Fault::ReorderWatchEvents, ViolationKind::WatchUnordered),
+        (Fault::ReuseRevisionAfterRestart, ViolationKind::RevisionReused),
+        (Fault::LoseAcknowledgedWrite, ViolationKind::LostWrite),
+    ];
+    for (fault, kind) in faults {
+        for seed in 1..=2 {
+            let report = run_kv(fault, seed).await;
+            assert!(report.has(kind), "{fault:?} (seed {seed}) was not reported as {kind:?}:\n{report}");
+        }
+    }
 }
 
 fn model(mode: StorageMode) {

@@ -378,6 +378,13 @@ impl Checker<'_> {
                         self.report.lists_unverified += 1;
                     }
                 }
+                (Call::Get { at: ReadAt::Exact(n), .. }, Outcome::Found(_) | Outcome::NotFound) => {
+                    if *n < first_gap {
+                        lists.push((*n, i));
+                    } else {
+                        self.report.lists_unverified += 1;
+                    }
+                }
                 (Call::Get { key, at: ReadAt::NotOlderThan(n) }, Outcome::Found(s)) if s.rv < *n => {
                     // The state read must still have been current at some revision ≥ n.
                     let next =
@@ -417,6 +424,18 @@ impl Checker<'_> {
                 };
                 truth.next();
             }
+            if let Call::Get { key, .. } = &self.ops[i].call {
+                self.report.reads_replayed += 1;
+                let read = match &self.ops[i].outcome {
+                    Outcome::Found(s) => Some((s.value.clone(), s.rv)),
+                    _ => None,
+                };
+                if read.as_ref() != state.get(key) {
+                    let diff = vec![format!("{key}: read {}, replay {}", show(read.as_ref()), show(state.get(key)))];
+                    mismatches.push((rv, i, diff));
+                }
+                continue;
+            }
             let Outcome::Listed { items, .. } = &self.ops[i].outcome else { continue };
             self.report.lists_replayed += 1;
             let listed: BTreeMap<String, (String, u64)> =
@@ -437,7 +456,10 @@ impl Checker<'_> {
             diff.insert(0, self.describe(i));
             self.violate(
                 ViolationKind::ListMismatch,
-                format!("the list at rv {rv} differs from the writes replayed up to rv {rv}"),
+                format!(
+                    "the {} at rv {rv} differs from the writes replayed up to rv {rv}",
+                    if self.ops[i].call.key().is_some() { "get" } else { "list" }
+                ),
                 diff,
             );
         }
@@ -700,16 +722,21 @@ impl Checker<'_> {
                 }
                 (Call::Create { .. }, Outcome::AlreadyExists) => Step::CreateExists,
                 (Call::Create { value, .. }, Outcome::Unknown(_)) => Step::CreateUnknown { value: intern(value) },
-                (Call::Update { value, .. }, Outcome::Written { rv }) => {
-                    Step::UpdateOk { value: intern(value), rv: *rv }
+                (Call::Update { value, precondition, .. }, Outcome::Written { rv }) => {
+                    Step::UpdateOk { value: intern(value), rv: *rv, pre: *precondition }
                 }
-                (Call::Update { value, .. }, Outcome::Unknown(_)) => Step::UpdateUnknown { value: intern(value) },
+                (Call::Update { value, precondition, .. }, Outcome::Unknown(_)) => {
+                    Step::UpdateUnknown { value: intern(value), pre: *precondition }
+                }
+                (Call::Update { precondition: Some(pre), .. }, Outcome::PreconditionFailed) => {
+                    Step::Conflict { pre: *pre }
+                }
                 (Call::Update { .. } | Call::Delete { .. }, Outcome::NotFound) => Step::Absent,
                 (Call::Delete { precondition, .. }, Outcome::Deleted { value, prev_rv, .. }) => {
                     Step::DeleteOk { value: intern(value), prev_rv: *prev_rv, pre: *precondition }
                 }
                 (Call::Delete { precondition: Some(pre), .. }, Outcome::PreconditionFailed) => {
-                    Step::DeleteConflict { pre: *pre }
+                    Step::Conflict { pre: *pre }
                 }
                 (Call::Delete { precondition, .. }, Outcome::Unknown(_)) => Step::DeleteUnknown { pre: *precondition },
                 (Call::Get { at: ReadAt::Latest, .. }, Outcome::Found(s)) => {
@@ -857,7 +884,7 @@ fn is_violation(ops: &[KeyOp], deadline: Instant) -> bool {
 }
 
 fn effect_free(step: &Step) -> bool {
-    matches!(step, Step::Read { .. } | Step::Absent | Step::CreateExists | Step::DeleteConflict { .. })
+    matches!(step, Step::Read { .. } | Step::Absent | Step::CreateExists | Step::Conflict { .. })
 }
 
 /// The history up to time `t`: calls invoked after `t` are dropped; calls still running at
@@ -872,9 +899,10 @@ fn cut(ops: &[KeyOp], t: u64) -> Vec<KeyOp> {
             }
             let step = match o.step {
                 Step::CreateOk { value, .. } | Step::CreateUnknown { value } => Step::CreateUnknown { value },
-                Step::UpdateOk { value, .. } | Step::UpdateUnknown { value } => Step::UpdateUnknown { value },
+                Step::UpdateOk { value, pre, .. } | Step::UpdateUnknown { value, pre } => {
+                    Step::UpdateUnknown { value, pre }
+                }
                 Step::DeleteOk { pre, .. } | Step::DeleteUnknown { pre } => Step::DeleteUnknown { pre },
-                Step::DeleteConflict { pre } => Step::DeleteUnknown { pre: Some(pre) },
                 _ => return None,
             };
             Some(KeyOp { step, returned: None, ..o.clone() })

@@ -90,6 +90,9 @@ pub struct Workload {
     /// revision: after a restart, a watch from the history's start replays every write, so
     /// writes in flight at a crash become known.
     pub first_watch_from: Option<u64>,
+    /// `KvBackend` level only: client 0 compacts now and then, 30 revisions behind the newest
+    /// it saw (reads and watches below it must answer 410).
+    pub compact: bool,
 }
 
 impl Default for Workload {
@@ -105,6 +108,7 @@ impl Default for Workload {
             round: 0,
             think_time: Duration::ZERO,
             first_watch_from: None,
+            compact: false,
         }
     }
 }
@@ -169,7 +173,7 @@ async fn perform(storage: &dyn Storage, dir: &str, call: &Call) -> Outcome {
                 Err(e) => write_error(&e),
             }
         }
-        Call::Update { key, value } => {
+        Call::Update { key, value, .. } => {
             let value = value.clone();
             let mut update =
                 move |object: Object, _| Ok((object.with_field("spec", json!({ "v": value.clone() })), None));
@@ -267,7 +271,7 @@ impl Client {
             let roll = rng.random_range(0..100);
             let call = match roll {
                 0..20 => Call::Create { key, value },
-                20..40 => Call::Update { key, value },
+                20..40 => Call::Update { key, value, precondition: None },
                 40..46 => Call::Delete { key, precondition: None },
                 46..52 => Call::Delete { key, precondition: Some(known[k]).filter(|&r| r > 0) },
                 52..70 => Call::Get { key, at: ReadAt::Latest },

@@ -34,7 +34,7 @@ pub enum ReadAt {
     Any,
     /// RV N (NotOlderThan): a state not older than N.
     NotOlderThan(u64),
-    /// RV N, Exact (lists only): the state exactly at N.
+    /// RV N, Exact: the state exactly at N (lists; gets at the `KvBackend` level).
     Exact(u64),
 }
 
@@ -48,12 +48,17 @@ pub enum Call {
         /// The unique value written.
         value: String,
     },
-    /// `guaranteed_update(key)` setting a unique value (the key must exist).
+    /// `guaranteed_update(key)` setting a unique value (the key must exist); at the
+    /// [`KvBackend`](crate::kv::KvBackend) level a put only if the key's mod_revision is
+    /// `precondition`.
     Update {
         /// Store key.
         key: String,
         /// The unique value written.
         value: String,
+        /// The required mod_revision (None = any).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        precondition: Option<u64>,
     },
     /// `delete(key)`, with a resourceVersion precondition when `precondition` is set.
     Delete {
@@ -281,7 +286,8 @@ impl Operation {
     pub fn describe(&self, origin: u64) -> String {
         let call = match &self.call {
             Call::Create { key, value } => format!("create {key} := {value:?}"),
-            Call::Update { key, value } => format!("update {key} := {value:?}"),
+            Call::Update { key, value, precondition: Some(p) } => format!("update {key} := {value:?} if rv = {p}"),
+            Call::Update { key, value, precondition: None } => format!("update {key} := {value:?}"),
             Call::Delete { key, precondition: Some(p) } => format!("delete {key} if rv = {p}"),
             Call::Delete { key, precondition: None } => format!("delete {key}"),
             Call::Get { key, at } => format!("get {key} at {}", describe_at(at)),

@@ -22,20 +22,20 @@ pub enum Step {
     CreateOk { value: u32, rv: u64 },
     /// create → already exists.
     CreateExists,
-    /// update → ok at `rv` (the key existed).
-    UpdateOk { value: u32, rv: u64 },
+    /// update with precondition `pre` → ok at `rv` (the key existed).
+    UpdateOk { value: u32, rv: u64, pre: Option<u64> },
     /// update or get → not found; a latest list that did not contain the key.
     Absent,
     /// delete → ok, it removed `value` at `prev_rv` (0 = not returned) with precondition `pre`.
     DeleteOk { value: u32, prev_rv: u64, pre: Option<u64> },
-    /// delete with precondition `pre` → precondition failed.
-    DeleteConflict { pre: u64 },
+    /// update or delete with precondition `pre` → precondition failed.
+    Conflict { pre: u64 },
     /// get or latest list → the key holds `value` at `rv`.
     Read { value: u32, rv: u64 },
     /// create of `value`, outcome unknown.
     CreateUnknown { value: u32 },
-    /// update to `value`, outcome unknown.
-    UpdateUnknown { value: u32 },
+    /// update to `value` with precondition `pre`, outcome unknown.
+    UpdateUnknown { value: u32, pre: Option<u64> },
     /// delete with precondition `pre`, outcome unknown.
     DeleteUnknown { pre: Option<u64> },
 }
@@ -46,8 +46,10 @@ pub fn apply(state: KeyState, step: &Step) -> Option<KeyState> {
     match (*step).clone() {
         Step::CreateOk { value, rv } => state.is_none().then_some(Some((value, rv))),
         Step::CreateExists => state.is_some().then_some(state),
-        Step::UpdateOk { value, rv } => match state {
-            Some((_, held)) if held == 0 || rv > held => Some(Some((value, rv))),
+        Step::UpdateOk { value, rv, pre } => match state {
+            Some((_, held)) if (held == 0 || rv > held) && pre.is_none_or(|p| rev_matches(held, p)) => {
+                Some(Some((value, rv)))
+            }
             _ => None,
         },
         Step::Absent => state.is_none().then_some(None),
@@ -58,7 +60,7 @@ pub fn apply(state: KeyState, step: &Step) -> Option<KeyState> {
             }
             _ => None,
         },
-        Step::DeleteConflict { pre } => match state {
+        Step::Conflict { pre } => match state {
             Some((_, held)) if held != pre => Some(state),
             _ => None,
         },
@@ -67,7 +69,10 @@ pub fn apply(state: KeyState, step: &Step) -> Option<KeyState> {
             _ => None,
         },
         Step::CreateUnknown { value } => Some(if state.is_none() { Some((value, 0)) } else { state }),
-        Step::UpdateUnknown { value } => Some(state.map(|_| (value, 0))),
+        Step::UpdateUnknown { value, pre } => Some(match state {
+            Some((_, held)) if pre.is_some_and(|p| held != 0 && held != p) => state,
+            _ => state.map(|_| (value, 0)),
+        }),
         Step::DeleteUnknown { pre } => Some(match state {
             Some((_, held)) if pre.is_some_and(|p| held != 0 && held != p) => state,
             _ => None,
@@ -255,7 +260,7 @@ mod tests {
         let ops = vec![
             op(Step::CreateOk { value: 1, rv: 2 }, 0, Some(1)),
             op(Step::Read { value: 1, rv: 2 }, 2, Some(3)),
-            op(Step::UpdateOk { value: 2, rv: 3 }, 4, Some(5)),
+            op(Step::UpdateOk { value: 2, rv: 3, pre: None }, 4, Some(5)),
             op(Step::DeleteOk { value: 2, prev_rv: 3, pre: Some(3) }, 6, Some(7)),
             op(Step::Absent, 8, Some(9)),
         ];
@@ -266,7 +271,7 @@ mod tests {
     fn stale_read_after_a_completed_update_is_a_violation() {
         let ops = vec![
             op(Step::CreateOk { value: 1, rv: 2 }, 0, Some(1)),
-            op(Step::UpdateOk { value: 2, rv: 3 }, 2, Some(3)),
+            op(Step::UpdateOk { value: 2, rv: 3, pre: None }, 2, Some(3)),
             op(Step::Read { value: 1, rv: 2 }, 4, Some(5)),
         ];
         assert!(matches!(verdict(&ops), Verdict::Violation { .. }));
@@ -276,7 +281,7 @@ mod tests {
     fn concurrent_read_may_see_either_value() {
         let ops = vec![
             op(Step::CreateOk { value: 1, rv: 2 }, 0, Some(1)),
-            op(Step::UpdateOk { value: 2, rv: 3 }, 2, Some(10)),
+            op(Step::UpdateOk { value: 2, rv: 3, pre: None }, 2, Some(10)),
             op(Step::Read { value: 1, rv: 2 }, 3, Some(4)),
             op(Step::Read { value: 2, rv: 3 }, 5, Some(6)),
             op(Step::Read { value: 2, rv: 3 }, 7, Some(8)),
@@ -305,15 +310,14 @@ mod tests {
 
     #[test]
     fn preconditions_follow_the_revision() {
-        let ops =
-            vec![op(Step::CreateOk { value: 1, rv: 2 }, 0, Some(1)), op(Step::DeleteConflict { pre: 2 }, 2, Some(3))];
+        let ops = vec![op(Step::CreateOk { value: 1, rv: 2 }, 0, Some(1)), op(Step::Conflict { pre: 2 }, 2, Some(3))];
         assert!(matches!(verdict(&ops), Verdict::Violation { .. }), "rv 2 matches, the delete had to succeed");
     }
 
     #[test]
     fn the_search_is_bounded_in_time() {
         let ops: Vec<KeyOp> = (0..200)
-            .map(|i| op(Step::UpdateUnknown { value: i }, 0, None))
+            .map(|i| op(Step::UpdateUnknown { value: i, pre: None }, 0, None))
             .chain([op(Step::Absent, 1, Some(2))])
             .collect();
         // Linearizable (nothing exists; every update is a no-op), found quickly.

@@ -39,6 +39,7 @@ pub mod driver;
 pub mod faulty;
 pub mod fuzz;
 pub mod history;
+pub mod kv_driver;
 pub mod linearize;
 pub mod model;
 pub mod report;
@@ -47,6 +48,7 @@ pub use checks::{check, CheckOptions};
 pub use driver::{drive, parse_line, Recorder, Sink, StdoutSink, Workload};
 pub use faulty::{Fault, FaultyBackend};
 pub use history::{History, Record};
+pub use kv_driver::{drive_kv, kv_prefix};
 pub use model::check_model;
 pub use report::{Report, Violation, ViolationKind};
 
@@ -88,6 +90,14 @@ pub async fn audit_backend(
 ) -> Report {
     let storage = storage_over(backend, mode).await;
     audit(storage, workload, options).await.1
+}
+
+/// Records `workload` directly against `backend` (the [`KvBackend`]-level workload of
+/// [`kv_driver`]) and checks the history with the same checkers.
+pub async fn audit_kv(backend: Arc<dyn KvBackend>, workload: &Workload, options: &CheckOptions) -> Report {
+    let recorder = Arc::new(Recorder::default());
+    drive_kv(backend, workload, recorder.clone()).await;
+    check(&recorder.history(), options)
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ use crate::storage::{
     Storage, WatchEvent,
 };
 
+use crate::selector::{FieldSelector, LabelSelector};
+
 use super::super::StorageMode;
 use super::storage_over;
 
@@ -36,6 +38,33 @@ pub enum At {
     /// The revision of the n-th write of this case from the end (0 = the last), or the
     /// case's start revision when there are fewer writes.
     Back(usize),
+}
+
+/// The resourceVersion a get or list names, relative to the model's history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rv {
+    /// RV "" (latest, consistent).
+    Latest,
+    /// RV "0": any state, possibly stale (the watch cache answers from memory).
+    Any,
+    /// The revision of [`At::Back`]`(n)` with `resourceVersionMatch=NotOlderThan` (a get:
+    /// a plain RV, which means the same).
+    NotOlderThan(usize),
+    /// The revision of [`At::Back`]`(n)` with `resourceVersionMatch=Exact` (lists only).
+    Exact(usize),
+}
+
+/// A list's selector. Every object carries the label `p` = its value's parity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Select {
+    /// Everything.
+    All,
+    /// `p=<parity>`.
+    Label(u8),
+    /// `metadata.name=k<key>`.
+    Name(u8),
+    /// `metadata.name!=k<key>`.
+    NotName(u8),
 }
 
 /// A delete's precondition.
@@ -56,21 +85,28 @@ pub enum Action {
     Create { key: u8, value: u8 },
     Update { key: u8, value: u8 },
     Delete { key: u8, pre: Pre },
-    Get { key: u8 },
-    List { at: At, limit: u8 },
+    Get { key: u8, rv: Rv },
+    List { rv: Rv, limit: u8, select: Select },
     Watch { from: At },
 }
 
 fn action() -> impl Strategy<Value = Action> {
     let key = 0u8..4;
-    let at = prop_oneof![Just(At::Latest), (0usize..4).prop_map(At::Back)];
+    let get_rv = prop_oneof![Just(Rv::Latest), Just(Rv::Any), (0usize..4).prop_map(Rv::NotOlderThan)];
+    let list_rv = prop_oneof![get_rv.clone(), (0usize..4).prop_map(Rv::Exact)];
+    let select = prop_oneof![
+        2 => Just(Select::All),
+        1 => (0u8..2).prop_map(Select::Label),
+        1 => (0u8..4).prop_map(Select::Name),
+        1 => (0u8..4).prop_map(Select::NotName),
+    ];
     prop_oneof![
         3 => (key.clone(), 0u8..10).prop_map(|(key, value)| Action::Create { key, value }),
         3 => (key.clone(), 0u8..10).prop_map(|(key, value)| Action::Update { key, value }),
         2 => (key.clone(), prop_oneof![Just(Pre::None), Just(Pre::Current), Just(Pre::Stale)])
             .prop_map(|(key, pre)| Action::Delete { key, pre }),
-        2 => key.prop_map(|key| Action::Get { key }),
-        2 => (at.clone(), 0u8..4).prop_map(|(at, limit)| Action::List { at, limit }),
+        2 => (key.clone(), get_rv).prop_map(|(key, rv)| Action::Get { key, rv }),
+        3 => (list_rv, 0u8..4, select).prop_map(|(rv, limit, select)| Action::List { rv, limit, select }),
         1 => (0usize..4).prop_map(|n| Action::Watch { from: At::Back(n) }),
     ]
 }
@@ -109,6 +145,15 @@ impl Model {
         }
     }
 
+    /// The states a read not older than `min` may return: (revision, state), oldest first.
+    fn states_since(&self, min: u64) -> Vec<(u64, State)> {
+        let mut states = vec![(self.start, State::new())];
+        states.extend(self.history.iter().map(|h| (h.0, h.2.clone())));
+        // The last state at or below `min` stays a candidate: it is the state at `min`.
+        let first = states.iter().rposition(|s| s.0 <= min).unwrap_or(0);
+        states.split_off(first)
+    }
+
     fn state_at(&self, rv: u64) -> State {
         self.history.iter().rev().find(|h| h.0 <= rv).map(|h| h.2.clone()).unwrap_or_default()
     }
@@ -126,8 +171,39 @@ fn fail(step: usize, action: &Action, message: String) -> TestCaseError {
     TestCaseError::fail(format!("step {step} {action:?}: {message}"))
 }
 
+/// The label `p`: the parity of the value's number (`v3` → "1").
+fn parity(value: &str) -> String {
+    value.trim_start_matches('v').parse::<u8>().map_or_else(|_| "x".to_owned(), |n| (n % 2).to_string())
+}
+
 fn pod(namespace: &str, name: &str, value: &str) -> Object {
-    Object::new("v1", "Pod", namespace, name).with_field("spec", json!({ "v": value }))
+    Object::new("v1", "Pod", namespace, name).with_field("spec", json!({ "v": value })).with_label("p", &parity(value))
+}
+
+/// The predicate of a selector (limit and continue token left empty).
+fn predicate(select: Select) -> Predicate {
+    let (label, field) = match select {
+        Select::All => (String::new(), String::new()),
+        Select::Label(p) => (format!("p={p}"), String::new()),
+        Select::Name(k) => (String::new(), format!("metadata.name=k{k}")),
+        Select::NotName(k) => (String::new(), format!("metadata.name!=k{k}")),
+    };
+    Predicate {
+        label: LabelSelector::parse(&label).expect("a valid label selector"),
+        field: FieldSelector::parse(&field).expect("a valid field selector"),
+        ..Predicate::default()
+    }
+}
+
+/// The part of `state` a selector matches.
+fn selected(state: &State, select: Select) -> State {
+    let keep = |name: &str, value: &str| match select {
+        Select::All => true,
+        Select::Label(p) => parity(value) == p.to_string(),
+        Select::Name(k) => name == format!("k{k}"),
+        Select::NotName(k) => name != format!("k{k}"),
+    };
+    state.iter().filter(|(n, (v, _))| keep(n, v)).map(|(n, e)| (n.clone(), e.clone())).collect()
 }
 
 fn seen(object: &Object) -> (String, (String, u64)) {
@@ -172,7 +248,9 @@ async fn run_case(storage: &dyn Storage, namespace: &str, actions: &[Action]) ->
             Action::Update { key, value } => {
                 let (name, value) = (format!("k{key}"), format!("v{value}"));
                 let new = value.clone();
-                let mut update = move |o: Object, _| Ok((o.with_field("spec", json!({ "v": new.clone() })), None));
+                let mut update = move |o: Object, _| {
+                    Ok((o.with_field("spec", json!({ "v": new.clone() })).with_label("p", &parity(&new)), None))
+                };
                 let got = storage.guaranteed_update(&format!("{dir}/{name}"), false, None, &mut update, None).await;
                 match (model.objects.get(&name).cloned(), got) {
                     (Some((old, old_rv)), Ok(updated)) => {
@@ -229,30 +307,52 @@ async fn run_case(storage: &dyn Storage, namespace: &str, actions: &[Action]) ->
                     }
                 }
             }
-            Action::Get { key } => {
+            Action::Get { key, rv } => {
                 let name = format!("k{key}");
-                let got = storage.get(&format!("{dir}/{name}"), GetOptions::default()).await;
-                match (model.objects.get(&name), got) {
-                    (Some(want), Ok(Some(o))) if seen(&o).1 == *want => {}
-                    (None, Err(e)) if kind(&e) == "NotFound" => {}
-                    (want, got) => return Err(f(format!("model {want:?}, got {got:?}"))),
+                let (resource_version, min) = match rv {
+                    Rv::Latest => (String::new(), None),
+                    Rv::Any => ("0".to_owned(), Some(0)),
+                    Rv::NotOlderThan(n) | Rv::Exact(n) => {
+                        let min = model.revision(At::Back(*n)).unwrap_or(model.start);
+                        (min.to_string(), Some(min))
+                    }
+                };
+                let options = GetOptions { resource_version, ..GetOptions::default() };
+                let got = match storage.get(&format!("{dir}/{name}"), options).await {
+                    Ok(Some(o)) => Some(seen(&o).1),
+                    Err(e) if kind(&e) == "NotFound" => None,
+                    other => return Err(f(format!("got {other:?}"))),
+                };
+                // Latest: the current state; otherwise the key in some state not older than `min`.
+                let allowed: Vec<Option<(String, u64)>> = match min {
+                    None => vec![model.objects.get(&name).cloned()],
+                    Some(min) => model.states_since(min).iter().map(|(_, s)| s.get(&name).cloned()).collect(),
+                };
+                if !allowed.contains(&got) {
+                    return Err(f(format!("got {got:?}, the model allows {allowed:?}")));
                 }
             }
-            Action::List { at, limit } => {
-                let rv = model.revision(*at);
-                let (resource_version, resource_version_match) = match rv {
-                    None => (String::new(), None),
-                    Some(rv) => (rv.to_string(), Some(ResourceVersionMatch::Exact)),
+            Action::List { rv: at, limit, select } => {
+                let back = |n: usize| model.revision(At::Back(n)).unwrap_or(model.start);
+                // (RV, match, the exact revision wanted or the oldest one allowed).
+                let (resource_version, resource_version_match, exact, min) = match *at {
+                    Rv::Latest => (String::new(), None, Some(model.last()), 0),
+                    Rv::Any => ("0".to_owned(), None, None, 0),
+                    Rv::NotOlderThan(n) => {
+                        (back(n).to_string(), Some(ResourceVersionMatch::NotOlderThan), None, back(n))
+                    }
+                    Rv::Exact(n) => (back(n).to_string(), Some(ResourceVersionMatch::Exact), Some(back(n)), back(n)),
                 };
                 let mut options =
                     ListOptions { resource_version, resource_version_match, recursive: true, ..ListOptions::default() };
-                options.predicate = Predicate { limit: i64::from(*limit), ..Predicate::default() };
+                options.predicate = Predicate { limit: i64::from(*limit), ..predicate(*select) };
                 let mut items = BTreeMap::new();
                 let mut list_rv = None;
                 loop {
                     let page =
                         storage.get_list(&dir, options.clone()).await.map_err(|e| f(format!("list failed: {e}")))?;
-                    if *limit > 0 && page.items.len() > usize::from(*limit) {
+                    // RV "0" may be answered from the watch cache in one page, ignoring the limit.
+                    if *limit > 0 && page.items.len() > usize::from(*limit) && *at != Rv::Any {
                         return Err(f(format!("a page of {} items over the limit {limit}", page.items.len())));
                     }
                     if *list_rv.get_or_insert(page.resource_version) != page.resource_version {
@@ -266,13 +366,15 @@ async fn run_case(storage: &dyn Storage, namespace: &str, actions: &[Action]) ->
                     options.predicate = Predicate {
                         limit: i64::from(*limit),
                         continue_token: page.continue_token,
-                        ..Predicate::default()
+                        ..predicate(*select)
                     };
                 }
-                let want_rv = rv.unwrap_or(model.last());
-                let want = if rv.is_some() { model.state_at(want_rv) } else { model.objects.clone() };
-                if list_rv != Some(want_rv) || items != want {
-                    return Err(f(format!("want rv {want_rv} {want:?}, got rv {list_rv:?} {items:?}")));
+                let list_rv = list_rv.unwrap_or_default();
+                let want_rv = exact.unwrap_or(list_rv);
+                let want = selected(&model.state_at(want_rv), *select);
+                if list_rv != want_rv || list_rv < min || list_rv > model.last() || items != want {
+                    let allowed = exact.map_or(format!("{min}..={}", model.last()), |rv| rv.to_string());
+                    return Err(f(format!("want rv {allowed} {want:?}, got rv {list_rv} {items:?}")));
                 }
             }
             Action::Watch { from } => {

@@ -20,7 +20,7 @@ pub enum ViolationKind {
     RevisionOrder,
     /// A consistent list missed writes that completed before it was invoked.
     StaleList,
-    /// A list at a revision differs from the state replayed to that revision.
+    /// A list (or a get) at a revision differs from the state replayed to that revision.
     ListMismatch,
     /// A read with a resourceVersion returned a state older than asked for.
     ReadTooOld,
@@ -100,6 +100,8 @@ pub struct Report {
     pub events: usize,
     /// Lists compared with the replayed state.
     pub lists_replayed: usize,
+    /// Gets at an exact revision compared with the replayed state.
+    pub reads_replayed: usize,
     /// Lists that could not be replayed (a revision below them is unknown).
     pub lists_unverified: usize,
     /// Keys whose search ran out of time.
@@ -137,7 +139,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} operations ({} unknown outcome) on {} keys, {} watches with {} events, {} lists replayed ({} unverifiable), {} inconclusive keys, {} violations",
+            "{} operations ({} unknown outcome) on {} keys, {} watches with {} events, {} lists replayed ({} unverifiable), {} gets at a revision replayed, {} inconclusive keys, {} violations",
             self.operations,
             self.unknown,
             self.keys,
@@ -145,6 +147,7 @@ impl fmt::Display for Report {
             self.events,
             self.lists_replayed,
             self.lists_unverified,
+            self.reads_replayed,
             self.inconclusive.len(),
             self.violations.len()
         )?;

@@ -28,7 +28,12 @@ impl Builder {
     }
 
     fn update(&mut self, key: &str, value: &str, rv: u64, t: u64) -> &mut Self {
-        self.op(Call::Update { key: key.into(), value: value.into() }, Outcome::Written { rv }, t, Some(t + 1))
+        self.op(
+            Call::Update { key: key.into(), value: value.into(), precondition: None },
+            Outcome::Written { rv },
+            t,
+            Some(t + 1),
+        )
     }
 
     fn get(&mut self, key: &str, seen: Option<(&str, u64)>, t: u64) -> &mut Self {
@@ -210,4 +215,47 @@ fn a_write_no_read_and_no_covering_watch_ever_saw_is_lost() {
     b.watch(1000, 0, 1, vec![put(K, "a", 2), put(K, "c", 4)]);
     let report = b.check();
     assert!(report.has(ViolationKind::LostWrite) && report.has(ViolationKind::WatchGap), "{report}");
+}
+
+#[test]
+fn a_conditional_update_that_succeeds_on_a_stale_revision_is_not_linearizable() {
+    let mut b = Builder::new();
+    b.create(K, "a", 2, 10).update(K, "b", 3, 20);
+    let stale = Call::Update { key: K.into(), value: "c".into(), precondition: Some(2) };
+    b.op(stale, Outcome::Written { rv: 4 }, 30, Some(31));
+    let report = b.check();
+    assert!(!report.is_ok(), "{report}");
+    assert!(report.to_string().contains("if rv = 2"), "{report}");
+    // The same update refused with a conflict is fine.
+    let mut b = Builder::new();
+    b.create(K, "a", 2, 10).update(K, "b", 3, 20);
+    b.op(
+        Call::Update { key: K.into(), value: "c".into(), precondition: Some(2) },
+        Outcome::PreconditionFailed,
+        30,
+        Some(31),
+    );
+    b.check().assert_ok();
+}
+
+#[test]
+fn a_get_at_a_revision_is_compared_with_the_replay() {
+    let mut b = clean();
+    b.op(
+        Call::Get { key: K.into(), at: ReadAt::Exact(2) },
+        Outcome::Found(Seen { key: K.into(), value: "a".into(), rv: 2 }),
+        70,
+        Some(71),
+    );
+    let report = b.check();
+    report.assert_ok();
+    assert_eq!(report.reads_replayed, 1);
+    let mut b = clean();
+    b.op(
+        Call::Get { key: K.into(), at: ReadAt::Exact(3) },
+        Outcome::Found(Seen { key: K.into(), value: "a".into(), rv: 2 }),
+        70,
+        Some(71),
+    );
+    assert_only(&b.check(), ViolationKind::ListMismatch);
 }

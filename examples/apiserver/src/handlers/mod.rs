@@ -15,6 +15,8 @@ mod delete;
 mod get;
 mod list;
 mod patch;
+#[cfg(test)]
+mod patch_fuzz;
 mod scale;
 mod update;
 mod watch;
