@@ -13,7 +13,8 @@
 //!   allows them, the initial-events-end bookmark, and 410 "too old resource version" below the
 //!   history. A DELETED event carries the last state with the delete RV.
 //! * `get` with RV ≠ "" (waits until the cache reached the RV), `get_list` with RV "0" (the
-//!   limit is ignored, as in Kubernetes) and with RV N / NotOlderThan N (waits for N).
+//!   limit is ignored, as in Kubernetes; never older than a consistent list the inner storage
+//!   served — until the cache reaches that revision it waits briefly, else delegates) and with RV N / NotOlderThan N (waits for N).
 //! * Consistent lists (RV "", Kubernetes `ConsistentListFromCache`) when the inner storage
 //!   answers progress requests ([`Storage::request_watch_progress`]; sled does, etcd before
 //!   3.4.31 does not): the cache asks for the inner storage's current revision, waits until it
@@ -60,7 +61,7 @@
 //! Kubernetes' `KeyFunc`: an object stored at a key that does not match its namespace/name is
 //! not supported.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -160,6 +161,9 @@ pub(crate) struct Shared {
     stop: watch::Sender<bool>,
     /// The inner storage answered a progress request with "cannot": consistent reads go to it.
     progress_unsupported: AtomicBool,
+    /// The highest revision a consistent list served by the inner storage returned: an RV "0"
+    /// list is never answered at an older revision (see [`Cacher::get_list`]).
+    consistent_floor: AtomicU64,
 }
 
 impl Shared {
@@ -265,6 +269,7 @@ impl Cacher {
             changed: watch::channel(0).0,
             stop: watch::channel(false).0,
             progress_unsupported: AtomicBool::new(false),
+            consistent_floor: AtomicU64::new(0),
             config,
         });
         runtime.spawn(reflector::run(shared.clone()));
@@ -307,6 +312,12 @@ impl Cacher {
     /// The revision up to which the cache has applied every change (0 before the first list).
     pub fn resource_version(&self) -> Revision {
         self.shared.lock().revision
+    }
+
+    /// Watchers registered now. A watcher is deregistered as soon as its consumer drops or
+    /// stops its stream, or the cache terminates it.
+    pub fn watcher_count(&self) -> usize {
+        self.shared.lock().watchers.len()
     }
 
     /// Forgets history at or below `revision`: later watches from an older revision get 410.
@@ -538,7 +549,7 @@ impl Cacher {
         let (input_sender, input) = mpsc::channel(self.shared.config.watcher_queue.max(1));
         let (terminate_sender, terminate) = oneshot::channel();
         let (result, stream) = WatchStream::encoded_channel(WatchStream::DEFAULT_CAPACITY);
-        let opening = {
+        let (opening, id) = {
             let mut state = self.shared.lock();
             if !state.ready {
                 return Err(state.not_ready_error());
@@ -580,7 +591,7 @@ impl Cacher {
                     _terminate: terminate_sender,
                 },
             );
-            opening
+            (opening, id)
         };
         let predicate = Predicate { limit: 0, continue_token: String::new(), ..options.predicate.clone() };
         let watcher = Watcher {
@@ -593,6 +604,7 @@ impl Cacher {
             result,
             input,
             terminate,
+            _registration: Some(watcher::Registration { shared: Arc::downgrade(&self.shared), id }),
         };
         tokio::spawn(watcher.run(opening));
         Ok(stream)
@@ -756,7 +768,11 @@ impl Storage for Cacher {
         let served = match requested {
             RequestedVersion::Unset => match self.wait_consistent().await? {
                 Freshness::Fresh => self.list_from_cache(&prepared, &options, false, None)?,
-                Freshness::Lagging => None,
+                Freshness::Lagging => {
+                    let list = self.shared.inner.get_list_encoded(key, options).await?;
+                    self.shared.consistent_floor.fetch_max(list.resource_version, Ordering::SeqCst);
+                    return Ok(list);
+                }
             },
             // Legacy: RV N with a limit means exactly N (the inner storage, as Exact).
             RequestedVersion::At(_)
@@ -772,8 +788,17 @@ impl Storage for Cacher {
                     return Err(self.shared.lock().not_ready_error());
                 }
             }
-            // RV "0": any state; Kubernetes' cache ignores the limit (kubernetes#108003).
-            RequestedVersion::Any => self.list_from_cache(&prepared, &options, true, None)?,
+            // RV "0": any state; Kubernetes' cache ignores the limit (kubernetes#108003). Not
+            // older than a consistent list the inner storage served: a client that saw
+            // revision R must not list R' < R next (the cache waits briefly for R, else the
+            // inner storage answers).
+            RequestedVersion::Any => {
+                let floor = self.shared.consistent_floor.load(Ordering::SeqCst);
+                match self.wait_fresh(floor).await? {
+                    Freshness::Fresh => self.list_from_cache(&prepared, &options, true, None)?,
+                    Freshness::Lagging => None,
+                }
+            }
             RequestedVersion::At(wanted) => match self.wait_fresh(wanted).await? {
                 Freshness::Fresh => self.list_from_cache(&prepared, &options, false, None)?,
                 Freshness::Lagging => None,

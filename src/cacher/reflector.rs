@@ -136,7 +136,10 @@ async fn list_and_watch(shared: &Arc<Shared>, budget: &mut TimeBudget) -> std::r
         ..ListOptions::default()
     };
     let mut events = shared.inner.watch(&shared.resource_dir, options).await?;
-    let mut ticker = tokio::time::interval(BOOKMARK_TICK);
+    // A bookmark period shorter than the tick would be late by up to a tick: tick at least
+    // four times per period (never more often than every 10 ms).
+    let tick = BOOKMARK_TICK.min(shared.config.bookmark_frequency / 4).max(Duration::from_millis(10));
+    let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stop = shared.stop.subscribe();
     loop {

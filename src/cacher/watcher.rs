@@ -52,6 +52,24 @@ pub(crate) struct Watcher {
     pub(crate) result: mpsc::Sender<EncodedWatchEvent>,
     pub(crate) input: mpsc::Receiver<Dispatch>,
     pub(crate) terminate: oneshot::Receiver<()>,
+    /// Deregisters the watcher from the cache when its task ends (None in unit tests).
+    pub(crate) _registration: Option<Registration>,
+}
+
+/// A watcher's entry in the cache's watcher table, removed as soon as the watcher's task ends
+/// (its consumer dropped or stopped the stream, or it was terminated), so the table holds
+/// exactly the live watchers ([`Cacher::watcher_count`](super::Cacher::watcher_count)).
+pub(crate) struct Registration {
+    pub(crate) shared: std::sync::Weak<super::Shared>,
+    pub(crate) id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.update(|state| state.watchers.remove(&self.id));
+        }
+    }
 }
 
 /// Why a watcher stopped sending.
@@ -85,6 +103,8 @@ impl Watcher {
             let next = tokio::select! {
                 biased;
                 _ = &mut self.terminate => return Err(Ended),
+                // The consumer dropped or stopped the stream: end now, not at the next event.
+                _ = self.result.closed() => return Err(Ended),
                 next = self.input.recv() => next,
             };
             match next {
@@ -185,6 +205,7 @@ mod tests {
             result,
             input,
             terminate,
+            _registration: None,
         }
     }
 

@@ -76,6 +76,9 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// How many stored objects [`Storage::stats`] reads to estimate the average object size.
+const STATS_SAMPLE: u64 = 1_000;
+
 #[derive(Debug)]
 struct Inner {
     backend: Arc<dyn KvBackend>,
@@ -84,6 +87,8 @@ struct Inner {
     path_prefix: String,
     /// `/pods/`: every key must start with it.
     resource_dir: String,
+    /// Watches whose producer task is running (see [`Store::live_watches`]).
+    live_watches: std::sync::atomic::AtomicUsize,
 }
 
 /// One read of a key, decoded: what update and delete loops work on.
@@ -110,7 +115,22 @@ impl Store {
         let prefix = config.prefix.trim_matches('/');
         let path_prefix = if prefix.is_empty() { "/".to_owned() } else { format!("/{prefix}/") };
         let resource_dir = format!("/{resource}/");
-        Ok(Store { inner: Arc::new(Inner { backend, config, path_prefix, resource_dir }) })
+        Ok(Store {
+            inner: Arc::new(Inner {
+                backend,
+                config,
+                path_prefix,
+                resource_dir,
+                live_watches: std::sync::atomic::AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// Watches of this store (and its clones) whose producer is still running. A watch ends,
+    /// and stops counting, once its consumer dropped or stopped its stream, or after its last
+    /// (ERROR) event.
+    pub fn live_watches(&self) -> usize {
+        self.inner.live_watches.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The backend under this store.
@@ -320,12 +340,16 @@ impl Storage for Store {
     }
 
     async fn stats(&self) -> Result<Stats> {
+        // One read of at most STATS_SAMPLE keys gives the count (of every key) and the sizes
+        // the average is estimated from (exact when there are no more keys than that).
         let mut request = RangeRequest::prefix(&self.backend_key(&self.inner.resource_dir));
-        request.count_only = true;
+        request.limit = STATS_SAMPLE;
         let response = self.inner.backend.range(request).await?;
+        let sampled: u64 = response.kvs.iter().map(|kv| kv.value.len() as u64).sum();
+        let average = sampled.checked_div(response.kvs.len() as u64).unwrap_or(0);
         Ok(Stats {
             object_count: i64::try_from(response.count).unwrap_or(i64::MAX),
-            estimated_average_object_size_bytes: 0,
+            estimated_average_object_size_bytes: i64::try_from(average).unwrap_or(i64::MAX),
         })
     }
 

@@ -48,7 +48,9 @@ impl Store {
         let plan = Plan { after, initial_events, end_bookmark, minimum: if initial_events { requested } else { 0 } };
         let (sender, stream) = WatchStream::channel(WatchStream::DEFAULT_CAPACITY);
         let store = self.clone();
+        let live = LiveWatch::start(self);
         tokio::spawn(async move {
+            let _live = live;
             let producer = WatchProducer { store, key, options, sender };
             if let Err(err) = producer.run(plan).await {
                 // The consumer may be gone already; nothing else to do then.
@@ -56,6 +58,22 @@ impl Store {
             }
         });
         Ok(stream)
+    }
+}
+
+/// Counts a watch in [`Store::live_watches`] from its start until its producer ends.
+struct LiveWatch(Store);
+
+impl LiveWatch {
+    fn start(store: &Store) -> Self {
+        store.inner.live_watches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        LiveWatch(store.clone())
+    }
+}
+
+impl Drop for LiveWatch {
+    fn drop(&mut self) {
+        self.0.inner.live_watches.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

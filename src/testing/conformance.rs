@@ -9,8 +9,10 @@
 //! directly through the `KvBackend`; compaction goes through `KvBackend::compact`.
 //!
 //! Behaviours are grouped by the `Storage` method they exercise: [`create_get`], [`delete`],
-//! [`update`], [`list`], [`paging`], [`watch`], [`watch_semantics`], [`keys_stats`], [`transform`]
-//! and [`bad_input`]; [`cache`] holds the behaviours only a watch cache has.
+//! [`update`], [`list`], [`historic`], [`paging`], [`scoped`], [`served_by`], [`watch`], [`watch_lifecycle`],
+//! [`watch_semantics`], [`keys_stats`], [`transform`] and [`bad_input`]; [`cache`] holds the
+//! behaviours only a watch cache has. `KUBERNETES_SUITE.md` maps Kubernetes' `RunTest*`
+//! functions to these behaviours.
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -21,12 +23,16 @@ pub mod bad_input;
 pub mod cache;
 pub mod create_get;
 pub mod delete;
+pub mod historic;
 pub mod keys_stats;
 pub mod list;
 pub mod paging;
+pub mod scoped;
+pub mod served_by;
 pub mod transform;
 pub mod update;
 pub mod watch;
+pub mod watch_lifecycle;
 pub mod watch_semantics;
 
 /// Turns `async fn name(Arc<dyn BackendFixture>)` items into named [`Behaviour`]s.
@@ -102,8 +108,14 @@ pub fn behaviours() -> Vec<(String, Behaviour)> {
         list::non_recursive_list_applies_selector,
         list::recursive_list_does_not_match_keys_sharing_a_name_prefix,
         list::recursive_list_flattens_nested_directories,
-        list::namespace_scoped_list_filters_by_path_and_field_selectors,
+        scoped::namespace_scoped_list_filters_by_path_and_field_selectors,
         list::compact_revision_is_reported_and_older_exact_lists_expire,
+        list::non_recursive_list_of_a_directory_is_empty,
+        historic::exact_lists_with_limit_at_historic_revisions_have_exact_tokens_and_counts,
+        historic::filtered_list_page_starting_on_the_last_item_ends_the_list,
+        historic::selective_paged_list_is_one_snapshot_while_writes_land,
+        served_by::lists_are_served_by_the_cache_or_delegated_as_documented,
+        served_by::resource_version_zero_list_is_not_older_than_a_preceding_consistent_list,
         paging::list_continuation_keeps_first_page_resource_version,
         paging::list_paging_skips_objects_created_mid_pagination,
         paging::list_pagination_finds_rare_object_among_many,
@@ -112,6 +124,7 @@ pub fn behaviours() -> Vec<(String, Behaviour)> {
         keys_stats::every_method_accepts_keys_under_resource_prefix,
         keys_stats::stats_object_count_tracks_creates_and_deletes,
         keys_stats::readiness_and_current_resource_version_follow_the_backend,
+        keys_stats::stats_estimate_the_average_object_size,
         watch::watch_reports_create_as_added,
         watch::watch_reports_update_into_selector_as_added,
         watch::watch_reports_update_as_modified,
@@ -126,11 +139,16 @@ pub fn behaviours() -> Vec<(String, Behaviour)> {
         watch::watch_from_future_resource_version_waits_for_it,
         watch::deleted_event_object_equals_delete_result,
         watch::idle_watchers_do_not_block_a_reading_watcher,
-        watch::cluster_scoped_watch_filters_by_name_and_node,
-        watch::namespace_scoped_watch_filters_by_namespace_name_and_node,
+        scoped::cluster_scoped_watch_filters_by_name_and_node,
+        scoped::namespace_scoped_watch_filters_by_namespace_name_and_node,
         watch::watch_without_bookmarks_sends_nothing_for_other_namespaces,
         watch::send_initial_events_without_bookmarks_is_accepted,
         watch::watch_of_a_key_ignores_keys_sharing_its_prefix,
+        watch_lifecycle::progress_notify_watch_gets_an_empty_bookmark_at_the_current_revision,
+        watch_lifecycle::stopped_watch_delivers_what_it_buffered_and_nothing_written_after,
+        watch_lifecycle::watch_error_ends_each_of_ten_concurrent_watchers,
+        watch_lifecycle::bookmarks_are_sent_only_when_allowed,
+        watch_lifecycle::watch_cancelled_by_its_consumer_frees_its_resources,
         watch_semantics::watch_semantics_with_resource_version_unset,
         watch_semantics::watch_semantics_with_resource_version_zero,
         watch_semantics::watch_semantics_with_resource_version_one,
@@ -153,6 +171,9 @@ pub fn behaviours() -> Vec<(String, Behaviour)> {
         transform::untransformable_data_fails_every_read_path_with_internal_error,
         transform::watch_of_untransformable_data_ends_with_error_event,
         transform::watch_of_unsafe_delete_of_corrupt_object_reports_store_read_error,
+        transform::guaranteed_update_with_suggestion_rewrites_data_of_a_stale_transformer,
+        transform::guaranteed_update_with_suggestion_rewrites_non_canonical_stored_bytes,
+        transform::transform_failure_names_the_key,
     ]
 }
 

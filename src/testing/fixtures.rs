@@ -21,6 +21,8 @@ use crate::storage::{
 use crate::store::{Store, StoreConfig};
 
 use crate::cacher::{Cacher, CacherConfig};
+use crate::layer::metrics::StorageMetrics;
+use crate::layer::StorageLayer;
 
 use super::{BackendFixture, StorageMode};
 
@@ -153,6 +155,8 @@ pub struct Harness {
     pub cacher: Option<Arc<Cacher>>,
     /// How the storage under test differs from a plain store.
     pub expect: Expectations,
+    /// Calls that reached the store under the storage under test (see [`Harness::store_lists`]).
+    pub store_calls: StorageMetrics,
     mode: StorageMode,
     unrelated_writes: std::sync::atomic::AtomicU64,
 }
@@ -181,10 +185,13 @@ impl Harness {
             Ok(store) => store,
             Err(e) => panic!("Store::new failed: {e}"),
         };
+        // Every call that reaches the store is counted (Kubernetes' `expectCacherRequestsToEtcd`).
+        let store_calls = StorageMetrics::new();
+        let metered = store_calls.layer(RESOURCE).layer(Arc::new(store.clone()));
         let (storage, cacher): (Arc<dyn Storage>, _) = match mode {
-            StorageMode::Store => (Arc::new(store.clone()), None),
+            StorageMode::Store => (metered, None),
             StorageMode::Cached => {
-                let cacher = match Cacher::new(Arc::new(store.clone()), suite_cacher_config()) {
+                let cacher = match Cacher::new(metered, suite_cacher_config()) {
                     Ok(cacher) => Arc::new(cacher),
                     Err(e) => panic!("Cacher::new failed: {e}"),
                 };
@@ -198,6 +205,7 @@ impl Harness {
             storage,
             cacher,
             expect: Expectations::for_mode(mode),
+            store_calls,
             mode,
             unrelated_writes: std::sync::atomic::AtomicU64::new(0),
         }
@@ -221,6 +229,34 @@ impl Harness {
                 assert!(tokio::time::Instant::now() < deadline, "the cache did not reach revision {revision}");
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+        }
+    }
+
+    /// Lists the store answered so far: every list of a plain store, and the lists the watch
+    /// cache delegated (plus its reflector's own lists).
+    pub fn store_lists(&self) -> u64 {
+        self.store_calls.request_count(RESOURCE, "list")
+    }
+
+    /// Watches alive now in the storage under test: the cache's registered watchers, or the
+    /// store's running watch producers.
+    pub fn live_watches(&self) -> usize {
+        match &self.cacher {
+            Some(cacher) => cacher.watcher_count(),
+            None => self.store.live_watches(),
+        }
+    }
+
+    /// Waits (≤ [`EVENT_TIMEOUT`]) until [`Harness::live_watches`] is `expected`.
+    pub async fn expect_live_watches(&self, expected: usize) {
+        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+        while self.live_watches() != expected {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} live watches, expected {expected}",
+                self.live_watches()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 

@@ -108,3 +108,28 @@ pub async fn readiness_and_current_resource_version_follow_the_backend(fixture: 
     let bumped = h.bump_revision().await;
     assert_eq!(h.storage.current_resource_version().await.expect("current rv"), bumped);
 }
+
+/// `RunTestStats` (size estimate): `estimated_average_object_size_bytes` is 0 with no objects
+/// and otherwise the mean size of the stored values (exact for a small resource), following
+/// creates of different sizes and a delete.
+pub async fn stats_estimate_the_average_object_size(fixture: Arc<dyn BackendFixture>) {
+    let h = Harness::new(&fixture).await;
+    let empty = h.storage.stats().await.expect("stats");
+    assert_eq!((empty.object_count, empty.estimated_average_object_size_bytes), (0, 0));
+    let mut keys = Vec::new();
+    for (i, size) in [10usize, 200, 3_000].into_iter().enumerate() {
+        let object = pod("ns", &format!("p{i}")).with_field("data", serde_json::json!("x".repeat(size)));
+        keys.push(key_of(&h.create(object).await));
+    }
+    let mut sizes = Vec::new();
+    for key in &keys {
+        sizes.push(h.raw(key).await.expect("stored").len() as i64);
+    }
+    let stats = h.storage.stats().await.expect("stats");
+    assert_eq!(stats.object_count, 3);
+    assert_eq!(stats.estimated_average_object_size_bytes, sizes.iter().sum::<i64>() / 3, "sizes {sizes:?}");
+    h.delete(&keys[2]).await;
+    let stats = h.storage.stats().await.expect("stats");
+    assert_eq!(stats.object_count, 2);
+    assert_eq!(stats.estimated_average_object_size_bytes, (sizes[0] + sizes[1]) / 2, "after a delete");
+}

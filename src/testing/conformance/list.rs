@@ -397,33 +397,6 @@ pub async fn recursive_list_does_not_match_keys_sharing_a_name_prefix(fixture: A
     }
 }
 
-/// `RunTestNamespaceScopedList`: the namespace in the key and field selectors on
-/// `metadata.namespace`, `metadata.name` and `spec.nodeName` return exactly the matching pods.
-pub async fn namespace_scoped_list_filters_by_path_and_field_selectors(fixture: Arc<dyn BackendFixture>) {
-    let h = Harness::new(&fixture).await;
-    h.create(pod_on_node("ns1", "foo1", "node-a")).await;
-    h.create(pod_on_node("ns1", "foo2", "node-b")).await;
-    h.create(pod_on_node("ns2", "foo1", "node-a")).await;
-    h.create(pod_on_node("ns2", "foo3", "node-b")).await;
-    let ids = |list: ObjectList| -> Vec<String> {
-        list.items.iter().map(|o| format!("{}/{}", o.metadata.namespace, o.metadata.name)).collect()
-    };
-    let cases: Vec<(&str, &str, Vec<&str>)> = vec![
-        ("/pods/ns1/", "", vec!["ns1/foo1", "ns1/foo2"]),
-        ("/pods/", "metadata.namespace=ns2", vec!["ns2/foo1", "ns2/foo3"]),
-        ("/pods/", "metadata.name=foo1", vec!["ns1/foo1", "ns2/foo1"]),
-        ("/pods/ns1/", "metadata.name=foo1", vec!["ns1/foo1"]),
-        ("/pods/", "spec.nodeName=node-b", vec!["ns1/foo2", "ns2/foo3"]),
-        ("/pods/ns2/", "spec.nodeName!=node-b", vec!["ns2/foo1"]),
-        ("/pods/ns1/", "metadata.namespace=ns2", vec![]),
-        ("/pods/", "metadata.namespace=ns1,metadata.name=foo2", vec!["ns1/foo2"]),
-    ];
-    for (key, selector, expected) in cases {
-        let list = h.list(key, with_predicate(recursive(""), field_predicate(selector))).await;
-        assert_eq!(ids(list), expected, "{key} with {selector:?}");
-    }
-}
-
 /// `RunTestCompactRevision`: `compact_revision` is below the current RV, then equals the
 /// compacted revision, and Exact reads below it are 410.
 pub async fn compact_revision_is_reported_and_older_exact_lists_expire(fixture: Arc<dyn BackendFixture>) {
@@ -459,4 +432,29 @@ pub async fn recursive_list_flattens_nested_directories(fixture: Arc<dyn Backend
     let paged = h.list("/pods/two-level/", with_limit(nested, 1)).await;
     assert_eq!(paged.items, expected[1..2].to_vec());
     assert_eq!(paged.remaining_item_count, Some(1));
+}
+
+/// `RunTestGetListNonRecursive` ("non-existing key"/directory cases): a non-recursive list of a
+/// directory (`/pods/`, `/pods/ns/`) reads that one key, which holds no object: it is empty in
+/// every resourceVersion mode, while a recursive list of the same directory finds the objects.
+pub async fn non_recursive_list_of_a_directory_is_empty(fixture: Arc<dyn BackendFixture>) {
+    let h = Harness::new(&fixture).await;
+    let a = h.create_pod("ns", "a").await;
+    let b = h.create_pod("ns", "b").await;
+    h.sync_reads(rv(&b)).await;
+    for dir in ["/pods/", "/pods/ns/"] {
+        let modes = [single(""), single("0"), single(&a.metadata.resource_version), {
+            ListOptions {
+                resource_version_match: Some(ResourceVersionMatch::Exact),
+                ..single(&b.metadata.resource_version)
+            }
+        }];
+        for options in modes {
+            let list = h.list(dir, options.clone()).await;
+            assert!(list.items.is_empty(), "non-recursive {dir} with {options:?}: {:?}", names_of(&list.items));
+            assert!(list.resource_version > 0, "non-recursive {dir}: the list RV is set");
+        }
+        let all = h.list(dir, recursive("")).await;
+        assert_eq!(names_of(&all.items), ["a", "b"], "recursive {dir}");
+    }
 }

@@ -164,3 +164,72 @@ async fn cache_recovers_after_unsafe_delete_of_corrupt_object(h: &Harness, key: 
     assert_event(&next_event(&mut watch).await, "ADDED", &after);
     expect_no_event(&mut watch, true).await;
 }
+
+/// `RunTestGuaranteedUpdateWithSuggestionAndConflict`/`ChecksStoredData` with a suggestion:
+/// a suggestion (an up-to-date copy of the object) says nothing about how it is stored, so a
+/// no-op update given it still reads the live value, finds it written by a stale transformer
+/// and rewrites it; once rewritten, the same update with a fresh suggestion writes nothing.
+pub async fn guaranteed_update_with_suggestion_rewrites_data_of_a_stale_transformer(fixture: Arc<dyn BackendFixture>) {
+    let old = Harness::with_config(&fixture, with_transformer(PrefixTransformer::new("old:", &[]))).await;
+    let created = old.create_pod("ns", "a").await;
+    let new = old.sibling(with_transformer(PrefixTransformer::new("new:", &["old:"]))).await;
+    let suggestion = new.get(&key("ns", "a")).await.expect("get").expect("stored");
+    assert_eq!(suggestion, created, "the suggestion is the current object");
+    let mut no_op = |current: Object, _| Ok((current, None));
+    let out = new
+        .storage
+        .guaranteed_update(&key("ns", "a"), false, None, &mut no_op, Some(suggestion))
+        .await
+        .expect("update");
+    assert!(rv(&out) > rv(&created), "a value of a stale transformer must be rewritten despite the suggestion");
+    assert!(new.raw(&key("ns", "a")).await.expect("stored").starts_with(b"new:"));
+    let again = new
+        .storage
+        .guaranteed_update(&key("ns", "a"), false, None, &mut no_op, Some(out.clone()))
+        .await
+        .expect("again");
+    assert_eq!(again.metadata.resource_version, out.metadata.resource_version, "fresh data is not rewritten");
+}
+
+/// Like [`guaranteed_update_rewrites_non_canonical_stored_bytes`], given a suggestion: the
+/// non-canonical bytes are found by a live read and rewritten in the codec's form.
+pub async fn guaranteed_update_with_suggestion_rewrites_non_canonical_stored_bytes(fixture: Arc<dyn BackendFixture>) {
+    let h = Harness::new(&fixture).await;
+    let written = h
+        .write_raw(
+            &key("ns", "a"),
+            b"{ \"apiVersion\": \"v1\", \"kind\": \"Pod\", \"metadata\": {\"name\": \"a\", \"namespace\": \"ns\"} }",
+        )
+        .await;
+    h.sync_reads(written).await;
+    let suggestion = h.get(&key("ns", "a")).await.expect("get").expect("stored");
+    assert_eq!(rv(&suggestion), written);
+    let mut no_op = |current: Object, _| Ok((current, None));
+    let out =
+        h.storage.guaranteed_update(&key("ns", "a"), false, None, &mut no_op, Some(suggestion)).await.expect("update");
+    assert!(rv(&out) > written, "non-canonical bytes must be rewritten despite the suggestion");
+    let canonical = h.raw(&key("ns", "a")).await.expect("stored");
+    assert!(!canonical.contains(&b' '), "{canonical:?}");
+    let again =
+        h.storage.guaranteed_update(&key("ns", "a"), false, None, &mut no_op, Some(out.clone())).await.expect("again");
+    assert_eq!(again.metadata.resource_version, out.metadata.resource_version);
+}
+
+/// kube's transform errors name the key: reading data the transformer cannot read fails with
+/// "unable to transform key \"<backend key>\"" on get and list.
+pub async fn transform_failure_names_the_key(fixture: Arc<dyn BackendFixture>) {
+    let writer = Harness::with_config(&fixture, with_transformer(PrefixTransformer::new("a:", &[]))).await;
+    let created = writer.create_pod("ns", "foo").await;
+    let reader = writer.sibling(with_transformer(PrefixTransformer::new("b:", &[]))).await;
+    let backend_key = reader.store.backend_key(&key("ns", "foo"));
+    let expected = format!("unable to transform key {backend_key:?}");
+    let get = expect_err(reader.get(&key("ns", "foo")).await, "get of untransformable data");
+    assert!(get.to_string().contains(&expected), "get: {get}");
+    let exact = ListOptions {
+        resource_version_match: Some(crate::storage::ResourceVersionMatch::Exact),
+        ..recursive(&created.metadata.resource_version)
+    };
+    let list = expect_err(reader.storage.get_list("/pods/", exact).await, "list of untransformable data");
+    assert!(list.to_string().contains(&expected), "list: {list}");
+    assert_eq!((get.code(), list.code()), (500, 500));
+}

@@ -1,9 +1,9 @@
 //! `GET` of a collection: kube's `listResourcesHandler` — selectors, paging, resourceVersion
 //! semantics (the storage's), and the Table / PartialObjectMetadataList transformations.
 
+use apistore::encoded::EncodedList;
 use apistore::selector::{FieldRequirement, FieldSelector, LabelSelector};
 use apistore::storage::{ListOptions, Predicate, ResourceVersionMatch};
-use apistore::encoded::EncodedList;
 use apistore::{Error, Object};
 use axum::body::{Body, Bytes};
 use axum::http::header::CONTENT_TYPE;
@@ -81,8 +81,7 @@ impl Context<'_> {
         let include = table::include(self.param("includeObject"))?;
         let key = self.list_key()?;
         if output == Output::JSON && self.resource().strategy.serves_stored_form() {
-            let list =
-                self.resource().storage.get_list_encoded(&key, options).await.map_err(self.storage_error(""))?;
+            let list = self.resource().storage.get_list_encoded(&key, options).await.map_err(self.storage_error(""))?;
             return Ok(encoded_list_response(self.resource().clone(), list));
         }
         let list = self.resource().storage.get_list(&key, options).await.map_err(self.storage_error(""))?;

@@ -1,0 +1,128 @@
+//! Who answered a list, and what an "any state" read may return after a consistent one
+//! (Kubernetes' `expectCacherRequestsToEtcd` in `cacher_test.go`, `RunTestConsistentList`).
+//!
+//! The harness counts every call that reaches the store ([`Harness::store_lists`]): a plain
+//! store answers every list itself; the watch cache answers RV "0", NotOlderThan and (when the
+//! backend answers progress requests) consistent lists, continuations of a revision it
+//! retains (from its snapshot of that revision), and delegates Exact lists and legacy RV +
+//! limit lists.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::storage::{ListOptions, ResourceVersionMatch, Storage};
+use crate::testing::fixtures::*;
+use crate::testing::BackendFixture;
+
+fn exact(rv: u64) -> ListOptions {
+    ListOptions { resource_version_match: Some(ResourceVersionMatch::Exact), ..recursive(&rv.to_string()) }
+}
+
+fn not_older_than(rv: u64) -> ListOptions {
+    ListOptions { resource_version_match: Some(ResourceVersionMatch::NotOlderThan), ..recursive(&rv.to_string()) }
+}
+
+fn with_limit(mut options: ListOptions, limit: i64) -> ListOptions {
+    options.predicate.limit = limit;
+    options
+}
+
+/// `expectCacherRequestsToEtcd`: each list mode is answered by the cache (no store list) or
+/// delegated to the store (exactly one store list), as documented on the cacher; on a plain
+/// store every list is one store list. Consistent lists are served from the cache whenever the
+/// backend answers progress requests, so they cannot silently regress into fallbacks.
+pub async fn lists_are_served_by_the_cache_or_delegated_as_documented(fixture: Arc<dyn BackendFixture>) {
+    let h = Harness::new(&fixture).await;
+    let mut last = 0;
+    for i in 0..3 {
+        last = rv(&h.create_pod("ns", &format!("p{i}")).await);
+    }
+    h.sync_reads(last).await;
+    let cached = h.cacher.is_some();
+    let progress = h.store.request_watch_progress().await.unwrap_or(false);
+    let first_page = h.list("/pods/", exact(last)).await;
+    assert_eq!(first_page.items.len(), 3);
+    let paged = h.list("/pods/", with_limit(exact(last), 1)).await;
+    assert!(!paged.continue_token.is_empty(), "a first page of 1 of 3 has a continue token");
+    let mut continued = recursive("");
+    continued.predicate.continue_token = paged.continue_token.clone();
+    let cases: Vec<(&str, ListOptions, bool)> = vec![
+        ("RV \"0\"", recursive("0"), cached),
+        ("RV \"0\" with limit", with_limit(recursive("0"), 1), cached),
+        ("NotOlderThan N", not_older_than(last), cached),
+        ("NotOlderThan N with limit", with_limit(not_older_than(last), 1), cached),
+        ("RV N without match", recursive(&last.to_string()), cached),
+        ("consistent (RV \"\")", recursive(""), cached && progress),
+        ("consistent with limit", with_limit(recursive(""), 1), cached && progress),
+        ("Exact N", exact(last), false),
+        ("Exact N with limit", with_limit(exact(last), 1), false),
+        ("legacy RV N with limit", with_limit(recursive(&last.to_string()), 1), false),
+        ("continuation (a retained revision)", continued, cached),
+    ];
+    for (what, options, from_cache) in cases {
+        let before = h.store_lists();
+        let list = h.list("/pods/", options).await;
+        let store_lists = h.store_lists() - before;
+        let expected = if from_cache { 0 } else { 1 };
+        assert_eq!(store_lists, expected, "{what}: store lists (cached: {cached}, progress requests: {progress})");
+        assert!(list.resource_version >= last || what.starts_with("continuation"), "{what}: RV {}", list.resource_version);
+        assert!(!list.items.is_empty(), "{what}: empty list");
+    }
+}
+
+/// `RunTestConsistentList`: after a consistent list at revision R, an RV "0" list returns a
+/// revision ≥ R and every object that list saw, while creates and unrelated writes race the
+/// cache (nothing is synced first) and four readers run in parallel.
+pub async fn resource_version_zero_list_is_not_older_than_a_preceding_consistent_list(
+    fixture: Arc<dyn BackendFixture>,
+) {
+    const WRITES: usize = 30;
+    const ROUNDS: usize = 6;
+    let h = Arc::new(Harness::new(&fixture).await);
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (h, done) = (h.clone(), done.clone());
+        tokio::spawn(async move {
+            for i in 0..WRITES {
+                h.create_pod("ns", &format!("pod-{i:02}")).await;
+                if i % 3 == 0 {
+                    h.bump_revision().await;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    let readers: Vec<_> = (0..4)
+        .map(|reader| {
+            let storage: Arc<dyn Storage> = h.storage.clone();
+            tokio::spawn(async move {
+                for round in 0..ROUNDS {
+                    let consistent = storage.get_list("/pods/", recursive("")).await.expect("consistent list");
+                    let any = storage.get_list("/pods/", recursive("0")).await.expect("RV \"0\" list");
+                    assert!(
+                        any.resource_version >= consistent.resource_version,
+                        "reader {reader} round {round}: RV \"0\" list at {} after a consistent list at {}",
+                        any.resource_version,
+                        consistent.resource_version
+                    );
+                    let seen = names_of(&any.items);
+                    for name in names_of(&consistent.items) {
+                        assert!(seen.contains(&name), "reader {reader} round {round}: RV \"0\" list lost {name}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for reader in readers {
+        reader.await.expect("reader");
+    }
+    writer.await.expect("writer");
+    assert!(done.load(Ordering::SeqCst));
+    let consistent = h.list("/pods/", recursive("")).await;
+    assert_eq!(consistent.items.len(), WRITES);
+    let any = h.list("/pods/", recursive("0")).await;
+    assert!(any.resource_version >= consistent.resource_version);
+    assert_eq!(any.items.len(), WRITES, "RV \"0\" after the last consistent list");
+}
