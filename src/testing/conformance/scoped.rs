@@ -16,6 +16,9 @@ use crate::storage::{ListOptions, Predicate};
 use crate::testing::fixtures::*;
 use crate::testing::BackendFixture;
 
+/// One row of a scoped table, its fields in the order of the table's columns.
+type ScopedCase = (&'static str, &'static str, bool, &'static str, Vec<(PodSpec, Option<&'static str>)>);
+
 /// One pod of a table: `('b' | 'u' | 'a', namespace, name, node)`.
 type PodSpec = (char, &'static str, &'static str, &'static str);
 
@@ -82,7 +85,7 @@ async fn watch_case(
 /// (key + `metadata.name`), with `spec.nodeName` selectors matching and filtering out (the
 /// transition out is a DELETED event).
 pub async fn cluster_scoped_watch_filters_by_name_and_node(fixture: Arc<dyn BackendFixture>) {
-    let cases: Vec<(&str, &str, bool, &str, Vec<(PodSpec, Option<&'static str>)>)> = vec![
+    let cases: Vec<ScopedCase> = vec![
         (
             "without name, without field selector",
             "/pods/",
@@ -164,7 +167,7 @@ pub async fn cluster_scoped_watch_filters_by_name_and_node(fixture: Arc<dyn Back
 /// (key or `metadata.name`) and `metadata.namespace` / `spec.nodeName` selectors, including a
 /// selector on another namespace (nothing) and transitions out of the selector (DELETED).
 pub async fn namespace_scoped_watch_filters_by_namespace_name_and_node(fixture: Arc<dyn BackendFixture>) {
-    let cases: Vec<(&str, &str, bool, &str, Vec<(PodSpec, Option<&'static str>)>)> = vec![
+    let cases: Vec<ScopedCase> = vec![
         (
             "t1: no name, no namespace, no selector",
             "/pods/",

@@ -66,7 +66,11 @@ pub async fn lists_are_served_by_the_cache_or_delegated_as_documented(fixture: A
         let store_lists = h.store_lists() - before;
         let expected = if from_cache { 0 } else { 1 };
         assert_eq!(store_lists, expected, "{what}: store lists (cached: {cached}, progress requests: {progress})");
-        assert!(list.resource_version >= last || what.starts_with("continuation"), "{what}: RV {}", list.resource_version);
+        assert!(
+            list.resource_version >= last || what.starts_with("continuation"),
+            "{what}: RV {}",
+            list.resource_version
+        );
         assert!(!list.items.is_empty(), "{what}: empty list");
     }
 }
