@@ -23,10 +23,20 @@
 //!   continuation is served by the inner storage. Not caught up within
 //!   [`CacherConfig::fresh_timeout`] → served by the inner storage.
 //!
+//! * Continuation pages of a revision the cache still retains (at or above its history's
+//!   floor): served from the snapshot of that revision (a persistent B-tree, KEP-4988).
+//!
 //! **What goes to the inner storage**: create; `guaranteed_update` and `delete` (with the
 //! cache's current object as the suggestion, ignoring the caller's, as `CacheDelegator`);
 //! `get` with RV ""; consistent lists when progress requests are not supported, Exact lists,
-//! continue tokens, legacy RV + limit lists; stats, current/compact revision, watch progress.
+//! continue tokens of revisions no longer retained, legacy RV + limit lists; stats,
+//! current/compact revision, watch progress.
+//!
+//! **What is held**: each object as its JSON bytes (shared [`bytes::Bytes`], handed out by
+//! [`Storage::get_list_encoded`] / [`Storage::get_encoded`] and encoded watch streams) plus its
+//! labels; an equality label index narrows selective lists. Over
+//! [`CacherConfig::memory_budget`] the cache sheds everything and serves every request from the
+//! inner storage until the resource fits again; [`CacheMetrics`] reports bytes and objects.
 //!
 //! **Freshness.** A wait for revision N first asks the inner storage for its current revision
 //! C. If C ≥ N the data exists; the cache may just not know yet (a write to another resource
