@@ -42,6 +42,7 @@ pub mod cacher;
 pub mod codec;
 pub mod config;
 pub mod continue_token;
+pub mod encoded;
 pub mod encryption;
 pub mod error;
 pub mod factory;

@@ -42,10 +42,14 @@ pub struct LabelRequirement {
 
 impl LabelRequirement {
     fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let value = labels.get(&self.key);
+        self.matches_value(labels.get(&self.key).map(String::as_str))
+    }
+
+    /// True when a label with this key and `value` (None = absent) satisfies the requirement.
+    pub fn matches_value(&self, value: Option<&str>) -> bool {
         match &self.op {
-            LabelOp::In(set) => value.is_some_and(|v| set.contains(v)),
-            LabelOp::NotIn(set) => value.is_none_or(|v| !set.contains(v)),
+            LabelOp::In(set) => value.is_some_and(|v| set.iter().any(|s| s == v)),
+            LabelOp::NotIn(set) => value.is_none_or(|v| !set.iter().any(|s| s == v)),
             LabelOp::Exists => value.is_some(),
             LabelOp::DoesNotExist => value.is_none(),
             LabelOp::GreaterThan(n) => value.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v > *n),
@@ -75,6 +79,20 @@ impl LabelSelector {
     /// True when every requirement holds for `labels`.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.requirements.iter().all(|r| r.matches(labels))
+    }
+
+    /// Like [`LabelSelector::matches`], with the labels given by a lookup (key → value).
+    pub fn matches_with<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> bool {
+        self.requirements.iter().all(|r| r.matches_value(label(&r.key)))
+    }
+
+    /// The `(key, value)` pairs every match must carry (`k=v`, `k==v`, `k in (v)`): what an
+    /// equality index can answer.
+    pub fn equalities(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.requirements.iter().filter_map(|r| match &r.op {
+            LabelOp::In(values) if values.len() == 1 => Some((r.key.as_str(), values[0].as_str())),
+            _ => None,
+        })
     }
 
     /// Parses Kubernetes label-selector syntax. Errors: [`Error::BadRequest`].

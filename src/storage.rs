@@ -33,6 +33,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
+use crate::encoded::{EncodedList, EncodedObject, EncodedWatchEvent};
 use crate::error::{Error, Result};
 use crate::object::Object;
 use crate::selector::{FieldSelector, LabelSelector};
@@ -264,10 +265,17 @@ impl WatchEvent {
     }
 }
 
-/// A running watch: events arrive on [`WatchStream::next`]; dropping it (or
-/// [`WatchStream::stop`]) ends the watch and frees its resources.
+/// A running watch: events arrive on [`WatchStream::next`] (decoded) or
+/// [`WatchStream::next_encoded`] (as JSON bytes); dropping it (or [`WatchStream::stop`]) ends
+/// the watch and frees its resources. A producer feeds either form ([`WatchStream::channel`],
+/// [`WatchStream::encoded_channel`]); the other is converted per event on reading.
 pub struct WatchStream {
-    receiver: mpsc::Receiver<WatchEvent>,
+    receiver: Receiver,
+}
+
+enum Receiver {
+    Decoded(mpsc::Receiver<WatchEvent>),
+    Encoded(mpsc::Receiver<EncodedWatchEvent>),
 }
 
 impl fmt::Debug for WatchStream {
@@ -284,25 +292,48 @@ impl WatchStream {
     /// fails (the consumer is gone).
     pub fn channel(capacity: usize) -> (mpsc::Sender<WatchEvent>, WatchStream) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
-        (sender, WatchStream { receiver })
+        (sender, WatchStream { receiver: Receiver::Decoded(receiver) })
+    }
+
+    /// Like [`WatchStream::channel`], for a producer that has its objects encoded (a watch
+    /// cache): readers of [`WatchStream::next_encoded`] get the producer's bytes unchanged.
+    pub fn encoded_channel(capacity: usize) -> (mpsc::Sender<EncodedWatchEvent>, WatchStream) {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        (sender, WatchStream { receiver: Receiver::Encoded(receiver) })
     }
 
     /// The next event; None once the watch has ended.
     pub async fn next(&mut self) -> Option<WatchEvent> {
-        self.receiver.recv().await
+        match &mut self.receiver {
+            Receiver::Decoded(receiver) => receiver.recv().await,
+            Receiver::Encoded(receiver) => receiver.recv().await.map(EncodedWatchEvent::decode),
+        }
+    }
+
+    /// The next event with its object encoded; None once the watch has ended.
+    pub async fn next_encoded(&mut self) -> Option<EncodedWatchEvent> {
+        match &mut self.receiver {
+            Receiver::Decoded(receiver) => receiver.recv().await.map(EncodedWatchEvent::encode),
+            Receiver::Encoded(receiver) => receiver.recv().await,
+        }
     }
 
     /// Stops the watch: no new events are produced; already buffered ones can still be read.
     pub fn stop(&mut self) {
-        self.receiver.close();
+        match &mut self.receiver {
+            Receiver::Decoded(receiver) => receiver.close(),
+            Receiver::Encoded(receiver) => receiver.close(),
+        }
     }
 }
 
 /// Kubernetes `storage.Interface`. See the module documentation for the semantics every
 /// implementation must keep; the conformance suite (`apistore::testing`) checks them.
 ///
-/// There are no default method bodies: a decorator that forgets to forward a method must not
-/// compile.
+/// The only default method bodies are the encoded reads ([`Storage::get_list_encoded`],
+/// [`Storage::get_encoded`]): they go through the decoded methods, so a decorator that does
+/// not forward them stays correct and only loses the cache's zero-copy path. Every other
+/// method has no default: a decorator that forgets to forward one must not compile.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
     /// Creates `object` at `key`, failing if it exists. `ttl` > 0 makes it expire after that
@@ -374,6 +405,21 @@ pub trait Storage: Send + Sync + 'static {
     /// one current at this call (Kubernetes `RequestWatchProgress`). Ok(false) when the backend
     /// cannot; then nothing is sent. Errors: the backend's.
     async fn request_watch_progress(&self) -> Result<bool>;
+
+    /// [`Storage::get_list`] with the items as the JSON bytes a server sends. The default
+    /// encodes the decoded list; a watch cache hands out the bytes it holds.
+    ///
+    /// Errors: those of [`Storage::get_list`]; encoding errors as [`Error::Internal`].
+    async fn get_list_encoded(&self, key: &str, options: ListOptions) -> Result<EncodedList> {
+        EncodedList::encode(self.get_list(key, options).await?)
+    }
+
+    /// [`Storage::get`] with the object as JSON bytes. The default encodes the decoded object.
+    ///
+    /// Errors: those of [`Storage::get`]; encoding errors as [`Error::Internal`].
+    async fn get_encoded(&self, key: &str, options: GetOptions) -> Result<Option<EncodedObject>> {
+        self.get(key, options).await?.as_ref().map(EncodedObject::encode).transpose()
+    }
 }
 
 /// Shared handle to any storage.

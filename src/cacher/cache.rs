@@ -1,18 +1,109 @@
-//! The cached state: objects by key, the bounded event history, readiness, and the
-//! registered watchers (Kubernetes `watchCache`, `watch_cache_history.go`, `ready.go`).
+//! The cached state: objects by key as encoded bytes, the equality label index, the bounded
+//! event history, snapshots of past revisions, readiness, memory accounting and the registered
+//! watchers (Kubernetes `watchCache`, `watch_cache_history.go`, `ready.go`, KEP-4988 snapshots).
 //!
-//! Everything lives behind one `std::sync::Mutex` that is never held across an `.await`.
+//! Everything lives behind one `std::sync::Mutex` that is never held across an `.await`. The
+//! objects are a persistent B-tree ([`imbl::OrdMap`]): a reader clones it in O(1) under the
+//! lock and iterates outside it; the state at any revision between the history's floor and the
+//! cache's revision is rebuilt from the current tree by undoing the newer events.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::ops::Bound;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::encoded::EncodedObject;
 use crate::error::{Error, Result};
 use crate::kv::Revision;
 use crate::object::Object;
+use crate::storage::Predicate;
+
+/// A store key (`/pods/ns/name`), shared by the tree, the index and the history.
+pub(crate) type Key = Arc<str>;
+
+/// The objects of one revision: a persistent B-tree by key.
+pub(crate) type Objects = imbl::OrdMap<Key, Arc<CachedObject>>;
+
+/// Per-object bookkeeping counted besides the bytes (the tree entry, the `Arc`s, the key).
+pub(crate) const OBJECT_OVERHEAD: usize = 96;
+
+/// How many rebuilt snapshots of past revisions are kept for paging and Exact lists.
+const SNAPSHOTS: usize = 8;
+
+/// One cached object: its encoded bytes and only the fields the cache filters on.
+#[derive(Debug)]
+pub(crate) struct CachedObject {
+    /// The object as JSON, its resourceVersion set.
+    pub(crate) encoded: EncodedObject,
+    /// `metadata.labels`, sorted by key.
+    labels: Box<[(Box<str>, Box<str>)]>,
+}
+
+impl CachedObject {
+    /// Encodes `object` and keeps its labels. Errors: as [`EncodedObject::encode`].
+    pub(crate) fn new(object: &Object) -> Result<Self> {
+        let labels = object.metadata.labels.iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect();
+        Ok(CachedObject { encoded: EncodedObject::encode(object)?, labels })
+    }
+
+    /// The value of label `key`.
+    pub(crate) fn label(&self, key: &str) -> Option<&str> {
+        self.labels.binary_search_by(|(k, _)| k.as_ref().cmp(key)).ok().map(|i| self.labels[i].1.as_ref())
+    }
+
+    /// Bytes this object costs the cache (estimate: bytes, labels, key and bookkeeping).
+    pub(crate) fn size(&self, key: &str) -> usize {
+        let labels: usize = self.labels.iter().map(|(k, v)| k.len() + v.len() + 32).sum();
+        self.encoded.json().len() + labels + key.len() + OBJECT_OVERHEAD
+    }
+}
+
+/// A predicate evaluated on cached objects: labels from the index fields, name and namespace
+/// from the key, other fields by decoding the bytes (only when the selector has such fields).
+#[derive(Clone, Debug)]
+pub(crate) struct Matcher {
+    predicate: Predicate,
+    /// Length of the resource directory (`/pods/`) at the start of every key.
+    dir_len: usize,
+    /// The field selector names a field other than `metadata.name` / `metadata.namespace`.
+    decode: bool,
+}
+
+impl Matcher {
+    /// A matcher of `predicate` for keys under a resource directory of `dir_len` bytes.
+    pub(crate) fn new(predicate: &Predicate, dir_len: usize) -> Self {
+        let decode = predicate
+            .field
+            .requirements
+            .iter()
+            .any(|r| !matches!(r.field.as_str(), "metadata.name" | "metadata.namespace"));
+        Matcher { predicate: predicate.clone(), dir_len, decode }
+    }
+
+    /// True when `object` at `key` satisfies both selectors.
+    pub(crate) fn matches(&self, key: &str, object: &CachedObject) -> bool {
+        if self.predicate.is_empty() {
+            return true;
+        }
+        if !self.predicate.label.matches_with(|k| object.label(k)) {
+            return false;
+        }
+        if self.predicate.field.is_empty() {
+            return true;
+        }
+        if self.decode {
+            return object.encoded.decode().is_ok_and(|decoded| self.predicate.field.matches(&decoded));
+        }
+        let relative = key.get(self.dir_len..).unwrap_or_default();
+        let (namespace, name) = relative.split_once('/').unwrap_or(("", relative));
+        self.predicate.field.requirements.iter().all(|r| {
+            let actual = if r.field == "metadata.name" { name } else { namespace };
+            (actual == r.value) != r.negate
+        })
+    }
+}
 
 /// What happened to a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,21 +114,49 @@ pub(crate) enum EventKind {
     Delete,
 }
 
-/// One change in the history (Kubernetes `watchCacheEvent`).
+/// One change in the history (Kubernetes `watchCacheEvent`), encoded once for every watcher.
 #[derive(Debug)]
 pub(crate) struct CachedEvent {
     /// The revision of the change.
     pub(crate) revision: Revision,
     /// The store key (`/pods/ns/name`).
-    pub(crate) key: String,
+    pub(crate) key: Key,
     /// Put or delete.
     pub(crate) kind: EventKind,
     /// Put: the new object. Delete: the deleted object with the delete revision.
-    pub(crate) object: Arc<Object>,
-    /// Put: the object before the change (its own RV), None for a create.
-    pub(crate) prev: Option<Arc<Object>>,
+    pub(crate) object: Arc<CachedObject>,
+    /// The object before the change (its own RV), None for a create.
+    pub(crate) prev: Option<Arc<CachedObject>>,
+    /// `prev` with this event's revision: the DELETED event of a watcher whose selector an
+    /// update left, encoded at most once.
+    prev_deleted: OnceLock<Option<EncodedObject>>,
     /// When the cache recorded it (for the dynamic history capacity).
     pub(crate) recorded: Instant,
+}
+
+impl CachedEvent {
+    /// A change of `key` at `revision`.
+    pub(crate) fn new(
+        revision: Revision,
+        key: Key,
+        kind: EventKind,
+        object: Arc<CachedObject>,
+        prev: Option<Arc<CachedObject>>,
+    ) -> Self {
+        CachedEvent { revision, key, kind, object, prev, prev_deleted: OnceLock::new(), recorded: Instant::now() }
+    }
+
+    /// The previous object at this event's revision (None without a previous object or when
+    /// it cannot be re-encoded).
+    pub(crate) fn prev_deleted(&self) -> Option<&EncodedObject> {
+        self.prev_deleted
+            .get_or_init(|| {
+                let mut old = self.prev.as_ref()?.encoded.decode().ok()?;
+                old.metadata.resource_version = crate::version::format_resource_version(self.revision);
+                EncodedObject::encode(&old).ok()
+            })
+            .as_ref()
+    }
 }
 
 /// What the dispatcher hands a watcher.
@@ -69,11 +188,7 @@ pub(crate) struct WatcherHandle {
 impl WatcherHandle {
     /// True when a change of `key` is in this watcher's scope.
     pub(crate) fn wants(&self, key: &str) -> bool {
-        if self.recursive {
-            key.starts_with(&self.key)
-        } else {
-            key == self.key
-        }
+        in_scope(key, &self.key, self.recursive)
     }
 }
 
@@ -85,6 +200,42 @@ pub(crate) struct HistoryBounds {
     pub(crate) window: Duration,
 }
 
+/// Equality label index: label key → value → the keys carrying it.
+#[derive(Debug, Default)]
+pub(crate) struct LabelIndex {
+    entries: HashMap<Box<str>, HashMap<Box<str>, imbl::OrdSet<Key>>>,
+}
+
+impl LabelIndex {
+    fn insert(&mut self, key: &Key, object: &CachedObject) {
+        for (label, value) in object.labels.iter() {
+            let values = self.entries.entry(label.clone()).or_default();
+            values.entry(value.clone()).or_default().insert(key.clone());
+        }
+    }
+
+    fn remove(&mut self, key: &Key, object: &CachedObject) {
+        for (label, value) in object.labels.iter() {
+            if let Some(values) = self.entries.get_mut(label) {
+                if let Some(keys) = values.get_mut(value) {
+                    keys.remove(key);
+                    if keys.is_empty() {
+                        values.remove(value);
+                    }
+                }
+                if values.is_empty() {
+                    self.entries.remove(label);
+                }
+            }
+        }
+    }
+
+    /// The keys with `label=value` (an O(1) snapshot), empty when none.
+    pub(crate) fn keys(&self, label: &str, value: &str) -> imbl::OrdSet<Key> {
+        self.entries.get(label).and_then(|values| values.get(value)).cloned().unwrap_or_default()
+    }
+}
+
 /// The mutable state of a cacher.
 #[derive(Debug)]
 pub(crate) struct CacheState {
@@ -92,6 +243,9 @@ pub(crate) struct CacheState {
     pub(crate) ready: bool,
     /// The cacher was stopped.
     pub(crate) stopped: bool,
+    /// Over its memory budget: the cache holds nothing and every request goes to the inner
+    /// storage until the resource fits again.
+    pub(crate) bypassed: bool,
     /// Incremented on every (re)list.
     pub(crate) generation: u64,
     /// List attempts finished (successful or not): lets callers wait for the first one.
@@ -101,13 +255,19 @@ pub(crate) struct CacheState {
     /// Every change up to this revision is applied (events and progress notifications).
     pub(crate) revision: Revision,
     /// Objects by store key.
-    pub(crate) objects: BTreeMap<String, Arc<Object>>,
+    pub(crate) objects: Objects,
+    /// Equality label index over `objects`.
+    pub(crate) labels: LabelIndex,
+    /// Estimated bytes held by `objects` ([`CachedObject::size`]).
+    pub(crate) bytes: usize,
     /// Changes after `floor`, oldest first.
     pub(crate) history: VecDeque<Arc<CachedEvent>>,
     /// Current history capacity (between the bounds; grows while events are young).
     pub(crate) capacity: usize,
     /// A watch from a revision ≥ `floor` can be served from the history; below → 410.
     pub(crate) floor: Revision,
+    /// Rebuilt snapshots of past revisions, most recently used last.
+    snapshots: VecDeque<(Revision, Objects)>,
     /// Registered watchers by id.
     pub(crate) watchers: HashMap<u64, WatcherHandle>,
     /// Next watcher id.
@@ -119,14 +279,18 @@ impl CacheState {
         CacheState {
             ready: false,
             stopped: false,
+            bypassed: false,
             generation: 0,
             attempts: 0,
             last_error: None,
             revision: 0,
-            objects: BTreeMap::new(),
+            objects: Objects::new(),
+            labels: LabelIndex::default(),
+            bytes: 0,
             history: VecDeque::new(),
             capacity: bounds.min,
             floor: 0,
+            snapshots: VecDeque::new(),
             watchers: HashMap::new(),
             next_watcher: 0,
         }
@@ -147,20 +311,23 @@ impl CacheState {
 
     /// Replaces the whole state after a list at `revision` (Kubernetes `Replace`): the history
     /// restarts empty, the cache becomes ready.
-    pub(crate) fn replace(
-        &mut self,
-        objects: BTreeMap<String, Arc<Object>>,
-        revision: Revision,
-        bounds: HistoryBounds,
-    ) {
+    pub(crate) fn replace(&mut self, objects: Objects, revision: Revision, bounds: HistoryBounds) {
+        self.labels = LabelIndex::default();
+        self.bytes = 0;
+        for (key, object) in objects.iter() {
+            self.labels.insert(key, object);
+            self.bytes += object.size(key);
+        }
         self.objects = objects;
         self.revision = revision;
         self.history.clear();
+        self.snapshots.clear();
         self.capacity = bounds.min;
         self.floor = revision;
         self.generation += 1;
         self.attempts += 1;
         self.ready = true;
+        self.bypassed = false;
         self.last_error = None;
     }
 
@@ -172,13 +339,31 @@ impl CacheState {
         self.watchers.clear();
     }
 
+    /// Sheds everything (over the memory budget): requests go to the inner storage, watchers
+    /// are terminated (their clients re-watch there).
+    pub(crate) fn bypass(&mut self) {
+        self.bypassed = true;
+        self.ready = false;
+        self.objects = Objects::new();
+        self.labels = LabelIndex::default();
+        self.bytes = 0;
+        self.history.clear();
+        self.snapshots.clear();
+        self.watchers.clear();
+    }
+
+    /// Drops what can be rebuilt on demand (the snapshots of past revisions).
+    pub(crate) fn shed_snapshots(&mut self) {
+        self.snapshots.clear();
+    }
+
     /// Applies one change and appends it to the history. Returns None (and changes nothing)
     /// for a revision not after the cache's (a duplicate).
     pub(crate) fn apply(
         &mut self,
         kind: EventKind,
-        key: String,
-        object: Object,
+        key: Key,
+        object: CachedObject,
         revision: Revision,
         bounds: HistoryBounds,
     ) -> Option<Arc<CachedEvent>> {
@@ -187,17 +372,22 @@ impl CacheState {
         }
         let object = Arc::new(object);
         let prev = match kind {
-            EventKind::Put => self.objects.insert(key.clone(), object.clone()),
+            EventKind::Put => {
+                self.labels.insert(&key, &object);
+                self.bytes += object.size(&key);
+                self.objects.insert(key.clone(), object.clone())
+            }
             EventKind::Delete => self.objects.remove(&key),
         };
-        let event = Arc::new(CachedEvent {
-            revision,
-            key,
-            kind,
-            object,
-            prev: if kind == EventKind::Put { prev } else { None },
-            recorded: Instant::now(),
-        });
+        if let Some(prev) = &prev {
+            self.bytes = self.bytes.saturating_sub(prev.size(&key));
+            self.labels.remove(&key, prev);
+            if kind == EventKind::Put {
+                // Labels the new object shares with the old one were just removed: re-add.
+                self.labels.insert(&key, &object);
+            }
+        }
+        let event = Arc::new(CachedEvent::new(revision, key, kind, object, prev));
         self.make_room(bounds);
         self.history.push_back(event.clone());
         self.revision = revision;
@@ -221,6 +411,7 @@ impl CacheState {
                 None => break,
             }
         }
+        self.snapshots.retain(|(revision, _)| *revision >= self.floor);
     }
 
     /// Progress: every change up to `revision` has been seen.
@@ -239,6 +430,7 @@ impl CacheState {
             self.history.pop_front();
         }
         self.floor = self.floor.max(revision);
+        self.snapshots.retain(|(snapshot, _)| *snapshot >= revision);
     }
 
     /// The changes after `after` within a watch scope, or 410 when `after` is older than the
@@ -254,17 +446,53 @@ impl CacheState {
         Ok(self.history.range(start..).filter(|e| in_scope(&e.key, key, recursive)).cloned().collect())
     }
 
-    /// The cached objects in scope, in key order.
-    pub(crate) fn objects_in_scope(&self, key: &str, recursive: bool) -> Vec<(String, Arc<Object>)> {
-        if !recursive {
-            return self.objects.get(key).map(|o| vec![(key.to_owned(), o.clone())]).unwrap_or_default();
+    /// The objects as they were at `revision` (KEP-4988): the current tree for the cache's
+    /// revision, else rebuilt by undoing the newer history events and kept among the last
+    /// [`SNAPSHOTS`] rebuilt ones. None below the floor or above the cache's revision.
+    pub(crate) fn snapshot_at(&mut self, revision: Revision) -> Option<Objects> {
+        if revision < self.floor || revision > self.revision {
+            return None;
         }
-        self.objects
-            .range::<str, _>((Bound::Included(key), Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(key))
-            .map(|(k, o)| (k.clone(), o.clone()))
-            .collect()
+        let newest = self.history.back().map_or(0, |e| e.revision);
+        if revision >= newest {
+            return Some(self.objects.clone());
+        }
+        if let Some(position) = self.snapshots.iter().position(|(r, _)| *r == revision) {
+            let entry = self.snapshots.remove(position)?;
+            let objects = entry.1.clone();
+            self.snapshots.push_back(entry);
+            return Some(objects);
+        }
+        let mut objects = self.objects.clone();
+        for event in self.history.iter().rev().take_while(|e| e.revision > revision) {
+            match &event.prev {
+                Some(prev) => objects.insert(event.key.clone(), prev.clone()),
+                None => objects.remove(&event.key),
+            };
+        }
+        if self.snapshots.len() >= SNAPSHOTS {
+            self.snapshots.pop_front();
+        }
+        self.snapshots.push_back((revision, objects.clone()));
+        Some(objects)
     }
+}
+
+/// The objects of `objects` in scope (a directory when `recursive`), from `start` on, in key
+/// order.
+pub(crate) fn scope<'a>(
+    objects: &'a Objects,
+    key: &'a str,
+    recursive: bool,
+    start: Option<&'a str>,
+) -> Box<dyn Iterator<Item = (&'a Key, &'a Arc<CachedObject>)> + 'a> {
+    if !recursive {
+        return Box::new(objects.get_key_value(key).into_iter());
+    }
+    let from = start.filter(|s| *s > key).unwrap_or(key);
+    Box::new(
+        objects.range::<_, str>((Bound::Included(from), Bound::Unbounded)).take_while(move |(k, _)| k.starts_with(key)),
+    )
 }
 
 /// True when `event_key` is within the scope of a list or watch of `key`.
@@ -284,17 +512,23 @@ mod tests {
         HistoryBounds { min, max, window: Duration::from_secs(3600) }
     }
 
-    fn pod(name: &str) -> Object {
-        Object::new("v1", "Pod", "ns", name)
+    fn pod(name: &str, rv: Revision) -> CachedObject {
+        let mut object = Object::new("v1", "Pod", "ns", name);
+        object.metadata.resource_version = rv.to_string();
+        CachedObject::new(&object).expect("encode")
+    }
+
+    fn key(name: &str) -> Key {
+        format!("/pods/ns/{name}").into()
     }
 
     #[test]
     fn history_grows_while_young_then_evicts_and_reports_too_old() {
         let bounds = bounds(2, 4);
         let mut state = CacheState::new(bounds);
-        state.replace(BTreeMap::new(), 10, bounds);
+        state.replace(Objects::new(), 10, bounds);
         for rv in 11..=16 {
-            assert!(state.apply(EventKind::Put, format!("/pods/ns/p{rv}"), pod("p"), rv, bounds).is_some());
+            assert!(state.apply(EventKind::Put, key(&format!("p{rv}")), pod("p", rv), rv, bounds).is_some());
         }
         assert_eq!(state.capacity, 4, "capacity doubles up to the maximum");
         assert_eq!(state.history.len(), 4);
@@ -302,20 +536,51 @@ mod tests {
         assert!(state.events_after(11, "/pods/", true).is_err_and(|e| e.code() == 410));
         let replay = state.events_after(12, "/pods/", true).expect("replay");
         assert_eq!(replay.iter().map(|e| e.revision).collect::<Vec<_>>(), vec![13, 14, 15, 16]);
-        assert!(state.apply(EventKind::Put, "/pods/ns/x".into(), pod("x"), 16, bounds).is_none(), "duplicate");
+        assert!(state.apply(EventKind::Put, key("x"), pod("x", 16), 16, bounds).is_none(), "duplicate");
     }
 
     #[test]
-    fn puts_remember_the_previous_object_and_deletes_remove() {
+    fn puts_remember_the_previous_object_deletes_remove_and_bytes_are_counted() {
         let bounds = bounds(100, 100);
         let mut state = CacheState::new(bounds);
-        state.replace(BTreeMap::new(), 1, bounds);
-        state.apply(EventKind::Put, "/pods/ns/a".into(), pod("a"), 2, bounds);
-        let update = state.apply(EventKind::Put, "/pods/ns/a".into(), pod("a").with_label("x", "y"), 3, bounds);
+        state.replace(Objects::new(), 1, bounds);
+        state.apply(EventKind::Put, key("a"), pod("a", 2), 2, bounds);
+        let one = state.bytes;
+        assert!(one > 0);
+        let update = state.apply(EventKind::Put, key("a"), pod("a", 3), 3, bounds);
         assert!(update.expect("applied").prev.is_some());
-        state.apply(EventKind::Delete, "/pods/ns/a".into(), pod("a"), 4, bounds);
+        assert_eq!(state.bytes, one, "an update replaces the object's bytes");
+        state.apply(EventKind::Delete, key("a"), pod("a", 4), 4, bounds);
         assert!(state.objects.is_empty());
-        assert_eq!(state.objects_in_scope("/pods/", true).len(), 0);
+        assert_eq!(state.bytes, 0);
+        assert_eq!(scope(&state.objects, "/pods/", true, None).count(), 0);
         assert_eq!(state.revision, 4);
+    }
+
+    #[test]
+    fn snapshots_rebuild_past_revisions_and_the_label_index_follows_updates() {
+        let bounds = bounds(100, 100);
+        let mut state = CacheState::new(bounds);
+        state.replace(Objects::new(), 1, bounds);
+        let labelled = |name: &str, rv: Revision, app: &str| {
+            let mut object = Object::new("v1", "Pod", "ns", name).with_label("app", app);
+            object.metadata.resource_version = rv.to_string();
+            CachedObject::new(&object).expect("encode")
+        };
+        state.apply(EventKind::Put, key("a"), labelled("a", 2, "x"), 2, bounds);
+        state.apply(EventKind::Put, key("b"), labelled("b", 3, "x"), 3, bounds);
+        state.apply(EventKind::Put, key("a"), labelled("a", 4, "y"), 4, bounds);
+        state.apply(EventKind::Delete, key("b"), labelled("b", 5, "x"), 5, bounds);
+        assert!(state.labels.keys("app", "x").is_empty(), "b deleted, a relabelled");
+        assert_eq!(state.labels.keys("app", "y").len(), 1);
+        let revisions = |objects: &Objects| objects.values().map(|o| o.encoded.revision()).collect::<Vec<_>>();
+        assert_eq!(revisions(&state.snapshot_at(5).expect("current")), vec![4]);
+        assert_eq!(revisions(&state.snapshot_at(3).expect("at 3")), vec![2, 3]);
+        assert_eq!(revisions(&state.snapshot_at(2).expect("at 2")), vec![2]);
+        assert_eq!(revisions(&state.snapshot_at(1).expect("at 1")), Vec::<Revision>::new());
+        assert!(state.snapshot_at(6).is_none(), "the future");
+        state.compact(3);
+        assert!(state.snapshot_at(2).is_none(), "below the floor");
+        assert_eq!(revisions(&state.snapshot_at(3).expect("at the floor")), vec![2, 3]);
     }
 }

@@ -23,10 +23,20 @@
 //!   continuation is served by the inner storage. Not caught up within
 //!   [`CacherConfig::fresh_timeout`] → served by the inner storage.
 //!
+//! * Continuation pages of a revision the cache still retains (at or above its history's
+//!   floor): served from the snapshot of that revision (a persistent B-tree, KEP-4988).
+//!
 //! **What goes to the inner storage**: create; `guaranteed_update` and `delete` (with the
 //! cache's current object as the suggestion, ignoring the caller's, as `CacheDelegator`);
 //! `get` with RV ""; consistent lists when progress requests are not supported, Exact lists,
-//! continue tokens, legacy RV + limit lists; stats, current/compact revision, watch progress.
+//! continue tokens of revisions no longer retained, legacy RV + limit lists; stats,
+//! current/compact revision, watch progress.
+//!
+//! **What is held**: each object as its JSON bytes (shared [`bytes::Bytes`], handed out by
+//! [`Storage::get_list_encoded`] / [`Storage::get_encoded`] and encoded watch streams) plus its
+//! labels; an equality label index narrows selective lists. Over
+//! [`CacherConfig::memory_budget`] the cache sheds everything and serves every request from the
+//! inner storage until the resource fits again; [`CacheMetrics`] reports bytes and objects.
 //!
 //! **Freshness.** A wait for revision N first asks the inner storage for its current revision
 //! C. If C ≥ N the data exists; the cache may just not know yet (a write to another resource
@@ -66,6 +76,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::encoded::{EncodedList, EncodedObject};
 use crate::error::{Error, Result};
 use crate::kv::Revision;
 use crate::names;
@@ -75,16 +86,19 @@ use crate::storage::{
     UpdateFn, ValidateDeletion, WatchEvent, WatchStream,
 };
 use crate::store::prepare_key;
-use crate::version::{parse_list_resource_version, parse_resource_version};
 
 mod cache;
 mod layer;
+mod metrics;
 mod reflector;
+mod version;
 mod watcher;
 
 pub use layer::WatchCacheLayer;
+pub use metrics::CacheMetrics;
 
-use cache::{CacheState, HistoryBounds, WatcherHandle};
+use cache::{scope, CacheState, CachedObject, HistoryBounds, Key, Matcher, Objects, WatcherHandle};
+use version::RequestedVersion;
 use watcher::{Opening, Watcher};
 
 /// Configuration of a [`Cacher`].
@@ -113,6 +127,12 @@ pub struct CacherConfig {
     pub relist_backoff: Duration,
     /// Capacity of each watcher's input queue; a watcher whose queue stays full is terminated.
     pub watcher_queue: usize,
+    /// Most bytes the cache may hold (estimated: encoded objects, index fields, bookkeeping);
+    /// None = no limit. Over it the cache holds nothing and serves every request from the inner
+    /// storage until the resource fits again (requests never fail for it).
+    pub memory_budget: Option<usize>,
+    /// Where the cache reports the bytes and objects it holds (None = nowhere).
+    pub metrics: Option<CacheMetrics>,
 }
 
 impl CacherConfig {
@@ -130,6 +150,8 @@ impl CacherConfig {
             bookmark_frequency: Duration::from_secs(60),
             relist_backoff: Duration::from_secs(1),
             watcher_queue: 100,
+            memory_budget: None,
+            metrics: None,
         }
     }
 }
@@ -170,6 +192,23 @@ impl Shared {
             max: self.config.history_max.max(self.config.history_min.max(1)),
             window: self.config.history_window,
         }
+    }
+
+    /// True when `bytes` exceed the memory budget.
+    pub(crate) fn over_budget(&self, bytes: usize) -> bool {
+        self.config.memory_budget.is_some_and(|budget| bytes > budget)
+    }
+
+    /// Reports the bytes and objects held to the metrics; returns the bytes.
+    pub(crate) fn record_memory(&self) -> usize {
+        let (bytes, objects) = {
+            let state = self.lock();
+            (state.bytes, state.objects.len())
+        };
+        if let Some(metrics) = &self.config.metrics {
+            metrics.set(&self.config.resource_prefix, bytes, objects);
+        }
+        bytes
     }
 
     /// The cache key of an object (Kubernetes `KeyFunc`).
@@ -304,13 +343,31 @@ impl Cacher {
         self.shared.lock().ready
     }
 
+    fn is_bypassed(&self) -> bool {
+        self.shared.lock().bypassed
+    }
+
     /// The cache's current object at `key`, when ready (the suggestion for writes).
     fn cached_object(&self, key: &str) -> Option<Object> {
+        let encoded = {
+            let state = self.shared.lock();
+            if !state.ready {
+                return None;
+            }
+            state.objects.get(key).map(|object| object.encoded.clone())
+        };
+        encoded.and_then(|encoded| encoded.decode().ok())
+    }
+
+    /// Bytes and objects the cache holds now (what [`CacheMetrics`] reports).
+    pub fn memory(&self) -> (usize, usize) {
         let state = self.shared.lock();
-        if !state.ready {
-            return None;
-        }
-        state.objects.get(key).map(|object| Object::clone(object))
+        (state.bytes, state.objects.len())
+    }
+
+    /// True while the cache is over its memory budget and serves from the inner storage.
+    pub fn bypassed(&self) -> bool {
+        self.is_bypassed()
     }
 
     /// Waits until the cache has reached `wanted` (see the module docs on freshness).
@@ -391,37 +448,108 @@ impl Cacher {
         }
     }
 
-    /// A list served from the cache at its current revision.
-    fn list_from_cache(&self, key: &str, options: &ListOptions, ignore_limit: bool) -> Result<ObjectList> {
-        let state = self.shared.lock();
-        if !state.ready {
-            return Err(state.not_ready_error());
-        }
+    /// A list served from the cache: at its current revision (`at` None), or from the
+    /// snapshot of revision `at.0` continuing at key `at.1`. A selector with an equality label
+    /// requirement walks only the index's keys (at the current revision). The lock is held only
+    /// to take the O(1) snapshot; items are the cached bytes, shared.
+    ///
+    /// Ok(None) when the revision is not retained (the caller delegates to the inner storage).
+    fn list_from_cache(
+        &self,
+        key: &str,
+        options: &ListOptions,
+        ignore_limit: bool,
+        at: Option<(Revision, Option<String>)>,
+    ) -> Result<Option<EncodedList>> {
         let predicate = &options.predicate;
-        let limit = if ignore_limit || !options.recursive { 0 } else { predicate.limit.max(0) as usize };
-        let in_scope = state.objects_in_scope(key, options.recursive);
-        let mut items = Vec::new();
-        let mut last_key = None;
-        let mut position = 0;
-        for (object_key, object) in &in_scope {
-            if limit > 0 && items.len() >= limit {
-                break;
+        let matcher = Matcher::new(predicate, self.shared.resource_dir.len());
+        let (revision, objects, candidates, start) = {
+            let mut state = self.shared.lock();
+            if !state.ready {
+                return Err(state.not_ready_error());
             }
-            position += 1;
-            if predicate.is_empty() || predicate.matches(object) {
-                items.push(Object::clone(object));
-                last_key = Some(object_key.clone());
+            match at {
+                None => {
+                    let candidates = if options.recursive {
+                        predicate
+                            .label
+                            .equalities()
+                            .map(|(label, value)| state.labels.keys(label, value))
+                            .min_by_key(imbl::OrdSet::len)
+                    } else {
+                        None
+                    };
+                    (state.revision, state.objects.clone(), candidates, None)
+                }
+                Some((revision, start)) => match state.snapshot_at(revision) {
+                    Some(objects) => (revision, objects, None, start),
+                    None => return Ok(None),
+                },
+            }
+        };
+        let limit = if ignore_limit || !options.recursive { 0 } else { predicate.limit.max(0) as usize };
+        let mut candidates_iter;
+        let mut scope_iter;
+        let in_scope: &mut dyn Iterator<Item = (&Key, &std::sync::Arc<CachedObject>)> = match &candidates {
+            Some(keys) => {
+                let from = start.as_deref().filter(|s| *s > key).unwrap_or(key);
+                candidates_iter = keys
+                    .range::<_, str>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded))
+                    .take_while(|k| k.starts_with(key))
+                    .filter_map(|k| objects.get_key_value(k.as_ref()));
+                &mut candidates_iter
+            }
+            None => {
+                scope_iter = scope(&objects, key, options.recursive, start.as_deref());
+                &mut scope_iter
+            }
+        };
+        let mut items = Vec::new();
+        let mut last_key: Option<&str> = None;
+        let mut full = false;
+        for (object_key, object) in &mut *in_scope {
+            if matcher.matches(object_key, object) {
+                items.push(object.encoded.clone());
+                last_key = Some(object_key.as_ref());
+                if limit > 0 && items.len() >= limit {
+                    full = true;
+                    break;
+                }
             }
         }
-        let remaining = in_scope.len() - position;
         let (continue_token, remaining_item_count) = match last_key {
-            Some(last) if limit > 0 && remaining > 0 => {
-                let token = crate::continue_token::encode(&format!("{last}\0"), key, state.revision as i64)?;
-                (token, predicate.is_empty().then_some(remaining as i64))
+            Some(last) if full => {
+                let remaining = if predicate.is_empty() {
+                    (&mut *in_scope).count()
+                } else {
+                    usize::from(in_scope.next().is_some())
+                };
+                if remaining > 0 {
+                    let token = crate::continue_token::encode(&format!("{last}\0"), key, revision as i64)?;
+                    (token, predicate.is_empty().then_some(remaining as i64))
+                } else {
+                    (String::new(), None)
+                }
             }
             _ => (String::new(), None),
         };
-        Ok(ObjectList { resource_version: state.revision, continue_token, remaining_item_count, items })
+        Ok(Some(EncodedList { resource_version: revision, continue_token, remaining_item_count, items }))
+    }
+
+    /// A continuation page from the snapshot of the token's revision; Ok(None) → the inner
+    /// storage serves it (and words its errors).
+    fn continued_list(&self, key: &str, options: &ListOptions) -> Result<Option<EncodedList>> {
+        let plain = options.resource_version.is_empty() && options.resource_version_match.is_none();
+        if !plain || !options.recursive || !self.is_ready() {
+            return Ok(None);
+        }
+        let Ok(token) = crate::continue_token::decode(&options.predicate.continue_token, key) else {
+            return Ok(None);
+        };
+        let Ok(revision) = Revision::try_from(token.revision) else {
+            return Ok(None);
+        };
+        self.list_from_cache(key, options, false, Some((revision, Some(token.start_key))))
     }
 
     /// Registers a watcher and starts its task. The opening (initial state, replayed history,
@@ -432,7 +560,7 @@ impl Cacher {
         let bookmarks = options.predicate.allow_watch_bookmarks || options.progress_notify;
         let (input_sender, input) = mpsc::channel(self.shared.config.watcher_queue.max(1));
         let (terminate_sender, terminate) = oneshot::channel();
-        let (result, stream) = WatchStream::channel(WatchStream::DEFAULT_CAPACITY);
+        let (result, stream) = WatchStream::encoded_channel(WatchStream::DEFAULT_CAPACITY);
         let (opening, id) = {
             let mut state = self.shared.lock();
             if !state.ready {
@@ -442,7 +570,7 @@ impl Cacher {
                 Start::CacheState => {
                     let revision = state.revision;
                     Opening {
-                        initial: state.objects_in_scope(&key, options.recursive).into_iter().map(|(_, o)| o).collect(),
+                        initial: state.objects.clone(),
                         end_bookmark: end_bookmark.then_some(revision),
                         replay: Vec::new(),
                         start: revision,
@@ -455,7 +583,7 @@ impl Cacher {
                     };
                     let initial_given = initial.is_some();
                     Opening {
-                        initial: initial.unwrap_or_default().into_iter().map(Arc::new).collect(),
+                        initial: initial.unwrap_or_default(),
                         end_bookmark: (end_bookmark && initial_given).then_some(revision),
                         replay,
                         start: revision,
@@ -467,7 +595,7 @@ impl Cacher {
             state.watchers.insert(
                 id,
                 WatcherHandle {
-                    key,
+                    key: key.clone(),
                     recursive: options.recursive,
                     bookmarks,
                     next_bookmark: std::time::Instant::now() + self.shared.config.bookmark_frequency,
@@ -477,8 +605,11 @@ impl Cacher {
             );
             (opening, id)
         };
+        let predicate = Predicate { limit: 0, continue_token: String::new(), ..options.predicate.clone() };
         let watcher = Watcher {
-            predicate: Predicate { limit: 0, continue_token: String::new(), ..options.predicate.clone() },
+            key,
+            recursive: options.recursive,
+            matcher: Matcher::new(&predicate, self.shared.resource_dir.len()),
             bookmarks,
             api_version: self.shared.config.api_version.clone(),
             kind: self.shared.config.kind.clone(),
@@ -492,7 +623,7 @@ impl Cacher {
     }
 
     /// The initial state of a consistent watch from the inner storage: (objects, list RV).
-    async fn consistent_initial_state(&self, key: &str, options: &ListOptions) -> Result<(Vec<Object>, Revision)> {
+    async fn consistent_initial_state(&self, key: &str, options: &ListOptions) -> Result<(Objects, Revision)> {
         let predicate = Predicate {
             label: options.predicate.label.clone(),
             field: options.predicate.field.clone(),
@@ -503,7 +634,12 @@ impl Cacher {
             .inner
             .get_list(key, ListOptions { recursive: options.recursive, predicate, ..ListOptions::default() })
             .await?;
-        Ok((list.items, list.resource_version))
+        let mut objects = Objects::new();
+        for object in &list.items {
+            let object_key: Key = self.shared.key_of(object)?.into();
+            objects.insert(object_key, std::sync::Arc::new(CachedObject::new(object)?));
+        }
+        Ok((objects, list.resource_version))
     }
 
     /// A consistent start at revision `wanted`: the cache's state when it is fresh, else a
@@ -524,7 +660,7 @@ enum Start {
     /// The cache's current state as initial events, then changes after it.
     CacheState,
     /// Changes after `revision`, preceded by `initial` objects when given.
-    After { revision: Revision, initial: Option<Vec<Object>> },
+    After { revision: Revision, initial: Option<Objects> },
 }
 
 /// A stream that delivers one ERROR event and ends.
@@ -554,104 +690,135 @@ impl Storage for Cacher {
     }
 
     async fn watch(&self, key: &str, options: ListOptions) -> Result<WatchStream> {
+        if self.is_bypassed() {
+            return self.shared.inner.watch(key, options).await;
+        }
         let key = self.prepare(key, options.recursive)?;
-        let requested = parse_resource_version(&options.resource_version)?;
+        let requested = RequestedVersion::parse_watch(&options.resource_version)?;
         if !self.is_ready() {
             return Err(self.shared.lock().not_ready_error());
         }
-        let unset = options.resource_version.is_empty();
-        let initial_events = options.send_initial_events.unwrap_or(unset || requested == 0);
+        let initial_events = options.send_initial_events.unwrap_or(!matches!(requested, RequestedVersion::At(_)));
         let end_bookmark = options.send_initial_events == Some(true) && options.predicate.allow_watch_bookmarks;
-        let start = if initial_events {
-            if unset {
+        let start = match (initial_events, requested) {
+            (true, RequestedVersion::Unset) => {
                 // Consistent: at least the inner storage's current revision.
                 let current = self.shared.inner.current_resource_version().await?;
                 match self.consistent_start(&key, &options, current).await {
                     Ok(start) => start,
                     Err(error) => return Ok(error_stream(error)),
                 }
-            } else if requested == 0 {
-                Start::CacheState
-            } else {
-                match self.consistent_start(&key, &options, requested).await {
-                    Ok(start) => start,
-                    Err(error) => return Ok(error_stream(error)),
-                }
             }
-        } else if requested > 0 {
-            Start::After { revision: requested, initial: None }
-        } else if unset {
+            (true, RequestedVersion::Any) => Start::CacheState,
+            (true, RequestedVersion::At(wanted)) => match self.consistent_start(&key, &options, wanted).await {
+                Ok(start) => start,
+                Err(error) => return Ok(error_stream(error)),
+            },
+            (false, RequestedVersion::At(revision)) => Start::After { revision, initial: None },
             // "Start at the most recent": changes after the inner storage's current revision.
-            Start::After { revision: self.shared.inner.current_resource_version().await?, initial: None }
-        } else {
-            Start::After { revision: self.shared.lock().revision, initial: None }
+            (false, RequestedVersion::Unset) => {
+                Start::After { revision: self.shared.inner.current_resource_version().await?, initial: None }
+            }
+            (false, RequestedVersion::Any) => Start::After { revision: self.shared.lock().revision, initial: None },
         };
         self.register(key, &options, start, end_bookmark)
     }
 
     async fn get(&self, key: &str, options: GetOptions) -> Result<Option<Object>> {
-        if options.resource_version.is_empty() {
-            return self.shared.inner.get(key, options).await;
+        match self.get_encoded(key, options).await? {
+            Some(encoded) => Ok(Some(encoded.decode()?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn get_encoded(&self, key: &str, options: GetOptions) -> Result<Option<EncodedObject>> {
+        if options.resource_version.is_empty() || self.is_bypassed() {
+            return self.shared.inner.get_encoded(key, options).await;
         }
         let key = self.prepare(key, false)?;
-        let wanted = parse_list_resource_version(&options.resource_version)?;
+        let wanted = RequestedVersion::parse_read(&options.resource_version)?.revision();
         if !self.is_ready() {
-            return self.shared.inner.get(&key, options).await;
+            return self.shared.inner.get_encoded(&key, options).await;
         }
         if let Freshness::Lagging = self.wait_fresh(wanted).await? {
-            return self.shared.inner.get(&key, options).await;
+            return self.shared.inner.get_encoded(&key, options).await;
         }
-        match self.cached_object(&key) {
-            Some(object) => Ok(Some(object)),
-            None if options.ignore_not_found => Ok(None),
-            None => Err(Error::NotFound { key }),
+        let cached = {
+            let state = self.shared.lock();
+            state.ready.then(|| state.objects.get(key.as_str()).map(|object| object.encoded.clone()))
+        };
+        match cached {
+            Some(Some(object)) => Ok(Some(object)),
+            Some(None) if options.ignore_not_found => Ok(None),
+            Some(None) => Err(Error::NotFound { key }),
+            // Turned not ready meanwhile: the inner storage answers.
+            None => self.shared.inner.get_encoded(&key, options).await,
         }
     }
 
     async fn get_list(&self, key: &str, options: ListOptions) -> Result<ObjectList> {
+        self.get_list_encoded(key, options).await?.decode()
+    }
+
+    async fn get_list_encoded(&self, key: &str, options: ListOptions) -> Result<EncodedList> {
+        if self.is_bypassed() {
+            return self.shared.inner.get_list_encoded(key, options).await;
+        }
         let prepared = self.prepare(key, options.recursive)?;
-        let continuing = !options.predicate.continue_token.is_empty();
-        let exact = options.resource_version_match == Some(ResourceVersionMatch::Exact);
-        if continuing || exact {
-            return self.shared.inner.get_list(key, options).await;
-        }
-        if options.resource_version.is_empty() {
-            return match self.wait_consistent().await? {
-                Freshness::Fresh => self.list_from_cache(&prepared, &options, false),
-                Freshness::Lagging => {
-                    let list = self.shared.inner.get_list(key, options).await?;
-                    self.shared.consistent_floor.fetch_max(list.resource_version, Ordering::SeqCst);
-                    Ok(list)
-                }
-            };
-        }
-        let wanted = parse_list_resource_version(&options.resource_version)?;
-        let legacy_exact =
-            options.resource_version_match.is_none() && options.recursive && options.predicate.limit > 0 && wanted > 0;
-        if legacy_exact {
-            return self.shared.inner.get_list(key, options).await;
-        }
-        if !self.is_ready() {
-            // Kubernetes delegates only lists that are cheap for the backend: paged, unfiltered.
-            if options.predicate.is_empty() && options.predicate.limit > 0 {
-                return self.shared.inner.get_list(key, options).await;
+        if !options.predicate.continue_token.is_empty() {
+            if let Some(list) = self.continued_list(&prepared, &options)? {
+                return Ok(list);
             }
-            return Err(self.shared.lock().not_ready_error());
+            return self.shared.inner.get_list_encoded(key, options).await;
         }
-        if wanted == 0 {
+        let requested = RequestedVersion::parse_read(&options.resource_version)?;
+        if options.resource_version_match == Some(ResourceVersionMatch::Exact) {
+            // Exact lists stay with the inner storage: it keys objects by their storage key, the
+            // cache by their metadata (see `Expectations::cached_lists_key_by_metadata`).
+            return self.shared.inner.get_list_encoded(key, options).await;
+        }
+        let served = match requested {
+            RequestedVersion::Unset => match self.wait_consistent().await? {
+                Freshness::Fresh => self.list_from_cache(&prepared, &options, false, None)?,
+                Freshness::Lagging => {
+                    let list = self.shared.inner.get_list_encoded(key, options).await?;
+                    self.shared.consistent_floor.fetch_max(list.resource_version, Ordering::SeqCst);
+                    return Ok(list);
+                }
+            },
+            // Legacy: RV N with a limit means exactly N (the inner storage, as Exact).
+            RequestedVersion::At(_)
+                if options.resource_version_match.is_none() && options.recursive && options.predicate.limit > 0 =>
+            {
+                None
+            }
+            _ if !self.is_ready() => {
+                // Kubernetes delegates only lists that are cheap for the backend: paged, unfiltered.
+                if options.predicate.is_empty() && options.predicate.limit > 0 {
+                    None
+                } else {
+                    return Err(self.shared.lock().not_ready_error());
+                }
+            }
             // RV "0": any state; Kubernetes' cache ignores the limit (kubernetes#108003). Not
             // older than a consistent list the inner storage served: a client that saw
             // revision R must not list R' < R next (the cache waits briefly for R, else the
             // inner storage answers).
-            let floor = self.shared.consistent_floor.load(Ordering::SeqCst);
-            if let Freshness::Lagging = self.wait_fresh(floor).await? {
-                return self.shared.inner.get_list(key, options).await;
+            RequestedVersion::Any => {
+                let floor = self.shared.consistent_floor.load(Ordering::SeqCst);
+                match self.wait_fresh(floor).await? {
+                    Freshness::Fresh => self.list_from_cache(&prepared, &options, true, None)?,
+                    Freshness::Lagging => None,
+                }
             }
-            return self.list_from_cache(&prepared, &options, true);
-        }
-        match self.wait_fresh(wanted).await? {
-            Freshness::Fresh => self.list_from_cache(&prepared, &options, false),
-            Freshness::Lagging => self.shared.inner.get_list(key, options).await,
+            RequestedVersion::At(wanted) => match self.wait_fresh(wanted).await? {
+                Freshness::Fresh => self.list_from_cache(&prepared, &options, false, None)?,
+                Freshness::Lagging => None,
+            },
+        };
+        match served {
+            Some(list) => Ok(list),
+            None => self.shared.inner.get_list_encoded(key, options).await,
         }
     }
 
@@ -672,11 +839,19 @@ impl Storage for Cacher {
     }
 
     async fn readiness_check(&self) -> Result<()> {
-        let state = self.shared.lock();
-        if state.ready {
-            Ok(())
-        } else {
-            Err(state.not_ready_error())
+        let not_ready = {
+            let state = self.shared.lock();
+            if state.bypassed {
+                None
+            } else if state.ready {
+                return Ok(());
+            } else {
+                Some(state.not_ready_error())
+            }
+        };
+        match not_ready {
+            Some(error) => Err(error),
+            None => self.shared.inner.readiness_check().await,
         }
     }
 

@@ -3,17 +3,15 @@
 //! watchers. On any error the cache turns not ready, every watcher is terminated, and the
 //! reflector lists again after [`CacherConfig::relist_backoff`](super::CacherConfig).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::error::TrySendError;
 
-use crate::error::{Error, Result};
-use crate::object::Object;
+use crate::error::Error;
 use crate::storage::{ListOptions, Predicate, WatchEvent};
 
-use super::cache::{Dispatch, EventKind};
+use super::cache::{CacheState, CachedObject, Dispatch, EventKind, Key, Objects};
 use super::Shared;
 
 /// Page size of the reflector's list (Kubernetes' cacher lists 10 000 per page).
@@ -57,26 +55,79 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         if *stop.borrow() {
             return;
         }
-        let error = tokio::select! {
+        let failure = tokio::select! {
             _ = stop.changed() => return,
             result = list_and_watch(&shared, &mut budget) => match result {
                 Ok(()) => return,
-                Err(error) => error,
+                Err(failure) => failure,
             },
         };
-        tracing::warn!(resource = %shared.config.resource_prefix, %error, "watch cache: reflector failed, relisting");
-        shared.update(|state| state.fail(&error));
+        let pause = match failure {
+            Failure::Error(error) => {
+                tracing::warn!(resource = %shared.config.resource_prefix, %error, "watch cache: reflector failed, relisting");
+                shared.update(|state| state.fail(&error));
+                shared.config.relist_backoff
+            }
+            Failure::OverBudget(bytes) => {
+                tracing::warn!(
+                    resource = %shared.config.resource_prefix,
+                    bytes,
+                    budget = shared.config.memory_budget,
+                    "watch cache: over its memory budget, serving from storage"
+                );
+                shared.update(CacheState::bypass);
+                shared.record_memory();
+                wait_until_fits(&shared).await;
+                Duration::ZERO
+            }
+        };
         tokio::select! {
             _ = stop.changed() => return,
-            _ = tokio::time::sleep(shared.config.relist_backoff) => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// Why a list-and-watch cycle ended.
+enum Failure {
+    /// The inner storage failed (or ended the watch).
+    Error(Error),
+    /// The cache would hold more bytes than its budget.
+    OverBudget(usize),
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure::Error(error)
+    }
+}
+
+/// How often a bypassed cache checks whether the resource fits its budget again.
+const BUDGET_RECHECK: Duration = Duration::from_secs(10);
+
+/// Waits until the inner storage's size estimate fits the budget (checked every
+/// [`BUDGET_RECHECK`]); without an estimate it waits one period and lets the next list decide.
+async fn wait_until_fits(shared: &Shared) {
+    loop {
+        tokio::time::sleep(BUDGET_RECHECK).await;
+        match shared.inner.stats().await {
+            Ok(stats) if stats.estimated_average_object_size_bytes > 0 => {
+                let estimate = stats.object_count.max(0) as usize
+                    * (stats.estimated_average_object_size_bytes as usize + super::cache::OBJECT_OVERHEAD);
+                if !shared.over_budget(estimate) {
+                    return;
+                }
+            }
+            _ => return,
         }
     }
 }
 
 /// One list-and-watch cycle. Returns Ok only when the cacher stops.
-async fn list_and_watch(shared: &Arc<Shared>, budget: &mut TimeBudget) -> Result<()> {
+async fn list_and_watch(shared: &Arc<Shared>, budget: &mut TimeBudget) -> std::result::Result<(), Failure> {
     let (objects, revision) = list(shared).await?;
     shared.update(|state| state.replace(objects, revision, shared.bounds()));
+    shared.record_memory();
     let options = ListOptions {
         resource_version: revision.to_string(),
         recursive: true,
@@ -103,16 +154,25 @@ async fn list_and_watch(shared: &Arc<Shared>, budget: &mut TimeBudget) -> Result
     }
 }
 
-/// A consistent, paged list of the whole resource.
-async fn list(shared: &Shared) -> Result<(BTreeMap<String, Arc<Object>>, u64)> {
-    let mut objects = BTreeMap::new();
+/// A consistent, paged list of the whole resource, each object encoded once.
+///
+/// Fails with the inner storage's errors, and with [`Failure::OverBudget`] as soon as the
+/// objects exceed the memory budget.
+async fn list(shared: &Shared) -> std::result::Result<(Objects, u64), Failure> {
+    let mut objects = Objects::new();
+    let mut bytes = 0;
     let mut options = ListOptions { recursive: true, ..ListOptions::default() };
     options.predicate.limit = LIST_PAGE;
     loop {
         let page = shared.inner.get_list(&shared.resource_dir, options.clone()).await?;
         for object in page.items {
-            let key = shared.key_of(&object)?;
-            objects.insert(key, Arc::new(object));
+            let key: Key = shared.key_of(&object)?.into();
+            let cached = CachedObject::new(&object)?;
+            bytes += cached.size(&key);
+            objects.insert(key, Arc::new(cached));
+        }
+        if shared.over_budget(bytes) {
+            return Err(Failure::OverBudget(bytes));
         }
         if page.continue_token.is_empty() {
             return Ok((objects, page.resource_version));
@@ -122,7 +182,7 @@ async fn list(shared: &Shared) -> Result<(BTreeMap<String, Arc<Object>>, u64)> {
 }
 
 /// Applies one event of the inner watch and dispatches it.
-async fn process(shared: &Arc<Shared>, event: WatchEvent, budget: &mut TimeBudget) -> Result<()> {
+async fn process(shared: &Arc<Shared>, event: WatchEvent, budget: &mut TimeBudget) -> std::result::Result<(), Failure> {
     let (kind, object) = match event {
         WatchEvent::Added(object) | WatchEvent::Modified(object) => (EventKind::Put, object),
         WatchEvent::Deleted(object) => (EventKind::Delete, object),
@@ -131,15 +191,20 @@ async fn process(shared: &Arc<Shared>, event: WatchEvent, budget: &mut TimeBudge
             shared.update(|state| state.advance(revision));
             return Ok(());
         }
-        WatchEvent::Error(error) => return Err(error),
+        WatchEvent::Error(error) => return Err(error.into()),
     };
     let revision = object.resource_version()?;
-    let key = shared.key_of(&object)?;
+    let key: Key = shared.key_of(&object)?.into();
+    let cached = CachedObject::new(&object)?;
+    drop(object);
     let bounds = shared.bounds();
     let (applied, targets) = shared.update(|state| {
-        let Some(applied) = state.apply(kind, key, object, revision, bounds) else {
+        let Some(applied) = state.apply(kind, key, cached, revision, bounds) else {
             return (None, Vec::new());
         };
+        if shared.over_budget(state.bytes) {
+            state.shed_snapshots();
+        }
         let targets: Vec<_> = state
             .watchers
             .iter()
@@ -151,6 +216,10 @@ async fn process(shared: &Arc<Shared>, event: WatchEvent, budget: &mut TimeBudge
     let Some(applied) = applied else {
         return Ok(());
     };
+    let bytes = shared.record_memory();
+    if shared.over_budget(bytes) {
+        return Err(Failure::OverBudget(bytes));
+    }
     let message = Dispatch::Event(applied);
     let mut blocked = Vec::new();
     let mut dead = Vec::new();

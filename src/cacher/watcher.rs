@@ -1,6 +1,7 @@
 //! One cache watcher (Kubernetes `cacheWatcher`): sends its initial events, the
-//! initial-events-end bookmark, the replayed history, then live changes, filtered and converted
-//! for its predicate.
+//! initial-events-end bookmark, the replayed history, then live changes, filtered for its
+//! predicate. Events carry the cache's encoded objects: every watcher shares the bytes of a
+//! change (Kubernetes `CachingObject`), nothing is encoded per watcher but bookmarks.
 //!
 //! Ordering invariant: every change carries a revision greater than the last one this watcher
 //! handled (`last`); anything at or below it is a duplicate (a change both in the replay and
@@ -12,17 +13,18 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::encoded::{EncodedObject, EncodedWatchEvent};
 use crate::kv::Revision;
 use crate::object::Object;
-use crate::storage::{Predicate, WatchEvent, INITIAL_EVENTS_END_ANNOTATION};
+use crate::storage::INITIAL_EVENTS_END_ANNOTATION;
 use crate::version::format_resource_version;
 
-use super::cache::{CachedEvent, Dispatch, EventKind};
+use super::cache::{scope, CachedEvent, Dispatch, EventKind, Matcher, Objects};
 
 /// What a watcher sends before its live changes.
 pub(crate) struct Opening {
-    /// The current state as ADDED events (already in scope, filtered here by the predicate).
-    pub(crate) initial: Vec<Arc<Object>>,
+    /// The state whose objects in the watch scope are sent as ADDED events (filtered here).
+    pub(crate) initial: Objects,
     /// Send the initial-events-end bookmark at this revision after `initial`.
     pub(crate) end_bookmark: Option<Revision>,
     /// History changes to replay (in scope, ascending).
@@ -40,11 +42,14 @@ pub(crate) fn bookmark_object(api_version: &str, kind: &str, revision: Revision)
 
 /// A running watcher's task state.
 pub(crate) struct Watcher {
-    pub(crate) predicate: Predicate,
+    /// The prepared watch key and whether it is a directory.
+    pub(crate) key: String,
+    pub(crate) recursive: bool,
+    pub(crate) matcher: Matcher,
     pub(crate) bookmarks: bool,
     pub(crate) api_version: String,
     pub(crate) kind: String,
-    pub(crate) result: mpsc::Sender<WatchEvent>,
+    pub(crate) result: mpsc::Sender<EncodedWatchEvent>,
     pub(crate) input: mpsc::Receiver<Dispatch>,
     pub(crate) terminate: oneshot::Receiver<()>,
     /// Deregisters the watcher from the cache when its task ends (None in unit tests).
@@ -78,15 +83,18 @@ impl Watcher {
 
     async fn serve(&mut self, opening: Opening) -> Result<(), Ended> {
         let mut last = opening.start;
-        for object in opening.initial {
-            if self.matches(&object) {
-                self.send(WatchEvent::Added(Object::clone(&object))).await?;
-            }
+        let initial: Vec<EncodedObject> = scope(&opening.initial, &self.key, self.recursive, None)
+            .filter(|(key, object)| self.matcher.matches(key, object))
+            .map(|(_, object)| object.encoded.clone())
+            .collect();
+        drop(opening.initial);
+        for object in initial {
+            self.send(EncodedWatchEvent::Added(object)).await?;
         }
         if let Some(revision) = opening.end_bookmark {
             let mut bookmark = bookmark_object(&self.api_version, &self.kind, revision);
             bookmark.metadata.annotations.insert(INITIAL_EVENTS_END_ANNOTATION.to_owned(), "true".to_owned());
-            self.send(WatchEvent::Bookmark(bookmark)).await?;
+            self.send_bookmark(&bookmark).await?;
         }
         for event in opening.replay {
             self.handle(Dispatch::Event(event), &mut last, opening.start).await?;
@@ -120,39 +128,41 @@ impl Watcher {
             Dispatch::Bookmark(revision) => {
                 if self.bookmarks && revision > start && revision >= *last {
                     *last = revision;
-                    self.send(WatchEvent::Bookmark(bookmark_object(&self.api_version, &self.kind, revision))).await?;
+                    self.send_bookmark(&bookmark_object(&self.api_version, &self.kind, revision)).await?;
                 }
             }
         }
         Ok(())
     }
 
-    fn matches(&self, object: &Object) -> bool {
-        self.predicate.is_empty() || self.predicate.matches(object)
-    }
-
     /// The watch event a change is for this predicate (Kubernetes `convertToWatchEvent`).
-    fn convert(&self, event: &CachedEvent) -> Option<WatchEvent> {
+    fn convert(&self, event: &CachedEvent) -> Option<EncodedWatchEvent> {
+        let matches = |object: &super::cache::CachedObject| self.matcher.matches(&event.key, object);
         match event.kind {
-            EventKind::Delete => self.matches(&event.object).then(|| WatchEvent::Deleted(Object::clone(&event.object))),
+            EventKind::Delete => {
+                matches(&event.object).then(|| EncodedWatchEvent::Deleted(event.object.encoded.clone()))
+            }
             EventKind::Put => {
-                let new_matches = self.matches(&event.object);
-                let old_matches = event.prev.as_ref().is_some_and(|prev| self.matches(prev));
+                let new_matches = matches(&event.object);
+                let old_matches = event.prev.as_ref().is_some_and(|prev| matches(prev));
                 match (old_matches, new_matches) {
-                    (true, true) => Some(WatchEvent::Modified(Object::clone(&event.object))),
-                    (false, true) => Some(WatchEvent::Added(Object::clone(&event.object))),
-                    (true, false) => {
-                        let mut old = event.prev.as_deref().cloned().unwrap_or_default();
-                        old.metadata.resource_version = format_resource_version(event.revision);
-                        Some(WatchEvent::Deleted(old))
-                    }
+                    (true, true) => Some(EncodedWatchEvent::Modified(event.object.encoded.clone())),
+                    (false, true) => Some(EncodedWatchEvent::Added(event.object.encoded.clone())),
+                    (true, false) => event.prev_deleted().cloned().map(EncodedWatchEvent::Deleted),
                     (false, false) => None,
                 }
             }
         }
     }
 
-    async fn send(&mut self, event: WatchEvent) -> Result<(), Ended> {
+    async fn send_bookmark(&mut self, bookmark: &Object) -> Result<(), Ended> {
+        match EncodedObject::encode(bookmark) {
+            Ok(encoded) => self.send(EncodedWatchEvent::Bookmark(encoded)).await,
+            Err(error) => self.send(EncodedWatchEvent::Error(error)).await,
+        }
+    }
+
+    async fn send(&mut self, event: EncodedWatchEvent) -> Result<(), Ended> {
         tokio::select! {
             biased;
             _ = &mut self.terminate => Err(Ended),
@@ -163,22 +173,40 @@ impl Watcher {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
     use super::*;
-    use crate::storage::WatchStream;
+    use crate::cacher::cache::CachedObject;
+    use crate::storage::{Predicate, WatchEvent, WatchStream};
+
+    fn cached(object: &Object) -> Arc<CachedObject> {
+        Arc::new(CachedObject::new(object).expect("encode"))
+    }
 
     fn event(revision: Revision, name: &str, kind: EventKind, prev: Option<Object>) -> Arc<CachedEvent> {
         let mut object = Object::new("v1", "Pod", "ns", name);
         object.metadata.resource_version = revision.to_string();
-        Arc::new(CachedEvent {
-            revision,
-            key: format!("/pods/ns/{name}"),
-            kind,
-            object: Arc::new(object),
-            prev: prev.map(Arc::new),
-            recorded: Instant::now(),
-        })
+        let key = format!("/pods/ns/{name}");
+        Arc::new(CachedEvent::new(revision, key.into(), kind, cached(&object), prev.as_ref().map(cached)))
+    }
+
+    fn watcher(
+        predicate: Predicate,
+        bookmarks: bool,
+        result: mpsc::Sender<EncodedWatchEvent>,
+        input: mpsc::Receiver<Dispatch>,
+        terminate: oneshot::Receiver<()>,
+    ) -> Watcher {
+        Watcher {
+            key: "/pods/".into(),
+            recursive: true,
+            matcher: Matcher::new(&predicate, "/pods/".len()),
+            bookmarks,
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            result,
+            input,
+            terminate,
+            _registration: None,
+        }
     }
 
     fn rv_of(event: &WatchEvent) -> u64 {
@@ -189,20 +217,11 @@ mod tests {
     async fn duplicates_are_dropped_and_bookmarks_never_go_backwards() {
         let (input_sender, input) = mpsc::channel(16);
         let (_terminate_sender, terminate) = oneshot::channel();
-        let (result, mut stream) = WatchStream::channel(16);
-        let watcher = Watcher {
-            predicate: Predicate::default(),
-            bookmarks: true,
-            api_version: "v1".into(),
-            kind: "Pod".into(),
-            result,
-            input,
-            terminate,
-            _registration: None,
-        };
+        let (result, mut stream) = WatchStream::encoded_channel(16);
+        let watcher = watcher(Predicate::default(), true, result, input, terminate);
         // Start at 10 (e.g. a consistent list at 10); the replay holds 11 and 12.
         let opening = Opening {
-            initial: vec![Arc::new(Object::new("v1", "Pod", "ns", "listed"))],
+            initial: Objects::unit("/pods/ns/listed".into(), cached(&Object::new("v1", "Pod", "ns", "listed"))),
             end_bookmark: Some(10),
             replay: vec![event(11, "a", EventKind::Put, None), event(12, "b", EventKind::Put, None)],
             start: 10,
@@ -243,22 +262,14 @@ mod tests {
     async fn an_update_out_of_the_selector_is_deleted_with_the_event_revision() {
         let (input_sender, input) = mpsc::channel(4);
         let (_terminate_sender, terminate) = oneshot::channel();
-        let (result, mut stream) = WatchStream::channel(4);
+        let (result, mut stream) = WatchStream::encoded_channel(4);
         let predicate = Predicate {
             label: crate::selector::LabelSelector::parse("app=x").expect("selector"),
             ..Predicate::default()
         };
-        let watcher = Watcher {
-            predicate,
-            bookmarks: false,
-            api_version: String::new(),
-            kind: String::new(),
-            result,
-            input,
-            terminate,
-            _registration: None,
-        };
-        let task = tokio::spawn(watcher.run(Opening { initial: vec![], end_bookmark: None, replay: vec![], start: 1 }));
+        let watcher = watcher(predicate, false, result, input, terminate);
+        let opening = Opening { initial: Objects::new(), end_bookmark: None, replay: vec![], start: 1 };
+        let task = tokio::spawn(watcher.run(opening));
         let mut before = Object::new("v1", "Pod", "ns", "a").with_label("app", "x");
         before.metadata.resource_version = "4".into();
         input_sender.send(Dispatch::Event(event(5, "a", EventKind::Put, Some(before)))).await.expect("queue");

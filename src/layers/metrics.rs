@@ -264,6 +264,18 @@ impl Storage for MeteredStorage {
         self.done("list", started, result)
     }
 
+    async fn get_list_encoded(&self, key: &str, options: ListOptions) -> Result<crate::encoded::EncodedList> {
+        let started = Instant::now();
+        let result = self.inner.get_list_encoded(key, options).await;
+        self.done("list", started, result)
+    }
+
+    async fn get_encoded(&self, key: &str, options: GetOptions) -> Result<Option<crate::encoded::EncodedObject>> {
+        let started = Instant::now();
+        let result = self.inner.get_encoded(key, options).await;
+        self.done("get", started, result)
+    }
+
     async fn guaranteed_update(
         &self,
         key: &str,

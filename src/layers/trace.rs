@@ -77,6 +77,14 @@ impl Storage for TracedStorage {
         async { logged(self.inner.get_list(key, options).await) }.instrument(self.span("list", key)).await
     }
 
+    async fn get_list_encoded(&self, key: &str, options: ListOptions) -> Result<crate::encoded::EncodedList> {
+        async { logged(self.inner.get_list_encoded(key, options).await) }.instrument(self.span("list", key)).await
+    }
+
+    async fn get_encoded(&self, key: &str, options: GetOptions) -> Result<Option<crate::encoded::EncodedObject>> {
+        async { logged(self.inner.get_encoded(key, options).await) }.instrument(self.span("get", key)).await
+    }
+
     async fn guaranteed_update(
         &self,
         key: &str,

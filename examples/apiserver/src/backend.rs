@@ -10,6 +10,7 @@
 //! share one storage here.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use apistore::factory::{check_backends, StorageOptions};
 use apistore::group_resource::GroupResource;

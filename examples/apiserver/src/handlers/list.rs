@@ -1,11 +1,14 @@
 //! `GET` of a collection: kube's `listResourcesHandler` — selectors, paging, resourceVersion
 //! semantics (the storage's), and the Table / PartialObjectMetadataList transformations.
 
+use apistore::encoded::EncodedList;
 use apistore::selector::{FieldRequirement, FieldSelector, LabelSelector};
 use apistore::storage::{ListOptions, Predicate, ResourceVersionMatch};
 use apistore::{Error, Object};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::body::{Body, Bytes};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{respond, Context};
@@ -77,6 +80,10 @@ impl Context<'_> {
         let options = self.list_options(None, false)?;
         let include = table::include(self.param("includeObject"))?;
         let key = self.list_key()?;
+        if output == Output::JSON && self.resource().strategy.serves_stored_form() {
+            let list = self.resource().storage.get_list_encoded(&key, options).await.map_err(self.storage_error(""))?;
+            return Ok(encoded_list_response(self.resource().clone(), list));
+        }
         let list = self.resource().storage.get_list(&key, options).await.map_err(self.storage_error(""))?;
         let mut metadata = json!({ "resourceVersion": list.resource_version.to_string() });
         if !list.continue_token.is_empty() {
@@ -103,4 +110,59 @@ impl Context<'_> {
         };
         Ok(respond(StatusCode::OK, &value, output))
     }
+}
+
+/// Size of the body chunks an encoded list is written in: a request holds one chunk and the
+/// item handles (shared bytes), whatever the list's size.
+const CHUNK: usize = 64 * 1024;
+
+/// A JSON list response written from encoded items: the envelope around the stored bytes,
+/// streamed in [`CHUNK`]-sized pieces. An item whose bytes do not start with the served
+/// apiVersion/kind (stored under another version) is decoded and re-encoded as served.
+fn encoded_list_response(resource: std::sync::Arc<crate::resources::Resource>, list: EncodedList) -> Response {
+    let mut metadata = json!({ "resourceVersion": list.resource_version.to_string() });
+    if !list.continue_token.is_empty() {
+        metadata["continue"] = json!(list.continue_token);
+    }
+    if let Some(remaining) = list.remaining_item_count {
+        metadata["remainingItemCount"] = json!(remaining);
+    }
+    let head = format!(
+        "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{},\"items\":[",
+        json!(resource.list_kind()),
+        json!(resource.api_version()),
+        metadata
+    );
+    let served_prefix =
+        format!("{{\"apiVersion\":{},\"kind\":{},", json!(resource.api_version()), json!(resource.kind)).into_bytes();
+    let mut items = list.items.into_iter();
+    let mut chunk = head.into_bytes();
+    let mut first = true;
+    let mut finished = false;
+    let body = futures::stream::poll_fn(move |_| {
+        if finished {
+            return std::task::Poll::Ready(None);
+        }
+        for item in items.by_ref() {
+            if !std::mem::take(&mut first) {
+                chunk.push(b',');
+            }
+            if item.json().starts_with(&served_prefix) {
+                chunk.extend_from_slice(item.json());
+            } else {
+                let served = item.decode().map(|o| resource.served(o)).and_then(|o| o.to_json());
+                chunk.extend_from_slice(&served.unwrap_or_else(|_| b"null".to_vec()));
+            }
+            if chunk.len() >= CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK + 4096));
+                return std::task::Poll::Ready(Some(Ok::<_, std::convert::Infallible>(Bytes::from(full))));
+            }
+        }
+        chunk.extend_from_slice(b"]}");
+        finished = true;
+        std::task::Poll::Ready(Some(Ok(Bytes::from(std::mem::take(&mut chunk)))))
+    });
+    let mut response = Body::from_stream(body).into_response();
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }

@@ -68,6 +68,10 @@ impl Strategy for EventsV1Strategy {
         object
     }
 
+    fn serves_stored_form(&self) -> bool {
+        false
+    }
+
     fn to_served(&self, mut object: Object) -> Object {
         rename_fields(&mut object.fields, EVENT_FIELD_MAP.iter().copied());
         object

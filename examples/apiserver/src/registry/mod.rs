@@ -173,6 +173,12 @@ pub trait Strategy: Send + Sync {
         object
     }
 
+    /// True when [`Strategy::to_served`] returns the stored object unchanged, so the stored
+    /// bytes (with the served apiVersion/kind) can be written into responses as they are.
+    fn serves_stored_form(&self) -> bool {
+        true
+    }
+
     /// The object as served, from the stored shape.
     fn to_served(&self, object: Object) -> Object {
         object

@@ -1,0 +1,173 @@
+//! Encoded objects: an object as the JSON bytes a server sends, shared without copying.
+//!
+//! The watch cache holds every object in this form (Kubernetes `CachingObject`: serialize once,
+//! share with every reader), and [`Storage::get_list_encoded`](crate::Storage::get_list_encoded),
+//! [`Storage::get_encoded`](crate::Storage::get_encoded) and
+//! [`WatchStream::next_encoded`](crate::storage::WatchStream::next_encoded) hand the bytes out, so
+//! an API server writes them straight into a response. A storage that only has decoded objects
+//! (the plain [`Store`](crate::Store), any third-party layer) is served by the default methods,
+//! which encode its objects once per request.
+//!
+//! Invariant: the bytes are the JSON encoding of an [`Object`] (as [`Object::to_json`] writes it)
+//! whose `metadata.resourceVersion` is [`EncodedObject::revision`].
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::kv::Revision;
+use crate::object::Object;
+use crate::storage::{ObjectList, WatchEvent};
+
+/// One object as JSON bytes plus its revision. Cloning shares the bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedObject {
+    json: Bytes,
+    revision: Revision,
+}
+
+impl EncodedObject {
+    /// Encodes `object` (its `metadata.resourceVersion` is kept as it is).
+    ///
+    /// Errors: [`Error::Invalid`] for a resourceVersion that is not decimal,
+    /// [`Error::Internal`] when encoding fails.
+    pub fn encode(object: &Object) -> Result<Self> {
+        let revision = object.resource_version()?;
+        let mut json = object.to_json()?;
+        // An exact allocation: `Bytes` then takes the buffer without another allocation.
+        json.shrink_to_fit();
+        Ok(EncodedObject { json: Bytes::from(json.into_boxed_slice()), revision })
+    }
+
+    /// The JSON bytes.
+    pub fn json(&self) -> &Bytes {
+        &self.json
+    }
+
+    /// The object's resourceVersion as a revision.
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    /// Decodes the object. Errors: [`Error::Internal`] naming the JSON problem (the bytes were
+    /// produced by [`EncodedObject::encode`], so this means memory corruption or a bug).
+    pub fn decode(&self) -> Result<Object> {
+        serde_json::from_slice(&self.json).map_err(|e| Error::internal(format!("decoding a cached object: {e}")))
+    }
+}
+
+/// The result of [`Storage::get_list_encoded`](crate::Storage::get_list_encoded): an
+/// [`ObjectList`] whose items are encoded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EncodedList {
+    /// The revision the list was read at.
+    pub resource_version: Revision,
+    /// Token for the next page; empty on the last page.
+    pub continue_token: String,
+    /// Items after this page, when known and no selector was used.
+    pub remaining_item_count: Option<i64>,
+    /// The matching objects, in key order.
+    pub items: Vec<EncodedObject>,
+}
+
+impl EncodedList {
+    /// Encodes every item of a decoded list. Errors: as [`EncodedObject::encode`].
+    pub fn encode(list: ObjectList) -> Result<Self> {
+        Ok(EncodedList {
+            resource_version: list.resource_version,
+            continue_token: list.continue_token,
+            remaining_item_count: list.remaining_item_count,
+            items: list.items.iter().map(EncodedObject::encode).collect::<Result<_>>()?,
+        })
+    }
+
+    /// Decodes every item. Errors: as [`EncodedObject::decode`].
+    pub fn decode(self) -> Result<ObjectList> {
+        Ok(ObjectList {
+            resource_version: self.resource_version,
+            continue_token: self.continue_token,
+            remaining_item_count: self.remaining_item_count,
+            items: self.items.iter().map(EncodedObject::decode).collect::<Result<_>>()?,
+        })
+    }
+}
+
+/// A [`WatchEvent`] whose object is encoded: what a watch cache shares with all its watchers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EncodedWatchEvent {
+    /// See [`WatchEvent::Added`].
+    Added(EncodedObject),
+    /// See [`WatchEvent::Modified`].
+    Modified(EncodedObject),
+    /// See [`WatchEvent::Deleted`].
+    Deleted(EncodedObject),
+    /// See [`WatchEvent::Bookmark`].
+    Bookmark(EncodedObject),
+    /// See [`WatchEvent::Error`].
+    Error(Error),
+}
+
+impl EncodedWatchEvent {
+    /// The Kubernetes event type: `ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK`, `ERROR`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EncodedWatchEvent::Added(_) => "ADDED",
+            EncodedWatchEvent::Modified(_) => "MODIFIED",
+            EncodedWatchEvent::Deleted(_) => "DELETED",
+            EncodedWatchEvent::Bookmark(_) => "BOOKMARK",
+            EncodedWatchEvent::Error(_) => "ERROR",
+        }
+    }
+
+    /// Encodes a decoded event; an object that cannot be encoded becomes an ERROR event.
+    pub fn encode(event: WatchEvent) -> Self {
+        let wrap = |object: &Object, make: fn(EncodedObject) -> EncodedWatchEvent| match EncodedObject::encode(object) {
+            Ok(encoded) => make(encoded),
+            Err(error) => EncodedWatchEvent::Error(error),
+        };
+        match event {
+            WatchEvent::Added(o) => wrap(&o, EncodedWatchEvent::Added),
+            WatchEvent::Modified(o) => wrap(&o, EncodedWatchEvent::Modified),
+            WatchEvent::Deleted(o) => wrap(&o, EncodedWatchEvent::Deleted),
+            WatchEvent::Bookmark(o) => wrap(&o, EncodedWatchEvent::Bookmark),
+            WatchEvent::Error(e) => EncodedWatchEvent::Error(e),
+        }
+    }
+
+    /// Decodes the event; an object that cannot be decoded becomes an ERROR event.
+    pub fn decode(self) -> WatchEvent {
+        let unwrap = |object: EncodedObject, make: fn(Object) -> WatchEvent| match object.decode() {
+            Ok(decoded) => make(decoded),
+            Err(error) => WatchEvent::Error(error),
+        };
+        match self {
+            EncodedWatchEvent::Added(o) => unwrap(o, WatchEvent::Added),
+            EncodedWatchEvent::Modified(o) => unwrap(o, WatchEvent::Modified),
+            EncodedWatchEvent::Deleted(o) => unwrap(o, WatchEvent::Deleted),
+            EncodedWatchEvent::Bookmark(o) => unwrap(o, WatchEvent::Bookmark),
+            EncodedWatchEvent::Error(e) => WatchEvent::Error(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_once_and_round_trips() {
+        let mut object = Object::new("v1", "ConfigMap", "ns", "a").with_label("app", "x");
+        object.metadata.resource_version = "42".into();
+        let encoded = EncodedObject::encode(&object).expect("encode");
+        assert_eq!(encoded.revision(), 42);
+        assert_eq!(encoded.json().as_ref(), object.to_json().expect("json").as_slice());
+        let shared = encoded.clone();
+        assert_eq!(shared.json().as_ptr(), encoded.json().as_ptr(), "clones share the bytes");
+        assert_eq!(encoded.decode().expect("decode"), object);
+        let event = EncodedWatchEvent::encode(WatchEvent::Modified(object.clone()));
+        assert_eq!(event.type_name(), "MODIFIED");
+        assert_eq!(event.decode(), WatchEvent::Modified(object.clone()));
+        object.metadata.resource_version = "x".into();
+        assert!(EncodedObject::encode(&object).is_err_and(|e| e.code() == 422));
+        assert!(matches!(EncodedWatchEvent::encode(WatchEvent::Added(object)), EncodedWatchEvent::Error(_)));
+    }
+}
