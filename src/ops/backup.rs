@@ -48,7 +48,7 @@ pub async fn backup(
     backend: &dyn KvBackend,
     prefix: &str,
     resources: Option<&[String]>,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<BackupSummary> {
     let revision = backend.current_revision().await?;

@@ -84,7 +84,7 @@ pub fn verify(input: &mut dyn BufRead) -> Result<(Header, Trailer)> {
 /// backend is not empty under the prefix; backend errors.
 pub async fn restore(
     backend: &dyn KvBackend,
-    open: &mut dyn FnMut() -> Result<Box<dyn BufRead + Send>>,
+    open: &mut (dyn FnMut() -> Result<Box<dyn BufRead + Send>> + Send),
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<RestoreSummary> {
     let (header, trailer) = verify(&mut *open()?)?;

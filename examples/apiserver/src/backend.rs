@@ -22,6 +22,7 @@ use apistore::Result;
 
 /// Opens storages per resource through the factory, once per storage location.
 pub struct StorageProvider {
+    options: StorageOptions,
     getter: StorageFactoryRestOptionsFactory,
     metrics: StorageMetrics,
     opened: HashMap<(String, String), (DynStorage, String)>,
@@ -39,7 +40,12 @@ impl StorageProvider {
             .with_cacher(Arc::new(CacherDecorator::default()))
             .with_layer(Arc::new(metrics.clone()));
         check_backends(getter.factory().as_ref()).await?;
-        Ok(StorageProvider { getter, metrics, opened: HashMap::new() })
+        Ok(StorageProvider { options: options.clone(), getter, metrics, opened: HashMap::new() })
+    }
+
+    /// The storage options this provider opens storages with.
+    pub fn options(&self) -> &StorageOptions {
+        &self.options
     }
 
     /// The storage metrics every storage records into.
