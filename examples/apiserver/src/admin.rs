@@ -212,13 +212,13 @@ async fn restore(State(app): State<Arc<App>>, request: Request) -> Response {
                     Ok(Box::new(std::io::BufReader::new(file)))
                 };
                 ops::restore(backend.as_ref(), &mut open, &mut |_, _| {}).await.map_err(|e| match e {
-                    apistore::Error::BadRequest { message } if message.contains("not empty") => ApiError::bad_request(
-                        format!(
+                    apistore::Error::BadRequest { message } if message.contains("not empty") => {
+                        ApiError::bad_request(format!(
                             "{message}: the server's store already holds objects (the server creates its namespaces \
                              at start); restore with `apistore restore --data-dir DIR` (or into an empty etcd) before \
                              starting the server on it"
-                        ),
-                    ),
+                        ))
+                    }
                     other => storage_error(other),
                 })
             }
@@ -360,7 +360,8 @@ async fn run_migration(
     let mut new_options = options.clone();
     match &resource {
         Some(r) => {
-            let entry = new_options.config.resources.entry(r.target("").qualified()).or_insert_with(ResourceOverride::default);
+            let entry =
+                new_options.config.resources.entry(r.target("").qualified()).or_insert_with(ResourceOverride::default);
             entry.backend = Some(to.backend.clone());
         }
         None => new_options.config.backend = to.backend.clone(),

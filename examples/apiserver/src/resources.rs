@@ -75,9 +75,7 @@ impl Resource {
             strategy: self.strategy.clone(),
             custom: self.custom,
             crd: self.crd.clone(),
-            terminating: std::sync::atomic::AtomicBool::new(
-                self.terminating.load(std::sync::atomic::Ordering::SeqCst),
-            ),
+            terminating: std::sync::atomic::AtomicBool::new(self.terminating.load(std::sync::atomic::Ordering::SeqCst)),
             merge_schema: Default::default(),
             ttl_seconds: self.ttl_seconds,
             retired: tokio::sync::watch::Sender::new(false),

@@ -213,9 +213,9 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
             listener,
             axum::ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(service),
         )
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|e| format!("serving: {e}")),
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| format!("serving: {e}")),
     };
     poller.abort();
     let _ = poller.await;

@@ -35,6 +35,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 mod remote;
 
+use axum::body::Body;
+use axum::http::Method;
+
 use remote::{Remote, ServerArgs};
 
 /// Backup, restore and status of an apistore store.
@@ -239,13 +242,17 @@ async fn run_remote(remote: &Remote, command: Command) -> Result<(), String> {
     use std::io::Write;
     match command {
         Command::Backup { output, resources } => {
-            let path = if resources.is_empty() { "backup".to_owned() } else { format!("backup?resources={}", resources.join(",")) };
-            let response = remote.send(reqwest::Method::GET, &path, None).await?;
+            let path = if resources.is_empty() {
+                "backup".to_owned()
+            } else {
+                format!("backup?resources={}", resources.join(","))
+            };
+            let response = remote.send(Method::GET, &path, Body::empty()).await?;
             let file = std::fs::File::create(&output).map_err(|e| format!("creating {}: {e}", output.display()))?;
             let mut out = BufWriter::new(file);
             let progress = ProgressBar::new_spinner();
             progress.set_message("backup");
-            let mut stream = response.bytes_stream();
+            let mut stream = response.into_body().into_data_stream();
             let mut bytes = 0u64;
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| format!("backup: the stream broke off: {e}"))?;
@@ -270,17 +277,20 @@ async fn run_remote(remote: &Remote, command: Command) -> Result<(), String> {
         }
         Command::Restore { input } => {
             let file = tokio::fs::File::open(&input).await.map_err(|e| format!("opening {}: {e}", input.display()))?;
-            let body = reqwest::Body::wrap_stream(tokio_util_stream(file));
-            let response = remote.send(reqwest::Method::POST, "restore", Some(body)).await?;
-            let summary: serde_json::Value = response.json().await.map_err(|e| format!("restore: {e}"))?;
+            let body = Body::from_stream(tokio_util_stream(file));
+            let response = remote.send(Method::POST, "restore", body).await?;
+            let summary = json_body(response).await.map_err(|e| format!("restore: {e}"))?;
             println!(
                 "restored {} keys from {}: backup revision {}, now at revision {} (history before it compacted)",
-                summary["keys"], input.display(), summary["backupRevision"], summary["revision"]
+                summary["keys"],
+                input.display(),
+                summary["backupRevision"],
+                summary["revision"]
             );
         }
         Command::Status => {
-            let response = remote.send(reqwest::Method::GET, "status", None).await?;
-            let status: serde_json::Value = response.json().await.map_err(|e| format!("status: {e}"))?;
+            let response = remote.send(Method::GET, "status", Body::empty()).await?;
+            let status = json_body(response).await.map_err(|e| format!("status: {e}"))?;
             println!("backend:     {}", status["backend"].as_str().unwrap_or_default());
             println!("revision:    {}", status["revision"]);
             println!("compacted:   {}", status["compacted"]);
@@ -295,10 +305,9 @@ async fn run_remote(remote: &Remote, command: Command) -> Result<(), String> {
         Command::Migrate { to, resource } => {
             let config = Config::load(&to).map_err(|e| format!("reading {}: {e}", to.display()))?;
             let body = serde_json::json!({ "to": config, "resource": resource });
-            let body = reqwest::Body::from(body.to_string());
-            let response = remote.send(reqwest::Method::POST, "migrate", Some(body)).await?;
+            let response = remote.send(Method::POST, "migrate", Body::from(body.to_string())).await?;
             let progress = bar("migrate");
-            let mut stream = response.bytes_stream();
+            let mut stream = response.into_body().into_data_stream();
             let mut pending = Vec::new();
             let mut last = serde_json::Value::Null;
             while let Some(chunk) = stream.next().await {
@@ -349,10 +358,14 @@ async fn run_remote(remote: &Remote, command: Command) -> Result<(), String> {
     Ok(())
 }
 
+/// A JSON response body.
+async fn json_body(response: remote::Response) -> Result<serde_json::Value, String> {
+    let bytes = axum::body::to_bytes(response.into_body(), 64 << 20).await.map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+}
+
 /// The bytes of `file` as a stream (for a streamed request body).
-fn tokio_util_stream(
-    file: tokio::fs::File,
-) -> impl futures::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static {
+fn tokio_util_stream(file: tokio::fs::File) -> impl futures::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static {
     futures::stream::unfold(file, |mut file| async move {
         use tokio::io::AsyncReadExt;
         let mut buffer = vec![0u8; 64 * 1024];

@@ -5,7 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use axum::body::Body;
+use axum::http::{self, Uri};
 use clap::Args;
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
@@ -52,10 +55,13 @@ impl Pem {
 
 /// The admin endpoints of one server.
 pub struct Remote {
-    client: reqwest::Client,
-    base: String,
+    uri: Uri,
+    tls: Option<tokio_rustls::TlsConnector>,
     token: Option<String>,
 }
+
+/// A response: status and streamed body.
+pub type Response = http::Response<Body>;
 
 fn kube_field(value: &Value, list: &str, name: &str, field: &str) -> Option<Value> {
     value[list].as_array()?.iter().find(|entry| entry["name"].as_str() == Some(name)).map(|entry| entry[field].clone())
@@ -113,46 +119,68 @@ impl Remote {
         if let Some(c) = &args.certificate_authority {
             ca = Some(Pem::File(c.clone()));
         }
-        let mut builder = reqwest::Client::builder();
-        if server.starts_with("https://") {
-            let ca = ca.ok_or("an https server needs --certificate-authority (or a kubeconfig with one)")?;
-            builder = builder.tls_backend_preconfigured(tls_config(&ca, cert.as_ref().zip(key.as_ref()))?);
-        }
-        let client = builder.build().map_err(|e| format!("building the HTTP client: {e}"))?;
-        Ok(Some(Remote { client, base: server.trim_end_matches('/').to_owned(), token }))
+        let uri: Uri = server.trim_end_matches('/').parse().map_err(|e| format!("--server {server}: {e}"))?;
+        let tls = match uri.scheme_str() {
+            Some("https") => {
+                let ca = ca.ok_or("an https server needs --certificate-authority (or a kubeconfig with one)")?;
+                let config = tls_config(&ca, cert.as_ref().zip(key.as_ref()))?;
+                Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+            }
+            Some("http") => None,
+            _ => return Err(format!("--server {server}: not an http:// or https:// URL")),
+        };
+        Ok(Some(Remote { uri, tls, token }))
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let request = self.client.request(method, format!("{}/apistore/admin/{path}", self.base));
-        match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
+    /// Sends a request to `/apistore/admin/<path>` over a new HTTP/1.1 connection; a non-2xx
+    /// answer is an error with the server's Status message.
+    pub async fn send(&self, method: http::Method, path: &str, body: Body) -> Result<Response, String> {
+        let host = self.uri.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']).to_owned();
+        let port = self.uri.port_u16().unwrap_or(if self.tls.is_some() { 443 } else { 80 });
+        let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", self.uri);
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| fail(&e))?;
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("/apistore/admin/{path}"))
+            .header(http::header::HOST, self.uri.authority().map(|a| a.as_str()).unwrap_or(host.as_str()));
+        if let Some(token) = &self.token {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
         }
-    }
-
-    /// Sends a request; a non-2xx answer is an error with the server's Status message.
-    pub async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<reqwest::Body>,
-    ) -> Result<reqwest::Response, String> {
-        let mut request = self.request(method, path);
-        if let Some(body) = body {
-            request = request.body(body);
+        let request = request.body(body).map_err(|e| fail(&e))?;
+        let response = match &self.tls {
+            Some(tls) => {
+                let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| fail(&e))?;
+                let stream = tls.connect(name, tcp).await.map_err(|e| fail(&e))?;
+                exchange(TokioIo::new(stream), request).await
+            }
+            None => exchange(TokioIo::new(tcp), request).await,
         }
-        let response = request.send().await.map_err(|e| format!("{}: {e}", self.base))?;
+        .map_err(|e| fail(&e))?;
         if response.status().is_success() {
             return Ok(response);
         }
         let code = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
+        let text = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&text).into_owned();
         let message = serde_json::from_str::<Value>(&text)
             .ok()
             .and_then(|status| status["message"].as_str().map(str::to_owned))
             .unwrap_or(text);
         Err(format!("the server answered {code}: {message}"))
     }
+}
+
+/// One request and its response on a new connection.
+async fn exchange<S>(io: TokioIo<S>, request: http::Request<Body>) -> Result<Response, hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let response = sender.send_request(request).await?;
+    Ok(response.map(Body::new))
 }
 
 /// A rustls client config (ring) trusting `ca`, with a client certificate when given.
