@@ -359,15 +359,13 @@ impl Migration {
         Ok(verification)
     }
 
-    /// The cutover. The caller holds the source's writes back first (none may start until
-    /// this returns); then the follower catches up to the source's revision S, the keys it
-    /// changed since the last [`Migration::verify`] are verified, the target's revision is
-    /// raised past S and the target is compacted at its revision C > S.
+    /// Waits until the follower has applied every source change up to the source's revision
+    /// when this is called (asking the source for progress notifications meanwhile); returns
+    /// that revision. Called before closing the writes for the cutover, it keeps the tail
+    /// the cutover waits for short.
     ///
-    /// Errors: the follower failed or did not reach S within 10 s; the verification found
-    /// differences (nothing is compacted then: the caller stays on the source); backend
-    /// errors.
-    pub async fn finish(self) -> Result<MigrationSummary> {
+    /// Errors: the follower failed; it did not get there within 10 s ([`Error::Timeout`]).
+    pub async fn catch_up(&self) -> Result<Revision> {
         let source_revision = self.source.current_revision().await?;
         let deadline = Instant::now() + CATCH_UP_TIMEOUT;
         loop {
@@ -375,7 +373,7 @@ impl Migration {
                 let state = self.state.lock().await;
                 check_follower(&state)?;
                 if state.applied >= source_revision {
-                    break;
+                    return Ok(source_revision);
                 }
             }
             if Instant::now() > deadline {
@@ -386,6 +384,20 @@ impl Migration {
             self.source.request_progress().await?;
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// The cutover. The caller holds the source's writes back first (none may start until
+    /// this returns); then the follower catches up to the source's revision S, the keys it
+    /// changed since the last [`Migration::verify`] are verified, the target's revision is
+    /// raised past S and the target is compacted at its revision C > S.
+    ///
+    /// Errors: the follower failed or did not reach S within 10 s; the verification found
+    /// differences (nothing is compacted then: the caller stays on the source); backend
+    /// errors.
+    pub async fn finish(self) -> Result<MigrationSummary> {
+        let started = Instant::now();
+        let source_revision = self.catch_up().await?;
+        let caught_up = started.elapsed();
         let _ = self.stop.send(true);
         let _ = self.follower.await;
         let mut state = self.state.lock().await;
@@ -418,6 +430,7 @@ impl Migration {
             }
         }
         tail.digest = hex(&digest.finalize());
+        let verified = started.elapsed();
         if tail.differences > 0 || self.verification.differences > 0 {
             return Err(Error::internal(format!(
                 "the migration's verification found {} differences ({}); not cutting over",
@@ -428,6 +441,11 @@ impl Migration {
         raise_revision(self.target.as_ref(), &self.options.prefix, source_revision + 1).await?;
         let cutover_revision = self.target.current_revision().await?;
         self.target.compact(cutover_revision).await?;
+        tracing::info!(
+            "migration cutover: caught up in {caught_up:?}, {} changed keys verified by {verified:?}, compacted by {:?}",
+            tail.keys,
+            started.elapsed()
+        );
         state.failed = Some("the migration is finished".into());
         Ok(MigrationSummary {
             start_revision: self.start_revision,

@@ -367,6 +367,9 @@ async fn run_migration(
         None => new_options.config.backend = to.backend.clone(),
     }
     let mut provider = StorageProvider::new(&new_options).await.map_err(|e| format!("the new storage config: {e}"))?;
+    // The follower catches up (it waited during the verification) while writes still flow,
+    // so the cutover only waits for the last few changes.
+    migration.catch_up().await.map_err(|e| e.to_string())?;
     report(json!({"phase": "cutover"}));
     // Writes wait from here: in-flight ones drain, new ones queue behind the gate.
     let paused = Instant::now();
@@ -379,6 +382,7 @@ async fn run_migration(
             return Err(format!("cutover: {e}"));
         }
     };
+    let finished = paused.elapsed();
     let switched = switch(app, &mut provider, resource.as_deref()).await;
     let retired = match switched {
         Ok(retired) => retired,
@@ -421,6 +425,8 @@ async fn run_migration(
         "digest": summary.verification.digest,
         "pauseSeconds": pause.as_secs_f64(),
         "drainSeconds": drained.as_secs_f64(),
+        "finishSeconds": (finished - drained).as_secs_f64(),
+        "switchSeconds": (pause - finished).as_secs_f64(),
         "config": written.as_ref().ok(),
         "configError": written.err(),
     }))

@@ -335,13 +335,17 @@ async fn run_remote(remote: &Remote, command: Command) -> Result<(), String> {
             match last["phase"].as_str() {
                 Some("done") => {
                     println!(
-                        "migrated {} keys (copied in {:.3} s), followed {} changes, {} differences; writes paused {:.3} s; \
+                        "migrated {} keys (copied in {:.3} s), followed {} changes, {} differences; writes paused {:.3} s \
+                         (drain {:.3} s, tail and verify {:.3} s, storage switch {:.3} s); \
                          source revision {}, target continues at {} (older revisions compacted)",
                         last["copied"],
                         last["copySeconds"].as_f64().unwrap_or(0.0),
                         last["followed"],
                         last["differences"],
                         last["pauseSeconds"].as_f64().unwrap_or(0.0),
+                        last["drainSeconds"].as_f64().unwrap_or(0.0),
+                        last["finishSeconds"].as_f64().unwrap_or(0.0),
+                        last["switchSeconds"].as_f64().unwrap_or(0.0),
                         last["sourceRevision"],
                         last["cutoverRevision"]
                     );
