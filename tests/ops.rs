@@ -160,3 +160,123 @@ async fn restore_refuses_a_backend_that_is_not_empty_and_subsets_restore_alone()
     let e = restore_from(target.as_ref(), &data).await.expect_err("not empty");
     assert!(e.to_string().contains("not empty"), "{e}");
 }
+
+/// Four writers update and delete keys of the source through a write gate (as the API server
+/// does) while the migration copies, follows and verifies; the cutover holds the gate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrate_sled_to_memory_while_four_writers_go_on() {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = sled(&dir, "source").await;
+    seed(source.as_ref()).await;
+    let target = memory();
+    let gate = Arc::new(tokio::sync::RwLock::new(()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (source, gate, stop) = (source.clone(), gate.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            // The last acknowledged state of each key this writer owns (None: deleted).
+            let mut last: HashMap<String, Option<String>> = HashMap::new();
+            let mut round = 0u64;
+            loop {
+                let _open = gate.read().await;
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let key = format!("/registry/configmaps/w{w}/cm-{}", round % 40);
+                let current = source.get(&key, 0).await.expect("get").kv;
+                if round % 7 == 6 {
+                    if let Some(kv) = current {
+                        if let TxnOutcome::Succeeded { .. } =
+                            source.delete(&key, kv.mod_revision).await.expect("delete")
+                        {
+                            last.insert(key, None);
+                        }
+                    }
+                } else {
+                    let value = format!("{{\"w\":{w},\"round\":{round}}}");
+                    let expected = current.map(|kv| kv.mod_revision).unwrap_or(0);
+                    if let TxnOutcome::Succeeded { .. } =
+                        source.put(&key, Bytes::from(value.clone()), expected, None).await.expect("put")
+                    {
+                        last.insert(key, Some(value));
+                    }
+                }
+                round += 1;
+            }
+            last
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let before = source.get("/registry/configmaps/default/cm-0000", 0).await.expect("get").kv.expect("seeded");
+    let options = ops::MigrateOptions { prefix: "/registry".into(), resources: None };
+    let mut migration =
+        ops::Migration::start(source.clone(), target.clone(), options, &mut |_| {}).await.expect("start");
+    assert!(migration.copied().0 >= 1220, "{migration:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let verification = migration.verify().await.expect("verify");
+    assert_eq!(verification.differences, 0, "{verification:?}");
+    assert!(verification.keys >= 1220);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let pause = std::time::Instant::now();
+    let closed = gate.write().await;
+    let summary = migration.finish().await.expect("cutover");
+    // The writers stop at the gate: what they wrote is what was migrated.
+    stop.store(true, Ordering::Relaxed);
+    drop(closed);
+    let pause = pause.elapsed();
+    let mut acknowledged = HashMap::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.expect("writer"));
+    }
+    assert!(summary.followed > 0, "the writers wrote during the migration: {summary:?}");
+    assert_eq!(summary.tail_verification.differences, 0, "{summary:?}");
+    assert!(pause < std::time::Duration::from_secs(3), "writes waited {pause:?}");
+    // Nothing acknowledged is lost.
+    assert_eq!(source.current_revision().await.expect("revision"), summary.source_revision);
+    for (key, value) in &acknowledged {
+        let at_source = source.get(key, summary.source_revision).await.expect("get").kv;
+        let at_target = target.get(key, 0).await.expect("get").kv;
+        assert_eq!(at_target.as_ref().map(|kv| &kv.value), at_source.as_ref().map(|kv| &kv.value), "{key}");
+        assert_eq!(at_target.map(|kv| kv.value), value.clone().map(Bytes::from), "{key}");
+    }
+    assert_eq!(all(target.as_ref(), 0).await, all(source.as_ref(), summary.source_revision).await);
+    // The revision guarantee: above the source's final revision, everything older compacted,
+    // an old mod revision never matches a precondition.
+    assert!(summary.cutover_revision > summary.source_revision, "{summary:?}");
+    assert_eq!(target.compacted_revision().await.expect("compacted"), summary.cutover_revision);
+    let old = target.range(RangeRequest { revision: before.mod_revision, ..RangeRequest::prefix("/registry/") }).await;
+    assert!(matches!(old, Err(Error::Compacted { .. })), "{old:?}");
+    let kvs = target.range(RangeRequest::prefix("/registry/")).await.expect("range").kvs;
+    assert!(kvs.iter().all(|kv| kv.mod_revision > before.mod_revision));
+    let stale = target.put(&before.key, Bytes::from_static(b"{}"), before.mod_revision, None).await.expect("put");
+    assert!(matches!(stale, TxnOutcome::Failed { .. }), "{stale:?}");
+}
+
+#[tokio::test]
+async fn migrate_one_resource_and_refuse_a_target_that_is_not_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = sled(&dir, "source").await;
+    seed(source.as_ref()).await;
+    let target = memory();
+    let only =
+        ops::MigrateOptions { prefix: "/registry".into(), resources: Some(vec!["stable.example.com/crontabs".into()]) };
+    let mut migration =
+        ops::Migration::start(source.clone(), target.clone(), only.clone(), &mut |_| {}).await.expect("start");
+    assert_eq!(migration.copied().0, 30);
+    // A change of the migrated resource and one of another resource after R.
+    put(source.as_ref(), "/registry/stable.example.com/crontabs/default/ct-new", "{\"new\":1}").await;
+    put(source.as_ref(), "/registry/configmaps/default/cm-0001", "{\"not migrated\":1}").await;
+    assert_eq!(migration.verify().await.expect("verify").differences, 0);
+    let summary = migration.finish().await.expect("cutover");
+    assert_eq!(summary.followed, 1, "{summary:?}");
+    let keys = all(target.as_ref(), 0).await;
+    assert_eq!(keys.len(), 31);
+    assert!(keys.iter().all(|(k, _)| k.starts_with("/registry/stable.example.com/crontabs/")));
+    assert!(summary.cutover_revision > summary.source_revision);
+    let again = ops::Migration::start(source.clone(), target.clone(), only, &mut |_| {}).await;
+    assert!(matches!(&again, Err(e) if e.to_string().contains("not empty")), "{again:?}");
+}

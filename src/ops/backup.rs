@@ -22,7 +22,7 @@ pub struct BackupSummary {
 /// The key ranges a backup reads: the whole prefix, or one per resource
 /// (`<prefix>/<resource>/`, where a resource is its storage prefix: `configmaps`,
 /// `stable.example.com/crontabs`).
-fn ranges(prefix: &str, resources: Option<&[String]>) -> Vec<(String, String)> {
+pub(crate) fn ranges(prefix: &str, resources: Option<&[String]>) -> Vec<(String, String)> {
     let prefix = prefix.trim_end_matches('/');
     match resources {
         None => {
@@ -48,7 +48,7 @@ pub async fn backup(
     backend: &dyn KvBackend,
     prefix: &str,
     resources: Option<&[String]>,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<BackupSummary> {
     let revision = backend.current_revision().await?;

@@ -84,7 +84,7 @@ pub fn verify(input: &mut dyn BufRead) -> Result<(Header, Trailer)> {
 /// backend is not empty under the prefix; backend errors.
 pub async fn restore(
     backend: &dyn KvBackend,
-    open: &mut dyn FnMut() -> Result<Box<dyn BufRead + Send>>,
+    open: &mut (dyn FnMut() -> Result<Box<dyn BufRead + Send>> + Send),
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<RestoreSummary> {
     let (header, trailer) = verify(&mut *open()?)?;
@@ -139,16 +139,20 @@ async fn write_chunk(backend: &dyn KvBackend, records: &[Record]) -> Result<()> 
 }
 
 /// Raises the backend's revision to at least `target` with writes of scratch keys under
-/// `<prefix>/.apistore-restore/` (created and deleted again), CONCURRENCY at a time.
-async fn raise_revision(backend: &dyn KvBackend, prefix: &str, target: u64) -> Result<()> {
+/// `<prefix>/.apistore-restore/` (created and deleted again), up to CONCURRENCY at a time
+/// (fewer for a small gap, so a small raise costs about as many writes as it needs).
+pub(crate) async fn raise_revision(backend: &dyn KvBackend, prefix: &str, target: u64) -> Result<()> {
+    let prefix = prefix.trim_end_matches('/');
     loop {
         let current = backend.current_revision().await?;
         if current >= target {
             return Ok(());
         }
         // Each worker's put + delete is two revisions.
-        let rounds = (target - current).div_ceil(2 * CONCURRENCY as u64).max(1);
-        stream::iter(0..CONCURRENCY)
+        let gap = target - current;
+        let workers = gap.div_ceil(2).min(CONCURRENCY as u64);
+        let rounds = gap.div_ceil(2 * workers).max(1);
+        stream::iter(0..workers)
             .map(Ok)
             .try_for_each_concurrent(CONCURRENCY, |worker| async move {
                 let key = format!("{prefix}/.apistore-restore/{worker}");

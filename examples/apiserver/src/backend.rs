@@ -22,6 +22,7 @@ use apistore::Result;
 
 /// Opens storages per resource through the factory, once per storage location.
 pub struct StorageProvider {
+    options: StorageOptions,
     getter: StorageFactoryRestOptionsFactory,
     metrics: StorageMetrics,
     opened: HashMap<(String, String), (DynStorage, String)>,
@@ -41,7 +42,12 @@ impl StorageProvider {
         let chain = production_chain(WatchCacheLayer::default(), &metrics);
         let getter = StorageFactoryRestOptionsFactory::from_config(&completed, chain);
         let backends = check_backends(getter.factory().as_ref()).await?;
-        Ok(StorageProvider { getter, metrics, opened: HashMap::new(), _backends: backends })
+        Ok(StorageProvider { options: options.clone(), getter, metrics, opened: HashMap::new(), _backends: backends })
+    }
+
+    /// The storage options this provider opens storages with.
+    pub fn options(&self) -> &StorageOptions {
+        &self.options
     }
 
     /// The storage metrics every storage records into.

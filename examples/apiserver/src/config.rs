@@ -96,7 +96,15 @@ pub struct ServerConfig {
     pub event_ttl_seconds: u64,
     /// TLS, authentication and authorization flags.
     pub security: crate::auth::SecurityConfig,
+    /// Where a migration writes the new storage config: [`MIGRATED_CONFIG_FILE`] in the data
+    /// directory.
+    pub migrated_config: Option<PathBuf>,
 }
+
+/// The storage config a migration (`apistore migrate --server`) leaves in the data directory;
+/// a server started without an explicit storage config (`--storage-config`, `[storage]`,
+/// `--backend`, `--etcd-servers`) on that data directory uses it.
+pub const MIGRATED_CONFIG_FILE: &str = "apistore-migrated-storage.json";
 
 /// kube-apiserver's default `--event-ttl`: one hour.
 pub const DEFAULT_EVENT_TTL_SECONDS: u64 = 3600;
@@ -312,9 +320,15 @@ pub fn resolve(flags: Flags) -> Result<ServerConfig, String> {
     let listen: SocketAddr = listen.parse().map_err(|e| format!("invalid listen address {listen:?}: {e}"))?;
     let explicit_data_dir = flags.data_dir.is_some() || file.data_dir.is_some();
     let data_dir = flags.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./apistore-data"));
+    let migrated_config = data_dir.join(MIGRATED_CONFIG_FILE);
+    let explicit_storage = flags.backend.is_some() || !storage_flags.is_empty();
     let mut storage = match (flags.storage_config, file.storage) {
         (Some(path), _) => StorageOptions::load(&path).map_err(|e| format!("{}: {e}", path.display()))?,
         (None, Some(config)) => StorageOptions::new(config),
+        (None, None) if !explicit_storage && migrated_config.is_file() => {
+            eprintln!("apiserver: using the storage config a migration left in {}", migrated_config.display());
+            StorageOptions::load(&migrated_config).map_err(|e| format!("{}: {e}", migrated_config.display()))?
+        }
         (None, None) => StorageOptions::default(),
     };
     if let Some(name) = flags.backend {
@@ -349,6 +363,7 @@ pub fn resolve(flags: Flags) -> Result<ServerConfig, String> {
         custom_resources: file.custom_resources,
         event_ttl_seconds: flags.event_ttl.unwrap_or(DEFAULT_EVENT_TTL_SECONDS),
         security,
+        migrated_config: Some(migrated_config),
     })
 }
 

@@ -58,9 +58,11 @@ async fn sync(app: &App) -> Option<u64> {
 
 /// Watches CRDs from `revision`, relisting when the watch fails, until shutdown.
 async fn follow(app: Arc<App>, mut revision: Option<u64>) {
-    let Some(crds) = crd_resource(&app) else { return };
     let mut shutdown = app.shutdown.clone();
     while !*shutdown.borrow() {
+        // Looked up each time: a migration's cutover replaces the storage.
+        let Some(crds) = crd_resource(&app) else { return };
+        let mut retired = crds.retired.subscribe();
         let Some(from) = revision else {
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
@@ -82,6 +84,8 @@ async fn follow(app: Arc<App>, mut revision: Option<u64>) {
             let event = tokio::select! {
                 event = stream.next() => event,
                 _ = shutdown.changed() => return,
+                // The storage was replaced: list and watch the new one.
+                _ = retired.wait_for(|retired| *retired) => None,
             };
             match event {
                 Some(WatchEvent::Added(object)) | Some(WatchEvent::Modified(object)) => {
@@ -184,6 +188,7 @@ async fn serve(app: &App, crd: &Crd, crd_name: &str) -> Result<(), String> {
                 terminating: Default::default(),
                 merge_schema: Default::default(),
                 ttl_seconds: 0,
+                retired: tokio::sync::watch::Sender::new(false),
             }))
         })
         .collect::<Result<Vec<_>, String>>()?;

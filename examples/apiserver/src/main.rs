@@ -26,6 +26,7 @@ use apistore_etcd as _;
 use apistore_memory as _;
 use apistore_sled as _;
 
+mod admin;
 mod apiextensions;
 mod auth;
 mod backend;

@@ -54,9 +54,34 @@ pub struct Resource {
     /// Objects expire this many seconds after their last write (0 = never; kube's
     /// `--event-ttl` for events).
     pub ttl_seconds: u64,
+    /// Flips to true when this entry's storage is replaced (a migration's cutover): open
+    /// watches on it end, so clients watch again on the new storage.
+    pub retired: tokio::sync::watch::Sender<bool>,
 }
 
 impl Resource {
+    /// This resource served from another storage (a migration's cutover).
+    pub fn with_storage(&self, storage: DynStorage, storage_prefix: String) -> Resource {
+        Resource {
+            group: self.group.clone(),
+            version: self.version.clone(),
+            kind: self.kind.clone(),
+            plural: self.plural.clone(),
+            singular: self.singular.clone(),
+            namespaced: self.namespaced,
+            short_names: self.short_names.clone(),
+            storage_prefix,
+            storage,
+            strategy: self.strategy.clone(),
+            custom: self.custom,
+            crd: self.crd.clone(),
+            terminating: std::sync::atomic::AtomicBool::new(self.terminating.load(std::sync::atomic::Ordering::SeqCst)),
+            merge_schema: Default::default(),
+            ttl_seconds: self.ttl_seconds,
+            retired: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
     /// `v1` or `apps/v1`.
     pub fn api_version(&self) -> String {
         self.gvk().api_version()
@@ -363,6 +388,7 @@ impl ResourceTable {
                 terminating: Default::default(),
                 merge_schema: Default::default(),
                 ttl_seconds: if spec.plural == "events" { event_ttl_seconds } else { 0 },
+                retired: tokio::sync::watch::Sender::new(false),
             }));
         }
         for cr in custom {
@@ -392,6 +418,7 @@ impl ResourceTable {
                 terminating: Default::default(),
                 merge_schema: Default::default(),
                 ttl_seconds: 0,
+                retired: tokio::sync::watch::Sender::new(false),
             }));
         }
         Ok(ResourceTable { resources: RwLock::new(Arc::new(resources)) })

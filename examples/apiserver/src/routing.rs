@@ -116,6 +116,10 @@ pub async fn api(State(app): State<Arc<App>>, request: Request) -> Response {
         |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let accept = header(header::ACCEPT);
     let method = &parts.method;
+    // Writes pass the write gate (a migration's cutover closes it) before the resource is
+    // looked up, so a write that waited runs on the storage the cutover switched to.
+    let writes = !matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
+    let _gate = if writes { Some(app.write_gate.read().await) } else { None };
     let (verb, resource, outcome) = match route(&app, parts.uri.path()) {
         None => ("GET", String::new(), Err(ApiError::not_found_path())),
         Some(Route::CoreVersions) => (

@@ -41,6 +41,14 @@ pub struct App {
     pub provider: tokio::sync::Mutex<StorageProvider>,
     /// Authentication and authorization of every request.
     pub security: crate::auth::Security,
+    /// Every write (POST, PUT, PATCH, DELETE of `/api`, `/apis`) holds it shared while it
+    /// runs; a migration's cutover holds it exclusively: in-flight writes drain, new ones
+    /// wait (none fails).
+    pub write_gate: tokio::sync::RwLock<()>,
+    /// Held while a migration runs (one at a time).
+    pub migration: Arc<tokio::sync::Mutex<()>>,
+    /// Where a migration writes the new storage config (a restart picks it up).
+    pub migrated_config: Option<std::path::PathBuf>,
 }
 
 fn text(code: StatusCode, body: impl Into<String>) -> Response {
@@ -101,6 +109,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/apis", axum::routing::any(routing::api))
         .route("/api/{*rest}", axum::routing::any(routing::api))
         .route("/apis/{*rest}", axum::routing::any(routing::api))
+        .merge(crate::admin::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(app.clone(), crate::auth::filter))
         .with_state(app)
@@ -164,6 +173,9 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         server_address: local.to_string(),
         provider: tokio::sync::Mutex::new(provider),
         security,
+        write_gate: tokio::sync::RwLock::new(()),
+        migration: Arc::new(tokio::sync::Mutex::new(())),
+        migrated_config: config.migrated_config.clone(),
     });
     // Object counts for `apiserver_storage_objects`, as kube-apiserver polls them.
     let storages =
@@ -197,10 +209,13 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     };
     let served = match tls {
         Some(tls) => crate::auth::tls::serve(listener, tls, service, shutdown).await,
-        None => axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(service))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|e| format!("serving: {e}")),
+        None => axum::serve(
+            listener,
+            axum::ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(service),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| format!("serving: {e}")),
     };
     poller.abort();
     let _ = poller.await;

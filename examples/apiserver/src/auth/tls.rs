@@ -158,6 +158,7 @@ where
             let hyper_service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                 let mut request = request.map(Body::new);
                 request.extensions_mut().insert(identity.clone());
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                 service.clone().oneshot(request)
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

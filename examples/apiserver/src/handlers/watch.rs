@@ -3,7 +3,8 @@
 //!
 //! The stream ends at `timeoutSeconds` (default 30 minutes, kube's minimum request timeout),
 //! when the storage watch ends (an `ERROR` event carrying a `Status` comes first when it
-//! failed), when the client goes away, or when the server shuts down.
+//! failed), when the client goes away, when the server shuts down, or when the resource's
+//! storage is replaced (a migration's cutover: the client watches again, on the new one).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,8 @@ struct Feed {
     stream: WatchStream,
     deadline: Instant,
     shutdown: signal::Receiver<bool>,
+    /// The resource's storage was replaced (a migration's cutover): the watch ends.
+    retired: signal::Receiver<bool>,
     shape: Shape,
     include: Include,
     allow_bookmarks: bool,
@@ -71,11 +74,13 @@ async fn serve(
     let allow_bookmarks = options.predicate.allow_watch_bookmarks;
     let stream =
         resource.storage.watch(key, options).await.map_err(|e| ApiError::from_storage(e, &resource.target("")))?;
+    let retired = resource.retired.subscribe();
     let feed = Feed {
         resource,
         stream,
         deadline: Instant::now() + timeout,
         shutdown,
+        retired,
         shape,
         include,
         allow_bookmarks,
@@ -95,13 +100,14 @@ impl Feed {
     /// The next encoded event line; None ends the response.
     async fn next_line(&mut self) -> Option<Bytes> {
         loop {
-            if self.done || *self.shutdown.borrow() {
+            if self.done || *self.shutdown.borrow() || *self.retired.borrow() {
                 return None;
             }
             let event = tokio::select! {
                 event = self.stream.next() => event,
                 _ = tokio::time::sleep_until(self.deadline) => None,
                 _ = self.shutdown.changed() => None,
+                _ = self.retired.changed() => None,
             };
             let Some(event) = event else {
                 self.done = true;

@@ -5,6 +5,7 @@
 
 pub mod clients;
 pub mod kubectl;
+pub mod writers;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

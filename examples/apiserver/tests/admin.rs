@@ -1,0 +1,186 @@
+//! The admin endpoints of the running server (`/apistore/admin/...`) and `apistore --server`:
+//! a backup streamed through the server while 8 clients write restores byte for byte at the
+//! backup's revision; the endpoints are loopback-only without authentication and need an
+//! authorized user with it (401/403 in kube's words).
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use apistore::kv::{KvBackend, RangeRequest};
+use apistore::registry::{self, BackendConfig};
+use support::writers::Writers;
+use support::Server;
+
+fn apistore(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_apistore")).args(args).output().expect("running apistore");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn apistore_async(args: Vec<String>) -> (bool, String, String) {
+    tokio::task::spawn_blocking(move || apistore(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .expect("apistore task")
+}
+
+async fn sled_at(path: &Path) -> Arc<dyn KvBackend> {
+    apistore_sled::register();
+    registry::open(&BackendConfig::new("sled").with_option("path", path.display().to_string())).await.expect("sled")
+}
+
+/// (key, value, create revision, mod revision, version) of every key under /registry/ at `revision`.
+pub async fn keys_at(backend: &dyn KvBackend, revision: u64) -> Vec<(String, Vec<u8>)> {
+    let request = RangeRequest { revision, ..RangeRequest::prefix("/registry/") };
+    backend.range(request).await.expect("range").kvs.into_iter().map(|kv| (kv.key, kv.value.to_vec())).collect()
+}
+
+/// The revision in a backup's header line.
+fn backup_revision(path: &Path) -> u64 {
+    let text = std::fs::read_to_string(path).expect("backup");
+    let header = text.lines().nth(1).expect("header line");
+    let json: serde_json::Value = serde_json::from_str(header.splitn(3, ' ').nth(2).expect("json")).expect("header");
+    json["revision"].as_u64().expect("revision")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_through_the_server_while_eight_clients_write_restores_into_sled_byte_for_byte() {
+    let server = Server::start(&[]);
+    let writers = Writers::start(&server.url, 8, 20);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backup = dir.path().join("backup.apistore");
+    let (ok, out, err) = apistore_async(vec![
+        "--server".into(),
+        server.url.clone(),
+        "backup".into(),
+        "-o".into(),
+        backup.display().to_string(),
+    ])
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let written = writers.stop().await;
+    assert!(ok, "{err}");
+    assert!(out.contains("backed up"), "{out}");
+    assert!(written.failures.is_empty(), "{:?}", written.failures);
+    assert!(written.latencies.len() > 16, "the clients wrote: {}", written.latencies.len());
+    // Status through the server, then the server stops and its store is read directly.
+    let (ok, out, err) = apistore_async(vec!["--server".into(), server.url.clone(), "status".into()]).await;
+    assert!(ok && out.contains("configmaps"), "{out}{err}");
+    let data_dir = server.stop();
+    let revision = backup_revision(&backup);
+    let source = sled_at(&data_dir.path().join("data")).await;
+    let expected = keys_at(source.as_ref(), revision).await;
+    assert!(
+        expected.iter().any(|(k, _)| k.starts_with("/registry/configmaps/default/w7-")),
+        "writes are in the backup"
+    );
+    // Writes went on after the backup's revision: the backup is the state at R, not later.
+    assert!(source.current_revision().await.expect("revision") > revision);
+    drop(source);
+    let restored = dir.path().join("restored");
+    let (ok, out, err) =
+        apistore(&["restore", "-i", &backup.display().to_string(), "--data-dir", &restored.display().to_string()]);
+    assert!(ok, "{out}{err}");
+    let target = sled_at(&restored).await;
+    assert_eq!(keys_at(target.as_ref(), 0).await, expected, "byte for byte at the backup's revision");
+}
+
+const TOKENS: &str = "admin-token,admin,1,system:masters\nalice-token,alice,2,developers\n";
+
+#[tokio::test]
+async fn admin_endpoints_need_an_authorized_user_once_authentication_is_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, TOKENS).expect("token file");
+    let server = Server::start(&["--token-auth-file", &tokens.display().to_string(), "--authorization-mode", "RBAC"]);
+    let client = reqwest::Client::new();
+    let status = format!("{}/apistore/admin/status", server.url);
+    let anonymous = client.get(&status).send().await.expect("request");
+    assert_eq!(anonymous.status(), 401);
+    let alice = client.get(&status).bearer_auth("alice-token").send().await.expect("request");
+    assert_eq!(alice.status(), 403);
+    let body: serde_json::Value = alice.json().await.expect("status");
+    assert_eq!(body["reason"], "Forbidden");
+    assert_eq!(body["message"], "forbidden: User \"alice\" cannot get path \"/apistore/admin/status\"");
+    let backup = client.get(format!("{}/apistore/admin/backup", server.url)).bearer_auth("alice-token").send().await;
+    assert_eq!(backup.expect("request").status(), 403);
+    let admin = client.get(&status).bearer_auth("admin-token").send().await.expect("request");
+    assert_eq!(admin.status(), 200);
+    let body: serde_json::Value = admin.json().await.expect("json");
+    assert_eq!(body["backend"], "sled");
+    assert!(body["resources"]["namespaces"]["objects"].as_u64() >= Some(1), "{body}");
+    // The command with credentials, and without.
+    let (ok, _, err) = apistore_async(vec!["--server".into(), server.url.clone(), "status".into()]).await;
+    assert!(!ok && err.contains("401"), "{err}");
+    let (ok, _, err) = apistore_async(vec![
+        "--server".into(),
+        server.url.clone(),
+        "--token".into(),
+        "alice-token".into(),
+        "status".into(),
+    ])
+    .await;
+    assert!(!ok && err.contains("403") && err.contains("cannot get path"), "{err}");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts:\n- name: c\n  context: {{cluster: k, user: u}}\n\
+             clusters:\n- name: k\n  cluster: {{server: \"{}\"}}\nusers:\n- name: u\n  user: {{token: admin-token}}\n",
+            server.url
+        ),
+    )
+    .expect("kubeconfig");
+    let (ok, out, err) =
+        apistore_async(vec!["--kubeconfig".into(), kubeconfig.display().to_string(), "status".into()]).await;
+    assert!(ok && out.contains("namespaces"), "{out}{err}");
+}
+
+#[tokio::test]
+async fn admin_endpoints_without_authentication_serve_loopback_and_refuse_bad_requests() {
+    let server = Server::start(&[]);
+    let client = reqwest::Client::new();
+    let status = client.get(format!("{}/apistore/admin/status", server.url)).send().await.expect("request");
+    assert_eq!(status.status(), 200);
+    // A restore into the server's store, which holds its namespaces: a clear refusal.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backup = dir.path().join("b.apistore");
+    let (ok, _, err) = apistore_async(vec![
+        "--server".into(),
+        server.url.clone(),
+        "backup".into(),
+        "-o".into(),
+        backup.display().to_string(),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = apistore_async(vec![
+        "--server".into(),
+        server.url.clone(),
+        "restore".into(),
+        "-i".into(),
+        backup.display().to_string(),
+    ])
+    .await;
+    assert!(!ok && err.contains("not empty") && err.contains("400"), "{err}");
+    // Bad migrate requests: typed 400s, nothing changes.
+    let bad = client.post(format!("{}/apistore/admin/migrate", server.url)).body("{\"to\": 3}").send().await;
+    assert_eq!(bad.expect("request").status(), 400);
+    let unknown = client
+        .post(format!("{}/apistore/admin/migrate", server.url))
+        .body("{\"to\": {}, \"resource\": \"nosuch\"}")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(unknown.status(), 400);
+    let (ok, _, err) = apistore(&["migrate", "--to", "x.toml"]);
+    assert!(!ok && err.contains("--server"), "{err}");
+    let list = client.get(format!("{}/api/v1/namespaces", server.url)).send().await.expect("list");
+    assert_eq!(list.status(), 200);
+}

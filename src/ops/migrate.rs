@@ -1,0 +1,622 @@
+//! Online migration from one [`KvBackend`] to another while the source keeps serving:
+//! copy at revision R, follow the changes from R, verify key by key, then a cutover in
+//! which the caller holds writes back while the tail is applied and verified.
+//!
+//! ```text
+//!  start():   R = source revision ─ raise target past R ─ copy [prefix or resources] at R
+//!             └─ follower: source watch from R+1 ──► target puts/deletes (one writer)
+//!  verify():  follower paused at P; source at P vs target, key by key
+//!  finish():  (caller: writes gated) S = source revision; follower reaches S (progress
+//!             requests); changed keys verified; target raised past S; target compacted at
+//!             its revision C > S
+//! ```
+//!
+//! # The revision guarantee
+//!
+//! An object's resourceVersion is its key's mod revision, and the target assigns its own
+//! revisions, so a copied object gets a new resourceVersion. Every resourceVersion a client
+//! got from the source must afterwards be either valid with the same meaning or refused:
+//!
+//! - **every write to the target happens at a revision above the source revision of the
+//!   change it copies**: the target is raised past R before the copy, and whenever the
+//!   follower would write at a target revision not above the source revision it has seen,
+//!   the target is first raised past the source's *current* revision. So a key's mod
+//!   revision on the target is above every revision the source ever gave that key: a
+//!   precondition (update, delete) carrying a source resourceVersion never matches — a 409
+//!   Conflict, never a false match;
+//! - **at cutover the target's revision exceeds the source's final revision S and the target
+//!   is compacted at its cutover revision C > S**: a list at an exact source revision or a
+//!   watch from one is below C — 410 Gone (relist), never a silently different state; a
+//!   "not older than" read is served at a revision ≥ C > S, which it allows.
+//!
+//! # Verification
+//!
+//! Key by key: a SHA-256 of (key, value, source mod revision) on the source side; on the
+//! target side the same hash over the target's key and value and the source mod revision
+//! the migration recorded for the target mod revision it wrote — a key the migration did
+//! not write as found, a missing or extra key, or a different value is a difference.
+//!
+//! The target must hold no key in the migrated ranges when the migration starts; it is the
+//! migration's only writer until the cutover. TTLs are not carried over (a [`KvBackend`]
+//! does not expose them).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::kv::{KeyValue, KvBackend, RangeRequest, Revision, TxnOutcome, WatchEvent, WatchRequest};
+
+use super::backup::ranges;
+use super::restore::raise_revision;
+
+/// Keys read per page and written concurrently while copying or verifying.
+const PAGE: u64 = 500;
+/// Writes in flight while copying.
+const CONCURRENCY: usize = 32;
+/// Differences named in a [`Verification`] (the count covers all of them).
+const NAMED_DIFFERENCES: usize = 20;
+/// How long [`Migration::finish`] waits for the follower to reach the source's revision.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What to migrate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigrateOptions {
+    /// The key prefix (`/registry`).
+    pub prefix: String,
+    /// Only these resources, by storage prefix (`configmaps`, `stable.example.com/crontabs`);
+    /// None: everything under the prefix.
+    pub resources: Option<Vec<String>>,
+}
+
+/// The outcome of a verification.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verification {
+    /// The source revision compared at.
+    pub revision: Revision,
+    /// Keys compared.
+    pub keys: u64,
+    /// Keys that differ (missing, extra, other value or other mod revision).
+    pub differences: u64,
+    /// The first differences, one line each.
+    pub named: Vec<String>,
+    /// SHA-256 (hex) over every key's hash, in key order (source side).
+    pub digest: String,
+}
+
+/// What a migration did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MigrationSummary {
+    /// The revision the copy read the source at.
+    pub start_revision: Revision,
+    /// Keys copied at R.
+    pub copied: u64,
+    /// How long the copy at R took.
+    pub copy_time: Duration,
+    /// Source changes after R applied to the target.
+    pub followed: u64,
+    /// The source's revision at cutover.
+    pub source_revision: Revision,
+    /// The target's revision at cutover (> `source_revision`), and its compaction revision.
+    pub cutover_revision: Revision,
+    /// The last full verification (before the cutover).
+    pub verification: Verification,
+    /// The verification of the keys changed after it, at the cutover.
+    pub tail_verification: Verification,
+}
+
+/// Progress of a migration (for a progress bar).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Keys copied so far.
+    pub copied: u64,
+    /// Keys to copy.
+    pub total: u64,
+    /// Source changes followed so far.
+    pub followed: u64,
+}
+
+/// What the follower knows: for each migrated key the source mod revision it copied and the
+/// target mod revision it wrote, the source revision it has applied up to, and the keys it
+/// changed since the last verification.
+#[derive(Default)]
+struct State {
+    keys: HashMap<String, (Revision, Revision)>,
+    applied: Revision,
+    /// The highest source revision known (events, the source's current revision).
+    source_seen: Revision,
+    /// The target's revision after the migration's last write to it.
+    target_revision: Revision,
+    dirty: HashSet<String>,
+    followed: u64,
+    failed: Option<String>,
+}
+
+/// A migration in progress: the copy is done and the follower applies source changes.
+pub struct Migration {
+    source: Arc<dyn KvBackend>,
+    target: Arc<dyn KvBackend>,
+    options: MigrateOptions,
+    state: Arc<tokio::sync::Mutex<State>>,
+    follower: JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+    start_revision: Revision,
+    copied: u64,
+    copy_time: Duration,
+    verification: Verification,
+}
+
+impl std::fmt::Debug for Migration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Migration")
+            .field("source", &self.source.backend_name())
+            .field("target", &self.target.backend_name())
+            .field("options", &self.options)
+            .field("start_revision", &self.start_revision)
+            .field("copied", &self.copied)
+            .finish_non_exhaustive()
+    }
+}
+
+fn key_hash(key: &str, value: &[u8], source_mod: Revision) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update((key.len() as u64).to_be_bytes());
+    hasher.update(key.as_bytes());
+    hasher.update((value.len() as u64).to_be_bytes());
+    hasher.update(value);
+    hasher.update(source_mod.to_be_bytes());
+    hasher.finalize().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every key of `[start, end)` at `revision` (0: latest), page by page.
+async fn read_range(backend: &dyn KvBackend, start: &str, end: &str, revision: Revision) -> Result<Vec<KeyValue>> {
+    let mut out = Vec::new();
+    let mut next = start.to_owned();
+    loop {
+        let request =
+            RangeRequest { start: next.clone(), end: end.to_owned(), limit: PAGE, revision, count_only: false };
+        let page = backend.range(request).await?;
+        let more = page.more;
+        if let Some(last) = page.kvs.last() {
+            next = format!("{}\0", last.key);
+        }
+        out.extend(page.kvs);
+        if !more {
+            return Ok(out);
+        }
+    }
+}
+
+/// True when `key` is a scratch key of [`raise_revision`] (never migrated).
+fn is_scratch(prefix: &str, key: &str) -> bool {
+    key.strip_prefix(prefix.trim_end_matches('/')).is_some_and(|rest| rest.starts_with("/.apistore-restore/"))
+}
+
+impl Migration {
+    /// Copies the source at its current revision R into `target` and starts following the
+    /// source's changes from R. `progress` is called after every copied page.
+    ///
+    /// Errors: [`Error::BadRequest`] when the target holds keys in the migrated ranges;
+    /// backend errors (a compaction of the source past R during the copy is
+    /// [`Error::Compacted`]: start again).
+    pub async fn start(
+        source: Arc<dyn KvBackend>,
+        target: Arc<dyn KvBackend>,
+        options: MigrateOptions,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<Migration> {
+        let ranges = ranges(&options.prefix, options.resources.as_deref());
+        for (start, end) in &ranges {
+            let request =
+                RangeRequest { start: start.clone(), end: end.clone(), limit: 1, revision: 0, count_only: true };
+            let existing = target.range(request).await?.count;
+            if existing > 0 {
+                return Err(Error::BadRequest {
+                    message: format!(
+                        "the target backend is not empty: {existing} keys under {start}; migrate needs an empty one"
+                    ),
+                });
+            }
+        }
+        let started = Instant::now();
+        let revision = source.current_revision().await?;
+        let mut total = 0;
+        for (start, end) in &ranges {
+            let request = RangeRequest { start: start.clone(), end: end.clone(), limit: 0, revision, count_only: true };
+            total += source.range(request).await?.count;
+        }
+        progress(Progress { copied: 0, total, followed: 0 });
+        raise_revision(target.as_ref(), &options.prefix, revision + 1).await?;
+        let mut state = State { applied: revision, source_seen: revision, ..State::default() };
+        for (start, end) in &ranges {
+            let mut next = start.clone();
+            loop {
+                let request =
+                    RangeRequest { start: next.clone(), end: end.clone(), limit: PAGE, revision, count_only: false };
+                let page = source.range(request).await?;
+                if let Some(last) = page.kvs.last() {
+                    next = format!("{}\0", last.key);
+                }
+                let kvs: Vec<KeyValue> =
+                    page.kvs.into_iter().filter(|kv| !is_scratch(&options.prefix, &kv.key)).collect();
+                let written: Vec<(String, Revision, Revision)> = stream::iter(kvs.into_iter().map(Ok))
+                    .map_ok(|kv: KeyValue| {
+                        let target = target.clone();
+                        async move {
+                            match target.put(&kv.key, kv.value.clone(), 0, None).await? {
+                                TxnOutcome::Succeeded { revision: written } => Ok((kv.key, kv.mod_revision, written)),
+                                TxnOutcome::Failed { .. } => Err(Error::internal(format!(
+                                    "key {:?} appeared in the target during the migration (it must have no other writer)",
+                                    kv.key
+                                ))),
+                            }
+                        }
+                    })
+                    .try_buffer_unordered(CONCURRENCY)
+                    .try_collect()
+                    .await?;
+                for (key, source_mod, target_mod) in written {
+                    state.keys.insert(key, (source_mod, target_mod));
+                }
+                progress(Progress { copied: state.keys.len() as u64, total, followed: 0 });
+                if !page.more {
+                    break;
+                }
+            }
+        }
+        state.target_revision = target.current_revision().await?;
+        let copied = state.keys.len() as u64;
+        let copy_time = started.elapsed();
+        let state = Arc::new(tokio::sync::Mutex::new(state));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let follower = tokio::spawn(follow(source.clone(), target.clone(), options.clone(), state.clone(), stopped));
+        Ok(Migration {
+            source,
+            target,
+            options,
+            state,
+            follower,
+            stop,
+            start_revision: revision,
+            copied,
+            copy_time,
+            verification: Verification::default(),
+        })
+    }
+
+    /// The revision the copy read the source at.
+    pub fn start_revision(&self) -> Revision {
+        self.start_revision
+    }
+
+    /// Keys copied at the start revision, and how long that took.
+    pub fn copied(&self) -> (u64, Duration) {
+        (self.copied, self.copy_time)
+    }
+
+    /// Source changes applied to the target so far.
+    pub async fn followed(&self) -> u64 {
+        self.state.lock().await.followed
+    }
+
+    /// Compares every migrated key of the source (at the revision the follower has applied
+    /// up to; the follower waits meanwhile) with the target.
+    ///
+    /// Errors: the follower failed (its message); backend errors.
+    pub async fn verify(&mut self) -> Result<Verification> {
+        let mut state = self.state.lock().await;
+        check_follower(&state)?;
+        let revision = state.applied;
+        let mut verification = Verification { revision, ..Verification::default() };
+        let mut digest = Sha256::new();
+        for (start, end) in ranges(&self.options.prefix, self.options.resources.as_deref()) {
+            let source = read_range(self.source.as_ref(), &start, &end, revision).await?;
+            let target = read_range(self.target.as_ref(), &start, &end, 0).await?;
+            let source: Vec<KeyValue> =
+                source.into_iter().filter(|kv| !is_scratch(&self.options.prefix, &kv.key)).collect();
+            let target: HashMap<&str, &KeyValue> = target
+                .iter()
+                .filter(|kv| !is_scratch(&self.options.prefix, &kv.key))
+                .map(|kv| (kv.key.as_str(), kv))
+                .collect();
+            let mut seen = 0;
+            for kv in &source {
+                let hash = key_hash(&kv.key, &kv.value, kv.mod_revision);
+                digest.update(hash);
+                verification.keys += 1;
+                let found = target.get(kv.key.as_str()).copied();
+                if found.is_some() {
+                    seen += 1;
+                }
+                if let Some(why) = compare(&state, &kv.key, Some((kv, hash)), found) {
+                    note(&mut verification, why);
+                }
+            }
+            if seen < target.len() {
+                let wanted: HashSet<&str> = source.iter().map(|kv| kv.key.as_str()).collect();
+                for (key, kv) in &target {
+                    if !wanted.contains(key) {
+                        if let Some(why) = compare(&state, key, None, Some(kv)) {
+                            note(&mut verification, why);
+                        }
+                    }
+                }
+            }
+        }
+        verification.digest = hex(&digest.finalize());
+        state.dirty.clear();
+        drop(state);
+        self.verification = verification.clone();
+        Ok(verification)
+    }
+
+    /// Waits until the follower has applied every source change up to the source's revision
+    /// when this is called (asking the source for progress notifications meanwhile); returns
+    /// that revision. Called before closing the writes for the cutover, it keeps the tail
+    /// the cutover waits for short.
+    ///
+    /// Errors: the follower failed; it did not get there within 10 s ([`Error::Timeout`]).
+    pub async fn catch_up(&self) -> Result<Revision> {
+        let source_revision = self.source.current_revision().await?;
+        let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+        loop {
+            {
+                let state = self.state.lock().await;
+                check_follower(&state)?;
+                if state.applied >= source_revision {
+                    return Ok(source_revision);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Timeout {
+                    message: format!("the migration did not catch up with source revision {source_revision}"),
+                });
+            }
+            self.source.request_progress().await?;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The cutover. The caller holds the source's writes back first (none may start until
+    /// this returns); then the follower catches up to the source's revision S, the keys it
+    /// changed since the last [`Migration::verify`] are verified, the target's revision is
+    /// raised past S and the target is compacted at its revision C > S.
+    ///
+    /// Errors: the follower failed or did not reach S within 10 s; the verification found
+    /// differences (nothing is compacted then: the caller stays on the source); backend
+    /// errors.
+    pub async fn finish(self) -> Result<MigrationSummary> {
+        let started = Instant::now();
+        let source_revision = self.catch_up().await?;
+        let caught_up = started.elapsed();
+        let _ = self.stop.send(true);
+        let _ = self.follower.await;
+        let mut state = self.state.lock().await;
+        let mut dirty: Vec<String> = state.dirty.drain().collect();
+        dirty.sort();
+        let source = self.source.clone();
+        let target = self.target.clone();
+        let pairs: Vec<(String, Option<KeyValue>, Option<KeyValue>)> = stream::iter(dirty.into_iter().map(Ok))
+            .map_ok(|key: String| {
+                let (source, target) = (source.clone(), target.clone());
+                async move {
+                    let at_source = source.get(&key, source_revision).await?.kv;
+                    let at_target = target.get(&key, 0).await?.kv;
+                    Ok::<_, Error>((key, at_source, at_target))
+                }
+            })
+            .try_buffered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut tail = Verification { revision: source_revision, ..Verification::default() };
+        let mut digest = Sha256::new();
+        for (key, at_source, at_target) in &pairs {
+            tail.keys += 1;
+            let hashed = at_source.as_ref().map(|kv| (kv, key_hash(&kv.key, &kv.value, kv.mod_revision)));
+            if let Some((_, hash)) = &hashed {
+                digest.update(hash);
+            }
+            if let Some(why) = compare(&state, key, hashed, at_target.as_ref()) {
+                note(&mut tail, why);
+            }
+        }
+        tail.digest = hex(&digest.finalize());
+        let verified = started.elapsed();
+        if tail.differences > 0 || self.verification.differences > 0 {
+            return Err(Error::internal(format!(
+                "the migration's verification found {} differences ({}); not cutting over",
+                tail.differences + self.verification.differences,
+                tail.named.iter().chain(&self.verification.named).cloned().collect::<Vec<_>>().join("; ")
+            )));
+        }
+        raise_revision(self.target.as_ref(), &self.options.prefix, source_revision + 1).await?;
+        let cutover_revision = self.target.current_revision().await?;
+        self.target.compact(cutover_revision).await?;
+        tracing::info!(
+            "migration cutover: caught up in {caught_up:?}, {} changed keys verified by {verified:?}, compacted by {:?}",
+            tail.keys,
+            started.elapsed()
+        );
+        state.failed = Some("the migration is finished".into());
+        Ok(MigrationSummary {
+            start_revision: self.start_revision,
+            copied: self.copied,
+            copy_time: self.copy_time,
+            followed: state.followed,
+            source_revision,
+            cutover_revision,
+            verification: self.verification,
+            tail_verification: tail,
+        })
+    }
+
+    /// Stops following the source; the target keeps what was written (it is not cleaned).
+    pub fn abort(self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+fn check_follower(state: &State) -> Result<()> {
+    match &state.failed {
+        Some(why) => Err(Error::unavailable(format!("the migration stopped following the source: {why}"))),
+        None => Ok(()),
+    }
+}
+
+fn note(verification: &mut Verification, why: String) {
+    verification.differences += 1;
+    if verification.named.len() < NAMED_DIFFERENCES {
+        verification.named.push(why);
+    }
+}
+
+/// Why `key` differs between the source (its value and hash) and the target, if it does.
+fn compare(
+    state: &State,
+    key: &str,
+    source: Option<(&KeyValue, [u8; 32])>,
+    target: Option<&KeyValue>,
+) -> Option<String> {
+    match (source, target) {
+        (None, None) => None,
+        (Some(_), None) => Some(format!("{key}: missing in the target")),
+        (None, Some(_)) => Some(format!("{key}: in the target, not in the source")),
+        (Some((kv, hash)), Some(found)) => {
+            // The source mod revision the migration recorded for what it wrote.
+            let recorded = match state.keys.get(key) {
+                Some(&(source_mod, target_mod)) if target_mod == found.mod_revision => source_mod,
+                _ => {
+                    return Some(format!(
+                        "{key}: target mod revision {} was not written by the migration",
+                        found.mod_revision
+                    ))
+                }
+            };
+            if key_hash(&found.key, &found.value, recorded) == hash {
+                None
+            } else if found.value != kv.value {
+                Some(format!("{key}: the values differ"))
+            } else {
+                Some(format!("{key}: copied from source revision {recorded}, the source has {}", kv.mod_revision))
+            }
+        }
+    }
+}
+
+/// Applies the source's changes after the copy's revision to the target, one at a time in
+/// revision order (one watch over the whole prefix, so the revision it has applied up to
+/// moves with every event and progress notification); re-watches from where it was when the
+/// source cuts a slow watch off; stops between two events when `stop` flips.
+async fn follow(
+    source: Arc<dyn KvBackend>,
+    target: Arc<dyn KvBackend>,
+    options: MigrateOptions,
+    state: Arc<tokio::sync::Mutex<State>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let (start, end) = ranges(&options.prefix, None).remove(0);
+    let migrated_ranges = ranges(&options.prefix, options.resources.as_deref());
+    let migrated = |key: &str| {
+        !is_scratch(&options.prefix, key)
+            && migrated_ranges.iter().any(|(start, end)| key >= start.as_str() && key < end.as_str())
+    };
+    let outcome: Result<()> = async {
+        loop {
+            let from = state.lock().await.applied + 1;
+            let request =
+                WatchRequest { start: start.clone(), end: end.clone(), start_revision: from, progress_notify: true };
+            let mut events = source.watch(request).await?;
+            loop {
+                let event = tokio::select! {
+                    event = events.next() => event,
+                    _ = stop.changed() => return Ok(()),
+                };
+                let event = match event {
+                    Some(Ok(event)) => event,
+                    // Cut off (fell behind) or ended: watch again from where it was.
+                    Some(Err(Error::Unavailable { .. })) | None => break,
+                    Some(Err(e)) => return Err(e),
+                };
+                let mut state = state.lock().await;
+                match event {
+                    WatchEvent::Progress { revision } => state.applied = state.applied.max(revision),
+                    WatchEvent::Put { kv, .. } if migrated(&kv.key) => {
+                        apply(
+                            source.as_ref(),
+                            target.as_ref(),
+                            &options.prefix,
+                            &mut state,
+                            &kv.key,
+                            kv.mod_revision,
+                            Some(kv.value.clone()),
+                        )
+                        .await?
+                    }
+                    WatchEvent::Delete { key, revision, .. } if migrated(&key) => {
+                        apply(source.as_ref(), target.as_ref(), &options.prefix, &mut state, &key, revision, None)
+                            .await?
+                    }
+                    other => state.applied = state.applied.max(other.revision()),
+                }
+            }
+        }
+    }
+    .await;
+    if let Err(e) = outcome {
+        state.lock().await.failed = Some(e.to_string());
+    }
+}
+
+/// Writes one source change (at source revision `revision`; `value` None: a delete) to the
+/// target, first raising the target past the source's current revision when the write would
+/// otherwise not land above what the source has handed out.
+async fn apply(
+    source: &dyn KvBackend,
+    target: &dyn KvBackend,
+    prefix: &str,
+    state: &mut State,
+    key: &str,
+    revision: Revision,
+    value: Option<Bytes>,
+) -> Result<()> {
+    state.source_seen = state.source_seen.max(revision);
+    if state.target_revision < state.source_seen {
+        let current = source.current_revision().await?;
+        state.source_seen = state.source_seen.max(current);
+        raise_revision(target, prefix, state.source_seen).await?;
+        state.target_revision = target.current_revision().await?;
+    }
+    let expected = state.keys.get(key).map(|&(_, target_mod)| target_mod).unwrap_or(0);
+    let outcome = match &value {
+        Some(value) => target.put(key, value.clone(), expected, None).await?,
+        None if expected == 0 => {
+            // A key created and deleted after the copy that the migration never saw.
+            state.applied = revision;
+            return Ok(());
+        }
+        None => target.delete(key, expected).await?,
+    };
+    let TxnOutcome::Succeeded { revision: written } = outcome else {
+        return Err(Error::internal(format!(
+            "key {key:?} changed in the target outside the migration (it must have no other writer)"
+        )));
+    };
+    state.target_revision = state.target_revision.max(written);
+    match value {
+        Some(_) => state.keys.insert(key.to_owned(), (revision, written)),
+        None => state.keys.remove(key),
+    };
+    state.dirty.insert(key.to_owned());
+    state.applied = revision;
+    state.followed += 1;
+    Ok(())
+}
