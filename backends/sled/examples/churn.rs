@@ -110,6 +110,16 @@ async fn churn(args: &Args, reclaim: bool) -> (u64, u64, u64, u64, Option<f64>, 
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    if reclaim {
+        let forced = kv.reclaim_now().await.expect("rewrite").expect("rewrote");
+        eprintln!(
+            "  a forced rewrite now: {:.2} MB -> {:.2} MB ({} entries, pause {:.1} ms)",
+            forced.before_bytes as f64 / 1e6,
+            forced.after_bytes as f64 / 1e6,
+            forced.entries,
+            forced.pause.as_secs_f64() * 1e3
+        );
+    }
     let (_, pause) = kv.reclaim_stats();
     let rewrites = kv.reclaim_stats().0;
     eprintln!("  rewrites {rewrites}, longest rewrite pause {:.1} ms", pause.as_secs_f64() * 1e3);

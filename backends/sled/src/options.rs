@@ -71,7 +71,7 @@ pub const DEFAULT_WATCH_BUFFER: usize = 10_000;
 pub const DEFAULT_PROGRESS_NOTIFY_INTERVAL_MS: u64 = 5_000;
 
 /// The directory size below which no rewrite runs, by default (bytes).
-pub const DEFAULT_RECLAIM_MIN_BYTES: u64 = 8 * 1024 * 1024;
+pub const DEFAULT_RECLAIM_MIN_BYTES: u64 = 1024 * 1024;
 
 /// sled's page cache size by default (bytes).
 pub const DEFAULT_CACHE_CAPACITY: u64 = 256 * 1024 * 1024;

@@ -26,7 +26,7 @@ use apistore::kv::SpaceStatus;
 
 use super::*;
 
-/// A rewrite is due when the directory is this many times its baseline (see
+/// A rewrite is due when the directory is this many times the bytes in use (see
 /// [`Core::rewrite_due`]).
 const REWRITE_FACTOR: u64 = 2;
 
@@ -169,21 +169,21 @@ impl Core {
     }
 
     /// True when a rewrite would return enough space: the directory is at least
-    /// `reclaim_min_bytes` and [`REWRITE_FACTOR`] times its baseline — the larger of the bytes
-    /// in use and the size right after the last rewrite (so a rewrite is never repeated in
-    /// vain, and its cost is at most one copy per byte written). Under the NOSPACE alarm any
-    /// tenth above the baseline is worth it.
+    /// `reclaim_min_bytes`, more than [`REWRITE_FACTOR`] times the bytes in use, and grew by a
+    /// quarter since the last rewrite (so a rewrite is never repeated in vain: at most four
+    /// bytes are copied per byte written). Under the NOSPACE alarm a tenth above the bytes in
+    /// use (and a twentieth of growth) is enough, whatever the size.
     fn rewrite_due(&self, db_bytes: u64) -> bool {
         let min = self.options.reclaim_min_bytes;
-        if self.options.temporary || min == 0 || db_bytes < min {
+        if self.options.temporary || min == 0 {
             return false;
         }
-        let baseline =
-            self.history_bytes.load(Ordering::SeqCst).max(self.space.rewritten_bytes.load(Ordering::SeqCst)).max(1);
+        let in_use = self.history_bytes.load(Ordering::SeqCst).max(1);
+        let rewritten = self.space.rewritten_bytes.load(Ordering::SeqCst);
         if self.space.nospace.load(Ordering::SeqCst) {
-            db_bytes > baseline + baseline / 10
+            db_bytes > in_use + in_use / 10 && db_bytes > rewritten + rewritten / 20
         } else {
-            db_bytes > REWRITE_FACTOR * baseline
+            db_bytes >= min && db_bytes > REWRITE_FACTOR * in_use && db_bytes > rewritten + rewritten / 4
         }
     }
 
