@@ -377,7 +377,10 @@ mod tests {
         assert!(Error::unavailable("down").is_temporary());
         assert!(!Error::NotFound { key: "k".into() }.is_temporary());
         let no_space = Error::NoSpace { message: "db 9 bytes, quota 8 bytes".into() };
-        assert_eq!((no_space.code(), no_space.reason(), no_space.is_temporary()), (500, StatusReason::InternalError, false));
+        assert_eq!(
+            (no_space.code(), no_space.reason(), no_space.is_temporary()),
+            (500, StatusReason::InternalError, false)
+        );
         assert!(no_space.to_string().starts_with("etcdserver: mvcc: database space exceeded"));
     }
 }

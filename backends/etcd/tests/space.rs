@@ -69,7 +69,11 @@ async fn the_compactor_then_defragments_one_member_at_a_time_and_returns_the_spa
     assert!(elapsed >= sum, "one member at a time: {elapsed:?} for defragmentations taking {sum:?} together");
     for d in &done {
         assert!(d.after.db_bytes * 2 < d.before.db_bytes, "defragmentation returned space: {d:?}");
-        assert!(d.after.db_bytes <= 3 * live.max(1024 * 1024), "{} after defrag: {d:?} for {live} live", d.after.endpoint);
+        assert!(
+            d.after.db_bytes <= 3 * live.max(1024 * 1024),
+            "{} after defrag: {d:?} for {live} live",
+            d.after.endpoint
+        );
         eprintln!(
             "{}: {} -> {} bytes ({:.1}x live {live}), blocked {:?}",
             d.after.endpoint,
@@ -101,7 +105,8 @@ async fn the_compactor_then_defragments_one_member_at_a_time_and_returns_the_spa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_nospace_alarm_refuses_growth_and_is_disarmed_once_space_is_back() {
     let quota: u64 = 4 * 1024 * 1024;
-    let config = ClusterConfig { extra_args: vec![format!("--quota-backend-bytes={quota}")], ..ClusterConfig::default() };
+    let config =
+        ClusterConfig { extra_args: vec![format!("--quota-backend-bytes={quota}")], ..ClusterConfig::default() };
     let cluster = EtcdCluster::start(config).unwrap_or_else(|e| panic!("cannot start etcd: {e}"));
     let mut options = common::options(&cluster);
     options.quota_backend_bytes = quota;

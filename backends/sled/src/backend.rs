@@ -615,9 +615,7 @@ impl Core {
         while through < revision {
             let mut keys = BTreeSet::new();
             let mut last = None;
-            for entry in
-                db.range(layout::history_key(through)..layout::history_key(revision)).take(COMPACTION_CHUNK)
-            {
+            for entry in db.range(layout::history_key(through)..layout::history_key(revision)).take(COMPACTION_CHUNK) {
                 let (raw_rev, raw) = entry.map_err(sled_error)?;
                 last = Some(layout::be_u64(&raw_rev[1..])?);
                 keys.insert(layout::decode_event_header(&raw)?.0.to_vec());
@@ -639,7 +637,8 @@ impl Core {
             }
             batch.insert(layout::META_COMPACTED_THROUGH, &next_through.to_be_bytes()[..]);
             db.apply_batch(batch).map_err(sled_error)?;
-            let _ = self.history_bytes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| Some(b.saturating_sub(freed)));
+            let _ =
+                self.history_bytes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| Some(b.saturating_sub(freed)));
             through = next_through;
         }
         Ok(())

@@ -69,8 +69,11 @@ async fn a_rewrite_under_writes_reads_and_a_watch_returns_space_and_loses_nothin
     let writers: Vec<_> = (0..4)
         .map(|w| {
             let kv = kv.clone();
-            let mut mine: BTreeMap<String, (u64, Bytes)> =
-                latest.iter().filter(|(k, _)| k.ends_with(&format!("{w}"))).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let mut mine: BTreeMap<String, (u64, Bytes)> = latest
+                .iter()
+                .filter(|(k, _)| k.ends_with(&format!("{w}")))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             tokio::spawn(async move {
                 for round in 0..15u64 {
                     for (key, (revision, v)) in mine.iter_mut() {
@@ -131,7 +134,11 @@ async fn a_rewrite_under_writes_reads_and_a_watch_returns_space_and_loses_nothin
     }
     let generation = rewrites.last().expect("rewrites").generation;
     assert_eq!(rewrites.iter().map(|r| r.generation).collect::<Vec<_>>(), vec![1, 2, 3]);
-    assert!(rewrites[0].after_bytes * 2 < before.db_bytes, "the first rewrite returned space: {:?} vs {before:?}", rewrites[0]);
+    assert!(
+        rewrites[0].after_bytes * 2 < before.db_bytes,
+        "the first rewrite returned space: {:?} vs {before:?}",
+        rewrites[0]
+    );
     let dirs: Vec<_> = std::fs::read_dir(dir.path())
         .expect("read dir")
         .flatten()
@@ -212,7 +219,10 @@ async fn the_nospace_alarm_refuses_puts_lets_deletes_through_and_clears_itself()
     assert_eq!(kv.range(RangeRequest::prefix("/q/")).await.expect("range").count, written.len() as u64);
     // Deletes and compaction go on; the rewrite they allow clears the alarm by itself.
     for (key, revision) in written.iter().skip(100) {
-        assert!(matches!(kv.delete(key, *revision).await.expect("delete under the alarm"), TxnOutcome::Succeeded { .. }));
+        assert!(matches!(
+            kv.delete(key, *revision).await.expect("delete under the alarm"),
+            TxnOutcome::Succeeded { .. }
+        ));
     }
     kv.compact(kv.current_revision().await.expect("current")).await.expect("compaction under the alarm");
     let deadline = Instant::now() + Duration::from_secs(30);
