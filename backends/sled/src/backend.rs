@@ -726,7 +726,7 @@ fn read_ceiling(path: &PathBuf) -> Result<Revision> {
 }
 
 /// Writes the ceiling durably (see [`generation::replace_durably`]).
-fn write_ceiling(path: &PathBuf, ceiling: Revision) -> Result<()> {
+fn write_ceiling(path: &Path, ceiling: Revision) -> Result<()> {
     generation::replace_durably(path, ceiling.to_string().as_bytes())
 }
 
