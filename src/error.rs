@@ -223,6 +223,17 @@ pub enum Error {
         /// Why the caller aborted.
         message: String,
     },
+    /// The backend's space quota is exhausted (etcd's NOSPACE alarm, `mvcc: database space
+    /// exceeded`): writes that grow the store are refused until space is back; reads, deletes
+    /// and compaction go on. 500 InternalError, as kube-apiserver answers etcd's
+    /// `ErrGRPCNoSpace` (it is not one of the storage errors it translates, so
+    /// `ErrorToAPIStatus` makes it a 500 with etcd's message); not temporary, a retry does not
+    /// help until an operator or compaction frees space.
+    #[error("etcdserver: mvcc: database space exceeded ({message})")]
+    NoSpace {
+        /// Sizes and quota, e.g. "db 9000000 bytes, quota 8000000 bytes".
+        message: String,
+    },
     /// Anything else that is the server's fault (500 InternalError).
     #[error("internal error: {message}")]
     Internal {
@@ -268,7 +279,7 @@ impl Error {
             Error::Unavailable { .. } => StatusReason::ServiceUnavailable,
             Error::NotReady { .. } => StatusReason::TooManyRequests,
             Error::Corrupt { .. } => StatusReason::StoreReadError,
-            Error::Internal { .. } | Error::Aborted { .. } => StatusReason::InternalError,
+            Error::Internal { .. } | Error::Aborted { .. } | Error::NoSpace { .. } => StatusReason::InternalError,
         }
     }
 
@@ -328,6 +339,11 @@ impl Error {
         matches!(self, Error::TooLargeResourceVersion { .. } | Error::FutureRevision { .. })
     }
 
+    /// The NOSPACE alarm refused a write ([`Error::NoSpace`]).
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Error::NoSpace { .. })
+    }
+
     /// 410 Gone: `Expired` or a backend `Compacted`.
     pub fn is_expired(&self) -> bool {
         matches!(self, Error::Expired { .. } | Error::Compacted { .. })
@@ -360,5 +376,11 @@ mod tests {
         assert_eq!(Error::invalid("metadata.name", "a/b", "bad").code(), 422);
         assert!(Error::unavailable("down").is_temporary());
         assert!(!Error::NotFound { key: "k".into() }.is_temporary());
+        let no_space = Error::NoSpace { message: "db 9 bytes, quota 8 bytes".into() };
+        assert_eq!(
+            (no_space.code(), no_space.reason(), no_space.is_temporary()),
+            (500, StatusReason::InternalError, false)
+        );
+        assert!(no_space.to_string().starts_with("etcdserver: mvcc: database space exceeded"));
     }
 }

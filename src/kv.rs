@@ -193,6 +193,33 @@ pub struct Capabilities {
     pub max_value_size: Option<usize>,
 }
 
+/// How much space a backend takes and whether it is out of it ([`KvBackend::space`]).
+///
+/// Invariant: `in_use_bytes` never counts more than what a rewrite (sled) or a defragment
+/// (etcd) would keep; `db_bytes - in_use_bytes` is what such a reclamation can return.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpaceStatus {
+    /// Bytes the store occupies on disk (etcd: `dbSize` of the answering member).
+    pub db_bytes: u64,
+    /// Bytes of it holding retained data, live state plus retained history (etcd:
+    /// `dbSizeInUse`).
+    pub in_use_bytes: u64,
+    /// The space quota in bytes (`quota_backend_bytes`); 0 = none.
+    pub quota_bytes: u64,
+    /// Active alarms, etcd's names (`"NOSPACE"`, `"CORRUPT"`); empty when healthy.
+    pub alarms: Vec<String>,
+}
+
+impl SpaceStatus {
+    /// The NOSPACE alarm name (etcd's `AlarmType_NOSPACE`).
+    pub const NOSPACE: &'static str = "NOSPACE";
+
+    /// True when the NOSPACE alarm is raised: writes that grow the store are refused.
+    pub fn nospace(&self) -> bool {
+        self.alarms.iter().any(|alarm| alarm == Self::NOSPACE)
+    }
+}
+
 /// The backend contract. See the module documentation for the model and its invariants.
 ///
 /// Implementations must be cheap to share (`Arc<dyn KvBackend>`) and safe to call
@@ -256,6 +283,14 @@ pub trait KvBackend: Send + Sync + fmt::Debug + 'static {
 
     /// Checks the backend can serve requests now (a cheap read with a short timeout).
     async fn health(&self) -> Result<()>;
+
+    /// Bytes on disk, bytes in use, the space quota and active alarms. The default (a
+    /// backend that does not know) reports zeros and no alarm.
+    ///
+    /// Errors: [`Error::Unavailable`] when the backend cannot be asked.
+    async fn space(&self) -> Result<SpaceStatus> {
+        Ok(SpaceStatus::default())
+    }
 }
 
 /// The exclusive end of the range of all keys starting with `prefix` (etcd's

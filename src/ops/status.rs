@@ -1,10 +1,10 @@
-//! What a store holds: revision, compaction revision, and per resource the object count and
-//! the bytes of their values (bytes in use; bytes on disk are the backend's business).
+//! What a store holds: revision, compaction revision, per resource the object count and the
+//! bytes of their values, and the backend's space (bytes on disk vs in use, quota, alarms).
 
 use std::collections::BTreeMap;
 
 use crate::error::Result;
-use crate::kv::{KvBackend, RangeRequest};
+use crate::kv::{KvBackend, RangeRequest, SpaceStatus};
 
 /// Objects and value bytes of one resource.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -24,6 +24,8 @@ pub struct StoreStatus {
     pub compacted: u64,
     /// Per resource storage prefix (`configmaps`, `stable.example.com/crontabs`).
     pub resources: BTreeMap<String, ResourceStatus>,
+    /// The backend's space ([`KvBackend::space`]): bytes on disk, in use, quota, alarms.
+    pub space: SpaceStatus,
 }
 
 impl StoreStatus {
@@ -54,7 +56,8 @@ pub async fn status(backend: &dyn KvBackend, prefix: &str) -> Result<StoreStatus
     let prefix = format!("{}/", prefix.trim_end_matches('/'));
     let revision = backend.current_revision().await?;
     let compacted = backend.compacted_revision().await?;
-    let mut status = StoreStatus { revision, compacted, resources: BTreeMap::new() };
+    let space = backend.space().await?;
+    let mut status = StoreStatus { revision, compacted, resources: BTreeMap::new(), space };
     let mut request = RangeRequest { limit: 1000, revision, ..RangeRequest::prefix(&prefix) };
     loop {
         let page = backend.range(request.clone()).await?;

@@ -149,7 +149,9 @@ impl EtcdBackend {
             return Err(Error::internal("EtcdBackend::new must be called inside a tokio runtime"));
         }
         let cluster = Arc::new(Cluster::new(&options)?);
-        let compactor = options.compaction_interval().map(|interval| Compactor::start(cluster.clone(), interval));
+        let compactor = options
+            .compaction_interval()
+            .map(|interval| Compactor::start(cluster.clone(), interval, options.defrag_policy()));
         Ok(EtcdBackend {
             cluster,
             keys: Keys { prefix: options.key_prefix.clone() },
@@ -170,6 +172,22 @@ impl EtcdBackend {
     /// Errors: the etcd call's errors.
     pub async fn compact_tick(&self, state: CompactorState) -> Result<CompactorState> {
         compactor::tick(&self.cluster, state).await
+    }
+
+    /// Defragments, one member at a time, every member whose db is fragmented per the options
+    /// (`defrag_free_percent`, `defrag_min_bytes`; what the compactor does after compacting),
+    /// then disarms a NOSPACE alarm if every member is below the quota.
+    ///
+    /// Errors: a member's defragmentation failed (later members are left alone).
+    pub async fn defragment_fragmented(&self) -> Result<Vec<crate::Defragmented>> {
+        crate::space::defragment_fragmented(&self.cluster, self.options.defrag_policy()).await
+    }
+
+    /// Every reachable member's db size and bytes in use.
+    ///
+    /// Errors: no member answers.
+    pub async fn members_space(&self) -> Result<Vec<crate::MemberSpace>> {
+        crate::space::members(&self.cluster).await
     }
 
     /// The etcd-client KV service on the connection this backend's calls use now (the
@@ -415,6 +433,10 @@ impl KvBackend for EtcdBackend {
             Err(Error::Compacted { .. }) => Ok(()),
             Err(e) => Err(self.explain(e).await),
         }
+    }
+
+    async fn space(&self) -> Result<apistore::kv::SpaceStatus> {
+        crate::space::space(&self.cluster, self.options.quota_backend_bytes).await
     }
 
     async fn compacted_revision(&self) -> Result<Revision> {

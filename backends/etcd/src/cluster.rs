@@ -204,6 +204,27 @@ impl Cluster {
         }
     }
 
+    /// Runs `op` once against member `index` (no failover: maintenance calls such as
+    /// `Status` and `Defragment` are about that member), within `timeout`.
+    ///
+    /// Errors: [`Error::Timeout`] when `timeout` passes, or the mapped etcd error.
+    pub(crate) async fn on_member<T, F, Fut>(&self, index: usize, what: &str, timeout: Duration, op: F) -> Result<T>
+    where
+        F: FnOnce(&Clients) -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let url = &self.members[index].url;
+        let attempt = async {
+            let clients = self.clients(index).await?;
+            op(clients).await
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Err(_) => Err(Error::Timeout { message: format!("etcd {url}: {what} did not finish within {timeout:?}") }),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(self.explain(classify(error, url, what, 0)).into_error()),
+        }
+    }
+
     /// Adds the TLS hint to connection failures (see `tls_hint`).
     fn explain(&self, failure: Failure) -> Failure {
         let Some(hint) = self.tls_hint else {

@@ -11,16 +11,18 @@
 //! On success the replica compacts at the revision it saw one tick earlier (never on its
 //! first tick), so between one and two intervals of history stay readable. Replicas that
 //! share an etcd coordinate through the version of `compact_rev_key`, which lives at the
-//! etcd root (compaction is cluster-wide, whatever key prefix a backend uses).
+//! etcd root (compaction is cluster-wide, whatever key prefix a backend uses). The replica
+//! that compacted then defragments fragmented members, one at a time ([`crate::space`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use apistore::Result;
-use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{CompactionOptions, Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
 use tokio::task::JoinHandle;
 
 use crate::cluster::{Cluster, Idempotence};
+use crate::space::{self, DefragPolicy};
 
 /// The key replicas coordinate compaction through (kube-apiserver's name).
 pub const COMPACT_REV_KEY: &str = "compact_rev_key";
@@ -71,7 +73,9 @@ pub(crate) async fn tick(cluster: &Cluster, state: CompactorState) -> Result<Com
     let result = cluster
         .call("compact", Idempotence::Read, u64::try_from(revision).unwrap_or(0), |c| {
             let mut kv = c.kv.clone();
-            async move { kv.compact(revision, None).await }
+            // Physical: answered once the history is gone, so that the defragmentation that
+            // follows sees the space the compaction freed.
+            async move { kv.compact(revision, Some(CompactionOptions::new().with_physical())).await }
         })
         .await;
     match result {
@@ -89,8 +93,9 @@ pub(crate) struct Compactor {
 }
 
 impl Compactor {
-    /// Starts compacting every `interval`.
-    pub(crate) fn start(cluster: Arc<Cluster>, interval: Duration) -> Self {
+    /// Starts compacting every `interval`; after each compaction this replica made, the
+    /// members the compaction left fragmented are defragmented, one at a time (`policy`).
+    pub(crate) fn start(cluster: Arc<Cluster>, interval: Duration, policy: DefragPolicy) -> Self {
         let task = tokio::spawn(async move {
             let mut state = CompactorState::default();
             loop {
@@ -99,6 +104,9 @@ impl Compactor {
                     Ok(next) => {
                         if let Some(revision) = next.compacted {
                             tracing::debug!(revision, endpoints = ?cluster.endpoints(), "etcd: compacted");
+                            if let Err(error) = space::defragment_fragmented(&cluster, policy).await {
+                                tracing::warn!(%error, "etcd: defragmentation failed");
+                            }
                         }
                         state = next;
                     }

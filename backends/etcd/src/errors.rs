@@ -121,6 +121,12 @@ fn classify_status(status: &tonic::Status, endpoint: &str, what: &str, requested
                 Failure::Unknown(Error::unavailable(context))
             }
         }
+        // etcd's ErrGRPCNoSpace: the NOSPACE alarm refuses writes that grow the db. Note etcd
+        // applies the one write that crossed the quota and still answers it with this error
+        // (quotaApplierV3), so like kube-apiserver's callers, treat it as "not acknowledged".
+        Code::ResourceExhausted if message.contains("database space exceeded") => {
+            Failure::Final(Error::NoSpace { message: context })
+        }
         Code::ResourceExhausted if message.contains("larger than max") => {
             Failure::Final(Error::TooLarge { key: what.to_owned(), size: 0, limit: 0 })
         }

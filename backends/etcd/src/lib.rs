@@ -35,6 +35,7 @@ pub mod compactor;
 mod errors;
 mod lease;
 mod options;
+pub mod space;
 mod watch;
 
 use std::sync::Arc;
@@ -45,7 +46,11 @@ use async_trait::async_trait;
 
 pub use backend::EtcdBackend;
 pub use compactor::{CompactorState, COMPACT_REV_KEY};
-pub use options::{EtcdOptions, DEFAULT_COMPACTION_INTERVAL, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_TIMEOUT};
+pub use options::{
+    EtcdOptions, DEFAULT_COMPACTION_INTERVAL, DEFAULT_DEFRAG_FREE_PERCENT, DEFAULT_DEFRAG_MIN_BYTES,
+    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_TIMEOUT,
+};
+pub use space::{Defragmented, MemberSpace};
 
 /// The name configs select this backend by.
 pub const BACKEND_NAME: &str = "etcd3";

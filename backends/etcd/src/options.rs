@@ -13,6 +13,12 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default compaction interval, as kube-apiserver's `--etcd-compaction-interval`.
 pub const DEFAULT_COMPACTION_INTERVAL: Duration = Duration::from_secs(300);
 
+/// Defragment a member after a compaction when at least this percent of its db is free.
+pub const DEFAULT_DEFRAG_FREE_PERCENT: u64 = 50;
+
+/// ... and its db is at least this large (bytes).
+pub const DEFAULT_DEFRAG_MIN_BYTES: u64 = 64 * 1024 * 1024;
+
 /// etcd's default `--max-request-bytes` (1.5 MiB).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 3 * 512 * 1024;
 
@@ -66,6 +72,26 @@ pub struct EtcdOptions {
     /// in a request are refused with [`Error::TooLarge`] before they are sent.
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: usize,
+    /// The cluster's `--quota-backend-bytes` (etcd enforces it and raises the NOSPACE alarm;
+    /// apistore reports it and disarms the alarm once every member is below it again);
+    /// 0 = etcd's default, 2 GiB.
+    #[serde(default)]
+    pub quota_backend_bytes: u64,
+    /// After a compaction, defragment (one member at a time) each member whose db is at
+    /// least this percent free (default [`DEFAULT_DEFRAG_FREE_PERCENT`]); 0 = never.
+    #[serde(default = "default_defrag_free_percent")]
+    pub defrag_free_percent: u64,
+    /// ... and at least this large in bytes (default [`DEFAULT_DEFRAG_MIN_BYTES`]).
+    #[serde(default = "default_defrag_min_bytes")]
+    pub defrag_min_bytes: u64,
+}
+
+fn default_defrag_free_percent() -> u64 {
+    DEFAULT_DEFRAG_FREE_PERCENT
+}
+
+fn default_defrag_min_bytes() -> u64 {
+    DEFAULT_DEFRAG_MIN_BYTES
 }
 
 fn default_timeout_ms() -> u64 {
@@ -94,6 +120,18 @@ impl EtcdOptions {
             password: None,
             key_prefix: String::new(),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            quota_backend_bytes: 0,
+            defrag_free_percent: DEFAULT_DEFRAG_FREE_PERCENT,
+            defrag_min_bytes: DEFAULT_DEFRAG_MIN_BYTES,
+        }
+    }
+
+    /// The defragmentation policy of these options.
+    pub(crate) fn defrag_policy(&self) -> crate::space::DefragPolicy {
+        crate::space::DefragPolicy {
+            free_percent: self.defrag_free_percent,
+            min_bytes: self.defrag_min_bytes,
+            quota_bytes: self.quota_backend_bytes,
         }
     }
 
@@ -140,6 +178,13 @@ impl EtcdOptions {
     /// Errors: [`Error::Invalid`] with field `backend.etcd3.<field>`.
     pub fn validate(&self) -> Result<()> {
         let field = |name: &str| format!("backend.{}.{name}", crate::BACKEND_NAME);
+        if self.defrag_free_percent > 100 {
+            return Err(Error::invalid(
+                field("defrag_free_percent"),
+                self.defrag_free_percent.to_string(),
+                "must be a percentage (0 = never defragment)",
+            ));
+        }
         if self.endpoints.is_empty() {
             return Err(Error::invalid(field("endpoints"), "[]", "at least one etcd endpoint is required"));
         }

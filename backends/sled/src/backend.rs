@@ -31,8 +31,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fs;
-use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::thread;
@@ -47,10 +46,15 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::flusher::Flusher;
+use crate::generation::{self, DbCell};
 use crate::index::{KeyIndex, Meta};
 use crate::layout::{self, Version};
 use crate::options::{Durability, SledOptions};
 use crate::watch::{self, Hub};
+
+mod reclaim;
+
+pub use reclaim::Reclaimed;
 
 /// How far the revision ceiling is raised at a time (the largest forward jump of the
 /// revision counter after a crash).
@@ -81,7 +85,14 @@ struct WriterState {
 /// The shared state of an open backend (held by the backend, its maintenance thread and its
 /// watch streams).
 pub(crate) struct Core {
-    db: sled::Db,
+    /// The live generation's database (swapped by a rewrite, see [`reclaim`]).
+    db: Arc<DbCell>,
+    /// The live generation (0 = the legacy layout or a temporary database).
+    generation: AtomicU64,
+    /// Bytes of the history entries in the database (keys and values): the bytes in use.
+    history_bytes: AtomicU64,
+    /// Space accounting and the NOSPACE alarm (see [`reclaim`]).
+    space: reclaim::SpaceState,
     options: SledOptions,
     ceiling_path: Option<PathBuf>,
     writer: Mutex<WriterState>,
@@ -136,10 +147,11 @@ impl Core {
             Durability::Periodic(ms) => Some(ms),
             Durability::Immediate => Some(crate::options::DEFAULT_PERIODIC_FLUSH_MS),
         };
-        let mut config = sled::Config::new().cache_capacity(options.cache_capacity).flush_every_ms(flush_every);
-        config = if options.temporary { config.temporary(true) } else { config.path(&options.path) };
-        let db = open_db(&config)
-            .map_err(|e| Error::unavailable(format!("cannot open sled database at {}: {e}", options.path.display())))?;
+        let live = if options.temporary { 0 } else { generation::live(&options.path)? };
+        if !options.temporary {
+            generation::remove_stale(&options.path, live)?;
+        }
+        let db = reclaim::open_db(&options, live, flush_every)?;
         let ceiling_path = (!options.temporary).then(|| options.path.join(CEILING_FILE));
         let ceiling = match &ceiling_path {
             Some(path) => read_ceiling(path)?,
@@ -155,12 +167,16 @@ impl Core {
             .transpose()?
             .unwrap_or(0);
         let current = 1.max(last_history).max(compact).max(ceiling);
+        let db = Arc::new(DbCell::new(db));
         let flusher = match options.durability {
             Durability::Immediate => Some(Flusher::start(db.clone())?),
             Durability::Periodic(_) => None,
         };
         let core = Core {
             db,
+            generation: AtomicU64::new(live),
+            history_bytes: AtomicU64::new(0),
+            space: reclaim::SpaceState::default(),
             ceiling_path,
             writer: Mutex::new(WriterState { ceiling }),
             index: RwLock::new(KeyIndex::default()),
@@ -182,23 +198,31 @@ impl Core {
     /// Builds the in-memory key index from the history.
     fn build_index(&self) -> Result<()> {
         let mut index = KeyIndex::default();
-        for entry in self.db.range(layout::history_key(0)..layout::history_key(u64::MAX)) {
+        let mut bytes = 0;
+        for entry in self.db().range(layout::history_key(0)..layout::history_key(u64::MAX)) {
             let (raw_rev, raw) = entry.map_err(sled_error)?;
+            bytes += (raw_rev.len() + raw.len()) as u64;
             let revision = layout::be_u64(&raw_rev[1..])?;
             let (key, version) = layout::decode_event_header(&raw)?;
             index.push(key, revision, Meta::of(&version));
         }
         // A crash may have cut a write between its history insert and its TTL entry.
         for (key, deadline) in index.expiring() {
-            self.db.insert(layout::expiry_key(deadline, &key), &[][..]).map_err(sled_error)?;
+            self.db().insert(layout::expiry_key(deadline, &key), &[][..]).map_err(sled_error)?;
         }
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
+        self.history_bytes.store(bytes, Ordering::SeqCst);
         Ok(())
     }
 
     /// The newest version of `key` at or below `revision` (possibly a tombstone).
     fn version_meta(&self, key: &[u8], revision: Revision) -> Option<(Revision, Meta)> {
         self.index.read().unwrap_or_else(|e| e.into_inner()).at(key, revision)
+    }
+
+    /// The live database (hold the `Arc` for one operation only: a rewrite waits for it).
+    fn db(&self) -> Arc<sled::Db> {
+        self.db.get()
     }
 
     pub(crate) fn options(&self) -> &SledOptions {
@@ -236,7 +260,7 @@ impl Core {
     /// The full version (with value) `key` got at `revision`, from the history; None when
     /// that history entry is gone (compacted) or belongs to another key.
     fn version_from_history(&self, key: &[u8], revision: Revision) -> Result<Option<Version>> {
-        let Some(raw) = self.db.get(layout::history_key(revision)).map_err(sled_error)? else { return Ok(None) };
+        let Some(raw) = self.db().get(layout::history_key(revision)).map_err(sled_error)? else { return Ok(None) };
         let (stored_key, version) = layout::decode_event(&raw)?;
         Ok((stored_key == key).then_some(version))
     }
@@ -407,7 +431,7 @@ impl Core {
         let old_expiry = latest.map_or(0, |(_, old)| old.expires_at_ms);
         if let Err(e) = self.apply(key_bytes, revision, &stored, old_expiry) {
             // Best effort: leave no half-written revision behind (it will be reused).
-            let _ = self.db.remove(layout::history_key(revision));
+            let _ = self.db().remove(layout::history_key(revision));
             return Err(e);
         }
         self.index.write().unwrap_or_else(|e| e.into_inner()).push(key_bytes, revision, Meta::of(&stored));
@@ -454,12 +478,15 @@ impl Core {
     /// Stores revision `revision` of `key`: the history entry (the source of truth), then TTL
     /// index changes (a stale TTL entry left by a crash is ignored by the sweeper).
     fn apply(&self, key: &[u8], revision: Revision, stored: &Version, old_expiry: u64) -> Result<()> {
-        self.db.insert(layout::history_key(revision), layout::encode_event(key, stored)).map_err(sled_error)?;
+        let event = layout::encode_event(key, stored);
+        let bytes = (9 + event.len()) as u64;
+        self.db().insert(layout::history_key(revision), event).map_err(sled_error)?;
+        self.history_bytes.fetch_add(bytes, Ordering::SeqCst);
         if old_expiry != 0 && old_expiry != stored.expires_at_ms {
-            self.db.remove(layout::expiry_key(old_expiry, key)).map_err(sled_error)?;
+            self.db().remove(layout::expiry_key(old_expiry, key)).map_err(sled_error)?;
         }
         if stored.expires_at_ms != 0 {
-            self.db.insert(layout::expiry_key(stored.expires_at_ms, key), &[][..]).map_err(sled_error)?;
+            self.db().insert(layout::expiry_key(stored.expires_at_ms, key), &[][..]).map_err(sled_error)?;
         }
         Ok(())
     }
@@ -467,6 +494,9 @@ impl Core {
     /// Applies a conditional write and makes it durable according to the durability
     /// setting (durable writers share flushes, see [`crate::flusher`]).
     async fn write_durably(&self, key: &str, expected: Revision, mutation: Mutation) -> Result<TxnOutcome> {
+        if matches!(mutation, Mutation::Put { .. }) {
+            self.refuse_growth()?;
+        }
         let Some(flusher) = &self.flusher else { return self.write(key, Some(expected), mutation) };
         let committing = flusher.committing();
         let outcome = self.write(key, Some(expected), mutation)?;
@@ -502,7 +532,7 @@ impl Core {
     /// Flushes everything applied so far and publishes what the flush made durable.
     fn flush_and_publish(&self) -> Result<()> {
         let applied = self.applied.load(Ordering::SeqCst);
-        self.db.flush().map_err(sled_error)?;
+        self.db().flush().map_err(sled_error)?;
         self.publish_through(applied)
     }
 
@@ -519,7 +549,7 @@ impl Core {
         let mut events = Vec::new();
         let mut through = until;
         let mut scanned = 0;
-        for entry in self.db.range(layout::history_key(from)..=layout::history_key(until)) {
+        for entry in self.db().range(layout::history_key(from)..=layout::history_key(until)) {
             let (raw_rev, raw) = entry.map_err(sled_error)?;
             let revision = layout::be_u64(&raw_rev[1..])?;
             scanned += 1;
@@ -568,7 +598,7 @@ impl Core {
         if revision <= self.compacted() {
             return Ok(());
         }
-        self.db.insert(layout::META_COMPACT, &revision.to_be_bytes()).map_err(sled_error)?;
+        self.db().insert(layout::META_COMPACT, &revision.to_be_bytes()).map_err(sled_error)?;
         self.flush_blocking()?;
         self.compact.store(revision, Ordering::SeqCst);
         self.remove_compacted_history(revision)
@@ -580,29 +610,35 @@ impl Core {
     /// newest one too when it is a tombstone — from the key index, then from the history.
     /// Resumable after a crash (progress is recorded in the same batch).
     fn remove_compacted_history(&self, revision: Revision) -> Result<()> {
-        let mut through = meta(&self.db, layout::META_COMPACTED_THROUGH)?;
+        let db = self.db();
+        let mut through = meta(&db, layout::META_COMPACTED_THROUGH)?;
         while through < revision {
             let mut keys = BTreeSet::new();
             let mut last = None;
-            for entry in
-                self.db.range(layout::history_key(through)..layout::history_key(revision)).take(COMPACTION_CHUNK)
-            {
+            for entry in db.range(layout::history_key(through)..layout::history_key(revision)).take(COMPACTION_CHUNK) {
                 let (raw_rev, raw) = entry.map_err(sled_error)?;
                 last = Some(layout::be_u64(&raw_rev[1..])?);
                 keys.insert(layout::decode_event_header(&raw)?.0.to_vec());
             }
             let next_through = last.map_or(revision, |last| last + 1);
             let mut batch = sled::Batch::default();
+            let mut freed = 0;
             {
                 let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
                 for key in keys {
                     for dropped in index.compact_key(&key, revision) {
-                        batch.remove(&layout::history_key(dropped));
+                        let dropped = layout::history_key(dropped);
+                        if let Some(raw) = db.get(dropped).map_err(sled_error)? {
+                            freed += (dropped.len() + raw.len()) as u64;
+                        }
+                        batch.remove(&dropped);
                     }
                 }
             }
             batch.insert(layout::META_COMPACTED_THROUGH, &next_through.to_be_bytes()[..]);
-            self.db.apply_batch(batch).map_err(sled_error)?;
+            db.apply_batch(batch).map_err(sled_error)?;
+            let _ =
+                self.history_bytes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| Some(b.saturating_sub(freed)));
             through = next_through;
         }
         Ok(())
@@ -614,7 +650,7 @@ impl Core {
         let low = vec![layout::EXPIRY];
         let high = layout::expiry_key(now_ms, &[0xff]);
         let due: Vec<sled::IVec> =
-            self.db.range(low..high).keys().collect::<std::result::Result<_, _>>().map_err(sled_error)?;
+            self.db().range(low..high).keys().collect::<std::result::Result<_, _>>().map_err(sled_error)?;
         let mut expired = 0;
         for raw in due {
             let (deadline, key) = layout::parse_expiry_key(&raw)?;
@@ -629,7 +665,7 @@ impl Core {
                     expired += 1;
                 }
             } else {
-                self.db.remove(&raw).map_err(sled_error)?; // stale index entry
+                self.db().remove(&raw).map_err(sled_error)?; // stale index entry
             }
         }
         if expired > 0 {
@@ -638,7 +674,8 @@ impl Core {
         Ok(expired)
     }
 
-    /// One round of background work: TTL expiry, and compaction when due.
+    /// One round of background work: TTL expiry, compaction when due, the space quota and
+    /// a rewrite when one would return enough space.
     fn maintain(&self, compaction_due: bool) {
         if let Err(e) = self.expire_due(now_ms()) {
             tracing::warn!(error = %e, "sled backend: TTL expiry failed");
@@ -652,6 +689,7 @@ impl Core {
                 }
             }
         }
+        self.maintain_space();
     }
 }
 
@@ -660,7 +698,7 @@ impl Drop for Core {
         // A clean close: everything durable, and the ceiling equal to the current revision so
         // the next open continues exactly where this one stopped.
         self.flusher.take();
-        if self.db.flush().is_ok() {
+        if self.db().flush().is_ok() {
             if let Some(path) = &self.ceiling_path {
                 if let Err(e) = write_ceiling(path, self.applied.load(Ordering::SeqCst)) {
                     tracing::warn!(error = %e, "sled backend: cannot record the revision ceiling on close");
@@ -709,18 +747,9 @@ fn read_ceiling(path: &PathBuf) -> Result<Revision> {
     }
 }
 
-/// Writes the ceiling durably: temp file, fsync, rename, fsync of the directory.
-fn write_ceiling(path: &PathBuf, ceiling: Revision) -> Result<()> {
-    let io = |e: std::io::Error| Error::unavailable(format!("cannot write {}: {e}", path.display()));
-    let temp = path.with_extension("tmp");
-    let mut file = fs::File::create(&temp).map_err(io)?;
-    file.write_all(ceiling.to_string().as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    fs::rename(&temp, path).map_err(io)?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-    }
-    Ok(())
+/// Writes the ceiling durably (see [`generation::replace_durably`]).
+fn write_ceiling(path: &Path, ceiling: Revision) -> Result<()> {
+    generation::replace_durably(path, ceiling.to_string().as_bytes())
 }
 
 /// The embedded sled backend. Open it with [`SledBackend::open`] (or through the registry
@@ -786,6 +815,22 @@ impl SledBackend {
     pub async fn flush(&self) -> Result<()> {
         let core = self.core.clone();
         blocking(move || core.flush_and_publish()).await
+    }
+
+    /// Rewrites the database into a fresh generation now (what maintenance does once the
+    /// directory is twice its bytes in use), returning the space of removed history. Reads
+    /// and writes go on; writes wait only for the final switch. None for a temporary database.
+    ///
+    /// Errors: [`Error::Unavailable`] on I/O errors (e.g. a full disk: the rewrite needs room
+    /// for the bytes in use); the old generation stays live.
+    pub async fn reclaim_now(&self) -> Result<Option<Reclaimed>> {
+        let core = self.core.clone();
+        blocking(move || core.rewrite()).await
+    }
+
+    /// Rewrites since open and the longest time one made writes wait.
+    pub fn reclaim_stats(&self) -> (u64, Duration) {
+        self.core.rewrite_stats()
     }
 
     /// Deletes the keys whose TTL has passed now, without waiting for the maintenance thread.
@@ -875,7 +920,12 @@ impl KvBackend for SledBackend {
     }
 
     async fn health(&self) -> Result<()> {
-        self.core.db.get(layout::META_COMPACT).map(|_| ()).map_err(sled_error)
+        self.core.db().get(layout::META_COMPACT).map(|_| ()).map_err(sled_error)
+    }
+
+    async fn space(&self) -> Result<apistore::kv::SpaceStatus> {
+        let core = self.core.clone();
+        blocking(move || Ok(core.space_status())).await
     }
 }
 
@@ -952,7 +1002,7 @@ mod tests {
             let deadline = now_ms() + 60_000;
             let mutation = Mutation::Put { value: Bytes::from_static(b"v"), expires_at_ms: deadline };
             assert!(matches!(core.write("/t", Some(0), mutation), Ok(TxnOutcome::Succeeded { .. })));
-            core.db.remove(layout::expiry_key(deadline, b"/t")).expect("simulate the cut");
+            core.db().remove(layout::expiry_key(deadline, b"/t")).expect("simulate the cut");
             assert_eq!(core.expire_due(deadline + 1).expect("sweep"), 0, "no TTL entry, nothing expires");
             deadline
         };
@@ -972,7 +1022,7 @@ mod tests {
         core.compact(a3).expect("compact");
         // Kept: /a's newest version below the compaction point (a2, the prev of a3) and a3.
         let history: Vec<u64> = core
-            .db
+            .db()
             .range(layout::history_key(0)..layout::history_key(u64::MAX))
             .keys()
             .map(|k| layout::be_u64(&k.expect("key")[1..]).expect("rev"))

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use apistore::{Error, Result};
 use tokio::sync::oneshot;
 
+use crate::generation::DbCell;
+
 type Waiter = oneshot::Sender<Result<()>>;
 
 /// Longest time the flusher waits for committing writers to join a flush.
@@ -42,8 +44,8 @@ impl Drop for Committing {
 }
 
 impl Flusher {
-    /// Starts the flusher thread of `db`.
-    pub(crate) fn start(db: sled::Db) -> Result<Self> {
+    /// Starts the flusher thread of `db` (it flushes whichever database is live then).
+    pub(crate) fn start(db: Arc<DbCell>) -> Result<Self> {
         let (requests, incoming) = mpsc::channel::<Waiter>();
         let committing = Arc::new(AtomicUsize::new(0));
         let gathering = committing.clone();
@@ -85,7 +87,7 @@ impl Drop for Flusher {
     }
 }
 
-fn run(db: sled::Db, incoming: mpsc::Receiver<Waiter>, committing: Arc<AtomicUsize>) {
+fn run(db: Arc<DbCell>, incoming: mpsc::Receiver<Waiter>, committing: Arc<AtomicUsize>) {
     while let Ok(first) = incoming.recv() {
         let mut waiters = vec![first];
         let deadline = Instant::now() + MAX_GATHER;
@@ -101,7 +103,7 @@ fn run(db: sled::Db, incoming: mpsc::Receiver<Waiter>, committing: Arc<AtomicUsi
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
-        let outcome = db.flush().map(|_| ()).map_err(|e| Error::unavailable(format!("sled flush failed: {e}")));
+        let outcome = db.get().flush().map(|_| ()).map_err(|e| Error::unavailable(format!("sled flush failed: {e}")));
         for waiter in waiters {
             let _ = waiter.send(outcome.clone());
         }

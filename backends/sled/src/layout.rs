@@ -21,6 +21,8 @@ use bytes::Bytes;
 pub(crate) const HISTORY: u8 = b'h';
 /// Prefix of the TTL index.
 pub(crate) const EXPIRY: u8 = b'x';
+/// Prefix of the metadata.
+pub(crate) const META: u8 = b'm';
 
 /// Metadata key: the compaction revision (reads below it fail).
 pub(crate) const META_COMPACT: &[u8] = b"mcompact";

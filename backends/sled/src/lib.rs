@@ -42,16 +42,18 @@ use async_trait::async_trait;
 
 mod backend;
 mod flusher;
+mod generation;
 mod index;
 mod layout;
 mod options;
 mod watch;
 
-pub use backend::{SledBackend, CEILING_FILE, CEILING_STEP};
+pub use backend::{Reclaimed, SledBackend, CEILING_FILE, CEILING_STEP};
+pub use generation::GENERATION_FILE;
 pub use options::{
     Durability, SledOptions, DEFAULT_CACHE_CAPACITY, DEFAULT_COMPACTION_INTERVAL_MS, DEFAULT_COMPACTION_WINDOW,
-    DEFAULT_PERIODIC_FLUSH_MS, DEFAULT_PROGRESS_NOTIFY_INTERVAL_MS, DEFAULT_TTL_CHECK_INTERVAL_MS,
-    DEFAULT_WATCH_BUFFER,
+    DEFAULT_PERIODIC_FLUSH_MS, DEFAULT_PROGRESS_NOTIFY_INTERVAL_MS, DEFAULT_RECLAIM_MIN_BYTES,
+    DEFAULT_TTL_CHECK_INTERVAL_MS, DEFAULT_WATCH_BUFFER,
 };
 
 /// The name configs select this backend by.

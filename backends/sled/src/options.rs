@@ -70,6 +70,9 @@ pub const DEFAULT_WATCH_BUFFER: usize = 10_000;
 /// Idle time after which a watch that asked for progress notifications gets one (ms).
 pub const DEFAULT_PROGRESS_NOTIFY_INTERVAL_MS: u64 = 5_000;
 
+/// The directory size below which no rewrite runs, by default (bytes).
+pub const DEFAULT_RECLAIM_MIN_BYTES: u64 = 1024 * 1024;
+
 /// sled's page cache size by default (bytes).
 pub const DEFAULT_CACHE_CAPACITY: u64 = 256 * 1024 * 1024;
 
@@ -100,6 +103,14 @@ pub struct SledOptions {
     pub progress_notify_interval_ms: u64,
     /// sled's page cache size in bytes.
     pub cache_capacity: u64,
+    /// The space quota in bytes of the data directory, like etcd's `--quota-backend-bytes`;
+    /// 0 (the default) = none. At the quota the NOSPACE alarm refuses puts with
+    /// [`apistore::Error::NoSpace`] (deletes, reads and compaction go on) until a rewrite
+    /// brought the directory below it again.
+    pub quota_backend_bytes: u64,
+    /// The directory size below which maintenance never rewrites the database to return
+    /// space (default [`DEFAULT_RECLAIM_MIN_BYTES`]); 0 disables rewriting.
+    pub reclaim_min_bytes: u64,
 }
 
 impl Default for SledOptions {
@@ -114,6 +125,8 @@ impl Default for SledOptions {
             watch_buffer: DEFAULT_WATCH_BUFFER,
             progress_notify_interval_ms: DEFAULT_PROGRESS_NOTIFY_INTERVAL_MS,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
+            quota_backend_bytes: 0,
+            reclaim_min_bytes: DEFAULT_RECLAIM_MIN_BYTES,
         }
     }
 }

@@ -108,6 +108,12 @@ async fn status(State(app): State<Arc<App>>, request: Request) -> Response {
             "compacted": status.compacted,
             "objects": total.objects,
             "bytes": total.bytes,
+            "space": {
+                "dbBytes": status.space.db_bytes,
+                "inUseBytes": status.space.in_use_bytes,
+                "quotaBytes": status.space.quota_bytes,
+                "alarms": status.space.alarms,
+            },
             "resources": resources,
         })))
     }

@@ -50,6 +50,22 @@ impl StorageProvider {
         &self.options
     }
 
+    /// Every backend the factory names, opened (the registry pools them: these are the
+    /// instances the storages use), with an id for metrics: the backend type, plus `#n`
+    /// when several share it.
+    ///
+    /// Errors: a backend that cannot be opened.
+    pub async fn backends(&self) -> Result<Vec<(String, Arc<dyn apistore::KvBackend>)>> {
+        let configs = self.getter.factory().backends();
+        let mut out = Vec::new();
+        for (i, config) in configs.iter().enumerate() {
+            let shared = configs.iter().filter(|c| c.backend == config.backend).count() > 1;
+            let id = if shared { format!("{}#{i}", config.backend) } else { config.backend.clone() };
+            out.push((id, apistore::registry::open(config).await?));
+        }
+        Ok(out)
+    }
+
     /// The storage metrics every storage records into.
     pub fn metrics(&self) -> StorageMetrics {
         self.metrics.clone()

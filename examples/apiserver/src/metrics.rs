@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
+use apistore::kv::SpaceStatus;
 use apistore::layers::StorageMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -32,6 +34,87 @@ struct LatencyLabels {
     resource: String,
 }
 
+/// Labels of the space gauges: the backend (its type, plus `#n` when several share it).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    storage_cluster_id: String,
+}
+
+/// Labels of `apistore_storage_alarm`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlarmLabels {
+    storage_cluster_id: String,
+    alarm: String,
+}
+
+/// Each backend's space ([`apistore::KvBackend::space`]): db size (kube-apiserver's
+/// `apiserver_storage_size_bytes`), bytes in use, quota and alarm state. Cheap to clone
+/// (the families are shared), so a poller can own one.
+#[derive(Clone, Debug, Default)]
+pub struct SpaceGauges {
+    size: Family<BackendLabels, Gauge>,
+    in_use: Family<BackendLabels, Gauge>,
+    quota: Family<BackendLabels, Gauge>,
+    alarm: Family<AlarmLabels, Gauge>,
+}
+
+impl SpaceGauges {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "apiserver_storage_size_bytes",
+            "Size of the storage database file physically allocated in bytes",
+            self.size.clone(),
+        );
+        registry.register(
+            "apistore_storage_db_size_in_use_bytes",
+            "Bytes of the storage database holding retained data (what compaction plus defragmentation or a rewrite keeps)",
+            self.in_use.clone(),
+        );
+        registry.register(
+            "apistore_storage_quota_backend_bytes",
+            "The backend's space quota in bytes (0 = none)",
+            self.quota.clone(),
+        );
+        registry.register(
+            "apistore_storage_alarm",
+            "1 while the backend's alarm is raised (NOSPACE: writes that grow the store are refused)",
+            self.alarm.clone(),
+        );
+    }
+
+    /// Records `space` of backend `id`.
+    pub fn record(&self, id: &str, space: &SpaceStatus) {
+        let labels = BackendLabels { storage_cluster_id: id.to_owned() };
+        let gauge = |bytes: u64| i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.size.get_or_create(&labels).set(gauge(space.db_bytes));
+        self.in_use.get_or_create(&labels).set(gauge(space.in_use_bytes));
+        self.quota.get_or_create(&labels).set(gauge(space.quota_bytes));
+        let alarm = AlarmLabels { storage_cluster_id: id.to_owned(), alarm: SpaceStatus::NOSPACE.to_owned() };
+        self.alarm.get_or_create(&alarm).set(i64::from(space.nospace()));
+    }
+
+    /// Polls `space()` of every backend every `period` until the task is aborted.
+    pub fn poll(
+        &self,
+        backends: Vec<(String, std::sync::Arc<dyn apistore::KvBackend>)>,
+        period: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let gauges = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period.max(Duration::from_millis(10)));
+            loop {
+                ticker.tick().await;
+                for (id, backend) in &backends {
+                    match backend.space().await {
+                        Ok(space) => gauges.record(id, &space),
+                        Err(e) => tracing::debug!(error = %e, backend = %id, "space of the backend unknown"),
+                    }
+                }
+            }
+        })
+    }
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(BUCKETS.iter().copied())
 }
@@ -42,6 +125,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<LatencyLabels, Histogram, fn() -> Histogram>,
+    space: SpaceGauges,
 }
 
 impl Default for Metrics {
@@ -60,7 +144,9 @@ impl Default for Metrics {
             "Response latency distribution in seconds for each verb and resource",
             latency.clone(),
         );
-        Metrics { registry, requests, latency }
+        let space = SpaceGauges::default();
+        space.register(&mut registry);
+        Metrics { registry, requests, latency, space }
     }
 }
 
@@ -70,6 +156,11 @@ impl Metrics {
         let mut metrics = Metrics::default();
         storage.register(&mut metrics.registry);
         metrics
+    }
+
+    /// The space gauges (clone them into a poller).
+    pub fn space(&self) -> &SpaceGauges {
+        &self.space
     }
 
     /// Records one request.
@@ -132,6 +223,20 @@ mod tests {
         assert!(text.contains("# TYPE apistore_request_duration_seconds histogram\n"), "{text}");
         let error = "apistore_request_errors_total{operation=\"get\",reason=\"NotFound\",resource=\"configmaps\"} 1\n";
         assert!(text.contains(error), "{text}");
+        let space = SpaceStatus {
+            db_bytes: 9_000,
+            in_use_bytes: 4_000,
+            quota_bytes: 8_000,
+            alarms: vec![SpaceStatus::NOSPACE.to_owned()],
+        };
+        metrics.space().record("sled", &space);
+        let text = metrics.render();
+        assert!(text.contains("apiserver_storage_size_bytes{storage_cluster_id=\"sled\"} 9000\n"), "{text}");
+        assert!(text.contains("apistore_storage_db_size_in_use_bytes{storage_cluster_id=\"sled\"} 4000\n"), "{text}");
+        assert!(text.contains("apistore_storage_quota_backend_bytes{storage_cluster_id=\"sled\"} 8000\n"), "{text}");
+        assert!(text.contains("apistore_storage_alarm{storage_cluster_id=\"sled\",alarm=\"NOSPACE\"} 1\n"), "{text}");
+        metrics.space().record("sled", &SpaceStatus { alarms: Vec::new(), ..space });
+        assert!(metrics.render().contains("apistore_storage_alarm{storage_cluster_id=\"sled\",alarm=\"NOSPACE\"} 0\n"));
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert_eq!(text.matches("# EOF").count(), 1, "{text}");
     }

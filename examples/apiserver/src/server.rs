@@ -181,6 +181,9 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     let storages =
         app.table.distinct_storages().into_iter().map(|r| (r.target("").qualified(), r.storage.clone())).collect();
     let poller = app.storage_metrics.poll_object_counts(storages, std::time::Duration::from_secs(10));
+    // Bytes on disk, in use, quota and alarms of every backend.
+    let backends = app.provider.lock().await.backends().await.map_err(|e| format!("storage: {e}"))?;
+    let space_poller = app.metrics.space().poll(backends, std::time::Duration::from_secs(5));
     for namespace in namespaces::INITIAL {
         namespaces::ensure_exists(&app, namespace).await.map_err(|e| format!("creating namespace {namespace}: {e}"))?;
     }
@@ -219,6 +222,8 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     };
     poller.abort();
     let _ = poller.await;
+    space_poller.abort();
+    let _ = space_poller.await;
     crd_controller.abort();
     let _ = crd_controller.await;
     served?;

@@ -55,6 +55,11 @@ async fn backup_restore_status_round_trip_through_the_server() {
     assert!(ok, "{err}");
     let configmaps = out.lines().find(|l| l.starts_with("configmaps")).expect("configmaps row");
     assert_eq!(configmaps.split_whitespace().nth(1), Some("25"), "{out}");
+    // The backend's space: bytes on disk (sled's generation directory) and no alarm.
+    let on_disk = out.lines().find(|l| l.starts_with("on disk:")).expect("on disk line");
+    let db_bytes: u64 = on_disk.split_whitespace().nth(2).expect("bytes").parse().expect("number");
+    assert!(db_bytes > 0, "{out}");
+    assert!(out.lines().any(|l| l.starts_with("alarms:") && l.ends_with("none")), "{out}");
     // The restored store serves the objects; revisions continue above the backup's.
     let server = Server::start_in(restored, &[]);
     let list: Value = client.get(format!("{}{CM}", server.url)).send().await.expect("list").json().await.expect("json");

@@ -23,7 +23,7 @@ use apistore_memory as _;
 use apistore_sled as _;
 
 use std::io::{BufRead, BufReader, BufWriter};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use apistore::config::Config;
@@ -222,11 +222,15 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("compacted:   {}", status.compacted);
             let total = status.total();
             println!("in use:      {} objects, {} bytes", total.objects, total.bytes);
-            if backend_config.backend == "sled" {
-                if let Some(path) = backend_config.options.get("path").and_then(|p| p.as_str()) {
-                    println!("on disk:     {} bytes", dir_size(Path::new(path)));
-                }
+            let space = &status.space;
+            println!("on disk:     {} bytes ({} bytes in use by the backend)", space.db_bytes, space.in_use_bytes);
+            if space.quota_bytes > 0 {
+                println!("quota:       {} bytes", space.quota_bytes);
             }
+            println!(
+                "alarms:      {}",
+                if space.alarms.is_empty() { "none".to_owned() } else { space.alarms.join(", ") }
+            );
             println!("{:<40} {:>10} {:>12}", "RESOURCE", "OBJECTS", "BYTES");
             for (resource, r) in &status.resources {
                 println!("{resource:<40} {:>10} {:>12}", r.objects, r.bytes);
@@ -295,6 +299,14 @@ async fn run_remote(remote: &Remote, command: Command) -> Result<(), String> {
             println!("revision:    {}", status["revision"]);
             println!("compacted:   {}", status["compacted"]);
             println!("in use:      {} objects, {} bytes", status["objects"], status["bytes"]);
+            let space = &status["space"];
+            println!("on disk:     {} bytes ({} bytes in use by the backend)", space["dbBytes"], space["inUseBytes"]);
+            if space["quotaBytes"].as_u64().unwrap_or(0) > 0 {
+                println!("quota:       {} bytes", space["quotaBytes"]);
+            }
+            let alarms: Vec<&str> =
+                space["alarms"].as_array().into_iter().flatten().filter_map(|a| a.as_str()).collect();
+            println!("alarms:      {}", if alarms.is_empty() { "none".to_owned() } else { alarms.join(", ") });
             println!("{:<40} {:>10} {:>12}", "RESOURCE", "OBJECTS", "BYTES");
             if let Some(resources) = status["resources"].as_object() {
                 for (resource, r) in resources {
@@ -382,17 +394,4 @@ fn tokio_util_stream(file: tokio::fs::File) -> impl futures::Stream<Item = std::
             Err(e) => Some((Err(e), file)),
         }
     })
-}
-
-/// Bytes of every file under `path`.
-fn dir_size(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }

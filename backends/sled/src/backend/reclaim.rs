@@ -1,0 +1,287 @@
+//! Returning disk space and the space quota.
+//!
+//! sled 0.34 never shrinks its files: compaction removes history entries, the bytes stay.
+//! So maintenance *rewrites*: it copies the history (live state plus the retained window),
+//! the TTL index and the metadata into the next generation's fresh database while reads
+//! and writes go on against the live one, catching up on new revisions in rounds; the last
+//! round (at most [`TAIL_UNDER_LOCK`] entries), a flush of the new database and the switch of
+//! the generation pointer (the commit point, see [`crate::generation`]) run under the writer
+//! lock, so writes wait only for that. Readers hold the database of their operation; the old
+//! generation is removed once they are done.
+//!
+//! Invariants: the compaction lock is held for the whole rewrite (no history is removed
+//! while it is copied); every revision applied before the switch is in the new database
+//! and durable there before the pointer names it; a crash before the switch leaves the old
+//! generation live (the partial new one is removed on open), after it the new one.
+//!
+//! The quota (`quota_backend_bytes`, like etcd's `--quota-backend-bytes`): when the data
+//! directory reaches it, the NOSPACE alarm is raised and puts are refused with
+//! [`Error::NoSpace`]; deletes, reads and compaction go on; the alarm clears itself when a
+//! rewrite brought the directory back below the quota.
+
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use apistore::kv::SpaceStatus;
+
+use super::*;
+
+/// A rewrite is due when the directory is this many times the bytes in use (see
+/// [`Core::rewrite_due`]).
+const REWRITE_FACTOR: u64 = 2;
+
+/// Catch-up rounds run without the writer lock until at most this many history entries are
+/// left for the final round under it.
+const TAIL_UNDER_LOCK: u64 = 256;
+
+/// Entries per sled batch while copying.
+const COPY_BATCH: usize = 1_000;
+
+/// How long a rewrite waits for reads still on the old generation before removing it.
+const OLD_GENERATION_GRACE: Duration = Duration::from_secs(10);
+
+/// What one rewrite did ([`SledBackend::reclaim_now`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// The generation now live.
+    pub generation: u64,
+    /// Bytes of the data directory before.
+    pub before_bytes: u64,
+    /// Bytes of the data directory after (the old generation removed).
+    pub after_bytes: u64,
+    /// History entries copied.
+    pub entries: u64,
+    /// How long writes waited: the final catch-up round, the flush and the switch.
+    pub pause: Duration,
+}
+
+/// Space accounting of an open backend.
+#[derive(Debug, Default)]
+pub(crate) struct SpaceState {
+    /// The NOSPACE alarm: puts are refused while it is raised.
+    nospace: AtomicBool,
+    /// The directory size measured last.
+    db_bytes: AtomicU64,
+    /// The directory size right after the last rewrite (0: none since open).
+    rewritten_bytes: AtomicU64,
+    /// Rewrites since open.
+    rewrites: AtomicU64,
+    /// The longest writer pause of a rewrite since open, microseconds.
+    longest_pause_us: AtomicU64,
+}
+
+/// Opens the sled database of `generation` under the options' path (or a temporary one).
+///
+/// Errors: [`Error::Unavailable`] when sled cannot open it.
+pub(super) fn open_db(options: &SledOptions, generation: u64, flush_every_ms: Option<u64>) -> Result<sled::Db> {
+    let config = sled::Config::new().cache_capacity(options.cache_capacity).flush_every_ms(flush_every_ms);
+    let path = generation::path_of(&options.path, generation);
+    let config = if options.temporary { config.temporary(true) } else { config.path(&path) };
+    super::open_db(&config)
+        .map_err(|e| Error::unavailable(format!("cannot open sled database at {}: {e}", path.display())))
+}
+
+/// Copies `entries` into `new` in batches. Returns how many were copied.
+fn copy(entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>, new: &sled::Db) -> Result<u64> {
+    let mut copied = 0;
+    let mut batch = sled::Batch::default();
+    let mut in_batch = 0;
+    for entry in entries {
+        let (key, value) = entry.map_err(sled_error)?;
+        batch.insert(key, value);
+        in_batch += 1;
+        if in_batch == COPY_BATCH {
+            new.apply_batch(std::mem::take(&mut batch)).map_err(sled_error)?;
+            copied += in_batch as u64;
+            in_batch = 0;
+        }
+    }
+    new.apply_batch(batch).map_err(sled_error)?;
+    Ok(copied + in_batch as u64)
+}
+
+/// Copies the history entries of revisions `after + 1 ..= upto`.
+fn copy_history(old: &sled::Db, new: &sled::Db, after: Revision, upto: Revision) -> Result<u64> {
+    if upto <= after {
+        return Ok(0);
+    }
+    copy(old.range(layout::history_key(after + 1)..=layout::history_key(upto)), new)
+}
+
+impl Core {
+    fn flush_every_ms(&self) -> u64 {
+        match self.options.durability {
+            Durability::Periodic(ms) => ms,
+            Durability::Immediate => crate::options::DEFAULT_PERIODIC_FLUSH_MS,
+        }
+    }
+
+    /// Bytes the backend occupies on disk now: every file of the data directory (all
+    /// generations, the pointer and ceiling files).
+    pub(super) fn db_bytes(&self) -> u64 {
+        if self.options.temporary {
+            return self.db().size_on_disk().unwrap_or(0);
+        }
+        generation::dir_bytes(&self.options.path)
+    }
+
+    /// Fails with [`Error::NoSpace`] while the NOSPACE alarm is raised.
+    pub(super) fn refuse_growth(&self) -> Result<()> {
+        if !self.space.nospace.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        Err(Error::NoSpace {
+            message: format!(
+                "the sled data directory holds {} bytes, quota_backend_bytes is {}; delete objects and compact, \
+                 the alarm clears once space is back",
+                self.space.db_bytes.load(Ordering::SeqCst),
+                self.options.quota_backend_bytes
+            ),
+        })
+    }
+
+    /// Measures the directory and raises or clears the NOSPACE alarm. Returns the size.
+    fn update_alarm(&self) -> u64 {
+        let db_bytes = self.db_bytes();
+        self.space.db_bytes.store(db_bytes, Ordering::SeqCst);
+        let quota = self.options.quota_backend_bytes;
+        let over = quota > 0 && db_bytes >= quota;
+        if self.space.nospace.swap(over, Ordering::SeqCst) != over {
+            if over {
+                tracing::warn!(db_bytes, quota, "sled backend: NOSPACE alarm raised, puts are refused");
+            } else {
+                tracing::info!(db_bytes, quota, "sled backend: NOSPACE alarm cleared");
+            }
+        }
+        db_bytes
+    }
+
+    /// The space status now (measured, alarm updated).
+    pub(super) fn space_status(&self) -> SpaceStatus {
+        let db_bytes = self.update_alarm();
+        let alarms =
+            if self.space.nospace.load(Ordering::SeqCst) { vec![SpaceStatus::NOSPACE.to_owned()] } else { Vec::new() };
+        SpaceStatus {
+            db_bytes,
+            in_use_bytes: self.history_bytes.load(Ordering::SeqCst),
+            quota_bytes: self.options.quota_backend_bytes,
+            alarms,
+        }
+    }
+
+    /// True when a rewrite would return enough space: the directory is at least
+    /// `reclaim_min_bytes`, more than [`REWRITE_FACTOR`] times the bytes in use, and grew by a
+    /// quarter since the last rewrite (so a rewrite is never repeated in vain: at most four
+    /// bytes are copied per byte written). Under the NOSPACE alarm a tenth above the bytes in
+    /// use (and a twentieth of growth) is enough, whatever the size.
+    fn rewrite_due(&self, db_bytes: u64) -> bool {
+        let min = self.options.reclaim_min_bytes;
+        if self.options.temporary || min == 0 {
+            return false;
+        }
+        let in_use = self.history_bytes.load(Ordering::SeqCst).max(1);
+        let rewritten = self.space.rewritten_bytes.load(Ordering::SeqCst);
+        if self.space.nospace.load(Ordering::SeqCst) {
+            db_bytes > in_use + in_use / 10 && db_bytes > rewritten + rewritten / 20
+        } else {
+            db_bytes >= min && db_bytes > REWRITE_FACTOR * in_use && db_bytes > rewritten + rewritten / 4
+        }
+    }
+
+    /// One round of space maintenance: measure, alarm, rewrite when due.
+    pub(super) fn maintain_space(&self) {
+        let db_bytes = self.update_alarm();
+        if self.rewrite_due(db_bytes) {
+            match self.rewrite() {
+                Ok(Some(done)) => tracing::info!(
+                    generation = done.generation,
+                    before = done.before_bytes,
+                    after = done.after_bytes,
+                    pause_us = done.pause.as_micros() as u64,
+                    "sled backend: rewrite returned space"
+                ),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "sled backend: rewrite failed, the old generation stays live"),
+            }
+        }
+    }
+
+    /// (rewrites since open, the longest writer pause of one).
+    pub(super) fn rewrite_stats(&self) -> (u64, Duration) {
+        (
+            self.space.rewrites.load(Ordering::SeqCst),
+            Duration::from_micros(self.space.longest_pause_us.load(Ordering::SeqCst)),
+        )
+    }
+
+    /// Rewrites the database into the next generation and removes the old one. None for a
+    /// temporary database (nothing to switch to).
+    ///
+    /// Errors: [`Error::Unavailable`] on I/O errors (e.g. the disk is full); the old
+    /// generation stays live and the partial new one is removed.
+    pub(super) fn rewrite(&self) -> Result<Option<Reclaimed>> {
+        if self.options.temporary {
+            return Ok(None);
+        }
+        let root = self.options.path.clone();
+        let _compaction = self.compaction.lock().unwrap_or_else(|e| e.into_inner());
+        let before_bytes = self.db_bytes();
+        let old = self.db();
+        let next = self.generation.load(Ordering::SeqCst) + 1;
+        let path = generation::path_of(&root, next);
+        generation::remove(&path)?;
+        let outcome = open_db(&self.options, next, Some(self.flush_every_ms()))
+            .and_then(|new| self.copy_and_switch(&old, new, &root, next));
+        let (entries, pause) = match outcome {
+            Ok(done) => done,
+            Err(e) => {
+                if let Err(cleanup) = generation::remove(&path) {
+                    tracing::warn!(error = %cleanup, "sled backend: cannot remove the partial generation");
+                }
+                return Err(e);
+            }
+        };
+        // Let reads still on the old generation finish, then remove it (and legacy files).
+        let waited = Instant::now();
+        while Arc::strong_count(&old) > 1 && waited.elapsed() < OLD_GENERATION_GRACE {
+            thread::sleep(Duration::from_millis(1));
+        }
+        drop(old);
+        generation::remove_stale(&root, next)?;
+        let after_bytes = self.update_alarm();
+        self.space.rewritten_bytes.store(after_bytes, Ordering::SeqCst);
+        self.space.rewrites.fetch_add(1, Ordering::SeqCst);
+        self.space.longest_pause_us.fetch_max(pause.as_micros() as u64, Ordering::SeqCst);
+        Ok(Some(Reclaimed { generation: next, before_bytes, after_bytes, entries, pause }))
+    }
+
+    /// Copies everything into `new` and makes it the live generation. Returns (history
+    /// entries copied, how long writes waited).
+    fn copy_and_switch(&self, old: &sled::Db, new: sled::Db, root: &Path, next: u64) -> Result<(u64, Duration)> {
+        let mut copied = 0;
+        let mut entries = 0;
+        loop {
+            let upto = self.applied.load(Ordering::SeqCst);
+            let round = copy_history(old, &new, copied, upto)?;
+            entries += round;
+            copied = upto;
+            if round <= TAIL_UNDER_LOCK {
+                break;
+            }
+        }
+        new.flush().map_err(sled_error)?;
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let paused = Instant::now();
+        entries += copy_history(old, &new, copied, self.applied.load(Ordering::SeqCst))?;
+        copy(old.scan_prefix([layout::EXPIRY]), &new)?;
+        copy(old.scan_prefix([layout::META]), &new)?;
+        new.flush().map_err(sled_error)?;
+        generation::commit(root, next)?;
+        let previous = self.db.swap(new);
+        self.generation.store(next, Ordering::SeqCst);
+        drop(writer);
+        let pause = paused.elapsed();
+        drop(previous);
+        Ok((entries, pause))
+    }
+}

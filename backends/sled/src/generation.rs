@@ -1,0 +1,178 @@
+//! Generations of the data directory: which sled database is the live one, and the durable
+//! switch from one to the next that returns disk space (sled 0.34 never shrinks its files).
+//!
+//! ```text
+//! data-dir/
+//!   apistore-generation        pointer: the live generation's directory name ("gen-000002")
+//!   gen-000002/                the live sled database
+//!   gen-000003/                a rewrite in progress (garbage until the pointer names it)
+//!   apistore-revision-ceiling  the revision ceiling (shared by all generations)
+//! ```
+//!
+//! Without a pointer file the database is the legacy layout (sled's files in `data-dir`
+//! itself, generation 0). The commit point of a switch is the atomic replacement of the
+//! pointer file (temp file, fsync, rename, fsync of the directory): before it the old
+//! generation is the truth and the new directory is removed on open; after it the new one
+//! is, and the old one is removed.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use apistore::{Error, Result};
+
+/// Name of the pointer file naming the live generation.
+pub const GENERATION_FILE: &str = "apistore-generation";
+
+const PREFIX: &str = "gen-";
+
+/// The files sled 0.34 keeps in its directory (removed from `data-dir` once a legacy
+/// database moved into a generation); `snap.*` files are matched by prefix.
+const LEGACY_FILES: [&str; 3] = ["conf", "db", "blobs"];
+
+/// The live sled database, swappable: readers clone the `Arc` for the duration of one
+/// operation, the rewrite swaps in the next generation's database.
+#[derive(Debug)]
+pub(crate) struct DbCell(RwLock<Arc<sled::Db>>);
+
+impl DbCell {
+    pub(crate) fn new(db: sled::Db) -> Self {
+        DbCell(RwLock::new(Arc::new(db)))
+    }
+
+    /// The live database.
+    pub(crate) fn get(&self) -> Arc<sled::Db> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Makes `db` the live database; returns the previous one.
+    pub(crate) fn swap(&self, db: sled::Db) -> Arc<sled::Db> {
+        std::mem::replace(&mut *self.0.write().unwrap_or_else(|e| e.into_inner()), Arc::new(db))
+    }
+}
+
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::unavailable(format!("{}: {e}", path.display()))
+}
+
+/// The directory of generation `generation` under `root` (0 = `root` itself, legacy).
+pub(crate) fn path_of(root: &Path, generation: u64) -> PathBuf {
+    if generation == 0 {
+        root.to_path_buf()
+    } else {
+        root.join(format!("{PREFIX}{generation:06}"))
+    }
+}
+
+/// The live generation of `root` (0 when there is no pointer file: the legacy layout).
+///
+/// Errors: [`Error::Internal`] for a corrupt pointer file; [`Error::Unavailable`] when it
+/// cannot be read.
+pub(crate) fn live(root: &Path) -> Result<u64> {
+    let pointer = root.join(GENERATION_FILE);
+    match fs::read_to_string(&pointer) {
+        Ok(text) => text
+            .trim()
+            .strip_prefix(PREFIX)
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| Error::internal(format!("corrupt generation file {}: {text:?}", pointer.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(io_error(&pointer)(e)),
+    }
+}
+
+/// Removes every generation of `root` but `live` (an interrupted rewrite, or an old
+/// generation a crash left behind), and the legacy files once `live` is not 0.
+///
+/// Errors: [`Error::Unavailable`] on I/O errors.
+pub(crate) fn remove_stale(root: &Path, live: u64) -> Result<()> {
+    let entries = match fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error(root)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_error(root))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let generation = name.strip_prefix(PREFIX).and_then(|n| n.parse::<u64>().ok());
+        let stale = match generation {
+            Some(generation) => generation != live,
+            None => live != 0 && (LEGACY_FILES.contains(&name.as_str()) || name.starts_with("snap.")),
+        };
+        if stale {
+            remove(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes a file or directory tree (absent is fine).
+pub(crate) fn remove(path: &Path) -> Result<()> {
+    let outcome = if path.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) };
+    match outcome {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Makes `generation` the live one: the commit point of a rewrite.
+///
+/// Errors: [`Error::Unavailable`] on I/O errors (the old generation stays live).
+pub(crate) fn commit(root: &Path, generation: u64) -> Result<()> {
+    replace_durably(&root.join(GENERATION_FILE), format!("{PREFIX}{generation:06}\n").as_bytes())
+}
+
+/// Replaces `path` with `contents` atomically and durably: temp file, fsync, rename, fsync of
+/// the directory. After a crash `path` holds either the old or the new contents.
+///
+/// Errors: [`Error::Unavailable`] on I/O errors.
+pub(crate) fn replace_durably(path: &Path, contents: &[u8]) -> Result<()> {
+    let io = io_error(path);
+    let temp = path.with_extension("tmp");
+    let mut file = fs::File::create(&temp).map_err(&io)?;
+    file.write_all(contents).map_err(&io)?;
+    file.sync_all().map_err(&io)?;
+    fs::rename(&temp, path).map_err(&io)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(&io)?;
+    }
+    Ok(())
+}
+
+/// Bytes of every file under `path` (the data directory's size on disk).
+pub(crate) fn dir_bytes(path: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(path) else { return 0 };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => dir_bytes(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pointer_names_the_live_generation_and_the_rest_is_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        assert_eq!(live(root).expect("no pointer"), 0, "no pointer: the legacy layout");
+        for generation in [1, 2] {
+            fs::create_dir_all(path_of(root, generation)).expect("mkdir");
+        }
+        fs::write(root.join("db"), b"legacy").expect("legacy file");
+        fs::write(root.join("apistore-revision-ceiling"), b"7").expect("ceiling");
+        commit(root, 2).expect("commit");
+        assert_eq!(live(root).expect("pointer"), 2);
+        remove_stale(root, 2).expect("remove stale");
+        assert!(!path_of(root, 1).exists() && !root.join("db").exists());
+        assert!(path_of(root, 2).exists() && root.join("apistore-revision-ceiling").exists());
+        fs::write(root.join(GENERATION_FILE), b"garbage").expect("corrupt");
+        assert!(live(root).is_err(), "a corrupt pointer is an error, never a silent fallback");
+    }
+}

@@ -1,0 +1,338 @@
+//! Space of the sled backend: a rewrite into a fresh generation returns the space of
+//! compacted history while writes, reads and a watch go on (and on its own, from the
+//! maintenance thread); the quota's NOSPACE alarm refuses puts, lets deletes and compaction
+//! through and clears itself; `kill -9` in the middle of rewrites loses no acknowledged write.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apistore::kv::{KvBackend, RangeRequest, TxnOutcome, WatchEvent, WatchRequest};
+use apistore::Error;
+use apistore_sled::{SledBackend, SledOptions, GENERATION_FILE};
+use bytes::Bytes;
+use futures::StreamExt;
+
+const CHILD_ENV: &str = "APISTORE_SLED_RECLAIM_CHILD_DIR";
+const ROUND_ENV: &str = "APISTORE_SLED_RECLAIM_ROUND";
+
+fn value(len: usize, tag: u64) -> Bytes {
+    let mut v = format!("{tag:020}").into_bytes();
+    v.resize(len, b'v');
+    Bytes::from(v)
+}
+
+async fn put(kv: &SledBackend, key: &str, value: Bytes, expected: u64) -> u64 {
+    match kv.put(key, value, expected, None).await.expect("put") {
+        TxnOutcome::Succeeded { revision } => revision,
+        failed => panic!("put {key} failed: {failed:?}"),
+    }
+}
+
+/// Options with automatic rewriting off (tests call `reclaim_now`) unless they set it.
+fn manual(dir: &Path) -> SledOptions {
+    SledOptions { reclaim_min_bytes: 0, compaction_window: 0, ..SledOptions::new(dir) }
+}
+
+/// `keys` keys updated `rounds` times each with 1 KiB values; returns key -> (revision, value).
+async fn churn(kv: &SledBackend, prefix: &str, keys: usize, rounds: u64) -> BTreeMap<String, (u64, Bytes)> {
+    let mut latest = BTreeMap::new();
+    for round in 0..rounds {
+        for k in 0..keys {
+            let key = format!("{prefix}{k:04}");
+            let expected = latest.get(&key).map_or(0, |(r, _)| *r);
+            let v = value(1024, round);
+            let revision = put(kv, &key, v.clone(), expected).await;
+            latest.insert(key, (revision, v));
+        }
+    }
+    latest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rewrite_under_writes_reads_and_a_watch_returns_space_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kv = Arc::new(SledBackend::open(manual(dir.path())).expect("open"));
+    let mut latest = churn(&kv, "/s/a/", 100, 30).await;
+    let current = kv.current_revision().await.expect("current");
+    kv.compact(current).await.expect("compact");
+    let before = kv.space().await.expect("space");
+    assert!(before.db_bytes > 3 * before.in_use_bytes, "compaction alone leaves the bytes on disk: {before:?}");
+
+    // Writers, a reader and a watch run while the backend rewrites three times.
+    let from = current + 1;
+    let request = WatchRequest { start: "/s/".into(), end: "/s0".into(), start_revision: from, progress_notify: false };
+    let mut watch = kv.watch(request).await.expect("watch");
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let kv = kv.clone();
+            let mut mine: BTreeMap<String, (u64, Bytes)> = latest
+                .iter()
+                .filter(|(k, _)| k.ends_with(&format!("{w}")))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            tokio::spawn(async move {
+                for round in 0..15u64 {
+                    for (key, (revision, v)) in mine.iter_mut() {
+                        let next = value(1024, 1_000 + round);
+                        *revision = put(&kv, key, next.clone(), *revision).await;
+                        *v = next;
+                    }
+                }
+                mine
+            })
+        })
+        .collect();
+    let reader = {
+        let kv = kv.clone();
+        tokio::spawn(async move {
+            let mut reads = 0u64;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                let page = kv.range(RangeRequest::prefix("/s/a/")).await.expect("range during a rewrite");
+                assert_eq!(page.count, 100, "every key is there at every revision");
+                reads += 1;
+                if kv.get("/s/stop", 0).await.expect("get").kv.is_some() {
+                    break;
+                }
+            }
+            reads
+        })
+    };
+    let mut rewrites = Vec::new();
+    for _ in 0..3 {
+        rewrites.push(kv.reclaim_now().await.expect("rewrite").expect("a directory database rewrites"));
+    }
+    for writer in writers {
+        latest.extend(writer.await.expect("writer"));
+    }
+    let stop = put(&kv, "/s/stop", Bytes::from_static(b"x"), 0).await;
+    assert!(reader.await.expect("reader") > 0);
+
+    // The watch saw every revision from `from` to the stop, in order, none twice.
+    let mut next = from;
+    while next <= stop {
+        let event = tokio::time::timeout(Duration::from_secs(20), watch.next())
+            .await
+            .expect("event in time")
+            .expect("stream open")
+            .expect("no watch error across rewrites");
+        assert_eq!(event.revision(), next, "events are contiguous across rewrites");
+        if let WatchEvent::Put { kv: item, prev } = &event {
+            if item.key.starts_with("/s/a/") {
+                assert!(prev.is_some(), "the previous value survives a rewrite: {}", item.key);
+            }
+        }
+        next += 1;
+    }
+    for (key, (revision, v)) in &latest {
+        let got = kv.get(key, 0).await.expect("get").kv.expect("key survives");
+        assert_eq!((got.mod_revision, &got.value), (*revision, v), "{key}");
+    }
+    let generation = rewrites.last().expect("rewrites").generation;
+    assert_eq!(rewrites.iter().map(|r| r.generation).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(
+        rewrites[0].after_bytes * 2 < before.db_bytes,
+        "the first rewrite returned space: {:?} vs {before:?}",
+        rewrites[0]
+    );
+    let dirs: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("gen-") || n == "db" || n == "conf")
+        .collect();
+    assert_eq!(dirs, vec![format!("gen-{generation:06}")], "only the live generation is left");
+    let (count, pause) = kv.reclaim_stats();
+    assert_eq!(count, 3);
+    assert!(pause < Duration::from_secs(2), "writes waited {pause:?}");
+
+    // A restart opens the live generation with everything.
+    drop(watch);
+    let kv = Arc::into_inner(kv).expect("sole owner");
+    drop(kv);
+    let kv = SledBackend::open(manual(dir.path())).expect("reopen");
+    assert!(kv.current_revision().await.expect("current") >= stop);
+    assert_eq!(kv.range(RangeRequest::prefix("/s/a/")).await.expect("range").count, 100);
+    let a = latest.iter().next().expect("a key");
+    assert_eq!(kv.get(a.0, 0).await.expect("get").kv.expect("kept").value, a.1 .1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_rewrites_on_its_own_once_the_directory_doubled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = SledOptions {
+        compaction_window: 50,
+        compaction_interval_ms: 100,
+        reclaim_min_bytes: 1024 * 1024,
+        ..SledOptions::new(dir.path())
+    };
+    let kv = SledBackend::open(options).expect("open");
+    let latest = churn(&kv, "/auto/", 20, 150).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let live: u64 = latest.iter().map(|(k, (_, v))| (k.len() + v.len()) as u64).sum();
+    loop {
+        let space = kv.space().await.expect("space");
+        let (rewrites, _) = kv.reclaim_stats();
+        if rewrites > 0 && space.db_bytes <= 3 * space.in_use_bytes.max(live) + 512 * 1024 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no rewrite brought the directory down: {space:?}, {rewrites} rewrites");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (key, (revision, v)) in &latest {
+        let got = kv.get(key, 0).await.expect("get").kv.expect("kept");
+        assert_eq!((got.mod_revision, &got.value), (*revision, v));
+    }
+    assert!(dir.path().join(GENERATION_FILE).exists(), "the pointer names the live generation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nospace_alarm_refuses_puts_lets_deletes_through_and_clears_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let quota = 3 * 1024 * 1024;
+    let options = SledOptions { quota_backend_bytes: quota, compaction_window: 0, ..SledOptions::new(dir.path()) };
+    let kv = SledBackend::open(options).expect("open");
+    let mut written = Vec::new();
+    let refused = loop {
+        let key = format!("/q/{:05}", written.len());
+        match kv.put(&key, value(1024, 0), 0, None).await {
+            Ok(TxnOutcome::Succeeded { revision }) => written.push((key, revision)),
+            Ok(failed) => panic!("{failed:?}"),
+            Err(e) => break e,
+        }
+        assert!(written.len() < 50_000, "the quota never refused a put");
+    };
+    assert!(matches!(refused, Error::NoSpace { .. }), "{refused:?}");
+    assert_eq!(refused.code(), 500);
+    let space = kv.space().await.expect("space");
+    assert!(space.nospace() && space.db_bytes >= quota && space.quota_bytes == quota, "{space:?}");
+    let revision_at_alarm = kv.current_revision().await.expect("current");
+    // Refused puts changed nothing; reads go on; updates are refused too (they grow history).
+    assert!(kv.get("/q/refused", 0).await.expect("get").kv.is_none());
+    let (first, first_rev) = &written[0];
+    assert!(kv.put(first, value(10, 1), *first_rev, None).await.expect_err("update refused").is_no_space());
+    assert_eq!(kv.current_revision().await.expect("current"), revision_at_alarm);
+    assert_eq!(kv.range(RangeRequest::prefix("/q/")).await.expect("range").count, written.len() as u64);
+    // Deletes and compaction go on; the rewrite they allow clears the alarm by itself.
+    for (key, revision) in written.iter().skip(100) {
+        assert!(matches!(
+            kv.delete(key, *revision).await.expect("delete under the alarm"),
+            TxnOutcome::Succeeded { .. }
+        ));
+    }
+    kv.compact(kv.current_revision().await.expect("current")).await.expect("compaction under the alarm");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while kv.space().await.expect("space").nospace() {
+        assert!(Instant::now() < deadline, "the alarm did not clear: {:?}", kv.space().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    put(&kv, "/q/after", value(1024, 2), 0).await;
+    assert_eq!(kv.range(RangeRequest::prefix("/q/")).await.expect("range").count, 101);
+}
+
+/// Child side of the crash test: writes durably from 4 tasks (printing every acknowledged
+/// write) while another task rewrites the database over and over (printing each). Does
+/// nothing unless started by the parent.
+#[test]
+fn reclaim_crash_child() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
+    let round = std::env::var(ROUND_ENV).unwrap_or_default();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async move {
+        let kv = Arc::new(SledBackend::open(manual(Path::new(&dir))).expect("open"));
+        let rewriter = kv.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(Some(done)) = rewriter.reclaim_now().await {
+                    println!("rewrote {}", done.generation);
+                }
+            }
+        });
+        let tasks: Vec<_> = (0..4)
+            .map(|task| {
+                let kv = kv.clone();
+                let round = round.clone();
+                tokio::spawn(async move {
+                    let mut revision = 0;
+                    let key = format!("/crash/{round}/{task}");
+                    for i in 0u64.. {
+                        revision = put(&kv, &key, value(512, i), revision).await;
+                        println!("ack {revision} {key} {i}");
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+    });
+}
+
+#[test]
+fn sigkill_during_rewrites_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for round in 0..3u64 {
+        let mut child = Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", "reclaim_crash_child", "--nocapture", "--test-threads", "1"])
+            .env(CHILD_ENV, dir.path())
+            .env(ROUND_ENV, round.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn child");
+        let stdout = child.stdout.take().expect("child stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        // key -> (revision, i) of its latest acknowledged write.
+        let mut acked: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let mut rewrites = 0;
+        let mut acks = 0;
+        // Kill at a different moment each round, always after some rewrites.
+        while rewrites < 2 + round || acks < 200 * (round + 1) {
+            let line = lines.next().expect("child stopped early").expect("read child output");
+            if line.contains("rewrote ") {
+                rewrites += 1;
+            }
+            if let Some(rest) = line.find("ack ").map(|i| &line[i + 4..]) {
+                let mut parts = rest.split_whitespace();
+                let (Some(r), Some(k), Some(i)) = (parts.next(), parts.next(), parts.next()) else { continue };
+                acked.insert(k.to_owned(), (r.parse().expect("revision"), i.parse().expect("i")));
+                acks += 1;
+            }
+        }
+        child.kill().expect("SIGKILL the child");
+        for line in lines.map_while(Result::ok) {
+            if let Some(rest) = line.find("ack ").map(|i| &line[i + 4..]) {
+                let mut parts = rest.split_whitespace();
+                if let (Some(r), Some(k), Some(i)) = (parts.next(), parts.next(), parts.next()) {
+                    acked.insert(k.to_owned(), (r.parse().expect("revision"), i.parse().expect("i")));
+                }
+            }
+        }
+        let _ = child.wait();
+        let max_acked = acked.values().map(|(r, _)| *r).max().expect("acks");
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            let kv = SledBackend::open(manual(dir.path())).expect("reopen after SIGKILL");
+            for (key, (revision, i)) in &acked {
+                let got = kv.get(key, 0).await.expect("get").kv;
+                let got = got.unwrap_or_else(|| panic!("round {round}: acknowledged {key} at {revision} lost"));
+                // The child may have been killed between a write's acknowledgement and its line.
+                let written: u64 = std::str::from_utf8(&got.value[..20]).expect("utf8").parse().expect("tag");
+                assert!(got.mod_revision >= *revision && written >= *i, "round {round}: {key} went back");
+                assert_eq!(got.value, value(512, written), "round {round}: {key}");
+            }
+            let next = put(&kv, &format!("/after/{round}"), Bytes::from_static(b"x"), 0).await;
+            assert!(next > max_acked, "round {round}: revision {next} reused (acknowledged up to {max_acked})");
+        });
+        let generations = std::fs::read_dir(dir.path())
+            .expect("read dir")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("gen-"))
+            .count();
+        assert_eq!(generations, 1, "round {round}: open removed every generation but the live one");
+    }
+}
