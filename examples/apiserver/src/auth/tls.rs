@@ -22,7 +22,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -137,6 +137,11 @@ where
                 if first[0].is_ascii_alphabetic() {
                     let _ = stream.write_all(PLAIN_HTTP_ANSWER).await;
                     let _ = stream.shutdown().await;
+                    // Closing with the request still unread would reset the connection, and
+                    // the client could lose the answer: read until it closes (≤ 1 s).
+                    let mut sink = [0u8; 4096];
+                    let drain = async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
+                    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
                 }
                 return;
             }
