@@ -59,6 +59,16 @@ async fn the_compactor_then_defragments_one_member_at_a_time_and_returns_the_spa
     let first = kv.compact_tick(Default::default()).await.expect("first tick");
     let second = kv.compact_tick(first).await.expect("second tick");
     assert!(second.compacted.is_some(), "the second tick compacts: {second:?}");
+    // Followers apply a compaction on their own time: wait until every member shows it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let spaces = kv.members_space().await.expect("status");
+        if spaces.iter().all(|m| m.in_use_bytes * 2 < m.db_bytes) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the compaction did not reach every member: {spaces:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let started = Instant::now();
     let done = kv.defragment_fragmented().await.expect("defragment");
     let elapsed = started.elapsed();
