@@ -5,6 +5,7 @@
 
 pub mod clients;
 pub mod kubectl;
+pub mod tmpfs;
 pub mod writers;
 
 use std::io::{Read, Write};
@@ -39,7 +40,10 @@ pub struct Server {
     pub port: u16,
     /// The data directory (kept until the server is dropped).
     pub data_dir: tempfile::TempDir,
+    /// The server's stderr, in a directory of its own (not the data directory, which a test
+    /// may fill up).
     log: PathBuf,
+    _log_dir: tempfile::TempDir,
     /// The CA the HTTPS server's certificate chains to (None: plain HTTP).
     tls_ca: Option<PathBuf>,
 }
@@ -87,7 +91,8 @@ impl Server {
 
     fn spawn(data_dir: tempfile::TempDir, extra_args: &[&str], tls_ca: Option<PathBuf>) -> Server {
         let port = free_port();
-        let log = data_dir.path().join(format!("server-{port}.log"));
+        let log_dir = tempfile::tempdir().expect("temporary log directory");
+        let log = log_dir.path().join(format!("server-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("server log file");
         let mut command = Command::new(server_binary());
         command
@@ -105,7 +110,15 @@ impl Server {
         }
         let child = command.spawn().expect("starting the apiserver example");
         let scheme = if tls_ca.is_some() { "https" } else { "http" };
-        Server { child: Some(child), url: format!("{scheme}://127.0.0.1:{port}"), port, data_dir, log, tls_ca }
+        Server {
+            child: Some(child),
+            url: format!("{scheme}://127.0.0.1:{port}"),
+            port,
+            data_dir,
+            log,
+            _log_dir: log_dir,
+            tls_ca,
+        }
     }
 
     fn wait_ready(&mut self) {
