@@ -126,6 +126,30 @@ pub enum TxnOutcome {
     },
 }
 
+/// One conditional write of [`KvBackend::write_batch`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct BatchWrite {
+    /// The key (at most one write per key in a batch).
+    pub key: String,
+    /// The key's `mod_revision` the write needs (0 = the key must not exist).
+    pub expected_mod_revision: Revision,
+    /// The value to put; None deletes the key (then `expected_mod_revision` must be > 0).
+    pub value: Option<Bytes>,
+    /// An expiry for a put, as [`KvBackend::put`]'s `ttl`.
+    pub ttl: Option<Duration>,
+}
+
+impl fmt::Debug for BatchWrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchWrite")
+            .field("key", &self.key)
+            .field("expected_mod_revision", &self.expected_mod_revision)
+            .field("value_len", &self.value.as_ref().map(Bytes::len))
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
 /// A watch on `[start, end)` from a revision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WatchRequest {
@@ -256,6 +280,33 @@ pub trait KvBackend: Send + Sync + fmt::Debug + 'static {
     /// A missing key fails the comparison (`Failed { current: None, .. }`).
     async fn delete(&self, key: &str, expected_mod_revision: Revision) -> Result<TxnOutcome>;
 
+    /// Applies `writes` (distinct keys) if every comparison holds: the revision each write
+    /// got, in order; None when a comparison failed.
+    ///
+    /// A backend with multi-key transactions (etcd) applies all of them or none, in one
+    /// transaction at one revision; the default applies them one by one in order with
+    /// [`KvBackend::put`] and [`KvBackend::delete`], so the writes before a failed comparison
+    /// stay (each gets its own revision). Either way every write gets a revision above the
+    /// backend's revision before the call.
+    ///
+    /// Errors: [`Error::Invalid`] for a key written twice or a delete expecting 0; as
+    /// [`KvBackend::put`] (a batch over the backend's request size: [`Error::TooLarge`]).
+    async fn write_batch(&self, writes: Vec<BatchWrite>) -> Result<Option<Vec<Revision>>> {
+        check_batch(&writes)?;
+        let mut revisions = Vec::with_capacity(writes.len());
+        for write in writes {
+            let outcome = match write.value {
+                Some(value) => self.put(&write.key, value, write.expected_mod_revision, write.ttl).await?,
+                None => self.delete(&write.key, write.expected_mod_revision).await?,
+            };
+            match outcome {
+                TxnOutcome::Succeeded { revision } => revisions.push(revision),
+                TxnOutcome::Failed { .. } => return Ok(None),
+            }
+        }
+        Ok(Some(revisions))
+    }
+
     /// Watches `[start, end)` from a revision. Errors (at start, or as the stream's last
     /// item): [`Error::Compacted`] when `start_revision` is below the compaction revision (a
     /// watch from the compaction revision itself is fine, as in etcd), [`Error::Unavailable`].
@@ -306,6 +357,22 @@ pub fn prefix_end(prefix: &str) -> String {
         }
     }
     String::new()
+}
+
+/// Checks a [`KvBackend::write_batch`]: distinct keys, no delete expecting 0.
+///
+/// Errors: [`Error::Invalid`] naming the key.
+pub fn check_batch(writes: &[BatchWrite]) -> Result<()> {
+    let mut keys = std::collections::HashSet::with_capacity(writes.len());
+    for write in writes {
+        if !keys.insert(write.key.as_str()) {
+            return Err(Error::invalid("batch", &write.key, "the key is written twice in one batch"));
+        }
+        if write.value.is_none() && write.expected_mod_revision == 0 {
+            return Err(Error::invalid("batch", &write.key, "a delete needs the key's mod revision"));
+        }
+    }
+    Ok(())
 }
 
 /// Checks that `[start, end)` is a sensible range (end empty = unbounded).

@@ -4,7 +4,7 @@
 use std::io::{BufRead, Cursor};
 use std::sync::Arc;
 
-use apistore::kv::{KvBackend, RangeRequest, TxnOutcome};
+use apistore::kv::{BatchWrite, KvBackend, RangeRequest, TxnOutcome};
 use apistore::ops;
 use apistore::registry::{self, BackendConfig};
 use apistore::Error;
@@ -279,4 +279,37 @@ async fn migrate_one_resource_and_refuse_a_target_that_is_not_empty() {
     assert!(summary.cutover_revision > summary.source_revision);
     let again = ops::Migration::start(source.clone(), target.clone(), only, &mut |_| {}).await;
     assert!(matches!(&again, Err(e) if e.to_string().contains("not empty")), "{again:?}");
+}
+
+/// `KvBackend::write_batch`'s default (sled and the memory plugin have no multi-key
+/// transaction): the writes in order, each at its own revision, stopping at the first failed
+/// comparison (the writes before it stay).
+#[tokio::test]
+async fn the_default_write_batch_applies_in_order_and_stops_at_a_failed_comparison() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for backend in [sled(&dir, "batch").await, memory()] {
+        let write = |key: &str, expected: u64, text: Option<&str>| BatchWrite {
+            key: key.to_owned(),
+            expected_mod_revision: expected,
+            value: text.map(|t| Bytes::from(t.to_owned())),
+            ttl: None,
+        };
+        let a = put(backend.as_ref(), "/registry/configmaps/default/a", "a1").await;
+        let writes = vec![
+            write("/registry/configmaps/default/a", a, None),
+            write("/registry/configmaps/default/b", 0, Some("b1")),
+        ];
+        let revisions = backend.write_batch(writes).await.expect("batch").expect("the comparisons hold");
+        assert_eq!(revisions, vec![a + 1, a + 2], "{}", backend.backend_name());
+        let stale = vec![
+            write("/registry/configmaps/default/c", 0, Some("c1")),
+            write("/registry/configmaps/default/b", a + 1, Some("b2")),
+            write("/registry/configmaps/default/d", 0, Some("d1")),
+        ];
+        assert_eq!(backend.write_batch(stale).await.expect("batch"), None);
+        let keys: Vec<String> = all(backend.as_ref(), 0).await.into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["/registry/configmaps/default/b", "/registry/configmaps/default/c"]);
+        let delete_absent = vec![write("/registry/configmaps/default/x", 0, None)];
+        assert_eq!(backend.write_batch(delete_absent).await.expect_err("a delete expecting 0").code(), 422);
+    }
 }

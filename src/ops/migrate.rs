@@ -4,7 +4,8 @@
 //!
 //! ```text
 //!  start():   R = source revision ─ raise target past R ─ copy [prefix or resources] at R
-//!             └─ follower: source watch from R+1 ──► target puts/deletes (one writer)
+//!             └─ follower: source watch from R+1 ──► target batches (one writer; each
+//!                batch the events ready at once, one target transaction on etcd)
 //!  verify():  follower paused at P; source at P vs target, key by key
 //!  finish():  (caller: writes gated) S = source revision; follower reaches S (progress
 //!             requests); changed keys verified; target raised past S; target compacted at
@@ -20,7 +21,10 @@
 //! - **every write to the target happens at a revision above the source revision of the
 //!   change it copies**: the target is raised past R before the copy, and whenever the
 //!   follower would write at a target revision not above the source revision it has seen,
-//!   the target is first raised past the source's *current* revision. So a key's mod
+//!   the target is first raised past the source's *current* revision. The follower writes
+//!   batches of changes (one transaction on etcd, all at one revision): the check runs
+//!   before each batch against the newest source revision in it, so every write of the batch
+//!   lands above the source revisions of all its changes. So a key's mod
 //!   revision on the target is above every revision the source ever gave that key: a
 //!   precondition (update, delete) carrying a source resourceVersion never matches — a 409
 //!   Conflict, never a false match;
@@ -46,11 +50,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::FutureExt;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
-use crate::kv::{KeyValue, KvBackend, RangeRequest, Revision, TxnOutcome, WatchEvent, WatchRequest};
+use crate::kv::{BatchWrite, KeyValue, KvBackend, RangeRequest, Revision, TxnOutcome, WatchEvent, WatchRequest};
 
 use super::backup::ranges;
 use super::restore::raise_revision;
@@ -61,6 +66,11 @@ const PAGE: u64 = 500;
 const CONCURRENCY: usize = 32;
 /// Differences named in a [`Verification`] (the count covers all of them).
 const NAMED_DIFFERENCES: usize = 20;
+/// Source events the follower applies in one target batch at most (etcd's default
+/// `--max-txn-ops` is 128).
+const BATCH_EVENTS: usize = 128;
+/// Value bytes after which the follower closes a batch (well below etcd's 1.5 MiB request).
+const BATCH_BYTES: usize = 512 * 1024;
 /// How long [`Migration::finish`] waits for the follower to reach the source's revision.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -512,10 +522,12 @@ fn compare(
     }
 }
 
-/// Applies the source's changes after the copy's revision to the target, one at a time in
-/// revision order (one watch over the whole prefix, so the revision it has applied up to
-/// moves with every event and progress notification); re-watches from where it was when the
-/// source cuts a slow watch off; stops between two events when `stop` flips.
+/// Applies the source's changes after the copy's revision to the target in revision order,
+/// in batches: every event the watch has ready (at most [`BATCH_EVENTS`] events and about
+/// [`BATCH_BYTES`] of values) goes to the target in one [`KvBackend::write_batch`] (one
+/// transaction on etcd). One watch over the whole prefix, so the revision it has applied up
+/// to moves with every event and progress notification; re-watches from where it was when
+/// the source cuts a slow watch off; stops between two batches when `stop` flips.
 async fn follow(
     source: Arc<dyn KvBackend>,
     target: Arc<dyn KvBackend>,
@@ -535,37 +547,70 @@ async fn follow(
             let request =
                 WatchRequest { start: start.clone(), end: end.clone(), start_revision: from, progress_notify: true };
             let mut events = source.watch(request).await?;
+            // An event held back for the next batch (it would have made this one too large).
+            let mut carried: Option<WatchEvent> = None;
             loop {
-                let event = tokio::select! {
-                    event = events.next() => event,
-                    _ = stop.changed() => return Ok(()),
-                };
-                let event = match event {
-                    Some(Ok(event)) => event,
+                // The batch: the first event and whatever else the watch has ready now.
+                let mut batch = Vec::new();
+                let mut bytes = 0;
+                let mut end: Option<WatchEnd> = None;
+                match carried.take() {
+                    Some(event) => {
+                        bytes += value_bytes(&event);
+                        batch.push(event);
+                    }
+                    None => {
+                        let first = tokio::select! {
+                            event = events.next() => event,
+                            _ = stop.changed() => return Ok(()),
+                        };
+                        match WatchEnd::of(first) {
+                            Ok(event) => {
+                                bytes += value_bytes(&event);
+                                batch.push(event);
+                            }
+                            Err(ended) => end = Some(ended),
+                        }
+                    }
+                }
+                while end.is_none() && batch.len() < BATCH_EVENTS {
+                    let Some(item) = events.next().now_or_never() else { break };
+                    match WatchEnd::of(item) {
+                        Ok(event) if !batch.is_empty() && bytes + value_bytes(&event) > BATCH_BYTES => {
+                            carried = Some(event);
+                            break;
+                        }
+                        Ok(event) => {
+                            bytes += value_bytes(&event);
+                            batch.push(event);
+                        }
+                        Err(ended) => end = Some(ended),
+                    }
+                }
+                let changes: Vec<Change> = batch
+                    .iter()
+                    .filter_map(|event| match event {
+                        WatchEvent::Put { kv, .. } if migrated(&kv.key) => Some(Change {
+                            key: kv.key.clone(),
+                            revision: kv.mod_revision,
+                            value: Some(kv.value.clone()),
+                        }),
+                        WatchEvent::Delete { key, revision, .. } if migrated(key) => {
+                            Some(Change { key: key.clone(), revision: *revision, value: None })
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let through = batch.iter().map(WatchEvent::revision).max();
+                if let Some(through) = through {
+                    let mut state = state.lock().await;
+                    apply(source.as_ref(), target.as_ref(), &options.prefix, &mut state, changes, through).await?;
+                }
+                match end {
+                    None => {}
                     // Cut off (fell behind) or ended: watch again from where it was.
-                    Some(Err(Error::Unavailable { .. })) | None => break,
-                    Some(Err(e)) => return Err(e),
-                };
-                let mut state = state.lock().await;
-                match event {
-                    WatchEvent::Progress { revision } => state.applied = state.applied.max(revision),
-                    WatchEvent::Put { kv, .. } if migrated(&kv.key) => {
-                        apply(
-                            source.as_ref(),
-                            target.as_ref(),
-                            &options.prefix,
-                            &mut state,
-                            &kv.key,
-                            kv.mod_revision,
-                            Some(kv.value.clone()),
-                        )
-                        .await?
-                    }
-                    WatchEvent::Delete { key, revision, .. } if migrated(&key) => {
-                        apply(source.as_ref(), target.as_ref(), &options.prefix, &mut state, &key, revision, None)
-                            .await?
-                    }
-                    other => state.applied = state.applied.max(other.revision()),
+                    Some(WatchEnd::Ended) | Some(WatchEnd::Failed(Error::Unavailable { .. })) => break,
+                    Some(WatchEnd::Failed(e)) => return Err(e),
                 }
             }
         }
@@ -576,47 +621,110 @@ async fn follow(
     }
 }
 
-/// Writes one source change (at source revision `revision`; `value` None: a delete) to the
-/// target, first raising the target past the source's current revision when the write would
-/// otherwise not land above what the source has handed out.
+/// How a watch stream stopped: it ended, or its last item was an error.
+enum WatchEnd {
+    Ended,
+    Failed(Error),
+}
+
+impl WatchEnd {
+    /// The event of a stream item, or how the stream stopped.
+    fn of(item: Option<Result<WatchEvent>>) -> std::result::Result<WatchEvent, WatchEnd> {
+        match item {
+            Some(Ok(event)) => Ok(event),
+            Some(Err(e)) => Err(WatchEnd::Failed(e)),
+            None => Err(WatchEnd::Ended),
+        }
+    }
+}
+
+/// The value bytes an event carries into a batch.
+fn value_bytes(event: &WatchEvent) -> usize {
+    match event {
+        WatchEvent::Put { kv, .. } => kv.value.len(),
+        _ => 0,
+    }
+}
+
+/// One source change of a migrated key (`value` None: a delete) at source revision
+/// `revision`.
+struct Change {
+    key: String,
+    revision: Revision,
+    value: Option<Bytes>,
+}
+
+/// Writes a batch of source changes, in revision order, to the target in one
+/// [`KvBackend::write_batch`], and records that the source is applied up to `through` (the
+/// batch's last revision, changes of other keys and progress notifications included).
+///
+/// Several changes of one key collapse into the last one: the batch is one transaction, so
+/// no state between them is ever visible on the target. The revision guarantee: before the
+/// batch, the target is raised past the source's current revision when its revision is not
+/// already above every source revision seen, so each write of the batch lands above the
+/// source revision of the change it copies.
 async fn apply(
     source: &dyn KvBackend,
     target: &dyn KvBackend,
     prefix: &str,
     state: &mut State,
-    key: &str,
-    revision: Revision,
-    value: Option<Bytes>,
+    changes: Vec<Change>,
+    through: Revision,
 ) -> Result<()> {
-    state.source_seen = state.source_seen.max(revision);
+    let Some(newest) = changes.iter().map(|c| c.revision).max() else {
+        state.applied = state.applied.max(through);
+        return Ok(());
+    };
+    state.source_seen = state.source_seen.max(newest);
     if state.target_revision < state.source_seen {
         let current = source.current_revision().await?;
         state.source_seen = state.source_seen.max(current);
         raise_revision(target, prefix, state.source_seen).await?;
         state.target_revision = target.current_revision().await?;
     }
-    let expected = state.keys.get(key).map(|&(_, target_mod)| target_mod).unwrap_or(0);
-    let outcome = match &value {
-        Some(value) => target.put(key, value.clone(), expected, None).await?,
-        None if expected == 0 => {
-            // A key created and deleted after the copy that the migration never saw.
-            state.applied = revision;
-            return Ok(());
+    let followed = changes.len() as u64;
+    // The last change of each key, in the order the keys first changed.
+    let mut last: HashMap<String, usize> = HashMap::with_capacity(changes.len());
+    let mut collapsed: Vec<Change> = Vec::with_capacity(changes.len());
+    for change in changes {
+        match last.get(&change.key) {
+            Some(&at) => collapsed[at] = change,
+            None => {
+                last.insert(change.key.clone(), collapsed.len());
+                collapsed.push(change);
+            }
         }
-        None => target.delete(key, expected).await?,
+    }
+    let mut writes = Vec::with_capacity(collapsed.len());
+    let mut written = Vec::with_capacity(collapsed.len());
+    for change in collapsed {
+        let expected = state.keys.get(&change.key).map(|&(_, target_mod)| target_mod).unwrap_or(0);
+        if change.value.is_none() && expected == 0 {
+            // A key created and deleted after the copy that the target never got.
+            continue;
+        }
+        writes.push(BatchWrite {
+            key: change.key.clone(),
+            expected_mod_revision: expected,
+            value: change.value.clone(),
+            ttl: None,
+        });
+        written.push(change);
+    }
+    let Some(revisions) = target.write_batch(writes).await? else {
+        return Err(Error::internal(
+            "a key changed in the target outside the migration (it must have no other writer)".to_owned(),
+        ));
     };
-    let TxnOutcome::Succeeded { revision: written } = outcome else {
-        return Err(Error::internal(format!(
-            "key {key:?} changed in the target outside the migration (it must have no other writer)"
-        )));
-    };
-    state.target_revision = state.target_revision.max(written);
-    match value {
-        Some(_) => state.keys.insert(key.to_owned(), (revision, written)),
-        None => state.keys.remove(key),
-    };
-    state.dirty.insert(key.to_owned());
-    state.applied = revision;
-    state.followed += 1;
+    for (change, revision) in written.into_iter().zip(revisions) {
+        state.target_revision = state.target_revision.max(revision);
+        match change.value {
+            Some(_) => state.keys.insert(change.key.clone(), (change.revision, revision)),
+            None => state.keys.remove(&change.key),
+        };
+        state.dirty.insert(change.key);
+    }
+    state.applied = state.applied.max(through);
+    state.followed += followed;
     Ok(())
 }

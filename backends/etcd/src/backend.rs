@@ -7,6 +7,8 @@
 //!   (expected 0 = create); delete → the same with `Delete`.
 //! * watch → `Watch(key, range_end, start_revision, prev_kv[, progress_notify])`.
 //! * TTL → leases from the [`LeaseManager`](crate::lease), reused like kube-apiserver.
+//! * write_batch → one `Txn If(ModRevision(k1) == e1, ...) Then(Put|Delete ...)`: all or
+//!   none, at one revision (at most etcd's `--max-txn-ops`, 128 by default, per batch).
 //!
 //! Revisions are `u64` in apistore and `i64` in etcd; a revision beyond `i64::MAX` cannot
 //! exist in etcd and is reported as a future revision. With `key_prefix` set, every key is
@@ -16,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apistore::kv::{
-    prefix_end, validate_range, Capabilities, GetResponse, KeyValue, KvBackend, RangeRequest, RangeResponse, Revision,
-    TxnOutcome, WatchRequest, WatchStream,
+    check_batch, prefix_end, validate_range, BatchWrite, Capabilities, GetResponse, KeyValue, KvBackend, RangeRequest,
+    RangeResponse, Revision, TxnOutcome, WatchRequest, WatchStream,
 };
 use apistore::{Error, Result};
 use async_trait::async_trait;
@@ -294,6 +296,36 @@ impl EtcdBackend {
             .or_else([TxnOp::get(etcd_key, None)]);
         self.txn("put", etcd_key, txn).await
     }
+
+    /// One transaction of every write of a batch (see [`KvBackend::write_batch`]).
+    async fn batch_txn(&self, writes: &[BatchWrite]) -> Result<TxnResponse> {
+        let mut compares = Vec::with_capacity(writes.len());
+        let mut ops = Vec::with_capacity(writes.len());
+        let mut bytes = 0;
+        for write in writes {
+            let etcd_key = self.keys.wrap(&write.key);
+            let expected = to_etcd_revision(write.expected_mod_revision)?;
+            bytes += 3 * etcd_key.len() + 256 + write.value.as_ref().map_or(0, Bytes::len);
+            compares.push(Compare::mod_revision(etcd_key.as_str(), CompareOp::Equal, expected));
+            ops.push(match &write.value {
+                Some(value) => {
+                    let lease = match write.ttl {
+                        Some(ttl) => self.leases.lease_for(&self.cluster, ttl).await?,
+                        None => 0,
+                    };
+                    let options = (lease != 0).then(|| PutOptions::new().with_lease(lease));
+                    TxnOp::put(etcd_key.as_str(), Vec::from(value.clone()), options)
+                }
+                None => TxnOp::delete(etcd_key.as_str(), None),
+            });
+        }
+        let first = writes.first().map_or("", |w| w.key.as_str());
+        if bytes > self.options.max_request_bytes {
+            let limit = self.options.max_request_bytes;
+            return Err(Error::TooLarge { key: first.to_owned(), size: bytes, limit });
+        }
+        self.txn("batch", first, Txn::new().when(compares).and_then(ops)).await
+    }
 }
 
 #[async_trait]
@@ -393,6 +425,25 @@ impl KvBackend for EtcdBackend {
             .or_else([TxnOp::get(etcd_key.as_str(), None)]);
         let response = self.txn("delete", &etcd_key, txn).await?;
         self.outcome(response)
+    }
+
+    async fn write_batch(&self, writes: Vec<BatchWrite>) -> Result<Option<Vec<Revision>>> {
+        check_batch(&writes)?;
+        if writes.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let response = match self.batch_txn(&writes).await {
+            Err(Error::Internal { message }) if message.contains("lease not found") => {
+                // A reused lease expired or was revoked meanwhile: take new ones.
+                self.leases.forget().await;
+                self.batch_txn(&writes).await?
+            }
+            other => other?,
+        };
+        if !response.succeeded() {
+            return Ok(None);
+        }
+        Ok(Some(vec![header_revision(response.header()); writes.len()]))
     }
 
     async fn watch(&self, request: WatchRequest) -> Result<WatchStream> {

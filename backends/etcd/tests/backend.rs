@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use apistore::kv::{prefix_end, KvBackend, RangeRequest, TxnOutcome, WatchEvent, WatchRequest};
+use apistore::kv::{prefix_end, BatchWrite, KvBackend, RangeRequest, TxnOutcome, WatchEvent, WatchRequest};
 use apistore::registry::BackendConfig;
 use apistore::Error;
 use apistore_etcd::{CompactorState, EtcdBackend, EtcdOptions, COMPACT_REV_KEY};
@@ -73,6 +73,39 @@ async fn conditional_writes_compare_mod_revision() {
     // The old value is still readable at its revision.
     let old = backend.get("/registry/pods/ns/a", 2).await.expect("get at 2").kv.expect("existed at 2");
     assert_eq!(old.value, value("v1"));
+}
+
+fn batch_write(key: &str, expected: u64, text: Option<&str>) -> BatchWrite {
+    BatchWrite { key: key.to_owned(), expected_mod_revision: expected, value: text.map(value), ttl: None }
+}
+
+#[tokio::test]
+async fn a_write_batch_is_one_transaction_at_one_revision_all_or_nothing() {
+    let etcd = single();
+    let backend = backend(&etcd);
+    let a = create(backend.as_ref(), "/registry/pods/ns/a", "a1").await;
+    let b = create(backend.as_ref(), "/registry/pods/ns/b", "b1").await;
+    let writes = vec![
+        batch_write("/registry/pods/ns/a", a, Some("a2")),
+        batch_write("/registry/pods/ns/b", b, None),
+        batch_write("/registry/pods/ns/c", 0, Some("c1")),
+    ];
+    let revisions = backend.write_batch(writes).await.expect("batch").expect("every comparison holds");
+    assert_eq!(revisions, vec![b + 1; 3], "one transaction: one revision for every write");
+    assert_eq!(revision(backend.as_ref()).await, b + 1);
+    let c = backend.get("/registry/pods/ns/c", 0).await.expect("get").kv.expect("created");
+    assert_eq!((c.value, c.mod_revision), (value("c1"), b + 1));
+    assert!(backend.get("/registry/pods/ns/b", 0).await.expect("get").kv.is_none(), "deleted");
+    // One stale comparison: nothing of the batch is written.
+    let stale =
+        vec![batch_write("/registry/pods/ns/d", 0, Some("d1")), batch_write("/registry/pods/ns/a", a, Some("a3"))];
+    assert_eq!(backend.write_batch(stale).await.expect("batch"), None);
+    assert!(backend.get("/registry/pods/ns/d", 0).await.expect("get").kv.is_none(), "all or nothing");
+    assert_eq!(revision(backend.as_ref()).await, b + 1);
+    // A key twice in one batch is refused before anything is sent.
+    let twice =
+        vec![batch_write("/registry/pods/ns/e", 0, Some("1")), batch_write("/registry/pods/ns/e", 0, Some("2"))];
+    assert_eq!(backend.write_batch(twice).await.expect_err("a key twice").code(), 422);
 }
 
 #[tokio::test]
