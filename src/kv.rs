@@ -126,6 +126,17 @@ pub enum TxnOutcome {
     },
 }
 
+/// A key whose live version carries a TTL ([`KvBackend::expiries`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expiry {
+    /// The key.
+    pub key: String,
+    /// The `mod_revision` of the version the TTL belongs to.
+    pub mod_revision: Revision,
+    /// The time it has left.
+    pub remaining: Duration,
+}
+
 /// One conditional write of [`KvBackend::write_batch`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct BatchWrite {
@@ -305,6 +316,16 @@ pub trait KvBackend: Send + Sync + fmt::Debug + 'static {
             }
         }
         Ok(Some(revisions))
+    }
+
+    /// Every key of `[start, end)` whose live version carries a TTL, in key order, with the
+    /// time it has left (what backup and migration carry over). The default (a backend
+    /// without TTLs, or one that cannot tell) reports none.
+    ///
+    /// Errors: [`Error::Unavailable`].
+    async fn expiries(&self, start: &str, end: &str) -> Result<Vec<Expiry>> {
+        let _ = (start, end);
+        Ok(Vec::new())
     }
 
     /// Watches `[start, end)` from a revision. Errors (at start, or as the stream's last

@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, Cursor};
 use std::sync::Arc;
+use std::time::Duration;
 
 use apistore::kv::{BatchWrite, KvBackend, RangeRequest, TxnOutcome};
 use apistore::ops;
@@ -312,4 +313,83 @@ async fn the_default_write_batch_applies_in_order_and_stops_at_a_failed_comparis
         let delete_absent = vec![write("/registry/configmaps/default/x", 0, None)];
         assert_eq!(backend.write_batch(delete_absent).await.expect_err("a delete expecting 0").code(), 422);
     }
+}
+
+async fn put_ttl(backend: &dyn KvBackend, key: &str, value: &str, ttl: Duration) -> u64 {
+    let current = backend.get(key, 0).await.expect("get").kv.map(|kv| kv.mod_revision).unwrap_or(0);
+    match backend.put(key, Bytes::from(value.to_owned()), current, Some(ttl)).await.expect("put") {
+        TxnOutcome::Succeeded { revision } => revision,
+        TxnOutcome::Failed { .. } => panic!("put {key} lost a race"),
+    }
+}
+
+/// key → time left, of every key with a TTL under /registry/.
+async fn ttls(backend: &dyn KvBackend) -> Vec<(String, Duration)> {
+    let expiries = backend.expiries("/registry/", &apistore::kv::prefix_end("/registry/")).await.expect("expiries");
+    expiries.into_iter().map(|e| (e.key, e.remaining)).collect()
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn about_an_hour(left: Duration) -> bool {
+    left <= HOUR && left > HOUR - Duration::from_secs(60)
+}
+
+#[tokio::test]
+async fn ttls_are_carried_by_backup_and_restore() {
+    let source = memory();
+    put(source.as_ref(), "/registry/configmaps/default/plain", "{}").await;
+    put_ttl(source.as_ref(), "/registry/events/default/e-long", "{\"e\":1}", HOUR).await;
+    put_ttl(source.as_ref(), "/registry/events/default/e-short", "{\"e\":2}", Duration::from_secs(2)).await;
+    let (data, _) = take_backup(source.as_ref(), None).await;
+    let text = String::from_utf8(data.clone()).expect("text");
+    assert_eq!(text.matches("\"t\":").count(), 2, "a TTL on the two keys that have one: {text}");
+    // Into the memory plugin: the TTLs are there again (counted from the restore).
+    let restored = memory();
+    restore_from(restored.as_ref(), &data).await.expect("restore");
+    let got = ttls(restored.as_ref()).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].0.ends_with("e-long") && about_an_hour(got[0].1), "{got:?}");
+    assert!(got[1].0.ends_with("e-short") && got[1].1 <= Duration::from_secs(2), "{got:?}");
+    // Into sled: the short one expires there, the others stay.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sled = sled(&dir, "restored").await;
+    restore_from(sled.as_ref(), &data).await.expect("restore into sled");
+    assert_eq!(all(sled.as_ref(), 0).await.len(), 3);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sled.get("/registry/events/default/e-short", 0).await.expect("get").kv.is_some() {
+        assert!(std::time::Instant::now() < deadline, "the restored TTL never expired on sled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left: Vec<String> = all(sled.as_ref(), 0).await.into_iter().map(|(k, _)| k).collect();
+    assert_eq!(left, ["/registry/configmaps/default/plain", "/registry/events/default/e-long"]);
+}
+
+#[tokio::test]
+async fn ttls_are_carried_by_migrate_in_the_copy_and_the_follower() {
+    let source = memory();
+    put(source.as_ref(), "/registry/configmaps/default/plain", "{}").await;
+    put_ttl(source.as_ref(), "/registry/events/default/copied", "{\"e\":1}", HOUR).await;
+    let target = memory();
+    let options = ops::MigrateOptions { prefix: "/registry".into(), resources: None };
+    let mut migration =
+        ops::Migration::start(source.clone(), target.clone(), options, &mut |_| {}).await.expect("start");
+    // After R: a new key with a TTL, a TTL'd key rewritten without one, a plain key given one.
+    put_ttl(source.as_ref(), "/registry/events/default/followed", "{\"e\":2}", HOUR).await;
+    put(source.as_ref(), "/registry/events/default/copied", "{\"e\":3}").await;
+    put_ttl(source.as_ref(), "/registry/configmaps/default/plain", "{\"now\":\"ttl\"}", HOUR).await;
+    assert_eq!(migration.verify().await.expect("verify").differences, 0);
+    migration.finish().await.expect("cutover");
+    let got = ttls(target.as_ref()).await;
+    let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["/registry/configmaps/default/plain", "/registry/events/default/followed"], "{got:?}");
+    assert!(got.iter().all(|(_, left)| about_an_hour(*left)), "{got:?}");
+    assert_eq!(all(target.as_ref(), 0).await, all(source.as_ref(), 0).await);
+    // The copy carried the TTL too: a migration started now sees it at R.
+    let again = memory();
+    let options = ops::MigrateOptions { prefix: "/registry".into(), resources: None };
+    let migration = ops::Migration::start(source.clone(), again.clone(), options, &mut |_| {}).await.expect("start");
+    migration.abort();
+    let copied = ttls(again.as_ref()).await;
+    assert_eq!(copied.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), keys, "{copied:?}");
 }

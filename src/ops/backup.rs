@@ -1,10 +1,17 @@
 //! Online backup: every key under the prefix (or the chosen resources) as of one revision,
 //! read in pages at that revision while writes go on, streamed out in the [`format`](super::format).
+//!
+//! TTLs ([`KvBackend::expiries`]) are read just before and just after the backup's revision
+//! is taken; a record carries the time its key had left when the TTL belongs to the version
+//! backed up. Only a version written and replaced again within those milliseconds loses its
+//! TTL; a backend that cannot tell its TTLs (the default of `expiries`) gives none.
 
+use std::collections::HashMap;
 use std::io::Write;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::kv::{prefix_end, KvBackend, RangeRequest};
+use crate::kv::{prefix_end, KeyValue, KvBackend, RangeRequest, Revision};
 
 use super::format::{self, Header, Record, Trailer, CHUNK_RECORDS};
 
@@ -39,6 +46,34 @@ pub(crate) fn ranges(prefix: &str, resources: Option<&[String]>) -> Vec<(String,
     }
 }
 
+/// The TTLs of a backup's keys: key → (mod revision of the version the TTL belongs to,
+/// time left).
+#[derive(Default)]
+pub(crate) struct Ttls(HashMap<String, Vec<(Revision, Duration)>>);
+
+impl Ttls {
+    /// Adds the TTLs `backend` reports for `ranges` now.
+    ///
+    /// Errors: the backend's.
+    pub(crate) async fn read(&mut self, backend: &dyn KvBackend, ranges: &[(String, String)]) -> Result<()> {
+        for (start, end) in ranges {
+            for expiry in backend.expiries(start, end).await? {
+                let versions = self.0.entry(expiry.key).or_default();
+                if !versions.iter().any(|(revision, _)| *revision == expiry.mod_revision) {
+                    versions.push((expiry.mod_revision, expiry.remaining));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The TTL of `kv`'s version, if it has one.
+    pub(crate) fn of(&self, kv: &KeyValue) -> Option<Duration> {
+        let versions = self.0.get(&kv.key)?;
+        versions.iter().find(|(revision, _)| *revision == kv.mod_revision).map(|(_, left)| *left)
+    }
+}
+
 /// Backs up `backend` into `out`, consistent at the backend's current revision when the
 /// backup starts. `progress(done, total)` is called after every chunk.
 ///
@@ -51,9 +86,12 @@ pub async fn backup(
     out: &mut (dyn Write + Send),
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<BackupSummary> {
-    let revision = backend.current_revision().await?;
-    let compact_revision = backend.compacted_revision().await?;
     let ranges = ranges(prefix, resources);
+    let mut ttls = Ttls::default();
+    ttls.read(backend, &ranges).await?;
+    let revision = backend.current_revision().await?;
+    ttls.read(backend, &ranges).await?;
+    let compact_revision = backend.compacted_revision().await?;
     let mut total = 0;
     for (start, end) in &ranges {
         let request = RangeRequest { start: start.clone(), end: end.clone(), limit: 0, revision, count_only: true };
@@ -82,7 +120,7 @@ pub async fn backup(
             let page = backend.range(request).await?;
             let Some(last) = page.kvs.last() else { break };
             next = format!("{}\0", last.key);
-            let records: Vec<Record> = page.kvs.iter().map(Record::from_kv).collect();
+            let records: Vec<Record> = page.kvs.iter().map(|kv| Record::from_kv(kv, ttls.of(kv))).collect();
             trailer.chunks += 1;
             trailer.keys += records.len() as u64;
             trailer.bytes += page.kvs.iter().map(|kv| kv.value.len() as u64).sum::<u64>();

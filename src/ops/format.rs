@@ -6,6 +6,7 @@
 //! APISTORE-BACKUP 1
 //! H <sha256 of the JSON> {"revision":R,"compactRevision":C,"prefix":"/registry","resources":null}
 //! C <sha256 of the JSON> [{"k":"/registry/configmaps/default/a","v":"<base64>","c":5,"m":9,"n":3}, ...]
+//! C <sha256 of the JSON> [{"k":"/registry/events/default/e","v":"<base64>","c":7,"m":7,"n":1,"t":3599000}, ...]
 //! ...
 //! E <sha256 of the JSON> {"chunks":N,"keys":K,"bytes":B}
 //! ```
@@ -14,11 +15,17 @@
 //! - `H`: the header: the revision the backup is consistent at (`revision`), the source's
 //!   compaction revision, the key prefix and the resources taken (null: all);
 //! - `C`: a chunk of records in key order: key, base64 value (the stored bytes, already
-//!   transformed — encrypted data stays encrypted), create and mod revision, version;
+//!   transformed — encrypted data stays encrypted), create and mod revision, version, and
+//!   for a key with a TTL (`t`, absent otherwise) the milliseconds it had left when the backup
+//!   was taken; a restore gives the key that TTL again, counted from the restore (etcd's
+//!   snapshot restore does the same with its leases). Backups written before `t` existed
+//!   read as before: their keys have no TTL;
 //! - `E`: the trailer: the number of chunks, keys and value bytes (a truncated file has none
 //!   or the wrong counts).
 //!
 //! Each checksum is the lowercase hex SHA-256 of the JSON text after it on the same line.
+
+use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
@@ -73,18 +80,27 @@ pub struct Record {
     pub m: u64,
     /// version at the source.
     pub n: u64,
+    /// The TTL the key had left when the backup was taken, milliseconds; None: no TTL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t: Option<u64>,
 }
 
 impl Record {
-    /// The record of a key.
-    pub fn from_kv(kv: &KeyValue) -> Record {
+    /// The record of a key, with the TTL it has left (None: none).
+    pub fn from_kv(kv: &KeyValue, ttl: Option<Duration>) -> Record {
         Record {
+            t: ttl.map(|left| u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1)),
             k: kv.key.clone(),
             v: base64::engine::general_purpose::STANDARD.encode(&kv.value),
             c: kv.create_revision,
             m: kv.mod_revision,
             n: kv.version,
         }
+    }
+
+    /// The TTL to restore the key with (None: none).
+    pub fn ttl(&self) -> Option<Duration> {
+        self.t.map(Duration::from_millis)
     }
 
     /// The stored value.
@@ -155,7 +171,26 @@ mod tests {
         let e = parse_line(2, &tampered).unwrap_err();
         assert!(e.to_string().contains("backup line 2: checksum mismatch"), "{e}");
         assert!(parse_line(3, "garbage").unwrap_err().to_string().contains("backup line 3"));
-        let record = Record { k: "/k".into(), v: "!!".into(), c: 1, m: 1, n: 1 };
+        let record = Record { k: "/k".into(), v: "!!".into(), c: 1, m: 1, n: 1, t: None };
         assert!(record.value().is_err());
+    }
+
+    #[test]
+    fn a_ttl_is_written_only_when_there_is_one_and_old_records_read_without() {
+        let kv = KeyValue {
+            key: "/e".into(),
+            value: Bytes::from_static(b"x"),
+            create_revision: 2,
+            mod_revision: 3,
+            version: 2,
+        };
+        let plain = serde_json::to_string(&Record::from_kv(&kv, None)).unwrap();
+        assert_eq!(plain, r#"{"k":"/e","v":"eA==","c":2,"m":3,"n":2}"#);
+        let with_ttl = Record::from_kv(&kv, Some(Duration::from_millis(1500)));
+        assert_eq!(serde_json::to_string(&with_ttl).unwrap(), r#"{"k":"/e","v":"eA==","c":2,"m":3,"n":2,"t":1500}"#);
+        assert_eq!(with_ttl.ttl(), Some(Duration::from_millis(1500)));
+        // A backup of the first format version (no `t`) reads as before: no TTL.
+        let old: Record = serde_json::from_str(&plain).unwrap();
+        assert_eq!(old.ttl(), None);
     }
 }

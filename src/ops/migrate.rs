@@ -41,8 +41,17 @@
 //! not write as found, a missing or extra key, or a different value is a difference.
 //!
 //! The target must hold no key in the migrated ranges when the migration starts; it is the
-//! migration's only writer until the cutover. TTLs are not carried over (a [`KvBackend`]
-//! does not expose them).
+//! migration's only writer until the cutover.
+//!
+//! # TTLs
+//!
+//! A key with a TTL ([`KvBackend::expiries`]) keeps the time it has left: the copy reads the
+//! source's TTLs just before and after R (as a backup does), the follower asks the source for
+//! the TTL of every key a batch puts and gives the write that TTL when it belongs to the
+//! version copied (a version already replaced gets the TTL with the change that replaced it).
+//! An expiry on the source is a delete the follower applies like any other; the target's
+//! own expiry of a copied TTL is a write outside the migration and fails it, so a TTL that
+//! runs out during a migration on both sides at once makes the migration stop (run it again).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -57,7 +66,7 @@ use tokio::task::JoinHandle;
 use crate::error::{Error, Result};
 use crate::kv::{BatchWrite, KeyValue, KvBackend, RangeRequest, Revision, TxnOutcome, WatchEvent, WatchRequest};
 
-use super::backup::ranges;
+use super::backup::{ranges, Ttls};
 use super::restore::raise_revision;
 
 /// Keys read per page and written concurrently while copying or verifying.
@@ -238,7 +247,11 @@ impl Migration {
             }
         }
         let started = Instant::now();
+        let mut ttls = Ttls::default();
+        ttls.read(source.as_ref(), &ranges).await?;
         let revision = source.current_revision().await?;
+        ttls.read(source.as_ref(), &ranges).await?;
+        let ttls = &ttls;
         let mut total = 0;
         for (start, end) in &ranges {
             let request = RangeRequest { start: start.clone(), end: end.clone(), limit: 0, revision, count_only: true };
@@ -262,7 +275,7 @@ impl Migration {
                     .map_ok(|kv: KeyValue| {
                         let target = target.clone();
                         async move {
-                            match target.put(&kv.key, kv.value.clone(), 0, None).await? {
+                            match target.put(&kv.key, kv.value.clone(), 0, ttls.of(&kv)).await? {
                                 TxnOutcome::Succeeded { revision: written } => Ok((kv.key, kv.mod_revision, written)),
                                 TxnOutcome::Failed { .. } => Err(Error::internal(format!(
                                     "key {:?} appeared in the target during the migration (it must have no other writer)",
@@ -621,6 +634,25 @@ async fn follow(
     }
 }
 
+/// The TTLs the source reports now for the keys `changes` put (one change per key), when
+/// they belong to the version the change copies: key → time left. Only asked of a source
+/// with TTLs.
+async fn batch_ttls(source: &dyn KvBackend, changes: &[Change]) -> Result<HashMap<String, Duration>> {
+    if !source.capabilities().ttl {
+        return Ok(HashMap::new());
+    }
+    let keys: Vec<String> = changes.iter().filter(|c| c.value.is_some()).map(|c| c.key.clone()).collect();
+    let lookups = keys.into_iter().map(|key| async move { source.expiries(&key, &format!("{key}\0")).await });
+    let found = futures::future::try_join_all(lookups).await?;
+    let mut ttls = HashMap::new();
+    for expiry in found.into_iter().flatten() {
+        if changes.iter().any(|c| c.key == expiry.key && c.revision == expiry.mod_revision) {
+            ttls.insert(expiry.key, expiry.remaining);
+        }
+    }
+    Ok(ttls)
+}
+
 /// How a watch stream stopped: it ended, or its last item was an error.
 enum WatchEnd {
     Ended,
@@ -695,6 +727,7 @@ async fn apply(
             }
         }
     }
+    let ttls = batch_ttls(source, &collapsed).await?;
     let mut writes = Vec::with_capacity(collapsed.len());
     let mut written = Vec::with_capacity(collapsed.len());
     for change in collapsed {
@@ -707,7 +740,7 @@ async fn apply(
             key: change.key.clone(),
             expected_mod_revision: expected,
             value: change.value.clone(),
-            ttl: None,
+            ttl: change.value.as_ref().and_then(|_| ttls.get(&change.key).copied()),
         });
         written.push(change);
     }

@@ -1,7 +1,8 @@
 //! Restore into an empty backend: the whole file verified first (every checksum, the
 //! trailer's counts), then the backend's revision raised past the backup's, the keys
 //! written, and everything older compacted — so a resourceVersion from before the restore
-//! is answered with 410 Gone, never with a silently different state.
+//! is answered with 410 Gone, never with a silently different state. A key backed up with
+//! a TTL is restored with the time it had left (counted from the restore).
 
 use std::io::BufRead;
 
@@ -128,7 +129,7 @@ async fn write_chunk(backend: &dyn KvBackend, records: &[Record]) -> Result<()> 
     stream::iter(records.iter().map(Ok))
         .try_for_each_concurrent(CONCURRENCY, |record: &Record| async move {
             let value = record.value()?;
-            match backend.put(&record.k, value, 0, None).await? {
+            match backend.put(&record.k, value, 0, record.ttl()).await? {
                 TxnOutcome::Succeeded { .. } => Ok(()),
                 TxnOutcome::Failed { .. } => {
                     Err(Error::BadRequest { message: format!("key {:?} appears twice in the backup", record.k) })

@@ -6,7 +6,8 @@
 //! * put → `Txn If(ModRevision(key) == expected) Then(Put(key, value[, lease])) Else(Get(key))`
 //!   (expected 0 = create); delete → the same with `Delete`.
 //! * watch → `Watch(key, range_end, start_revision, prev_kv[, progress_notify])`.
-//! * TTL → leases from the [`LeaseManager`](crate::lease), reused like kube-apiserver.
+//! * TTL → leases from the [`LeaseManager`](crate::lease), reused like kube-apiserver;
+//!   expiries → a keys-only `Range` and `LeaseTimeToLive` of each lease found.
 //! * write_batch → one `Txn If(ModRevision(k1) == e1, ...) Then(Put|Delete ...)`: all or
 //!   none, at one revision (at most etcd's `--max-txn-ops`, 128 by default, per batch).
 //!
@@ -18,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apistore::kv::{
-    check_batch, prefix_end, validate_range, BatchWrite, Capabilities, GetResponse, KeyValue, KvBackend, RangeRequest,
-    RangeResponse, Revision, TxnOutcome, WatchRequest, WatchStream,
+    check_batch, prefix_end, validate_range, BatchWrite, Capabilities, Expiry, GetResponse, KeyValue, KvBackend,
+    RangeRequest, RangeResponse, Revision, TxnOutcome, WatchRequest, WatchStream,
 };
 use apistore::{Error, Result};
 use async_trait::async_trait;
@@ -425,6 +426,44 @@ impl KvBackend for EtcdBackend {
             .or_else([TxnOp::get(etcd_key.as_str(), None)]);
         let response = self.txn("delete", &etcd_key, txn).await?;
         self.outcome(response)
+    }
+
+    async fn expiries(&self, start: &str, end: &str) -> Result<Vec<Expiry>> {
+        validate_range(start, end)?;
+        let options = GetOptions::new().with_range(self.keys.wrap_end(end)).with_keys_only();
+        let start = self.keys.wrap(start);
+        let response = self
+            .cluster
+            .call("range", Idempotence::Read, 0, |c| {
+                let mut kv = c.kv.clone();
+                let (start, options) = (start.clone(), options.clone());
+                async move { kv.get(start, Some(options)).await }
+            })
+            .await?;
+        let mut remaining: std::collections::HashMap<i64, Option<Duration>> = std::collections::HashMap::new();
+        let mut expiries = Vec::new();
+        for kv in response.kvs().iter().filter(|kv| kv.lease() != 0) {
+            let lease = kv.lease();
+            if let std::collections::hash_map::Entry::Vacant(entry) = remaining.entry(lease) {
+                let answer = self
+                    .cluster
+                    .call("lease time-to-live", Idempotence::Read, 0, |c| {
+                        let mut leases = c.client.lease_client();
+                        async move { leases.time_to_live(lease, None).await }
+                    })
+                    .await?;
+                // etcd answers -1 for a lease that expired or does not exist.
+                entry.insert(u64::try_from(answer.ttl()).ok().map(Duration::from_secs));
+            }
+            if let Some(Some(left)) = remaining.get(&lease) {
+                expiries.push(Expiry {
+                    key: self.keys.unwrap(kv.key())?,
+                    mod_revision: to_revision(kv.mod_revision()),
+                    remaining: *left,
+                });
+            }
+        }
+        Ok(expiries)
     }
 
     async fn write_batch(&self, writes: Vec<BatchWrite>) -> Result<Option<Vec<Revision>>> {

@@ -109,6 +109,31 @@ async fn a_write_batch_is_one_transaction_at_one_revision_all_or_nothing() {
 }
 
 #[tokio::test]
+async fn expiries_report_the_keys_with_a_lease_and_the_time_left() {
+    let etcd = single();
+    let backend = backend(&etcd);
+    create(backend.as_ref(), "/registry/events/ns/plain", "p").await;
+    let put = backend.put("/registry/events/ns/e", value("e"), 0, Some(Duration::from_secs(600))).await;
+    let TxnOutcome::Succeeded { revision } = put.expect("put with a TTL") else { panic!("put failed") };
+    create(backend.as_ref(), "/registry/pods/ns/outside", "o").await;
+    let found = backend.expiries("/registry/events/", &prefix_end("/registry/events/")).await.expect("expiries");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0].key.as_str(), found[0].mod_revision), ("/registry/events/ns/e", revision));
+    assert!(found[0].remaining <= Duration::from_secs(660) && found[0].remaining >= Duration::from_secs(590));
+    // A batch write with a TTL gets a lease too.
+    let write = BatchWrite {
+        key: "/registry/events/ns/batched".into(),
+        expected_mod_revision: 0,
+        value: Some(value("b")),
+        ttl: Some(Duration::from_secs(600)),
+    };
+    backend.write_batch(vec![write]).await.expect("batch").expect("written");
+    let found = backend.expiries("/registry/events/", &prefix_end("/registry/events/")).await.expect("expiries");
+    let keys: Vec<&str> = found.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["/registry/events/ns/batched", "/registry/events/ns/e"]);
+}
+
+#[tokio::test]
 async fn range_honours_limit_count_and_revision() {
     let etcd = single();
     let backend = backend(&etcd);

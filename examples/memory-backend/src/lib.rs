@@ -59,8 +59,8 @@ use std::time::Duration;
 
 use apistore::error::{Error, Result};
 use apistore::kv::{
-    validate_range, Capabilities, GetResponse, KeyValue, KvBackend, RangeRequest, RangeResponse, Revision, TxnOutcome,
-    WatchEvent, WatchRequest, WatchStream,
+    validate_range, Capabilities, Expiry, GetResponse, KeyValue, KvBackend, RangeRequest, RangeResponse, Revision,
+    TxnOutcome, WatchEvent, WatchRequest, WatchStream,
 };
 use apistore::registry::{BackendConfig, BackendRegistration, StorageBackendFactory};
 use async_trait::async_trait;
@@ -342,6 +342,25 @@ impl KvBackend for MemoryBackend {
         };
         self.shared.revision.send_replace(revision);
         Ok(TxnOutcome::Succeeded { revision })
+    }
+
+    async fn expiries(&self, start: &str, end: &str) -> Result<Vec<Expiry>> {
+        validate_range(start, end)?;
+        let state = self.lock();
+        let now = Instant::now();
+        let mut expiries: Vec<Expiry> = state
+            .deadlines
+            .iter()
+            .filter(|(key, _)| in_range(key, start, end))
+            .filter(|(key, (_, revision))| state.current(key).is_some_and(|kv| kv.mod_revision == *revision))
+            .map(|(key, (deadline, revision))| Expiry {
+                key: key.clone(),
+                mod_revision: *revision,
+                remaining: deadline.saturating_duration_since(now),
+            })
+            .collect();
+        expiries.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(expiries)
     }
 
     async fn watch(&self, request: WatchRequest) -> Result<WatchStream> {
