@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
@@ -27,6 +27,13 @@ async fn apistore_async(args: Vec<String>) -> (bool, String, String) {
     tokio::task::spawn_blocking(move || apistore(&args.iter().map(String::as_str).collect::<Vec<_>>()))
         .await
         .expect("apistore task")
+}
+
+/// Runs `apistore --server URL <credentials> <args>` against `server`.
+async fn remote(server: &Server, credentials: &[&str], args: &[&str]) -> (bool, String, String) {
+    let mut all = vec!["--server".to_owned(), server.url.clone()];
+    all.extend(credentials.iter().chain(args).map(|a| (*a).to_owned()));
+    apistore_async(all).await
 }
 
 async fn sled_at(path: &Path) -> Arc<dyn KvBackend> {
@@ -55,14 +62,7 @@ async fn a_backup_through_the_server_while_eight_clients_write_restores_into_sle
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let backup = dir.path().join("backup.apistore");
-    let (ok, out, err) = apistore_async(vec![
-        "--server".into(),
-        server.url.clone(),
-        "backup".into(),
-        "-o".into(),
-        backup.display().to_string(),
-    ])
-    .await;
+    let (ok, out, err) = remote(&server, &[], &["backup", "-o", &backup.display().to_string()]).await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let written = writers.stop().await;
     assert!(ok, "{err}");
@@ -70,7 +70,7 @@ async fn a_backup_through_the_server_while_eight_clients_write_restores_into_sle
     assert!(written.failures.is_empty(), "{:?}", written.failures);
     assert!(written.latencies.len() > 16, "the clients wrote: {}", written.latencies.len());
     // Status through the server, then the server stops and its store is read directly.
-    let (ok, out, err) = apistore_async(vec!["--server".into(), server.url.clone(), "status".into()]).await;
+    let (ok, out, err) = remote(&server, &[], &["status"]).await;
     assert!(ok && out.contains("configmaps"), "{out}{err}");
     let data_dir = server.stop();
     let revision = backup_revision(&backup);
@@ -93,12 +93,46 @@ async fn a_backup_through_the_server_while_eight_clients_write_restores_into_sle
 
 const TOKENS: &str = "admin-token,admin,1,system:masters\nalice-token,alice,2,developers\n";
 
+/// The files of a test with authentication: kube's token file (an admin in system:masters,
+/// alice in developers) and kubeconfigs.
+struct Setup {
+    dir: tempfile::TempDir,
+    tokens: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().expect("test files");
+        let tokens = dir.path().join("tokens.csv");
+        std::fs::write(&tokens, TOKENS).expect("token file");
+        Setup { dir, tokens }
+    }
+
+    /// Starts the server with the token file and RBAC.
+    fn start(&self) -> Server {
+        Server::start(&["--token-auth-file", &self.tokens.display().to_string(), "--authorization-mode", "RBAC"])
+    }
+
+    /// A kubeconfig for `server` whose one user has `token`.
+    fn kubeconfig(&self, server: &Server, token: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("kubeconfig-{token}"));
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts:\n- name: c\n  context: {{cluster: k, user: u}}\n\
+                 clusters:\n- name: k\n  cluster: {{server: \"{}\"}}\nusers:\n- name: u\n  user: {{token: {token}}}\n",
+                server.url
+            ),
+        )
+        .expect("kubeconfig");
+        path
+    }
+}
+
 #[tokio::test]
 async fn admin_endpoints_need_an_authorized_user_once_authentication_is_configured() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let tokens = dir.path().join("tokens.csv");
-    std::fs::write(&tokens, TOKENS).expect("token file");
-    let server = Server::start(&["--token-auth-file", &tokens.display().to_string(), "--authorization-mode", "RBAC"]);
+    let setup = Setup::new();
+    let server = setup.start();
     let client = reqwest::Client::new();
     let status = format!("{}/apistore/admin/status", server.url);
     let anonymous = client.get(&status).send().await.expect("request");
@@ -116,30 +150,18 @@ async fn admin_endpoints_need_an_authorized_user_once_authentication_is_configur
     assert_eq!(body["backend"], "sled");
     assert!(body["resources"]["namespaces"]["objects"].as_u64() >= Some(1), "{body}");
     // The command with credentials, and without.
-    let (ok, _, err) = apistore_async(vec!["--server".into(), server.url.clone(), "status".into()]).await;
+    let (ok, _, err) = remote(&server, &[], &["status"]).await;
     assert!(!ok && err.contains("401"), "{err}");
-    let (ok, _, err) = apistore_async(vec![
-        "--server".into(),
-        server.url.clone(),
-        "--token".into(),
-        "alice-token".into(),
-        "status".into(),
-    ])
-    .await;
+    let (ok, _, err) = remote(&server, &["--token", "alice-token"], &["status"]).await;
     assert!(!ok && err.contains("403") && err.contains("cannot get path"), "{err}");
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts:\n- name: c\n  context: {{cluster: k, user: u}}\n\
-             clusters:\n- name: k\n  cluster: {{server: \"{}\"}}\nusers:\n- name: u\n  user: {{token: admin-token}}\n",
-            server.url
-        ),
-    )
-    .expect("kubeconfig");
-    let (ok, out, err) =
-        apistore_async(vec!["--kubeconfig".into(), kubeconfig.display().to_string(), "status".into()]).await;
+    let (ok, out, err) = remote(&server, &["--token", "admin-token"], &["status"]).await;
     assert!(ok && out.contains("namespaces"), "{out}{err}");
+    for (token, allowed) in [("admin-token", true), ("alice-token", false)] {
+        let kubeconfig = setup.kubeconfig(&server, token).display().to_string();
+        let (ok, out, err) = apistore_async(vec!["--kubeconfig".into(), kubeconfig, "status".into()]).await;
+        assert_eq!(ok, allowed, "{token}: {out}{err}");
+        assert!(if allowed { out.contains("namespaces") } else { err.contains("403") }, "{token}: {out}{err}");
+    }
 }
 
 #[tokio::test]
@@ -151,23 +173,10 @@ async fn admin_endpoints_without_authentication_serve_loopback_and_refuse_bad_re
     // A restore into the server's store, which holds its namespaces: a clear refusal.
     let dir = tempfile::tempdir().expect("tempdir");
     let backup = dir.path().join("b.apistore");
-    let (ok, _, err) = apistore_async(vec![
-        "--server".into(),
-        server.url.clone(),
-        "backup".into(),
-        "-o".into(),
-        backup.display().to_string(),
-    ])
-    .await;
+    let backup = backup.display().to_string();
+    let (ok, _, err) = remote(&server, &[], &["backup", "-o", &backup]).await;
     assert!(ok, "{err}");
-    let (ok, _, err) = apistore_async(vec![
-        "--server".into(),
-        server.url.clone(),
-        "restore".into(),
-        "-i".into(),
-        backup.display().to_string(),
-    ])
-    .await;
+    let (ok, _, err) = remote(&server, &[], &["restore", "-i", &backup]).await;
     assert!(!ok && err.contains("not empty") && err.contains("400"), "{err}");
     // Bad migrate requests: typed 400s, nothing changes.
     let bad = client.post(format!("{}/apistore/admin/migrate", server.url)).body("{\"to\": 3}").send().await;
