@@ -37,6 +37,7 @@ pub mod audit;
 pub mod conformance;
 pub mod fixtures;
 pub mod kv;
+pub mod tmpfs;
 
 /// Provides backends for the suite. Each call to [`BackendFixture::new_backend`] must return
 /// a backend isolated from every other one handed out (a new directory, a new key prefix on

@@ -5,46 +5,12 @@
 //! a clear message when it cannot mount.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
 
 use apistore::kv::{KvBackend, TxnOutcome};
+use apistore::testing::tmpfs::Tmpfs;
 use apistore::Error;
 use apistore_sled::{SledBackend, SledOptions};
 use bytes::Bytes;
-
-/// A tmpfs of `size` mounted at a fresh directory; unmounted on drop.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .expect("running mount (install util-linux: apt-get install -y mount)");
-        assert!(
-            out.status.success(),
-            "cannot mount a tmpfs at {} (this test needs root, as CI has): {}",
-            dir.path().display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
-    }
-}
 
 fn value(tag: u64) -> Bytes {
     let mut v = format!("{tag:020}").into_bytes();

@@ -15,8 +15,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use apistore::testing::tmpfs::Tmpfs;
 use serde_json::{json, Value};
-use support::tmpfs::Tmpfs;
 use support::Server;
 
 const CM: &str = "/api/v1/namespaces/default/configmaps";

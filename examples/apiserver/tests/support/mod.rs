@@ -5,7 +5,6 @@
 
 pub mod clients;
 pub mod kubectl;
-pub mod tmpfs;
 pub mod writers;
 
 use std::io::{Read, Write};

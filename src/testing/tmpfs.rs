@@ -1,5 +1,6 @@
-//! A small real tmpfs for full-disk tests (`mount -t tmpfs -o size=...`; needs root, as CI
-//! has: without it the test fails and says so).
+//! A small real tmpfs for full-disk tests (`mount -t tmpfs -o size=...`): a disk that really
+//! fills up, for the backends' and the API server's ENOSPC tests. Mounting needs root (CI
+//! runs as root); without it [`Tmpfs::mount`] panics saying so, so the test fails.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,9 @@ pub struct Tmpfs {
 }
 
 impl Tmpfs {
-    /// Mounts a tmpfs of `size` (`mount`'s spelling: `32m`).
+    /// Mounts a tmpfs of `size` (`mount`'s spelling: `32m`) at a fresh temporary directory.
+    ///
+    /// Panics (a test helper) when it cannot: not root, or no `mount` command.
     pub fn mount(size: &str) -> Tmpfs {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = Command::new("mount")
@@ -36,6 +39,8 @@ impl Tmpfs {
     /// Fills the file system with a ballast file up to the last `leave` bytes (written in
     /// 256 KiB pieces until the disk refuses, then truncated by `leave`); returns its path.
     /// Removing it is "space is back".
+    ///
+    /// Panics when the ballast cannot be created or truncated.
     pub fn fill_leaving(&self, leave: u64) -> PathBuf {
         let path = self.path().join("ballast");
         let mut file = std::fs::File::create(&path).expect("ballast file");
