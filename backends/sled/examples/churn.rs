@@ -120,10 +120,27 @@ async fn churn(args: &Args, reclaim: bool) -> (u64, u64, u64, u64, Option<f64>, 
             forced.pause.as_secs_f64() * 1e3
         );
     }
+    eprintln!("  files: {}", files(dir.path(), dir.path()).join(", "));
     let (_, pause) = kv.reclaim_stats();
     let rewrites = kv.reclaim_stats().0;
     eprintln!("  rewrites {rewrites}, longest rewrite pause {:.1} ms", pause.as_secs_f64() * 1e3);
     (after_churn, space.db_bytes, live, space.in_use_bytes, reached, longest, rewrites)
+}
+
+/// `path size` of every file under `dir`, relative to `root`.
+fn files(root: &std::path::Path, dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            out.extend(files(root, &entry.path()));
+        } else {
+            let name = entry.path().strip_prefix(root).map(|p| p.display().to_string()).unwrap_or_default();
+            out.push(format!("{name} {}", meta.len()));
+        }
+    }
+    out.sort();
+    out
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]

@@ -4,7 +4,8 @@
 //! ```text
 //! data-dir/
 //!   apistore-generation        pointer: the live generation's directory name ("gen-000002")
-//!   gen-000002/                the live sled database
+//!   gen-000002/                the live sled database, and apistore-packed-history in it
+//!                              (the history the rewrite carried over, see crate::packed)
 //!   gen-000003/                a rewrite in progress (garbage until the pointer names it)
 //!   apistore-revision-ceiling  the revision ceiling (shared by all generations)
 //! ```
@@ -20,7 +21,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use apistore::kv::Revision;
 use apistore::{Error, Result};
+
+use crate::layout;
+use crate::packed::Packed;
 
 /// Name of the pointer file naming the live generation.
 pub const GENERATION_FILE: &str = "apistore-generation";
@@ -31,24 +36,110 @@ const PREFIX: &str = "gen-";
 /// database moved into a generation); `snap.*` files are matched by prefix.
 const LEGACY_FILES: [&str; 3] = ["conf", "db", "blobs"];
 
-/// The live sled database, swappable: readers clone the `Arc` for the duration of one
-/// operation, the rewrite swaps in the next generation's database.
+/// One generation: its sled database (new writes, TTL index, metadata) and its packed history
+/// (what the rewrite that made it carried over; empty for generation 0 and temporary
+/// databases). Every packed revision is below every history revision in the sled tree.
 #[derive(Debug)]
-pub(crate) struct DbCell(RwLock<Arc<sled::Db>>);
+pub(crate) struct Gen {
+    /// The sled database.
+    pub db: sled::Db,
+    /// The packed history.
+    pub packed: Packed,
+}
 
-impl DbCell {
-    pub(crate) fn new(db: sled::Db) -> Self {
-        DbCell(RwLock::new(Arc::new(db)))
+impl std::ops::Deref for Gen {
+    type Target = sled::Db;
+
+    fn deref(&self) -> &sled::Db {
+        &self.db
+    }
+}
+
+/// A history record read from either part of a generation.
+pub(crate) enum Raw {
+    /// From the sled tree.
+    Sled(sled::IVec),
+    /// From the packed history.
+    Packed(Vec<u8>),
+}
+
+impl std::ops::Deref for Raw {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Raw::Sled(raw) => raw,
+            Raw::Packed(raw) => raw,
+        }
+    }
+}
+
+impl Gen {
+    /// The history record of `revision` (packed or in sled), if retained.
+    ///
+    /// Errors: [`Error::Unavailable`] on I/O errors.
+    pub(crate) fn history(&self, revision: Revision) -> Result<Option<Raw>> {
+        if revision <= self.packed.last_revision() {
+            return Ok(self.packed.get(revision)?.map(Raw::Packed));
+        }
+        Ok(self.db.get(layout::history_key(revision)).map_err(crate::backend::sled_error)?.map(Raw::Sled))
     }
 
-    /// The live database.
-    pub(crate) fn get(&self) -> Arc<sled::Db> {
+    /// The history records of revisions `from..=until`, ascending: the packed ones, then
+    /// those in sled.
+    pub(crate) fn history_range(
+        &self,
+        from: Revision,
+        until: Revision,
+    ) -> impl Iterator<Item = Result<(Revision, Raw)>> + '_ {
+        let packed = self.packed.range(from, until).map(|entry| entry.map(|(r, raw)| (r, Raw::Packed(raw))));
+        let from_sled = from.max(self.packed.last_revision().saturating_add(1));
+        let sled = (from_sled <= until)
+            .then(|| self.db.range(layout::history_key(from_sled)..=layout::history_key(until)))
+            .into_iter()
+            .flatten()
+            .map(|entry| {
+                let (raw_rev, raw) = entry.map_err(crate::backend::sled_error)?;
+                Ok((layout::be_u64(&raw_rev[1..])?, Raw::Sled(raw)))
+            });
+        packed.chain(sled)
+    }
+
+    /// The newest history revision (0 when there is none).
+    ///
+    /// Errors: [`Error::Unavailable`] / [`Error::Internal`] when sled fails.
+    pub(crate) fn last_history(&self) -> Result<Revision> {
+        let in_sled = self
+            .db
+            .range(layout::history_key(0)..layout::history_key(u64::MAX))
+            .next_back()
+            .transpose()
+            .map_err(crate::backend::sled_error)?
+            .map(|(k, _)| layout::be_u64(&k[1..]))
+            .transpose()?
+            .unwrap_or(0);
+        Ok(in_sled.max(self.packed.last_revision()))
+    }
+}
+
+/// The live generation, swappable: readers clone the `Arc` for the duration of one
+/// operation, the rewrite swaps in the next generation.
+#[derive(Debug)]
+pub(crate) struct DbCell(RwLock<Arc<Gen>>);
+
+impl DbCell {
+    pub(crate) fn new(generation: Gen) -> Self {
+        DbCell(RwLock::new(Arc::new(generation)))
+    }
+
+    /// The live generation.
+    pub(crate) fn get(&self) -> Arc<Gen> {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Makes `db` the live database; returns the previous one.
-    pub(crate) fn swap(&self, db: sled::Db) -> Arc<sled::Db> {
-        std::mem::replace(&mut *self.0.write().unwrap_or_else(|e| e.into_inner()), Arc::new(db))
+    /// Makes `generation` the live one; returns the previous one.
+    pub(crate) fn swap(&self, generation: Gen) -> Arc<Gen> {
+        std::mem::replace(&mut *self.0.write().unwrap_or_else(|e| e.into_inner()), Arc::new(generation))
     }
 }
 

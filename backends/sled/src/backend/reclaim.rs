@@ -1,13 +1,20 @@
 //! Returning disk space and the space quota.
 //!
 //! sled 0.34 never shrinks its files: compaction removes history entries, the bytes stay.
-//! So maintenance *rewrites*: it copies the history (live state plus the retained window),
-//! the TTL index and the metadata into the next generation's fresh database while reads
-//! and writes go on against the live one, catching up on new revisions in rounds; the last
-//! round (at most [`TAIL_UNDER_LOCK`] entries), a flush of the new database and the switch of
-//! the generation pointer (the commit point, see [`crate::generation`]) run under the writer
-//! lock, so writes wait only for that. Readers hold the database of their operation; the old
-//! generation is removed once they are done.
+//! So maintenance *rewrites*: it copies the retained history (live state plus the retained
+//! window, every record upgraded to the checksummed format) into the next generation's
+//! packed history file ([`crate::packed`]: exactly the bytes in use, where a fresh sled
+//! database would take about 2.5 times them), and the TTL index and the metadata into the
+//! next generation's fresh sled database, while reads and writes go on against the live
+//! one, catching up on new revisions in rounds; the last round (at most [`TAIL_UNDER_LOCK`]
+//! entries), the fsyncs of the new files and the switch of the generation pointer (the
+//! commit point, see [`crate::generation`]) run under the writer lock, so writes wait only
+//! for that. Readers hold the generation of their operation; the old generation is removed
+//! once they are done.
+//!
+//! The bound: the retention policy keeps the bytes in use at most twice the live bytes
+//! (see [`SledOptions::history_budget_percent`]) and a rewrite is due at 1.5 times the bytes
+//! in use, so the directory stays within about three times the live bytes.
 //!
 //! Invariants: the compaction lock is held for the whole rewrite (no history is removed
 //! while it is copied); every revision applied before the switch is in the new database
@@ -25,10 +32,11 @@ use std::time::Instant;
 use apistore::kv::SpaceStatus;
 
 use super::*;
+use crate::packed::{Packed, PackedWriter, PACKED_FILE};
 
-/// A rewrite is due when the directory is this many times the bytes in use (see
-/// [`Core::rewrite_due`]).
-const REWRITE_FACTOR: u64 = 2;
+/// A rewrite is due when the directory is `REWRITE_FACTOR.0 / REWRITE_FACTOR.1` times the
+/// bytes in use (see [`Core::rewrite_due`]).
+const REWRITE_FACTOR: (u64, u64) = (3, 2);
 
 /// Catch-up rounds run without the writer lock until at most this many history entries are
 /// left for the final round under it.
@@ -70,10 +78,29 @@ pub(crate) struct SpaceState {
     longest_pause_us: AtomicU64,
 }
 
+/// Opens `generation` under the options' path (or a temporary one): its sled database and
+/// its packed history (verified).
+///
+/// Errors: [`Error::Unavailable`] when sled cannot open it; [`Error::Corrupt`] for a damaged
+/// packed history.
+pub(super) fn open_generation(
+    options: &SledOptions,
+    generation: u64,
+    flush_every_ms: Option<u64>,
+) -> Result<generation::Gen> {
+    let db = open_db(options, generation, flush_every_ms)?;
+    let packed = if options.temporary || generation == 0 {
+        Packed::default()
+    } else {
+        Packed::open(&generation::path_of(&options.path, generation).join(PACKED_FILE))?
+    };
+    Ok(generation::Gen { db, packed })
+}
+
 /// Opens the sled database of `generation` under the options' path (or a temporary one).
 ///
 /// Errors: [`Error::Unavailable`] when sled cannot open it.
-pub(super) fn open_db(options: &SledOptions, generation: u64, flush_every_ms: Option<u64>) -> Result<sled::Db> {
+fn open_db(options: &SledOptions, generation: u64, flush_every_ms: Option<u64>) -> Result<sled::Db> {
     let config = sled::Config::new().cache_capacity(options.cache_capacity).flush_every_ms(flush_every_ms);
     let path = generation::path_of(&options.path, generation);
     let config = if options.temporary { config.temporary(true) } else { config.path(&path) };
@@ -100,12 +127,32 @@ fn copy(entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>, n
     Ok(copied + in_batch as u64)
 }
 
-/// Copies the history entries of revisions `after + 1 ..= upto`.
-fn copy_history(old: &sled::Db, new: &sled::Db, after: Revision, upto: Revision) -> Result<u64> {
-    if upto <= after {
-        return Ok(0);
+impl Core {
+    /// Appends the retained history entries of revisions `after + 1 ..= upto` of `old` to
+    /// `packed`, each in the checksummed format (entries compaction dropped from the key
+    /// index are left behind). Returns how many were copied.
+    fn copy_history(
+        &self,
+        old: &generation::Gen,
+        packed: &mut PackedWriter,
+        after: Revision,
+        upto: Revision,
+    ) -> Result<u64> {
+        if upto <= after {
+            return Ok(0);
+        }
+        let mut copied = 0;
+        for entry in old.history_range(after + 1, upto) {
+            let (revision, raw) = entry?;
+            let (key, _) = layout::decode_event_header(revision, &raw)?;
+            if !self.index.read().unwrap_or_else(|e| e.into_inner()).contains(key, revision) {
+                continue;
+            }
+            packed.append(revision, &layout::upgrade(revision, &raw)?)?;
+            copied += 1;
+        }
+        Ok(copied)
     }
-    copy(old.range(layout::history_key(after + 1)..=layout::history_key(upto)), new)
 }
 
 impl Core {
@@ -172,7 +219,7 @@ impl Core {
     /// True when a rewrite would return enough space: the directory is at least
     /// `reclaim_min_bytes`, more than [`REWRITE_FACTOR`] times the bytes in use, and grew by a
     /// quarter since the last rewrite (so a rewrite is never repeated in vain: at most four
-    /// bytes are copied per byte written). Under the NOSPACE alarm a tenth above the bytes in
+    /// bytes are copied, sequentially, per byte written). Under the NOSPACE alarm a tenth above the bytes in
     /// use (and a twentieth of growth) is enough, whatever the size.
     fn rewrite_due(&self, db_bytes: u64) -> bool {
         let min = self.options.reclaim_min_bytes;
@@ -184,7 +231,9 @@ impl Core {
         if self.space.nospace.load(Ordering::SeqCst) {
             db_bytes > in_use + in_use / 10 && db_bytes > rewritten + rewritten / 20
         } else {
-            db_bytes >= min && db_bytes > REWRITE_FACTOR * in_use && db_bytes > rewritten + rewritten / 4
+            db_bytes >= min
+                && db_bytes * REWRITE_FACTOR.1 > REWRITE_FACTOR.0 * in_use
+                && db_bytes > rewritten + rewritten / 4
         }
     }
 
@@ -230,8 +279,10 @@ impl Core {
         let next = self.generation.load(Ordering::SeqCst) + 1;
         let path = generation::path_of(&root, next);
         generation::remove(&path)?;
-        let outcome = open_db(&self.options, next, Some(self.flush_every_ms()))
-            .and_then(|new| self.copy_and_switch(&old, new, &root, next));
+        let outcome = open_db(&self.options, next, Some(self.flush_every_ms())).and_then(|new| {
+            let packed = PackedWriter::create(&path.join(PACKED_FILE))?;
+            self.copy_and_switch(&old, new, packed, &root, next)
+        });
         let (entries, pause) = match outcome {
             Ok(done) => done,
             Err(e) => {
@@ -257,27 +308,40 @@ impl Core {
 
     /// Copies everything into `new` and makes it the live generation. Returns (history
     /// entries copied, how long writes waited).
-    fn copy_and_switch(&self, old: &sled::Db, new: sled::Db, root: &Path, next: u64) -> Result<(u64, Duration)> {
+    fn copy_and_switch(
+        &self,
+        old: &generation::Gen,
+        new: sled::Db,
+        mut packed: PackedWriter,
+        root: &Path,
+        next: u64,
+    ) -> Result<(u64, Duration)> {
         let mut copied = 0;
         let mut entries = 0;
         loop {
             let upto = self.applied.load(Ordering::SeqCst);
-            let round = copy_history(old, &new, copied, upto)?;
+            let round = self.copy_history(old, &mut packed, copied, upto)?;
             entries += round;
             copied = upto;
             if round <= TAIL_UNDER_LOCK {
                 break;
             }
         }
-        new.flush().map_err(sled_error)?;
-        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let paused = Instant::now();
-        entries += copy_history(old, &new, copied, self.applied.load(Ordering::SeqCst))?;
+        packed.sync()?;
         copy(old.scan_prefix([layout::EXPIRY]), &new)?;
         copy(old.scan_prefix([layout::META]), &new)?;
         new.flush().map_err(sled_error)?;
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let paused = Instant::now();
+        entries += self.copy_history(old, &mut packed, copied, self.applied.load(Ordering::SeqCst))?;
+        // The TTL index and the metadata again (small): what changed since the first copy.
+        new.clear().map_err(sled_error)?;
+        copy(old.scan_prefix([layout::EXPIRY]), &new)?;
+        copy(old.scan_prefix([layout::META]), &new)?;
+        let packed = packed.finish()?;
+        new.flush().map_err(sled_error)?;
         generation::commit(root, next)?;
-        let previous = self.db.swap(new);
+        let previous = self.db.swap(generation::Gen { db: new, packed });
         self.generation.store(next, Ordering::SeqCst);
         drop(writer);
         let pause = paused.elapsed();
