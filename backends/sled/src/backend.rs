@@ -448,6 +448,7 @@ impl Core {
             Err(e) => {
                 // Best effort: leave no half-written revision behind (it will be reused).
                 let _ = self.db().remove(layout::history_key(revision));
+                self.note_io_failure(&e);
                 return Err(e);
             }
         };
@@ -530,7 +531,10 @@ impl Core {
                 applied
             }
         };
-        flusher.flush(Some(committing)).await?;
+        if let Err(e) = flusher.flush(Some(committing)).await {
+            self.note_io_failure(&e);
+            return Err(e);
+        }
         self.publish_through(through)?;
         Ok(match outcome {
             TxnOutcome::Failed { current, .. } => TxnOutcome::Failed { current, revision: self.current() },
@@ -550,7 +554,10 @@ impl Core {
     /// Flushes everything applied so far and publishes what the flush made durable.
     fn flush_and_publish(&self) -> Result<()> {
         let applied = self.applied.load(Ordering::SeqCst);
-        self.db().flush().map_err(sled_error)?;
+        if let Err(e) = self.db().flush().map_err(sled_error) {
+            self.note_io_failure(&e);
+            return Err(e);
+        }
         self.publish_through(applied)
     }
 
@@ -731,6 +738,7 @@ impl Core {
     /// One round of background work: TTL expiry, compaction when due, the space quota and
     /// a rewrite when one would return enough space.
     fn maintain(&self, compaction_due: bool) {
+        self.recover_from_io_failure();
         if let Err(e) = self.expire_due(now_ms()) {
             tracing::warn!(error = %e, "sled backend: TTL expiry failed");
         }
@@ -886,6 +894,12 @@ impl SledBackend {
     /// Rewrites since open and the longest time one made writes wait.
     pub fn reclaim_stats(&self) -> (u64, Duration) {
         self.core.rewrite_stats()
+    }
+
+    /// How many times since open the backend recovered by itself from failed writes (e.g. a
+    /// full disk: once space is back, maintenance switches to a fresh generation).
+    pub fn recoveries(&self) -> u64 {
+        self.core.recoveries()
     }
 
     /// Deletes the keys whose TTL has passed now, without waiting for the maintenance thread.

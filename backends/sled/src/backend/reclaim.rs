@@ -21,6 +21,14 @@
 //! and durable there before the pointer names it; a crash before the switch leaves the old
 //! generation live (the partial new one is removed on open), after it the new one.
 //!
+//! A failed write (sled 0.34 keeps the I/O error of a failed flush, e.g. on a full disk, and
+//! refuses every later write until the database is reopened): maintenance probes the disk
+//! (a small file written and fsynced) every [`RECOVERY_BACKOFF`]; once that succeeds it
+//! rewrites the live generation into the next one (the rewrite reads the failed database's
+//! memory, which is complete) and switches to it, so writes resume without a reopen. What
+//! was acknowledged was durable in the old generation and is copied; a write that failed
+//! may or may not be there afterwards (its outcome is unknown, as for a timeout).
+//!
 //! The quota (`quota_backend_bytes`, like etcd's `--quota-backend-bytes`): when the data
 //! directory reaches it, the NOSPACE alarm is raised and puts are refused with
 //! [`Error::NoSpace`]; deletes, reads and compaction go on; the alarm clears itself when a
@@ -76,6 +84,38 @@ pub(crate) struct SpaceState {
     rewrites: AtomicU64,
     /// The longest writer pause of a rewrite since open, microseconds.
     longest_pause_us: AtomicU64,
+    /// A write or flush failed with an I/O error: sled refuses writes until a rewrite
+    /// switched to a fresh database.
+    io_failed: AtomicBool,
+    /// No recovery attempt before this; the backoff after a failed recovery rewrite.
+    recovery_after: Mutex<Option<(Instant, Duration)>>,
+    /// Recoveries since open.
+    recoveries: AtomicU64,
+}
+
+/// How often a backend whose writes failed probes the disk and tries to recover.
+const RECOVERY_BACKOFF: Duration = Duration::from_millis(500);
+
+/// The longest wait after failed recovery rewrites (the wait doubles after each: a disk
+/// with room for the probe but not for the bytes in use is not rewritten in a loop).
+const MAX_RECOVERY_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Bytes the disk probe writes (and fsyncs) before a recovery is tried.
+const PROBE_BYTES: usize = 1024 * 1024;
+
+/// Name of the probe file in the data directory (removed right after).
+const PROBE_FILE: &str = "apistore-space-probe";
+
+/// Writes, fsyncs and removes a probe file of [`PROBE_BYTES`] in `dir`.
+fn probe_disk(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = dir.join(PROBE_FILE);
+    let outcome = std::fs::File::create(&path).and_then(|mut file| {
+        file.write_all(&vec![0u8; PROBE_BYTES])?;
+        file.sync_data()
+    });
+    let removed = std::fs::remove_file(&path);
+    outcome.and(removed)
 }
 
 /// Opens `generation` under the options' path (or a temporary one): its sled database and
@@ -253,6 +293,57 @@ impl Core {
                 Err(e) => tracing::warn!(error = %e, "sled backend: rewrite failed, the old generation stays live"),
             }
         }
+    }
+
+    /// Notes a failed write or flush: with an I/O error ([`Error::Unavailable`]) sled may
+    /// refuse every later write, so maintenance recovers (see the module doc).
+    pub(super) fn note_io_failure(&self, error: &Error) {
+        if matches!(error, Error::Unavailable { .. }) && !self.space.io_failed.swap(true, Ordering::SeqCst) {
+            tracing::warn!(error = %error, "sled backend: a write failed with an I/O error; writes resume once the disk takes writes again");
+        }
+    }
+
+    /// Recovers from a failed write when the disk takes writes again: probes it, then
+    /// rewrites into a fresh generation (see the module doc). At most once per
+    /// [`RECOVERY_BACKOFF`].
+    pub(super) fn recover_from_io_failure(&self) {
+        if !self.space.io_failed.load(Ordering::SeqCst) || self.options.temporary {
+            return;
+        }
+        let backoff = {
+            let mut after = self.space.recovery_after.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            if after.is_some_and(|(after, _)| now < after) {
+                return;
+            }
+            let backoff = after.map_or(RECOVERY_BACKOFF, |(_, backoff)| backoff);
+            *after = Some((now + RECOVERY_BACKOFF, backoff));
+            backoff
+        };
+        if let Err(e) = probe_disk(&self.options.path) {
+            tracing::debug!(error = %e, "sled backend: the disk does not take writes yet");
+            return;
+        }
+        match self.rewrite() {
+            Ok(Some(done)) => {
+                self.space.io_failed.store(false, Ordering::SeqCst);
+                *self.space.recovery_after.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                self.space.recoveries.fetch_add(1, Ordering::SeqCst);
+                tracing::info!(generation = done.generation, "sled backend: writes resumed on a fresh generation");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let backoff = (backoff * 2).min(MAX_RECOVERY_BACKOFF);
+                *self.space.recovery_after.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((Instant::now() + backoff, backoff));
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "sled backend: recovery rewrite failed");
+            }
+        }
+    }
+
+    /// Recoveries from failed writes since open.
+    pub(super) fn recoveries(&self) -> u64 {
+        self.space.recoveries.load(Ordering::SeqCst)
     }
 
     /// (rewrites since open, the longest writer pause of one).
