@@ -4,9 +4,7 @@
 //! through and clears itself; `kill -9` in the middle of rewrites loses no acknowledged write.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +13,9 @@ use apistore::Error;
 use apistore_sled::{SledBackend, SledOptions, GENERATION_FILE};
 use bytes::Bytes;
 use futures::StreamExt;
+
+#[path = "fixture/crash.rs"]
+mod crash;
 
 const CHILD_ENV: &str = "APISTORE_SLED_RECLAIM_CHILD_DIR";
 const ROUND_ENV: &str = "APISTORE_SLED_RECLAIM_ROUND";
@@ -331,23 +332,11 @@ fn reclaim_crash_child() {
                 }
             }
         });
-        let tasks: Vec<_> = (0..4)
-            .map(|task| {
-                let kv = kv.clone();
-                let round = round.clone();
-                tokio::spawn(async move {
-                    let mut revision = 0;
-                    let key = format!("/crash/{round}/{task}");
-                    for i in 0u64.. {
-                        revision = put(&kv, &key, value(512, i), revision).await;
-                        println!("ack {revision} {key} {i}");
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            let _ = task.await;
-        }
+        // Every task updates its own key, each value tagged with its write number.
+        crash::write_and_ack_forever(kv, 4, move |task, i, previous| {
+            (format!("/crash/{round}/{task}"), value(512, i), previous)
+        })
+        .await;
     });
 }
 
@@ -355,16 +344,8 @@ fn reclaim_crash_child() {
 fn sigkill_during_rewrites_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     for round in 0..3u64 {
-        let mut child = Command::new(std::env::current_exe().expect("test binary"))
-            .args(["--exact", "reclaim_crash_child", "--nocapture", "--test-threads", "1"])
-            .env(CHILD_ENV, dir.path())
-            .env(ROUND_ENV, round.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn child");
-        let stdout = child.stdout.take().expect("child stdout");
-        let mut lines = BufReader::new(stdout).lines();
+        let env = [(CHILD_ENV, dir.path().display().to_string()), (ROUND_ENV, round.to_string())];
+        let (mut child, mut lines) = crash::spawn_child("reclaim_crash_child", &env);
         // key -> (revision, i) of its latest acknowledged write.
         let mut acked: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         let mut rewrites = 0;
@@ -375,20 +356,15 @@ fn sigkill_during_rewrites_loses_no_acknowledged_write() {
             if line.contains("rewrote ") {
                 rewrites += 1;
             }
-            if let Some(rest) = line.find("ack ").map(|i| &line[i + 4..]) {
-                let mut parts = rest.split_whitespace();
-                let (Some(r), Some(k), Some(i)) = (parts.next(), parts.next(), parts.next()) else { continue };
-                acked.insert(k.to_owned(), (r.parse().expect("revision"), i.parse().expect("i")));
+            if let Some((revision, key, i)) = crash::parse_ack(&line) {
+                acked.insert(key, (revision, i));
                 acks += 1;
             }
         }
         child.kill().expect("SIGKILL the child");
         for line in lines.map_while(Result::ok) {
-            if let Some(rest) = line.find("ack ").map(|i| &line[i + 4..]) {
-                let mut parts = rest.split_whitespace();
-                if let (Some(r), Some(k), Some(i)) = (parts.next(), parts.next(), parts.next()) {
-                    acked.insert(k.to_owned(), (r.parse().expect("revision"), i.parse().expect("i")));
-                }
+            if let Some((revision, key, i)) = crash::parse_ack(&line) {
+                acked.insert(key, (revision, i));
             }
         }
         let _ = child.wait();
