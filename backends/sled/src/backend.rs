@@ -94,6 +94,8 @@ pub(crate) struct Core {
     samples: Mutex<VecDeque<(std::time::Instant, Revision)>>,
     /// Bytes of the history entries in the database (keys and values): the bytes in use.
     history_bytes: AtomicU64,
+    /// Bytes of the history entries of every key's latest live version (the live data).
+    live_bytes: AtomicU64,
     /// Space accounting and the NOSPACE alarm (see [`reclaim`]).
     space: reclaim::SpaceState,
     options: SledOptions,
@@ -179,6 +181,7 @@ impl Core {
             generation: AtomicU64::new(live),
             samples: Mutex::new(VecDeque::new()),
             history_bytes: AtomicU64::new(0),
+            live_bytes: AtomicU64::new(0),
             space: reclaim::SpaceState::default(),
             ceiling_path,
             writer: Mutex::new(WriterState { ceiling }),
@@ -220,12 +223,14 @@ impl Core {
         db.apply_batch(batch).map_err(sled_error)?;
         drop(db);
         let bytes = index.total_bytes();
+        let live = index.live_bytes();
         // A crash may have cut a write between its history insert and its TTL entry.
         for (key, deadline) in index.expiring() {
             self.db().insert(layout::expiry_key(deadline, &key), &[][..]).map_err(sled_error)?;
         }
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
         self.history_bytes.store(bytes, Ordering::SeqCst);
+        self.live_bytes.store(live, Ordering::SeqCst);
         Ok(())
     }
 
@@ -453,6 +458,12 @@ impl Core {
             }
         };
         self.index.write().unwrap_or_else(|e| e.into_inner()).push(key_bytes, revision, Meta::of(&stored, bytes));
+        // The live bytes: the key's latest live version replaced (or removed by a delete).
+        let replaced = latest.map_or(0, |(_, old)| u64::from(old.bytes));
+        let added = if stored.live { bytes as u64 } else { 0 };
+        let _ = self.live_bytes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |live| {
+            Some(live.saturating_sub(replaced).saturating_add(added))
+        });
         self.applied.store(revision, Ordering::SeqCst);
         let write = Unpublished { revision, key: key.to_owned(), put, prev_revision };
         if self.flusher.is_some() {
@@ -702,14 +713,16 @@ impl Core {
     /// the history budget (the bytes in use at most the live bytes plus
     /// `history_budget_percent` of them, at least [`crate::options::HISTORY_BUDGET_FLOOR`]
     /// beyond the live bytes). Never above the current revision.
-    fn retention_target(&self) -> Revision {
+    fn retention_target(&self, sample: bool) -> Revision {
         let current = self.current();
         let options = &self.options;
         let by_count = current.saturating_sub(options.compaction_window);
         let by_age = {
             let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
             let now = std::time::Instant::now();
-            samples.push_back((now, current));
+            if sample {
+                samples.push_back((now, current));
+            }
             let retention = Duration::from_millis(options.compaction_retention_ms);
             let old_enough = |at: &std::time::Instant| now.duration_since(*at) >= retention;
             // Drop samples while the next one is old enough too: the front is then the newest
@@ -725,14 +738,26 @@ impl Core {
         let by_bytes = if options.history_budget_percent == 0 {
             0
         } else {
-            let percent = options.history_budget_percent;
-            let floor = crate::options::HISTORY_BUDGET_FLOOR;
-            self.index
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .budget_revision(|live| live + (live.saturating_mul(percent) / 100).max(floor))
+            self.index.read().unwrap_or_else(|e| e.into_inner()).budget_revision(|live| self.history_budget(live))
         };
         by_count.max(by_age).max(by_bytes).min(current)
+    }
+
+    /// The bytes in use the history budget allows for `live` bytes of live data.
+    fn history_budget(&self, live: u64) -> u64 {
+        let percent = self.options.history_budget_percent;
+        live + (live.saturating_mul(percent) / 100).max(crate::options::HISTORY_BUDGET_FLOOR)
+    }
+
+    /// True when the bytes in use outgrew the history budget by a quarter: compaction runs
+    /// then without waiting for its interval (a fast churn would otherwise fill the disk
+    /// between two compactions).
+    fn over_budget(&self) -> bool {
+        if self.options.history_budget_percent == 0 {
+            return false;
+        }
+        let budget = self.history_budget(self.live_bytes.load(Ordering::SeqCst));
+        self.history_bytes.load(Ordering::SeqCst) > budget + budget / 4
     }
 
     /// One round of background work: TTL expiry, compaction when due, the space quota and
@@ -742,8 +767,8 @@ impl Core {
         if let Err(e) = self.expire_due(now_ms()) {
             tracing::warn!(error = %e, "sled backend: TTL expiry failed");
         }
-        if compaction_due && self.options.compaction_window > 0 {
-            let target = self.retention_target();
+        if (compaction_due || self.over_budget()) && self.options.compaction_window > 0 {
+            let target = self.retention_target(compaction_due);
             if target > self.compacted() {
                 if let Err(e) = self.compact(target) {
                     tracing::warn!(error = %e, revision = target, "sled backend: background compaction failed");
@@ -1088,6 +1113,10 @@ mod tests {
         let b1 = put(&core, "/b", b"1", 0);
         delete(&core, "/b", b1);
         let a3 = put(&core, "/a", b"3", a2);
+        let live = core.index.read().expect("index").live_bytes();
+        assert_eq!(core.live_bytes.load(Ordering::SeqCst), live, "the writer tracks the live bytes");
+        let a3_bytes = core.index.read().expect("index").at(b"/a", a3).expect("a3").1.bytes;
+        assert_eq!(live, u64::from(a3_bytes), "only /a is live, at a3");
         core.compact(a3).expect("compact");
         // Kept: /a's newest version below the compaction point (a2, the prev of a3) and a3.
         let history: Vec<u64> = core

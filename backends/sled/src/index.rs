@@ -116,6 +116,16 @@ impl KeyIndex {
         self.keys.get(key).is_some_and(|versions| versions.binary_search_by_key(&revision, |(at, _)| *at).is_ok())
     }
 
+    /// Bytes of every key's latest version when it is live (the live data).
+    pub(crate) fn live_bytes(&self) -> u64 {
+        self.keys
+            .values()
+            .filter_map(|versions| versions.last())
+            .filter(|(_, meta)| meta.live)
+            .map(|(_, meta)| u64::from(meta.bytes))
+            .sum()
+    }
+
     /// Bytes of every retained version's history entry (the bytes in use).
     pub(crate) fn total_bytes(&self) -> u64 {
         self.keys.values().flatten().map(|(_, meta)| u64::from(meta.bytes)).sum()

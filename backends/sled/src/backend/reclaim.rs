@@ -48,7 +48,7 @@ const REWRITE_FACTOR: (u64, u64) = (3, 2);
 
 /// Catch-up rounds run without the writer lock until at most this many history entries are
 /// left for the final round under it.
-const TAIL_UNDER_LOCK: u64 = 256;
+const TAIL_UNDER_LOCK: u64 = 64;
 
 /// Entries per sled batch while copying.
 const COPY_BATCH: usize = 1_000;
@@ -429,8 +429,15 @@ impl Core {
         new.clear().map_err(sled_error)?;
         copy(old.scan_prefix([layout::EXPIRY]), &new)?;
         copy(old.scan_prefix([layout::META]), &new)?;
-        let packed = packed.finish()?;
-        new.flush().map_err(sled_error)?;
+        // Both new files durable (their fsyncs in parallel), then the commit point.
+        let (packed, flushed) = thread::scope(|scope| {
+            let flushing = scope.spawn(|| new.flush().map(|_| ()).map_err(sled_error));
+            let packed = packed.finish();
+            let flushed = flushing.join().unwrap_or_else(|_| Err(Error::internal("sled flush thread panicked")));
+            (packed, flushed)
+        });
+        let packed = packed?;
+        flushed?;
         generation::commit(root, next)?;
         let previous = self.db.swap(generation::Gen { db: new, packed });
         self.generation.store(next, Ordering::SeqCst);
