@@ -58,37 +58,44 @@ impl Packed {
     ///
     /// Errors: [`Error::Corrupt`] for a damaged file; [`Error::Unavailable`] on I/O errors.
     pub(crate) fn open(path: &Path) -> Result<Self> {
-        let mut file = match File::open(path) {
+        let file = match File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Packed::default()),
             Err(e) => return Err(io(path)(e)),
         };
-        let mut raw = Vec::new();
-        file.read_to_end(&mut raw).map_err(io(path))?;
-        if raw.len() < MAGIC.len() || &raw[..MAGIC.len()] != MAGIC {
+        let len = file.metadata().map_err(io(path))?.len();
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, &file);
+        let mut magic = [0u8; MAGIC.len()];
+        if reader.read_exact(&mut magic).is_err() || &magic != MAGIC {
             return Err(corrupt_file(path, "not a packed history file"));
         }
         let mut entries = Vec::new();
-        let mut at = MAGIC.len();
+        let mut at = MAGIC.len() as u64;
         let mut last = 0;
-        while at < raw.len() {
-            if raw.len() - at < FRAME_HEADER {
+        let mut record = Vec::new();
+        while at < len {
+            let mut header = [0u8; FRAME_HEADER];
+            if len - at < FRAME_HEADER as u64 || reader.read_exact(&mut header).is_err() {
                 return Err(corrupt_file(path, format!("cut frame at offset {at}")));
             }
-            let revision = layout::be_u64(&raw[at..at + 8])?;
-            let len = u32::from_be_bytes([raw[at + 8], raw[at + 9], raw[at + 10], raw[at + 11]]);
-            let start = at + FRAME_HEADER;
-            let end = start.checked_add(len as usize).filter(|end| *end <= raw.len());
-            let Some(end) = end else { return Err(corrupt_file(path, format!("cut record at offset {at}"))) };
+            let revision = layout::be_u64(&header[..8])?;
+            let record_len = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
+            let start = at + FRAME_HEADER as u64;
+            if len - start < u64::from(record_len) {
+                return Err(corrupt_file(path, format!("cut record at offset {at}")));
+            }
             if revision <= last {
                 return Err(corrupt_file(path, format!("revision {revision} out of order at offset {at}")));
             }
-            layout::verify_record(revision, &raw[start..end])
+            record.resize(record_len as usize, 0);
+            reader.read_exact(&mut record).map_err(io(path))?;
+            layout::verify_record(revision, &record)
                 .map_err(|e| corrupt_file(path, format!("revision {revision}: {e}")))?;
-            entries.push((revision, start as u64, len));
+            entries.push((revision, start, record_len));
             last = revision;
-            at = end;
+            at = start + u64::from(record_len);
         }
+        drop(reader);
         Ok(Packed { file: Some((file, path.to_path_buf())), entries })
     }
 

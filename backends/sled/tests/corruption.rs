@@ -1,7 +1,10 @@
 //! Fuzzing sled's on-disk records: a database directory with flipped or truncated bytes —
 //! in sled's own files, in apistore's history records and metadata (`layout.rs`), and in the
 //! revision ceiling file — must give a typed error on open or on read: never a panic, and
-//! every value read back is one that was written. `APISTORE_FUZZ_ITERATIONS` sets the number
+//! every value read back is one that was written. apistore's history records, the packed
+//! history of a rewrite and the ceiling file are checksummed (see the crate's `layout`
+//! module): a flipped byte in a stored value is `Error::Corrupt` naming the key, never the
+//! wrong value; a data directory written before checksums still opens. `APISTORE_FUZZ_ITERATIONS` sets the number
 //! of corrupted directories per target (default 16, small for CI).
 
 use std::collections::HashSet;

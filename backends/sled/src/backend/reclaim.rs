@@ -397,6 +397,26 @@ impl Core {
         Ok(Some(Reclaimed { generation: next, before_bytes, after_bytes, entries, pause }))
     }
 
+    /// Copies history rounds after `copied` into `packed` until a round copied at most
+    /// [`TAIL_UNDER_LOCK`] entries (writes go on meanwhile).
+    fn catch_up(
+        &self,
+        old: &generation::Gen,
+        packed: &mut PackedWriter,
+        copied: &mut Revision,
+        entries: &mut u64,
+    ) -> Result<()> {
+        loop {
+            let upto = self.applied.load(Ordering::SeqCst);
+            let round = self.copy_history(old, packed, *copied, upto)?;
+            *entries += round;
+            *copied = upto.max(*copied);
+            if round <= TAIL_UNDER_LOCK {
+                return Ok(());
+            }
+        }
+    }
+
     /// Copies everything into `new` and makes it the live generation. Returns (history
     /// entries copied, how long writes waited).
     fn copy_and_switch(
@@ -407,21 +427,14 @@ impl Core {
         root: &Path,
         next: u64,
     ) -> Result<(u64, Duration)> {
-        let mut copied = 0;
-        let mut entries = 0;
-        loop {
-            let upto = self.applied.load(Ordering::SeqCst);
-            let round = self.copy_history(old, &mut packed, copied, upto)?;
-            entries += round;
-            copied = upto;
-            if round <= TAIL_UNDER_LOCK {
-                break;
-            }
-        }
+        let (mut copied, mut entries) = (0, 0);
+        self.catch_up(old, &mut packed, &mut copied, &mut entries)?;
         packed.sync()?;
         copy(old.scan_prefix([layout::EXPIRY]), &new)?;
         copy(old.scan_prefix([layout::META]), &new)?;
         new.flush().map_err(sled_error)?;
+        // What landed during those fsyncs, so that the tail under the lock stays short.
+        self.catch_up(old, &mut packed, &mut copied, &mut entries)?;
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let paused = Instant::now();
         entries += self.copy_history(old, &mut packed, copied, self.applied.load(Ordering::SeqCst))?;
