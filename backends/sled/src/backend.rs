@@ -921,6 +921,11 @@ impl SledBackend {
         self.core.rewrite_stats()
     }
 
+    /// The writer pauses of the last rewrites (up to 1,000), oldest first.
+    pub fn rewrite_pauses(&self) -> Vec<Duration> {
+        self.core.rewrite_pauses()
+    }
+
     /// How many times since open the backend recovered by itself from failed writes (e.g. a
     /// full disk: once space is back, maintenance switches to a fresh generation).
     pub fn recoveries(&self) -> u64 {

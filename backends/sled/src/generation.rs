@@ -207,11 +207,35 @@ pub(crate) fn remove(path: &Path) -> Result<()> {
     }
 }
 
-/// Makes `generation` the live one: the commit point of a rewrite.
+/// Makes `generation` the live one: the commit point of a rewrite ([`prepare_commit`] then
+/// [`commit_prepared`]; a rewrite runs the first half in parallel with its last fsync).
 ///
 /// Errors: [`Error::Unavailable`] on I/O errors (the old generation stays live).
+#[cfg(test)]
 pub(crate) fn commit(root: &Path, generation: u64) -> Result<()> {
-    replace_durably(&root.join(GENERATION_FILE), format!("{PREFIX}{generation:06}\n").as_bytes())
+    commit_prepared(root, prepare_commit(root, generation)?)
+}
+
+/// A pointer file written and fsynced beside the live one, not yet renamed over it.
+pub(crate) struct PreparedCommit(PathBuf);
+
+/// The first half of [`commit`]: writes and fsyncs the new pointer as a temporary file (the
+/// old generation stays live).
+///
+/// Errors: [`Error::Unavailable`] on I/O errors.
+pub(crate) fn prepare_commit(root: &Path, generation: u64) -> Result<PreparedCommit> {
+    let path = root.join(GENERATION_FILE);
+    let temp = path.with_extension("tmp");
+    write_synced(&temp, format!("{PREFIX}{generation:06}\n").as_bytes())?;
+    Ok(PreparedCommit(temp))
+}
+
+/// The second half of [`commit`], the commit point: renames the prepared pointer over the
+/// live one and fsyncs the directory.
+///
+/// Errors: [`Error::Unavailable`] on I/O errors.
+pub(crate) fn commit_prepared(root: &Path, prepared: PreparedCommit) -> Result<()> {
+    rename_durably(&prepared.0, &root.join(GENERATION_FILE))
 }
 
 /// Replaces `path` with `contents` atomically and durably: temp file, fsync, rename, fsync of
@@ -219,13 +243,24 @@ pub(crate) fn commit(root: &Path, generation: u64) -> Result<()> {
 ///
 /// Errors: [`Error::Unavailable`] on I/O errors.
 pub(crate) fn replace_durably(path: &Path, contents: &[u8]) -> Result<()> {
-    let io = io_error(path);
     let temp = path.with_extension("tmp");
-    let mut file = fs::File::create(&temp).map_err(&io)?;
+    write_synced(&temp, contents)?;
+    rename_durably(&temp, path)
+}
+
+/// Creates `path` with `contents` and fsyncs it.
+fn write_synced(path: &Path, contents: &[u8]) -> Result<()> {
+    let io = io_error(path);
+    let mut file = fs::File::create(path).map_err(&io)?;
     file.write_all(contents).map_err(&io)?;
-    file.sync_all().map_err(&io)?;
-    fs::rename(&temp, path).map_err(&io)?;
-    if let Some(dir) = path.parent() {
+    file.sync_all().map_err(&io)
+}
+
+/// Renames `from` over `to` and fsyncs the directory.
+fn rename_durably(from: &Path, to: &Path) -> Result<()> {
+    let io = io_error(to);
+    fs::rename(from, to).map_err(&io)?;
+    if let Some(dir) = to.parent() {
         fs::File::open(dir).and_then(|d| d.sync_all()).map_err(&io)?;
     }
     Ok(())

@@ -106,15 +106,17 @@ pub struct SledOptions {
     ///
     /// The retention policy: background compaction keeps the history that all three limits
     /// allow — at most `compaction_window` revisions, at most `compaction_retention_ms` old,
-    /// and at most `history_budget_percent` of the live bytes beyond them. What needs history
+    /// and at most `history_budget_percent` of the live bytes beyond the live data (the bytes
+    /// in use, computed exactly from the key index). What needs history
     /// in storage: a paged list's continue token (it reads at the first page's revision), an
     /// Exact resourceVersion read, and a watch resumed from an old resourceVersion that no
     /// watch cache serves (the API server's watch cache keeps its own history for watches).
-    /// Kubernetes gives them five to ten minutes of etcd history; here that is the age limit,
-    /// cut shorter under a write rate that would otherwise let history outgrow the data
-    /// (the bound that keeps the directory within about three times the live bytes, see
-    /// [`SledBackend`](crate::SledBackend)). Anything older is answered `Compacted` (410
-    /// Gone: relist), exactly as for etcd's compaction.
+    /// Kubernetes gives them five to ten minutes of etcd history; here five minutes is the
+    /// age limit, cut shorter under a write rate that would otherwise let history outgrow the
+    /// data: with the default budget the bytes in use stay within twice the live bytes and a
+    /// rewrite runs at 1.5 times the bytes in use, so the directory stays within about three
+    /// times the live bytes. Anything older is answered `Compacted` (410 Gone: relist),
+    /// exactly as for etcd's compaction.
     pub compaction_window: u64,
     /// The age limit of history, milliseconds (default
     /// [`DEFAULT_COMPACTION_RETENTION_MS`]); 0 = no age limit.

@@ -80,6 +80,8 @@ pub(crate) struct SpaceState {
     db_bytes: AtomicU64,
     /// The directory size right after the last rewrite (0: none since open).
     rewritten_bytes: AtomicU64,
+    /// The bytes in use right after the last rewrite.
+    rewritten_in_use: AtomicU64,
     /// Rewrites since open.
     rewrites: AtomicU64,
     /// The longest writer pause of a rewrite since open, microseconds.
@@ -91,7 +93,12 @@ pub(crate) struct SpaceState {
     recovery_after: Mutex<Option<(Instant, Duration)>>,
     /// Recoveries since open.
     recoveries: AtomicU64,
+    /// The writer pauses of the last [`KEPT_PAUSES`] rewrites.
+    pauses: Mutex<VecDeque<Duration>>,
 }
+
+/// How many rewrite pauses [`SpaceState`] keeps.
+const KEPT_PAUSES: usize = 1_000;
 
 /// How often a backend whose writes failed probes the disk and tries to recover.
 const RECOVERY_BACKOFF: Duration = Duration::from_millis(500);
@@ -257,31 +264,45 @@ impl Core {
     }
 
     /// True when a rewrite would return enough space: the directory is at least
-    /// `reclaim_min_bytes`, more than [`REWRITE_FACTOR`] times the bytes in use, and grew by a
-    /// quarter since the last rewrite (so a rewrite is never repeated in vain: at most four
-    /// bytes are copied, sequentially, per byte written). Under the NOSPACE alarm a tenth above the bytes in
-    /// use (and a twentieth of growth) is enough, whatever the size.
+    /// `reclaim_min_bytes` and more than [`REWRITE_FACTOR`] times the bytes in use, and the
+    /// rewrite is expected to return at least a fifth of it — expected from what the last
+    /// rewrite cost per byte in use (so a rewrite is never repeated in vain, and one that
+    /// would return space after compaction shrank the bytes in use is never held back).
+    /// Under the NOSPACE alarm a tenth above the bytes in use and a twentieth returned are
+    /// enough, whatever the size.
     fn rewrite_due(&self, db_bytes: u64) -> bool {
         let min = self.options.reclaim_min_bytes;
         if self.options.temporary || min == 0 {
             return false;
         }
         let in_use = self.history_bytes.load(Ordering::SeqCst).max(1);
-        let rewritten = self.space.rewritten_bytes.load(Ordering::SeqCst);
+        let expected = self.expected_after_rewrite(in_use);
         if self.space.nospace.load(Ordering::SeqCst) {
-            db_bytes > in_use + in_use / 10 && db_bytes > rewritten + rewritten / 20
+            db_bytes > in_use + in_use / 10 && expected.saturating_mul(20) < db_bytes.saturating_mul(19)
         } else {
             db_bytes >= min
                 && db_bytes * REWRITE_FACTOR.1 > REWRITE_FACTOR.0 * in_use
-                && db_bytes > rewritten + rewritten / 4
+                && expected.saturating_mul(5) < db_bytes.saturating_mul(4)
         }
+    }
+
+    /// The directory size a rewrite would leave for `in_use` bytes in use: the last rewrite's
+    /// ratio of directory to bytes in use applied to `in_use` (the bytes in use themselves
+    /// before any rewrite).
+    fn expected_after_rewrite(&self, in_use: u64) -> u64 {
+        let rewritten = self.space.rewritten_bytes.load(Ordering::SeqCst);
+        let rewritten_in_use = self.space.rewritten_in_use.load(Ordering::SeqCst);
+        if rewritten == 0 || rewritten_in_use == 0 {
+            return in_use;
+        }
+        (u128::from(in_use) * u128::from(rewritten) / u128::from(rewritten_in_use)) as u64
     }
 
     /// One round of space maintenance: measure, alarm, rewrite when due.
     pub(super) fn maintain_space(&self) {
         let db_bytes = self.update_alarm();
         if self.rewrite_due(db_bytes) {
-            match self.rewrite() {
+            match self.rewrite_if(|| self.rewrite_due(self.db_bytes())) {
                 Ok(Some(done)) => tracing::info!(
                     generation = done.generation,
                     before = done.before_bytes,
@@ -346,6 +367,11 @@ impl Core {
         self.space.recoveries.load(Ordering::SeqCst)
     }
 
+    /// The writer pauses of the last rewrites (at most [`KEPT_PAUSES`]), oldest first.
+    pub(super) fn rewrite_pauses(&self) -> Vec<Duration> {
+        self.space.pauses.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect()
+    }
+
     /// (rewrites since open, the longest writer pause of one).
     pub(super) fn rewrite_stats(&self) -> (u64, Duration) {
         (
@@ -360,11 +386,20 @@ impl Core {
     /// Errors: [`Error::Unavailable`] on I/O errors (e.g. the disk is full); the old
     /// generation stays live and the partial new one is removed.
     pub(super) fn rewrite(&self) -> Result<Option<Reclaimed>> {
+        self.rewrite_if(|| true)
+    }
+
+    /// [`Core::rewrite`] if `still_due()` holds once the compaction lock is taken (a rewrite
+    /// that ran meanwhile may have made it pointless).
+    fn rewrite_if(&self, still_due: impl Fn() -> bool) -> Result<Option<Reclaimed>> {
         if self.options.temporary {
             return Ok(None);
         }
         let root = self.options.path.clone();
         let _compaction = self.compaction.lock().unwrap_or_else(|e| e.into_inner());
+        if !still_due() {
+            return Ok(None);
+        }
         let before_bytes = self.db_bytes();
         let old = self.db();
         let next = self.generation.load(Ordering::SeqCst) + 1;
@@ -392,8 +427,16 @@ impl Core {
         generation::remove_stale(&root, next)?;
         let after_bytes = self.update_alarm();
         self.space.rewritten_bytes.store(after_bytes, Ordering::SeqCst);
+        self.space.rewritten_in_use.store(self.history_bytes.load(Ordering::SeqCst), Ordering::SeqCst);
         self.space.rewrites.fetch_add(1, Ordering::SeqCst);
         self.space.longest_pause_us.fetch_max(pause.as_micros() as u64, Ordering::SeqCst);
+        {
+            let mut pauses = self.space.pauses.lock().unwrap_or_else(|e| e.into_inner());
+            if pauses.len() == KEPT_PAUSES {
+                pauses.pop_front();
+            }
+            pauses.push_back(pause);
+        }
         Ok(Some(Reclaimed { generation: next, before_bytes, after_bytes, entries, pause }))
     }
 
@@ -438,20 +481,22 @@ impl Core {
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let paused = Instant::now();
         entries += self.copy_history(old, &mut packed, copied, self.applied.load(Ordering::SeqCst))?;
-        // The TTL index and the metadata again (small): what changed since the first copy.
-        new.clear().map_err(sled_error)?;
+        // TTL entries written since the first copy. They need no flush before the commit
+        // point: open rebuilds the TTL index from the history (and the sweeper ignores stale
+        // entries); the metadata cannot have changed (the compaction lock is held) and was
+        // flushed above.
         copy(old.scan_prefix([layout::EXPIRY]), &new)?;
-        copy(old.scan_prefix([layout::META]), &new)?;
-        // Both new files durable (their fsyncs in parallel), then the commit point.
-        let (packed, flushed) = thread::scope(|scope| {
-            let flushing = scope.spawn(|| new.flush().map(|_| ()).map_err(sled_error));
+        // The packed tail durable and the new pointer written (their fsyncs in parallel),
+        // then the commit point.
+        let (packed, prepared) = thread::scope(|scope| {
+            let preparing = scope.spawn(|| generation::prepare_commit(root, next));
             let packed = packed.finish();
-            let flushed = flushing.join().unwrap_or_else(|_| Err(Error::internal("sled flush thread panicked")));
-            (packed, flushed)
+            let prepared =
+                preparing.join().unwrap_or_else(|_| Err(Error::internal("generation pointer thread panicked")));
+            (packed, prepared)
         });
         let packed = packed?;
-        flushed?;
-        generation::commit(root, next)?;
+        generation::commit_prepared(root, prepared?)?;
         let previous = self.db.swap(generation::Gen { db: new, packed });
         self.generation.store(next, Ordering::SeqCst);
         drop(writer);
