@@ -565,7 +565,7 @@ impl Core {
     /// Flushes everything applied so far and publishes what the flush made durable.
     fn flush_and_publish(&self) -> Result<()> {
         let applied = self.applied.load(Ordering::SeqCst);
-        if let Err(e) = self.db().flush().map_err(sled_error) {
+        if let Err(e) = self.db().flush().map_err(sled_error).and_then(|_| self.db.sync_pointer()) {
             self.note_io_failure(&e);
             return Err(e);
         }

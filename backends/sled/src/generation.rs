@@ -125,21 +125,47 @@ impl Gen {
 /// The live generation, swappable: readers clone the `Arc` for the duration of one
 /// operation, the rewrite swaps in the next generation.
 #[derive(Debug)]
-pub(crate) struct DbCell(RwLock<Arc<Gen>>);
+pub(crate) struct DbCell {
+    live: RwLock<Arc<Gen>>,
+    /// The data directory whose pointer switch is not yet durable (see
+    /// [`DbCell::mark_unsynced`]).
+    unsynced: std::sync::Mutex<Option<PathBuf>>,
+}
 
 impl DbCell {
     pub(crate) fn new(generation: Gen) -> Self {
-        DbCell(RwLock::new(Arc::new(generation)))
+        DbCell { live: RwLock::new(Arc::new(generation)), unsynced: std::sync::Mutex::new(None) }
     }
 
     /// The live generation.
     pub(crate) fn get(&self) -> Arc<Gen> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Makes `generation` the live one; returns the previous one.
     pub(crate) fn swap(&self, generation: Gen) -> Arc<Gen> {
-        std::mem::replace(&mut *self.0.write().unwrap_or_else(|e| e.into_inner()), Arc::new(generation))
+        std::mem::replace(&mut *self.live.write().unwrap_or_else(|e| e.into_inner()), Arc::new(generation))
+    }
+
+    /// Records that the pointer of `root` was switched ([`switch_pointer`]) but not yet made
+    /// durable. Called before the [`DbCell::swap`] to the new generation, so that every flush
+    /// of the new generation is followed by [`DbCell::sync_pointer`] before it counts.
+    pub(crate) fn mark_unsynced(&self, root: PathBuf) {
+        *self.unsynced.lock().unwrap_or_else(|e| e.into_inner()) = Some(root);
+    }
+
+    /// Makes a switched pointer durable (fsync of the data directory), once; nothing to do
+    /// when none is pending. Flushes call it after flushing (a write to the new generation
+    /// is durable only once the pointer names it durably).
+    ///
+    /// Errors: [`Error::Unavailable`] when the fsync fails (it is tried again next time).
+    pub(crate) fn sync_pointer(&self) -> Result<()> {
+        let mut unsynced = self.unsynced.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(root) = unsynced.as_ref() {
+            sync_dir(root)?;
+            *unsynced = None;
+        }
+        Ok(())
     }
 }
 
@@ -234,8 +260,27 @@ pub(crate) fn prepare_commit(root: &Path, generation: u64) -> Result<PreparedCom
 /// live one and fsyncs the directory.
 ///
 /// Errors: [`Error::Unavailable`] on I/O errors.
+#[cfg(test)]
 pub(crate) fn commit_prepared(root: &Path, prepared: PreparedCommit) -> Result<()> {
-    rename_durably(&prepared.0, &root.join(GENERATION_FILE))
+    switch_pointer(root, prepared)?;
+    sync_dir(root)
+}
+
+/// The commit point without its durability: renames the prepared pointer over the live one.
+/// Until [`sync_dir`] of `root` returned, a crash may still find the old pointer: nothing
+/// written to the new generation may be acknowledged before (see [`DbCell::mark_unsynced`]).
+///
+/// Errors: [`Error::Unavailable`] on I/O errors.
+pub(crate) fn switch_pointer(root: &Path, prepared: PreparedCommit) -> Result<()> {
+    let to = root.join(GENERATION_FILE);
+    fs::rename(&prepared.0, &to).map_err(io_error(&to))
+}
+
+/// Fsyncs the directory `root` (makes a rename in it durable).
+///
+/// Errors: [`Error::Unavailable`] on I/O errors.
+pub(crate) fn sync_dir(root: &Path) -> Result<()> {
+    fs::File::open(root).and_then(|d| d.sync_all()).map_err(io_error(root))
 }
 
 /// Replaces `path` with `contents` atomically and durably: temp file, fsync, rename, fsync of

@@ -418,6 +418,9 @@ impl Core {
                 return Err(e);
             }
         };
+        // The switch durable before the old generation goes. On failure the new generation is
+        // live (in memory and, after a crash, possibly on disk): nothing is removed.
+        self.db.sync_pointer()?;
         // Let reads still on the old generation finish, then remove it (and legacy files).
         let waited = Instant::now();
         while Arc::strong_count(&old) > 1 && waited.elapsed() < OLD_GENERATION_GRACE {
@@ -496,7 +499,11 @@ impl Core {
             (packed, prepared)
         });
         let packed = packed?;
-        generation::commit_prepared(root, prepared?)?;
+        // The commit point; its fsync (of the directory) runs after the lock is released, and
+        // every flush runs it first if it has not yet (see `DbCell::mark_unsynced`): nothing
+        // written to the new generation is acknowledged before the switch is durable.
+        generation::switch_pointer(root, prepared?)?;
+        self.db.mark_unsynced(root.to_path_buf());
         let previous = self.db.swap(generation::Gen { db: new, packed });
         self.generation.store(next, Ordering::SeqCst);
         drop(writer);
