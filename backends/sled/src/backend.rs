@@ -906,7 +906,7 @@ impl SledBackend {
     }
 
     /// Rewrites the database into a fresh generation now (what maintenance does once the
-    /// directory is twice its bytes in use), returning the space of removed history. Reads
+    /// directory is 1.5 times its bytes in use), returning the space of removed history. Reads
     /// and writes go on; writes wait only for the final switch. None for a temporary database.
     ///
     /// Errors: [`Error::Unavailable`] on I/O errors (e.g. a full disk: the rewrite needs room

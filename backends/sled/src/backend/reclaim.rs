@@ -67,7 +67,8 @@ pub struct Reclaimed {
     pub after_bytes: u64,
     /// History entries copied.
     pub entries: u64,
-    /// How long writes waited: the final catch-up round, the flush and the switch.
+    /// How long writes waited: the final catch-up round, the packed tail's fsync and the
+    /// pointer switch.
     pub pause: Duration,
 }
 
