@@ -169,6 +169,17 @@ impl Core {
             None => 0,
         };
         let compact = meta(&db, layout::META_COMPACT)?;
+        let format = meta(&db, layout::META_FORMAT)?;
+        if format > layout::FORMAT {
+            return Err(Error::internal(format!(
+                "sled backend: {} holds data format {format}, this version reads up to {}",
+                options.path.display(),
+                layout::FORMAT
+            )));
+        }
+        if format < layout::FORMAT {
+            db.insert(layout::META_FORMAT, &layout::FORMAT.to_be_bytes()).map_err(sled_error)?;
+        }
         let last_history = db.last_history()?;
         let current = 1.max(last_history).max(compact).max(ceiling);
         let db = Arc::new(DbCell::new(db));

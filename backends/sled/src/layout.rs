@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `h` rev | key + [`Version`] with value | the history, the source of truth: each retained revision's key, metadata and value |
 //! | `x` deadline key | empty | TTL index: keys that expire at `deadline` (unix ms) |
-//! | `m` name | u64 | metadata: compaction revision, compaction progress |
+//! | `m` name | u64 | metadata: compaction revision, compaction progress, format version ([`FORMAT`]) |
 //!
 //! Revisions are big-endian so that byte order is numeric order. A write is one plain insert
 //! of its history entry (a sled `Batch` costs about four plain inserts, an on-disk per-key
@@ -47,6 +47,15 @@ pub(crate) const META: u8 = b'm';
 pub(crate) const META_COMPACT: &[u8] = b"mcompact";
 /// Metadata key: history below this revision has been physically removed.
 pub(crate) const META_COMPACTED_THROUGH: &[u8] = b"mcompacted_through";
+/// Metadata key: the data format version ([`FORMAT`]); absent in directories written before it.
+pub(crate) const META_FORMAT: &[u8] = b"mformat";
+
+/// The data format this version writes: 2 = checksummed history records (format 2 below) and
+/// packed histories in rewritten generations. Open records it; a directory of a higher
+/// format (a newer version's) is refused, and versions before format 2 cannot read what
+/// this one writes (they refuse format 2 records as corrupt, and a rewritten generation's
+/// history is in its packed file, which they do not know): no downgrade.
+pub(crate) const FORMAT: u64 = 2;
 
 /// Rejects keys the layout cannot store. Errors: [`Error::Invalid`].
 pub(crate) fn check_key(key: &str) -> Result<()> {

@@ -361,3 +361,21 @@ fn a_data_directory_written_before_checksums_opens_and_a_rewrite_upgrades_it() {
         }
     });
 }
+
+#[test]
+fn a_data_directory_of_a_newer_format_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    populate(dir.path());
+    {
+        let db = sled::open(dir.path()).expect("raw sled open");
+        assert_eq!(
+            db.get(b"mformat").expect("read").as_deref(),
+            Some(&2u64.to_be_bytes()[..]),
+            "open records format 2"
+        );
+        db.insert(b"mformat", &3u64.to_be_bytes()).expect("insert");
+        db.flush().expect("flush");
+    }
+    let error = SledBackend::open(SledOptions::new(dir.path())).expect_err("a newer format is refused");
+    assert!(error.to_string().contains("data format 3"), "{error}");
+}
