@@ -4,7 +4,7 @@
 //! plus latest values) and the bytes in use, right after the churn and then every second
 //! until it is within `--target` times the live bytes (or `--settle-secs` passed), the
 //! longest single write, and the same churn with rewriting disabled (the comparison, same
-//! run).
+//! run; `--comparison 0` skips it).
 //!
 //! ```text
 //! cargo run --release -p apistore-sled --example churn -- --objects 2000 --writes 51
@@ -26,6 +26,7 @@ struct Args {
     interval_ms: u64,
     settle_secs: u64,
     target: f64,
+    comparison: bool,
 }
 
 fn parse() -> Args {
@@ -38,6 +39,7 @@ fn parse() -> Args {
         interval_ms: apistore_sled::DEFAULT_COMPACTION_INTERVAL_MS,
         settle_secs: 60,
         target: 3.0,
+        comparison: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -52,6 +54,7 @@ fn parse() -> Args {
             "--compaction-interval-ms" => args.interval_ms = number(),
             "--settle-secs" => args.settle_secs = number(),
             "--target" => args.target = value.parse().expect("--target: a number"),
+            "--comparison" => args.comparison = number() != 0,
             other => panic!("unknown flag {other}"),
         }
     }
@@ -120,10 +123,34 @@ async fn churn(args: &Args, reclaim: bool) -> (u64, u64, u64, u64, Option<f64>, 
             forced.pause.as_secs_f64() * 1e3
         );
     }
+    eprintln!("  files: {}", files(dir.path(), dir.path()).join(", "));
     let (_, pause) = kv.reclaim_stats();
     let rewrites = kv.reclaim_stats().0;
-    eprintln!("  rewrites {rewrites}, longest rewrite pause {:.1} ms", pause.as_secs_f64() * 1e3);
+    let mut pauses = kv.rewrite_pauses();
+    pauses.sort();
+    let median = pauses.get(pauses.len() / 2).copied().unwrap_or_default();
+    eprintln!(
+        "  rewrites {rewrites}, writer pause of a rewrite: median {:.1} ms, longest {:.1} ms",
+        median.as_secs_f64() * 1e3,
+        pause.as_secs_f64() * 1e3
+    );
     (after_churn, space.db_bytes, live, space.in_use_bytes, reached, longest, rewrites)
+}
+
+/// `path size` of every file under `dir`, relative to `root`.
+fn files(root: &std::path::Path, dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            out.extend(files(root, &entry.path()));
+        } else {
+            let name = entry.path().strip_prefix(root).map(|p| p.display().to_string()).unwrap_or_default();
+            out.push(format!("{name} {}", meta.len()));
+        }
+    }
+    out.sort();
+    out
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
@@ -134,7 +161,12 @@ async fn main() {
         "churn: {} objects x {} writes of {} B, {} writers, compaction window {} revisions every {} ms",
         args.objects, args.writes, args.value_bytes, args.writers, args.window, args.interval_ms
     );
-    for (label, reclaim) in [("rewrite on (default)", true), ("rewrite off (comparison)", false)] {
+    let sides: &[(&str, bool)] = if args.comparison {
+        &[("rewrite on (default)", true), ("rewrite off (comparison)", false)]
+    } else {
+        &[("rewrite on (default)", true)]
+    };
+    for &(label, reclaim) in sides {
         let started = Instant::now();
         let (after_churn, settled, live, in_use, reached, longest, _) = churn(&args, reclaim).await;
         println!(

@@ -66,7 +66,7 @@ pub const CEILING_FILE: &str = "apistore-revision-ceiling";
 /// Most history entries removed per compaction batch.
 const COMPACTION_CHUNK: usize = 1_000;
 
-fn sled_error(e: sled::Error) -> Error {
+pub(crate) fn sled_error(e: sled::Error) -> Error {
     match e {
         sled::Error::Io(io) => Error::unavailable(format!("sled I/O error: {io}")),
         other => Error::internal(format!("sled error: {other}")),
@@ -89,8 +89,13 @@ pub(crate) struct Core {
     db: Arc<DbCell>,
     /// The live generation (0 = the legacy layout or a temporary database).
     generation: AtomicU64,
+    /// (when, current revision) sampled once per compaction interval: the age limit of the
+    /// retention policy.
+    samples: Mutex<VecDeque<(std::time::Instant, Revision)>>,
     /// Bytes of the history entries in the database (keys and values): the bytes in use.
     history_bytes: AtomicU64,
+    /// Bytes of the history entries of every key's latest live version (the live data).
+    live_bytes: AtomicU64,
     /// Space accounting and the NOSPACE alarm (see [`reclaim`]).
     space: reclaim::SpaceState,
     options: SledOptions,
@@ -148,24 +153,34 @@ impl Core {
             Durability::Immediate => Some(crate::options::DEFAULT_PERIODIC_FLUSH_MS),
         };
         let live = if options.temporary { 0 } else { generation::live(&options.path)? };
+        if live != 0 && !generation::path_of(&options.path, live).is_dir() {
+            return Err(Error::Corrupt {
+                key: options.path.join(generation::GENERATION_FILE).display().to_string(),
+                message: format!("sled backend: the generation file names generation {live}, which does not exist"),
+            });
+        }
         if !options.temporary {
             generation::remove_stale(&options.path, live)?;
         }
-        let db = reclaim::open_db(&options, live, flush_every)?;
+        let db = reclaim::open_generation(&options, live, flush_every)?;
         let ceiling_path = (!options.temporary).then(|| options.path.join(CEILING_FILE));
         let ceiling = match &ceiling_path {
             Some(path) => read_ceiling(path)?,
             None => 0,
         };
         let compact = meta(&db, layout::META_COMPACT)?;
-        let last_history = db
-            .range(layout::history_key(0)..layout::history_key(u64::MAX))
-            .next_back()
-            .transpose()
-            .map_err(sled_error)?
-            .map(|(k, _)| layout::be_u64(&k[1..]))
-            .transpose()?
-            .unwrap_or(0);
+        let format = meta(&db, layout::META_FORMAT)?;
+        if format > layout::FORMAT {
+            return Err(Error::internal(format!(
+                "sled backend: {} holds data format {format}, this version reads up to {}",
+                options.path.display(),
+                layout::FORMAT
+            )));
+        }
+        if format < layout::FORMAT {
+            db.insert(layout::META_FORMAT, &layout::FORMAT.to_be_bytes()).map_err(sled_error)?;
+        }
+        let last_history = db.last_history()?;
         let current = 1.max(last_history).max(compact).max(ceiling);
         let db = Arc::new(DbCell::new(db));
         let flusher = match options.durability {
@@ -175,7 +190,9 @@ impl Core {
         let core = Core {
             db,
             generation: AtomicU64::new(live),
+            samples: Mutex::new(VecDeque::new()),
             history_bytes: AtomicU64::new(0),
+            live_bytes: AtomicU64::new(0),
             space: reclaim::SpaceState::default(),
             ceiling_path,
             writer: Mutex::new(WriterState { ceiling }),
@@ -195,23 +212,36 @@ impl Core {
         Ok(core)
     }
 
-    /// Builds the in-memory key index from the history.
+    /// Builds the in-memory key index from the history (verifying every record's checksum),
+    /// dropping what the compaction revision made unreachable (a packed history keeps the
+    /// entries compaction removed after its rewrite).
     fn build_index(&self) -> Result<()> {
         let mut index = KeyIndex::default();
-        let mut bytes = 0;
-        for entry in self.db().range(layout::history_key(0)..layout::history_key(u64::MAX)) {
-            let (raw_rev, raw) = entry.map_err(sled_error)?;
-            bytes += (raw_rev.len() + raw.len()) as u64;
-            let revision = layout::be_u64(&raw_rev[1..])?;
-            let (key, version) = layout::decode_event_header(&raw)?;
-            index.push(key, revision, Meta::of(&version));
+        let db = self.db();
+        for entry in db.history_range(0, u64::MAX) {
+            let (revision, raw) = entry?;
+            let (key, version) =
+                layout::decode_event_header(revision, &raw).map_err(|e| match layout::unverified_key(&raw) {
+                    Some(key) => layout::name_key(e, key),
+                    None => e,
+                })?;
+            index.push(key, revision, Meta::of(&version, 9 + raw.len()));
         }
+        let mut batch = sled::Batch::default();
+        for dropped in index.compact_all(self.compacted()) {
+            batch.remove(&layout::history_key(dropped));
+        }
+        db.apply_batch(batch).map_err(sled_error)?;
+        drop(db);
+        let bytes = index.total_bytes();
+        let live = index.live_bytes();
         // A crash may have cut a write between its history insert and its TTL entry.
         for (key, deadline) in index.expiring() {
             self.db().insert(layout::expiry_key(deadline, &key), &[][..]).map_err(sled_error)?;
         }
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
         self.history_bytes.store(bytes, Ordering::SeqCst);
+        self.live_bytes.store(live, Ordering::SeqCst);
         Ok(())
     }
 
@@ -220,8 +250,8 @@ impl Core {
         self.index.read().unwrap_or_else(|e| e.into_inner()).at(key, revision)
     }
 
-    /// The live database (hold the `Arc` for one operation only: a rewrite waits for it).
-    fn db(&self) -> Arc<sled::Db> {
+    /// The live generation (hold the `Arc` for one operation only: a rewrite waits for it).
+    fn db(&self) -> Arc<generation::Gen> {
         self.db.get()
     }
 
@@ -260,8 +290,8 @@ impl Core {
     /// The full version (with value) `key` got at `revision`, from the history; None when
     /// that history entry is gone (compacted) or belongs to another key.
     fn version_from_history(&self, key: &[u8], revision: Revision) -> Result<Option<Version>> {
-        let Some(raw) = self.db().get(layout::history_key(revision)).map_err(sled_error)? else { return Ok(None) };
-        let (stored_key, version) = layout::decode_event(&raw)?;
+        let Some(raw) = self.db().history(revision)? else { return Ok(None) };
+        let (stored_key, version) = layout::decode_event(revision, &raw).map_err(|e| layout::name_key(e, key))?;
         Ok((stored_key == key).then_some(version))
     }
 
@@ -429,12 +459,22 @@ impl Core {
             }
         };
         let old_expiry = latest.map_or(0, |(_, old)| old.expires_at_ms);
-        if let Err(e) = self.apply(key_bytes, revision, &stored, old_expiry) {
-            // Best effort: leave no half-written revision behind (it will be reused).
-            let _ = self.db().remove(layout::history_key(revision));
-            return Err(e);
-        }
-        self.index.write().unwrap_or_else(|e| e.into_inner()).push(key_bytes, revision, Meta::of(&stored));
+        let bytes = match self.apply(key_bytes, revision, &stored, old_expiry) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // Best effort: leave no half-written revision behind (it will be reused).
+                let _ = self.db().remove(layout::history_key(revision));
+                self.note_io_failure(&e);
+                return Err(e);
+            }
+        };
+        self.index.write().unwrap_or_else(|e| e.into_inner()).push(key_bytes, revision, Meta::of(&stored, bytes));
+        // The live bytes: the key's latest live version replaced (or removed by a delete).
+        let replaced = latest.map_or(0, |(_, old)| u64::from(old.bytes));
+        let added = if stored.live { bytes as u64 } else { 0 };
+        let _ = self.live_bytes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |live| {
+            Some(live.saturating_sub(replaced).saturating_add(added))
+        });
         self.applied.store(revision, Ordering::SeqCst);
         let write = Unpublished { revision, key: key.to_owned(), put, prev_revision };
         if self.flusher.is_some() {
@@ -476,19 +516,20 @@ impl Core {
     }
 
     /// Stores revision `revision` of `key`: the history entry (the source of truth), then TTL
-    /// index changes (a stale TTL entry left by a crash is ignored by the sweeper).
-    fn apply(&self, key: &[u8], revision: Revision, stored: &Version, old_expiry: u64) -> Result<()> {
-        let event = layout::encode_event(key, stored);
-        let bytes = (9 + event.len()) as u64;
+    /// index changes (a stale TTL entry left by a crash is ignored by the sweeper). Returns the
+    /// bytes of the history entry.
+    fn apply(&self, key: &[u8], revision: Revision, stored: &Version, old_expiry: u64) -> Result<usize> {
+        let event = layout::encode_event(revision, key, stored);
+        let bytes = 9 + event.len();
         self.db().insert(layout::history_key(revision), event).map_err(sled_error)?;
-        self.history_bytes.fetch_add(bytes, Ordering::SeqCst);
+        self.history_bytes.fetch_add(bytes as u64, Ordering::SeqCst);
         if old_expiry != 0 && old_expiry != stored.expires_at_ms {
             self.db().remove(layout::expiry_key(old_expiry, key)).map_err(sled_error)?;
         }
         if stored.expires_at_ms != 0 {
             self.db().insert(layout::expiry_key(stored.expires_at_ms, key), &[][..]).map_err(sled_error)?;
         }
-        Ok(())
+        Ok(bytes)
     }
 
     /// Applies a conditional write and makes it durable according to the durability
@@ -512,7 +553,10 @@ impl Core {
                 applied
             }
         };
-        flusher.flush(Some(committing)).await?;
+        if let Err(e) = flusher.flush(Some(committing)).await {
+            self.note_io_failure(&e);
+            return Err(e);
+        }
         self.publish_through(through)?;
         Ok(match outcome {
             TxnOutcome::Failed { current, .. } => TxnOutcome::Failed { current, revision: self.current() },
@@ -532,7 +576,10 @@ impl Core {
     /// Flushes everything applied so far and publishes what the flush made durable.
     fn flush_and_publish(&self) -> Result<()> {
         let applied = self.applied.load(Ordering::SeqCst);
-        self.db().flush().map_err(sled_error)?;
+        if let Err(e) = self.db().flush().map_err(sled_error).and_then(|_| self.db.sync_pointer()) {
+            self.note_io_failure(&e);
+            return Err(e);
+        }
         self.publish_through(applied)
     }
 
@@ -549,11 +596,11 @@ impl Core {
         let mut events = Vec::new();
         let mut through = until;
         let mut scanned = 0;
-        for entry in self.db().range(layout::history_key(from)..=layout::history_key(until)) {
-            let (raw_rev, raw) = entry.map_err(sled_error)?;
-            let revision = layout::be_u64(&raw_rev[1..])?;
+        let db = self.db();
+        for entry in db.history_range(from, until) {
+            let (revision, raw) = entry?;
             scanned += 1;
-            let (raw_key, version) = layout::decode_event(&raw)?;
+            let (raw_key, version) = layout::decode_event(revision, &raw)?;
             let key = layout::key_string(raw_key)?;
             if watch::in_range(&key, start, end) {
                 let prev = match version.prev_revision {
@@ -615,10 +662,10 @@ impl Core {
         while through < revision {
             let mut keys = BTreeSet::new();
             let mut last = None;
-            for entry in db.range(layout::history_key(through)..layout::history_key(revision)).take(COMPACTION_CHUNK) {
-                let (raw_rev, raw) = entry.map_err(sled_error)?;
-                last = Some(layout::be_u64(&raw_rev[1..])?);
-                keys.insert(layout::decode_event_header(&raw)?.0.to_vec());
+            for entry in db.history_range(through, revision - 1).take(COMPACTION_CHUNK) {
+                let (at, raw) = entry?;
+                last = Some(at);
+                keys.insert(layout::decode_event_header(at, &raw)?.0.to_vec());
             }
             let next_through = last.map_or(revision, |last| last + 1);
             let mut batch = sled::Batch::default();
@@ -626,12 +673,9 @@ impl Core {
             {
                 let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
                 for key in keys {
-                    for dropped in index.compact_key(&key, revision) {
-                        let dropped = layout::history_key(dropped);
-                        if let Some(raw) = db.get(dropped).map_err(sled_error)? {
-                            freed += (dropped.len() + raw.len()) as u64;
-                        }
-                        batch.remove(&dropped);
+                    for (dropped, meta) in index.compact_key(&key, revision) {
+                        freed += u64::from(meta.bytes);
+                        batch.remove(&layout::history_key(dropped));
                     }
                 }
             }
@@ -674,15 +718,68 @@ impl Core {
         Ok(expired)
     }
 
+    /// The revision background compaction compacts to now: the highest of the three limits of
+    /// the retention policy (see [`SledOptions`]): the last `compaction_window` revisions, the
+    /// last `compaction_retention_ms` of history (sampled once per compaction interval), and
+    /// the history budget (the bytes in use at most the live bytes plus
+    /// `history_budget_percent` of them, at least [`crate::options::HISTORY_BUDGET_FLOOR`]
+    /// beyond the live bytes). Never above the current revision.
+    fn retention_target(&self, sample: bool) -> Revision {
+        let current = self.current();
+        let options = &self.options;
+        let by_count = current.saturating_sub(options.compaction_window);
+        let by_age = {
+            let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+            let now = std::time::Instant::now();
+            if sample {
+                samples.push_back((now, current));
+            }
+            let retention = Duration::from_millis(options.compaction_retention_ms);
+            let old_enough = |at: &std::time::Instant| now.duration_since(*at) >= retention;
+            // Drop samples while the next one is old enough too: the front is then the newest
+            // sample at least `retention` old.
+            while samples.get(1).is_some_and(|(at, _)| old_enough(at)) {
+                samples.pop_front();
+            }
+            match samples.front() {
+                Some((at, revision)) if options.compaction_retention_ms > 0 && old_enough(at) => *revision,
+                _ => 0,
+            }
+        };
+        let by_bytes = if options.history_budget_percent == 0 {
+            0
+        } else {
+            self.index.read().unwrap_or_else(|e| e.into_inner()).budget_revision(|live| self.history_budget(live))
+        };
+        by_count.max(by_age).max(by_bytes).min(current)
+    }
+
+    /// The bytes in use the history budget allows for `live` bytes of live data.
+    fn history_budget(&self, live: u64) -> u64 {
+        let percent = self.options.history_budget_percent;
+        live + (live.saturating_mul(percent) / 100).max(crate::options::HISTORY_BUDGET_FLOOR)
+    }
+
+    /// True when the bytes in use outgrew the history budget by a quarter: compaction runs
+    /// then without waiting for its interval (a fast churn would otherwise fill the disk
+    /// between two compactions).
+    fn over_budget(&self) -> bool {
+        if self.options.history_budget_percent == 0 {
+            return false;
+        }
+        let budget = self.history_budget(self.live_bytes.load(Ordering::SeqCst));
+        self.history_bytes.load(Ordering::SeqCst) > budget + budget / 4
+    }
+
     /// One round of background work: TTL expiry, compaction when due, the space quota and
     /// a rewrite when one would return enough space.
     fn maintain(&self, compaction_due: bool) {
+        self.recover_from_io_failure();
         if let Err(e) = self.expire_due(now_ms()) {
             tracing::warn!(error = %e, "sled backend: TTL expiry failed");
         }
-        let window = self.options.compaction_window;
-        if compaction_due && window > 0 {
-            let target = self.current().saturating_sub(window);
+        if (compaction_due || self.over_budget()) && self.options.compaction_window > 0 {
+            let target = self.retention_target(compaction_due);
             if target > self.compacted() {
                 if let Err(e) = self.compact(target) {
                     tracing::warn!(error = %e, revision = target, "sled backend: background compaction failed");
@@ -737,19 +834,21 @@ fn meta(db: &sled::Db, name: &[u8]) -> Result<u64> {
     }
 }
 
-fn read_ceiling(path: &PathBuf) -> Result<Revision> {
+fn read_ceiling(path: &Path) -> Result<Revision> {
     match fs::read_to_string(path) {
-        Ok(text) => text.trim().parse().map_err(|_| {
-            Error::internal(format!("sled backend: corrupt revision ceiling file {}: {text:?}", path.display()))
+        Ok(text) => layout::parse_ceiling(&text).map_err(|message| Error::Corrupt {
+            key: path.display().to_string(),
+            message: format!("sled backend: corrupt revision ceiling file: {message}: {text:?}"),
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
         Err(e) => Err(Error::unavailable(format!("cannot read {}: {e}", path.display()))),
     }
 }
 
-/// Writes the ceiling durably (see [`generation::replace_durably`]).
+/// Writes the ceiling durably (see [`generation::replace_durably`]), checksummed (see
+/// [`layout::encode_ceiling`]).
 fn write_ceiling(path: &Path, ceiling: Revision) -> Result<()> {
-    generation::replace_durably(path, ceiling.to_string().as_bytes())
+    generation::replace_durably(path, layout::encode_ceiling(ceiling).as_bytes())
 }
 
 /// The embedded sled backend. Open it with [`SledBackend::open`] (or through the registry
@@ -818,7 +917,7 @@ impl SledBackend {
     }
 
     /// Rewrites the database into a fresh generation now (what maintenance does once the
-    /// directory is twice its bytes in use), returning the space of removed history. Reads
+    /// directory is 1.5 times its bytes in use), returning the space of removed history. Reads
     /// and writes go on; writes wait only for the final switch. None for a temporary database.
     ///
     /// Errors: [`Error::Unavailable`] on I/O errors (e.g. a full disk: the rewrite needs room
@@ -831,6 +930,17 @@ impl SledBackend {
     /// Rewrites since open and the longest time one made writes wait.
     pub fn reclaim_stats(&self) -> (u64, Duration) {
         self.core.rewrite_stats()
+    }
+
+    /// The writer pauses of the last rewrites (up to 1,000), oldest first.
+    pub fn rewrite_pauses(&self) -> Vec<Duration> {
+        self.core.rewrite_pauses()
+    }
+
+    /// How many times since open the backend recovered by itself from failed writes (e.g. a
+    /// full disk: once space is back, maintenance switches to a fresh generation).
+    pub fn recoveries(&self) -> u64 {
+        self.core.recoveries()
     }
 
     /// Deletes the keys whose TTL has passed now, without waiting for the maintenance thread.
@@ -1019,6 +1129,10 @@ mod tests {
         let b1 = put(&core, "/b", b"1", 0);
         delete(&core, "/b", b1);
         let a3 = put(&core, "/a", b"3", a2);
+        let live = core.index.read().expect("index").live_bytes();
+        assert_eq!(core.live_bytes.load(Ordering::SeqCst), live, "the writer tracks the live bytes");
+        let a3_bytes = core.index.read().expect("index").at(b"/a", a3).expect("a3").1.bytes;
+        assert_eq!(live, u64::from(a3_bytes), "only /a is live, at a3");
         core.compact(a3).expect("compact");
         // Kept: /a's newest version below the compaction point (a2, the prev of a3) and a3.
         let history: Vec<u64> = core

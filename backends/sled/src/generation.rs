@@ -4,7 +4,8 @@
 //! ```text
 //! data-dir/
 //!   apistore-generation        pointer: the live generation's directory name ("gen-000002")
-//!   gen-000002/                the live sled database
+//!   gen-000002/                the live sled database, and apistore-packed-history in it
+//!                              (the history the rewrite carried over, see crate::packed)
 //!   gen-000003/                a rewrite in progress (garbage until the pointer names it)
 //!   apistore-revision-ceiling  the revision ceiling (shared by all generations)
 //! ```
@@ -20,7 +21,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use apistore::kv::Revision;
 use apistore::{Error, Result};
+
+use crate::layout;
+use crate::packed::Packed;
 
 /// Name of the pointer file naming the live generation.
 pub const GENERATION_FILE: &str = "apistore-generation";
@@ -31,24 +36,136 @@ const PREFIX: &str = "gen-";
 /// database moved into a generation); `snap.*` files are matched by prefix.
 const LEGACY_FILES: [&str; 3] = ["conf", "db", "blobs"];
 
-/// The live sled database, swappable: readers clone the `Arc` for the duration of one
-/// operation, the rewrite swaps in the next generation's database.
+/// One generation: its sled database (new writes, TTL index, metadata) and its packed history
+/// (what the rewrite that made it carried over; empty for generation 0 and temporary
+/// databases). Every packed revision is below every history revision in the sled tree.
 #[derive(Debug)]
-pub(crate) struct DbCell(RwLock<Arc<sled::Db>>);
+pub(crate) struct Gen {
+    /// The sled database.
+    pub db: sled::Db,
+    /// The packed history.
+    pub packed: Packed,
+}
+
+impl std::ops::Deref for Gen {
+    type Target = sled::Db;
+
+    fn deref(&self) -> &sled::Db {
+        &self.db
+    }
+}
+
+/// A history record read from either part of a generation.
+pub(crate) enum Raw {
+    /// From the sled tree.
+    Sled(sled::IVec),
+    /// From the packed history.
+    Packed(Vec<u8>),
+}
+
+impl std::ops::Deref for Raw {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Raw::Sled(raw) => raw,
+            Raw::Packed(raw) => raw,
+        }
+    }
+}
+
+impl Gen {
+    /// The history record of `revision` (packed or in sled), if retained.
+    ///
+    /// Errors: [`Error::Unavailable`] on I/O errors.
+    pub(crate) fn history(&self, revision: Revision) -> Result<Option<Raw>> {
+        if revision <= self.packed.last_revision() {
+            return Ok(self.packed.get(revision)?.map(Raw::Packed));
+        }
+        Ok(self.db.get(layout::history_key(revision)).map_err(crate::backend::sled_error)?.map(Raw::Sled))
+    }
+
+    /// The history records of revisions `from..=until`, ascending: the packed ones, then
+    /// those in sled.
+    pub(crate) fn history_range(
+        &self,
+        from: Revision,
+        until: Revision,
+    ) -> impl Iterator<Item = Result<(Revision, Raw)>> + '_ {
+        let packed = self.packed.range(from, until).map(|entry| entry.map(|(r, raw)| (r, Raw::Packed(raw))));
+        let from_sled = from.max(self.packed.last_revision().saturating_add(1));
+        let sled = (from_sled <= until)
+            .then(|| self.db.range(layout::history_key(from_sled)..=layout::history_key(until)))
+            .into_iter()
+            .flatten()
+            .map(|entry| {
+                let (raw_rev, raw) = entry.map_err(crate::backend::sled_error)?;
+                Ok((layout::be_u64(&raw_rev[1..])?, Raw::Sled(raw)))
+            });
+        packed.chain(sled)
+    }
+
+    /// The newest history revision (0 when there is none).
+    ///
+    /// Errors: [`Error::Unavailable`] / [`Error::Internal`] when sled fails.
+    pub(crate) fn last_history(&self) -> Result<Revision> {
+        let in_sled = self
+            .db
+            .range(layout::history_key(0)..layout::history_key(u64::MAX))
+            .next_back()
+            .transpose()
+            .map_err(crate::backend::sled_error)?
+            .map(|(k, _)| layout::be_u64(&k[1..]))
+            .transpose()?
+            .unwrap_or(0);
+        Ok(in_sled.max(self.packed.last_revision()))
+    }
+}
+
+/// The live generation, swappable: readers clone the `Arc` for the duration of one
+/// operation, the rewrite swaps in the next generation.
+#[derive(Debug)]
+pub(crate) struct DbCell {
+    live: RwLock<Arc<Gen>>,
+    /// The data directory whose pointer switch is not yet durable (see
+    /// [`DbCell::mark_unsynced`]).
+    unsynced: std::sync::Mutex<Option<PathBuf>>,
+}
 
 impl DbCell {
-    pub(crate) fn new(db: sled::Db) -> Self {
-        DbCell(RwLock::new(Arc::new(db)))
+    pub(crate) fn new(generation: Gen) -> Self {
+        DbCell { live: RwLock::new(Arc::new(generation)), unsynced: std::sync::Mutex::new(None) }
     }
 
-    /// The live database.
-    pub(crate) fn get(&self) -> Arc<sled::Db> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The live generation.
+    pub(crate) fn get(&self) -> Arc<Gen> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Makes `db` the live database; returns the previous one.
-    pub(crate) fn swap(&self, db: sled::Db) -> Arc<sled::Db> {
-        std::mem::replace(&mut *self.0.write().unwrap_or_else(|e| e.into_inner()), Arc::new(db))
+    /// Makes `generation` the live one; returns the previous one.
+    pub(crate) fn swap(&self, generation: Gen) -> Arc<Gen> {
+        std::mem::replace(&mut *self.live.write().unwrap_or_else(|e| e.into_inner()), Arc::new(generation))
+    }
+
+    /// Records that the pointer of `root` was switched ([`switch_pointer`]) but not yet made
+    /// durable. Called before the [`DbCell::swap`] to the new generation, so that every flush
+    /// of the new generation is followed by [`DbCell::sync_pointer`] before it counts.
+    pub(crate) fn mark_unsynced(&self, root: PathBuf) {
+        *self.unsynced.lock().unwrap_or_else(|e| e.into_inner()) = Some(root);
+    }
+
+    /// Makes a switched pointer durable (fsync of the data directory), once; nothing to do
+    /// when none is pending. Flushes call it after flushing (a write to the new generation
+    /// is durable only once the pointer names it durably).
+    ///
+    /// Errors: [`Error::Unavailable`] when the fsync fails (it is tried again next time).
+    pub(crate) fn sync_pointer(&self) -> Result<()> {
+        let mut unsynced = self.unsynced.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(root) = unsynced.as_ref() {
+            sync_dir(root)?;
+            *unsynced = None;
+        }
+        Ok(())
     }
 }
 
@@ -116,11 +233,54 @@ pub(crate) fn remove(path: &Path) -> Result<()> {
     }
 }
 
-/// Makes `generation` the live one: the commit point of a rewrite.
+/// Makes `generation` the live one: the commit point of a rewrite ([`prepare_commit`] then
+/// [`commit_prepared`]; a rewrite runs the first half in parallel with its last fsync).
 ///
 /// Errors: [`Error::Unavailable`] on I/O errors (the old generation stays live).
+#[cfg(test)]
 pub(crate) fn commit(root: &Path, generation: u64) -> Result<()> {
-    replace_durably(&root.join(GENERATION_FILE), format!("{PREFIX}{generation:06}\n").as_bytes())
+    commit_prepared(root, prepare_commit(root, generation)?)
+}
+
+/// A pointer file written and fsynced beside the live one, not yet renamed over it.
+pub(crate) struct PreparedCommit(PathBuf);
+
+/// The first half of [`commit`]: writes and fsyncs the new pointer as a temporary file (the
+/// old generation stays live).
+///
+/// Errors: [`Error::Unavailable`] on I/O errors.
+pub(crate) fn prepare_commit(root: &Path, generation: u64) -> Result<PreparedCommit> {
+    let path = root.join(GENERATION_FILE);
+    let temp = path.with_extension("tmp");
+    write_synced(&temp, format!("{PREFIX}{generation:06}\n").as_bytes())?;
+    Ok(PreparedCommit(temp))
+}
+
+/// The second half of [`commit`], the commit point: renames the prepared pointer over the
+/// live one and fsyncs the directory.
+///
+/// Errors: [`Error::Unavailable`] on I/O errors.
+#[cfg(test)]
+pub(crate) fn commit_prepared(root: &Path, prepared: PreparedCommit) -> Result<()> {
+    switch_pointer(root, prepared)?;
+    sync_dir(root)
+}
+
+/// The commit point without its durability: renames the prepared pointer over the live one.
+/// Until [`sync_dir`] of `root` returned, a crash may still find the old pointer: nothing
+/// written to the new generation may be acknowledged before (see [`DbCell::mark_unsynced`]).
+///
+/// Errors: [`Error::Unavailable`] on I/O errors.
+pub(crate) fn switch_pointer(root: &Path, prepared: PreparedCommit) -> Result<()> {
+    let to = root.join(GENERATION_FILE);
+    fs::rename(&prepared.0, &to).map_err(io_error(&to))
+}
+
+/// Fsyncs the directory `root` (makes a rename in it durable).
+///
+/// Errors: [`Error::Unavailable`] on I/O errors.
+pub(crate) fn sync_dir(root: &Path) -> Result<()> {
+    fs::File::open(root).and_then(|d| d.sync_all()).map_err(io_error(root))
 }
 
 /// Replaces `path` with `contents` atomically and durably: temp file, fsync, rename, fsync of
@@ -128,13 +288,24 @@ pub(crate) fn commit(root: &Path, generation: u64) -> Result<()> {
 ///
 /// Errors: [`Error::Unavailable`] on I/O errors.
 pub(crate) fn replace_durably(path: &Path, contents: &[u8]) -> Result<()> {
-    let io = io_error(path);
     let temp = path.with_extension("tmp");
-    let mut file = fs::File::create(&temp).map_err(&io)?;
+    write_synced(&temp, contents)?;
+    rename_durably(&temp, path)
+}
+
+/// Creates `path` with `contents` and fsyncs it.
+fn write_synced(path: &Path, contents: &[u8]) -> Result<()> {
+    let io = io_error(path);
+    let mut file = fs::File::create(path).map_err(&io)?;
     file.write_all(contents).map_err(&io)?;
-    file.sync_all().map_err(&io)?;
-    fs::rename(&temp, path).map_err(&io)?;
-    if let Some(dir) = path.parent() {
+    file.sync_all().map_err(&io)
+}
+
+/// Renames `from` over `to` and fsyncs the directory.
+fn rename_durably(from: &Path, to: &Path) -> Result<()> {
+    let io = io_error(to);
+    fs::rename(from, to).map_err(&io)?;
+    if let Some(dir) = to.parent() {
         fs::File::open(dir).and_then(|d| d.sync_all()).map_err(&io)?;
     }
     Ok(())

@@ -20,15 +20,20 @@ pub(crate) struct Meta {
     pub version: u64,
     /// Unix ms after which the key expires; 0 = never.
     pub expires_at_ms: u64,
+    /// Bytes of the version's history entry (sled key and record): its share of the bytes in
+    /// use.
+    pub bytes: u32,
 }
 
 impl Meta {
-    pub(crate) fn of(version: &Version) -> Self {
+    /// The metadata of `version`, whose history entry takes `bytes`.
+    pub(crate) fn of(version: &Version, bytes: usize) -> Self {
         Meta {
             live: version.live,
             create_revision: version.create_revision,
             version: version.version,
             expires_at_ms: version.expires_at_ms,
+            bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
         }
     }
 }
@@ -84,8 +89,8 @@ impl KeyIndex {
 
     /// Drops the versions of `key` that compaction at `revision` makes unreachable: all
     /// older than its newest version below `revision`, and that one too when it is a
-    /// tombstone. Returns the dropped revisions.
-    pub(crate) fn compact_key(&mut self, key: &[u8], revision: Revision) -> Vec<Revision> {
+    /// tombstone. Returns the dropped revisions with their metadata.
+    pub(crate) fn compact_key(&mut self, key: &[u8], revision: Revision) -> Vec<(Revision, Meta)> {
         let Some(versions) = self.keys.get_mut(key) else { return Vec::new() };
         let below = versions.partition_point(|(at, _)| *at < revision);
         if below == 0 {
@@ -93,11 +98,74 @@ impl KeyIndex {
         }
         let newest_below_is_tombstone = !versions[below - 1].1.live;
         let drop_count = if newest_below_is_tombstone { below } else { below - 1 };
-        let dropped: Vec<Revision> = versions.drain(..drop_count).map(|(at, _)| at).collect();
+        let dropped: Vec<(Revision, Meta)> = versions.drain(..drop_count).collect();
         if versions.is_empty() {
             self.keys.remove(key);
         }
         dropped
+    }
+
+    /// [`KeyIndex::compact_key`] for every key. Returns the dropped revisions.
+    pub(crate) fn compact_all(&mut self, revision: Revision) -> Vec<Revision> {
+        let keys: Vec<Vec<u8>> = self.keys.keys().cloned().collect();
+        keys.iter().flat_map(|key| self.compact_key(key, revision)).map(|(at, _)| at).collect()
+    }
+
+    /// True when version `revision` of `key` is retained.
+    pub(crate) fn contains(&self, key: &[u8], revision: Revision) -> bool {
+        self.keys.get(key).is_some_and(|versions| versions.binary_search_by_key(&revision, |(at, _)| *at).is_ok())
+    }
+
+    /// Bytes of every key's latest version when it is live (the live data).
+    pub(crate) fn live_bytes(&self) -> u64 {
+        self.keys
+            .values()
+            .filter_map(|versions| versions.last())
+            .filter(|(_, meta)| meta.live)
+            .map(|(_, meta)| u64::from(meta.bytes))
+            .sum()
+    }
+
+    /// Bytes of every retained version's history entry (the bytes in use).
+    pub(crate) fn total_bytes(&self) -> u64 {
+        self.keys.values().flatten().map(|(_, meta)| u64::from(meta.bytes)).sum()
+    }
+
+    /// The lowest compaction revision that leaves at most `budget(live)` bytes in use, where
+    /// `live` is the bytes of every key's latest live version; 0 when everything fits.
+    ///
+    /// A version is kept by a compaction at R when R is at most its *threshold*: its own
+    /// revision for a tombstone (dropped once below R), the next version's revision for a
+    /// live one (kept while it is the newest version below R, the previous value of the
+    /// event at R), never for a key's latest live version. So the bytes in use after a
+    /// compaction at R are the bytes of the versions whose threshold is ≥ R; sorted by
+    /// threshold, the first one that overflows the budget gives R = its threshold + 1.
+    pub(crate) fn budget_revision(&self, budget: impl Fn(u64) -> u64) -> Revision {
+        let mut live = 0u64;
+        let mut thresholds = Vec::new();
+        for versions in self.keys.values() {
+            for (i, (at, meta)) in versions.iter().enumerate() {
+                let threshold = match versions.get(i + 1) {
+                    _ if !meta.live => *at,
+                    Some((next, _)) => *next,
+                    None => {
+                        live += u64::from(meta.bytes);
+                        continue;
+                    }
+                };
+                thresholds.push((threshold, meta.bytes));
+            }
+        }
+        let budget = budget(live);
+        thresholds.sort_unstable_by_key(|(threshold, _)| std::cmp::Reverse(*threshold));
+        let mut kept = live;
+        for (threshold, bytes) in thresholds {
+            kept += u64::from(bytes);
+            if kept > budget {
+                return threshold + 1;
+            }
+        }
+        0
     }
 
     /// `(key, deadline)` of every live key with a TTL.
@@ -128,7 +196,7 @@ mod tests {
     use super::*;
 
     fn meta(live: bool) -> Meta {
-        Meta { live, create_revision: 2, version: 1, expires_at_ms: 0 }
+        Meta { live, create_revision: 2, version: 1, expires_at_ms: 0, bytes: 10 }
     }
 
     #[test]
@@ -154,9 +222,29 @@ mod tests {
         index.push(b"/a", 6, meta(true));
         index.push(b"/b", 4, meta(true));
         index.push(b"/b", 5, meta(false));
-        assert_eq!(index.compact_key(b"/a", 6), vec![2]);
+        let revisions = |dropped: Vec<(Revision, Meta)>| dropped.into_iter().map(|(at, _)| at).collect::<Vec<_>>();
+        assert_eq!(revisions(index.compact_key(b"/a", 6)), vec![2]);
         assert_eq!(index.versions_of(b"/a"), 2);
-        assert_eq!(index.compact_key(b"/b", 6), vec![4, 5]);
+        assert_eq!(revisions(index.compact_key(b"/b", 6)), vec![4, 5]);
         assert_eq!(index.versions_of(b"/b"), 0);
+    }
+
+    #[test]
+    fn the_budget_revision_keeps_exactly_the_bytes_a_compaction_leaves() {
+        let mut index = KeyIndex::default();
+        for revision in 2..=11 {
+            index.push(b"/a", revision, meta(true)); // 10 bytes each; /a@11 is live
+        }
+        index.push(b"/b", 12, meta(true));
+        index.push(b"/b", 13, meta(false)); // a tombstone: /b is not live
+        assert_eq!(index.budget_revision(|_| 1_000), 0, "everything fits");
+        // Live: /a@11 = 10 bytes. A budget of 40 keeps 3 more versions: /b@12 and /b@13
+        // (threshold 13), /a@10 (threshold 11); /a@9 (threshold 10) overflows.
+        assert_eq!(index.budget_revision(|live| live * 4), 11);
+        let mut compacted = KeyIndex::default();
+        std::mem::swap(&mut compacted, &mut index);
+        compacted.compact_all(11);
+        assert_eq!(compacted.total_bytes(), 40, "compaction at the budget revision leaves the budget");
+        assert!(compacted.contains(b"/a", 10) && !compacted.contains(b"/a", 9));
     }
 }

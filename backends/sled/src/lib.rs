@@ -6,7 +6,8 @@
 //! ```text
 //!  Store (apistore) ──► Arc<dyn KvBackend> = SledBackend
 //!                          │ writer lock: next revision, one history insert, index, publish
-//!                          ├─► sled tree:  h rev → key + version + value (history, the truth)
+//!                          ├─► sled tree:  h rev → key + version + value (history, the truth;
+//!                          │               checksummed) — plus a rewrite's packed history file
 //!                          │               x deadline key (TTL index) │ m… (metadata)
 //!                          ├─► key index (memory): key → retained revisions (MVCC reads)
 //!                          ├─► ceiling file: revisions are never reused after a crash
@@ -46,14 +47,16 @@ mod generation;
 mod index;
 mod layout;
 mod options;
+mod packed;
 mod watch;
 
 pub use backend::{Reclaimed, SledBackend, CEILING_FILE, CEILING_STEP};
 pub use generation::GENERATION_FILE;
 pub use options::{
-    Durability, SledOptions, DEFAULT_CACHE_CAPACITY, DEFAULT_COMPACTION_INTERVAL_MS, DEFAULT_COMPACTION_WINDOW,
-    DEFAULT_PERIODIC_FLUSH_MS, DEFAULT_PROGRESS_NOTIFY_INTERVAL_MS, DEFAULT_RECLAIM_MIN_BYTES,
-    DEFAULT_TTL_CHECK_INTERVAL_MS, DEFAULT_WATCH_BUFFER,
+    Durability, SledOptions, DEFAULT_CACHE_CAPACITY, DEFAULT_COMPACTION_INTERVAL_MS, DEFAULT_COMPACTION_RETENTION_MS,
+    DEFAULT_COMPACTION_WINDOW, DEFAULT_HISTORY_BUDGET_PERCENT, DEFAULT_PERIODIC_FLUSH_MS,
+    DEFAULT_PROGRESS_NOTIFY_INTERVAL_MS, DEFAULT_RECLAIM_MIN_BYTES, DEFAULT_TTL_CHECK_INTERVAL_MS,
+    DEFAULT_WATCH_BUFFER, HISTORY_BUDGET_FLOOR,
 };
 
 /// The name configs select this backend by.

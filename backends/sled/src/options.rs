@@ -58,6 +58,18 @@ pub const DEFAULT_PERIODIC_FLUSH_MS: u64 = 500;
 /// away; reads and watches below them fail with `Compacted`).
 pub const DEFAULT_COMPACTION_WINDOW: u64 = 10_000;
 
+/// How long history is kept by default (milliseconds): five minutes, what kube-apiserver
+/// keeps of etcd's (it compacts every 5 minutes to the revision it saw at the previous run).
+pub const DEFAULT_COMPACTION_RETENTION_MS: u64 = 5 * 60 * 1000;
+
+/// History kept beyond the live data by default, in percent of the live data's bytes: the
+/// bytes in use stay at most twice the live bytes.
+pub const DEFAULT_HISTORY_BUDGET_PERCENT: u64 = 100;
+
+/// The history budget is never below this many bytes beyond the live data (a small store
+/// keeps a useful window).
+pub const HISTORY_BUDGET_FLOOR: u64 = 1024 * 1024;
+
 /// How often background compaction runs, by default (milliseconds).
 pub const DEFAULT_COMPACTION_INTERVAL_MS: u64 = 10_000;
 
@@ -89,9 +101,30 @@ pub struct SledOptions {
     pub temporary: bool,
     /// When acknowledged writes reach the disk (default [`Durability::Immediate`]).
     pub durability: Durability,
-    /// Revisions of history background compaction keeps (default
-    /// [`DEFAULT_COMPACTION_WINDOW`]); 0 disables background compaction.
+    /// Revisions of history background compaction keeps at most (default
+    /// [`DEFAULT_COMPACTION_WINDOW`]); 0 disables background compaction (every limit below).
+    ///
+    /// The retention policy: background compaction keeps the history that all three limits
+    /// allow — at most `compaction_window` revisions, at most `compaction_retention_ms` old,
+    /// and at most `history_budget_percent` of the live bytes beyond the live data (the bytes
+    /// in use, computed exactly from the key index). What needs history
+    /// in storage: a paged list's continue token (it reads at the first page's revision), an
+    /// Exact resourceVersion read, and a watch resumed from an old resourceVersion that no
+    /// watch cache serves (the API server's watch cache keeps its own history for watches).
+    /// Kubernetes gives them five to ten minutes of etcd history; here five minutes is the
+    /// age limit, cut shorter under a write rate that would otherwise let history outgrow the
+    /// data: with the default budget the bytes in use stay within twice the live bytes and a
+    /// rewrite runs at 1.5 times the bytes in use, so the directory stays within about three
+    /// times the live bytes. Anything older is answered `Compacted` (410 Gone: relist),
+    /// exactly as for etcd's compaction.
     pub compaction_window: u64,
+    /// The age limit of history, milliseconds (default
+    /// [`DEFAULT_COMPACTION_RETENTION_MS`]); 0 = no age limit.
+    pub compaction_retention_ms: u64,
+    /// The size limit of history: superseded versions and tombstones kept beyond the live
+    /// data, in percent of the live bytes (default [`DEFAULT_HISTORY_BUDGET_PERCENT`]), never
+    /// less than [`HISTORY_BUDGET_FLOOR`]; 0 = no size limit.
+    pub history_budget_percent: u64,
     /// How often background compaction runs, milliseconds.
     pub compaction_interval_ms: u64,
     /// How often expired TTL keys are swept, milliseconds (the TTL granularity).
@@ -120,6 +153,8 @@ impl Default for SledOptions {
             temporary: false,
             durability: Durability::default(),
             compaction_window: DEFAULT_COMPACTION_WINDOW,
+            compaction_retention_ms: DEFAULT_COMPACTION_RETENTION_MS,
+            history_budget_percent: DEFAULT_HISTORY_BUDGET_PERCENT,
             compaction_interval_ms: DEFAULT_COMPACTION_INTERVAL_MS,
             ttl_check_interval_ms: DEFAULT_TTL_CHECK_INTERVAL_MS,
             watch_buffer: DEFAULT_WATCH_BUFFER,

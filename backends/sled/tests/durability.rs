@@ -2,9 +2,7 @@
 //! data, history, the compaction point and TTLs; a child killed with SIGKILL mid-stream loses
 //! no acknowledged write, nothing a watcher saw, and never gets a revision reused.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use apistore::kv::{KvBackend, RangeRequest, TxnOutcome, WatchEvent, WatchRequest};
@@ -13,14 +11,15 @@ use apistore_sled::{Durability, SledBackend, SledOptions};
 use bytes::Bytes;
 use futures::StreamExt;
 
+#[path = "fixture/crash.rs"]
+mod crash;
+
 const CHILD_ENV: &str = "APISTORE_SLED_CRASH_CHILD_DIR";
 const ROUND_ENV: &str = "APISTORE_SLED_CRASH_ROUND";
 
-/// `(revision, key)` of an `ack <revision> <key>` line (libtest may prefix the first one).
+/// `(revision, key)` of an `ack` line.
 fn parse_ack(line: &str) -> Option<(u64, String)> {
-    let rest = &line[line.find("ack ")? + 4..];
-    let (revision, key) = rest.split_once(' ')?;
-    Some((revision.parse().ok()?, key.trim().to_owned()))
+    crash::parse_ack(line).map(|(revision, key, _)| (revision, key))
 }
 
 /// `(revision, key)` of a `seen <revision> <key>` line (a watcher saw the write).
@@ -164,22 +163,13 @@ fn crash_child() {
                 println!("seen {} {}", kv.mod_revision, kv.key);
             }
         });
-        let tasks: Vec<_> = (0..4)
-            .map(|task| {
-                let kv = kv.clone();
-                let round = round.clone();
-                tokio::spawn(async move {
-                    for i in 0u64.. {
-                        let key = format!("/crash/{round}/{task}/{i}");
-                        let revision = put(&kv, &key, &key, 0).await;
-                        println!("ack {revision} {key}");
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            let _ = task.await;
-        }
+        // Every write creates a new key whose value is its name.
+        crash::write_and_ack_forever(kv, 4, move |task, i, _| {
+            let key = format!("/crash/{round}/{task}/{i}");
+            let value = Bytes::from(key.clone());
+            (key, value, 0)
+        })
+        .await;
     });
 }
 
@@ -187,16 +177,8 @@ fn crash_child() {
 fn sigkill_loses_no_acknowledged_write_and_reuses_no_revision() {
     let dir = tempfile::tempdir().expect("tempdir");
     for round in 0..2 {
-        let mut child = Command::new(std::env::current_exe().expect("test binary"))
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads", "1"])
-            .env(CHILD_ENV, dir.path())
-            .env(ROUND_ENV, round.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn child");
-        let stdout = child.stdout.take().expect("child stdout");
-        let mut lines = BufReader::new(stdout).lines();
+        let env = [(CHILD_ENV, dir.path().display().to_string()), (ROUND_ENV, round.to_string())];
+        let (mut child, mut lines) = crash::spawn_child("crash_child", &env);
         let mut acked: Vec<(u64, String)> = Vec::new();
         let mut seen: Vec<(u64, String)> = Vec::new();
         while acked.len() < 300 {

@@ -1,8 +1,9 @@
 //! A full disk (issue 11): the sled backend on a small tmpfs. Filling it gives typed
 //! `Unavailable` errors (503 at the HTTP edge), never a panic; every acknowledged write stays
 //! readable while the disk is full; and once space is back writes succeed again in the same
-//! process after a reopen (sled 0.34 keeps a failed flush's error until then). Needs root to mount the tmpfs (CI runs as root); the test fails with
-//! a clear message when it cannot mount.
+//! process without a reopen (sled 0.34 keeps a failed flush's error; the backend's
+//! maintenance probes the disk and switches to a fresh generation). Needs root to mount the
+//! tmpfs (CI runs as root); the test fails with a clear message when it cannot mount.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +20,7 @@ fn value(tag: u64) -> Bytes {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_refuses_writes_typed_keeps_reads_and_a_reopen_writes_again() {
+async fn a_full_disk_refuses_writes_typed_keeps_reads_and_writes_resume_once_space_is_back() {
     let fs = Tmpfs::mount("24m");
     let data = fs.path().join("data");
     let options = SledOptions { reclaim_min_bytes: 0, compaction_window: 0, ..SledOptions::new(&data) };
@@ -39,12 +40,12 @@ async fn a_full_disk_refuses_writes_typed_keeps_reads_and_a_reopen_writes_again(
             }
             Ok(other) => panic!("put {key}: {other:?}"),
             Err(e) => {
-                refused = Some(e);
+                refused = Some((e, key, v));
                 break;
             }
         }
     }
-    let refused = refused.expect("the disk never filled up");
+    let (refused, refused_key, refused_value) = refused.expect("the disk never filled up");
     assert!(matches!(refused, Error::Unavailable { .. }), "a full disk gives Unavailable, got {refused:?}");
     assert!(!acknowledged.is_empty());
     // Reads go on and every acknowledged write is there.
@@ -52,24 +53,49 @@ async fn a_full_disk_refuses_writes_typed_keeps_reads_and_a_reopen_writes_again(
         let got = kv.get(key, 0).await.expect("read on a full disk").kv.expect("acknowledged key");
         assert_eq!((got.mod_revision, &got.value), (*revision, v), "{key}");
     }
-    // sled 0.34 keeps the I/O error (its global error) once a flush failed, so writes stay
-    // refused in this process, typed, even after space is back; they never half-succeed.
+    // Space back: writes succeed again in this process, without a reopen, within seconds.
     std::fs::remove_file(&ballast).expect("remove ballast");
-    let again = kv.put("/registry/configmaps/default/after", value(0), 0, None).await;
-    assert!(matches!(again, Err(Error::Unavailable { .. })), "{again:?}");
-    drop(kv);
-    // Reopened with space back: everything acknowledged is there, writes succeed, and
-    // revisions go forward.
     let last = acknowledged.values().map(|(r, _)| *r).max().expect("one write");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let resumed = loop {
+        match kv.put("/registry/configmaps/default/after", value(0), 0, None).await {
+            Ok(TxnOutcome::Succeeded { revision }) => break revision,
+            Ok(other) => panic!("put after space is back: {other:?}"),
+            Err(e) => {
+                assert!(matches!(e, Error::Unavailable { .. }), "refused typed until recovered: {e:?}");
+                assert!(std::time::Instant::now() < deadline, "writes did not resume without a reopen: {e:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert!(resumed > last, "revision {resumed} after {last}");
+    assert!(kv.recoveries() >= 1, "the backend recovered by itself");
+    acknowledged.insert("/registry/configmaps/default/after".into(), (resumed, value(0)));
+    // The refused write's outcome is unknown (like a timeout's): its key holds either the
+    // acknowledged value or the refused one, which then counts as written.
+    if let Some(got) = kv.get(&refused_key, 0).await.expect("read").kv {
+        if got.value == refused_value {
+            let before = acknowledged.get(&refused_key).map_or(0, |(r, _)| *r);
+            assert!(got.mod_revision > before && got.mod_revision < resumed, "{}", got.mod_revision);
+            acknowledged.insert(refused_key, (got.mod_revision, refused_value));
+        }
+    }
+    for (key, (revision, v)) in &acknowledged {
+        let got = kv.get(key, 0).await.expect("read after recovery").kv.expect("acknowledged key");
+        assert_eq!((got.mod_revision, &got.value), (*revision, v), "{key}");
+    }
+    drop(kv);
+    // Reopened: everything acknowledged before the disk filled and after it recovered.
     let options = SledOptions { reclaim_min_bytes: 0, compaction_window: 0, ..SledOptions::new(&data) };
-    let kv = SledBackend::open(options).expect("reopen once space is back");
+    let kv = SledBackend::open(options).expect("reopen");
     for (key, (revision, v)) in &acknowledged {
         let got = kv.get(key, 0).await.expect("read").kv.expect("acknowledged key");
         assert_eq!((got.mod_revision, &got.value), (*revision, v), "{key}");
     }
-    let revision = match kv.put("/registry/configmaps/default/after", value(1), 0, None).await.expect("put") {
+    let revision = match kv.put("/registry/configmaps/default/later", value(1), 0, None).await.expect("put") {
         TxnOutcome::Succeeded { revision } => revision,
-        other => panic!("put after space is back: {other:?}"),
+        other => panic!("put after the reopen: {other:?}"),
     };
+    let last = resumed;
     assert!(revision > last, "revision {revision} after {last}");
 }

@@ -4,9 +4,7 @@
 //! through and clears itself; `kill -9` in the middle of rewrites loses no acknowledged write.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +13,9 @@ use apistore::Error;
 use apistore_sled::{SledBackend, SledOptions, GENERATION_FILE};
 use bytes::Bytes;
 use futures::StreamExt;
+
+#[path = "fixture/crash.rs"]
+mod crash;
 
 const CHILD_ENV: &str = "APISTORE_SLED_RECLAIM_CHILD_DIR";
 const ROUND_ENV: &str = "APISTORE_SLED_RECLAIM_ROUND";
@@ -162,12 +163,12 @@ async fn a_rewrite_under_writes_reads_and_a_watch_returns_space_and_loses_nothin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn maintenance_rewrites_on_its_own_once_the_directory_doubled() {
+async fn maintenance_rewrites_on_its_own_once_the_directory_outgrew_its_bytes_in_use() {
     let dir = tempfile::tempdir().expect("tempdir");
     let options = SledOptions {
         compaction_window: 50,
         compaction_interval_ms: 100,
-        reclaim_min_bytes: 1024 * 1024,
+        reclaim_min_bytes: 256 * 1024,
         ..SledOptions::new(dir.path())
     };
     let kv = SledBackend::open(options).expect("open");
@@ -188,6 +189,85 @@ async fn maintenance_rewrites_on_its_own_once_the_directory_doubled() {
         assert_eq!((got.mod_revision, &got.value), (*revision, v));
     }
     assert!(dir.path().join(GENERATION_FILE).exists(), "the pointer names the live generation");
+}
+
+/// `keys` keys of `len`-byte values updated `rounds` times by 8 concurrent writers; returns
+/// the live bytes (keys plus latest values).
+async fn churn_concurrently(kv: &Arc<SledBackend>, prefix: &str, keys: usize, rounds: u64, len: usize) -> u64 {
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (kv, prefix) = (kv.clone(), prefix.to_owned());
+            tokio::spawn(async move {
+                let mut revisions = vec![0; keys];
+                for round in 0..rounds {
+                    for k in (w..keys).step_by(8) {
+                        revisions[k] = put(&kv, &format!("{prefix}{k:04}"), value(len, round), revisions[k]).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    (0..keys).map(|k| (format!("{prefix}{k:04}").len() + len) as u64).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_a_churn_the_directory_comes_within_three_times_the_live_bytes_by_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = SledOptions { compaction_interval_ms: 200, ..SledOptions::new(dir.path()) };
+    let kv = Arc::new(SledBackend::open(options).expect("open"));
+    // 1.2 MB live, 24 MB written: the default limits (10,000 revisions, 5 minutes) keep it
+    // all; the history budget (the bytes in use at most twice the live bytes) does not.
+    let live = churn_concurrently(&kv, "/churn/", 600, 20, 2048).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let space = kv.space().await.expect("space");
+        if space.db_bytes <= 3 * live && space.in_use_bytes <= 2 * live + 64 * 1024 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not within 3x the live {live} bytes: {space:?}, {:?}", kv.reclaim_stats());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // History beyond the budget is compacted (410 for a read there), the rest reads.
+    let compacted = kv.compacted_revision().await.expect("compacted");
+    assert!(compacted > 600, "the budget compacted: {compacted}");
+    let error = kv.get("/churn/0000", compacted - 1).await.expect_err("below the compaction revision");
+    assert!(matches!(error, Error::Compacted { .. }), "{error:?}");
+    assert_eq!(
+        kv.range(RangeRequest { revision: compacted, ..RangeRequest::prefix("/churn/") })
+            .await
+            .expect("at the compaction revision")
+            .count,
+        600
+    );
+    let page = kv.range(RangeRequest::prefix("/churn/")).await.expect("range");
+    assert!(page.kvs.iter().all(|kv| kv.value == value(2048, 19)), "every key at its last write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_older_than_the_retention_time_is_compacted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = SledOptions {
+        compaction_interval_ms: 100,
+        compaction_retention_ms: 500,
+        history_budget_percent: 0,
+        reclaim_min_bytes: 0,
+        ..SledOptions::new(dir.path())
+    };
+    let kv = SledBackend::open(options).expect("open");
+    let first = put(&kv, "/age/a", value(16, 0), 0).await;
+    let second = put(&kv, "/age/a", value(16, 1), first).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(kv.compacted_revision().await.expect("compacted") < second, "younger than the retention time");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while kv.compacted_revision().await.expect("compacted") < second {
+        assert!(Instant::now() < deadline, "history older than 500 ms was not compacted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(matches!(kv.get("/age/a", first).await, Err(Error::Compacted { .. })));
+    assert_eq!(kv.get("/age/a", 0).await.expect("get").kv.expect("a").mod_revision, second);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,23 +332,11 @@ fn reclaim_crash_child() {
                 }
             }
         });
-        let tasks: Vec<_> = (0..4)
-            .map(|task| {
-                let kv = kv.clone();
-                let round = round.clone();
-                tokio::spawn(async move {
-                    let mut revision = 0;
-                    let key = format!("/crash/{round}/{task}");
-                    for i in 0u64.. {
-                        revision = put(&kv, &key, value(512, i), revision).await;
-                        println!("ack {revision} {key} {i}");
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            let _ = task.await;
-        }
+        // Every task updates its own key, each value tagged with its write number.
+        crash::write_and_ack_forever(kv, 4, move |task, i, previous| {
+            (format!("/crash/{round}/{task}"), value(512, i), previous)
+        })
+        .await;
     });
 }
 
@@ -276,16 +344,8 @@ fn reclaim_crash_child() {
 fn sigkill_during_rewrites_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     for round in 0..3u64 {
-        let mut child = Command::new(std::env::current_exe().expect("test binary"))
-            .args(["--exact", "reclaim_crash_child", "--nocapture", "--test-threads", "1"])
-            .env(CHILD_ENV, dir.path())
-            .env(ROUND_ENV, round.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn child");
-        let stdout = child.stdout.take().expect("child stdout");
-        let mut lines = BufReader::new(stdout).lines();
+        let env = [(CHILD_ENV, dir.path().display().to_string()), (ROUND_ENV, round.to_string())];
+        let (mut child, mut lines) = crash::spawn_child("reclaim_crash_child", &env);
         // key -> (revision, i) of its latest acknowledged write.
         let mut acked: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         let mut rewrites = 0;
@@ -296,20 +356,15 @@ fn sigkill_during_rewrites_loses_no_acknowledged_write() {
             if line.contains("rewrote ") {
                 rewrites += 1;
             }
-            if let Some(rest) = line.find("ack ").map(|i| &line[i + 4..]) {
-                let mut parts = rest.split_whitespace();
-                let (Some(r), Some(k), Some(i)) = (parts.next(), parts.next(), parts.next()) else { continue };
-                acked.insert(k.to_owned(), (r.parse().expect("revision"), i.parse().expect("i")));
+            if let Some((revision, key, i)) = crash::parse_ack(&line) {
+                acked.insert(key, (revision, i));
                 acks += 1;
             }
         }
         child.kill().expect("SIGKILL the child");
         for line in lines.map_while(Result::ok) {
-            if let Some(rest) = line.find("ack ").map(|i| &line[i + 4..]) {
-                let mut parts = rest.split_whitespace();
-                if let (Some(r), Some(k), Some(i)) = (parts.next(), parts.next(), parts.next()) {
-                    acked.insert(k.to_owned(), (r.parse().expect("revision"), i.parse().expect("i")));
-                }
+            if let Some((revision, key, i)) = crash::parse_ack(&line) {
+                acked.insert(key, (revision, i));
             }
         }
         let _ = child.wait();

@@ -1,18 +1,33 @@
 //! Returning disk space and the space quota.
 //!
 //! sled 0.34 never shrinks its files: compaction removes history entries, the bytes stay.
-//! So maintenance *rewrites*: it copies the history (live state plus the retained window),
-//! the TTL index and the metadata into the next generation's fresh database while reads
-//! and writes go on against the live one, catching up on new revisions in rounds; the last
-//! round (at most [`TAIL_UNDER_LOCK`] entries), a flush of the new database and the switch of
-//! the generation pointer (the commit point, see [`crate::generation`]) run under the writer
-//! lock, so writes wait only for that. Readers hold the database of their operation; the old
-//! generation is removed once they are done.
+//! So maintenance *rewrites*: it copies the retained history (live state plus the retained
+//! window, every record upgraded to the checksummed format) into the next generation's
+//! packed history file ([`crate::packed`]: exactly the bytes in use, where a fresh sled
+//! database would take about 2.5 times them), and the TTL index and the metadata into the
+//! next generation's fresh sled database, while reads and writes go on against the live
+//! one, catching up on new revisions in rounds; the last round (at most [`TAIL_UNDER_LOCK`]
+//! entries), the fsyncs of the new files and the switch of the generation pointer (the
+//! commit point, see [`crate::generation`]) run under the writer lock, so writes wait only
+//! for that. Readers hold the generation of their operation; the old generation is removed
+//! once they are done.
+//!
+//! The bound: the retention policy keeps the bytes in use at most twice the live bytes
+//! (see [`SledOptions::history_budget_percent`]) and a rewrite is due at 1.5 times the bytes
+//! in use, so the directory stays within about three times the live bytes.
 //!
 //! Invariants: the compaction lock is held for the whole rewrite (no history is removed
 //! while it is copied); every revision applied before the switch is in the new database
 //! and durable there before the pointer names it; a crash before the switch leaves the old
 //! generation live (the partial new one is removed on open), after it the new one.
+//!
+//! A failed write (sled 0.34 keeps the I/O error of a failed flush, e.g. on a full disk, and
+//! refuses every later write until the database is reopened): maintenance probes the disk
+//! (a small file written and fsynced) every [`RECOVERY_BACKOFF`]; once that succeeds it
+//! rewrites the live generation into the next one (the rewrite reads the failed database's
+//! memory, which is complete) and switches to it, so writes resume without a reopen. What
+//! was acknowledged was durable in the old generation and is copied; a write that failed
+//! may or may not be there afterwards (its outcome is unknown, as for a timeout).
 //!
 //! The quota (`quota_backend_bytes`, like etcd's `--quota-backend-bytes`): when the data
 //! directory reaches it, the NOSPACE alarm is raised and puts are refused with
@@ -25,14 +40,15 @@ use std::time::Instant;
 use apistore::kv::SpaceStatus;
 
 use super::*;
+use crate::packed::{Packed, PackedWriter, PACKED_FILE};
 
-/// A rewrite is due when the directory is this many times the bytes in use (see
-/// [`Core::rewrite_due`]).
-const REWRITE_FACTOR: u64 = 2;
+/// A rewrite is due when the directory is `REWRITE_FACTOR.0 / REWRITE_FACTOR.1` times the
+/// bytes in use (see [`Core::rewrite_due`]).
+const REWRITE_FACTOR: (u64, u64) = (3, 2);
 
 /// Catch-up rounds run without the writer lock until at most this many history entries are
 /// left for the final round under it.
-const TAIL_UNDER_LOCK: u64 = 256;
+const TAIL_UNDER_LOCK: u64 = 64;
 
 /// Entries per sled batch while copying.
 const COPY_BATCH: usize = 1_000;
@@ -51,7 +67,8 @@ pub struct Reclaimed {
     pub after_bytes: u64,
     /// History entries copied.
     pub entries: u64,
-    /// How long writes waited: the final catch-up round, the flush and the switch.
+    /// How long writes waited: the final catch-up round, the packed tail's fsync and the
+    /// pointer switch.
     pub pause: Duration,
 }
 
@@ -64,16 +81,74 @@ pub(crate) struct SpaceState {
     db_bytes: AtomicU64,
     /// The directory size right after the last rewrite (0: none since open).
     rewritten_bytes: AtomicU64,
+    /// The bytes in use right after the last rewrite.
+    rewritten_in_use: AtomicU64,
     /// Rewrites since open.
     rewrites: AtomicU64,
     /// The longest writer pause of a rewrite since open, microseconds.
     longest_pause_us: AtomicU64,
+    /// A write or flush failed with an I/O error: sled refuses writes until a rewrite
+    /// switched to a fresh database.
+    io_failed: AtomicBool,
+    /// No recovery attempt before this; the backoff after a failed recovery rewrite.
+    recovery_after: Mutex<Option<(Instant, Duration)>>,
+    /// Recoveries since open.
+    recoveries: AtomicU64,
+    /// The writer pauses of the last [`KEPT_PAUSES`] rewrites.
+    pauses: Mutex<VecDeque<Duration>>,
+}
+
+/// How many rewrite pauses [`SpaceState`] keeps.
+const KEPT_PAUSES: usize = 1_000;
+
+/// How often a backend whose writes failed probes the disk and tries to recover.
+const RECOVERY_BACKOFF: Duration = Duration::from_millis(500);
+
+/// The longest wait after failed recovery rewrites (the wait doubles after each: a disk
+/// with room for the probe but not for the bytes in use is not rewritten in a loop).
+const MAX_RECOVERY_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Bytes the disk probe writes (and fsyncs) before a recovery is tried.
+const PROBE_BYTES: usize = 1024 * 1024;
+
+/// Name of the probe file in the data directory (removed right after).
+const PROBE_FILE: &str = "apistore-space-probe";
+
+/// Writes, fsyncs and removes a probe file of [`PROBE_BYTES`] in `dir`.
+fn probe_disk(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = dir.join(PROBE_FILE);
+    let outcome = std::fs::File::create(&path).and_then(|mut file| {
+        file.write_all(&vec![0u8; PROBE_BYTES])?;
+        file.sync_data()
+    });
+    let removed = std::fs::remove_file(&path);
+    outcome.and(removed)
+}
+
+/// Opens `generation` under the options' path (or a temporary one): its sled database and
+/// its packed history (verified).
+///
+/// Errors: [`Error::Unavailable`] when sled cannot open it; [`Error::Corrupt`] for a damaged
+/// packed history.
+pub(super) fn open_generation(
+    options: &SledOptions,
+    generation: u64,
+    flush_every_ms: Option<u64>,
+) -> Result<generation::Gen> {
+    let db = open_db(options, generation, flush_every_ms)?;
+    let packed = if options.temporary || generation == 0 {
+        Packed::default()
+    } else {
+        Packed::open(&generation::path_of(&options.path, generation).join(PACKED_FILE))?
+    };
+    Ok(generation::Gen { db, packed })
 }
 
 /// Opens the sled database of `generation` under the options' path (or a temporary one).
 ///
 /// Errors: [`Error::Unavailable`] when sled cannot open it.
-pub(super) fn open_db(options: &SledOptions, generation: u64, flush_every_ms: Option<u64>) -> Result<sled::Db> {
+fn open_db(options: &SledOptions, generation: u64, flush_every_ms: Option<u64>) -> Result<sled::Db> {
     let config = sled::Config::new().cache_capacity(options.cache_capacity).flush_every_ms(flush_every_ms);
     let path = generation::path_of(&options.path, generation);
     let config = if options.temporary { config.temporary(true) } else { config.path(&path) };
@@ -100,12 +175,32 @@ fn copy(entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>, n
     Ok(copied + in_batch as u64)
 }
 
-/// Copies the history entries of revisions `after + 1 ..= upto`.
-fn copy_history(old: &sled::Db, new: &sled::Db, after: Revision, upto: Revision) -> Result<u64> {
-    if upto <= after {
-        return Ok(0);
+impl Core {
+    /// Appends the retained history entries of revisions `after + 1 ..= upto` of `old` to
+    /// `packed`, each in the checksummed format (entries compaction dropped from the key
+    /// index are left behind). Returns how many were copied.
+    fn copy_history(
+        &self,
+        old: &generation::Gen,
+        packed: &mut PackedWriter,
+        after: Revision,
+        upto: Revision,
+    ) -> Result<u64> {
+        if upto <= after {
+            return Ok(0);
+        }
+        let mut copied = 0;
+        for entry in old.history_range(after + 1, upto) {
+            let (revision, raw) = entry?;
+            let (key, _) = layout::decode_event_header(revision, &raw)?;
+            if !self.index.read().unwrap_or_else(|e| e.into_inner()).contains(key, revision) {
+                continue;
+            }
+            packed.append(revision, &layout::upgrade(revision, &raw)?)?;
+            copied += 1;
+        }
+        Ok(copied)
     }
-    copy(old.range(layout::history_key(after + 1)..=layout::history_key(upto)), new)
 }
 
 impl Core {
@@ -170,29 +265,45 @@ impl Core {
     }
 
     /// True when a rewrite would return enough space: the directory is at least
-    /// `reclaim_min_bytes`, more than [`REWRITE_FACTOR`] times the bytes in use, and grew by a
-    /// quarter since the last rewrite (so a rewrite is never repeated in vain: at most four
-    /// bytes are copied per byte written). Under the NOSPACE alarm a tenth above the bytes in
-    /// use (and a twentieth of growth) is enough, whatever the size.
+    /// `reclaim_min_bytes` and more than [`REWRITE_FACTOR`] times the bytes in use, and the
+    /// rewrite is expected to return at least a fifth of it — expected from what the last
+    /// rewrite cost per byte in use (so a rewrite is never repeated in vain, and one that
+    /// would return space after compaction shrank the bytes in use is never held back).
+    /// Under the NOSPACE alarm a tenth above the bytes in use and a twentieth returned are
+    /// enough, whatever the size.
     fn rewrite_due(&self, db_bytes: u64) -> bool {
         let min = self.options.reclaim_min_bytes;
         if self.options.temporary || min == 0 {
             return false;
         }
         let in_use = self.history_bytes.load(Ordering::SeqCst).max(1);
-        let rewritten = self.space.rewritten_bytes.load(Ordering::SeqCst);
+        let expected = self.expected_after_rewrite(in_use);
         if self.space.nospace.load(Ordering::SeqCst) {
-            db_bytes > in_use + in_use / 10 && db_bytes > rewritten + rewritten / 20
+            db_bytes > in_use + in_use / 10 && expected.saturating_mul(20) < db_bytes.saturating_mul(19)
         } else {
-            db_bytes >= min && db_bytes > REWRITE_FACTOR * in_use && db_bytes > rewritten + rewritten / 4
+            db_bytes >= min
+                && db_bytes * REWRITE_FACTOR.1 > REWRITE_FACTOR.0 * in_use
+                && expected.saturating_mul(5) < db_bytes.saturating_mul(4)
         }
+    }
+
+    /// The directory size a rewrite would leave for `in_use` bytes in use: the last rewrite's
+    /// ratio of directory to bytes in use applied to `in_use` (the bytes in use themselves
+    /// before any rewrite).
+    fn expected_after_rewrite(&self, in_use: u64) -> u64 {
+        let rewritten = self.space.rewritten_bytes.load(Ordering::SeqCst);
+        let rewritten_in_use = self.space.rewritten_in_use.load(Ordering::SeqCst);
+        if rewritten == 0 || rewritten_in_use == 0 {
+            return in_use;
+        }
+        (u128::from(in_use) * u128::from(rewritten) / u128::from(rewritten_in_use)) as u64
     }
 
     /// One round of space maintenance: measure, alarm, rewrite when due.
     pub(super) fn maintain_space(&self) {
         let db_bytes = self.update_alarm();
         if self.rewrite_due(db_bytes) {
-            match self.rewrite() {
+            match self.rewrite_if(|| self.rewrite_due(self.db_bytes())) {
                 Ok(Some(done)) => tracing::info!(
                     generation = done.generation,
                     before = done.before_bytes,
@@ -204,6 +315,62 @@ impl Core {
                 Err(e) => tracing::warn!(error = %e, "sled backend: rewrite failed, the old generation stays live"),
             }
         }
+    }
+
+    /// Notes a failed write or flush: with an I/O error ([`Error::Unavailable`]) sled may
+    /// refuse every later write, so maintenance recovers (see the module doc).
+    pub(super) fn note_io_failure(&self, error: &Error) {
+        if matches!(error, Error::Unavailable { .. }) && !self.space.io_failed.swap(true, Ordering::SeqCst) {
+            tracing::warn!(error = %error, "sled backend: a write failed with an I/O error; writes resume once the disk takes writes again");
+        }
+    }
+
+    /// Recovers from a failed write when the disk takes writes again: probes it, then
+    /// rewrites into a fresh generation (see the module doc). At most once per
+    /// [`RECOVERY_BACKOFF`].
+    pub(super) fn recover_from_io_failure(&self) {
+        if !self.space.io_failed.load(Ordering::SeqCst) || self.options.temporary {
+            return;
+        }
+        let backoff = {
+            let mut after = self.space.recovery_after.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            if after.is_some_and(|(after, _)| now < after) {
+                return;
+            }
+            let backoff = after.map_or(RECOVERY_BACKOFF, |(_, backoff)| backoff);
+            *after = Some((now + RECOVERY_BACKOFF, backoff));
+            backoff
+        };
+        if let Err(e) = probe_disk(&self.options.path) {
+            tracing::debug!(error = %e, "sled backend: the disk does not take writes yet");
+            return;
+        }
+        match self.rewrite() {
+            Ok(Some(done)) => {
+                self.space.io_failed.store(false, Ordering::SeqCst);
+                *self.space.recovery_after.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                self.space.recoveries.fetch_add(1, Ordering::SeqCst);
+                tracing::info!(generation = done.generation, "sled backend: writes resumed on a fresh generation");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let backoff = (backoff * 2).min(MAX_RECOVERY_BACKOFF);
+                *self.space.recovery_after.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((Instant::now() + backoff, backoff));
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "sled backend: recovery rewrite failed");
+            }
+        }
+    }
+
+    /// Recoveries from failed writes since open.
+    pub(super) fn recoveries(&self) -> u64 {
+        self.space.recoveries.load(Ordering::SeqCst)
+    }
+
+    /// The writer pauses of the last rewrites (at most [`KEPT_PAUSES`]), oldest first.
+    pub(super) fn rewrite_pauses(&self) -> Vec<Duration> {
+        self.space.pauses.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect()
     }
 
     /// (rewrites since open, the longest writer pause of one).
@@ -220,18 +387,29 @@ impl Core {
     /// Errors: [`Error::Unavailable`] on I/O errors (e.g. the disk is full); the old
     /// generation stays live and the partial new one is removed.
     pub(super) fn rewrite(&self) -> Result<Option<Reclaimed>> {
+        self.rewrite_if(|| true)
+    }
+
+    /// [`Core::rewrite`] if `still_due()` holds once the compaction lock is taken (a rewrite
+    /// that ran meanwhile may have made it pointless).
+    fn rewrite_if(&self, still_due: impl Fn() -> bool) -> Result<Option<Reclaimed>> {
         if self.options.temporary {
             return Ok(None);
         }
         let root = self.options.path.clone();
         let _compaction = self.compaction.lock().unwrap_or_else(|e| e.into_inner());
+        if !still_due() {
+            return Ok(None);
+        }
         let before_bytes = self.db_bytes();
         let old = self.db();
         let next = self.generation.load(Ordering::SeqCst) + 1;
         let path = generation::path_of(&root, next);
         generation::remove(&path)?;
-        let outcome = open_db(&self.options, next, Some(self.flush_every_ms()))
-            .and_then(|new| self.copy_and_switch(&old, new, &root, next));
+        let outcome = open_db(&self.options, next, Some(self.flush_every_ms())).and_then(|new| {
+            let packed = PackedWriter::create(&path.join(PACKED_FILE))?;
+            self.copy_and_switch(&old, new, packed, &root, next)
+        });
         let (entries, pause) = match outcome {
             Ok(done) => done,
             Err(e) => {
@@ -241,6 +419,9 @@ impl Core {
                 return Err(e);
             }
         };
+        // The switch durable before the old generation goes. On failure the new generation is
+        // live (in memory and, after a crash, possibly on disk): nothing is removed.
+        self.db.sync_pointer()?;
         // Let reads still on the old generation finish, then remove it (and legacy files).
         let waited = Instant::now();
         while Arc::strong_count(&old) > 1 && waited.elapsed() < OLD_GENERATION_GRACE {
@@ -250,34 +431,81 @@ impl Core {
         generation::remove_stale(&root, next)?;
         let after_bytes = self.update_alarm();
         self.space.rewritten_bytes.store(after_bytes, Ordering::SeqCst);
+        self.space.rewritten_in_use.store(self.history_bytes.load(Ordering::SeqCst), Ordering::SeqCst);
         self.space.rewrites.fetch_add(1, Ordering::SeqCst);
         self.space.longest_pause_us.fetch_max(pause.as_micros() as u64, Ordering::SeqCst);
+        {
+            let mut pauses = self.space.pauses.lock().unwrap_or_else(|e| e.into_inner());
+            if pauses.len() == KEPT_PAUSES {
+                pauses.pop_front();
+            }
+            pauses.push_back(pause);
+        }
         Ok(Some(Reclaimed { generation: next, before_bytes, after_bytes, entries, pause }))
+    }
+
+    /// Copies history rounds after `copied` into `packed` until a round copied at most
+    /// [`TAIL_UNDER_LOCK`] entries (writes go on meanwhile).
+    fn catch_up(
+        &self,
+        old: &generation::Gen,
+        packed: &mut PackedWriter,
+        copied: &mut Revision,
+        entries: &mut u64,
+    ) -> Result<()> {
+        loop {
+            let upto = self.applied.load(Ordering::SeqCst);
+            let round = self.copy_history(old, packed, *copied, upto)?;
+            *entries += round;
+            *copied = upto.max(*copied);
+            if round <= TAIL_UNDER_LOCK {
+                return Ok(());
+            }
+        }
     }
 
     /// Copies everything into `new` and makes it the live generation. Returns (history
     /// entries copied, how long writes waited).
-    fn copy_and_switch(&self, old: &sled::Db, new: sled::Db, root: &Path, next: u64) -> Result<(u64, Duration)> {
-        let mut copied = 0;
-        let mut entries = 0;
-        loop {
-            let upto = self.applied.load(Ordering::SeqCst);
-            let round = copy_history(old, &new, copied, upto)?;
-            entries += round;
-            copied = upto;
-            if round <= TAIL_UNDER_LOCK {
-                break;
-            }
-        }
-        new.flush().map_err(sled_error)?;
-        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let paused = Instant::now();
-        entries += copy_history(old, &new, copied, self.applied.load(Ordering::SeqCst))?;
+    fn copy_and_switch(
+        &self,
+        old: &generation::Gen,
+        new: sled::Db,
+        mut packed: PackedWriter,
+        root: &Path,
+        next: u64,
+    ) -> Result<(u64, Duration)> {
+        let (mut copied, mut entries) = (0, 0);
+        self.catch_up(old, &mut packed, &mut copied, &mut entries)?;
+        packed.sync()?;
         copy(old.scan_prefix([layout::EXPIRY]), &new)?;
         copy(old.scan_prefix([layout::META]), &new)?;
         new.flush().map_err(sled_error)?;
-        generation::commit(root, next)?;
-        let previous = self.db.swap(new);
+        // What landed during those fsyncs, so that the tail under the lock stays short.
+        self.catch_up(old, &mut packed, &mut copied, &mut entries)?;
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let paused = Instant::now();
+        entries += self.copy_history(old, &mut packed, copied, self.applied.load(Ordering::SeqCst))?;
+        // TTL entries written since the first copy. They need no flush before the commit
+        // point: open rebuilds the TTL index from the history (and the sweeper ignores stale
+        // entries); the metadata cannot have changed (the compaction lock is held) and was
+        // flushed above.
+        copy(old.scan_prefix([layout::EXPIRY]), &new)?;
+        // The packed tail durable and the new pointer written (their fsyncs in parallel),
+        // then the commit point.
+        let (packed, prepared) = thread::scope(|scope| {
+            let preparing = scope.spawn(|| generation::prepare_commit(root, next));
+            let packed = packed.finish();
+            let prepared =
+                preparing.join().unwrap_or_else(|_| Err(Error::internal("generation pointer thread panicked")));
+            (packed, prepared)
+        });
+        let packed = packed?;
+        // The commit point; its fsync (of the directory) runs after the lock is released, and
+        // every flush runs it first if it has not yet (see `DbCell::mark_unsynced`): nothing
+        // written to the new generation is acknowledged before the switch is durable.
+        generation::switch_pointer(root, prepared?)?;
+        self.db.mark_unsynced(root.to_path_buf());
+        let previous = self.db.swap(generation::Gen { db: new, packed });
         self.generation.store(next, Ordering::SeqCst);
         drop(writer);
         let pause = paused.elapsed();
