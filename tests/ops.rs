@@ -356,6 +356,9 @@ async fn ttls_are_carried_by_backup_and_restore() {
     let sled = sled(&dir, "restored").await;
     restore_from(sled.as_ref(), &data).await.expect("restore into sled");
     assert_eq!(all(sled.as_ref(), 0).await.len(), 3);
+    let on_sled = ttls(sled.as_ref()).await;
+    assert_eq!(on_sled.len(), 2, "sled reports both TTLs: {on_sled:?}");
+    assert!(on_sled[0].0.ends_with("e-long") && about_an_hour(on_sled[0].1), "{on_sled:?}");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while sled.get("/registry/events/default/e-short", 0).await.expect("get").kv.is_some() {
         assert!(std::time::Instant::now() < deadline, "the restored TTL never expired on sled");
@@ -363,6 +366,10 @@ async fn ttls_are_carried_by_backup_and_restore() {
     }
     let left: Vec<String> = all(sled.as_ref(), 0).await.into_iter().map(|(k, _)| k).collect();
     assert_eq!(left, ["/registry/configmaps/default/plain", "/registry/events/default/e-long"]);
+    // A backup of sled carries the TTL that is left.
+    let (from_sled, _) = take_backup(sled.as_ref(), None).await;
+    let text = String::from_utf8(from_sled).expect("text");
+    assert_eq!(text.matches("\"t\":").count(), 1, "the remaining TTL in a backup of sled: {text}");
 }
 
 #[tokio::test]

@@ -38,8 +38,8 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use apistore::kv::{
-    Capabilities, GetResponse, KeyValue, KvBackend, RangeRequest, RangeResponse, Revision, TxnOutcome, WatchEvent,
-    WatchRequest, WatchStream,
+    Capabilities, Expiry, GetResponse, KeyValue, KvBackend, RangeRequest, RangeResponse, Revision, TxnOutcome,
+    WatchEvent, WatchRequest, WatchStream,
 };
 use apistore::{Error, Result};
 use async_trait::async_trait;
@@ -356,6 +356,24 @@ impl Core {
         let kv = self.get_at(key.as_bytes(), revision)?;
         self.check_read_revision(revision)?; // compaction may have overtaken the read
         Ok(GetResponse { kv, revision: self.current() })
+    }
+
+    /// The live keys with a TTL in `[start, end)`, from the key index (no disk read).
+    fn expiries(&self, start: &str, end: &str) -> Result<Vec<Expiry>> {
+        apistore::kv::validate_range(start, end)?;
+        let now = now_ms();
+        let expiring =
+            self.index.read().unwrap_or_else(|e| e.into_inner()).expiring_in(start.as_bytes(), end.as_bytes());
+        expiring
+            .into_iter()
+            .map(|(key, mod_revision, deadline)| {
+                Ok(Expiry {
+                    key: layout::key_string(&key)?,
+                    mod_revision,
+                    remaining: Duration::from_millis(deadline.saturating_sub(now)),
+                })
+            })
+            .collect()
     }
 
     fn range(&self, request: &RangeRequest) -> Result<RangeResponse> {
@@ -990,6 +1008,10 @@ impl KvBackend for SledBackend {
     async fn range(&self, request: RangeRequest) -> Result<RangeResponse> {
         let core = self.core.clone();
         blocking(move || core.range(&request)).await
+    }
+
+    async fn expiries(&self, start: &str, end: &str) -> Result<Vec<Expiry>> {
+        self.core.expiries(start, end)
     }
 
     async fn put(

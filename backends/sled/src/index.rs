@@ -170,11 +170,18 @@ impl KeyIndex {
 
     /// `(key, deadline)` of every live key with a TTL.
     pub(crate) fn expiring(&self) -> Vec<(Vec<u8>, u64)> {
+        self.expiring_in(b"", b"").into_iter().map(|(key, _, deadline)| (key, deadline)).collect()
+    }
+
+    /// `(key, mod revision, deadline)` of every live key with a TTL in `[start, end)` (an
+    /// empty `end`: no upper bound), in key order.
+    pub(crate) fn expiring_in(&self, start: &[u8], end: &[u8]) -> Vec<(Vec<u8>, Revision, u64)> {
+        let upper = if end.is_empty() { Bound::Unbounded } else { Bound::Excluded(end) };
         self.keys
-            .iter()
+            .range::<[u8], _>((Bound::Included(start), upper))
             .filter_map(|(key, versions)| {
-                let (_, meta) = versions.last()?;
-                (meta.live && meta.expires_at_ms != 0).then(|| (key.clone(), meta.expires_at_ms))
+                let (revision, meta) = versions.last()?;
+                (meta.live && meta.expires_at_ms != 0).then(|| (key.clone(), *revision, meta.expires_at_ms))
             })
             .collect()
     }
