@@ -166,8 +166,27 @@ fn name_of(i: usize) -> String {
     format!("cm-{i:06}")
 }
 
-/// The highest resourceVersion a create answered (so a later read can wait for it).
-static HIGHEST: AtomicU64 = AtomicU64::new(0);
+/// Per server base URL, the highest resourceVersion its creates answered (so a later read can
+/// wait for it).
+static HIGHEST: std::sync::Mutex<BTreeMap<String, u64>> = std::sync::Mutex::new(BTreeMap::new());
+
+fn record_highest(url: &str, rv: u64) {
+    let mut highest = HIGHEST.lock().unwrap_or_else(|p| p.into_inner());
+    let entry = highest.entry(url.to_owned()).or_default();
+    *entry = (*entry).max(rv);
+}
+
+/// The revision a read of `side` must reach: its own creates' highest, or both servers' where
+/// they share a store.
+fn highest(pair: &Pair, side: &Side) -> u64 {
+    let highest = HIGHEST.lock().unwrap_or_else(|p| p.into_inner());
+    let of = |url: &str| highest.get(url).copied().unwrap_or(0);
+    if pair.shared_store {
+        of(&pair.on.url).max(of(&pair.off.url))
+    } else {
+        of(&side.url)
+    }
+}
 
 /// Creates objects `from..to` of `namespace` on the pair (each through every server, or,
 /// with a shared store, each through one of them in turn).
@@ -183,8 +202,9 @@ async fn load(client: &reqwest::Client, pair: &Pair, namespace: &str, from: usiz
         let next = Arc::new(AtomicU64::new(from as u64));
         let collections: Arc<Vec<String>> =
             Arc::new(urls.iter().map(|url| format!("{url}/api/v1/namespaces/{namespace}/configmaps")).collect());
+        let urls = Arc::new(urls);
         for _ in 0..loaders {
-            let (client, next, collections) = (client.clone(), next.clone(), collections.clone());
+            let (client, next, collections, urls) = (client.clone(), next.clone(), collections.clone(), urls.clone());
             tasks.push(tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed) as usize;
@@ -205,7 +225,7 @@ async fn load(client: &reqwest::Client, pair: &Pair, namespace: &str, from: usiz
                     }
                     let created: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
                     let rv = created["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok());
-                    HIGHEST.fetch_max(rv.unwrap_or(0), Ordering::Relaxed);
+                    record_highest(&urls[i % urls.len()], rv.unwrap_or(0));
                 }
             }));
         }
@@ -219,8 +239,8 @@ async fn load(client: &reqwest::Client, pair: &Pair, namespace: &str, from: usiz
 /// Waits until each server serves the newest object written from its cache (a GET at the
 /// highest resourceVersion a create answered waits for the cache to reach it).
 async fn settle(client: &reqwest::Client, pair: &Pair, namespace: &str, last: usize) -> Result<(), String> {
-    let rv = HIGHEST.load(Ordering::Relaxed);
     for side in pair.sides() {
+        let rv = highest(pair, side);
         let url =
             format!("{}/api/v1/namespaces/{namespace}/configmaps/{}?resourceVersion={rv}", side.url, name_of(last));
         let response = client.get(url).send().await.map_err(|e| e.to_string())?;
@@ -253,17 +273,26 @@ impl MemoryPoint {
     }
 }
 
-/// What one request measured: its latency.
+/// One request: its latency to the last body byte and the body's size. The body is read chunk
+/// by chunk and not kept (like `curl -o /dev/null`), so a 70 MB list measures the server and
+/// the connection, not the client's buffer growth.
 async fn timed_get(client: &reqwest::Client, url: &str, accept: &str) -> Result<(Duration, usize), String> {
     let started = Instant::now();
-    let response = client.get(url).header("accept", accept).send().await.map_err(|e| e.to_string())?;
+    let mut response = client.get(url).header("accept", accept).send().await.map_err(|e| e.to_string())?;
     let status = response.status();
-    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    let mut size = 0;
+    let mut head = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        size += chunk.len();
+        if head.len() < 300 {
+            head.extend_from_slice(&chunk[..chunk.len().min(300)]);
+        }
+    }
     let elapsed = started.elapsed();
     if !status.is_success() {
-        return Err(format!("GET {url} answered {status}: {}", String::from_utf8_lossy(&body[..body.len().min(300)])));
+        return Err(format!("GET {url} answered {status}: {}", String::from_utf8_lossy(&head)));
     }
-    Ok((elapsed, body.len()))
+    Ok((elapsed, size))
 }
 
 /// Items of a JSON list body (checked once per side and workload).

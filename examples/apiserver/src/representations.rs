@@ -53,14 +53,6 @@ pub fn served_prefix(resource: &Resource) -> Vec<u8> {
     format!("{{\"apiVersion\":{},\"kind\":{},", json!(resource.api_version()), json!(resource.kind)).into_bytes()
 }
 
-/// The stored object as `resource` serves it.
-///
-/// Errors: 500 when the bytes do not decode (they were encoded by the storage).
-fn decode_served(resource: &Resource, object: &EncodedObject) -> ApiResult<Object> {
-    let decoded = object.decode().map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(resource.served(decoded))
-}
-
 /// The one object version `object` as `resource` serves it, each representation computed once.
 pub struct Served<'a> {
     resource: &'a Resource,
@@ -69,6 +61,8 @@ pub struct Served<'a> {
     forms: Option<&'a Forms>,
     /// The stored bytes are the served JSON.
     stored_is_served: bool,
+    /// The object decoded and served, for the forms this request makes (decoded at most once).
+    decoded: std::cell::OnceCell<Object>,
 }
 
 impl<'a> Served<'a> {
@@ -78,7 +72,18 @@ impl<'a> Served<'a> {
         let slot = object
             .derived(|| Forms { api_version: resource.api_version(), kind: resource.kind.clone(), ..Forms::default() });
         let forms = slot.filter(|f| f.kind == resource.kind && f.api_version == resource.api_version());
-        Served { resource, object, forms, stored_is_served }
+        Served { resource, object, forms, stored_is_served, decoded: std::cell::OnceCell::new() }
+    }
+
+    /// The stored object as the resource serves it (decoded once per request).
+    ///
+    /// Errors: 500 when the bytes do not decode (they were encoded by the storage).
+    fn decode_served(&self) -> ApiResult<&Object> {
+        if let Some(object) = self.decoded.get() {
+            return Ok(object);
+        }
+        let decoded = self.object.decode().map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(self.decoded.get_or_init(|| self.resource.served(decoded)))
     }
 
     /// `make`'s value, kept in `slot` when there is one (errors are not kept: the next request
@@ -107,20 +112,20 @@ impl<'a> Served<'a> {
         self.kept(
             |f| &f.json,
             || {
-                let served = decode_served(self.resource, self.object)?;
-                served.to_json().map(Bytes::from).map_err(|e| ApiError::internal(e.to_string()))
+                self.decode_served()?.to_json().map(Bytes::from).map_err(|e| ApiError::internal(e.to_string()))
             },
         )
     }
 
-    /// The served object as YAML (as the decoded path writes it: the object's JSON value in YAML).
+    /// The served object as YAML.
     ///
     /// Errors: as [`Served::json`].
     pub fn yaml(&self) -> ApiResult<Bytes> {
         self.kept(
             |f| &f.yaml,
             || {
-                let value: Value = serde_json::from_slice(&self.json()?).map_err(|e| ApiError::internal(e.to_string()))?;
+                // Through a JSON value, as the decoded path always wrote it (keys sorted).
+                let value = serde_json::to_value(self.decode_served()?).map_err(|e| ApiError::internal(e.to_string()))?;
                 Ok(Bytes::from(codec::encode(&value, Format::Yaml)))
             },
         )
@@ -143,8 +148,8 @@ impl<'a> Served<'a> {
         self.kept(
             |f| &f.metadata,
             || {
-                let served = decode_served(self.resource, self.object)?;
-                Ok(Bytes::from(codec::encode(&table::partial_metadata(&served), Format::Json)))
+                let served = self.decode_served()?;
+                Ok(Bytes::from(codec::encode(&table::partial_metadata(served), Format::Json)))
             },
         )
     }
@@ -190,8 +195,8 @@ impl<'a> Served<'a> {
     }
 
     fn cells(&self) -> ApiResult<Cells> {
-        let served = decode_served(self.resource, self.object)?;
-        let fixed: Vec<String> = table::fixed_cells(self.resource, &served).iter().map(Value::to_string).collect();
+        let served = self.decode_served()?;
+        let fixed: Vec<String> = table::fixed_cells(self.resource, served).iter().map(Value::to_string).collect();
         Ok(Cells { fixed: Bytes::from(fixed.join(",")), created: served.metadata.creation_timestamp.clone() })
     }
 }

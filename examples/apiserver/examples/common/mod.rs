@@ -28,11 +28,15 @@ impl Drop for Spawned {
 /// Starts the server binary beside this example (`target/<profile>/apiserver`) with `args`
 /// plus `--listen` on a free loopback port; `dir` is removed when the server is stopped.
 /// Returns the base URL and the handle.
+/// `APISERVER_BINARY` names another server binary (e.g. another tree's build, to compare).
 pub fn spawn_server_with(args: &[String], dir: tempfile::TempDir) -> Result<(String, Spawned), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     // target/<profile>/examples/<example> → target/<profile>/apiserver
     let profile_dir = exe.parent().and_then(std::path::Path::parent).ok_or("no target/<profile> directory")?;
-    let binary = profile_dir.join(format!("apiserver{}", std::env::consts::EXE_SUFFIX));
+    let binary = match std::env::var_os("APISERVER_BINARY") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => profile_dir.join(format!("apiserver{}", std::env::consts::EXE_SUFFIX)),
+    };
     if !binary.exists() {
         return Err(format!(
             "{} is missing: run `cargo build --release -p apistore-apiserver --bins --examples` first",
