@@ -69,8 +69,11 @@ impl<'a> Served<'a> {
     /// `object` served by `resource`; `prefix` is [`served_prefix`] of `resource`.
     pub fn new(resource: &'a Resource, object: &'a EncodedObject, prefix: &[u8]) -> Self {
         let stored_is_served = resource.strategy.serves_stored_form() && object.json().starts_with(prefix);
-        let slot = object
-            .derived(|| Forms { api_version: resource.api_version(), kind: resource.kind.clone(), ..Forms::default() });
+        let slot = object.derived(|| Forms {
+            api_version: resource.api_version(),
+            kind: resource.kind.clone(),
+            ..Forms::default()
+        });
         let forms = slot.filter(|f| f.kind == resource.kind && f.api_version == resource.api_version());
         Served { resource, object, forms, stored_is_served, decoded: std::cell::OnceCell::new() }
     }
@@ -111,9 +114,7 @@ impl<'a> Served<'a> {
         }
         self.kept(
             |f| &f.json,
-            || {
-                self.decode_served()?.to_json().map(Bytes::from).map_err(|e| ApiError::internal(e.to_string()))
-            },
+            || self.decode_served()?.to_json().map(Bytes::from).map_err(|e| ApiError::internal(e.to_string())),
         )
     }
 
@@ -125,7 +126,8 @@ impl<'a> Served<'a> {
             |f| &f.yaml,
             || {
                 // Through a JSON value, as the decoded path always wrote it (keys sorted).
-                let value = serde_json::to_value(self.decode_served()?).map_err(|e| ApiError::internal(e.to_string()))?;
+                let value =
+                    serde_json::to_value(self.decode_served()?).map_err(|e| ApiError::internal(e.to_string()))?;
                 Ok(Bytes::from(codec::encode(&value, Format::Yaml)))
             },
         )
@@ -203,7 +205,11 @@ impl<'a> Served<'a> {
 
 /// A Table of `rows` (each from [`Served::table_row`]) with list metadata `list_meta`, as JSON
 /// (keys in the order the decoded path writes them).
-pub fn table_json(resource: &Resource, list_meta: &Value, rows: impl Iterator<Item = ApiResult<Vec<u8>>>) -> ApiResult<Vec<u8>> {
+pub fn table_json(
+    resource: &Resource,
+    list_meta: &Value,
+    rows: impl Iterator<Item = ApiResult<Vec<u8>>>,
+) -> ApiResult<Vec<u8>> {
     let mut out = Vec::with_capacity(4096);
     out.extend_from_slice(b"{\"apiVersion\":\"meta.k8s.io/v1\",\"columnDefinitions\":");
     out.extend_from_slice(&codec::encode(&table::column_definitions(resource), Format::Json));

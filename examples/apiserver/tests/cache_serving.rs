@@ -194,7 +194,8 @@ async fn a_version_other_than_the_storage_version_is_served_from_the_same_cached
         assert!(std::time::Instant::now() < deadline, "v2 not served");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let gizmo = json!({"apiVersion": "example.com/v2", "kind": "Gizmo", "metadata": {"name": "g"}, "spec": {"size": 3}});
+    let gizmo =
+        json!({"apiVersion": "example.com/v2", "kind": "Gizmo", "metadata": {"name": "g"}, "spec": {"size": 3}});
     let created = send(&client, &server, reqwest::Method::POST, v2, &gizmo).await;
     let rv = created["metadata"]["resourceVersion"].as_str().expect("rv").to_owned();
     // Alternate the versions so that each finds the object's kept forms made for the other.

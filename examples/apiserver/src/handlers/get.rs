@@ -34,7 +34,10 @@ impl Context<'_> {
             Shape::PartialMetadata => in_format(served.partial_metadata()?, output.format)?,
             Shape::Table => {
                 let row = served.table_row(table::include(self.param("includeObject"))?);
-                in_format(representations::table_json(resource, &json!({}), std::iter::once(row))?.into(), output.format)?
+                in_format(
+                    representations::table_json(resource, &json!({}), std::iter::once(row))?.into(),
+                    output.format,
+                )?
             }
         };
         Ok(bytes_response(body, output.format))
