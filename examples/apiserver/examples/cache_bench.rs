@@ -295,11 +295,20 @@ async fn timed_get(client: &reqwest::Client, url: &str, accept: &str) -> Result<
     Ok((elapsed, size))
 }
 
-/// Items of a JSON list body (checked once per side and workload).
+/// Items of a JSON list body (checked once per side and workload; a failed answer, e.g. a
+/// store's timeout on a loaded machine, is tried up to three times).
 async fn count_items(client: &reqwest::Client, url: &str) -> Result<usize, String> {
-    let response = client.get(url).send().await.map_err(|e| e.to_string())?;
-    let list: Value = response.json().await.map_err(|e| e.to_string())?;
-    Ok(list["items"].as_array().map_or(0, Vec::len))
+    let mut last = String::new();
+    for _ in 0..3 {
+        let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            last = format!("GET {url} answered {}", response.status());
+            continue;
+        }
+        let list: Value = response.json().await.map_err(|e| e.to_string())?;
+        return Ok(list["items"].as_array().map_or(0, Vec::len));
+    }
+    Err(last)
 }
 
 /// Latencies of `connections` clients each GETting `per` URLs from `urls` (in turn).
@@ -629,7 +638,10 @@ async fn run(options: Options) -> Result<(), String> {
     );
     let mut results = Vec::new();
     for backend in &options.backends {
-        results.push(bench_backend(&options, backend, root.path()).await?);
+        let result = bench_backend(&options, backend, root.path()).await?;
+        // Each backend's rows as soon as they are measured (a later backend may fail).
+        print_table(std::slice::from_ref(&result));
+        results.push(result);
     }
     print_table(&results);
     plot(&results, &options.svg)?;
