@@ -10,6 +10,13 @@
 //!
 //! Invariant: the bytes are the JSON encoding of an [`Object`] (as [`Object::to_json`] writes it)
 //! whose `metadata.resourceVersion` is [`EncodedObject::revision`].
+//!
+//! What a server derives from the bytes (another encoding, a Table row, the object in another
+//! served version) can be kept with them in [`EncodedObject::derived`]: computed once per object
+//! version, shared by every clone, dropped with the last one.
+
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -18,12 +25,27 @@ use crate::kv::Revision;
 use crate::object::Object;
 use crate::storage::{ObjectList, WatchEvent};
 
-/// One object as JSON bytes plus its revision. Cloning shares the bytes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EncodedObject {
+/// One object as JSON bytes plus its revision. Cloning shares the bytes and the derived slot
+/// (one reference count: a list of n cached objects costs n increments, each on one cache line).
+/// Two encoded objects are equal when their bytes and revisions are.
+#[derive(Clone, Debug)]
+pub struct EncodedObject(Arc<Encoded>);
+
+#[derive(Debug)]
+struct Encoded {
     json: Bytes,
     revision: Revision,
+    /// See [`EncodedObject::derived`].
+    derived: OnceLock<Box<dyn Any + Send + Sync>>,
 }
+
+impl PartialEq for EncodedObject {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.revision == other.0.revision && self.0.json == other.0.json
+    }
+}
+
+impl Eq for EncodedObject {}
 
 impl EncodedObject {
     /// Encodes `object` (its `metadata.resourceVersion` is kept as it is).
@@ -35,23 +57,36 @@ impl EncodedObject {
         let mut json = object.to_json()?;
         // An exact allocation: `Bytes` then takes the buffer without another allocation.
         json.shrink_to_fit();
-        Ok(EncodedObject { json: Bytes::from(json.into_boxed_slice()), revision })
+        let json = Bytes::from(json.into_boxed_slice());
+        Ok(EncodedObject(Arc::new(Encoded { json, revision, derived: OnceLock::new() })))
+    }
+
+    /// What a reader derives from these bytes, computed by `make` on first use and kept with
+    /// them: every clone of this object (the watch cache's, every list's and every watch
+    /// event's) shares the one value, so it is computed once per object version. The slot holds
+    /// one value: when it already holds a value of another type than `T`, `make` is not called
+    /// and the result is None (the caller computes its value itself, uncached).
+    ///
+    /// Invariant: the value must be a function of the bytes (and of what the caller fixes in
+    /// `T`, e.g. the served version it was made for), since every holder sees it.
+    pub fn derived<T: Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> Option<&T> {
+        self.0.derived.get_or_init(|| Box::new(make())).downcast_ref::<T>()
     }
 
     /// The JSON bytes.
     pub fn json(&self) -> &Bytes {
-        &self.json
+        &self.0.json
     }
 
     /// The object's resourceVersion as a revision.
     pub fn revision(&self) -> Revision {
-        self.revision
+        self.0.revision
     }
 
     /// Decodes the object. Errors: [`Error::Internal`] naming the JSON problem (the bytes were
     /// produced by [`EncodedObject::encode`], so this means memory corruption or a bug).
     pub fn decode(&self) -> Result<Object> {
-        serde_json::from_slice(&self.json).map_err(|e| Error::internal(format!("decoding a cached object: {e}")))
+        serde_json::from_slice(&self.0.json).map_err(|e| Error::internal(format!("decoding a cached object: {e}")))
     }
 }
 
@@ -169,5 +204,25 @@ mod tests {
         object.metadata.resource_version = "x".into();
         assert!(EncodedObject::encode(&object).is_err_and(|e| e.code() == 422));
         assert!(matches!(EncodedWatchEvent::encode(WatchEvent::Added(object)), EncodedWatchEvent::Error(_)));
+    }
+
+    #[test]
+    fn derived_values_are_made_once_and_shared_by_clones() {
+        let mut object = Object::new("v1", "ConfigMap", "ns", "a");
+        object.metadata.resource_version = "7".into();
+        let encoded = EncodedObject::encode(&object).expect("encode");
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let make = || {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            encoded.json().len()
+        };
+        assert_eq!(encoded.derived(make), Some(&encoded.json().len()));
+        let clone = encoded.clone();
+        assert_eq!(clone.derived(|| 0usize), Some(&encoded.json().len()), "a clone sees the value made first");
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(clone.derived(|| "another type"), None, "one type per slot");
+        let fresh = EncodedObject::encode(&object).expect("encode");
+        assert_eq!(fresh, encoded, "equality ignores the slot");
+        assert_eq!(fresh.derived(|| 5usize), Some(&5), "another encoding has its own slot");
     }
 }

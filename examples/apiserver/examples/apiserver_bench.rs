@@ -27,13 +27,16 @@
 //! Without `--server` it starts `target/<profile>/apiserver` on a free loopback
 //! port with a temporary data directory, and stops it at the end.
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apistore::storage::{ListOptions, Predicate, Storage};
 use apistore::{Object, Store, StoreConfig};
 use serde_json::{json, Value};
+
+use common::{median, ms, percentile, spawn_server_with, wait_ready, Spawned};
 
 // Link the backends the direct phase opens by name.
 use apistore_memory as _;
@@ -83,75 +86,11 @@ fn parse() -> Result<Options, String> {
     Ok(options)
 }
 
-/// A server this benchmark started (stopped with SIGTERM on drop).
-struct Spawned {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
-    }
-}
-
 fn spawn_server(backend: &str) -> Result<(String, Spawned), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let data = dir.path().join("data");
     let args = ["--backend".to_owned(), backend.to_owned(), "--data-dir".to_owned(), data.display().to_string()];
     spawn_server_with(&args, dir)
-}
-
-/// Starts the server binary with `args` (plus `--listen` on a free loopback port); `dir` is
-/// removed when the server is stopped.
-fn spawn_server_with(args: &[String], dir: tempfile::TempDir) -> Result<(String, Spawned), String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    // target/<profile>/examples/apiserver_bench → target/<profile>/apiserver
-    let profile_dir = exe.parent().and_then(std::path::Path::parent).ok_or("no target/<profile> directory")?;
-    let binary = profile_dir.join(format!("apiserver{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
-        return Err(format!(
-            "{} is missing: run `cargo build --release -p apistore-apiserver --examples` first",
-            binary.display()
-        ));
-    }
-    let port =
-        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-    let child = Command::new(&binary)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(args)
-        // Warnings and errors only: an audit line per request would be measured too.
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-    Ok((format!("http://127.0.0.1:{port}"), Spawned { child, _dir: dir }))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) -> Result<(), String> {
-    for _ in 0..300 {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
-            if r.status().is_success() {
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Err(format!("{base} did not become ready"))
 }
 
 async fn run(options: Options) -> Result<(), String> {
@@ -439,11 +378,6 @@ async fn create_rate(base: &str, tag: &str, connections: usize, seconds: u64) ->
         total += task.await.map_err(|e| e.to_string())??;
     }
     Ok(total as f64 / started.elapsed().as_secs_f64())
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// The durable-create comparison (see the module doc).

@@ -44,6 +44,7 @@ mod namespaces;
 mod negotiation;
 mod patch;
 mod registry;
+mod representations;
 mod resources;
 mod routing;
 mod scale;

@@ -213,7 +213,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     let served = match tls {
         Some(tls) => crate::auth::tls::serve(listener, tls, service, shutdown).await,
         None => axum::serve(
-            listener,
+            axum::serve::ListenerExt::tap_io(listener, |stream| no_delay(stream)),
             axum::ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(service),
         )
         .with_graceful_shutdown(shutdown)
@@ -242,4 +242,14 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         eprintln!("apiserver: stopped; storages close when the runtime ends");
     }
     Ok(())
+}
+
+/// Sets TCP_NODELAY on an accepted connection. A streamed response (a list written in chunks,
+/// a watch) ends with small writes; with Nagle's algorithm they wait for the client's delayed
+/// ACK (40 ms on Linux) behind the previous segment. kube-apiserver (Go) sets it on every
+/// connection too.
+pub fn no_delay(stream: &tokio::net::TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!("setting TCP_NODELAY: {e}");
+    }
 }

@@ -64,9 +64,16 @@ pub fn column_definitions(resource: &Resource) -> Vec<Value> {
     columns.iter().map(Column::definition).collect()
 }
 
-fn cells(resource: &Resource, object: &Object) -> Vec<Value> {
+/// A row's cells but `Age`: the name and the kind's own columns (the part that does not change
+/// with the time of the request for a built-in kind).
+pub fn fixed_cells(resource: &Resource, object: &Object) -> Vec<Value> {
     let mut cells = vec![json!(object.metadata.name)];
     cells.extend(resource.strategy.cells(object));
+    cells
+}
+
+fn cells(resource: &Resource, object: &Object) -> Vec<Value> {
+    let mut cells = fixed_cells(resource, object);
     if resource.strategy.prints_age() {
         cells.push(json!(clock::age(object.metadata.creation_timestamp.as_deref())));
     }

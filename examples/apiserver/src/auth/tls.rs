@@ -122,6 +122,8 @@ where
             },
             () = &mut shutdown => break,
         };
+        // See `server::no_delay`: a response's last small write is not held back.
+        crate::server::no_delay(&stream);
         let acceptor = acceptor.clone();
         let service = service.clone();
         let watcher = graceful.watcher();

@@ -1,13 +1,22 @@
 //! `GET` of one object: kube's `getHandler`, with the Table and PartialObjectMetadata
 //! transformations a client may ask for in `Accept`.
+//!
+//! The object is read as its encoded bytes ([`apistore::Storage::get_encoded`]): from the watch
+//! cache (a GET with a resourceVersion) those are the cached bytes, written as they are when they
+//! are the served JSON; every other representation is computed once per object version and kept
+//! with them ([`crate::representations`]). A consistent GET (no resourceVersion) is read from the
+//! store, as kube-apiserver does.
 
 use apistore::storage::GetOptions;
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde_json::json;
 
-use super::{respond, Context};
-use crate::negotiation::{Output, Shape};
+use super::Context;
+use crate::negotiation::{Format, Output, Shape};
+use crate::representations::{self, Served};
 use crate::status::{ApiError, ApiResult};
 use crate::table;
 
@@ -16,19 +25,42 @@ impl Context<'_> {
         let key = self.key(name).map_err(|_| ApiError::not_found(&self.resource().target(name)))?;
         let options =
             GetOptions { ignore_not_found: false, resource_version: self.param("resourceVersion").to_owned() };
-        let object = self.resource().storage.get(&key, options).await.map_err(self.storage_error(name))?;
+        let object = self.resource().storage.get_encoded(&key, options).await.map_err(self.storage_error(name))?;
         let object = object.ok_or_else(|| ApiError::not_found(&self.resource().target(name)))?;
-        let object = self.resource().served(object);
-        let value = match output.shape {
-            Shape::Table => table::table(
-                self.resource(),
-                std::slice::from_ref(&object),
-                table::include(self.param("includeObject"))?,
-                json!({}),
-            ),
-            Shape::PartialMetadata => table::partial_metadata(&object),
-            Shape::Object => serde_json::to_value(&object).unwrap_or_default(),
+        let resource = self.resource();
+        let served = Served::new(resource, &object, &representations::served_prefix(resource));
+        let body = match output.shape {
+            Shape::Object => served.encoded(output.format)?,
+            Shape::PartialMetadata => in_format(served.partial_metadata()?, output.format)?,
+            Shape::Table => {
+                let row = served.table_row(table::include(self.param("includeObject"))?);
+                in_format(
+                    representations::table_json(resource, &json!({}), std::iter::once(row))?.into(),
+                    output.format,
+                )?
+            }
         };
-        Ok(respond(StatusCode::OK, &value, output))
+        Ok(bytes_response(body, output.format))
     }
+}
+
+/// JSON `body` in `format` (YAML re-encodes its value).
+///
+/// Errors: 500 when the JSON does not parse (it was written by this server).
+pub(super) fn in_format(body: Bytes, format: Format) -> ApiResult<Bytes> {
+    match format {
+        Format::Json => Ok(body),
+        Format::Yaml => {
+            let value: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok(Bytes::from(crate::codec::encode(&value, Format::Yaml)))
+        }
+    }
+}
+
+/// A 200 response of `body`, already in `format`.
+pub(super) fn bytes_response(body: Bytes, format: Format) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(format.media_type()));
+    response
 }
