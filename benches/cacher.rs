@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apistore::cacher::{Cacher, CacherConfig};
-use apistore::storage::{GetOptions, ListOptions, Storage};
+use apistore::storage::{GetOptions, ListOptions, ResourceVersion, Storage};
 use apistore::{Object, Store, StoreConfig};
 use apistore_sled::{SledBackend, SledOptions};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -46,8 +46,8 @@ fn fixture(runtime: &tokio::runtime::Runtime) -> Fixture {
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let f = fixture(&runtime);
-    let get = GetOptions { resource_version: "0".into(), ignore_not_found: false };
-    let list = ListOptions { resource_version: "0".into(), recursive: true, ..ListOptions::default() };
+    let get = GetOptions { resource_version: ResourceVersion::Any, ignore_not_found: false };
+    let list = ListOptions { resource_version: ResourceVersion::Any, recursive: true, ..ListOptions::default() };
 
     let mut group = c.benchmark_group("get_rv0");
     for (name, storage) in [("store_sled", &f.store), ("cacher_over_store_sled", &f.cacher)] {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apistore::cacher::{Cacher, CacherConfig};
-use apistore::storage::{GetOptions, ListOptions, Storage, WatchEvent};
+use apistore::storage::{GetOptions, ListOptions, ResourceVersion, Storage, WatchEvent};
 use apistore::{KvBackend, Object, Store, StoreConfig};
 use apistore_memory::MemoryBackend;
 use bytes::Bytes;
@@ -38,7 +38,7 @@ async fn a_failing_cache_watch_ends_open_watches_turns_not_ready_and_relists() {
     cacher.readiness_check().await.expect("ready after the first list");
     let created = cacher.create("/pods/ns/a", pod("a"), 0).await.expect("create");
     let options = ListOptions {
-        resource_version: created.metadata.resource_version.clone(),
+        resource_version: ResourceVersion::at(created.resource_version().expect("rv")),
         recursive: true,
         ..ListOptions::default()
     };
@@ -61,14 +61,18 @@ async fn a_failing_cache_watch_ends_open_watches_turns_not_ready_and_relists() {
         Some(429)
     );
     // Reads with a resourceVersion fall back to the store while the cache is down.
-    let got = cacher.get("/pods/ns/a", GetOptions { resource_version: "0".into(), ..GetOptions::default() }).await;
+    let got =
+        cacher.get("/pods/ns/a", GetOptions { resource_version: ResourceVersion::Any, ..GetOptions::default() }).await;
     assert_eq!(got.expect("get from the store").map(|o| o.metadata.name), Some("a".to_owned()));
     // Removing the bad data lets the relist succeed.
     let current = backend.get("/registry/pods/ns/corrupt", 0).await.expect("get").kv.expect("present");
     backend.delete("/registry/pods/ns/corrupt", current.mod_revision).await.expect("delete");
     wait_until("the cache is ready again", async || cacher.readiness_check().await.is_ok()).await;
     let list = cacher
-        .get_list("/pods/", ListOptions { resource_version: "0".into(), recursive: true, ..ListOptions::default() })
+        .get_list(
+            "/pods/",
+            ListOptions { resource_version: ResourceVersion::Any, recursive: true, ..ListOptions::default() },
+        )
         .await
         .expect("list");
     assert_eq!(list.items.iter().map(|o| o.metadata.name.as_str()).collect::<Vec<_>>(), ["a"]);
@@ -78,7 +82,10 @@ async fn a_failing_cache_watch_ends_open_watches_turns_not_ready_and_relists() {
 async fn a_stopped_cache_ends_watches_and_says_so() {
     let (cacher, _store) = cache_over(Arc::new(MemoryBackend::new())).await;
     let mut watch = cacher
-        .watch("/pods/", ListOptions { resource_version: "0".into(), recursive: true, ..ListOptions::default() })
+        .watch(
+            "/pods/",
+            ListOptions { resource_version: ResourceVersion::Any, recursive: true, ..ListOptions::default() },
+        )
         .await
         .expect("watch");
     cacher.stop();
@@ -92,9 +99,9 @@ async fn a_stopped_cache_ends_watches_and_says_so() {
 async fn a_future_resource_version_is_too_large_with_retry_after_one_second() {
     let (cacher, _store) = cache_over(Arc::new(MemoryBackend::new())).await;
     let created = cacher.create("/pods/ns/a", pod("a"), 0).await.expect("create");
-    let future = (created.resource_version().expect("rv") + 10).to_string();
+    let future = ResourceVersion::at(created.resource_version().expect("rv") + 10);
     let err = cacher
-        .get("/pods/ns/a", GetOptions { resource_version: future.clone(), ..GetOptions::default() })
+        .get("/pods/ns/a", GetOptions { resource_version: future, ..GetOptions::default() })
         .await
         .expect_err("future RV");
     assert!(err.is_too_large_resource_version(), "{err:?}");

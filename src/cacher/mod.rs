@@ -82,8 +82,8 @@ use crate::kv::Revision;
 use crate::names;
 use crate::object::Object;
 use crate::storage::{
-    DeleteOptions, GetOptions, ListOptions, ObjectList, Preconditions, Predicate, ResourceVersionMatch, Stats, Storage,
-    UpdateFn, ValidateDeletion, WatchEvent, WatchStream,
+    DeleteOptions, GetOptions, ListOptions, ObjectList, Preconditions, Predicate, ResourceVersion,
+    ResourceVersionMatch, Stats, Storage, UpdateFn, ValidateDeletion, WatchEvent, WatchStream,
 };
 use crate::store::prepare_key;
 
@@ -91,14 +91,12 @@ mod cache;
 mod layer;
 mod metrics;
 mod reflector;
-mod version;
 mod watcher;
 
 pub use layer::WatchCacheLayer;
 pub use metrics::CacheMetrics;
 
 use cache::{scope, CacheState, CachedObject, HistoryBounds, Key, Matcher, Objects, WatcherHandle};
-use version::RequestedVersion;
 use watcher::{Opening, Watcher};
 
 /// Configuration of a [`Cacher`].
@@ -539,7 +537,7 @@ impl Cacher {
     /// A continuation page from the snapshot of the token's revision; Ok(None) → the inner
     /// storage serves it (and words its errors).
     fn continued_list(&self, key: &str, options: &ListOptions) -> Result<Option<EncodedList>> {
-        let plain = options.resource_version.is_empty() && options.resource_version_match.is_none();
+        let plain = options.resource_version.is_unset() && options.resource_version_match.is_none();
         if !plain || !options.recursive || !self.is_ready() {
             return Ok(None);
         }
@@ -694,14 +692,14 @@ impl Storage for Cacher {
             return self.shared.inner.watch(key, options).await;
         }
         let key = self.prepare(key, options.recursive)?;
-        let requested = RequestedVersion::parse_watch(&options.resource_version)?;
+        let requested = options.resource_version;
         if !self.is_ready() {
             return Err(self.shared.lock().not_ready_error());
         }
-        let initial_events = options.send_initial_events.unwrap_or(!matches!(requested, RequestedVersion::At(_)));
+        let initial_events = options.send_initial_events.unwrap_or(!matches!(requested, ResourceVersion::At(_)));
         let end_bookmark = options.send_initial_events == Some(true) && options.predicate.allow_watch_bookmarks;
         let start = match (initial_events, requested) {
-            (true, RequestedVersion::Unset) => {
+            (true, ResourceVersion::Unset) => {
                 // Consistent: at least the inner storage's current revision.
                 let current = self.shared.inner.current_resource_version().await?;
                 match self.consistent_start(&key, &options, current).await {
@@ -709,17 +707,17 @@ impl Storage for Cacher {
                     Err(error) => return Ok(error_stream(error)),
                 }
             }
-            (true, RequestedVersion::Any) => Start::CacheState,
-            (true, RequestedVersion::At(wanted)) => match self.consistent_start(&key, &options, wanted).await {
+            (true, ResourceVersion::Any) => Start::CacheState,
+            (true, ResourceVersion::At(wanted)) => match self.consistent_start(&key, &options, wanted).await {
                 Ok(start) => start,
                 Err(error) => return Ok(error_stream(error)),
             },
-            (false, RequestedVersion::At(revision)) => Start::After { revision, initial: None },
+            (false, ResourceVersion::At(revision)) => Start::After { revision, initial: None },
             // "Start at the most recent": changes after the inner storage's current revision.
-            (false, RequestedVersion::Unset) => {
+            (false, ResourceVersion::Unset) => {
                 Start::After { revision: self.shared.inner.current_resource_version().await?, initial: None }
             }
-            (false, RequestedVersion::Any) => Start::After { revision: self.shared.lock().revision, initial: None },
+            (false, ResourceVersion::Any) => Start::After { revision: self.shared.lock().revision, initial: None },
         };
         self.register(key, &options, start, end_bookmark)
     }
@@ -732,11 +730,11 @@ impl Storage for Cacher {
     }
 
     async fn get_encoded(&self, key: &str, options: GetOptions) -> Result<Option<EncodedObject>> {
-        if options.resource_version.is_empty() || self.is_bypassed() {
+        if options.resource_version.is_unset() || self.is_bypassed() {
             return self.shared.inner.get_encoded(key, options).await;
         }
         let key = self.prepare(key, false)?;
-        let wanted = RequestedVersion::parse_read(&options.resource_version)?.revision();
+        let wanted = options.resource_version.revision();
         if !self.is_ready() {
             return self.shared.inner.get_encoded(&key, options).await;
         }
@@ -771,14 +769,14 @@ impl Storage for Cacher {
             }
             return self.shared.inner.get_list_encoded(key, options).await;
         }
-        let requested = RequestedVersion::parse_read(&options.resource_version)?;
+        let requested = options.resource_version;
         if options.resource_version_match == Some(ResourceVersionMatch::Exact) {
             // Exact lists stay with the inner storage: it keys objects by their storage key, the
             // cache by their metadata (see `Expectations::cached_lists_key_by_metadata`).
             return self.shared.inner.get_list_encoded(key, options).await;
         }
         let served = match requested {
-            RequestedVersion::Unset => match self.wait_consistent().await? {
+            ResourceVersion::Unset => match self.wait_consistent().await? {
                 Freshness::Fresh => self.list_from_cache(&prepared, &options, false, None)?,
                 Freshness::Lagging => {
                     let list = self.shared.inner.get_list_encoded(key, options).await?;
@@ -787,7 +785,7 @@ impl Storage for Cacher {
                 }
             },
             // Legacy: RV N with a limit means exactly N (the inner storage, as Exact).
-            RequestedVersion::At(_)
+            ResourceVersion::At(_)
                 if options.resource_version_match.is_none() && options.recursive && options.predicate.limit > 0 =>
             {
                 None
@@ -804,14 +802,14 @@ impl Storage for Cacher {
             // older than a consistent list the inner storage served: a client that saw
             // revision R must not list R' < R next (the cache waits briefly for R, else the
             // inner storage answers).
-            RequestedVersion::Any => {
+            ResourceVersion::Any => {
                 let floor = self.shared.consistent_floor.load(Ordering::SeqCst);
                 match self.wait_fresh(floor).await? {
                     Freshness::Fresh => self.list_from_cache(&prepared, &options, true, None)?,
                     Freshness::Lagging => None,
                 }
             }
-            RequestedVersion::At(wanted) => match self.wait_fresh(wanted).await? {
+            ResourceVersion::At(wanted) => match self.wait_fresh(wanted).await? {
                 Freshness::Fresh => self.list_from_cache(&prepared, &options, false, None)?,
                 Freshness::Lagging => None,
             },

@@ -23,7 +23,7 @@ use crate::storage::{
     WatchStream,
 };
 use crate::transformer::{DynTransformer, IdentityTransformer};
-use crate::version::{format_resource_version, parse_list_resource_version, parse_resource_version};
+use crate::version::{format_resource_version, parse_resource_version};
 
 mod list;
 mod update;
@@ -317,7 +317,7 @@ impl Storage for Store {
 
     async fn get(&self, key: &str, options: GetOptions) -> Result<Option<Object>> {
         let key = self.prepare_key(key, false)?;
-        let minimum = parse_list_resource_version(&options.resource_version)?;
+        let minimum = options.resource_version.revision();
         let response = self.inner.backend.get(&self.backend_key(&key), 0).await?;
         check_minimum_resource_version(minimum, response.revision)?;
         match response.kv {

@@ -1,7 +1,7 @@
 //! `GET` of one object: kube's `getHandler`, with the Table and PartialObjectMetadata
 //! transformations a client may ask for in `Accept`.
 
-use apistore::storage::GetOptions;
+use apistore::storage::{GetOptions, ResourceVersion};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
@@ -14,8 +14,9 @@ use crate::table;
 impl Context<'_> {
     pub(super) async fn get(&self, name: &str, output: Output) -> ApiResult<Response> {
         let key = self.key(name).map_err(|_| ApiError::not_found(&self.resource().target(name)))?;
-        let options =
-            GetOptions { ignore_not_found: false, resource_version: self.param("resourceVersion").to_owned() };
+        let resource_version =
+            ResourceVersion::parse_read(self.param("resourceVersion")).map_err(self.storage_error(name))?;
+        let options = GetOptions { ignore_not_found: false, resource_version };
         let object = self.resource().storage.get(&key, options).await.map_err(self.storage_error(name))?;
         let object = object.ok_or_else(|| ApiError::not_found(&self.resource().target(name)))?;
         let object = self.resource().served(object);
