@@ -23,14 +23,19 @@
 //!   continuation is served by the inner storage. Not caught up within
 //!   [`CacherConfig::fresh_timeout`] → served by the inner storage.
 //!
-//! * Continuation pages of a revision the cache still retains (at or above its history's
-//!   floor): served from the snapshot of that revision (a persistent B-tree, KEP-4988).
+//! * Exact lists (`resourceVersionMatch=Exact` with RV N, and the legacy RV N + limit list) of
+//!   a directory at a revision the cache retains (at or above its history's floor), and
+//!   continuation pages of such a revision: served from the snapshot of that revision (a
+//!   persistent B-tree, KEP-4988, Kubernetes' `ListFromCacheSnapshot`), the list's RV and
+//!   continue token exactly the inner storage's. A revision above the cache's waits as for
+//!   NotOlderThan. The history's floor decides what is retained, as for a watch: a revision the
+//!   backend compacted but the cache still holds is answered with its exact state.
 //!
 //! **What goes to the inner storage**: create; `guaranteed_update` and `delete` (with the
 //! cache's current object as the suggestion, ignoring the caller's, as `CacheDelegator`);
-//! `get` with RV ""; consistent lists when progress requests are not supported, Exact lists,
-//! continue tokens of revisions no longer retained, legacy RV + limit lists; stats,
-//! current/compact revision, watch progress.
+//! `get` with RV ""; consistent lists when progress requests are not supported; Exact lists of
+//! a single key, below the history's floor, or while the cache is not ready; continue tokens
+//! of revisions no longer retained; stats, current/compact revision, watch progress.
 //!
 //! **What is held**: each object as its JSON bytes (shared [`bytes::Bytes`], handed out by
 //! [`Storage::get_list_encoded`] / [`Storage::get_encoded`] and encoded watch streams) plus its
@@ -534,6 +539,26 @@ impl Cacher {
         Ok(Some(EncodedList { resource_version: revision, continue_token, remaining_item_count, items }))
     }
 
+    /// An exact list at revision `wanted` (`resourceVersionMatch=Exact`, or the legacy RV +
+    /// limit list) from the snapshot of that revision (Kubernetes' `ListFromCacheSnapshot`,
+    /// KEP-4988); the list's RV is `wanted`, its continue token pinned to it like the inner
+    /// storage's. Ok(None) → the inner storage serves it: the cache is not ready, the list is of
+    /// a single key (as Kubernetes), `wanted` is below the history's floor (not retained), or the
+    /// inner storage has `wanted` and the cache did not learn it within
+    /// [`CacherConfig::consistent_wait`].
+    ///
+    /// Errors: [`Error::TooLargeResourceVersion`] (504) for a revision the inner storage does not
+    /// reach within [`CacherConfig::fresh_timeout`].
+    async fn exact_list(&self, key: &str, options: &ListOptions, wanted: Revision) -> Result<Option<EncodedList>> {
+        if !options.recursive || !self.is_ready() {
+            return Ok(None);
+        }
+        if let Freshness::Lagging = self.wait_fresh(wanted).await? {
+            return Ok(None);
+        }
+        self.list_from_cache(key, options, false, Some((wanted, None)))
+    }
+
     /// A continuation page from the snapshot of the token's revision; Ok(None) → the inner
     /// storage serves it (and words its errors).
     fn continued_list(&self, key: &str, options: &ListOptions) -> Result<Option<EncodedList>> {
@@ -770,9 +795,20 @@ impl Storage for Cacher {
             return self.shared.inner.get_list_encoded(key, options).await;
         }
         let requested = options.resource_version;
+        let exact = match (options.resource_version_match, requested) {
+            (Some(ResourceVersionMatch::Exact), ResourceVersion::At(wanted)) => Some(wanted),
+            // Legacy: RV N with a limit means exactly N.
+            (None, ResourceVersion::At(wanted)) if options.recursive && options.predicate.limit > 0 => Some(wanted),
+            _ => None,
+        };
+        if let Some(wanted) = exact {
+            return match self.exact_list(&prepared, &options, wanted).await? {
+                Some(list) => Ok(list),
+                None => self.shared.inner.get_list_encoded(key, options).await,
+            };
+        }
         if options.resource_version_match == Some(ResourceVersionMatch::Exact) {
-            // Exact lists stay with the inner storage: it keys objects by their storage key, the
-            // cache by their metadata (see `Expectations::cached_lists_key_by_metadata`).
+            // Exact with RV "" or "0" (an API server refuses both): the inner storage's reading.
             return self.shared.inner.get_list_encoded(key, options).await;
         }
         let served = match requested {
@@ -784,12 +820,6 @@ impl Storage for Cacher {
                     return Ok(list);
                 }
             },
-            // Legacy: RV N with a limit means exactly N (the inner storage, as Exact).
-            ResourceVersion::At(_)
-                if options.resource_version_match.is_none() && options.recursive && options.predicate.limit > 0 =>
-            {
-                None
-            }
             _ if !self.is_ready() => {
                 // Kubernetes delegates only lists that are cheap for the backend: paged, unfiltered.
                 if options.predicate.is_empty() && options.predicate.limit > 0 {

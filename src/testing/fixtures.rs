@@ -117,10 +117,11 @@ pub struct Expectations {
     /// stored data keeps it not ready (429) until the data is repaired or removed (Kubernetes
     /// runs `RunTestWatchError` and `RunTestWatchWithUnsafeDelete` against etcd3 only).
     pub watch_needs_readable_resource: bool,
-    /// Lists the cache serves (RV "0", NotOlderThan, and consistent lists when the backend
-    /// answers progress requests) find an object under the key computed from its namespace and
-    /// name (Kubernetes' `KeyFunc`), not under the key it was stored at; objects stored
-    /// elsewhere (nested directories) are listed by key only by the store (Exact lists).
+    /// Lists the cache serves (RV "0", NotOlderThan, consistent lists when the backend answers
+    /// progress requests, Exact lists at revisions it retains) find an object under the key
+    /// computed from its namespace and name (Kubernetes' `KeyFunc`), not under the key it was
+    /// stored at; objects stored elsewhere (nested directories) are listed by key only by the
+    /// store (e.g. Exact lists at revisions the cache's history no longer retains).
     pub cached_lists_key_by_metadata: bool,
 }
 
