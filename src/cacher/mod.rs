@@ -41,7 +41,8 @@
 //! [`Storage::get_list_encoded`] / [`Storage::get_encoded`] and encoded watch streams) plus its
 //! labels; an equality label index narrows selective lists. Over
 //! [`CacherConfig::memory_budget`] the cache sheds everything and serves every request from the
-//! inner storage until the resource fits again; [`CacheMetrics`] reports bytes and objects.
+//! inner storage until the resource fits again; [`CacheMetrics`] reports bytes and objects held,
+//! the budget and the bypassed state per resource.
 //!
 //! **Freshness.** A wait for revision N first asks the inner storage for its current revision
 //! C. If C ≥ N the data exists; the cache may just not know yet (a write to another resource
@@ -99,7 +100,7 @@ mod reflector;
 mod watcher;
 
 pub use layer::WatchCacheLayer;
-pub use metrics::CacheMetrics;
+pub use metrics::{CacheMemory, CacheMetrics};
 
 use cache::{scope, CacheState, CachedObject, HistoryBounds, Key, Matcher, Objects, WatcherHandle};
 use watcher::{Opening, Watcher};
@@ -109,6 +110,9 @@ use watcher::{Opening, Watcher};
 pub struct CacherConfig {
     /// The resource prefix of the inner storage's keys (`pods` → keys `/pods/...`).
     pub resource_prefix: String,
+    /// The resource's name in metrics (`deployments.apps`); [`CacherConfig::new`] sets the
+    /// resource prefix, [`WatchCacheLayer`] the context's GroupResource.
+    pub resource: String,
     /// `apiVersion` of bookmark objects (the resource's type).
     pub api_version: String,
     /// `kind` of bookmark objects.
@@ -134,7 +138,8 @@ pub struct CacherConfig {
     /// None = no limit. Over it the cache holds nothing and serves every request from the inner
     /// storage until the resource fits again (requests never fail for it).
     pub memory_budget: Option<usize>,
-    /// Where the cache reports the bytes and objects it holds (None = nowhere).
+    /// Where the cache reports the bytes and objects it holds, its budget and whether it is
+    /// bypassed (None = nowhere).
     pub metrics: Option<CacheMetrics>,
 }
 
@@ -143,6 +148,7 @@ impl CacherConfig {
     pub fn new(resource_prefix: &str) -> Self {
         CacherConfig {
             resource_prefix: resource_prefix.to_owned(),
+            resource: resource_prefix.to_owned(),
             api_version: String::new(),
             kind: String::new(),
             history_min: 100,
@@ -202,16 +208,22 @@ impl Shared {
         self.config.memory_budget.is_some_and(|budget| bytes > budget)
     }
 
-    /// Reports the bytes and objects held to the metrics; returns the bytes.
+    /// Reports the bytes and objects held, the budget and the bypassed state to the metrics;
+    /// returns the bytes.
     pub(crate) fn record_memory(&self) -> usize {
-        let (bytes, objects) = {
+        let memory = {
             let state = self.lock();
-            (state.bytes, state.objects.len())
+            CacheMemory {
+                bytes: state.bytes,
+                objects: state.objects.len(),
+                budget: self.config.memory_budget,
+                bypassed: state.bypassed,
+            }
         };
         if let Some(metrics) = &self.config.metrics {
-            metrics.set(&self.config.resource_prefix, bytes, objects);
+            metrics.set(&self.config.resource, memory);
         }
-        bytes
+        memory.bytes
     }
 
     /// The cache key of an object (Kubernetes `KeyFunc`).
