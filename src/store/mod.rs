@@ -159,7 +159,7 @@ impl Store {
     fn encode(&self, key: &str, object: &mut Object) -> Result<Bytes> {
         object.metadata.resource_version.clear();
         object.metadata.self_link.clear();
-        let data = Bytes::from(self.inner.config.codec.encode(object)?);
+        let data = self.inner.config.codec.encode(object)?;
         let limit = self.inner.config.max_object_size;
         if data.len() > limit {
             return Err(Error::TooLarge { key: key.to_owned(), size: data.len(), limit });
