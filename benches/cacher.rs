@@ -1,5 +1,7 @@
-//! Watch cache vs store: `get` and `list` at RV "0" over the same 1 000 pods on sled, in the
-//! same run. The store reads sled on every call; the cache answers from memory.
+//! Watch cache vs store: `get` and `list` at RV "0", and an Exact list at the last write's
+//! revision (the cache from its snapshot, as JSON bytes: what an API server writes), over the
+//! same 1 000 pods on sled, in the same run. The store reads sled on every call; the cache
+//! answers from memory.
 //!
 //! `cargo bench -p apistore --bench cacher`
 
@@ -7,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apistore::cacher::{Cacher, CacherConfig};
-use apistore::storage::{GetOptions, ListOptions, Storage};
+use apistore::storage::{GetOptions, ListOptions, ResourceVersion, ResourceVersionMatch, Storage};
 use apistore::{Object, Store, StoreConfig};
 use apistore_sled::{SledBackend, SledOptions};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -18,6 +20,8 @@ const PODS: usize = 1_000;
 struct Fixture {
     store: Arc<dyn Storage>,
     cacher: Arc<dyn Storage>,
+    /// The revision of the last create.
+    last: u64,
     _dir: tempfile::TempDir,
 }
 
@@ -39,15 +43,15 @@ fn fixture(runtime: &tokio::runtime::Runtime) -> Fixture {
         let cacher = Cacher::new(store.clone(), CacherConfig::new("pods")).expect("cacher");
         cacher.wait_until_ready(Duration::from_secs(30)).await.expect("cache ready");
         assert!(cacher.resource_version() >= last, "the cache listed every pod");
-        Fixture { store, cacher: Arc::new(cacher), _dir: dir }
+        Fixture { store, cacher: Arc::new(cacher), last, _dir: dir }
     })
 }
 
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let f = fixture(&runtime);
-    let get = GetOptions { resource_version: "0".into(), ignore_not_found: false };
-    let list = ListOptions { resource_version: "0".into(), recursive: true, ..ListOptions::default() };
+    let get = GetOptions { resource_version: ResourceVersion::Any, ignore_not_found: false };
+    let list = ListOptions { resource_version: ResourceVersion::Any, recursive: true, ..ListOptions::default() };
 
     let mut group = c.benchmark_group("get_rv0");
     for (name, storage) in [("store_sled", &f.store), ("cacher_over_store_sled", &f.cacher)] {
@@ -67,6 +71,24 @@ fn bench(c: &mut Criterion) {
             b.to_async(&runtime).iter(|| async {
                 let items = storage.get_list("/pods/", list.clone()).await.expect("list").items;
                 assert_eq!(items.len(), PODS);
+            })
+        });
+    }
+    group.finish();
+
+    let exact = ListOptions {
+        resource_version: ResourceVersion::at(f.last),
+        resource_version_match: Some(ResourceVersionMatch::Exact),
+        recursive: true,
+        ..ListOptions::default()
+    };
+    let mut group = c.benchmark_group("list_exact_encoded_1000");
+    group.sample_size(20);
+    for (name, storage) in [("store_sled", &f.store), ("cacher_over_store_sled", &f.cacher)] {
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter(|| async {
+                let list = storage.get_list_encoded("/pods/", exact.clone()).await.expect("exact list");
+                assert_eq!((list.items.len(), list.resource_version), (PODS, f.last));
             })
         });
     }

@@ -7,6 +7,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::error::{Error, Result};
 use crate::object::Object;
 
@@ -15,8 +17,9 @@ pub trait Codec: Send + Sync + fmt::Debug + 'static {
     /// The media type, e.g. `application/json`.
     fn media_type(&self) -> &'static str;
 
-    /// Encodes an object (its resourceVersion and selfLink already cleared).
-    fn encode(&self, object: &Object) -> Result<Vec<u8>>;
+    /// Encodes an object (its resourceVersion and selfLink already cleared). The buffer goes
+    /// to the value transformer and the backend as it is (shared, never copied).
+    fn encode(&self, object: &Object) -> Result<Bytes>;
 
     /// Decodes stored bytes. Errors: [`Error::Corrupt`]-worthy failures as
     /// [`Error::Internal`] naming the problem.
@@ -35,8 +38,8 @@ impl Codec for JsonCodec {
         "application/json"
     }
 
-    fn encode(&self, object: &Object) -> Result<Vec<u8>> {
-        object.to_json()
+    fn encode(&self, object: &Object) -> Result<Bytes> {
+        object.to_json().map(Bytes::from)
     }
 
     fn decode(&self, data: &[u8]) -> Result<Object> {
@@ -54,9 +57,9 @@ impl Codec for YamlCodec {
         "application/yaml"
     }
 
-    fn encode(&self, object: &Object) -> Result<Vec<u8>> {
+    fn encode(&self, object: &Object) -> Result<Bytes> {
         serde_yaml::to_string(object)
-            .map(String::into_bytes)
+            .map(Bytes::from)
             .map_err(|e| Error::internal(format!("encoding object as YAML: {e}")))
     }
 
@@ -95,7 +98,11 @@ mod tests {
         assert_eq!(codec.encode(&object).expect("encode again"), bytes);
         assert_eq!(codec.decode(&bytes).expect("decode"), object);
         assert!(codec.decode(b"{not: [yaml").is_err());
-        assert_eq!(codec_for_media_type("application/json").expect("json").media_type(), "application/json");
+        let json = codec_for_media_type("application/json").expect("json");
+        assert_eq!(json.media_type(), "application/json");
+        let encoded = json.encode(&object).expect("encode json");
+        assert_eq!(encoded.as_ref(), object.to_json().expect("to_json").as_slice());
+        assert_eq!(json.decode(&encoded).expect("decode json"), object);
         assert!(codec_for_media_type("application/vnd.kubernetes.protobuf").is_err());
     }
 }

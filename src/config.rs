@@ -13,6 +13,8 @@
 //! [watch_cache]
 //! enabled = true
 //! sizes = ["events#0", "events.events.k8s.io#0"]   # kube --watch-cache-sizes syntax
+//! memory_budget_bytes = 268435456            # per resource's cache (absent: no limit)
+//! memory_budgets = ["configmaps#67108864"]   # resource[.group]#bytes, over the default
 //!
 //! [resources."configmaps"]                   # per GroupResource (resource[.group], or *.group)
 //! backend = { type = "sled", path = "/var/lib/apistore-cm" }
@@ -23,7 +25,8 @@
 //!
 //! [`Config::validate`] checks every field and names the offending one in an
 //! [`Error::Invalid`]; the kube-apiserver flag syntaxes are parsed by
-//! [`parse_etcd_servers_overrides`] and [`parse_watch_cache_sizes`] with Kubernetes' messages.
+//! [`parse_etcd_servers_overrides`] and [`parse_watch_cache_sizes`] with Kubernetes' messages,
+//! the budgets by [`parse_watch_cache_memory_budgets`] in the same syntax.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -103,12 +106,46 @@ pub struct WatchCacheConfig {
     /// other size only means "on" (the cache is dynamically sized, as in Kubernetes).
     /// Default: kube-apiserver's `events#0`, `events.events.k8s.io#0`.
     pub sizes: Vec<String>,
+    /// The memory budget in bytes of each resource's cache (> 0; absent: no limit). Over it a
+    /// cache holds nothing and serves from storage until the resource fits again.
+    pub memory_budget_bytes: Option<u64>,
+    /// `resource[.group]#bytes` entries (bytes > 0): a resource's own budget instead of
+    /// `memory_budget_bytes`; a later entry for the same resource wins.
+    pub memory_budgets: Vec<String>,
 }
 
 impl Default for WatchCacheConfig {
     fn default() -> Self {
-        WatchCacheConfig { enabled: true, sizes: default_watch_cache_sizes() }
+        WatchCacheConfig {
+            enabled: true,
+            sizes: default_watch_cache_sizes(),
+            memory_budget_bytes: None,
+            memory_budgets: Vec::new(),
+        }
     }
+}
+
+impl WatchCacheConfig {
+    /// The default budget in bytes, checked.
+    ///
+    /// Errors: [`Error::Invalid`] on `watch_cache.memory_budget_bytes` for 0 or a value that
+    /// does not fit this machine's memory.
+    pub fn memory_budget(&self) -> Result<Option<usize>> {
+        let Some(bytes) = self.memory_budget_bytes else {
+            return Ok(None);
+        };
+        budget_bytes(bytes)
+            .map(Some)
+            .map_err(|why| Error::invalid("watch_cache.memory_budget_bytes", bytes.to_string(), why))
+    }
+}
+
+/// A budget in bytes: positive and addressable. Errors: the reason.
+fn budget_bytes(bytes: u64) -> std::result::Result<usize, String> {
+    if bytes == 0 {
+        return Err("must be positive (a watch cache size of 0 turns a resource's cache off)".to_owned());
+    }
+    usize::try_from(bytes).map_err(|_| "does not fit this machine's address space".to_owned())
 }
 
 /// kube-apiserver's `DefaultWatchCacheSizes`: no watch cache for events.
@@ -189,6 +226,8 @@ impl Config {
         validate_media_type("storage_media_type", &self.storage_media_type)?;
         parse_watch_cache_sizes(&self.watch_cache.sizes)
             .map_err(|e| Error::invalid("watch_cache.sizes", self.watch_cache.sizes.join(","), e.to_string()))?;
+        self.watch_cache.memory_budget()?;
+        parse_watch_cache_memory_budgets(&self.watch_cache.memory_budgets)?;
         parse_etcd_servers_overrides(&self.etcd_servers_overrides)?;
         for (key, entry) in &self.resources {
             let field = format!("resources.{key:?}");
@@ -391,6 +430,36 @@ pub fn parse_watch_cache_sizes(entries: &[String]) -> Result<BTreeMap<GroupResou
     Ok(sizes)
 }
 
+/// Parses `watch_cache.memory_budgets` entries (`resource[.group]#bytes`, the syntax of
+/// `--watch-cache-sizes`); a later entry for the same resource wins.
+///
+/// Errors: [`Error::Invalid`] on `watch_cache.memory_budgets` naming the entry: "invalid value
+/// of watch cache memory budget" (not `resource#bytes`), "invalid memory budget" (not an
+/// unsigned integer), or a budget that is 0.
+pub fn parse_watch_cache_memory_budgets(entries: &[String]) -> Result<BTreeMap<GroupResource, usize>> {
+    const FIELD: &str = "watch_cache.memory_budgets";
+    let mut budgets = BTreeMap::new();
+    for entry in entries {
+        let tokens: Vec<&str> = entry.split('#').collect();
+        let [resource, bytes] = tokens.as_slice() else {
+            return Err(Error::invalid(
+                FIELD,
+                entry,
+                format!("invalid value of watch cache memory budget: {entry} (expected resource[.group]#bytes)"),
+            ));
+        };
+        if resource.is_empty() {
+            return Err(Error::invalid(FIELD, entry, format!("no resource in watch cache memory budget: {entry}")));
+        }
+        let bytes: u64 = bytes.parse().map_err(|_| {
+            Error::invalid(FIELD, entry, format!("invalid memory budget (bytes, an unsigned integer): {entry}"))
+        })?;
+        let bytes = budget_bytes(bytes).map_err(|why| Error::invalid(FIELD, entry, format!("{entry}: {why}")))?;
+        budgets.insert(GroupResource::parse_lenient(resource), bytes);
+    }
+    Ok(budgets)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -527,12 +596,60 @@ resources:
         }
         // Through Config::validate the field is named too.
         let config = Config {
-            watch_cache: WatchCacheConfig { enabled: true, sizes: vec!["pods#-3".into()] },
+            watch_cache: WatchCacheConfig { sizes: vec!["pods#-3".into()], ..WatchCacheConfig::default() },
             ..Config::default()
         };
         let err = config.validate().expect_err("negative");
         assert_eq!(invalid_field(&err).0, "watch_cache.sizes");
         assert!(err.to_string().contains("watch cache size cannot be negative: pods#-3"), "{err}");
+    }
+
+    #[test]
+    fn watch_cache_memory_budgets_parse_from_every_format_and_bad_ones_name_the_field() {
+        let toml_text = "[watch_cache]\nmemory_budget_bytes = 1048576\nmemory_budgets = [\"configmaps#4096\", \"deployments.apps#65536\"]\n";
+        let yaml_text = "watch_cache:\n  memory_budget_bytes: 1048576\n  memory_budgets: [\"configmaps#4096\", \"deployments.apps#65536\"]\n";
+        let json_text = r#"{"watch_cache": {"memory_budget_bytes": 1048576, "memory_budgets": ["configmaps#4096", "deployments.apps#65536"]}}"#;
+        for (text, format) in
+            [(toml_text, ConfigFormat::Toml), (yaml_text, ConfigFormat::Yaml), (json_text, ConfigFormat::Json)]
+        {
+            let config = Config::parse(text, format).expect("parse");
+            config.validate().expect("valid");
+            assert_eq!(config.watch_cache.memory_budget(), Ok(Some(1 << 20)), "{format:?}");
+            let budgets = parse_watch_cache_memory_budgets(&config.watch_cache.memory_budgets).expect("budgets");
+            assert_eq!(budgets[&GroupResource::core("configmaps")], 4096, "{format:?}");
+            assert_eq!(budgets[&GroupResource::new("apps", "deployments")], 65_536, "{format:?}");
+            assert!(config.watch_cache.enabled, "the other watch cache settings keep their defaults");
+            assert_eq!(config.watch_cache.sizes, default_watch_cache_sizes());
+        }
+        assert_eq!(Config::default().watch_cache.memory_budget(), Ok(None), "no limit by default");
+        let later_wins = parse_watch_cache_memory_budgets(&["pods#10".into(), "pods#20".into()]).expect("parse");
+        assert_eq!(later_wins[&GroupResource::core("pods")], 20);
+        let cases = [
+            ("pods", "invalid value of watch cache memory budget: pods (expected resource[.group]#bytes)"),
+            ("pods#1#2", "invalid value of watch cache memory budget: pods#1#2 (expected resource[.group]#bytes)"),
+            ("pods#64Mi", "invalid memory budget (bytes, an unsigned integer): pods#64Mi"),
+            ("pods#-1", "invalid memory budget (bytes, an unsigned integer): pods#-1"),
+            ("pods#0", "pods#0: must be positive (a watch cache size of 0 turns a resource's cache off)"),
+            ("#5", "no resource in watch cache memory budget: #5"),
+        ];
+        for (entry, message) in cases {
+            let config = Config {
+                watch_cache: WatchCacheConfig { memory_budgets: vec![entry.to_owned()], ..WatchCacheConfig::default() },
+                ..Config::default()
+            };
+            let err = config.validate().expect_err(entry);
+            assert_eq!(invalid_field(&err), ("watch_cache.memory_budgets", entry, message));
+        }
+        let zero = Config {
+            watch_cache: WatchCacheConfig { memory_budget_bytes: Some(0), ..WatchCacheConfig::default() },
+            ..Config::default()
+        };
+        let err = zero.validate().expect_err("a zero default budget");
+        assert_eq!(invalid_field(&err).0, "watch_cache.memory_budget_bytes");
+        assert_eq!(invalid_field(&err).1, "0");
+        let err = Config::parse("[watch_cache]\nmemory_budget_bytes = -5\n", ConfigFormat::Toml).expect_err("negative");
+        assert_eq!(invalid_field(&err).0, "config", "{err}");
+        assert!(err.to_string().contains("memory_budget_bytes"), "the parser names the key: {err}");
     }
 
     #[test]

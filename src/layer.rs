@@ -45,6 +45,10 @@ pub struct ResourceContext {
     pub kind: String,
     /// The config wants a watch cache for this resource (`--watch-cache`, size not 0).
     pub watch_cache: bool,
+    /// The config's memory budget in bytes for this resource's watch cache
+    /// (`watch_cache.memory_budget_bytes` / `watch_cache.memory_budgets`); None = the cache
+    /// layer's own setting.
+    pub watch_cache_memory_budget: Option<usize>,
     /// The runtime background tasks of a layer (a cache's reflector) run on.
     pub runtime: tokio::runtime::Handle,
     /// Where layers that keep their own history register it (see [`History`]); `None`
@@ -62,6 +66,7 @@ impl fmt::Debug for ResourceContext {
             .field("api_version", &self.api_version)
             .field("kind", &self.kind)
             .field("watch_cache", &self.watch_cache)
+            .field("watch_cache_memory_budget", &self.watch_cache_memory_budget)
             .finish_non_exhaustive()
     }
 }
@@ -82,6 +87,7 @@ impl ResourceContext {
             api_version: config.api_version.clone(),
             kind: config.kind.clone(),
             watch_cache: true,
+            watch_cache_memory_budget: None,
             runtime,
             histories: None,
         })

@@ -16,7 +16,12 @@ use crate::layer::LayerChain;
 
 /// The chain an API server runs (innermost first): the watch cache over the store (for the
 /// resources whose config wants one), then `metrics` over every storage — i.e.
-/// metrics → cache → store as a request sees it.
+/// metrics → cache → store as a request sees it. The caches report their memory gauges into
+/// [`StorageMetrics::cache`] unless `cache` was given gauges of its own.
 pub fn production_chain(cache: WatchCacheLayer, metrics: &StorageMetrics) -> LayerChain {
+    let cache = match cache.template().metrics {
+        Some(_) => cache,
+        None => cache.with_metrics(metrics.cache().clone()),
+    };
     LayerChain::new().with(cache).with(metrics.layer())
 }

@@ -59,6 +59,9 @@ pub struct RESTOptions {
     /// The config wants a watch cache for this resource (the watch cache layer, when the
     /// chain has one, applies only then).
     pub watch_cache: bool,
+    /// The config's memory budget in bytes for the resource's watch cache (None = the cache
+    /// layer's own setting; see [`WatchCacheSettings::memory_budget_for`]).
+    pub watch_cache_memory_budget: Option<usize>,
     /// The layers over the undecorated storage, innermost first.
     pub layers: LayerChain,
     /// Workers of a DeleteCollection call.
@@ -75,6 +78,7 @@ impl fmt::Debug for RESTOptions {
             .field("storage_config", &self.storage_config)
             .field("resource_prefix", &self.resource_prefix)
             .field("watch_cache", &self.watch_cache)
+            .field("watch_cache_memory_budget", &self.watch_cache_memory_budget)
             .field("layers", &self.layers.names())
             .field("delete_collection_workers", &self.delete_collection_workers)
             .field("enable_garbage_collection", &self.enable_garbage_collection)
@@ -92,6 +96,7 @@ impl RESTOptions {
             api_version: String::new(),
             kind: String::new(),
             watch_cache: false,
+            watch_cache_memory_budget: None,
             layers: LayerChain::new(),
             delete_collection_workers: 1,
             enable_garbage_collection: true,
@@ -129,6 +134,7 @@ impl RESTOptions {
         let store_config = self.store_config();
         let mut context = ResourceContext::for_store(self.storage_config.group_resource.clone(), &store_config)?;
         context.watch_cache = self.watch_cache;
+        context.watch_cache_memory_budget = self.watch_cache_memory_budget;
         let store = UndecoratedStorage::open(&self.storage_config, store_config).await?;
         self.layers.apply(&context, Arc::new(store))
     }
@@ -223,6 +229,7 @@ impl RESTOptionsGetter for StorageFactoryRestOptionsFactory {
             api_version: String::new(),
             kind: String::new(),
             watch_cache,
+            watch_cache_memory_budget: self.watch_cache.memory_budget_for(gr),
             layers: self.layers.clone(),
             delete_collection_workers: self.delete_collection_workers,
             enable_garbage_collection: self.enable_garbage_collection,
@@ -238,7 +245,12 @@ mod tests {
     use crate::registry::BackendConfig;
 
     fn getter(factory: DefaultStorageFactory) -> StorageFactoryRestOptionsFactory {
-        let settings = WatchCacheSettings { enabled: true, sizes: [(GroupResource::core("events"), 0)].into() };
+        let settings = WatchCacheSettings {
+            enabled: true,
+            sizes: [(GroupResource::core("events"), 0)].into(),
+            memory_budget: Some(1 << 20),
+            memory_budgets: [(GroupResource::core("configmaps"), 4096)].into(),
+        };
         StorageFactoryRestOptionsFactory::new(Arc::new(factory), settings, LayerChain::new())
     }
 
@@ -250,6 +262,7 @@ mod tests {
         assert_eq!(options.resource_prefix, "cm");
         assert_eq!(options.storage_config.prefix, "/registry");
         assert!(options.watch_cache, "the watch cache is on by default");
+        assert_eq!(options.watch_cache_memory_budget, Some(4096), "the resource's own budget");
         assert_eq!(options.delete_collection_workers, 1);
         let printed = format!("{options:?}");
         assert!(printed.contains("watch_cache: true") && printed.contains("cm"), "{printed}");
@@ -257,6 +270,7 @@ mod tests {
             .get_rest_options(&GroupResource::core("events"))
             .expect("events");
         assert!(!events.watch_cache, "size 0 turns the cache off");
+        assert_eq!(events.watch_cache_memory_budget, Some(1 << 20), "the default budget");
     }
 
     #[test]

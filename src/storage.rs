@@ -9,7 +9,9 @@
 //!   key must lie under the store's resource prefix. A recursive key lists/watches the
 //!   "directory" (a trailing `/` is added).
 //! * **resourceVersion (RV)** is one global revision. An object's RV is its last write; a
-//!   list's RV is the revision it was read at. Reads:
+//!   list's RV is the revision it was read at. A request's RV arrives parsed
+//!   ([`ResourceVersion`]: "" = `Unset`, "0" = `Any`, N = `At(N)`; the parse errors are the
+//!   caller's, at the edge). Reads:
 //!
 //!   | RV  | match        | limit | meaning                                   |
 //!   |-----|--------------|-------|-------------------------------------------|
@@ -37,6 +39,7 @@ use crate::encoded::{EncodedList, EncodedObject, EncodedWatchEvent};
 use crate::error::{Error, Result};
 use crate::object::Object;
 use crate::selector::{FieldSelector, LabelSelector};
+pub use crate::version::ResourceVersion;
 
 /// `ResourceVersionMatch` of a list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,15 +110,15 @@ impl Predicate {
 pub struct GetOptions {
     /// Return `Ok(None)` instead of [`Error::NotFound`] for a missing key.
     pub ignore_not_found: bool,
-    /// "" = latest; otherwise the result is not older than this RV.
-    pub resource_version: String,
+    /// Unset = latest (a consistent read); otherwise the result is not older than this RV.
+    pub resource_version: ResourceVersion,
 }
 
 /// Options of [`Storage::get_list`] and [`Storage::watch`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListOptions {
     /// See the module table.
-    pub resource_version: String,
+    pub resource_version: ResourceVersion,
     /// See the module table.
     pub resource_version_match: Option<ResourceVersionMatch>,
     /// Selectors, limit, continue, bookmarks.
@@ -359,19 +362,19 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Watches `key` (or everything under it when `options.recursive`).
     ///
-    /// Errors returned here are validation errors (bad RV, key); later failures arrive as
-    /// [`WatchEvent::Error`].
+    /// Errors returned here are validation errors (key, readiness); later failures (410 too
+    /// old, 504 future revision) arrive as [`WatchEvent::Error`].
     async fn watch(&self, key: &str, options: ListOptions) -> Result<WatchStream>;
 
     /// Reads one object. `Ok(None)` only when `options.ignore_not_found` and it is missing.
     ///
-    /// Errors: [`Error::NotFound`], [`Error::TooLargeResourceVersion`], invalid RV (400).
+    /// Errors: [`Error::NotFound`], [`Error::TooLargeResourceVersion`], key errors.
     async fn get(&self, key: &str, options: GetOptions) -> Result<Option<Object>>;
 
     /// Lists objects under `key` (recursive) or the single object at `key`.
     ///
-    /// Errors: invalid RV/continue (400), [`Error::Expired`] (410),
-    /// [`Error::TooLargeResourceVersion`] (504).
+    /// Errors: an invalid continue token or an RV given with one (400), [`Error::Expired`]
+    /// (410), [`Error::TooLargeResourceVersion`] (504).
     async fn get_list(&self, key: &str, options: ListOptions) -> Result<ObjectList>;
 
     /// Reads the current object, applies `try_update`, writes the result if it changed, and

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apistore::cacher::{Cacher, CacherConfig};
-use apistore::storage::{GetOptions, ListOptions, Storage, WatchEvent};
+use apistore::storage::{GetOptions, ListOptions, ResourceVersion, Storage, WatchEvent};
 use apistore::{KvBackend, Object, Store, StoreConfig};
 use apistore_memory::MemoryBackend;
 use bytes::Bytes;
@@ -38,7 +38,7 @@ async fn a_failing_cache_watch_ends_open_watches_turns_not_ready_and_relists() {
     cacher.readiness_check().await.expect("ready after the first list");
     let created = cacher.create("/pods/ns/a", pod("a"), 0).await.expect("create");
     let options = ListOptions {
-        resource_version: created.metadata.resource_version.clone(),
+        resource_version: ResourceVersion::at(created.resource_version().expect("rv")),
         recursive: true,
         ..ListOptions::default()
     };
@@ -61,14 +61,18 @@ async fn a_failing_cache_watch_ends_open_watches_turns_not_ready_and_relists() {
         Some(429)
     );
     // Reads with a resourceVersion fall back to the store while the cache is down.
-    let got = cacher.get("/pods/ns/a", GetOptions { resource_version: "0".into(), ..GetOptions::default() }).await;
+    let got =
+        cacher.get("/pods/ns/a", GetOptions { resource_version: ResourceVersion::Any, ..GetOptions::default() }).await;
     assert_eq!(got.expect("get from the store").map(|o| o.metadata.name), Some("a".to_owned()));
     // Removing the bad data lets the relist succeed.
     let current = backend.get("/registry/pods/ns/corrupt", 0).await.expect("get").kv.expect("present");
     backend.delete("/registry/pods/ns/corrupt", current.mod_revision).await.expect("delete");
     wait_until("the cache is ready again", async || cacher.readiness_check().await.is_ok()).await;
     let list = cacher
-        .get_list("/pods/", ListOptions { resource_version: "0".into(), recursive: true, ..ListOptions::default() })
+        .get_list(
+            "/pods/",
+            ListOptions { resource_version: ResourceVersion::Any, recursive: true, ..ListOptions::default() },
+        )
         .await
         .expect("list");
     assert_eq!(list.items.iter().map(|o| o.metadata.name.as_str()).collect::<Vec<_>>(), ["a"]);
@@ -78,7 +82,10 @@ async fn a_failing_cache_watch_ends_open_watches_turns_not_ready_and_relists() {
 async fn a_stopped_cache_ends_watches_and_says_so() {
     let (cacher, _store) = cache_over(Arc::new(MemoryBackend::new())).await;
     let mut watch = cacher
-        .watch("/pods/", ListOptions { resource_version: "0".into(), recursive: true, ..ListOptions::default() })
+        .watch(
+            "/pods/",
+            ListOptions { resource_version: ResourceVersion::Any, recursive: true, ..ListOptions::default() },
+        )
         .await
         .expect("watch");
     cacher.stop();
@@ -92,9 +99,9 @@ async fn a_stopped_cache_ends_watches_and_says_so() {
 async fn a_future_resource_version_is_too_large_with_retry_after_one_second() {
     let (cacher, _store) = cache_over(Arc::new(MemoryBackend::new())).await;
     let created = cacher.create("/pods/ns/a", pod("a"), 0).await.expect("create");
-    let future = (created.resource_version().expect("rv") + 10).to_string();
+    let future = ResourceVersion::at(created.resource_version().expect("rv") + 10);
     let err = cacher
-        .get("/pods/ns/a", GetOptions { resource_version: future.clone(), ..GetOptions::default() })
+        .get("/pods/ns/a", GetOptions { resource_version: future, ..GetOptions::default() })
         .await
         .expect_err("future RV");
     assert!(err.is_too_large_resource_version(), "{err:?}");
@@ -135,4 +142,63 @@ async fn consistent_lists_go_to_the_store_when_the_backend_cannot_answer_progres
         assert_eq!(metrics.request_count("pods", "list"), 1 + round, "round {round}: served by the store");
     }
     assert_eq!(metrics.request_count("pods", "requestWatchProgress"), 1, "asked once, then remembered the answer");
+}
+
+#[tokio::test]
+async fn over_its_memory_budget_the_cache_serves_from_the_store_reports_it_and_comes_back() {
+    use apistore::cacher::CacheMetrics;
+    let backend: Arc<dyn KvBackend> = Arc::new(MemoryBackend::new());
+    let store: Arc<dyn Storage> = Arc::new(Store::new(backend, StoreConfig::new("pods")).expect("store"));
+    let metrics = CacheMetrics::new();
+    let config =
+        CacherConfig { memory_budget: Some(4_000), metrics: Some(metrics.clone()), ..CacherConfig::new("pods") };
+    let cacher = Cacher::new(store.clone(), config).expect("cacher");
+    cacher.wait_until_ready(TIMEOUT).await.expect("ready");
+    for name in ["a", "b"] {
+        cacher.create(&format!("/pods/ns/{name}"), pod(name), 0).await.expect("create");
+    }
+    wait_until("the cache holds both pods", async || cacher.memory().1 == 2).await;
+    let (bytes, objects) = metrics.get("pods");
+    assert!(bytes > 0 && bytes < 4_000, "{bytes} bytes reported");
+    assert_eq!(objects, 2);
+    assert!(!metrics.bypassed("pods") && !cacher.bypassed());
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let render = |registry: &prometheus_client::registry::Registry| {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).expect("encode");
+        text
+    };
+    let text = render(&registry);
+    assert!(text.contains("apistore_watch_cache_memory_budget_bytes{resource=\"pods\"} 4000\n"), "{text}");
+    assert!(text.contains("apistore_watch_cache_bypassed{resource=\"pods\"} 0\n"), "{text}");
+
+    // One large object takes the resource over its budget: the cache holds nothing and says so.
+    let mut big = pod("big");
+    big.metadata.annotations.insert("filler".into(), "x".repeat(6_000));
+    cacher.create("/pods/ns/big", big, 0).await.expect("create over the budget");
+    wait_until("the cache is bypassed", async || cacher.bypassed()).await;
+    assert_eq!(cacher.memory(), (0, 0), "a bypassed cache holds nothing");
+    let text = render(&registry);
+    assert!(text.contains("apistore_watch_cache_bypassed{resource=\"pods\"} 1\n"), "{text}");
+    assert!(text.contains("apistore_watch_cache_bytes{resource=\"pods\"} 0\n"), "{text}");
+    // Requests never fail for it: the store serves them.
+    let any = ListOptions { resource_version: ResourceVersion::Any, recursive: true, ..ListOptions::default() };
+    assert_eq!(cacher.get_list("/pods/", any).await.expect("list while bypassed").items.len(), 3);
+    let got = cacher.get("/pods/ns/a", GetOptions { resource_version: ResourceVersion::Any, ..GetOptions::default() });
+    assert!(got.await.expect("get while bypassed").is_some());
+    cacher.readiness_check().await.expect("a bypassed cache is ready (the store answers)");
+
+    // Once the resource fits again (checked every 10 s), the cache lists it and serves it.
+    cacher
+        .delete("/pods/ns/big", None, &apistore::storage::allow_all_deletions, None, Default::default())
+        .await
+        .expect("delete");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while cacher.bypassed() || cacher.memory().1 != 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the cache did not come back: {:?}", cacher.memory());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!metrics.bypassed("pods"));
+    assert_eq!(metrics.get("pods").1, 2);
 }

@@ -12,7 +12,7 @@ use apistore::layer::{Layer, LayerChain, ResourceContext};
 use apistore::layers::{StorageMetrics, TracingLayer, WatchCacheLayer};
 use apistore::registry::{self, BackendConfig};
 use apistore::rest_options::{RESTOptions, RESTOptionsGetter, StorageFactoryRestOptionsFactory};
-use apistore::storage::{allow_all_deletions, DeleteOptions, GetOptions, ListOptions, Storage};
+use apistore::storage::{allow_all_deletions, DeleteOptions, GetOptions, ListOptions, ResourceVersion, Storage};
 use apistore::{Error, Object};
 use serde_json::json;
 
@@ -632,13 +632,13 @@ async fn a_resource_with_watch_cache_is_served_by_the_cacher_and_one_with_size_z
         }
         // Not older than the last create: a cache waits until it has seen it.
         let synced = ListOptions {
-            resource_version: last.to_string(),
+            resource_version: ResourceVersion::at(last),
             resource_version_match: Some(apistore::storage::ResourceVersionMatch::NotOlderThan),
             recursive: true,
             ..ListOptions::default()
         };
         assert_eq!(storage.get_list(&format!("/{resource}/"), synced).await.expect("list").items.len(), 3);
-        let mut any = ListOptions { resource_version: "0".into(), recursive: true, ..ListOptions::default() };
+        let mut any = ListOptions { resource_version: ResourceVersion::Any, recursive: true, ..ListOptions::default() };
         any.predicate.limit = 1;
         let list = storage.get_list(&format!("/{resource}/"), any).await.expect("list at 0");
         if cached {

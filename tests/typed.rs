@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use apistore::cacher::{Cacher, CacherConfig};
 use apistore::selector::LabelSelector;
-use apistore::storage::{GetOptions, ListOptions, Preconditions, ResourceVersionMatch, Storage};
+use apistore::storage::{GetOptions, ListOptions, Preconditions, ResourceVersion, ResourceVersionMatch, Storage};
 use apistore::typed::{TypedStorage, TypedWatchEvent, TypedWatchStream};
 use apistore::{Error, Object, Store, StoreConfig};
 use apistore_memory::MemoryBackend;
@@ -149,7 +149,7 @@ async fn create_get_list_round_trip(storage: Arc<dyn Storage>) {
     assert_eq!(all.continue_token, "");
     // Served from the watch cache when there is one (not older than the list's RV); same items.
     let not_older = ListOptions {
-        resource_version: all.resource_version.to_string(),
+        resource_version: ResourceVersion::at(all.resource_version),
         resource_version_match: Some(ResourceVersionMatch::NotOlderThan),
         ..ListOptions::default()
     };
@@ -313,7 +313,7 @@ async fn watch_delivers_typed_events_in_order(storage: Arc<dyn Storage>) {
     initial.stop();
     assert_eq!(initial.next().await, None);
 
-    let from = ListOptions { resource_version: rv(&elsewhere).to_string(), ..ListOptions::default() };
+    let from = ListOptions { resource_version: ResourceVersion::at(rv(&elsewhere)), ..ListOptions::default() };
     let mut watch = pods.watch("ns", from.clone()).await.expect("watch");
     let all = pods.watch("", from).await.expect("watch all namespaces").into_stream();
     let created = pods.create(&pod("ns", "p", "node-1")).await.expect("create");

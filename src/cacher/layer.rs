@@ -11,12 +11,13 @@ use crate::kv::Revision;
 use crate::layer::{History, Layer, ResourceContext};
 use crate::storage::Storage;
 
-use super::{Cacher, CacherConfig};
+use super::{CacheMetrics, Cacher, CacherConfig};
 
 /// Puts a [`Cacher`] over the storage of every resource whose context wants a watch cache
 /// ([`ResourceContext::watch_cache`]); other resources pass through unchanged. The resource
-/// prefix, `apiVersion` and `kind` come from the context; every other setting from the
-/// template config.
+/// prefix, the resource's name in metrics, `apiVersion`, `kind` and the memory budget (when
+/// the context has one: [`ResourceContext::watch_cache_memory_budget`]) come from the context;
+/// every other setting from the template config.
 #[derive(Clone, Debug)]
 pub struct WatchCacheLayer {
     template: CacherConfig,
@@ -34,12 +35,27 @@ impl WatchCacheLayer {
         WatchCacheLayer { template }
     }
 
+    /// This layer with every cache reporting into `metrics` (see [`CacheMetrics`]).
+    pub fn with_metrics(mut self, metrics: CacheMetrics) -> Self {
+        self.template.metrics = Some(metrics);
+        self
+    }
+
+    /// The template config of every cache.
+    pub fn template(&self) -> &CacherConfig {
+        &self.template
+    }
+
     /// The cache of `context`'s resource over `inner`, started on the context's runtime.
     ///
     /// Errors: [`Error::Invalid`](crate::Error::Invalid) for an empty resource prefix.
     pub fn cacher(&self, context: &ResourceContext, inner: Arc<dyn Storage>) -> Result<Arc<Cacher>> {
         let mut config = self.template.clone();
         config.resource_prefix.clone_from(&context.resource_prefix);
+        config.resource = context.group_resource.to_string();
+        if context.watch_cache_memory_budget.is_some() {
+            config.memory_budget = context.watch_cache_memory_budget;
+        }
         config.api_version.clone_from(&context.api_version);
         config.kind.clone_from(&context.kind);
         let _entered = context.runtime.enter();

@@ -23,20 +23,26 @@
 //!   continuation is served by the inner storage. Not caught up within
 //!   [`CacherConfig::fresh_timeout`] → served by the inner storage.
 //!
-//! * Continuation pages of a revision the cache still retains (at or above its history's
-//!   floor): served from the snapshot of that revision (a persistent B-tree, KEP-4988).
+//! * Exact lists (`resourceVersionMatch=Exact` with RV N, and the legacy RV N + limit list) of
+//!   a directory at a revision the cache retains (at or above its history's floor), and
+//!   continuation pages of such a revision: served from the snapshot of that revision (a
+//!   persistent B-tree, KEP-4988, Kubernetes' `ListFromCacheSnapshot`), the list's RV and
+//!   continue token exactly the inner storage's. A revision above the cache's waits as for
+//!   NotOlderThan. The history's floor decides what is retained, as for a watch: a revision the
+//!   backend compacted but the cache still holds is answered with its exact state.
 //!
 //! **What goes to the inner storage**: create; `guaranteed_update` and `delete` (with the
 //! cache's current object as the suggestion, ignoring the caller's, as `CacheDelegator`);
-//! `get` with RV ""; consistent lists when progress requests are not supported, Exact lists,
-//! continue tokens of revisions no longer retained, legacy RV + limit lists; stats,
-//! current/compact revision, watch progress.
+//! `get` with RV ""; consistent lists when progress requests are not supported; Exact lists of
+//! a single key, below the history's floor, or while the cache is not ready; continue tokens
+//! of revisions no longer retained; stats, current/compact revision, watch progress.
 //!
 //! **What is held**: each object as its JSON bytes (shared [`bytes::Bytes`], handed out by
 //! [`Storage::get_list_encoded`] / [`Storage::get_encoded`] and encoded watch streams) plus its
 //! labels; an equality label index narrows selective lists. Over
 //! [`CacherConfig::memory_budget`] the cache sheds everything and serves every request from the
-//! inner storage until the resource fits again; [`CacheMetrics`] reports bytes and objects.
+//! inner storage until the resource fits again; [`CacheMetrics`] reports bytes and objects held,
+//! the budget and the bypassed state per resource.
 //!
 //! **Freshness.** A wait for revision N first asks the inner storage for its current revision
 //! C. If C ≥ N the data exists; the cache may just not know yet (a write to another resource
@@ -82,8 +88,8 @@ use crate::kv::Revision;
 use crate::names;
 use crate::object::Object;
 use crate::storage::{
-    DeleteOptions, GetOptions, ListOptions, ObjectList, Preconditions, Predicate, ResourceVersionMatch, Stats, Storage,
-    UpdateFn, ValidateDeletion, WatchEvent, WatchStream,
+    DeleteOptions, GetOptions, ListOptions, ObjectList, Preconditions, Predicate, ResourceVersion,
+    ResourceVersionMatch, Stats, Storage, UpdateFn, ValidateDeletion, WatchEvent, WatchStream,
 };
 use crate::store::prepare_key;
 
@@ -91,14 +97,12 @@ mod cache;
 mod layer;
 mod metrics;
 mod reflector;
-mod version;
 mod watcher;
 
 pub use layer::WatchCacheLayer;
-pub use metrics::CacheMetrics;
+pub use metrics::{CacheMemory, CacheMetrics};
 
 use cache::{scope, CacheState, CachedObject, HistoryBounds, Key, Matcher, Objects, WatcherHandle};
-use version::RequestedVersion;
 use watcher::{Opening, Watcher};
 
 /// Configuration of a [`Cacher`].
@@ -106,6 +110,9 @@ use watcher::{Opening, Watcher};
 pub struct CacherConfig {
     /// The resource prefix of the inner storage's keys (`pods` → keys `/pods/...`).
     pub resource_prefix: String,
+    /// The resource's name in metrics (`deployments.apps`); [`CacherConfig::new`] sets the
+    /// resource prefix, [`WatchCacheLayer`] the context's GroupResource.
+    pub resource: String,
     /// `apiVersion` of bookmark objects (the resource's type).
     pub api_version: String,
     /// `kind` of bookmark objects.
@@ -131,7 +138,8 @@ pub struct CacherConfig {
     /// None = no limit. Over it the cache holds nothing and serves every request from the inner
     /// storage until the resource fits again (requests never fail for it).
     pub memory_budget: Option<usize>,
-    /// Where the cache reports the bytes and objects it holds (None = nowhere).
+    /// Where the cache reports the bytes and objects it holds, its budget and whether it is
+    /// bypassed (None = nowhere).
     pub metrics: Option<CacheMetrics>,
 }
 
@@ -140,6 +148,7 @@ impl CacherConfig {
     pub fn new(resource_prefix: &str) -> Self {
         CacherConfig {
             resource_prefix: resource_prefix.to_owned(),
+            resource: resource_prefix.to_owned(),
             api_version: String::new(),
             kind: String::new(),
             history_min: 100,
@@ -199,16 +208,22 @@ impl Shared {
         self.config.memory_budget.is_some_and(|budget| bytes > budget)
     }
 
-    /// Reports the bytes and objects held to the metrics; returns the bytes.
+    /// Reports the bytes and objects held, the budget and the bypassed state to the metrics;
+    /// returns the bytes.
     pub(crate) fn record_memory(&self) -> usize {
-        let (bytes, objects) = {
+        let memory = {
             let state = self.lock();
-            (state.bytes, state.objects.len())
+            CacheMemory {
+                bytes: state.bytes,
+                objects: state.objects.len(),
+                budget: self.config.memory_budget,
+                bypassed: state.bypassed,
+            }
         };
         if let Some(metrics) = &self.config.metrics {
-            metrics.set(&self.config.resource_prefix, bytes, objects);
+            metrics.set(&self.config.resource, memory);
         }
-        bytes
+        memory.bytes
     }
 
     /// The cache key of an object (Kubernetes `KeyFunc`).
@@ -536,10 +551,30 @@ impl Cacher {
         Ok(Some(EncodedList { resource_version: revision, continue_token, remaining_item_count, items }))
     }
 
+    /// An exact list at revision `wanted` (`resourceVersionMatch=Exact`, or the legacy RV +
+    /// limit list) from the snapshot of that revision (Kubernetes' `ListFromCacheSnapshot`,
+    /// KEP-4988); the list's RV is `wanted`, its continue token pinned to it like the inner
+    /// storage's. Ok(None) → the inner storage serves it: the cache is not ready, the list is of
+    /// a single key (as Kubernetes), `wanted` is below the history's floor (not retained), or the
+    /// inner storage has `wanted` and the cache did not learn it within
+    /// [`CacherConfig::consistent_wait`].
+    ///
+    /// Errors: [`Error::TooLargeResourceVersion`] (504) for a revision the inner storage does not
+    /// reach within [`CacherConfig::fresh_timeout`].
+    async fn exact_list(&self, key: &str, options: &ListOptions, wanted: Revision) -> Result<Option<EncodedList>> {
+        if !options.recursive || !self.is_ready() {
+            return Ok(None);
+        }
+        if let Freshness::Lagging = self.wait_fresh(wanted).await? {
+            return Ok(None);
+        }
+        self.list_from_cache(key, options, false, Some((wanted, None)))
+    }
+
     /// A continuation page from the snapshot of the token's revision; Ok(None) → the inner
     /// storage serves it (and words its errors).
     fn continued_list(&self, key: &str, options: &ListOptions) -> Result<Option<EncodedList>> {
-        let plain = options.resource_version.is_empty() && options.resource_version_match.is_none();
+        let plain = options.resource_version.is_unset() && options.resource_version_match.is_none();
         if !plain || !options.recursive || !self.is_ready() {
             return Ok(None);
         }
@@ -694,14 +729,14 @@ impl Storage for Cacher {
             return self.shared.inner.watch(key, options).await;
         }
         let key = self.prepare(key, options.recursive)?;
-        let requested = RequestedVersion::parse_watch(&options.resource_version)?;
+        let requested = options.resource_version;
         if !self.is_ready() {
             return Err(self.shared.lock().not_ready_error());
         }
-        let initial_events = options.send_initial_events.unwrap_or(!matches!(requested, RequestedVersion::At(_)));
+        let initial_events = options.send_initial_events.unwrap_or(!matches!(requested, ResourceVersion::At(_)));
         let end_bookmark = options.send_initial_events == Some(true) && options.predicate.allow_watch_bookmarks;
         let start = match (initial_events, requested) {
-            (true, RequestedVersion::Unset) => {
+            (true, ResourceVersion::Unset) => {
                 // Consistent: at least the inner storage's current revision.
                 let current = self.shared.inner.current_resource_version().await?;
                 match self.consistent_start(&key, &options, current).await {
@@ -709,17 +744,17 @@ impl Storage for Cacher {
                     Err(error) => return Ok(error_stream(error)),
                 }
             }
-            (true, RequestedVersion::Any) => Start::CacheState,
-            (true, RequestedVersion::At(wanted)) => match self.consistent_start(&key, &options, wanted).await {
+            (true, ResourceVersion::Any) => Start::CacheState,
+            (true, ResourceVersion::At(wanted)) => match self.consistent_start(&key, &options, wanted).await {
                 Ok(start) => start,
                 Err(error) => return Ok(error_stream(error)),
             },
-            (false, RequestedVersion::At(revision)) => Start::After { revision, initial: None },
+            (false, ResourceVersion::At(revision)) => Start::After { revision, initial: None },
             // "Start at the most recent": changes after the inner storage's current revision.
-            (false, RequestedVersion::Unset) => {
+            (false, ResourceVersion::Unset) => {
                 Start::After { revision: self.shared.inner.current_resource_version().await?, initial: None }
             }
-            (false, RequestedVersion::Any) => Start::After { revision: self.shared.lock().revision, initial: None },
+            (false, ResourceVersion::Any) => Start::After { revision: self.shared.lock().revision, initial: None },
         };
         self.register(key, &options, start, end_bookmark)
     }
@@ -732,11 +767,11 @@ impl Storage for Cacher {
     }
 
     async fn get_encoded(&self, key: &str, options: GetOptions) -> Result<Option<EncodedObject>> {
-        if options.resource_version.is_empty() || self.is_bypassed() {
+        if options.resource_version.is_unset() || self.is_bypassed() {
             return self.shared.inner.get_encoded(key, options).await;
         }
         let key = self.prepare(key, false)?;
-        let wanted = RequestedVersion::parse_read(&options.resource_version)?.revision();
+        let wanted = options.resource_version.revision();
         if !self.is_ready() {
             return self.shared.inner.get_encoded(&key, options).await;
         }
@@ -771,14 +806,25 @@ impl Storage for Cacher {
             }
             return self.shared.inner.get_list_encoded(key, options).await;
         }
-        let requested = RequestedVersion::parse_read(&options.resource_version)?;
+        let requested = options.resource_version;
+        let exact = match (options.resource_version_match, requested) {
+            (Some(ResourceVersionMatch::Exact), ResourceVersion::At(wanted)) => Some(wanted),
+            // Legacy: RV N with a limit means exactly N.
+            (None, ResourceVersion::At(wanted)) if options.recursive && options.predicate.limit > 0 => Some(wanted),
+            _ => None,
+        };
+        if let Some(wanted) = exact {
+            return match self.exact_list(&prepared, &options, wanted).await? {
+                Some(list) => Ok(list),
+                None => self.shared.inner.get_list_encoded(key, options).await,
+            };
+        }
         if options.resource_version_match == Some(ResourceVersionMatch::Exact) {
-            // Exact lists stay with the inner storage: it keys objects by their storage key, the
-            // cache by their metadata (see `Expectations::cached_lists_key_by_metadata`).
+            // Exact with RV "" or "0" (an API server refuses both): the inner storage's reading.
             return self.shared.inner.get_list_encoded(key, options).await;
         }
         let served = match requested {
-            RequestedVersion::Unset => match self.wait_consistent().await? {
+            ResourceVersion::Unset => match self.wait_consistent().await? {
                 Freshness::Fresh => self.list_from_cache(&prepared, &options, false, None)?,
                 Freshness::Lagging => {
                     let list = self.shared.inner.get_list_encoded(key, options).await?;
@@ -786,12 +832,6 @@ impl Storage for Cacher {
                     return Ok(list);
                 }
             },
-            // Legacy: RV N with a limit means exactly N (the inner storage, as Exact).
-            RequestedVersion::At(_)
-                if options.resource_version_match.is_none() && options.recursive && options.predicate.limit > 0 =>
-            {
-                None
-            }
             _ if !self.is_ready() => {
                 // Kubernetes delegates only lists that are cheap for the backend: paged, unfiltered.
                 if options.predicate.is_empty() && options.predicate.limit > 0 {
@@ -804,14 +844,14 @@ impl Storage for Cacher {
             // older than a consistent list the inner storage served: a client that saw
             // revision R must not list R' < R next (the cache waits briefly for R, else the
             // inner storage answers).
-            RequestedVersion::Any => {
+            ResourceVersion::Any => {
                 let floor = self.shared.consistent_floor.load(Ordering::SeqCst);
                 match self.wait_fresh(floor).await? {
                     Freshness::Fresh => self.list_from_cache(&prepared, &options, true, None)?,
                     Freshness::Lagging => None,
                 }
             }
-            RequestedVersion::At(wanted) => match self.wait_fresh(wanted).await? {
+            ResourceVersion::At(wanted) => match self.wait_fresh(wanted).await? {
                 Freshness::Fresh => self.list_from_cache(&prepared, &options, false, None)?,
                 Freshness::Lagging => None,
             },

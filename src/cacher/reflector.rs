@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::error::Error;
-use crate::storage::{ListOptions, Predicate, WatchEvent};
+use crate::storage::{ListOptions, Predicate, ResourceVersion, WatchEvent};
 
 use super::cache::{CacheState, CachedObject, Dispatch, EventKind, Key, Objects};
 use super::Shared;
@@ -129,7 +129,7 @@ async fn list_and_watch(shared: &Arc<Shared>, budget: &mut TimeBudget) -> std::r
     shared.update(|state| state.replace(objects, revision, shared.bounds()));
     shared.record_memory();
     let options = ListOptions {
-        resource_version: revision.to_string(),
+        resource_version: ResourceVersion::at(revision),
         recursive: true,
         progress_notify: true,
         predicate: Predicate { allow_watch_bookmarks: true, ..Predicate::default() },

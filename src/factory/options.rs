@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::config::{parse_etcd_servers_overrides, parse_watch_cache_sizes, Config, ResourceOverride, ETCD_BACKEND};
+use crate::config::{
+    parse_etcd_servers_overrides, parse_watch_cache_memory_budgets, parse_watch_cache_sizes, Config, ResourceOverride,
+    ETCD_BACKEND,
+};
 use crate::encryption::ResourceTransformers;
 use crate::error::{Error, Result};
 use crate::factory::kube::{default_cohabitating_resources, special_default_resource_prefixes};
@@ -179,6 +182,8 @@ impl StorageOptions {
             watch_cache: WatchCacheSettings {
                 enabled: config.watch_cache.enabled,
                 sizes: parse_watch_cache_sizes(&config.watch_cache.sizes)?,
+                memory_budget: config.watch_cache.memory_budget()?,
+                memory_budgets: parse_watch_cache_memory_budgets(&config.watch_cache.memory_budgets)?,
             },
             delete_collection_workers: self.delete_collection_workers,
             enable_garbage_collection: self.enable_garbage_collection,
@@ -187,19 +192,30 @@ impl StorageOptions {
     }
 }
 
-/// Watch cache settings after parsing (`--watch-cache`, `--watch-cache-sizes`).
+/// Watch cache settings after parsing (`--watch-cache`, `--watch-cache-sizes`, the memory
+/// budgets).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WatchCacheSettings {
     /// Master switch.
     pub enabled: bool,
     /// Size per resource; 0 = no cache for it; any other value only means "on".
     pub sizes: BTreeMap<GroupResource, usize>,
+    /// Memory budget in bytes of every resource's cache without one of its own (None = no
+    /// limit).
+    pub memory_budget: Option<usize>,
+    /// Memory budget in bytes per resource (> 0), over [`WatchCacheSettings::memory_budget`].
+    pub memory_budgets: BTreeMap<GroupResource, usize>,
 }
 
 impl WatchCacheSettings {
     /// True when `gr` should get a watch cache: enabled and its size is not 0.
     pub fn wants_cache(&self, gr: &GroupResource) -> bool {
         self.enabled && self.sizes.get(gr).is_none_or(|size| *size > 0)
+    }
+
+    /// The memory budget of `gr`'s cache: its own entry, else the default (None = no limit).
+    pub fn memory_budget_for(&self, gr: &GroupResource) -> Option<usize> {
+        self.memory_budgets.get(gr).copied().or(self.memory_budget)
     }
 }
 

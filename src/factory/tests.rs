@@ -155,8 +155,23 @@ fn watch_cache_settings_follow_sizes() {
     assert!(settings.wants_cache(&GroupResource::core("configmaps")));
     assert!(!settings.wants_cache(&GroupResource::core("events")));
     assert!(!settings.wants_cache(&GroupResource::new("events.k8s.io", "events")));
+    assert_eq!(settings.memory_budget_for(&GroupResource::core("configmaps")), None, "no limit by default");
     let off = WatchCacheSettings { enabled: false, ..settings };
     assert!(!off.wants_cache(&GroupResource::core("configmaps")));
+}
+
+#[test]
+fn watch_cache_memory_budgets_fold_into_the_settings() {
+    let mut config = Config::default();
+    config.watch_cache.memory_budget_bytes = Some(1 << 20);
+    config.watch_cache.memory_budgets = vec!["secrets#4096".into(), "deployments.apps#8192".into()];
+    let settings = StorageOptions::new(config.clone()).fold().expect("fold").watch_cache;
+    assert_eq!(settings.memory_budget_for(&GroupResource::core("secrets")), Some(4096));
+    assert_eq!(settings.memory_budget_for(&GroupResource::new("apps", "deployments")), Some(8192));
+    assert_eq!(settings.memory_budget_for(&GroupResource::core("configmaps")), Some(1 << 20), "the default");
+    config.watch_cache.memory_budgets = vec!["secrets#lots".into()];
+    let err = StorageOptions::new(config).complete().expect_err("bad budget");
+    assert!(matches!(&err, Error::Invalid { field, .. } if field == "watch_cache.memory_budgets"), "{err}");
 }
 
 #[test]

@@ -11,7 +11,10 @@
 //!   status reason;
 //! * `apiserver_storage_objects{resource}` — object count, updated from each
 //!   [`Storage::stats`] call through the layer (Kubernetes polls `stats` every
-//!   `count_metric_poll_period`; see [`StorageMetrics::poll_object_counts`]).
+//!   `count_metric_poll_period`; see [`StorageMetrics::poll_object_counts`]);
+//! * the watch caches' memory gauges ([`CacheMetrics`], [`StorageMetrics::cache`]): bytes and
+//!   objects held, memory budget and bypassed state per resource, set by the caches of the
+//!   [`production_chain`](crate::layers::production_chain).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +27,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::cacher::CacheMetrics;
 use crate::error::Result;
 use crate::layer::{Layer, ResourceContext};
 use crate::object::Object;
@@ -75,6 +79,7 @@ pub struct StorageMetrics {
     /// Errors per call, all reasons (not exported: backs [`StorageMetrics::error_count`]).
     errors_per_call: Family<CallLabels, Counter>,
     objects: Family<ResourceLabels, Gauge>,
+    cache: CacheMetrics,
 }
 
 impl Default for StorageMetrics {
@@ -85,6 +90,7 @@ impl Default for StorageMetrics {
             errors: Family::default(),
             errors_per_call: Family::default(),
             objects: Family::default(),
+            cache: CacheMetrics::new(),
         }
     }
 }
@@ -120,6 +126,13 @@ impl StorageMetrics {
             "Number of stored objects at the time of last check split by kind",
             self.objects.clone(),
         );
+        self.cache.register(registry);
+    }
+
+    /// The watch caches' memory gauges, registered with the other families (a
+    /// [`WatchCacheLayer`](crate::layers::WatchCacheLayer) reports into them when given them).
+    pub fn cache(&self) -> &CacheMetrics {
+        &self.cache
     }
 
     /// A layer recording into these metrics, each storage under its resource (e.g.

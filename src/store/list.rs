@@ -4,8 +4,7 @@
 use crate::continue_token;
 use crate::error::{Error, Result};
 use crate::kv::{prefix_end, RangeRequest, Revision};
-use crate::storage::{ListOptions, ObjectList, ResourceVersionMatch};
-use crate::version::parse_list_resource_version;
+use crate::storage::{ListOptions, ObjectList, ResourceVersion, ResourceVersionMatch};
 
 use super::{check_minimum_resource_version, Store};
 
@@ -34,16 +33,13 @@ fn read_point(backend_prefix: &str, options: &ListOptions) -> Result<ReadPoint> 
     let predicate = &options.predicate;
     if options.recursive && !predicate.continue_token.is_empty() {
         let token = continue_token::decode(&predicate.continue_token, backend_prefix)?;
-        if !options.resource_version.is_empty() && options.resource_version != "0" {
+        if let ResourceVersion::At(_) = options.resource_version {
             return Err(Error::bad_request("specifying resource version is not allowed when using continue"));
         }
         let revision = if token.revision > 0 { token.revision as Revision } else { 0 };
         return Ok(ReadPoint { revision, start: Some(token.start_key), minimum: 0 });
     }
-    if options.resource_version.is_empty() {
-        return Ok(ReadPoint { revision: 0, start: None, minimum: 0 });
-    }
-    let rv = parse_list_resource_version(&options.resource_version)?;
+    let rv = options.resource_version.revision();
     let revision = match options.resource_version_match {
         Some(ResourceVersionMatch::NotOlderThan) => 0,
         Some(ResourceVersionMatch::Exact) => rv,

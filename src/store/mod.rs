@@ -23,7 +23,7 @@ use crate::storage::{
     WatchStream,
 };
 use crate::transformer::{DynTransformer, IdentityTransformer};
-use crate::version::{format_resource_version, parse_list_resource_version, parse_resource_version};
+use crate::version::{format_resource_version, parse_resource_version};
 
 mod list;
 mod update;
@@ -159,7 +159,7 @@ impl Store {
     fn encode(&self, key: &str, object: &mut Object) -> Result<Bytes> {
         object.metadata.resource_version.clear();
         object.metadata.self_link.clear();
-        let data = Bytes::from(self.inner.config.codec.encode(object)?);
+        let data = self.inner.config.codec.encode(object)?;
         let limit = self.inner.config.max_object_size;
         if data.len() > limit {
             return Err(Error::TooLarge { key: key.to_owned(), size: data.len(), limit });
@@ -317,7 +317,7 @@ impl Storage for Store {
 
     async fn get(&self, key: &str, options: GetOptions) -> Result<Option<Object>> {
         let key = self.prepare_key(key, false)?;
-        let minimum = parse_list_resource_version(&options.resource_version)?;
+        let minimum = options.resource_version.revision();
         let response = self.inner.backend.get(&self.backend_key(&key), 0).await?;
         check_minimum_resource_version(minimum, response.revision)?;
         match response.kv {

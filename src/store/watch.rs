@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::kv::{prefix_end, KeyValue, Revision, WatchEvent as KvEvent, WatchRequest};
 use crate::object::Object;
 use crate::storage::{ListOptions, Predicate, WatchEvent, WatchStream, INITIAL_EVENTS_END_ANNOTATION};
-use crate::version::{format_resource_version, parse_resource_version};
+use crate::version::format_resource_version;
 
 use super::Store;
 
@@ -32,7 +32,7 @@ struct Plan {
 
 impl Store {
     pub(super) async fn start_watch(&self, key: String, options: ListOptions) -> Result<WatchStream> {
-        let requested = parse_resource_version(&options.resource_version)?;
+        let requested = options.resource_version.revision();
         let send_initial = options.send_initial_events;
         let initial_events = match send_initial {
             None => requested == 0,

@@ -15,8 +15,8 @@ use crate::kv::{KvBackend, RangeRequest, Revision, TxnOutcome};
 use crate::names;
 use crate::object::Object;
 use crate::storage::{
-    allow_all_deletions, DeleteOptions, GetOptions, ListOptions, ObjectList, Predicate, Storage, WatchEvent,
-    WatchStream,
+    allow_all_deletions, DeleteOptions, GetOptions, ListOptions, ObjectList, Predicate, ResourceVersion, Storage,
+    WatchEvent, WatchStream,
 };
 use crate::store::{Store, StoreConfig};
 
@@ -59,14 +59,24 @@ pub fn key_of(object: &Object) -> String {
     key(&object.metadata.namespace, &object.metadata.name)
 }
 
-/// A recursive list/watch of everything under `key` at `resource_version`.
-pub fn recursive(resource_version: &str) -> ListOptions {
-    ListOptions { resource_version: resource_version.to_owned(), recursive: true, ..ListOptions::default() }
+/// The typed resourceVersion of `text` in its query-parameter form (`""`, `"0"`, `"N"`), as a
+/// test writes it; panics on anything else (the parse errors are behaviours of
+/// [`ResourceVersion::parse_read`] / [`ResourceVersion::parse_watch`]).
+pub fn rv_of(text: &str) -> ResourceVersion {
+    match ResourceVersion::parse_read(text) {
+        Ok(rv) => rv,
+        Err(e) => panic!("a test resourceVersion must be \"\", \"0\" or a revision: {e}"),
+    }
 }
 
-/// A list/watch of the single key at `resource_version`.
+/// A recursive list/watch of everything under `key` at `resource_version` (see [`rv_of`]).
+pub fn recursive(resource_version: &str) -> ListOptions {
+    ListOptions { resource_version: rv_of(resource_version), recursive: true, ..ListOptions::default() }
+}
+
+/// A list/watch of the single key at `resource_version` (see [`rv_of`]).
 pub fn single(resource_version: &str) -> ListOptions {
-    ListOptions { resource_version: resource_version.to_owned(), recursive: false, ..ListOptions::default() }
+    ListOptions { resource_version: rv_of(resource_version), recursive: false, ..ListOptions::default() }
 }
 
 /// The resourceVersion of `object` as a number (panics on a malformed one).
@@ -107,10 +117,11 @@ pub struct Expectations {
     /// stored data keeps it not ready (429) until the data is repaired or removed (Kubernetes
     /// runs `RunTestWatchError` and `RunTestWatchWithUnsafeDelete` against etcd3 only).
     pub watch_needs_readable_resource: bool,
-    /// Lists the cache serves (RV "0", NotOlderThan, and consistent lists when the backend
-    /// answers progress requests) find an object under the key computed from its namespace and
-    /// name (Kubernetes' `KeyFunc`), not under the key it was stored at; objects stored
-    /// elsewhere (nested directories) are listed by key only by the store (Exact lists).
+    /// Lists the cache serves (RV "0", NotOlderThan, consistent lists when the backend answers
+    /// progress requests, Exact lists at revisions it retains) find an object under the key
+    /// computed from its namespace and name (Kubernetes' `KeyFunc`), not under the key it was
+    /// stored at; objects stored elsewhere (nested directories) are listed by key only by the
+    /// store (e.g. Exact lists at revisions the cache's history no longer retains).
     pub cached_lists_key_by_metadata: bool,
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use apistore::storage::{GetOptions, ListOptions, Storage, WatchEvent};
+use apistore::storage::{GetOptions, ListOptions, ResourceVersion, Storage, WatchEvent};
 use apistore::{Error, KvBackend, Object, Store, StoreConfig};
 use apistore_etcd::{EtcdBackend, EtcdOptions};
 use apistore_etcd_harness::EtcdCluster;
@@ -100,7 +100,8 @@ async fn leader_kill_scenario(leader_is_preferred_member: bool) {
     let start_rv = store.current_resource_version().await.expect("current rv");
 
     // A watch opened before the kill, drained concurrently.
-    let options = ListOptions { resource_version: start_rv.to_string(), recursive: true, ..ListOptions::default() };
+    let options =
+        ListOptions { resource_version: ResourceVersion::at(start_rv), recursive: true, ..ListOptions::default() };
     let mut watch = store.watch("/pods/ns", options).await.expect("watch");
     let events: Arc<Mutex<Vec<WatchEvent>>> = Arc::default();
     let drained = {

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use apistore::names;
-use apistore::storage::{allow_all_deletions, DeleteOptions, ListOptions, Preconditions, WatchEvent};
+use apistore::storage::{allow_all_deletions, DeleteOptions, ListOptions, Preconditions, ResourceVersion, WatchEvent};
 use apistore::Object;
 use serde_json::Value;
 
@@ -71,7 +71,8 @@ async fn follow(app: Arc<App>, mut revision: Option<u64>) {
             revision = sync(&app).await;
             continue;
         };
-        let options = ListOptions { resource_version: from.to_string(), recursive: true, ..Default::default() };
+        let options =
+            ListOptions { resource_version: ResourceVersion::at(from), recursive: true, ..Default::default() };
         let mut stream = match crds.storage.watch(&key(&crds), options).await {
             Ok(stream) => stream,
             Err(e) => {

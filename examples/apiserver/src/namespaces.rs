@@ -47,7 +47,7 @@ pub async fn ensure_exists(app: &App, name: &str) -> Result<(), String> {
     let key = names::object_key(&namespaces.storage_prefix, "", name).map_err(|e| e.to_string())?;
     let exists = namespaces
         .storage
-        .get(&key, GetOptions { ignore_not_found: true, resource_version: String::new() })
+        .get(&key, GetOptions { ignore_not_found: true, ..GetOptions::default() })
         .await
         .map_err(|e| e.to_string())?;
     if exists.is_some() {

@@ -1168,3 +1168,51 @@ async fn crd_bad_input_is_422_and_changes_nothing() {
     }
     assert_status(&api.get(path).await, 404, "NotFound", "could not find");
 }
+
+/// The value of the gauge `name{resource="<resource>"}` in a `/metrics` exposition.
+fn cache_gauge(metrics: &str, name: &str, resource: &str) -> Option<i64> {
+    let series = format!("{name}{{resource=\"{resource}\"}} ");
+    metrics.lines().find_map(|line| line.strip_prefix(&series)).and_then(|value| value.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn watch_cache_memory_budgets_from_the_storage_config_show_on_metrics() {
+    let config = tempfile::tempdir().expect("config dir");
+    let path = config.path().join("storage.toml");
+    std::fs::write(&path, "[watch_cache]\nmemory_budget_bytes = 50000000\nmemory_budgets = [\"secrets#3000\"]\n")
+        .expect("storage config");
+    let server = Server::start(&["--storage-config", path.to_str().expect("utf-8 path")]);
+    let api = Api::new(&server);
+    for name in ["a", "b", "c"] {
+        assert_eq!(api.post(CM, &configmap(name)).await.code, StatusCode::CREATED);
+    }
+    // A secret larger than the secrets' own budget: that cache gives up and says so.
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "big"},
+        "stringData": {"filler": "x".repeat(4_000)}});
+    let created = api.post("/api/v1/namespaces/default/secrets", &secret).await;
+    assert_eq!(created.code, StatusCode::CREATED, "{}", created.body);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = api.get("/metrics").await.body.as_str().expect("text").to_owned();
+        let settled = cache_gauge(&metrics, "apistore_watch_cache_objects", "configmaps") == Some(3)
+            && cache_gauge(&metrics, "apistore_watch_cache_bypassed", "secrets") == Some(1);
+        if settled {
+            break metrics;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the cache gauges did not settle:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let gauge = |name: &str, resource: &str| cache_gauge(&metrics, name, resource);
+    assert_eq!(gauge("apistore_watch_cache_memory_budget_bytes", "configmaps"), Some(50_000_000), "{metrics}");
+    assert_eq!(gauge("apistore_watch_cache_memory_budget_bytes", "secrets"), Some(3_000), "{metrics}");
+    assert_eq!(gauge("apistore_watch_cache_bypassed", "configmaps"), Some(0), "{metrics}");
+    let bytes = gauge("apistore_watch_cache_bytes", "configmaps").expect("configmaps bytes");
+    assert!(bytes > 3 * 100 && bytes < 50_000_000, "{bytes} bytes for 3 configmaps");
+    assert_eq!(gauge("apistore_watch_cache_bytes", "secrets"), Some(0), "a bypassed cache holds nothing");
+    assert_eq!(gauge("apistore_watch_cache_objects", "secrets"), Some(0));
+    assert!(gauge("apistore_watch_cache_bytes", "events").is_none(), "events have no watch cache");
+    // The bypassed resource is still served, from storage.
+    let listed = api.get("/api/v1/namespaces/default/secrets?resourceVersion=0").await;
+    assert_eq!(listed.code, StatusCode::OK, "{}", listed.body);
+    assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(1), "{}", listed.body);
+}

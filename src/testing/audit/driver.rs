@@ -13,8 +13,8 @@ use serde_json::json;
 use crate::error::Error;
 use crate::object::Object;
 use crate::storage::{
-    allow_all_deletions, DeleteOptions, GetOptions, ListOptions, Preconditions, Predicate, ResourceVersionMatch,
-    Storage, WatchEvent,
+    allow_all_deletions, DeleteOptions, GetOptions, ListOptions, Preconditions, Predicate, ResourceVersion,
+    ResourceVersionMatch, Storage, WatchEvent,
 };
 
 use super::history::{now_ns, Call, Delivered, History, OpId, Outcome, ReadAt, Record, Seen};
@@ -153,10 +153,10 @@ fn read_error(error: &Error) -> Outcome {
 
 fn list_options(at: &ReadAt) -> ListOptions {
     let (resource_version, resource_version_match) = match at {
-        ReadAt::Latest => (String::new(), None),
-        ReadAt::Any => ("0".to_owned(), None),
-        ReadAt::NotOlderThan(n) => (n.to_string(), Some(ResourceVersionMatch::NotOlderThan)),
-        ReadAt::Exact(n) => (n.to_string(), Some(ResourceVersionMatch::Exact)),
+        ReadAt::Latest => (ResourceVersion::Unset, None),
+        ReadAt::Any => (ResourceVersion::Any, None),
+        ReadAt::NotOlderThan(n) => (ResourceVersion::at(*n), Some(ResourceVersionMatch::NotOlderThan)),
+        ReadAt::Exact(n) => (ResourceVersion::at(*n), Some(ResourceVersionMatch::Exact)),
     };
     ListOptions { resource_version, resource_version_match, recursive: true, ..ListOptions::default() }
 }
@@ -199,9 +199,9 @@ async fn perform(storage: &dyn Storage, dir: &str, call: &Call) -> Outcome {
         }
         Call::Get { key, at } => {
             let resource_version = match at {
-                ReadAt::Latest => String::new(),
-                ReadAt::Any => "0".to_owned(),
-                ReadAt::NotOlderThan(n) | ReadAt::Exact(n) => n.to_string(),
+                ReadAt::Latest => ResourceVersion::Unset,
+                ReadAt::Any => ResourceVersion::Any,
+                ReadAt::NotOlderThan(n) | ReadAt::Exact(n) => ResourceVersion::at(*n),
             };
             match storage.get(key, GetOptions { ignore_not_found: false, resource_version }).await {
                 Ok(Some(object)) => Outcome::Found(seen_of(&object)),
@@ -324,7 +324,7 @@ async fn watcher(mut client: Client, deadline: Instant) {
             },
         };
         let mut options =
-            ListOptions { resource_version: start.to_string(), recursive: true, ..ListOptions::default() };
+            ListOptions { resource_version: ResourceVersion::at(start), recursive: true, ..ListOptions::default() };
         options.predicate.allow_watch_bookmarks = true;
         let mut stream = match client.storage.watch(&dir, options).await {
             Ok(stream) => stream,

@@ -21,8 +21,8 @@ use crate::error::Error;
 use crate::kv::KvBackend;
 use crate::object::Object;
 use crate::storage::{
-    allow_all_deletions, DeleteOptions, GetOptions, ListOptions, Preconditions, Predicate, ResourceVersionMatch,
-    Storage, WatchEvent,
+    allow_all_deletions, DeleteOptions, GetOptions, ListOptions, Preconditions, Predicate, ResourceVersion,
+    ResourceVersionMatch, Storage, WatchEvent,
 };
 
 use crate::selector::{FieldSelector, LabelSelector};
@@ -310,11 +310,11 @@ async fn run_case(storage: &dyn Storage, namespace: &str, actions: &[Action]) ->
             Action::Get { key, rv } => {
                 let name = format!("k{key}");
                 let (resource_version, min) = match rv {
-                    Rv::Latest => (String::new(), None),
-                    Rv::Any => ("0".to_owned(), Some(0)),
+                    Rv::Latest => (ResourceVersion::Unset, None),
+                    Rv::Any => (ResourceVersion::Any, Some(0)),
                     Rv::NotOlderThan(n) | Rv::Exact(n) => {
                         let min = model.revision(At::Back(*n)).unwrap_or(model.start);
-                        (min.to_string(), Some(min))
+                        (ResourceVersion::at(min), Some(min))
                     }
                 };
                 let options = GetOptions { resource_version, ..GetOptions::default() };
@@ -336,12 +336,14 @@ async fn run_case(storage: &dyn Storage, namespace: &str, actions: &[Action]) ->
                 let back = |n: usize| model.revision(At::Back(n)).unwrap_or(model.start);
                 // (RV, match, the exact revision wanted or the oldest one allowed).
                 let (resource_version, resource_version_match, exact, min) = match *at {
-                    Rv::Latest => (String::new(), None, Some(model.last()), 0),
-                    Rv::Any => ("0".to_owned(), None, None, 0),
+                    Rv::Latest => (ResourceVersion::Unset, None, Some(model.last()), 0),
+                    Rv::Any => (ResourceVersion::Any, None, None, 0),
                     Rv::NotOlderThan(n) => {
-                        (back(n).to_string(), Some(ResourceVersionMatch::NotOlderThan), None, back(n))
+                        (ResourceVersion::at(back(n)), Some(ResourceVersionMatch::NotOlderThan), None, back(n))
                     }
-                    Rv::Exact(n) => (back(n).to_string(), Some(ResourceVersionMatch::Exact), Some(back(n)), back(n)),
+                    Rv::Exact(n) => {
+                        (ResourceVersion::at(back(n)), Some(ResourceVersionMatch::Exact), Some(back(n)), back(n))
+                    }
                 };
                 let mut options =
                     ListOptions { resource_version, resource_version_match, recursive: true, ..ListOptions::default() };
@@ -380,8 +382,11 @@ async fn run_case(storage: &dyn Storage, namespace: &str, actions: &[Action]) ->
             Action::Watch { from } => {
                 let rv = model.revision(*from).unwrap_or(model.start);
                 let expected: Vec<Change> = model.history.iter().filter(|h| h.0 > rv).map(|h| h.1.clone()).collect();
-                let options =
-                    ListOptions { resource_version: rv.to_string(), recursive: true, ..ListOptions::default() };
+                let options = ListOptions {
+                    resource_version: ResourceVersion::at(rv),
+                    recursive: true,
+                    ..ListOptions::default()
+                };
                 let mut stream = storage.watch(&dir, options).await.map_err(|e| f(format!("watch failed: {e}")))?;
                 let mut got = Vec::new();
                 while got.len() < expected.len() {

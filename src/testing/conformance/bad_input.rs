@@ -10,7 +10,9 @@ use serde_json::json;
 use crate::error::{Error, StatusReason};
 use crate::names;
 use crate::object::Object;
-use crate::storage::{allow_all_deletions, DeleteOptions, GetOptions, ListOptions, ObjectList, Preconditions, Storage};
+use crate::storage::{
+    allow_all_deletions, DeleteOptions, GetOptions, ObjectList, Preconditions, ResourceVersion, Storage,
+};
 use crate::store::StoreConfig;
 use crate::testing::fixtures::*;
 use crate::testing::BackendFixture;
@@ -133,21 +135,21 @@ pub async fn tampered_continue_token_is_bad_request(fixture: Arc<dyn BackendFixt
     assert_unchanged(&h, &before, "tampered continue token").await;
 }
 
-/// resourceVersion "abc": get and list are 400 BadRequest, watch is 422 Invalid (Kubernetes),
-/// create refuses it, and an RV precondition "abc" never matches (409); nothing changes.
+/// resourceVersion "abc": a get's or list's is 400 BadRequest and a watch's 422 Invalid
+/// (Kubernetes) where it is parsed, before any storage sees it (the options carry the parsed
+/// [`ResourceVersion`]); create refuses it in an object, and an RV precondition "abc" never
+/// matches (409); nothing changes.
 pub async fn resource_version_abc_is_rejected_on_every_path(fixture: Arc<dyn BackendFixture>) {
     let h = Harness::new(&fixture).await;
     let before = seeded(&h).await;
-    let get = GetOptions { resource_version: "abc".into(), ..GetOptions::default() };
-    let err = expect_err(h.storage.get(&key("ns", "a"), get).await, "get at abc");
-    assert_eq!(err.code(), 400, "{err:?}");
-    for options in [recursive("abc"), ListOptions { predicate: Default::default(), ..single("abc") }] {
-        let err = expect_err(h.storage.get_list("/pods/ns/", options).await, "list at abc");
-        assert!(matches!(err, Error::BadRequest { .. }), "{err:?}");
+    for text in ["abc", "-1", "1.5", "+1"] {
+        let err = expect_err(ResourceVersion::parse_read(text), "a get's or list's RV");
+        assert!(matches!(err, Error::BadRequest { .. }), "{text}: {err:?}");
+        assert!(err.to_string().contains("invalid resource version"), "{text}: {err}");
+        let err = expect_err(ResourceVersion::parse_watch(text), "a watch's RV");
+        assert!(matches!(err, Error::Invalid { .. }), "{text}: {err:?}");
+        assert_eq!(err.code(), 422);
     }
-    let err = expect_err(h.storage.watch("/pods/", recursive("abc")).await, "watch at abc");
-    assert!(matches!(err, Error::Invalid { .. }), "{err:?}");
-    assert_eq!(err.code(), 422);
     let mut object = pod("ns", "new");
     object.metadata.resource_version = "abc".into();
     let err = expect_err(h.storage.create(&key("ns", "new"), object, 0).await, "create with RV abc");

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::storage::{GetOptions, WatchEvent};
+use crate::storage::{GetOptions, ResourceVersion, WatchEvent};
 use crate::testing::fixtures::*;
 use crate::testing::BackendFixture;
 
@@ -90,7 +90,7 @@ pub async fn get_with_empty_resource_version_returns_latest(fixture: Arc<dyn Bac
 pub async fn get_with_resource_version_zero_returns_some_version(fixture: Arc<dyn BackendFixture>) {
     let h = Harness::new(&fixture).await;
     let (created, updated) = created_and_updated(&h).await;
-    let options = GetOptions { resource_version: "0".into(), ignore_not_found: true };
+    let options = GetOptions { resource_version: ResourceVersion::Any, ignore_not_found: true };
     let got = h.storage.get(&key("test-ns", "foo"), options).await.expect("get rv 0");
     assert!(got.is_none() || got == Some(created) || got == Some(updated.clone()), "{got:?}");
 }
@@ -99,7 +99,7 @@ pub async fn get_with_resource_version_zero_returns_some_version(fixture: Arc<dy
 pub async fn get_with_older_resource_version_returns_not_older_state(fixture: Arc<dyn BackendFixture>) {
     let h = Harness::new(&fixture).await;
     let (created, updated) = created_and_updated(&h).await;
-    let options = GetOptions { resource_version: created.metadata.resource_version.clone(), ..GetOptions::default() };
+    let options = GetOptions { resource_version: ResourceVersion::at(rv(&created)), ..GetOptions::default() };
     let got = h.storage.get(&key("test-ns", "foo"), options).await.expect("get").expect("present");
     assert!(got == created || got == updated, "{got:?}");
 }
@@ -109,10 +109,10 @@ pub async fn get_with_current_resource_version_returns_current(fixture: Arc<dyn 
     let h = Harness::new(&fixture).await;
     let (_, updated) = created_and_updated(&h).await;
     let latest = h.bump_revision().await;
-    for rv in [updated.metadata.resource_version.clone(), latest.to_string()] {
-        let options = GetOptions { resource_version: rv.clone(), ..GetOptions::default() };
+    for at in [rv(&updated), latest] {
+        let options = GetOptions { resource_version: ResourceVersion::at(at), ..GetOptions::default() };
         let got = h.storage.get(&key("test-ns", "foo"), options).await.expect("get");
-        assert_eq!(got.as_ref(), Some(&updated), "at RV {rv}");
+        assert_eq!(got.as_ref(), Some(&updated), "at RV {at}");
     }
 }
 
@@ -120,7 +120,7 @@ pub async fn get_with_current_resource_version_returns_current(fixture: Arc<dyn 
 pub async fn get_with_future_resource_version_is_too_large(fixture: Arc<dyn BackendFixture>) {
     let h = Harness::new(&fixture).await;
     created_and_updated(&h).await;
-    let options = GetOptions { resource_version: i64::MAX.to_string(), ..GetOptions::default() };
+    let options = GetOptions { resource_version: ResourceVersion::at(i64::MAX as u64), ..GetOptions::default() };
     let err = expect_err(h.storage.get(&key("test-ns", "foo"), options).await, "get at MaxInt64");
     assert!(err.is_too_large_resource_version(), "{err:?}");
     assert_eq!(err.code(), 504);

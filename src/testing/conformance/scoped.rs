@@ -12,7 +12,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 
 use crate::object::Object;
-use crate::storage::{ListOptions, Predicate};
+use crate::storage::{ListOptions, Predicate, ResourceVersion};
 use crate::testing::fixtures::*;
 use crate::testing::BackendFixture;
 
@@ -56,7 +56,7 @@ async fn watch_case(
     writes: &[(PodSpec, Option<&'static str>)],
 ) {
     let h = Harness::new(fixture).await;
-    let start = h.current_revision().await.to_string();
+    let start = ResourceVersion::at(h.current_revision().await);
     let options =
         ListOptions { resource_version: start, recursive, predicate: selector(field), ..ListOptions::default() };
     let mut watch = h.watch(watch_key, options).await;

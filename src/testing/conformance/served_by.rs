@@ -3,9 +3,10 @@
 //!
 //! The harness counts every call that reaches the store ([`Harness::store_lists`]): a plain
 //! store answers every list itself; the watch cache answers RV "0", NotOlderThan and (when the
-//! backend answers progress requests) consistent lists, continuations of a revision it
-//! retains (from its snapshot of that revision), and delegates Exact lists and legacy RV +
-//! limit lists.
+//! backend answers progress requests) consistent lists, and, from its snapshot of the
+//! revision, Exact and legacy RV + limit lists of a directory at a revision it retains and
+//! their continuations; it delegates Exact lists of a single key and of revisions below its
+//! history's floor.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,49 +33,76 @@ fn with_limit(mut options: ListOptions, limit: i64) -> ListOptions {
 /// delegated to the store (exactly one store list), as documented on the cacher; on a plain
 /// store every list is one store list. A consistent list is served from the cache once the
 /// cache holds the store's current revision (read from the store, not listed), so it cannot
-/// silently regress into a fallback.
+/// silently regress into a fallback. Exact lists the cache serves have the store's answer
+/// (items, RV, continue token, remaining count) at the current and at an older revision; once
+/// the cache's history no longer retains a revision, Exact lists at it go to the store.
 pub async fn lists_are_served_by_the_cache_or_delegated_as_documented(fixture: Arc<dyn BackendFixture>) {
     let h = Harness::new(&fixture).await;
-    let mut last = 0;
+    let mut revisions = Vec::new();
     for i in 0..3 {
-        last = rv(&h.create_pod("ns", &format!("p{i}")).await);
+        revisions.push(rv(&h.create_pod("ns", &format!("p{i}")).await));
     }
+    let (first, last) = (revisions[0], revisions[2]);
     h.sync_reads(last).await;
     let cached = !h.histories.is_empty();
     let progress = h.store.request_watch_progress().await.unwrap_or(false);
-    let first_page = h.list("/pods/", exact(last)).await;
-    assert_eq!(first_page.items.len(), 3);
-    let paged = h.list("/pods/", with_limit(exact(last), 1)).await;
+    // The store's own answers, to compare the cache's Exact lists with.
+    let store = |key: &'static str, options: ListOptions| {
+        let store = h.store.clone();
+        async move { store.get_list(key, options).await.expect("the store's list") }
+    };
+    let paged = store("/pods/", with_limit(exact(last), 1)).await;
     assert!(!paged.continue_token.is_empty(), "a first page of 1 of 3 has a continue token");
     let mut continued = recursive("");
     continued.predicate.continue_token = paged.continue_token.clone();
-    let cases: Vec<(&str, ListOptions, bool)> = vec![
-        ("RV \"0\"", recursive("0"), cached),
-        ("RV \"0\" with limit", with_limit(recursive("0"), 1), cached),
-        ("NotOlderThan N", not_older_than(last), cached),
-        ("NotOlderThan N with limit", with_limit(not_older_than(last), 1), cached),
-        ("RV N without match", recursive(&last.to_string()), cached),
+    let mut exact_single = exact(last);
+    exact_single.recursive = false;
+    // (what, key, options, served by the cache).
+    let cases: Vec<(&str, &'static str, ListOptions, bool)> = vec![
+        ("RV \"0\"", "/pods/", recursive("0"), cached),
+        ("RV \"0\" with limit", "/pods/", with_limit(recursive("0"), 1), cached),
+        ("NotOlderThan N", "/pods/", not_older_than(last), cached),
+        ("NotOlderThan N with limit", "/pods/", with_limit(not_older_than(last), 1), cached),
+        ("RV N without match", "/pods/", recursive(&last.to_string()), cached),
         // The cache is at the store's current revision (synced above): a consistent list
         // needs no progress request to know it is fresh, whatever the backend supports.
-        ("consistent (RV \"\")", recursive(""), cached),
-        ("consistent with limit", with_limit(recursive(""), 1), cached),
-        ("Exact N", exact(last), false),
-        ("Exact N with limit", with_limit(exact(last), 1), false),
-        ("legacy RV N with limit", with_limit(recursive(&last.to_string()), 1), false),
-        ("continuation (a retained revision)", continued, cached),
+        ("consistent (RV \"\")", "/pods/", recursive(""), cached),
+        ("consistent with limit", "/pods/", with_limit(recursive(""), 1), cached),
+        ("Exact N", "/pods/", exact(last), cached),
+        ("Exact N with limit", "/pods/", with_limit(exact(last), 1), cached),
+        ("Exact at an older retained revision", "/pods/", exact(first), cached),
+        ("Exact at an older revision with limit", "/pods/ns/", with_limit(exact(revisions[1]), 1), cached),
+        ("legacy RV N with limit", "/pods/", with_limit(recursive(&last.to_string()), 1), cached),
+        ("legacy RV at an older revision with limit", "/pods/", with_limit(recursive(&first.to_string()), 1), cached),
+        ("continuation (a retained revision)", "/pods/", continued, cached),
+        // As Kubernetes: an Exact read of one key goes to the store.
+        ("Exact N of a single key", "/pods/ns/p1", exact_single, false),
     ];
-    for (what, options, from_cache) in cases {
+    for (what, key, options, from_cache) in cases {
         let before = h.store_lists();
-        let list = h.list("/pods/", options).await;
+        let list = h.list(key, options.clone()).await;
         let store_lists = h.store_lists() - before;
         let expected = if from_cache { 0 } else { 1 };
         assert_eq!(store_lists, expected, "{what}: store lists (cached: {cached}, progress requests: {progress})");
-        assert!(
-            list.resource_version >= last || what.starts_with("continuation"),
-            "{what}: RV {}",
-            list.resource_version
-        );
         assert!(!list.items.is_empty(), "{what}: empty list");
+        let exact_read = what.starts_with("Exact") || what.starts_with("legacy") || what.starts_with("continuation");
+        if exact_read {
+            assert_eq!(list, store(key, options).await, "{what}: the store's answer");
+        } else {
+            assert!(list.resource_version >= last, "{what}: RV {}", list.resource_version);
+        }
+    }
+    // The cache forgets revisions below `last` (as after its history's eviction): Exact lists
+    // there go to the store; `last` itself is still retained.
+    for history in &h.histories {
+        history.compact(last);
+    }
+    for (what, at, from_cache) in [("below the floor", first, false), ("at the floor", last, cached)] {
+        let before = h.store_lists();
+        let list = h.list("/pods/", exact(at)).await;
+        let store_lists = h.store_lists() - before;
+        assert_eq!(store_lists, u64::from(!from_cache), "Exact {what}: store lists (cached: {cached})");
+        assert_eq!(list, store("/pods/", exact(at)).await, "Exact {what}: the store's answer");
     }
 }
 

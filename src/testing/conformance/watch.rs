@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::object::Object;
-use crate::storage::{ListOptions, Predicate, WatchEvent};
+use crate::storage::{ListOptions, Predicate, ResourceVersion, WatchEvent};
 use crate::testing::fixtures::*;
 use crate::testing::BackendFixture;
 
@@ -45,8 +45,9 @@ async fn run_watch_case(fixture: &Arc<dyn BackendFixture>, predicate: Predicate,
         let watch_key = if recursive { format!("/pods/{namespace}") } else { key(&namespace, "foo") };
         let list_options = ListOptions { recursive, predicate: predicate.clone(), ..ListOptions::default() };
         let start = h.list(&watch_key, list_options.clone()).await.resource_version;
-        let mut watch =
-            h.watch(&watch_key, ListOptions { resource_version: start.to_string(), ..list_options.clone() }).await;
+        let mut watch = h
+            .watch(&watch_key, ListOptions { resource_version: ResourceVersion::at(start), ..list_options.clone() })
+            .await;
         h.put(unassigned(&format!("{namespace}-bad"))).await;
         let mut previous: Option<Object> = None;
         for step in steps {

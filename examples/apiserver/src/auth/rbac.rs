@@ -385,7 +385,7 @@ pub async fn ensure_bootstrap_policy(app: &App) -> Result<(), String> {
         let name = object.metadata.name.clone();
         let failed = |e: apistore::Error| format!("writing {plural}/{name}: {e}");
         let key = names::object_key(&resource.storage_prefix, "", &name).map_err(failed)?;
-        let options = GetOptions { ignore_not_found: true, resource_version: String::new() };
+        let options = GetOptions { ignore_not_found: true, ..GetOptions::default() };
         if resource.storage.get(&key, options).await.map_err(failed)?.is_some() {
             continue;
         }

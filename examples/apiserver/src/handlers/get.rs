@@ -7,7 +7,7 @@
 //! with them ([`crate::representations`]). A consistent GET (no resourceVersion) is read from the
 //! store, as kube-apiserver does.
 
-use apistore::storage::GetOptions;
+use apistore::storage::{GetOptions, ResourceVersion};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,8 +23,9 @@ use crate::table;
 impl Context<'_> {
     pub(super) async fn get(&self, name: &str, output: Output) -> ApiResult<Response> {
         let key = self.key(name).map_err(|_| ApiError::not_found(&self.resource().target(name)))?;
-        let options =
-            GetOptions { ignore_not_found: false, resource_version: self.param("resourceVersion").to_owned() };
+        let resource_version =
+            ResourceVersion::parse_read(self.param("resourceVersion")).map_err(self.storage_error(name))?;
+        let options = GetOptions { ignore_not_found: false, resource_version };
         let object = self.resource().storage.get_encoded(&key, options).await.map_err(self.storage_error(name))?;
         let object = object.ok_or_else(|| ApiError::not_found(&self.resource().target(name)))?;
         let resource = self.resource();

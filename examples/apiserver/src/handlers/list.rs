@@ -3,7 +3,7 @@
 
 use apistore::encoded::EncodedList;
 use apistore::selector::{FieldRequirement, FieldSelector, LabelSelector};
-use apistore::storage::{ListOptions, Predicate, ResourceVersionMatch};
+use apistore::storage::{ListOptions, Predicate, ResourceVersion, ResourceVersionMatch};
 use apistore::{Error, Object};
 use axum::body::{Body, Bytes};
 use axum::http::header::CONTENT_TYPE;
@@ -20,7 +20,8 @@ use crate::table;
 impl Context<'_> {
     /// The storage list options of a list or watch (`single`: a watch of one name).
     ///
-    /// Errors: 400 for bad selectors, limit or flags; 422 for combinations kube forbids.
+    /// Errors: 400 for bad selectors, limit or flags and a list's unparsable resourceVersion;
+    /// 422 for combinations kube forbids and a watch's unparsable resourceVersion.
     pub(super) fn list_options(&self, single: Option<&str>, watching: bool) -> ApiResult<ListOptions> {
         let bad = |e: Error| ApiError::bad_request(e.to_string());
         let label = LabelSelector::parse(self.param("labelSelector")).map_err(bad)?;
@@ -46,7 +47,7 @@ impl Context<'_> {
                 ApiError::bad_request(format!("invalid value {text:?} for limit: expected a non-negative integer"))
             })?,
         };
-        let resource_version = self.param("resourceVersion").to_owned();
+        let resource_version = self.param("resourceVersion");
         let resource_version_match = ResourceVersionMatch::parse(self.param("resourceVersionMatch")).map_err(bad)?;
         let send_initial_events = match self.param("sendInitialEvents") {
             "" => None,
@@ -55,11 +56,17 @@ impl Context<'_> {
         let allow_watch_bookmarks = self.flag("allowWatchBookmarks")?;
         list_options::validate(
             watching,
-            &resource_version,
+            resource_version,
             resource_version_match,
             send_initial_events,
             allow_watch_bookmarks,
         )?;
+        // Parsed once, after kube's option checks (as kube's storage parses after them).
+        let resource_version = match watching {
+            true => ResourceVersion::parse_watch(resource_version),
+            false => ResourceVersion::parse_read(resource_version),
+        }
+        .map_err(self.storage_error(single.unwrap_or_default()))?;
         Ok(ListOptions {
             resource_version,
             resource_version_match,

@@ -279,7 +279,7 @@ impl Context<'_> {
     /// Reads the object `name` (None when missing).
     async fn current(&self, name: &str) -> ApiResult<Option<Object>> {
         let key = self.key(name).map_err(|_| ApiError::not_found(&self.resource().target(name)))?;
-        let options = GetOptions { ignore_not_found: true, resource_version: String::new() };
+        let options = GetOptions { ignore_not_found: true, ..GetOptions::default() };
         self.resource().storage.get(&key, options).await.map_err(self.storage_error(name))
     }
 

@@ -1,7 +1,7 @@
 //! The `scale` subresource's verbs (get, update, patch) over the storage's guaranteed
 //! update: only `spec.replicas` of the object changes (see [`crate::scale`]).
 
-use apistore::storage::{GetOptions, Preconditions};
+use apistore::storage::{GetOptions, Preconditions, ResourceVersion};
 use apistore::Object;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -23,7 +23,9 @@ impl Context<'_> {
     pub(super) async fn get_scale(&self, name: &str, output: Output) -> ApiResult<Response> {
         let not_found = || ApiError::not_found(&scale::not_found_target(self.resource(), name));
         let key = self.key(name).map_err(|_| not_found())?;
-        let options = GetOptions { ignore_not_found: true, resource_version: self.param("resourceVersion").to_owned() };
+        let resource_version =
+            ResourceVersion::parse_read(self.param("resourceVersion")).map_err(self.storage_error(name))?;
+        let options = GetOptions { ignore_not_found: true, resource_version };
         let object = self.resource().storage.get(&key, options).await.map_err(self.storage_error(name))?;
         let object = object.ok_or_else(not_found)?;
         let scale = scale::view(&self.resource().served(object), self.resource().strategy.scale_paths().as_ref())?;
