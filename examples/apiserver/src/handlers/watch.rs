@@ -15,7 +15,10 @@
 //! failed), when the client goes away, when the server shuts down, or when the resource's
 //! storage is replaced (a migration's cutover: the client watches again, on the new one).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use apistore::encoded::EncodedWatchEvent;
@@ -23,7 +26,6 @@ use apistore::storage::{ListOptions, WatchEvent, WatchStream};
 use axum::body::{Body, Bytes};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use futures::FutureExt;
 use serde_json::{json, Value};
 use tokio::sync::watch as signal;
 use tokio::time::Instant;
@@ -44,10 +46,9 @@ pub const BATCH_BYTES: usize = 64 * 1024;
 struct Feed {
     resource: Arc<Resource>,
     stream: WatchStream,
-    deadline: Instant,
-    shutdown: signal::Receiver<bool>,
-    /// The resource's storage was replaced (a migration's cutover): the watch ends.
-    retired: signal::Receiver<bool>,
+    /// Ready at `timeoutSeconds`, at the server's shutdown, or when the resource's storage was
+    /// replaced (a migration's cutover): the watch ends. Made once, polled before every chunk.
+    end: Pin<Box<dyn Future<Output = ()> + Send>>,
     shape: Shape,
     include: Include,
     allow_bookmarks: bool,
@@ -99,12 +100,11 @@ async fn serve(
     let encoded = shape == Shape::Object && resource.strategy.serves_stored_form();
     let served_prefix =
         format!("{{\"apiVersion\":{},\"kind\":{},", json!(resource.api_version()), json!(resource.kind)).into_bytes();
+    let end = Box::pin(ended(Instant::now() + timeout, shutdown, retired));
     let feed = Feed {
         resource,
         stream,
-        deadline: Instant::now() + timeout,
-        shutdown,
-        retired,
+        end,
         shape,
         include,
         allow_bookmarks,
@@ -113,53 +113,50 @@ async fn serve(
         columns_sent: false,
         done: false,
     };
-    let body = futures::stream::unfold(feed, |mut feed| async move {
-        let chunk = feed.next_chunk().await?;
-        Some((Ok::<Bytes, std::convert::Infallible>(chunk), feed))
-    });
+    let mut feed = feed;
+    let body = futures::stream::poll_fn(move |cx| feed.poll_chunk(cx).map(|c| c.map(Ok::<_, std::convert::Infallible>)));
     let mut response = Body::from_stream(body).into_response();
     response.headers_mut().insert(CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
     Ok(response)
 }
 
-impl Feed {
-    /// The next chunk of event lines: waits for one event, then appends every event that is
-    /// already waiting (up to [`BATCH_BYTES`]). None ends the response.
-    async fn next_chunk(&mut self) -> Option<Bytes> {
-        let mut chunk = Vec::new();
-        while chunk.len() < BATCH_BYTES {
-            if self.done || *self.shutdown.borrow() || *self.retired.borrow() {
-                break;
-            }
-            let next = if chunk.is_empty() {
-                tokio::select! {
-                    event = Self::next_event(&mut self.stream, self.encoded) => event,
-                    _ = tokio::time::sleep_until(self.deadline) => None,
-                    _ = self.shutdown.changed() => None,
-                    _ = self.retired.changed() => None,
-                }
-            } else {
-                // Only what is ready now: a lone event is not held back for company.
-                match Self::next_event(&mut self.stream, self.encoded).now_or_never() {
-                    Some(next) => next,
-                    None => break,
-                }
-            };
-            let Some(event) = next else {
-                self.done = true;
-                break;
-            };
-            self.write(event, &mut chunk);
-        }
-        (!chunk.is_empty()).then(|| Bytes::from(chunk))
+/// Resolves at `deadline`, when the server shuts down, or when the resource's storage is
+/// retired (also when either signal's sender is gone).
+async fn ended(deadline: Instant, mut shutdown: signal::Receiver<bool>, mut retired: signal::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep_until(deadline) => {}
+        _ = shutdown.wait_for(|down| *down) => {}
+        _ = retired.wait_for(|gone| *gone) => {}
     }
+}
 
-    /// The next event of the storage watch, encoded or decoded as the feed writes it.
-    async fn next_event(stream: &mut WatchStream, encoded: bool) -> Option<Next> {
-        if encoded {
-            stream.next_encoded().await.map(Next::Encoded)
+impl Feed {
+    /// The next chunk of event lines: every event that is ready now (at most [`BATCH_BYTES`]
+    /// of lines), `Pending` when none is. `Ready(None)` ends the response.
+    fn poll_chunk(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Bytes>> {
+        if self.done || self.end.as_mut().poll(cx).is_ready() {
+            self.done = true;
+            return Poll::Ready(None);
+        }
+        let mut chunk = Vec::new();
+        while chunk.len() < BATCH_BYTES && !self.done {
+            let next = if self.encoded {
+                self.stream.poll_next_encoded(cx).map(|e| e.map(Next::Encoded))
+            } else {
+                self.stream.poll_next(cx).map(|e| e.map(Next::Decoded))
+            };
+            match next {
+                Poll::Ready(Some(event)) => self.write(event, &mut chunk),
+                Poll::Ready(None) => self.done = true,
+                Poll::Pending => break,
+            }
+        }
+        if !chunk.is_empty() {
+            Poll::Ready(Some(Bytes::from(chunk)))
+        } else if self.done {
+            Poll::Ready(None)
         } else {
-            stream.next().await.map(Next::Decoded)
+            Poll::Pending
         }
     }
 
