@@ -388,8 +388,10 @@ struct Seen {
     out_of_order: u64,
     /// Lines that were not a MODIFIED event with both numbers (ERROR, unparsable).
     bad_lines: u64,
-    /// The stream ended before the watcher caught up.
+    /// The stream ended before the watcher caught up and could not be resumed.
     ended_early: bool,
+    /// Watches resumed after the server ended the stream early.
+    resumed: u64,
 }
 
 /// Shared state of one measurement's clients.
@@ -409,13 +411,9 @@ impl Run {
     }
 }
 
-/// Opens a watch from `revision` (Ok once the response's headers arrived), then reads it until
-/// it has the target revision or is stopped.
-async fn open_watch(
-    run: Arc<Run>,
-    revision: u64,
-    timeout: u64,
-) -> Result<impl std::future::Future<Output = Seen>, String> {
+/// Starts a watch from `revision`: the connection and the response body once the response's
+/// headers arrived (the server has registered the watch).
+async fn start_watch(run: &Run, revision: u64, timeout: u64) -> Result<(Sender, hyper::body::Incoming), String> {
     let mut sender = connect(run.addr).await?;
     let path = format!(
         "/api/v1/namespaces/{}/configmaps?watch=1&resourceVersion={revision}&timeoutSeconds={timeout}",
@@ -429,9 +427,22 @@ async fn open_watch(
         let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         return Err(format!("watch answered {status}: {}", String::from_utf8_lossy(&body)));
     }
-    let mut body = response.into_body();
+    Ok((sender, response.into_body()))
+}
+
+/// Opens a watch from `revision` (Ok once it is registered), then reads it until it has the
+/// target revision or is stopped. A stream the server ends early (the watch cache terminates
+/// a watcher that does not keep up, as kube's does) is resumed from the last revision
+/// received, as client-go's reflector does; the resumption is counted.
+async fn open_watch(
+    run: Arc<Run>,
+    revision: u64,
+    timeout: u64,
+) -> Result<impl std::future::Future<Output = Seen>, String> {
+    let (sender, mut body) = start_watch(&run, revision, timeout).await?;
     Ok(async move {
-        let _sender = sender;
+        let mut connection = sender;
+        let mut failed = false;
         let rv = rv_finder();
         let sent = memmem::Finder::new(b"\"fanout.apistore.io/sent\":\"").into_owned();
         let mut seen = Seen {
@@ -440,6 +451,7 @@ async fn open_watch(
             out_of_order: 0,
             bad_lines: 0,
             ended_early: false,
+            resumed: 0,
         };
         let mut carry: Vec<u8> = Vec::new();
         let mut target = run.target.clone();
@@ -460,8 +472,19 @@ async fn open_watch(
                     Err(_) => continue,
                 },
                 Some(Err(_)) | None => {
-                    seen.ended_early = true;
-                    break;
+                    // Resume from the last revision received (only whole lines count).
+                    carry.clear();
+                    match start_watch(&run, last.max(revision), timeout).await {
+                        Ok((sender, resumed)) => {
+                            (connection, body) = (sender, resumed);
+                            seen.resumed += 1;
+                            continue;
+                        }
+                        Err(_) => {
+                            seen.ended_early = true;
+                            break;
+                        }
+                    }
                 }
             };
             let mut process = |line: &[u8], seen: &mut Seen| {
@@ -478,7 +501,11 @@ async fn open_watch(
                         seen.revisions.push(revision);
                         seen.latency.record(now.saturating_sub(sent) / 1000);
                     }
-                    _ => seen.bad_lines += 1,
+                    _ => {
+                        seen.bad_lines += 1;
+                        // An ERROR event (e.g. 410: the revision is gone): no resuming.
+                        failed |= memmem::find(line, b"\"type\":\"ERROR\"").is_some();
+                    }
                 }
             };
             let mut rest: &[u8] = &data;
@@ -503,7 +530,12 @@ async fn open_watch(
                 rest = &rest[end + 1..];
             }
             carry.extend_from_slice(rest);
+            if failed {
+                seen.ended_early = true;
+                break;
+            }
         }
+        drop(connection);
         seen
     })
 }
@@ -576,6 +608,7 @@ struct Figures {
     out_of_order: u64,
     bad_lines: u64,
     ended_early: usize,
+    resumed: u64,
     client_cores: f64,
     server_cores: f64,
     other_cores: f64,
@@ -636,6 +669,7 @@ async fn measure(server: &Server, namespace: &str, options: &Options, watchers: 
         out_of_order: 0,
         bad_lines: 0,
         ended_early: 0,
+        resumed: 0,
         client_cores: (after.client - before.client) / write_window,
         server_cores: (after.server - before.server) / write_window,
         other_cores: 0.0,
@@ -648,6 +682,7 @@ async fn measure(server: &Server, namespace: &str, options: &Options, watchers: 
         figures.out_of_order += watcher.out_of_order;
         figures.bad_lines += watcher.bad_lines;
         figures.ended_early += usize::from(watcher.ended_early);
+        figures.resumed += watcher.resumed;
         watcher.revisions.sort_unstable();
         watcher.revisions.dedup();
         figures.lost += missing(&written.revisions, &watcher.revisions);
@@ -709,6 +744,8 @@ fn draw(path: &Path, sides: &[(String, Histogram)], target_ms: f64) -> Result<()
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 15))
         .x_desc("latency from the writer's send to the watcher's parse (ms, log scale)")
         .y_desc("fraction of events delivered")
         .draw()
@@ -732,6 +769,7 @@ fn draw(path: &Path, sides: &[(String, Histogram)], target_ms: f64) -> Result<()
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
+        .label_font(("sans-serif", 14))
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
@@ -809,7 +847,7 @@ async fn run(options: Options) -> Result<(), String> {
             let (server, namespace) = &servers[&(side.binary.clone(), side.cache)];
             let figures = measure(server, namespace, &options, side.watchers).await?;
             println!(
-                "  round {round}: {:<18} {:>5} watchers: p50 {:>8.2} ms, p99 {:>8.2} ms, max {:>8.1} ms, {:>9.0} events/s delivered, lost {}, out of order {}, ended early {}, writes {:.0}/s (p99 {:.1} ms, {} errors), cpu client {:.2} server {:.2} others {:.2}",
+                "  round {round}: {:<18} {:>5} watchers: p50 {:>8.2} ms, p99 {:>8.2} ms, max {:>8.1} ms, {:>9.0} events/s delivered, lost {}, out of order {}, resumed {}, ended early {}, writes {:.0}/s (p99 {:.1} ms, {} errors), cpu client {:.2} server {:.2} others {:.2}",
                 side.label,
                 side.watchers,
                 figures.latency.percentile_ms(0.5),
@@ -818,6 +856,7 @@ async fn run(options: Options) -> Result<(), String> {
                 figures.delivered_per_s,
                 figures.lost,
                 figures.out_of_order,
+                figures.resumed,
                 figures.ended_early,
                 figures.writes_per_s,
                 figures.write_latency.percentile_ms(0.99),
@@ -836,13 +875,13 @@ async fn run(options: Options) -> Result<(), String> {
         options.rounds, options.rate, options.seconds
     );
     println!();
-    println!("| side | watchers | p50 | p99 | max | events/s delivered | expected/s | lost | out of order | PUT p50 / p99 | client CPU | server CPU | others CPU |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| side | watchers | p50 | p99 | max | events/s delivered | expected/s | lost | out of order | resumed watches | PUT p50 / p99 | client CPU | server CPU | others CPU |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut curves = Vec::new();
     for (side, figures) in sides.iter().zip(&results) {
         let pick = |f: &dyn Fn(&Figures) -> f64| median(&mut figures.iter().map(f).collect::<Vec<_>>());
         println!(
-            "| {} | {} | {:.2} ms | {:.2} ms | {:.1} ms | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} / {:.1} ms | {:.2} cores | {:.2} cores | {:.2} cores |",
+            "| {} | {} | {:.2} ms | {:.2} ms | {:.1} ms | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} / {:.1} ms | {:.2} cores | {:.2} cores | {:.2} cores |",
             side.label,
             side.watchers,
             pick(&|f| f.latency.percentile_ms(0.5)),
@@ -852,6 +891,7 @@ async fn run(options: Options) -> Result<(), String> {
             pick(&|f| f.writes_per_s * side.watchers as f64),
             pick(&|f| f.lost as f64),
             pick(&|f| f.out_of_order as f64),
+            pick(&|f| f.resumed as f64),
             pick(&|f| f.write_latency.percentile_ms(0.5)),
             pick(&|f| f.write_latency.percentile_ms(0.99)),
             pick(&|f| f.client_cores),

@@ -2,7 +2,7 @@
 //! line: `{"type":"ADDED","object":{...}}`.
 //!
 //! A JSON watch of a resource served in its stored form writes each event from the object's
-//! encoded bytes ([`WatchStream::next_encoded`]: from the watch cache these are the bytes every
+//! encoded bytes ([`WatchStream::poll_next_encoded`]: from the watch cache these are the bytes every
 //! watcher shares, encoded once per change): the event line is the `{"type":..,"object":`
 //! frame around them, nothing is decoded or re-encoded per watcher. Objects whose bytes are not
 //! in the served apiVersion/kind, Table and PartialObjectMetadata watches, and resources whose
