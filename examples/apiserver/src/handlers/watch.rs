@@ -114,7 +114,8 @@ async fn serve(
         done: false,
     };
     let mut feed = feed;
-    let body = futures::stream::poll_fn(move |cx| feed.poll_chunk(cx).map(|c| c.map(Ok::<_, std::convert::Infallible>)));
+    let body =
+        futures::stream::poll_fn(move |cx| feed.poll_chunk(cx).map(|c| c.map(Ok::<_, std::convert::Infallible>)));
     let mut response = Body::from_stream(body).into_response();
     response.headers_mut().insert(CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
     Ok(response)
@@ -143,7 +144,7 @@ impl Feed {
             let next = if self.encoded {
                 self.stream.poll_next_encoded(cx).map(|e| e.map(Next::Encoded))
             } else {
-                self.stream.poll_next(cx).map(|e| e.map(Next::Decoded))
+                self.stream.poll_next(cx).map(|e| e.map(|e| Next::Decoded(Box::new(e))))
             };
             match next {
                 Poll::Ready(Some(event)) => self.write(event, &mut chunk),
@@ -178,7 +179,7 @@ impl Feed {
                     other => other.decode(),
                 }
             }
-            Next::Decoded(event) => event,
+            Next::Decoded(event) => *event,
         };
         if matches!(event, WatchEvent::Bookmark(_)) && !self.allow_bookmarks {
             return;
@@ -223,7 +224,8 @@ impl Feed {
 /// An event as the feed reads it from the storage watch.
 enum Next {
     Encoded(EncodedWatchEvent),
-    Decoded(WatchEvent),
+    /// Boxed: a decoded object is large, an encoded event a few words.
+    Decoded(Box<WatchEvent>),
 }
 
 /// Appends `{"type":"<kind>","object":<the object's bytes>}` and a newline to `out`: the line
