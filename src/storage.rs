@@ -31,6 +31,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -318,6 +319,24 @@ impl WatchStream {
         match &mut self.receiver {
             Receiver::Decoded(receiver) => receiver.recv().await.map(EncodedWatchEvent::encode),
             Receiver::Encoded(receiver) => receiver.recv().await,
+        }
+    }
+
+    /// Polls for the next event (the poll form of [`WatchStream::next`], for a consumer that
+    /// drives the stream from its own `poll`, e.g. taking every ready event at once):
+    /// `Ready(None)` once the watch has ended; `Pending` registers `cx`'s waker.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<WatchEvent>> {
+        match &mut self.receiver {
+            Receiver::Decoded(receiver) => receiver.poll_recv(cx),
+            Receiver::Encoded(receiver) => receiver.poll_recv(cx).map(|e| e.map(EncodedWatchEvent::decode)),
+        }
+    }
+
+    /// The poll form of [`WatchStream::next_encoded`] (see [`WatchStream::poll_next`]).
+    pub fn poll_next_encoded(&mut self, cx: &mut Context<'_>) -> Poll<Option<EncodedWatchEvent>> {
+        match &mut self.receiver {
+            Receiver::Decoded(receiver) => receiver.poll_recv(cx).map(|e| e.map(EncodedWatchEvent::encode)),
+            Receiver::Encoded(receiver) => receiver.poll_recv(cx),
         }
     }
 

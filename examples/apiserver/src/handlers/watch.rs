@@ -1,14 +1,27 @@
 //! Watch streaming: `?watch=true` as a chunked HTTP response of JSON watch events, one per
 //! line: `{"type":"ADDED","object":{...}}`.
 //!
+//! A JSON watch of a resource served in its stored form writes each event from the object's
+//! encoded bytes ([`WatchStream::poll_next_encoded`]: from the watch cache these are the bytes every
+//! watcher shares, encoded once per change): the event line is the `{"type":..,"object":`
+//! frame around them, nothing is decoded or re-encoded per watcher. Objects whose bytes are not
+//! in the served apiVersion/kind, Table and PartialObjectMetadata watches, and resources whose
+//! strategy converts the stored form are decoded and rendered as served. Events that are ready
+//! together are written as one chunk (at most [`BATCH_BYTES`]), so a busy watch costs one write
+//! per batch, not one per event; an event that arrives alone is written at once.
+//!
 //! The stream ends at `timeoutSeconds` (default 30 minutes, kube's minimum request timeout),
 //! when the storage watch ends (an `ERROR` event carrying a `Status` comes first when it
 //! failed), when the client goes away, when the server shuts down, or when the resource's
 //! storage is replaced (a migration's cutover: the client watches again, on the new one).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
+use apistore::encoded::EncodedWatchEvent;
 use apistore::storage::{ListOptions, WatchEvent, WatchStream};
 use axum::body::{Body, Bytes};
 use axum::http::header::CONTENT_TYPE;
@@ -26,16 +39,25 @@ use crate::table::{self, Include};
 /// kube-apiserver's default `--min-request-timeout`: the longest a watch stays open.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 
+/// The most bytes of events written in one chunk: events already waiting are appended to the
+/// chunk being built until it reaches this size.
+pub const BATCH_BYTES: usize = 64 * 1024;
+
 struct Feed {
     resource: Arc<Resource>,
     stream: WatchStream,
-    deadline: Instant,
-    shutdown: signal::Receiver<bool>,
-    /// The resource's storage was replaced (a migration's cutover): the watch ends.
-    retired: signal::Receiver<bool>,
+    /// Ready at `timeoutSeconds`, at the server's shutdown, or when the resource's storage was
+    /// replaced (a migration's cutover): the watch ends. Made once, polled before every chunk.
+    end: Pin<Box<dyn Future<Output = ()> + Send>>,
     shape: Shape,
     include: Include,
     allow_bookmarks: bool,
+    /// Events are written from their encoded bytes: a JSON object watch of a resource served
+    /// in its stored form (otherwise every event is decoded and rendered).
+    encoded: bool,
+    /// `{"apiVersion":"<served>","kind":"<Kind>",`: stored bytes that start with it are the
+    /// served form as they are.
+    served_prefix: Vec<u8>,
     /// Table events after the first carry no column definitions (kube's response.go).
     columns_sent: bool,
     done: bool,
@@ -75,70 +97,116 @@ async fn serve(
     let stream =
         resource.storage.watch(key, options).await.map_err(|e| ApiError::from_storage(e, &resource.target("")))?;
     let retired = resource.retired.subscribe();
+    let encoded = shape == Shape::Object && resource.strategy.serves_stored_form();
+    let served_prefix =
+        format!("{{\"apiVersion\":{},\"kind\":{},", json!(resource.api_version()), json!(resource.kind)).into_bytes();
+    let end = Box::pin(ended(Instant::now() + timeout, shutdown, retired));
     let feed = Feed {
         resource,
         stream,
-        deadline: Instant::now() + timeout,
-        shutdown,
-        retired,
+        end,
         shape,
         include,
         allow_bookmarks,
+        encoded,
+        served_prefix,
         columns_sent: false,
         done: false,
     };
-    let body = futures::stream::unfold(feed, |mut feed| async move {
-        let line = feed.next_line().await?;
-        Some((Ok::<Bytes, std::convert::Infallible>(line), feed))
-    });
+    let mut feed = feed;
+    let body =
+        futures::stream::poll_fn(move |cx| feed.poll_chunk(cx).map(|c| c.map(Ok::<_, std::convert::Infallible>)));
     let mut response = Body::from_stream(body).into_response();
     response.headers_mut().insert(CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
     Ok(response)
 }
 
+/// Resolves at `deadline`, when the server shuts down, or when the resource's storage is
+/// retired (also when either signal's sender is gone).
+async fn ended(deadline: Instant, mut shutdown: signal::Receiver<bool>, mut retired: signal::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep_until(deadline) => {}
+        _ = shutdown.wait_for(|down| *down) => {}
+        _ = retired.wait_for(|gone| *gone) => {}
+    }
+}
+
 impl Feed {
-    /// The next encoded event line; None ends the response.
-    async fn next_line(&mut self) -> Option<Bytes> {
-        loop {
-            if self.done || *self.shutdown.borrow() || *self.retired.borrow() {
-                return None;
-            }
-            let event = tokio::select! {
-                event = self.stream.next() => event,
-                _ = tokio::time::sleep_until(self.deadline) => None,
-                _ = self.shutdown.changed() => None,
-                _ = self.retired.changed() => None,
+    /// The next chunk of event lines: every event that is ready now (at most [`BATCH_BYTES`]
+    /// of lines), `Pending` when none is. `Ready(None)` ends the response.
+    fn poll_chunk(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Bytes>> {
+        if self.done || self.end.as_mut().poll(cx).is_ready() {
+            self.done = true;
+            return Poll::Ready(None);
+        }
+        let mut chunk = Vec::new();
+        while chunk.len() < BATCH_BYTES && !self.done {
+            let next = if self.encoded {
+                self.stream.poll_next_encoded(cx).map(|e| e.map(Next::Encoded))
+            } else {
+                self.stream.poll_next(cx).map(|e| e.map(|e| Next::Decoded(Box::new(e))))
             };
-            let Some(event) = event else {
-                self.done = true;
-                return None;
-            };
-            if matches!(event, WatchEvent::Bookmark(_)) && !self.allow_bookmarks {
-                continue;
+            match next {
+                Poll::Ready(Some(event)) => self.write(event, &mut chunk),
+                Poll::Ready(None) => self.done = true,
+                Poll::Pending => break,
             }
-            let value = self.render(event);
-            let mut line = serde_json::to_vec(&value).unwrap_or_default();
-            line.push(b'\n');
-            return Some(Bytes::from(line));
+        }
+        if !chunk.is_empty() {
+            Poll::Ready(Some(Bytes::from(chunk)))
+        } else if self.done {
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
         }
     }
 
-    fn render(&mut self, event: WatchEvent) -> Value {
+    /// Appends the line of `event` to `out` (nothing for a bookmark the client did not allow).
+    fn write(&mut self, event: Next, out: &mut Vec<u8>) {
+        let event = match event {
+            Next::Encoded(event) => {
+                let kind = event.type_name();
+                match event {
+                    EncodedWatchEvent::Bookmark(_) if !self.allow_bookmarks => return,
+                    EncodedWatchEvent::Added(object)
+                    | EncodedWatchEvent::Modified(object)
+                    | EncodedWatchEvent::Deleted(object)
+                    | EncodedWatchEvent::Bookmark(object)
+                        if object.json().starts_with(&self.served_prefix) =>
+                    {
+                        return frame(out, kind, object.json());
+                    }
+                    other => other.decode(),
+                }
+            }
+            Next::Decoded(event) => *event,
+        };
+        if matches!(event, WatchEvent::Bookmark(_)) && !self.allow_bookmarks {
+            return;
+        }
         let kind = event.type_name();
+        let object = self.render(event);
+        frame(out, kind, &object);
+    }
+
+    /// The JSON of the event's object as served: the Status of an ERROR, the bookmark with
+    /// the served apiVersion/kind, the object in the watch's shape. An ERROR ends the feed.
+    fn render(&mut self, event: WatchEvent) -> Vec<u8> {
+        // Encoding a `Value` or an `Object` into bytes does not fail (string keys only).
         let object = match event {
             WatchEvent::Error(err) => {
                 self.done = true;
                 let status = ApiError::from_storage(err, &self.resource.target("")).to_status();
-                return json!({ "type": kind, "object": status });
+                return serde_json::to_vec(&status).unwrap_or_default();
             }
             WatchEvent::Bookmark(mut object) => {
                 object.api_version = self.resource.api_version();
                 object.kind.clone_from(&self.resource.kind);
-                return json!({ "type": kind, "object": object });
+                return object.to_json().unwrap_or_default();
             }
             WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => self.resource.served(o),
         };
-        let object = match self.shape {
+        let value = match self.shape {
             Shape::Table => {
                 let mut t = table::table(&self.resource, std::slice::from_ref(&object), self.include, json!({}));
                 if std::mem::replace(&mut self.columns_sent, true) {
@@ -147,8 +215,26 @@ impl Feed {
                 t
             }
             Shape::PartialMetadata => table::partial_metadata(&object),
-            Shape::Object => serde_json::to_value(&object).unwrap_or(Value::Null),
+            Shape::Object => return object.to_json().unwrap_or_default(),
         };
-        json!({ "type": kind, "object": object })
+        serde_json::to_vec(&value).unwrap_or_default()
     }
+}
+
+/// An event as the feed reads it from the storage watch.
+enum Next {
+    Encoded(EncodedWatchEvent),
+    /// Boxed: a decoded object is large, an encoded event a few words.
+    Decoded(Box<WatchEvent>),
+}
+
+/// Appends `{"type":"<kind>","object":<the object's bytes>}` and a newline to `out`: the line
+/// kube-apiserver writes for a JSON watch event.
+fn frame(out: &mut Vec<u8>, kind: &str, object: &[u8]) {
+    out.reserve(object.len() + kind.len() + 24);
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"object\":");
+    out.extend_from_slice(object);
+    out.extend_from_slice(b"}\n");
 }
