@@ -1,41 +1,19 @@
-//! Fuzzing sled's on-disk records: a database directory with flipped or truncated bytes —
-//! in sled's own files, in apistore's history records and metadata (`layout.rs`), and in the
-//! revision ceiling file — must give a typed error on open or on read: never a panic, and
-//! every value read back is one that was written. apistore's history records, the packed
-//! history of a rewrite and the ceiling file are checksummed (see the crate's `layout`
-//! module): a flipped byte in a stored value is `Error::Corrupt` naming the key, never the
-//! wrong value; a data directory written before checksums still opens. `APISTORE_FUZZ_ITERATIONS` sets the number
-//! of corrupted directories per target (default 16, small for CI).
+//! sled's checksummed records (see the crate's `layout` module): a flipped byte in a stored
+//! value or in the packed history of a rewrite is `Error::Corrupt` naming the key, never the
+//! wrong value; a generation pointer naming a missing generation is `Corrupt`, never a fresh
+//! empty store; a data directory written before checksums still opens and a rewrite upgrades
+//! it; a newer format is refused. The corrupted-directory fuzz targets (random flips and
+//! truncations of sled's files, apistore's records and the ceiling file) run in the fuzz
+//! runner: `apiserver fuzz --target sled_files,sled_records,sled_ceiling`
+//! (`examples/apiserver/src/fuzz/sled_dirs.rs`).
 
 use std::collections::HashSet;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use apistore::kv::{prefix_end, RangeRequest, TxnOutcome};
+use apistore::kv::TxnOutcome;
 use apistore::{Error, KvBackend};
 use apistore_sled::{SledBackend, SledOptions, CEILING_FILE};
 use bytes::Bytes;
-
-fn iterations() -> u64 {
-    std::env::var("APISTORE_FUZZ_ITERATIONS").ok().and_then(|n| n.parse().ok()).unwrap_or(16)
-}
-
-/// A small deterministic generator (splitmix64): the seed of a failure reproduces it.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 /// (key, value, mod_revision) of every write.
 type Written = HashSet<(String, Vec<u8>, u64)>;
@@ -61,183 +39,6 @@ fn populate(dir: &Path) -> Written {
         backend.delete("/registry/k0", 0).await.ok();
     });
     written
-}
-
-/// Opens and reads everything, in a panic guard. Ok(n values read) or Err(typed error text);
-/// panics (the test failing) on a panic or a value that was never written.
-fn open_and_read(dir: &Path, written: Option<&Written>, what: &str) -> Result<usize, String> {
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        runtime().block_on(async {
-            let backend = SledBackend::open(SledOptions::new(dir)).map_err(|e| e.to_string())?;
-            let mut read = Vec::new();
-            let all =
-                RangeRequest { start: "/".into(), end: prefix_end("/"), limit: 0, revision: 0, count_only: false };
-            let latest = backend.range(all.clone()).await.map_err(|e| e.to_string())?;
-            read.extend(latest.kvs);
-            // Every revision that was not compacted (nothing is compacted here).
-            for revision in 1..=latest.revision {
-                match backend.range(RangeRequest { revision, ..all.clone() }).await {
-                    Ok(page) => read.extend(page.kvs),
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
-            for i in 0..4 {
-                if let Some(kv) = backend.get(&format!("/registry/k{i}"), 0).await.map_err(|e| e.to_string())?.kv {
-                    read.push(kv);
-                }
-            }
-            Ok(read)
-        })
-    }));
-    match outcome {
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_default();
-            panic!("{what}: open or read panicked: {message}")
-        }
-        // A panic on a blocking thread comes back as a JoinError: still a panic.
-        Ok(Err(e)) if e.contains("panicked") => panic!("{what}: a backend task panicked: {e}"),
-        Ok(Err(e)) => Err(e),
-        Ok(Ok(read)) => {
-            for kv in read.iter().filter(|_| written.is_some()) {
-                let triple = (kv.key.clone(), kv.value.to_vec(), kv.mod_revision);
-                assert!(written.is_some_and(|w| w.contains(&triple)), "{what}: read a value never written: {triple:?}");
-            }
-            Ok(read.len())
-        }
-    }
-}
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for file in files(from) {
-        let target = to.join(file.strip_prefix(from).expect("inside"));
-        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
-        std::fs::copy(&file, &target).expect("copy");
-    }
-}
-
-/// Flips 1–4 bytes or truncates `bytes`.
-fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) -> String {
-    if bytes.is_empty() || rng.below(3) == 0 {
-        let len = rng.below(bytes.len() + 1);
-        bytes.truncate(len);
-        format!("truncated to {len}")
-    } else {
-        let flips = 1 + rng.below(4);
-        let mut at = Vec::new();
-        for _ in 0..flips {
-            let i = rng.below(bytes.len());
-            bytes[i] ^= 1 << rng.below(8);
-            at.push(i);
-        }
-        format!("flipped bytes at {at:?}")
-    }
-}
-
-#[test]
-fn corrupted_sled_files_give_a_typed_error_or_written_values_never_a_panic() {
-    let original = tempfile::tempdir().expect("tempdir");
-    let written = populate(original.path());
-    assert!(open_and_read(original.path(), Some(&written), "intact").expect("the intact database reads") > 0);
-    let mut rng = Rng(0x5eed);
-    let (mut errors, mut reads) = (0, 0);
-    for iteration in 0..iterations() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        copy_dir(original.path(), dir.path());
-        let candidates: Vec<PathBuf> = files(dir.path()).into_iter().filter(|f| !f.ends_with(CEILING_FILE)).collect();
-        let file = &candidates[rng.below(candidates.len())];
-        let mut bytes = std::fs::read(file).expect("read");
-        let how = mutate(&mut rng, &mut bytes);
-        std::fs::write(file, &bytes).expect("write");
-        let what = format!("iteration {iteration}: {} {how}", file.display());
-        match open_and_read(dir.path(), Some(&written), &what) {
-            Ok(_) => reads += 1,
-            Err(_) => errors += 1,
-        }
-    }
-    println!("sled files: {errors} typed errors, {reads} opened with only written values");
-    assert_eq!(errors + reads, iterations());
-}
-
-#[test]
-fn corrupted_apistore_records_give_a_typed_error_never_a_panic() {
-    let original = tempfile::tempdir().expect("tempdir");
-    let written = populate(original.path());
-    let mut rng = Rng(0xdead);
-    let (mut errors, mut reads) = (0, 0);
-    for iteration in 0..iterations() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        copy_dir(original.path(), dir.path());
-        // Corrupts one record of apistore's layout (history entry, its key, or metadata).
-        let how = {
-            let db = sled::open(dir.path()).expect("raw sled open");
-            let entries: Vec<(sled::IVec, sled::IVec)> = db.iter().map(|e| e.expect("raw read")).collect();
-            let (key, value) = &entries[rng.below(entries.len())];
-            let how = if rng.below(4) == 0 {
-                // A key cut short or with a changed prefix byte.
-                let mut bad = key.to_vec();
-                let how = mutate(&mut rng, &mut bad);
-                db.remove(key).expect("raw remove");
-                db.insert(bad, value.clone()).expect("raw insert");
-                format!("key {key:?} {how}")
-            } else {
-                let mut bad = value.to_vec();
-                let how = mutate(&mut rng, &mut bad);
-                db.insert(key, bad).expect("raw insert");
-                format!("value of {key:?} {how}")
-            };
-            db.flush().expect("raw flush");
-            how
-        };
-        let what = format!("iteration {iteration}: {how}");
-        // History records are checksummed: whatever reads back was written.
-        match open_and_read(dir.path(), Some(&written), &what) {
-            Ok(_) => reads += 1,
-            Err(_) => errors += 1,
-        }
-    }
-    println!("apistore records: {errors} typed errors, {reads} opened");
-    assert!(errors > 0, "no corruption of apistore's records was detected");
-}
-
-#[test]
-fn a_corrupted_ceiling_file_is_a_typed_error_on_open() {
-    let original = tempfile::tempdir().expect("tempdir");
-    let written = populate(original.path());
-    let mut rng = Rng(7);
-    for iteration in 0..iterations() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        copy_dir(original.path(), dir.path());
-        let path = dir.path().join(CEILING_FILE);
-        let mut bytes = std::fs::read(&path).expect("the ceiling file exists after a clean close");
-        let how = mutate(&mut rng, &mut bytes);
-        std::fs::write(&path, &bytes).expect("write");
-        let what = format!("iteration {iteration}: ceiling {how} = {:?}", String::from_utf8_lossy(&bytes));
-        // A ceiling that still parses is only a higher or lower floor for new revisions.
-        let _ = open_and_read(dir.path(), Some(&written), &what);
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(original.path(), dir.path());
-    std::fs::write(dir.path().join(CEILING_FILE), b"12x").expect("write");
-    let error = open_and_read(dir.path(), Some(&written), "ceiling 12x").expect_err("a non-number ceiling is refused");
-    assert!(error.contains("corrupt revision ceiling"), "{error}");
 }
 
 /// The index of the last byte of `needle`'s first occurrence in `haystack`.

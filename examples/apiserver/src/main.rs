@@ -35,6 +35,8 @@ mod codec;
 mod config;
 mod crds;
 mod discovery;
+#[cfg(feature = "fuzz")]
+mod fuzz;
 mod gofmt;
 mod handlers;
 mod list_options;
@@ -55,6 +57,11 @@ mod table;
 mod validation;
 
 fn main() {
+    #[cfg(feature = "fuzz")]
+    if std::env::args().nth(1).as_deref() == Some("fuzz") {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        std::process::exit(if fuzz::main(&args) == std::process::ExitCode::SUCCESS { 0 } else { 1 });
+    }
     let config = match config::parse_command_line(std::env::args_os()) {
         Ok(config::Command::Serve(config)) => *config,
         Ok(config::Command::Help) => {

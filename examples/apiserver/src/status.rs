@@ -249,6 +249,13 @@ impl ApiError {
         if let Error::Expired { continue_token: Some(token), .. } = &err {
             api.details = Some(json!({ "continue": token }));
         }
+        if let Error::TooLargeResourceVersion { .. } = &err {
+            // kube's NewTooLargeResourceVersionError: the cause client-go's reflector looks
+            // for (`apierrors.HasStatusCause(err, ResourceVersionTooLarge)`) before relisting.
+            api.details = Some(json!({
+                "causes": [{ "reason": "ResourceVersionTooLarge", "message": "Too large resource version" }],
+            }));
+        }
         api.retry_after = retry_after;
         api
     }
@@ -343,6 +350,19 @@ mod tests {
         let busy = ApiError::from_storage(Error::unavailable("down"), &t);
         assert_eq!(busy.code(), 503);
         assert_eq!(busy.to_status()["details"]["retryAfterSeconds"], 1);
+    }
+
+    /// Found by the `http_body` fuzz target: a read at a resourceVersion the store has not
+    /// reached answered 504 without the cause kube sends.
+    #[test]
+    fn a_too_large_resource_version_is_a_timeout_with_kubes_cause() {
+        let error = Error::TooLargeResourceVersion { requested: 37, current: 9, retry_after_seconds: 1 };
+        let status = ApiError::from_storage(error, &target()).to_status();
+        assert_eq!((status["code"].as_u64(), status["reason"].as_str()), (Some(504), Some("Timeout")));
+        assert_eq!(status["message"], "Too large resource version: 37, current: 9");
+        assert_eq!(status["details"]["causes"][0]["reason"], "ResourceVersionTooLarge");
+        assert_eq!(status["details"]["causes"][0]["message"], "Too large resource version");
+        assert_eq!(status["details"]["retryAfterSeconds"], 1);
     }
 
     #[test]

@@ -1,23 +1,21 @@
-//! The workload: concurrent clients drive a [`Storage`] with creates, gets (latest and at a
-//! revision), lists (paged and at a revision), guaranteed updates, deletes with and without
-//! preconditions, and watchers that list, watch from the list's revision, and resume from a
-//! delivered revision — every call and event recorded.
+//! The driver both audit levels share: where records go ([`Sink`]), what the clients do
+//! ([`Workload`]), and the run itself ([`run`]) — a baseline record, concurrent clients and
+//! watchers until the deadline, then a quiet read of every key and a latest list, so a write
+//! lost at the end shows. What differs between the [`Storage`](crate::storage::Storage)
+//! level ([`storage_driver`](super::storage_driver)) and the
+//! [`KvBackend`](crate::kv::KvBackend) level ([`kv_driver`](super::kv_driver)) — how a call
+//! is performed, how a watch is opened, what a client chooses — is a [`Level`].
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::json;
 
-use crate::error::Error;
-use crate::object::Object;
-use crate::storage::{
-    allow_all_deletions, DeleteOptions, GetOptions, ListOptions, Preconditions, Predicate, ResourceVersion,
-    ResourceVersionMatch, Storage, WatchEvent,
-};
-
-use super::history::{now_ns, Call, Delivered, History, OpId, Outcome, ReadAt, Record, Seen};
+use super::history::{now_ns, Call, Delivered, History, OpId, Outcome, ReadAt, Record};
 
 /// Where records go: memory, or a child process's stdout.
 pub trait Sink: Send + Sync {
@@ -113,144 +111,62 @@ impl Default for Workload {
     }
 }
 
-impl Workload {
-    fn key(&self, i: usize) -> String {
-        format!("/pods/{}/k{i}", self.namespace)
-    }
+/// What one level of the audit supplies to [`run`]. A level holds its target (a storage or
+/// a backend) and the [`Workload`]; the calls it performs and the events its watches deliver
+/// are recorded in the shared [`History`] vocabulary, so the same checkers apply to both.
+#[async_trait]
+pub(crate) trait Level: Send + Sync + Sized + 'static {
+    /// The key the clients name `i` (0 ≤ i < [`Workload::keys`]).
+    fn key(&self, i: usize) -> String;
 
-    fn dir(&self) -> String {
-        format!("/pods/{}", self.namespace)
-    }
+    /// The prefix every key starts with (ending in `/`), as the watchers' records name it.
+    fn prefix(&self) -> String;
+
+    /// The store's current revision, recorded as the history's baseline (None: not known).
+    async fn current_revision(&self) -> Option<u64>;
+
+    /// Performs one call and says what it returned. `deleted_value` is the value the caller
+    /// saw at the revision a delete's precondition names; a level whose delete answer
+    /// carries the removed value ignores it.
+    async fn perform(&self, call: &Call, deleted_value: &str) -> Outcome;
+
+    /// Opens a watch of every key under [`Level::prefix`] that delivers the changes after
+    /// revision `from` (bookmarks or progress notifications asked for); None if the target
+    /// refused. The watch ends when the stream is dropped.
+    async fn watch(&self, from: u64) -> Option<BoxStream<'static, Delivered>>;
+
+    /// One client's loop of calls until `deadline`.
+    async fn client(caller: Caller<Self>, deadline: Instant);
 }
 
-fn value_of(object: &Object) -> String {
-    object.field_value("spec.v").unwrap_or_default()
-}
-
-fn seen_of(object: &Object) -> Seen {
-    Seen {
-        key: format!("/pods/{}/{}", object.metadata.namespace, object.metadata.name),
-        value: value_of(object),
-        rv: object.resource_version().unwrap_or(0),
-    }
-}
-
-fn write_error(error: &Error) -> Outcome {
-    match error {
-        Error::NotFound { .. } => Outcome::NotFound,
-        Error::AlreadyExists { .. } => Outcome::AlreadyExists,
-        Error::InvalidObject { .. } => Outcome::PreconditionFailed,
-        other => Outcome::Unknown(other.to_string()),
-    }
-}
-
-fn read_error(error: &Error) -> Outcome {
-    match error {
-        Error::NotFound { .. } => Outcome::NotFound,
-        other => Outcome::Refused(other.to_string()),
-    }
-}
-
-fn list_options(at: &ReadAt) -> ListOptions {
-    let (resource_version, resource_version_match) = match at {
-        ReadAt::Latest => (ResourceVersion::Unset, None),
-        ReadAt::Any => (ResourceVersion::Any, None),
-        ReadAt::NotOlderThan(n) => (ResourceVersion::at(*n), Some(ResourceVersionMatch::NotOlderThan)),
-        ReadAt::Exact(n) => (ResourceVersion::at(*n), Some(ResourceVersionMatch::Exact)),
-    };
-    ListOptions { resource_version, resource_version_match, recursive: true, ..ListOptions::default() }
-}
-
-/// Performs one call and says what it returned.
-async fn perform(storage: &dyn Storage, dir: &str, call: &Call) -> Outcome {
-    match call {
-        Call::Create { key, value } => {
-            let name = key.rsplit('/').next().unwrap_or_default();
-            let namespace = dir.rsplit('/').next().unwrap_or_default();
-            let object = Object::new("v1", "Pod", namespace, name).with_field("spec", json!({ "v": value }));
-            match storage.create(key, object, 0).await {
-                Ok(created) => Outcome::Written { rv: created.resource_version().unwrap_or(0) },
-                Err(e) => write_error(&e),
-            }
-        }
-        Call::Update { key, value, .. } => {
-            let value = value.clone();
-            let mut update =
-                move |object: Object, _| Ok((object.with_field("spec", json!({ "v": value.clone() })), None));
-            match storage.guaranteed_update(key, false, None, &mut update, None).await {
-                Ok(updated) => Outcome::Written { rv: updated.resource_version().unwrap_or(0) },
-                Err(e) => write_error(&e),
-            }
-        }
-        Call::Delete { key, precondition } => {
-            let preconditions =
-                precondition.map(|rv| Preconditions { uid: None, resource_version: Some(rv.to_string()) });
-            match storage
-                .delete(key, preconditions.as_ref(), &allow_all_deletions, None, DeleteOptions::default())
-                .await
-            {
-                Ok(deleted) => Outcome::Deleted {
-                    rv: deleted.resource_version().unwrap_or(0),
-                    value: value_of(&deleted),
-                    prev_rv: 0,
-                },
-                Err(e) => write_error(&e),
-            }
-        }
-        Call::Get { key, at } => {
-            let resource_version = match at {
-                ReadAt::Latest => ResourceVersion::Unset,
-                ReadAt::Any => ResourceVersion::Any,
-                ReadAt::NotOlderThan(n) | ReadAt::Exact(n) => ResourceVersion::at(*n),
-            };
-            match storage.get(key, GetOptions { ignore_not_found: false, resource_version }).await {
-                Ok(Some(object)) => Outcome::Found(seen_of(&object)),
-                Ok(None) => Outcome::NotFound,
-                Err(e) => read_error(&e),
-            }
-        }
-        Call::List { at, limit } => {
-            let mut options = list_options(at);
-            options.predicate = Predicate { limit: *limit, ..Predicate::default() };
-            let first = match storage.get_list(dir, options.clone()).await {
-                Ok(list) => list,
-                Err(e) => return read_error(&e),
-            };
-            let rv = first.resource_version;
-            let mut items: Vec<Seen> = first.items.iter().map(seen_of).collect();
-            let mut token = first.continue_token;
-            while !token.is_empty() {
-                let mut next = ListOptions { recursive: true, ..ListOptions::default() };
-                next.predicate = Predicate { limit: *limit, continue_token: token.clone(), ..Predicate::default() };
-                match storage.get_list(dir, next).await {
-                    Ok(page) => {
-                        items.extend(page.items.iter().map(seen_of));
-                        token = page.continue_token;
-                    }
-                    Err(e) => return read_error(&e),
-                }
-            }
-            Outcome::Listed { rv, items }
-        }
-    }
-}
-
-struct Client {
-    id: u32,
-    storage: Arc<dyn Storage>,
-    workload: Workload,
+/// One client of a run: records each call it makes with its invocation and response times.
+pub(crate) struct Caller<L> {
+    /// The client's number (0.. for clients, 999 for the final reads, 1000.. for watchers).
+    pub id: u32,
+    /// The level it calls.
+    pub level: Arc<L>,
+    /// The run's workload.
+    pub workload: Workload,
     sink: Arc<dyn Sink>,
-    seq: u64,
+    /// The number of the client's next call.
+    pub seq: u64,
 }
 
-impl Client {
-    async fn call(&mut self, call: Call) -> Outcome {
+impl<L: Level> Caller<L> {
+    /// Performs `call`, recorded; a call not answered within the workload's call timeout has
+    /// an unknown outcome (a write) or was refused (a read).
+    pub async fn call(&mut self, call: Call) -> Outcome {
+        self.call_deleting(call, "").await
+    }
+
+    /// [`Caller::call`] for a delete whose precondition names a revision at which the client
+    /// saw `deleted_value` (see [`Level::perform`]).
+    pub async fn call_deleting(&mut self, call: Call, deleted_value: &str) -> Outcome {
         let id: OpId = (self.workload.round, self.id, self.seq);
         self.seq += 1;
         self.sink.record(Record::Invoke { id, call: call.clone(), at: now_ns() });
-        let dir = self.workload.dir();
-        let outcome = match tokio::time::timeout(self.workload.call_timeout, perform(&*self.storage, &dir, &call)).await
-        {
+        let answer = self.level.perform(&call, deleted_value);
+        let outcome = match tokio::time::timeout(self.workload.call_timeout, answer).await {
             Ok(outcome) => outcome,
             Err(_) if call.is_write() => Outcome::Unknown("timed out".into()),
             Err(_) => Outcome::Refused("timed out".into()),
@@ -259,57 +175,23 @@ impl Client {
         outcome
     }
 
-    async fn run(mut self, deadline: Instant) {
-        let mut rng = StdRng::seed_from_u64(self.workload.seed.wrapping_mul(1000).wrapping_add(self.id as u64));
-        // The last resourceVersion this client saw per key, and overall.
-        let mut known: Vec<u64> = vec![0; self.workload.keys];
-        let mut newest: u64 = 0;
-        while Instant::now() < deadline {
-            let k = rng.random_range(0..self.workload.keys);
-            let key = self.workload.key(k);
-            let value = format!("r{}-c{}-{}", self.workload.round, self.id, self.seq);
-            let roll = rng.random_range(0..100);
-            let call = match roll {
-                0..20 => Call::Create { key, value },
-                20..40 => Call::Update { key, value, precondition: None },
-                40..46 => Call::Delete { key, precondition: None },
-                46..52 => Call::Delete { key, precondition: Some(known[k]).filter(|&r| r > 0) },
-                52..70 => Call::Get { key, at: ReadAt::Latest },
-                70..74 => Call::Get { key, at: ReadAt::Any },
-                74..78 => Call::Get { key, at: ReadAt::NotOlderThan(newest.max(1)) },
-                78..88 => Call::List { at: ReadAt::Latest, limit: if rng.random_bool(0.5) { 0 } else { 2 } },
-                88..94 if newest > 0 => Call::List { at: ReadAt::Exact(newest), limit: 0 },
-                _ => Call::List { at: ReadAt::NotOlderThan(newest.max(1)), limit: 0 },
-            };
-            match self.call(call).await {
-                Outcome::Written { rv } | Outcome::Deleted { rv, .. } => {
-                    known[k] = rv;
-                    newest = newest.max(rv);
-                }
-                Outcome::Found(seen) => {
-                    known[k] = seen.rv;
-                    newest = newest.max(seen.rv);
-                }
-                Outcome::Listed { rv, .. } => newest = newest.max(rv),
-                _ => {}
-            }
-            // A backend that never waits would otherwise keep this worker thread to itself.
-            if self.workload.think_time.is_zero() {
-                tokio::task::yield_now().await;
-            } else {
-                tokio::time::sleep(self.workload.think_time).await;
-            }
+    /// Waits the workload's think time between two calls, or yields when there is none (a
+    /// target that never waits would otherwise keep this worker thread to itself).
+    pub async fn pause(&self) {
+        if self.workload.think_time.is_zero() {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(self.workload.think_time).await;
         }
     }
 }
 
 /// A watcher: lists, watches from the list's revision, and after a while resumes from a
 /// revision it was delivered (not always the last: any delivered revision must replay the
-/// same events); relists after a 410.
-async fn watcher(mut client: Client, deadline: Instant) {
+/// same events); relists after an error (a 410).
+async fn watcher<L: Level>(mut client: Caller<L>, deadline: Instant) {
     let mut rng = StdRng::seed_from_u64(client.workload.seed.wrapping_mul(7919).wrapping_add(client.id as u64));
-    let dir = client.workload.dir();
-    let prefix = format!("{dir}/");
+    let prefix = client.level.prefix();
     let mut from: Option<u64> = if client.id == 1000 { client.workload.first_watch_from } else { None };
     let mut n = 0u64;
     while Instant::now() < deadline {
@@ -323,16 +205,10 @@ async fn watcher(mut client: Client, deadline: Instant) {
                 }
             },
         };
-        let mut options =
-            ListOptions { resource_version: ResourceVersion::at(start), recursive: true, ..ListOptions::default() };
-        options.predicate.allow_watch_bookmarks = true;
-        let mut stream = match client.storage.watch(&dir, options).await {
-            Ok(stream) => stream,
-            Err(_) => {
-                from = None;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
+        let Some(mut stream) = client.level.watch(start).await else {
+            from = None;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
         };
         let id: OpId = (client.workload.round, client.id, n);
         n += 1;
@@ -352,28 +228,10 @@ async fn watcher(mut client: Client, deadline: Instant) {
             }
             let event = match tokio::time::timeout(remaining, stream.next()).await {
                 Ok(Some(event)) => event,
-                Ok(None) => break,
-                Err(_) => break,
+                Ok(None) | Err(_) => break,
             };
-            let delivered_event = match &event {
-                WatchEvent::Added(o) | WatchEvent::Modified(o) => {
-                    let seen = seen_of(o);
-                    Delivered::Put {
-                        key: seen.key,
-                        value: seen.value,
-                        rv: seen.rv,
-                        added: matches!(event, WatchEvent::Added(_)),
-                    }
-                }
-                WatchEvent::Deleted(o) => {
-                    let seen = seen_of(o);
-                    Delivered::Delete { key: seen.key, rv: seen.rv }
-                }
-                WatchEvent::Bookmark(o) => Delivered::Bookmark { rv: o.resource_version().unwrap_or(0) },
-                WatchEvent::Error(e) => Delivered::Error { message: e.to_string(), code: e.code() },
-            };
-            let rv = delivered_event.rv();
-            client.sink.record(Record::Event { id, event: delivered_event, at: now_ns() });
+            let rv = event.rv();
+            client.sink.record(Record::Event { id, event, at: now_ns() });
             match rv {
                 Some(rv) => delivered.push(rv),
                 None => {
@@ -382,38 +240,40 @@ async fn watcher(mut client: Client, deadline: Instant) {
                 }
             }
         }
-        stream.stop();
+        drop(stream);
         from = if relist { None } else { Some(delivered[rng.random_range(0..delivered.len())]) };
     }
 }
 
-/// Runs the workload against `storage` until its duration is over, recording into `sink`.
-/// Ends with a quiet read of every key and a latest list, so a write lost at the end shows.
-pub async fn drive(storage: Arc<dyn Storage>, workload: &Workload, sink: Arc<dyn Sink>) {
-    if let Ok(rv) = storage.current_resource_version().await {
+/// Runs `workload` at `level` until its duration is over, recording into `sink`: a baseline
+/// record, [`Workload::clients`] clients and [`Workload::watchers`] watchers, then a quiet
+/// latest read of every key and a latest list, so a write lost at the end shows.
+pub(crate) async fn run<L: Level>(level: L, workload: &Workload, sink: Arc<dyn Sink>) {
+    let level = Arc::new(level);
+    if let Some(rv) = level.current_revision().await {
         sink.record(Record::Baseline { rv });
     }
     let deadline = Instant::now() + workload.duration;
-    let client = |id: usize| Client {
+    let caller = |id: usize| Caller {
         id: id as u32,
-        storage: storage.clone(),
+        level: level.clone(),
         workload: workload.clone(),
         sink: sink.clone(),
         seq: 0,
     };
     let mut tasks = Vec::new();
     for id in 0..workload.clients {
-        tasks.push(tokio::spawn(client(id).run(deadline)));
+        tasks.push(tokio::spawn(L::client(caller(id), deadline)));
     }
     for w in 0..workload.watchers {
-        tasks.push(tokio::spawn(watcher(client(1000 + w), deadline)));
+        tasks.push(tokio::spawn(watcher(caller(1000 + w), deadline)));
     }
     for task in tasks {
         let _ = task.await;
     }
-    let mut last = client(999);
+    let mut last = caller(999);
     for k in 0..workload.keys {
-        last.call(Call::Get { key: workload.key(k), at: ReadAt::Latest }).await;
+        last.call(Call::Get { key: level.key(k), at: ReadAt::Latest }).await;
     }
     last.call(Call::List { at: ReadAt::Latest, limit: 0 }).await;
 }

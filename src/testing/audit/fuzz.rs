@@ -2,8 +2,17 @@
 //! label and field selectors, resourceVersion parameters, the storage `Config` (TOML, YAML,
 //! JSON), kube-apiserver flags, `EncryptionConfiguration` — gets generated inputs (random
 //! text, and valid inputs with random parts) and must answer with a typed 4xx error or a
-//! value, never a panic or an internal error. [`fuzz`] runs N inputs of one target.
+//! value, never a panic or an internal error.
+//!
+//! **One runner for every target.** A target is a [`FuzzTarget`] registered with
+//! `inventory::submit!` by the crate that can reach what it fuzzes: this module registers the
+//! parsers above; the API server example registers request bodies (decoded and patched, and
+//! sent to a running server over HTTP) and sled's corrupted data directories. [`run_cli`]
+//! executes N inputs per registered target (`--iterations N`); a binary that links every
+//! crate — `apiserver fuzz` (feature `fuzz` of `apistore-apiserver`) — runs them all, and
+//! `examples/audit_fuzz.rs` runs the ones linked into the core crate.
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -20,7 +29,7 @@ use crate::selector::{FieldSelector, LabelSelector};
 use crate::storage::ResourceVersionMatch;
 use crate::version::{parse_list_resource_version, parse_resource_version};
 
-/// The fuzz targets, by name.
+/// The fuzz targets of this crate, by name.
 pub const TARGETS: &[&str] = &[
     "continue_token",
     "label_selector",
@@ -58,7 +67,9 @@ fn outcome<T>(target: &str, input: &str, result: crate::Result<T>) -> Result<boo
     }
 }
 
-fn text() -> BoxedStrategy<String> {
+/// Text for parsers of query parameters: any string, printable ASCII, or pieces of selector,
+/// field-path and number syntax glued together (other crates' targets reuse it).
+pub fn text() -> BoxedStrategy<String> {
     prop_oneof![
         any::<String>(),
         "[ -~]{0,40}",
@@ -196,15 +207,135 @@ fn encryption_text() -> BoxedStrategy<String> {
     prop_oneof![document, text()].boxed()
 }
 
-/// Runs `iterations` inputs of `target` (one of [`TARGETS`]) from `seed`; Err describes the
-/// shrunk input that panicked or gave an internal error.
-pub fn fuzz(target: &str, iterations: u32, seed: u64) -> Result<FuzzStats, String> {
+/// A fuzz target any crate registers (`apistore::inventory::submit!`) for [`run_cli`].
+pub struct FuzzTarget {
+    /// Its name on the command line (`--target NAME`); unique across the linked crates.
+    pub name: &'static str,
+    /// What it feeds and what it demands, in one line (`--list`).
+    pub about: &'static str,
+    /// Runs `iterations` inputs from `seed`: Ok with what the run did, or Err describing the
+    /// (shrunk, where the target can) input that broke the target's promise.
+    pub run: fn(iterations: u32, seed: u64) -> Result<FuzzStats, String>,
+}
+
+inventory::collect!(FuzzTarget);
+
+/// Every target linked into this binary, by name.
+pub fn targets() -> Vec<&'static FuzzTarget> {
+    let mut targets: Vec<&'static FuzzTarget> = inventory::iter::<FuzzTarget>.into_iter().collect();
+    targets.sort_by_key(|t| t.name);
+    targets
+}
+
+/// A proptest runner of `iterations` cases from `seed` (no failure files; shrinking bounded by
+/// `max_shrink_iters`).
+pub fn test_runner(iterations: u32, seed: u64, max_shrink_iters: u32) -> TestRunner {
     let config =
-        RunnerConfig { cases: iterations, failure_persistence: None, max_shrink_iters: 500, ..RunnerConfig::default() };
+        RunnerConfig { cases: iterations, failure_persistence: None, max_shrink_iters, ..RunnerConfig::default() };
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let rng = proptest::test_runner::TestRng::from_seed(proptest::test_runner::RngAlgorithm::ChaCha, &seed_bytes);
-    let mut runner = TestRunner::new_with_rng(config, rng);
+    TestRunner::new_with_rng(config, rng)
+}
+
+macro_rules! core_targets {
+    ($($name:literal: $about:literal),* $(,)?) => {
+        $(inventory::submit! {
+            FuzzTarget { name: $name, about: $about, run: |iterations, seed| parser(($name), iterations, seed) }
+        })*
+    };
+}
+
+core_targets! {
+    "continue_token": "continue tokens (base64 of JSON with random parts): a 4xx error or a position",
+    "label_selector": "label selectors: a 4xx error or a selector",
+    "field_selector": "field selectors: a 4xx error or a selector",
+    "resource_version": "resourceVersion and resourceVersionMatch parameters: a 4xx error or a version",
+    "config": "the storage Config in TOML, YAML and JSON: a 4xx error or a valid config",
+    "kube_flags": "kube-apiserver storage flags: a 4xx error or options",
+    "encryption_config": "EncryptionConfiguration documents: a 4xx error or a valid configuration",
+}
+
+/// Runs `iterations` inputs of the registered target `target` from `seed`; Err names an
+/// unknown target or describes the input that broke the target's promise.
+pub fn fuzz(target: &str, iterations: u32, seed: u64) -> Result<FuzzStats, String> {
+    match targets().into_iter().find(|t| t.name == target) {
+        Some(t) => (t.run)(iterations, seed).map_err(|e| format!("{target}: {e}")),
+        None => {
+            let names: Vec<&str> = targets().iter().map(|t| t.name).collect();
+            Err(format!("unknown fuzz target {target:?}; targets: {names:?}"))
+        }
+    }
+}
+
+/// The command line of a fuzz runner: `--iterations N` (default 10,000) inputs per target,
+/// `--seed S` (default 1), `--target NAME` (repeatable, or comma-separated; default every
+/// registered target), `--list`. Prints one line per target and the total; every target
+/// runs even after one fails, and the exit code is a failure if any did (its message on
+/// stderr) or if the arguments are wrong.
+pub fn run_cli(args: &[String]) -> ExitCode {
+    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1));
+    let number = |name: &str, default: u64| match value(name) {
+        None => Ok(default),
+        Some(text) => text.replace('_', "").parse::<u64>().map_err(|e| format!("{name} {text:?}: {e}")),
+    };
+    let (iterations, seed) = match (number("--iterations", 10_000), number("--seed", 1)) {
+        (Ok(n), Ok(s)) if n <= u64::from(u32::MAX) => (n as u32, s),
+        (Ok(n), Ok(_)) => return usage(&format!("--iterations {n} is more than {}", u32::MAX)),
+        (Err(e), _) | (_, Err(e)) => return usage(&e),
+    };
+    if args.iter().any(|a| a == "--list") {
+        for target in targets() {
+            println!("{:<20} {}", target.name, target.about);
+        }
+        return ExitCode::SUCCESS;
+    }
+    let mut chosen: Vec<String> = Vec::new();
+    for (i, arg) in args.iter().enumerate() {
+        if arg == "--target" {
+            match args.get(i + 1) {
+                Some(names) => chosen.extend(names.split(',').map(str::to_owned)),
+                None => return usage("--target needs a name"),
+            }
+        }
+    }
+    if chosen.is_empty() {
+        chosen = targets().iter().map(|t| t.name.to_owned()).collect();
+    }
+    let (mut total, mut failed) = (0u64, 0usize);
+    for target in &chosen {
+        match fuzz(target, iterations, seed) {
+            Ok(stats) => {
+                total += stats.inputs;
+                println!(
+                    "{target}: {} inputs ({} accepted) in {:.1} s, no panic, only typed errors",
+                    stats.inputs,
+                    stats.accepted,
+                    stats.elapsed.as_secs_f64()
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("FAILED {e}");
+            }
+        }
+    }
+    println!("total: {total} inputs over {} targets, {failed} failed", chosen.len());
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn usage(message: &str) -> ExitCode {
+    eprintln!("{message}\nusage: [--iterations N] [--seed S] [--target NAME[,NAME]...] [--list]");
+    ExitCode::from(2)
+}
+
+/// One of this crate's parser targets.
+fn parser(target: &str, iterations: u32, seed: u64) -> Result<FuzzStats, String> {
+    let mut runner = test_runner(iterations, seed, 500);
     let started = Instant::now();
     let accepted = std::sync::atomic::AtomicU64::new(0);
     let count = |ok: bool| {
@@ -262,9 +393,9 @@ pub fn fuzz(target: &str, iterations: u32, seed: u64) -> Result<FuzzStats, Strin
                 Ok(())
             })
             .map_err(|e| e.to_string()),
-        other => return Err(format!("unknown fuzz target {other:?}; targets: {TARGETS:?}")),
+        other => return Err(format!("not a parser target: {other:?}; parser targets: {TARGETS:?}")),
     };
-    result.map_err(|e| format!("{target}: {e}"))?;
+    result?;
     Ok(FuzzStats { inputs: u64::from(iterations), accepted: accepted.into_inner(), elapsed: started.elapsed() })
 }
 
@@ -278,5 +409,14 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         }
+    }
+
+    #[test]
+    fn every_parser_target_is_registered_for_the_runner() {
+        let names: Vec<&str> = super::targets().iter().map(|t| t.name).collect();
+        for target in super::TARGETS {
+            assert!(names.contains(target), "{target} is not registered: {names:?}");
+        }
+        assert!(super::fuzz("no_such_target", 1, 1).is_err());
     }
 }

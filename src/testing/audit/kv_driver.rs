@@ -5,32 +5,31 @@
 //! at the first page's revision) — while watchers range, watch from the range's revision and
 //! resume from a revision they were delivered. Every call and event is recorded in the same
 //! [`History`](super::History) vocabulary as the [`Storage`](crate::storage::Storage)
-//! workload, so the same checkers apply.
+//! workload, so the same checkers apply; the run itself is the shared
+//! [`driver`](super::driver)'s.
 //!
 //! Mapping: a backend watch from `start_revision` delivers revisions ≥ it, recorded as a
 //! watch "from `start_revision - 1`"; a progress notification is a bookmark; a delete's
 //! removed value is the one the client saw at the mod_revision its condition named.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use async_trait::async_trait;
 use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::kv::{prefix_end, KeyValue, KvBackend, RangeRequest, TxnOutcome, WatchEvent, WatchRequest};
 
-use super::driver::{Sink, Workload};
-use super::history::{now_ns, Call, Delivered, OpId, Outcome, ReadAt, Record, Seen};
+use super::driver::{run, Caller, Level, Sink, Workload};
+use super::history::{Call, Delivered, Outcome, ReadAt, Seen};
 
 /// The directory of the workload's keys: `/audit-kv/<namespace>/`.
 pub fn kv_prefix(workload: &Workload) -> String {
     format!("/audit-kv/{}/", workload.namespace)
-}
-
-fn kv_key(workload: &Workload, i: usize) -> String {
-    format!("{}k{i}", kv_prefix(workload))
 }
 
 fn seen(kv: &KeyValue) -> Seen {
@@ -124,49 +123,79 @@ async fn perform(backend: &dyn KvBackend, prefix: &str, call: &Call, deleted_val
     }
 }
 
-struct KvClient {
-    id: u32,
-    backend: Arc<dyn KvBackend>,
-    workload: Workload,
-    sink: Arc<dyn Sink>,
-    seq: u64,
+fn delivered(event: &WatchEvent) -> Delivered {
+    let value = |kv: &KeyValue| String::from_utf8_lossy(&kv.value).into_owned();
+    match event {
+        WatchEvent::Put { kv, prev } => {
+            Delivered::Put { key: kv.key.clone(), value: value(kv), rv: kv.mod_revision, added: prev.is_none() }
+        }
+        WatchEvent::Delete { key, revision, .. } => Delivered::Delete { key: key.clone(), rv: *revision },
+        WatchEvent::Progress { revision } => Delivered::Bookmark { rv: *revision },
+    }
 }
 
-impl KvClient {
-    async fn call(&mut self, call: Call, deleted_value: &str) -> Outcome {
-        let id: OpId = (self.workload.round, self.id, self.seq);
-        self.seq += 1;
-        self.sink.record(Record::Invoke { id, call: call.clone(), at: now_ns() });
-        let prefix = kv_prefix(&self.workload);
-        let answer = perform(&*self.backend, &prefix, &call, deleted_value);
-        let outcome = match tokio::time::timeout(self.workload.call_timeout, answer).await {
-            Ok(outcome) => outcome,
-            Err(_) if call.is_write() => Outcome::Unknown("timed out".into()),
-            Err(_) => Outcome::Refused("timed out".into()),
-        };
-        self.sink.record(Record::Return { id, outcome: outcome.clone(), at: now_ns() });
-        outcome
+/// The [`KvBackend`] level: keys `/audit-kv/<namespace>/k<i>`, watches with progress
+/// notifications.
+struct KvLevel {
+    backend: Arc<dyn KvBackend>,
+    workload: Workload,
+}
+
+#[async_trait]
+impl Level for KvLevel {
+    fn key(&self, i: usize) -> String {
+        format!("{}k{i}", kv_prefix(&self.workload))
     }
 
-    async fn run(mut self, deadline: Instant) {
-        let mut rng = StdRng::seed_from_u64(self.workload.seed.wrapping_mul(1000).wrapping_add(self.id as u64));
+    fn prefix(&self) -> String {
+        kv_prefix(&self.workload)
+    }
+
+    async fn current_revision(&self) -> Option<u64> {
+        self.backend.current_revision().await.ok()
+    }
+
+    async fn perform(&self, call: &Call, deleted_value: &str) -> Outcome {
+        perform(&*self.backend, &self.prefix(), call, deleted_value).await
+    }
+
+    /// A backend watch from `start_revision` delivers revisions ≥ it: the changes after
+    /// `from` start at `from + 1`.
+    async fn watch(&self, from: u64) -> Option<BoxStream<'static, Delivered>> {
+        let prefix = self.prefix();
+        let request = WatchRequest {
+            start: prefix.clone(),
+            end: prefix_end(&prefix),
+            start_revision: from + 1,
+            progress_notify: true,
+        };
+        let stream = self.backend.watch(request).await.ok()?;
+        let events = stream.map(|item| match &item {
+            Ok(event) => delivered(event),
+            Err(e) => Delivered::Error { message: e.to_string(), code: e.code() },
+        });
+        Some(events.boxed())
+    }
+
+    async fn client(mut caller: Caller<Self>, deadline: Instant) {
+        let mut rng = StdRng::seed_from_u64(caller.workload.seed.wrapping_mul(1000).wrapping_add(caller.id as u64));
         // Per key: the (mod_revision, value) this client saw last, and one it saw before.
-        let mut known: Vec<Option<(u64, String)>> = vec![None; self.workload.keys];
-        let mut older: Vec<Option<(u64, String)>> = vec![None; self.workload.keys];
+        let mut known: Vec<Option<(u64, String)>> = vec![None; caller.workload.keys];
+        let mut older: Vec<Option<(u64, String)>> = vec![None; caller.workload.keys];
         let mut newest: u64 = 0;
         let mut calls = 0u64;
         while Instant::now() < deadline {
             calls += 1;
-            if self.workload.compact && self.id == 0 && calls % 150 == 0 && newest > 40 {
+            if caller.workload.compact && caller.id == 0 && calls % 150 == 0 && newest > 40 {
                 // Not recorded: later reads and watches below it get 410s, which change nothing.
-                let _ = self.backend.compact(newest - 30).await;
+                let _ = caller.level.backend.compact(newest - 30).await;
             }
             if calls % 40 == 0 {
-                let _ = self.backend.request_progress().await;
+                let _ = caller.level.backend.request_progress().await;
             }
-            let k = rng.random_range(0..self.workload.keys);
-            let key = kv_key(&self.workload, k);
-            let value = format!("r{}-c{}-{}", self.workload.round, self.id, self.seq);
+            let k = rng.random_range(0..caller.workload.keys);
+            let key = caller.level.key(k);
+            let value = format!("r{}-c{}-{}", caller.workload.round, caller.id, caller.seq);
             // A stale condition now and then, so conflicts happen on purpose.
             let condition = if rng.random_bool(0.15) { older[k].clone() } else { known[k].clone() };
             let roll = rng.random_range(0..100);
@@ -192,7 +221,7 @@ impl KvClient {
             };
             let written = call.written_value().map(str::to_owned);
             let is_latest_get = matches!(call, Call::Get { at: ReadAt::Latest, .. });
-            let outcome = self.call(call, &deleted_value).await;
+            let outcome = caller.call_deleting(call, &deleted_value).await;
             let state = match outcome {
                 Outcome::Written { rv } => Some(Some((rv, written.unwrap_or_default()))),
                 Outcome::Deleted { rv, .. } => {
@@ -216,93 +245,8 @@ impl KvClient {
                     known[k] = state;
                 }
             }
-            if self.workload.think_time.is_zero() {
-                tokio::task::yield_now().await;
-            } else {
-                tokio::time::sleep(self.workload.think_time).await;
-            }
+            caller.pause().await;
         }
-    }
-}
-
-fn delivered(event: &WatchEvent) -> Delivered {
-    let value = |kv: &KeyValue| String::from_utf8_lossy(&kv.value).into_owned();
-    match event {
-        WatchEvent::Put { kv, prev } => {
-            Delivered::Put { key: kv.key.clone(), value: value(kv), rv: kv.mod_revision, added: prev.is_none() }
-        }
-        WatchEvent::Delete { key, revision, .. } => Delivered::Delete { key: key.clone(), rv: *revision },
-        WatchEvent::Progress { revision } => Delivered::Bookmark { rv: *revision },
-    }
-}
-
-/// A watcher: ranges, watches from after the range's revision, and after a while resumes
-/// after a revision it was delivered; ranges again after an error.
-async fn watcher(mut client: KvClient, deadline: Instant) {
-    let mut rng = StdRng::seed_from_u64(client.workload.seed.wrapping_mul(7919).wrapping_add(client.id as u64));
-    let prefix = kv_prefix(&client.workload);
-    let mut from: Option<u64> = if client.id == 1000 { client.workload.first_watch_from } else { None };
-    let mut n = 0u64;
-    while Instant::now() < deadline {
-        let start = match from {
-            Some(rv) => rv,
-            None => match client.call(Call::List { at: ReadAt::Latest, limit: 0 }, "").await {
-                Outcome::Listed { rv, .. } => rv,
-                _ => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let request = WatchRequest {
-            start: prefix.clone(),
-            end: prefix_end(&prefix),
-            start_revision: start + 1,
-            progress_notify: true,
-        };
-        let mut stream = match client.backend.watch(request).await {
-            Ok(stream) => stream,
-            Err(_) => {
-                from = None;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let id: OpId = (client.workload.round, client.id, n);
-        n += 1;
-        client.sink.record(Record::WatchStart { id, from: start, prefix: prefix.clone(), at: now_ns() });
-        let budget = if n == 1 && client.workload.first_watch_from.is_some() && client.id == 1000 {
-            usize::MAX
-        } else {
-            rng.random_range(10..60)
-        };
-        let mut revisions: Vec<u64> = vec![start];
-        let mut relist = false;
-        while revisions.len() < budget {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                break;
-            }
-            let item = match tokio::time::timeout(remaining, stream.next()).await {
-                Ok(Some(item)) => item,
-                Ok(None) | Err(_) => break,
-            };
-            let event = match &item {
-                Ok(event) => delivered(event),
-                Err(e) => Delivered::Error { message: e.to_string(), code: e.code() },
-            };
-            let rv = event.rv();
-            client.sink.record(Record::Event { id, event, at: now_ns() });
-            match rv {
-                Some(rv) => revisions.push(rv),
-                None => {
-                    relist = true;
-                    break;
-                }
-            }
-        }
-        drop(stream);
-        from = if relist { None } else { Some(revisions[rng.random_range(0..revisions.len())]) };
     }
 }
 
@@ -310,30 +254,5 @@ async fn watcher(mut client: KvClient, deadline: Instant) {
 /// `sink`. Ends with a quiet latest get of every key and a latest range, so a write lost at
 /// the end shows.
 pub async fn drive_kv(backend: Arc<dyn KvBackend>, workload: &Workload, sink: Arc<dyn Sink>) {
-    if let Ok(rv) = backend.current_revision().await {
-        sink.record(Record::Baseline { rv });
-    }
-    let deadline = Instant::now() + workload.duration;
-    let client = |id: usize| KvClient {
-        id: id as u32,
-        backend: backend.clone(),
-        workload: workload.clone(),
-        sink: sink.clone(),
-        seq: 0,
-    };
-    let mut tasks = Vec::new();
-    for id in 0..workload.clients {
-        tasks.push(tokio::spawn(client(id).run(deadline)));
-    }
-    for w in 0..workload.watchers {
-        tasks.push(tokio::spawn(watcher(client(1000 + w), deadline)));
-    }
-    for task in tasks {
-        let _ = task.await;
-    }
-    let mut last = client(999);
-    for k in 0..workload.keys {
-        last.call(Call::Get { key: kv_key(workload, k), at: ReadAt::Latest }, "").await;
-    }
-    last.call(Call::List { at: ReadAt::Latest, limit: 0 }, "").await;
+    run(KvLevel { backend, workload: workload.clone() }, workload, sink).await;
 }

@@ -43,14 +43,16 @@ pub mod kv_driver;
 pub mod linearize;
 pub mod model;
 pub mod report;
+pub mod storage_driver;
 
 pub use checks::{check, CheckOptions};
-pub use driver::{drive, parse_line, Recorder, Sink, StdoutSink, Workload};
+pub use driver::{parse_line, Recorder, Sink, StdoutSink, Workload};
 pub use faulty::{Fault, FaultyBackend};
 pub use history::{History, Record};
 pub use kv_driver::{drive_kv, kv_prefix};
 pub use model::check_model;
 pub use report::{Report, Violation, ViolationKind};
+pub use storage_driver::drive;
 
 /// The storage the audit drives over `backend`: the store, or the watch cache over it
 /// (ready, or after 10 s).

@@ -15,8 +15,8 @@ mod delete;
 mod get;
 mod list;
 mod patch;
-#[cfg(test)]
-mod patch_fuzz;
+#[cfg(feature = "fuzz")]
+pub(crate) mod patch_fuzz;
 mod scale;
 mod update;
 mod watch;

@@ -1,12 +1,17 @@
-//! Fuzzing of request bodies (proptest, stable Rust): object bodies through the codec's
-//! decode, and patch bodies (merge, JSON, strategic) through the patch handler's
+//! Fuzzing of request bodies (proptest, stable Rust), two targets of the fuzz runner
+//! (`apiserver fuzz`): `object_body`, object bodies through the codec's decode, and
+//! `patch_body`, patch bodies (merge, JSON, strategic) through the patch handler's
 //! application. Each input must give a 4xx `Status` or a JSON object, never a panic or a
-//! 5xx, and an error leaves the stored object unchanged. `APISTORE_FUZZ_ITERATIONS` sets N
-//! (default 2000, small for CI).
+//! 5xx, and an error leaves the stored object unchanged. The generators are shared with the
+//! HTTP target (`crate::fuzz::http`).
 
+use std::cell::Cell;
+use std::time::Instant;
+
+use apistore::testing::audit::fuzz::{test_runner, FuzzStats, FuzzTarget};
 use apistore::Object;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::{json, Value};
 
 use crate::codec;
@@ -14,18 +19,24 @@ use crate::negotiation::Format;
 use crate::patch::PatchType;
 use crate::status::ApiError;
 
-fn iterations() -> u32 {
-    std::env::var("APISTORE_FUZZ_ITERATIONS").ok().and_then(|n| n.parse().ok()).unwrap_or(2000)
+apistore::inventory::submit! {
+    FuzzTarget {
+        name: "patch_body",
+        about: "merge, JSON and strategic patch bodies applied to an object: a 4xx or an object, the object unchanged",
+        run: patch_bodies,
+    }
 }
 
-fn runner(seed: u8) -> TestRunner {
-    let config = Config { cases: iterations(), failure_persistence: None, max_shrink_iters: 500, ..Config::default() };
-    let rng = proptest::test_runner::TestRng::from_seed(proptest::test_runner::RngAlgorithm::ChaCha, &[seed; 32]);
-    TestRunner::new_with_rng(config, rng)
+apistore::inventory::submit! {
+    FuzzTarget {
+        name: "object_body",
+        about: "JSON and YAML object bodies through the codec: a 4xx or a value",
+        run: object_bodies,
+    }
 }
 
 /// Keys the patch directives and Kubernetes objects use, to reach the interesting paths.
-fn key() -> BoxedStrategy<String> {
+pub(crate) fn key() -> BoxedStrategy<String> {
     prop_oneof![
         Just("metadata".to_owned()),
         Just("name".to_owned()),
@@ -43,7 +54,8 @@ fn key() -> BoxedStrategy<String> {
     .boxed()
 }
 
-fn json_value() -> BoxedStrategy<Value> {
+/// JSON values up to 4 levels deep, with the keys of [`key`] and patch directive strings.
+pub(crate) fn json_value() -> BoxedStrategy<Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
@@ -62,7 +74,7 @@ fn json_value() -> BoxedStrategy<Value> {
 }
 
 /// RFC 6902 operations with random paths and values.
-fn json_patch_body() -> BoxedStrategy<Value> {
+pub(crate) fn json_patch_body() -> BoxedStrategy<Value> {
     let path = proptest::collection::vec(prop_oneof![key(), "[0-9-]{1,2}".prop_map(String::from)], 0..4)
         .prop_map(|parts| parts.iter().map(|p| format!("/{p}")).collect::<String>());
     let op = prop_oneof![
@@ -80,7 +92,7 @@ fn json_patch_body() -> BoxedStrategy<Value> {
 }
 
 /// Bodies: random bytes, random JSON, and JSON patches.
-fn body() -> BoxedStrategy<Vec<u8>> {
+pub(crate) fn body() -> BoxedStrategy<Vec<u8>> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..64),
         json_value().prop_map(|v| serde_json::to_vec(&v).expect("a Value serializes")),
@@ -116,11 +128,12 @@ fn typed(what: &str, input: &[u8], error: &ApiError) -> Result<(), TestCaseError
     }
 }
 
-#[test]
-fn patch_bodies_give_a_4xx_status_or_an_object_and_change_nothing_on_error() {
+/// `iterations` patch bodies of every kind applied to a ConfigMap-like object.
+fn patch_bodies(iterations: u32, seed: u64) -> Result<FuzzStats, String> {
+    let started = Instant::now();
     let kinds = prop_oneof![Just(PatchType::Merge), Just(PatchType::Json), Just(PatchType::StrategicMerge)];
-    let applied = std::cell::Cell::new(0u32);
-    runner(3)
+    let applied = Cell::new(0u64);
+    test_runner(iterations, seed, 500)
         .run(&(kinds, json_value(), body()), |(kind, fields, body)| {
             let object = current(fields);
             let before = object.clone();
@@ -139,21 +152,39 @@ fn patch_bodies_give_a_4xx_status_or_an_object_and_change_nothing_on_error() {
             prop_assert_eq!(&object, &before, "the stored object changed");
             Ok(())
         })
-        .unwrap_or_else(|e| panic!("{e}"));
-    // The generator reaches the success path, not only the error one.
-    let applied = applied.get();
-    assert!(applied > iterations() / 20, "only {applied} patches applied");
+        .map_err(|e| e.to_string())?;
+    Ok(FuzzStats { inputs: u64::from(iterations), accepted: applied.get(), elapsed: started.elapsed() })
 }
 
-#[test]
-fn object_bodies_give_a_4xx_status_or_a_value() {
+/// `iterations` bodies decoded as JSON or YAML.
+fn object_bodies(iterations: u32, seed: u64) -> Result<FuzzStats, String> {
+    let started = Instant::now();
     let formats = prop_oneof![Just(Format::Json), Just(Format::Yaml)];
-    runner(5)
+    let parsed = Cell::new(0u64);
+    test_runner(iterations, seed, 500)
         .run(&(formats, body()), |(format, body)| {
-            if let Err(e) = codec::parse(&body, format) {
-                typed(&format!("{format:?} body"), &body, &e)?;
+            match codec::parse(&body, format) {
+                Ok(_) => parsed.set(parsed.get() + 1),
+                Err(e) => typed(&format!("{format:?} body"), &body, &e)?,
             }
             Ok(())
         })
-        .unwrap_or_else(|e| panic!("{e}"));
+        .map_err(|e| e.to_string())?;
+    Ok(FuzzStats { inputs: u64::from(iterations), accepted: parsed.get(), elapsed: started.elapsed() })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn patch_bodies_give_a_4xx_status_or_an_object_and_change_nothing_on_error() {
+        let stats = super::patch_bodies(2000, 3).unwrap_or_else(|e| panic!("{e}"));
+        // The generator reaches the success path, not only the error one.
+        assert!(stats.accepted > 2000 / 20, "only {} patches applied", stats.accepted);
+    }
+
+    #[test]
+    fn object_bodies_give_a_4xx_status_or_a_value() {
+        let stats = super::object_bodies(2000, 5).unwrap_or_else(|e| panic!("{e}"));
+        assert!(stats.accepted > 0, "no body parsed");
+    }
 }
