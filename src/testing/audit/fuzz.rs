@@ -27,7 +27,7 @@ use crate::error::Error;
 use crate::factory::StorageOptions;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::storage::ResourceVersionMatch;
-use crate::version::{parse_list_resource_version, parse_resource_version};
+use crate::version::{parse_list_resource_version, parse_resource_version, ResourceVersion};
 
 /// The fuzz targets of this crate, by name.
 pub const TARGETS: &[&str] = &[
@@ -368,6 +368,12 @@ fn parser(target: &str, iterations: u32, seed: u64) -> Result<FuzzStats, String>
                 count(outcome(target, &s, parse_resource_version(&s))?);
                 outcome(target, &s, parse_list_resource_version(&s))?;
                 outcome(target, &s, ResourceVersionMatch::parse(&s))?;
+                // The typed value the API server parses once: the same inputs accepted.
+                let read = outcome(target, &s, ResourceVersion::parse_read(&s))?;
+                let watch = outcome(target, &s, ResourceVersion::parse_watch(&s))?;
+                if read != watch {
+                    return Err(TestCaseError::fail(format!("{s:?}: accepted by a read {read}, by a watch {watch}")));
+                }
                 Ok(())
             })
             .map_err(|e| e.to_string()),
