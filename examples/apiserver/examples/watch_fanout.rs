@@ -45,7 +45,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,6 +56,10 @@ use hyper_util::rt::TokioIo;
 use memchr::memmem;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+
+#[allow(dead_code)] // watch_fanout uses the server start-up and the median only
+mod common;
+use common::{default_binary, median, spawn_binary, Spawned};
 
 /// The annotation carrying the writer's send time.
 const SENT_ANNOTATION: &str = "fanout.apistore.io/sent";
@@ -118,48 +121,19 @@ fn parse() -> Result<Options, String> {
 // ---------------------------------------------------------------------------------------------
 // Servers
 
-/// A server this benchmark started (SIGTERM on drop).
+/// A server this benchmark started (SIGTERM on drop) and its address.
 struct Server {
-    child: Child,
+    spawned: Spawned,
     addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
-    }
-}
-
-/// `target/<profile>/apiserver` beside this example's binary.
-fn default_binary() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let profile_dir = exe.parent().and_then(Path::parent).ok_or("no target/<profile> directory")?;
-    Ok(profile_dir.join(format!("apiserver{}", std::env::consts::EXE_SUFFIX)))
 }
 
 fn start_server(binary: &Path, cache: bool) -> Result<Server, String> {
-    if !binary.exists() {
-        return Err(format!(
-            "{} is missing: run `cargo build --release -p apistore-apiserver --bins` first",
-            binary.display()
-        ));
-    }
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let port =
-        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-    let child = Command::new(binary)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--backend", "sled", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg(format!("--watch-cache={cache}"))
-        // Warnings and errors only: an audit line per request would be measured too.
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-    Ok(Server { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), _dir: dir })
+    let data = dir.path().join("data").display().to_string();
+    let args =
+        ["--backend".to_owned(), "sled".to_owned(), "--data-dir".to_owned(), data, format!("--watch-cache={cache}")];
+    let (port, spawned) = spawn_binary(binary, &args, dir)?;
+    Ok(Server { spawned, addr: SocketAddr::from(([127, 0, 0, 1], port)) })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -642,9 +616,9 @@ async fn measure(server: &Server, namespace: &str, options: &Options, watchers: 
         opened.push(watch?);
     }
     let readers: Vec<_> = opened.into_iter().map(tokio::spawn).collect();
-    let before = CpuMark::take(server.child.id());
+    let before = CpuMark::take(server.spawned.pid());
     let written = write(run.clone(), options.writers, options.objects, options.rate, options.seconds).await?;
-    let after = CpuMark::take(server.child.id());
+    let after = CpuMark::take(server.spawned.pid());
     let write_window = after.at.duration_since(before.at).as_secs_f64();
     let _ = target_sender.send(written.revisions.last().copied().unwrap_or(0));
     let drain = tokio::spawn(async move {
@@ -715,11 +689,6 @@ struct Side {
     cache: bool,
     watchers: usize,
     binary: PathBuf,
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 fn draw(path: &Path, sides: &[(String, Histogram)], target_ms: f64) -> Result<(), String> {

@@ -1,6 +1,7 @@
 //! What the benchmark examples share: starting the server binary, waiting for it, and the
 //! statistics they print.
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -25,18 +26,27 @@ impl Drop for Spawned {
     }
 }
 
-/// Starts the server binary beside this example (`target/<profile>/apiserver`) with `args`
-/// plus `--listen` on a free loopback port; `dir` is removed when the server is stopped.
-/// Returns the base URL and the handle.
-/// `APISERVER_BINARY` names another server binary (e.g. another tree's build, to compare).
-pub fn spawn_server_with(args: &[String], dir: tempfile::TempDir) -> Result<(String, Spawned), String> {
+/// The server binary beside this example (`target/<profile>/apiserver`), or the one
+/// `APISERVER_BINARY` names (e.g. another tree's build, to compare).
+pub fn default_binary() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("APISERVER_BINARY") {
+        return Ok(PathBuf::from(path));
+    }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     // target/<profile>/examples/<example> → target/<profile>/apiserver
-    let profile_dir = exe.parent().and_then(std::path::Path::parent).ok_or("no target/<profile> directory")?;
-    let binary = match std::env::var_os("APISERVER_BINARY") {
-        Some(path) => std::path::PathBuf::from(path),
-        None => profile_dir.join(format!("apiserver{}", std::env::consts::EXE_SUFFIX)),
-    };
+    let profile_dir = exe.parent().and_then(Path::parent).ok_or("no target/<profile> directory")?;
+    Ok(profile_dir.join(format!("apiserver{}", std::env::consts::EXE_SUFFIX)))
+}
+
+/// Starts [`default_binary`] with `args` plus `--listen` on a free loopback port; `dir` is
+/// removed when the server is stopped. Returns the base URL and the handle.
+pub fn spawn_server_with(args: &[String], dir: tempfile::TempDir) -> Result<(String, Spawned), String> {
+    spawn_binary(&default_binary()?, args, dir).map(|(port, spawned)| (format!("http://127.0.0.1:{port}"), spawned))
+}
+
+/// Starts `binary` with `args` plus `--listen` on a free loopback port (logging warnings and
+/// errors only); `dir` is removed when the server is stopped. Returns the port and the handle.
+pub fn spawn_binary(binary: &Path, args: &[String], dir: tempfile::TempDir) -> Result<(u16, Spawned), String> {
     if !binary.exists() {
         return Err(format!(
             "{} is missing: run `cargo build --release -p apistore-apiserver --bins --examples` first",
@@ -45,7 +55,7 @@ pub fn spawn_server_with(args: &[String], dir: tempfile::TempDir) -> Result<(Str
     }
     let port =
         std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-    let child = Command::new(&binary)
+    let child = Command::new(binary)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(args)
         // Warnings and errors only: an audit line per request would be measured too.
@@ -54,7 +64,7 @@ pub fn spawn_server_with(args: &[String], dir: tempfile::TempDir) -> Result<(Str
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-    Ok((format!("http://127.0.0.1:{port}"), Spawned { child, _dir: dir }))
+    Ok((port, Spawned { child, _dir: dir }))
 }
 
 /// Waits until `base` answers `/readyz` with success (at most 15 s).
