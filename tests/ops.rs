@@ -213,7 +213,7 @@ async fn migrate_sled_to_memory_while_four_writers_go_on() {
     }
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let before = source.get("/registry/configmaps/default/cm-0000", 0).await.expect("get").kv.expect("seeded");
-    let options = ops::MigrateOptions { prefix: "/registry".into(), resources: None };
+    let options = ops::MigrateOptions::everything("/registry");
     let mut migration =
         ops::Migration::start(source.clone(), target.clone(), options, &mut |_| {}).await.expect("start");
     assert!(migration.copied().0 >= 1220, "{migration:?}");
@@ -263,8 +263,11 @@ async fn migrate_one_resource_and_refuse_a_target_that_is_not_empty() {
     let source = sled(&dir, "source").await;
     seed(source.as_ref()).await;
     let target = memory();
-    let only =
-        ops::MigrateOptions { prefix: "/registry".into(), resources: Some(vec!["stable.example.com/crontabs".into()]) };
+    let only = ops::MigrateOptions {
+        prefix: "/registry".into(),
+        resources: Some(vec!["stable.example.com/crontabs".into()]),
+        exclude: Vec::new(),
+    };
     let mut migration =
         ops::Migration::start(source.clone(), target.clone(), only.clone(), &mut |_| {}).await.expect("start");
     assert_eq!(migration.copied().0, 30);
@@ -378,7 +381,7 @@ async fn ttls_are_carried_by_migrate_in_the_copy_and_the_follower() {
     put(source.as_ref(), "/registry/configmaps/default/plain", "{}").await;
     put_ttl(source.as_ref(), "/registry/events/default/copied", "{\"e\":1}", HOUR).await;
     let target = memory();
-    let options = ops::MigrateOptions { prefix: "/registry".into(), resources: None };
+    let options = ops::MigrateOptions::everything("/registry");
     let mut migration =
         ops::Migration::start(source.clone(), target.clone(), options, &mut |_| {}).await.expect("start");
     // After R: a new key with a TTL, a TTL'd key rewritten without one, a plain key given one.
@@ -394,7 +397,7 @@ async fn ttls_are_carried_by_migrate_in_the_copy_and_the_follower() {
     assert_eq!(all(target.as_ref(), 0).await, all(source.as_ref(), 0).await);
     // The copy carried the TTL too: a migration started now sees it at R.
     let again = memory();
-    let options = ops::MigrateOptions { prefix: "/registry".into(), resources: None };
+    let options = ops::MigrateOptions::everything("/registry");
     let migration = ops::Migration::start(source.clone(), again.clone(), options, &mut |_| {}).await.expect("start");
     migration.abort();
     let copied = ttls(again.as_ref()).await;

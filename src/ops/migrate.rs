@@ -41,7 +41,18 @@
 //! not write as found, a missing or extra key, or a different value is a difference.
 //!
 //! The target must hold no key in the migrated ranges when the migration starts; it is the
-//! migration's only writer until the cutover.
+//! migration's only writer until the cutover. The migrated ranges are the prefix (or the
+//! chosen resources) less the excluded resources ([`MigrateOptions::exclude`]): a
+//! whole-store migration leaves a resource that has a backend of its own where it is.
+//!
+//! # Writes the caller must hold back
+//!
+//! The cutover's promise ("nothing acknowledged is lost") holds for the writes the caller
+//! holds back during [`Migration::finish`] and afterwards sends to the target: every writer
+//! of the source must go through the caller's gate. Writes a backend makes by itself are the
+//! exception: a TTL expiry on the source after the final source revision S is not applied to
+//! the target, which expires its copy on its own (the copy carries the time left, see TTLs
+//! below: no earlier than the source would have). Compaction changes no key.
 //!
 //! # TTLs
 //!
@@ -91,6 +102,46 @@ pub struct MigrateOptions {
     /// Only these resources, by storage prefix (`configmaps`, `stable.example.com/crontabs`);
     /// None: everything under the prefix.
     pub resources: Option<Vec<String>>,
+    /// Resources (storage prefixes) left out of the migration: they stay where they are —
+    /// neither copied, followed nor verified (a resource served from a backend of its own,
+    /// whose keys in this source are not the ones served).
+    pub exclude: Vec<String>,
+}
+
+impl MigrateOptions {
+    /// Everything under `prefix`.
+    pub fn everything(prefix: impl Into<String>) -> MigrateOptions {
+        MigrateOptions { prefix: prefix.into(), resources: None, exclude: Vec::new() }
+    }
+
+    /// The key ranges migrated, in key order: the prefix (or the resources) without the
+    /// excluded resources' ranges.
+    pub fn ranges(&self) -> Vec<(String, String)> {
+        let excluded = ranges(&self.prefix, Some(&self.exclude));
+        let mut out = Vec::new();
+        for (start, end) in ranges(&self.prefix, self.resources.as_deref()) {
+            // Cut every excluded range out of [start, end) (all are sorted prefix ranges).
+            let mut from = start;
+            for (x_start, x_end) in &excluded {
+                if *x_start >= end || *x_end <= from {
+                    continue;
+                }
+                if *x_start > from {
+                    out.push((from.clone(), x_start.clone()));
+                }
+                from = from.max(x_end.clone());
+            }
+            if from < end {
+                out.push((from, end));
+            }
+        }
+        out
+    }
+
+    /// True when `key` is in one of [`MigrateOptions::ranges`].
+    fn covers(ranges: &[(String, String)], key: &str) -> bool {
+        ranges.iter().any(|(start, end)| key >= start.as_str() && key < end.as_str())
+    }
 }
 
 /// The outcome of a verification.
@@ -233,7 +284,7 @@ impl Migration {
         options: MigrateOptions,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<Migration> {
-        let ranges = ranges(&options.prefix, options.resources.as_deref());
+        let ranges = options.ranges();
         for (start, end) in &ranges {
             let request =
                 RangeRequest { start: start.clone(), end: end.clone(), limit: 1, revision: 0, count_only: true };
@@ -341,7 +392,7 @@ impl Migration {
         let revision = state.applied;
         let mut verification = Verification { revision, ..Verification::default() };
         let mut digest = Sha256::new();
-        for (start, end) in ranges(&self.options.prefix, self.options.resources.as_deref()) {
+        for (start, end) in self.options.ranges() {
             let source = read_range(self.source.as_ref(), &start, &end, revision).await?;
             let target = read_range(self.target.as_ref(), &start, &end, 0).await?;
             let source: Vec<KeyValue> =
@@ -549,11 +600,8 @@ async fn follow(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let (start, end) = ranges(&options.prefix, None).remove(0);
-    let migrated_ranges = ranges(&options.prefix, options.resources.as_deref());
-    let migrated = |key: &str| {
-        !is_scratch(&options.prefix, key)
-            && migrated_ranges.iter().any(|(start, end)| key >= start.as_str() && key < end.as_str())
-    };
+    let migrated_ranges = options.ranges();
+    let migrated = |key: &str| !is_scratch(&options.prefix, key) && MigrateOptions::covers(&migrated_ranges, key);
     let outcome: Result<()> = async {
         loop {
             let from = state.lock().await.applied + 1;
@@ -760,4 +808,39 @@ async fn apply(
     state.applied = state.applied.max(through);
     state.followed += followed;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MigrateOptions;
+
+    fn pair(start: &str, end: &str) -> (String, String) {
+        (start.to_owned(), end.to_owned())
+    }
+
+    #[test]
+    fn excluded_resources_are_cut_out_of_the_migrated_ranges() {
+        let mut options = MigrateOptions::everything("/registry");
+        assert_eq!(options.ranges(), [pair("/registry/", "/registry0")]);
+        options.exclude = vec!["secrets".into(), "configmaps".into(), "secrets".into()];
+        assert_eq!(
+            options.ranges(),
+            [
+                pair("/registry/", "/registry/configmaps/"),
+                pair("/registry/configmaps0", "/registry/secrets/"),
+                pair("/registry/secrets0", "/registry0"),
+            ]
+        );
+        let ranges = options.ranges();
+        assert!(MigrateOptions::covers(&ranges, "/registry/namespaces/default"));
+        assert!(MigrateOptions::covers(&ranges, "/registry/configmapsx/a"), "only the resource's own keys go");
+        assert!(!MigrateOptions::covers(&ranges, "/registry/configmaps/default/a"));
+        assert!(!MigrateOptions::covers(&ranges, "/registry/secrets/default/a"));
+        // An excluded resource outside the chosen ones changes nothing; a chosen one excluded
+        // leaves nothing.
+        options.resources = Some(vec!["pods".into()]);
+        assert_eq!(options.ranges(), [pair("/registry/pods/", "/registry/pods0")]);
+        options.exclude = vec!["pods".into()];
+        assert!(options.ranges().is_empty());
+    }
 }

@@ -22,6 +22,23 @@
 //! entries retired (their watches end: clients watch again) and the gate opened. The new
 //! storage config is written to [`crate::config::MIGRATED_CONFIG_FILE`] in the data directory,
 //! which a restart without an explicit storage config picks up.
+//!
+//! Every writer of the store passes the gate, and looks up the storage it writes after passing
+//! it, so no write lands on the source after the cutover's final copy:
+//!
+//! | writer | how |
+//! |---|---|
+//! | requests (`/api`, `/apis`: create, update, patch, delete, deletecollection, subresources, a namespace's contents deleted with it) | [`crate::routing::api`] holds the gate for the whole request, the resource looked up after |
+//! | the CRD controller (status, a deleted CRD's objects, the CRD's removal, the served table) | [`crate::crds`]: each step holds the gate, a deleted CRD's objects go in batches |
+//! | `POST /apistore/admin/restore` | never runs beside a migration (it takes the migration lock) and only into a store without keys |
+//! | start-up (initial namespaces, RBAC bootstrap policy) | before the server serves, so before any migration |
+//! | TTL expiry (sled's sweeper, etcd's leases, the memory plugin) | not gated: the backend's own delete. Before the final source revision the migration follows it; after it the target's copy, which carries the time left, expires by itself no earlier |
+//!
+//! A whole-store migration moves the default backend; a resource the config gives another
+//! backend stays where it is (left out of the copy, its override kept, its storage not
+//! rebuilt); an override that names the default backend itself moves with it. A resource
+//! with a key prefix of its own on the default backend is refused, by name (move it with
+//! `--resource` first).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -195,6 +212,10 @@ async fn restore(State(app): State<Arc<App>>, request: Request) -> Response {
     let body = request.into_body();
     let outcome = async {
         access?;
+        // Never beside a migration: a restore writes the store outside the write gate.
+        let _running = app.migration.clone().try_lock_owned().map_err(|_| {
+            ApiError::new(crate::status::Reason::CONFLICT, "a migration is running on this server; restore after it")
+        })?;
         let (backend, _, _) = store(&app).await?;
         // Spooled to a file: a restore reads the backup twice (verify, then write).
         let path = std::env::temp_dir().join(format!("apistore-restore-{}.apistore", uuid::Uuid::new_v4()));
@@ -328,22 +349,27 @@ async fn run_migration(
 ) -> Result<Value, String> {
     let options = app.provider.lock().await.options().clone();
     let config = &options.config;
-    let source_config = match &resource {
+    let (source_config, what, plan) = match &resource {
         Some(r) => {
             let qualified = r.target("").qualified();
-            config.resources.get(&qualified).and_then(|o| o.backend.clone()).unwrap_or_else(|| config.backend.clone())
+            let own = config.resources.get(&qualified);
+            let source = own.and_then(|o| o.backend.clone()).unwrap_or_else(|| config.backend.clone());
+            let prefix = own.and_then(|o| o.prefix.clone()).unwrap_or_else(|| config.prefix.clone());
+            let what = MigrateOptions { prefix, resources: Some(vec![r.storage_prefix.clone()]), exclude: Vec::new() };
+            (source, what, WholeStore::default())
         }
-        None => config.backend.clone(),
+        None => {
+            let plan = whole_store(app, config)?;
+            let what = MigrateOptions {
+                prefix: config.prefix.clone(),
+                resources: None,
+                exclude: plan.left.iter().map(|(_, prefix)| prefix.clone()).collect(),
+            };
+            (config.backend.clone(), what, plan)
+        }
     };
-    if resource.is_none() && !config.resources.values().all(|o| o.backend.is_none()) {
-        return Err("resources with a backend of their own: migrate them one by one (--resource)".into());
-    }
     let source = registry::open(&source_config).await.map_err(|e| format!("opening the source: {e}"))?;
     let target = registry::open(&to.backend).await.map_err(|e| format!("opening the target: {e}"))?;
-    let what = MigrateOptions {
-        prefix: config.prefix.clone(),
-        resources: resource.as_ref().map(|r| vec![r.storage_prefix.clone()]),
-    };
     let mut last_report = Instant::now();
     let mut progress = |p: ops::migrate::Progress| {
         if last_report.elapsed() > Duration::from_millis(200) || p.copied == p.total {
@@ -370,7 +396,14 @@ async fn run_migration(
                 new_options.config.resources.entry(r.target("").qualified()).or_insert_with(ResourceOverride::default);
             entry.backend = Some(to.backend.clone());
         }
-        None => new_options.config.backend = to.backend.clone(),
+        None => {
+            new_options.config.backend = to.backend.clone();
+            for qualified in &plan.moving {
+                if let Some(entry) = new_options.config.resources.get_mut(qualified) {
+                    entry.backend = Some(to.backend.clone());
+                }
+            }
+        }
     }
     let mut provider = StorageProvider::new(&new_options).await.map_err(|e| format!("the new storage config: {e}"))?;
     // The follower catches up (it waited during the verification) while writes still flow,
@@ -389,7 +422,11 @@ async fn run_migration(
         }
     };
     let finished = paused.elapsed();
-    let switched = switch(app, &mut provider, resource.as_deref()).await;
+    let affected = |r: &Resource| match &resource {
+        Some(only) => only.storage_prefix == r.storage_prefix,
+        None => !plan.left.iter().any(|(_, prefix)| *prefix == r.storage_prefix),
+    };
+    let switched = switch(app, &mut provider, &affected).await;
     let retired = match switched {
         Ok(retired) => retired,
         Err(e) => {
@@ -433,25 +470,78 @@ async fn run_migration(
         "drainSeconds": drained.as_secs_f64(),
         "finishSeconds": (finished - drained).as_secs_f64(),
         "switchSeconds": (pause - finished).as_secs_f64(),
+        "left": plan.left.iter().map(|(qualified, _)| qualified.clone()).collect::<Vec<_>>(),
         "config": written.as_ref().ok(),
         "configError": written.err(),
     }))
 }
 
-/// Rebuilds the storage of every affected resource (all, or those sharing `only`'s storage
-/// location) through `provider`, waits until each is ready, and swaps them into the table.
-/// Returns the replaced entries (to retire once writes flow again).
+/// What a migration of the whole store does with the resources the config gives a backend
+/// of their own.
+#[derive(Debug, Default)]
+struct WholeStore {
+    /// Resources on another backend than the default one (qualified name, storage prefix):
+    /// they stay where they are — left out of the copy, their override kept.
+    left: Vec<(String, String)>,
+    /// Overrides naming the default backend itself (qualified names): they move with it.
+    moving: Vec<String>,
+}
+
+/// The plan of a whole-store migration under `config`.
+///
+/// Errors: a resource with a key prefix of its own on the default backend (the migration
+/// copies the default prefix only; the message names the resource and the way out: move it
+/// with `--resource` first).
+fn whole_store(app: &App, config: &Config) -> Result<WholeStore, String> {
+    let default_prefix = config.prefix.trim_end_matches('/');
+    let mut plan = WholeStore::default();
+    for (qualified, o) in &config.resources {
+        let on_default = o.backend.as_ref().is_none_or(|b| *b == config.backend);
+        let own_prefix = o.prefix.as_deref().filter(|p| p.trim_end_matches('/') != default_prefix);
+        match (on_default, own_prefix) {
+            (true, Some(prefix)) => {
+                return Err(format!(
+                    "resource {qualified} keeps its keys under a prefix of its own ({prefix}, not {}), which a \
+                     migration of the whole store does not copy: move it first with `apistore migrate --resource \
+                     {qualified} --to <config>`, then migrate the rest",
+                    config.prefix
+                ))
+            }
+            (true, None) => {
+                if o.backend.is_some() {
+                    plan.moving.push(qualified.clone());
+                }
+            }
+            (false, _) => {
+                let mut prefixes: Vec<String> = app
+                    .table
+                    .snapshot()
+                    .iter()
+                    .filter(|r| r.target("").qualified() == *qualified)
+                    .map(|r| r.storage_prefix.clone())
+                    .collect();
+                prefixes.sort();
+                prefixes.dedup();
+                plan.left.extend(prefixes.into_iter().map(|p| (qualified.clone(), p)));
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// Rebuilds the storage of every `affected` resource through `provider`, waits until each
+/// is ready, and swaps them into the table. Returns the replaced entries (to retire once
+/// writes flow again).
 async fn switch(
     app: &App,
     provider: &mut StorageProvider,
-    only: Option<&Resource>,
+    affected: &(dyn Fn(&Resource) -> bool + Send + Sync),
 ) -> Result<Vec<Arc<Resource>>, String> {
     let current = app.table.snapshot();
     let mut replaced = Vec::new();
     let mut next = Vec::with_capacity(current.len());
     for r in current.iter() {
-        let affected = only.is_none_or(|o| o.storage_prefix == r.storage_prefix);
-        if !affected {
+        if !affected(r) {
             next.push(r.clone());
             continue;
         }

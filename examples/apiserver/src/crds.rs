@@ -12,6 +12,17 @@
 //! - and when the CRD is being deleted (`deletionTimestamp`, finalizer
 //!   `customresourcecleanup.apiextensions.k8s.io`) stops creates, deletes every custom
 //!   object, stops serving the resource and removes the CRD (kube's finalizer controller).
+//!
+//! # Writes and a migration's cutover
+//!
+//! The controller writes storage outside any request (the CRD's status, the custom objects a
+//! deleted CRD leaves, the CRD itself) and changes the served table. Each such step holds the
+//! server's write gate ([`App::write_gate`]) shared, like a request, and looks the CRD
+//! resource (and a custom resource's storage) up *after* taking it: a cutover, which holds
+//! the gate exclusively, neither sees a controller write land on the source after its final
+//! copy nor has its table switch undone by the controller, and a step that waited runs on the
+//! storage the cutover switched to. A deleted CRD's objects go in batches of
+//! [`DELETE_BATCH`], one gate hold each, so a cutover waits for one batch at most.
 
 use std::sync::Arc;
 
@@ -26,6 +37,9 @@ use crate::clock;
 use crate::registry::CustomResourceStrategy;
 use crate::resources::Resource;
 use crate::server::App;
+
+/// Custom objects a deleted CRD's clean-up deletes per hold of the write gate.
+pub const DELETE_BATCH: i64 = 100;
 
 /// The CRD resource of the table.
 fn crd_resource(app: &App) -> Option<Arc<Resource>> {
@@ -45,7 +59,7 @@ async fn sync(app: &App) -> Option<u64> {
     match crds.storage.get_list(&key(&crds), ListOptions { recursive: true, ..Default::default() }).await {
         Ok(list) => {
             for object in list.items {
-                reconcile(app, &crds, crds.served(object)).await;
+                reconcile(app, crds.served(object)).await;
             }
             Some(list.resource_version)
         }
@@ -90,9 +104,12 @@ async fn follow(app: Arc<App>, mut revision: Option<u64>) {
             };
             match event {
                 Some(WatchEvent::Added(object)) | Some(WatchEvent::Modified(object)) => {
-                    reconcile(&app, &crds, crds.served(object)).await
+                    reconcile(&app, crds.served(object)).await
                 }
-                Some(WatchEvent::Deleted(object)) => unserve(&app, &object.metadata.name),
+                Some(WatchEvent::Deleted(object)) => {
+                    let _gate = app.write_gate.read().await;
+                    unserve(&app, &object.metadata.name)
+                }
                 Some(WatchEvent::Bookmark(_)) => {}
                 // A watch error (e.g. compaction) or the end of the stream: relist.
                 Some(WatchEvent::Error(_)) | None => {
@@ -108,8 +125,9 @@ fn key(crds: &Resource) -> String {
     names::list_key(&crds.storage_prefix, "").unwrap_or_default()
 }
 
-/// Brings the served resources and the CRD's status in line with the CRD.
-async fn reconcile(app: &App, crds: &Arc<Resource>, object: Object) {
+/// Brings the served resources and the CRD's status in line with the CRD (under the write
+/// gate; a terminating CRD's clean-up takes it step by step).
+async fn reconcile(app: &App, object: Object) {
     let name = object.metadata.name.clone();
     let mut value = serde_json::to_value(&object).unwrap_or_default();
     let crd = match Crd::parse(&value) {
@@ -123,10 +141,12 @@ async fn reconcile(app: &App, crds: &Arc<Resource>, object: Object) {
         }
     };
     if crd_status::is_terminating(&value) {
-        clean_up(app, crds, &crd, &name).await;
+        clean_up(app, &crd, &name).await;
         return;
     }
-    let used = names_in_use(app, crds, &crd, &name).await;
+    let _gate = app.write_gate.read().await;
+    let Some(crds) = crd_resource(app) else { return };
+    let used = names_in_use(app, &crds, &crd, &name).await;
     let before = value.get("status").cloned();
     crd_status::reconcile(&mut value, &used, &clock::rfc3339(clock::now_seconds()));
     if crd_status::is_condition_true(&value, "NamesAccepted") {
@@ -137,7 +157,7 @@ async fn reconcile(app: &App, crds: &Arc<Resource>, object: Object) {
     }
     let status = value.get("status").cloned().unwrap_or(Value::Null);
     if before.as_ref() != Some(&status) {
-        write_status(crds, &name, status).await;
+        write_status(&crds, &name, status).await;
     }
 }
 
@@ -256,35 +276,41 @@ async fn set_terminating(crds: &Arc<Resource>, name: &str, step: Terminating) {
 /// kube's finalizer controller: every custom object of the CRD deleted (`Terminating`
 /// InstanceDeletionInProgress, then InstanceDeletionCompleted), the resource no longer served,
 /// the cleanup finalizer dropped, and the CRD removed once no other finalizer holds it.
-async fn clean_up(app: &App, crds: &Arc<Resource>, crd: &Crd, name: &str) {
-    let served = app.table.snapshot().iter().find(|r| r.crd.as_deref() == Some(name)).cloned();
-    let outcome = match served {
-        Some(resource) => {
+///
+/// Each step holds the write gate and looks up what it writes after taking it (see the
+/// module's doc).
+async fn clean_up(app: &App, crd: &Crd, name: &str) {
+    let served = {
+        let _gate = app.write_gate.read().await;
+        let served = app.table.snapshot().iter().find(|r| r.crd.as_deref() == Some(name)).cloned();
+        if let Some(resource) = &served {
             // Creates are refused from now on.
             resource.terminating.store(true, std::sync::atomic::Ordering::SeqCst);
-            set_terminating(crds, name, Terminating::InProgress).await;
-            delete_under(&resource.storage, &resource.storage_prefix).await.map(|()| Terminating::Completed)
-        }
-        None => {
-            // Never served (e.g. its names conflicted); objects stored under it still go.
-            let opened = app.provider.lock().await.storage(&crd.group, &crd.names.plural, true).await;
-            match opened {
-                Ok((storage, prefix)) => delete_under(&storage, &prefix).await.map(|()| Terminating::NeverEstablished),
-                Err(e) => Err(e),
+            if let Some(crds) = crd_resource(app) {
+                set_terminating(&crds, name, Terminating::InProgress).await;
             }
         }
+        served.is_some()
     };
+    let outcome = delete_objects(app, crd, name).await;
     let done = match outcome {
-        Ok(done) => done,
+        Ok(()) if served => Terminating::Completed,
+        // Never served (e.g. its names conflicted); objects stored under it went all the same.
+        Ok(()) => Terminating::NeverEstablished,
         Err(e) => {
             tracing::warn!("deleting the objects of CustomResourceDefinition {name}: {e}");
-            set_terminating(crds, name, Terminating::Failed(e.to_string())).await;
+            let _gate = app.write_gate.read().await;
+            if let Some(crds) = crd_resource(app) {
+                set_terminating(&crds, name, Terminating::Failed(e.to_string())).await;
+            }
             return;
         }
     };
+    let _gate = app.write_gate.read().await;
     unserve(app, name);
+    let Some(crds) = crd_resource(app) else { return };
     let now = clock::rfc3339(clock::now_seconds());
-    let Some(finished) = update_crd(crds, name, |crd| {
+    let Some(finished) = update_crd(&crds, name, |crd| {
         crd_status::remove_cleanup_finalizer(crd);
         if let Some(status) = crd.get_mut("status") {
             crd_status::set_condition(status, crd_status::terminating(&done), &now);
@@ -309,16 +335,34 @@ async fn clean_up(app: &App, crds: &Arc<Resource>, crd: &Crd, name: &str) {
     }
 }
 
-async fn delete_under(storage: &apistore::storage::DynStorage, prefix: &str) -> apistore::Result<()> {
-    let key = names::list_key(prefix, "")?;
-    let list = storage.get_list(&key, ListOptions { recursive: true, ..Default::default() }).await?;
-    for object in list.items {
-        let key = names::object_key(prefix, &object.metadata.namespace, &object.metadata.name)?;
-        match storage.delete(&key, None, &allow_all_deletions, None, DeleteOptions::default()).await {
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
+/// Deletes every custom object of CRD `crd_name`, [`DELETE_BATCH`] per hold of the write
+/// gate; each batch writes through the storage served for the CRD at that moment (or, for a
+/// CRD never served, the one the provider opens now), so a batch after a cutover deletes on
+/// the target.
+///
+/// Errors: the storage's (listing or deleting; a missing object is not one).
+async fn delete_objects(app: &App, crd: &Crd, crd_name: &str) -> apistore::Result<()> {
+    loop {
+        let _gate = app.write_gate.read().await;
+        let served = app.table.snapshot().iter().find(|r| r.crd.as_deref() == Some(crd_name)).cloned();
+        let (storage, prefix) = match served {
+            Some(resource) => (resource.storage.clone(), resource.storage_prefix.clone()),
+            None => app.provider.lock().await.storage(&crd.group, &crd.names.plural, true).await?,
+        };
+        let key = names::list_key(&prefix, "")?;
+        let mut options = ListOptions { recursive: true, ..Default::default() };
+        options.predicate.limit = DELETE_BATCH;
+        let list = storage.get_list(&key, options).await?;
+        if list.items.is_empty() {
+            return Ok(());
+        }
+        for object in list.items {
+            let key = names::object_key(&prefix, &object.metadata.namespace, &object.metadata.name)?;
+            match storage.delete(&key, None, &allow_all_deletions, None, DeleteOptions::default()).await {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
         }
     }
-    Ok(())
 }
