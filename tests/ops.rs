@@ -403,3 +403,43 @@ async fn ttls_are_carried_by_migrate_in_the_copy_and_the_follower() {
     let copied = ttls(again.as_ref()).await;
     assert_eq!(copied.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), keys, "{copied:?}");
 }
+
+/// A TTL expiry is a write the backend makes by itself, outside any gate a server holds
+/// during the cutover: when it lands on the source after the cutover's final revision S, the
+/// migration does not apply it, and the target's copy (which carries the time left) expires
+/// on its own — the key ends deleted on both sides, never resurrected on the target.
+#[tokio::test]
+async fn a_ttl_expiring_on_the_source_after_the_cutover_expires_on_the_target_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = sled(&dir, "source").await;
+    put(source.as_ref(), "/registry/configmaps/default/plain", "{}").await;
+    let ttl = Duration::from_millis(1500);
+    put_ttl(source.as_ref(), "/registry/events/default/soon", "{\"e\":1}", ttl).await;
+    let target = memory();
+    let mut migration = ops::Migration::start(
+        source.clone(),
+        target.clone(),
+        ops::MigrateOptions::everything("/registry"),
+        &mut |_| {},
+    )
+    .await
+    .expect("start");
+    assert_eq!(migration.verify().await.expect("verify").differences, 0);
+    let summary = migration.finish().await.expect("cutover");
+    // The cutover was before the expiry: the target holds the key, with (at most) its TTL.
+    let left = ttls(target.as_ref()).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].0.ends_with("/soon") && left[0].1 <= ttl, "{left:?}");
+    let deadline = std::time::Instant::now() + ttl + Duration::from_secs(3);
+    let (mut on_source, mut on_target) = (true, true);
+    while (on_source || on_target) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        on_source = source.get("/registry/events/default/soon", 0).await.expect("get").kv.is_some();
+        on_target = target.get("/registry/events/default/soon", 0).await.expect("get").kv.is_some();
+    }
+    assert!(!on_source && !on_target, "expired: source {}, target {}", !on_source, !on_target);
+    // The source's expiry came after S (the migration never saw it) ...
+    assert!(source.current_revision().await.expect("revision") > summary.source_revision);
+    // ... and the target's own expiry is the only write after the cutover: nothing else moved.
+    assert_eq!(all(target.as_ref(), 0).await, all(source.as_ref(), 0).await);
+}

@@ -193,3 +193,91 @@ async fn admin_endpoints_without_authentication_serve_loopback_and_refuse_bad_re
     let list = client.get(format!("{}/api/v1/namespaces", server.url)).send().await.expect("list");
     assert_eq!(list.status(), 200);
 }
+
+/// `apistore --server URL migrate` of the whole store: a resource under a key prefix of its
+/// own on the default backend is refused by name, with the way out (nothing is opened or
+/// written); moved alone first (`--resource`), it has a backend of its own and the
+/// whole-store migration leaves it where it is, moving the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_whole_store_migration_refuses_a_resource_under_its_own_prefix_by_name_and_leaves_it_once_moved_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let main = dir.path().join("main");
+    let config = dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage.backend]\ntype = \"sled\"\npath = {:?}\n\n[storage.resources.\"secrets\"]\nprefix = \"/other\"\n",
+            main.display().to_string()
+        ),
+    )
+    .expect("server config");
+    let server = Server::start(&["--config", config.to_str().expect("utf-8")]);
+    let client = reqwest::Client::new();
+    let create = |path: &'static str, kind: &'static str, name: String| {
+        let (client, url) = (client.clone(), server.url.clone());
+        async move {
+            let body = serde_json::json!({"kind": kind, "metadata": {"name": name}, "data": {}});
+            client
+                .post(format!("{url}/api/v1/namespaces/default/{path}"))
+                .json(&body)
+                .send()
+                .await
+                .expect("post")
+                .status()
+        }
+    };
+    for i in 0..10 {
+        assert_eq!(create("configmaps", "ConfigMap", format!("cm-{i}")).await, 201);
+        assert_eq!(create("secrets", "Secret", format!("s-{i}")).await, 201);
+    }
+    let target = |name: &str| {
+        let path = dir.path().join(format!("{name}.toml"));
+        let data = dir.path().join(name).display().to_string();
+        std::fs::write(&path, format!("[backend]\ntype = \"sled\"\npath = {data:?}\n")).expect("target config");
+        path.display().to_string()
+    };
+    let (for_secrets, for_store) = (target("secrets"), target("store"));
+    let (ok, out, err) = remote(&server, &[], &["migrate", "--to", &for_store]).await;
+    assert!(!ok, "{out}{err}");
+    assert!(
+        err.contains("resource secrets") && err.contains("/other") && err.contains("--resource secrets"),
+        "the refusal names the resource, its prefix and the way out: {err}"
+    );
+    assert!(!dir.path().join("store").exists(), "the refused migration opened no target");
+    let (ok, out, err) = remote(&server, &[], &["migrate", "--to", &for_secrets, "--resource", "secrets"]).await;
+    assert!(ok && out.contains(", 0 differences"), "{out}{err}\n{}", server.log_text());
+    let (ok, out, err) = remote(&server, &[], &["migrate", "--to", &for_store]).await;
+    assert!(ok && out.contains(", 0 differences"), "{out}{err}\n{}", server.log_text());
+    assert!(out.contains("left where they are (each has a backend of its own): secrets"), "{out}");
+    // Both keep serving, each from its own backend.
+    assert_eq!(create("configmaps", "ConfigMap", "after".into()).await, 201);
+    assert_eq!(create("secrets", "Secret", "after".into()).await, 201);
+    let listed: serde_json::Value = client
+        .get(format!("{}/api/v1/namespaces/default/secrets", server.url))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(11), "{listed}");
+    drop(server);
+    let names = |kvs: Vec<(String, Vec<u8>)>, prefix: &str| -> Vec<String> {
+        kvs.into_iter().filter_map(|(k, _)| k.strip_prefix(prefix).map(str::to_owned)).collect()
+    };
+    let all = |backend: Arc<dyn KvBackend>, prefix: &'static str| async move {
+        let request = RangeRequest::prefix(prefix);
+        let kvs = backend.range(request).await.expect("range").kvs;
+        kvs.into_iter().map(|kv| (kv.key, kv.value.to_vec())).collect::<Vec<_>>()
+    };
+    let secrets = sled_at(&dir.path().join("secrets")).await;
+    let on_secrets = names(all(secrets.clone(), "/other/").await, "/other/secrets/default/");
+    assert_eq!(on_secrets.len(), 11, "{on_secrets:?}");
+    assert!(on_secrets.contains(&"after".to_owned()));
+    assert!(all(secrets, "/registry/").await.is_empty(), "only the secrets moved there");
+    let store = sled_at(&dir.path().join("store")).await;
+    let on_store = names(all(store.clone(), "/registry/").await, "/registry/configmaps/default/");
+    assert_eq!(on_store.len(), 11, "{on_store:?}");
+    assert!(on_store.contains(&"after".to_owned()));
+    assert!(all(store, "/other/").await.is_empty(), "the secrets stayed where they were");
+}

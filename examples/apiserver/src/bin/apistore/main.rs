@@ -361,6 +361,13 @@ async fn run_remote(remote: &Remote, command: Command) -> Result<(), String> {
                         last["sourceRevision"],
                         last["cutoverRevision"]
                     );
+                    let left: Vec<&str> = last["left"]
+                        .as_array()
+                        .map(|l| l.iter().filter_map(|r| r.as_str()).collect())
+                        .unwrap_or_default();
+                    if !left.is_empty() {
+                        println!("left where they are (each has a backend of its own): {}", left.join(", "));
+                    }
                     match last["config"].as_str() {
                         Some(path) => println!("the server now runs on the target; its storage config is in {path} (a restart on the same data directory uses it)"),
                         None => println!("the server now runs on the target; writing its storage config failed: {}", last["configError"]),
