@@ -236,3 +236,204 @@ async fn a_backup_through_the_server_while_eight_clients_write_restores_into_etc
     let old = target.range(RangeRequest { revision, ..RangeRequest::prefix("/registry/") }).await;
     assert!(matches!(old, Err(apistore::Error::Compacted { .. })), "{old:?}");
 }
+
+const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+
+/// A namespaced CRD `<plural>.<group>` with one served version `v1` and an open schema.
+fn crd(plural: &str, group: &str) -> Value {
+    let kind = format!("{}{}", plural[..1].to_uppercase(), &plural[1..plural.len() - 1]);
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.{group}")},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": plural, "singular": &plural[..plural.len() - 1], "kind": kind},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema":
+                {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}],
+        },
+    })
+}
+
+/// True when a CRD (API shape) says `Established`.
+fn is_established(crd: &Value) -> bool {
+    let conditions = crd["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    conditions.iter().any(|c| c["type"] == "Established" && c["status"] == "True")
+}
+
+/// Waits (at most 10 s) until the server serves CRD `name` as Established.
+async fn wait_established(url: &str, name: &str) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let crd: Value = client.get(format!("{url}{CRDS}/{name}")).send().await.expect("get").json().await.expect("json");
+        if is_established(&crd) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} not Established: {crd}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs a migration through `POST /apistore/admin/migrate` (the endpoint `apistore --server`
+/// uses); notifies `reached` when the phase line `phase` arrives; returns every line.
+async fn migrate_via_admin(url: String, body: Value, phase: &'static str, reached: Arc<tokio::sync::Notify>) -> Vec<Value> {
+    use futures::StreamExt;
+    let reply = reqwest::Client::new()
+        .post(format!("{url}/apistore/admin/migrate"))
+        .json(&body)
+        .send()
+        .await
+        .expect("migrate request");
+    assert_eq!(reply.status(), 200);
+    let mut stream = reply.bytes_stream();
+    let (mut pending, mut lines) = (Vec::new(), Vec::new());
+    while let Some(chunk) = stream.next().await {
+        pending.extend_from_slice(&chunk.expect("migrate answer"));
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let value: Value = serde_json::from_slice(&line).expect("a JSON line");
+            if value["phase"] == phase {
+                reached.notify_one();
+            }
+            lines.push(value);
+        }
+    }
+    lines
+}
+
+/// The target storage config `apistore migrate` takes, as the admin endpoint's JSON.
+fn etcd_target(etcd: &EtcdCluster) -> Value {
+    json!({"backend": {"type": "etcd3", "endpoints": etcd.endpoints()}})
+}
+
+/// The CRD controller deletes a deleted CRD's objects outside any request. Here it is still
+/// deleting them when the CRD's resource moves to etcd: the deletes after the cutover must
+/// reach etcd (before the fix they went on to sled's retired storage, and the objects came
+/// back on etcd — served again once the CRD was created again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crd_deleted_while_its_resource_moves_leaves_none_of_its_objects_on_the_target() {
+    let etcd = EtcdCluster::single().expect("a real etcd (Debian etcd-server) must start");
+    let server = Server::start(&[]);
+    let client = reqwest::Client::new();
+    let name = "crontabs.stable.example.com";
+    let created = client.post(format!("{}{CRDS}", server.url)).json(&crd("crontabs", "stable.example.com")).send();
+    assert_eq!(created.await.expect("create CRD").status(), 201);
+    wait_established(&server.url, name).await;
+    let collection = "/apis/stable.example.com/v1/namespaces/default/crontabs";
+    const OBJECTS: usize = 2000;
+    let creators = (0..8).map(|w| {
+        let (client, url) = (client.clone(), server.url.clone());
+        tokio::spawn(async move {
+            for i in (w..OBJECTS).step_by(8) {
+                let body = json!({"apiVersion": "stable.example.com/v1", "kind": "Crontab",
+                    "metadata": {"name": format!("ct-{i}")}, "spec": {"i": i}});
+                let reply = client.post(format!("{url}{collection}")).json(&body).send().await.expect("create");
+                assert_eq!(reply.status(), 201, "{}", reply.text().await.unwrap_or_default());
+            }
+        })
+    });
+    for creator in creators.collect::<Vec<_>>() {
+        creator.await.expect("creator");
+    }
+    // The CRD is deleted once the copy is done: its clean-up runs through the verification
+    // and the cutover.
+    let reached = Arc::new(tokio::sync::Notify::new());
+    let body = json!({"to": etcd_target(&etcd), "resource": "stable.example.com/crontabs"});
+    let migration = tokio::spawn(migrate_via_admin(server.url.clone(), body, "copied", reached.clone()));
+    reached.notified().await;
+    let deleted = client.delete(format!("{}{CRDS}/{name}", server.url)).send().await.expect("delete CRD");
+    assert_eq!(deleted.status(), 200);
+    let lines = migration.await.expect("migration");
+    let done = lines.last().expect("a last line");
+    assert_eq!(done["phase"], "done", "{lines:?}\n{}", server.log_text());
+    assert_eq!(done["differences"], 0, "{done}");
+    let target = etcd_backend(&etcd).await;
+    let prefix = "/registry/stable.example.com/crontabs/";
+    let at_cutover = keys(target.as_ref(), prefix, 0).await.len();
+    assert!(at_cutover > 0, "the clean-up had finished before the cutover: nothing was exercised");
+    // The clean-up finishes (the CRD goes) ...
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = client.get(format!("{}{CRDS}/{name}", server.url)).send().await.expect("get CRD").status();
+        if status == 404 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the CRD is still there\n{}", server.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ... and every object deleted after the cutover was deleted on etcd.
+    let left = keys(target.as_ref(), prefix, 0).await;
+    assert!(left.is_empty(), "{} of {at_cutover} objects left on etcd: {:?}", left.len(), &left[..left.len().min(3)]);
+    // Created again, the CRD serves no old object.
+    let again = client.post(format!("{}{CRDS}", server.url)).json(&crd("crontabs", "stable.example.com")).send();
+    assert_eq!(again.await.expect("create CRD").status(), 201);
+    wait_established(&server.url, name).await;
+    let list: Value =
+        client.get(format!("{}{collection}", server.url)).send().await.expect("list").json().await.expect("json");
+    assert_eq!(list["items"], json!([]), "{list}");
+    println!("{at_cutover} of {OBJECTS} objects were still there at the cutover; {done}");
+}
+
+/// The CRD controller writes a new CRD's status (NamesAccepted, Established) and serves its
+/// resource outside any request. CRDs created while the whole store moves to etcd: each one
+/// ends Established in etcd and served from etcd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crds_created_while_the_store_moves_are_established_on_the_target() {
+    let etcd = EtcdCluster::single().expect("a real etcd (Debian etcd-server) must start");
+    let server = Server::start(&[]);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let creator = {
+        let (url, stop) = (server.url.clone(), stop.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut created = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let group = format!("g{}.example.com", created.len());
+                let reply = client.post(format!("{url}{CRDS}")).json(&crd("widgets", &group)).send().await;
+                let reply = reply.expect("create CRD");
+                assert_eq!(reply.status(), 201, "{}", reply.text().await.unwrap_or_default());
+                created.push(format!("widgets.{group}"));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            created
+        })
+    };
+    let writers = Writers::start(&server.url, 2, 10);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reached = Arc::new(tokio::sync::Notify::new());
+    let body = json!({"to": etcd_target(&etcd)});
+    let lines = migrate_via_admin(server.url.clone(), body, "done", reached).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let created = creator.await.expect("creator");
+    let written = writers.stop().await;
+    let done = lines.last().expect("a last line");
+    assert_eq!(done["phase"], "done", "{lines:?}\n{}", server.log_text());
+    assert!(written.failures.is_empty(), "{:?}", written.failures);
+    assert!(created.len() > 5, "{created:?}");
+    let target = etcd_backend(&etcd).await;
+    let client = reqwest::Client::new();
+    for name in &created {
+        wait_established(&server.url, name).await;
+    }
+    let on_etcd = keys(target.as_ref(), "/registry/", 0).await;
+    for name in &created {
+        let suffix = format!("/customresourcedefinitions/{name}");
+        let (_, stored) = on_etcd
+            .iter()
+            .find(|(key, _)| key.ends_with(&suffix))
+            .unwrap_or_else(|| panic!("CRD {name} is not in etcd"));
+        let stored: Value = serde_json::from_slice(stored).expect("stored JSON");
+        assert!(is_established(&stored), "{name} in etcd: {stored}");
+        let group = name.trim_start_matches("widgets.");
+        let path = format!("{}/apis/{group}/v1/namespaces/default/widgets", server.url);
+        let body = json!({"apiVersion": format!("{group}/v1"), "kind": "Widget", "metadata": {"name": "w"}});
+        let reply = client.post(&path).json(&body).send().await.expect("create widget");
+        assert_eq!(reply.status(), 201, "{name}: {}", reply.text().await.unwrap_or_default());
+        let stored = target.get(&format!("/registry/{group}/widgets/default/w"), 0).await.expect("get");
+        assert!(stored.kv.is_some(), "the widget of {name} went to etcd");
+    }
+    println!("{} CRDs created around the migration; {done}", created.len());
+}
