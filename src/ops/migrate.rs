@@ -461,20 +461,27 @@ impl Migration {
     }
 
     /// The cutover. The caller holds the source's writes back first (none may start until
-    /// this returns); then the follower catches up to the source's revision S, the keys it
-    /// changed since the last [`Migration::verify`] are verified, the target's revision is
-    /// raised past S and the target is compacted at its revision C > S.
+    /// this returns); then the follower catches up to the source's revision S (when the
+    /// follower applied a batch past it before it stopped — the backend's own writes, TTL
+    /// expiries — S is the revision it applied), the keys it changed since the last
+    /// [`Migration::verify`] are verified at S, the target's revision is raised past S and
+    /// the target is compacted at its revision C > S.
     ///
     /// Errors: the follower failed or did not reach S within 10 s; the verification found
     /// differences (nothing is compacted then: the caller stays on the source); backend
     /// errors.
     pub async fn finish(self) -> Result<MigrationSummary> {
         let started = Instant::now();
-        let source_revision = self.catch_up().await?;
+        let caught = self.catch_up().await?;
         let caught_up = started.elapsed();
         let _ = self.stop.send(true);
         let _ = self.follower.await;
         let mut state = self.state.lock().await;
+        check_follower(&state)?;
+        // The follower may have applied a batch past S before it stopped: with the caller's
+        // writes held back those are the backend's own writes (TTL expiries). The tail is
+        // verified where the target is, at the revision applied (≥ S).
+        let source_revision = state.applied.max(caught);
         let mut dirty: Vec<String> = state.dirty.drain().collect();
         dirty.sort();
         let source = self.source.clone();

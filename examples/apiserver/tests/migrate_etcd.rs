@@ -267,7 +267,8 @@ async fn wait_established(url: &str, name: &str) {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let crd: Value = client.get(format!("{url}{CRDS}/{name}")).send().await.expect("get").json().await.expect("json");
+        let crd: Value =
+            client.get(format!("{url}{CRDS}/{name}")).send().await.expect("get").json().await.expect("json");
         if is_established(&crd) {
             return;
         }
@@ -278,7 +279,12 @@ async fn wait_established(url: &str, name: &str) {
 
 /// Runs a migration through `POST /apistore/admin/migrate` (the endpoint `apistore --server`
 /// uses); notifies `reached` when the phase line `phase` arrives; returns every line.
-async fn migrate_via_admin(url: String, body: Value, phase: &'static str, reached: Arc<tokio::sync::Notify>) -> Vec<Value> {
+async fn migrate_via_admin(
+    url: String,
+    body: Value,
+    phase: &'static str,
+    reached: Arc<tokio::sync::Notify>,
+) -> Vec<Value> {
     use futures::StreamExt;
     let reply = reqwest::Client::new()
         .post(format!("{url}/apistore/admin/migrate"))
