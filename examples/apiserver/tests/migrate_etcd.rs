@@ -1,8 +1,9 @@
 //! `apistore migrate --server`: the running API server moves from its embedded sled store to
 //! a real etcd (three members) while 4 clients keep writing through it; per-resource
 //! migration; the revision guarantee (old resourceVersions: 410 for watch and Exact lists,
-//! 409 for preconditions); and a backup taken through the server restored into etcd byte for
-//! byte (feature `etcd`).
+//! 409 for preconditions); writes the CRD controller makes outside any request during a
+//! cutover (a deleted CRD's objects, new CRDs' status) end on etcd; and a backup taken
+//! through the server restored into etcd byte for byte (feature `etcd`).
 
 mod support;
 
@@ -316,8 +317,10 @@ fn etcd_target(etcd: &EtcdCluster) -> Value {
 
 /// The CRD controller deletes a deleted CRD's objects outside any request. Here it is still
 /// deleting them when the CRD's resource moves to etcd: the deletes after the cutover must
-/// reach etcd (before the fix they went on to sled's retired storage, and the objects came
-/// back on etcd — served again once the CRD was created again).
+/// reach etcd (before they passed the write gate, the controller went on deleting through
+/// the retired sled storage during and after the cutover: the cutover's verification found
+/// differences, or the objects stayed on etcd). A restore through the server meanwhile is
+/// refused (409): it would write outside the gate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_crd_deleted_while_its_resource_moves_leaves_none_of_its_objects_on_the_target() {
     let etcd = EtcdCluster::single().expect("a real etcd (Debian etcd-server) must start");
@@ -328,7 +331,7 @@ async fn a_crd_deleted_while_its_resource_moves_leaves_none_of_its_objects_on_th
     assert_eq!(created.await.expect("create CRD").status(), 201);
     wait_established(&server.url, name).await;
     let collection = "/apis/stable.example.com/v1/namespaces/default/crontabs";
-    const OBJECTS: usize = 2000;
+    const OBJECTS: usize = 1000;
     let creators = (0..8).map(|w| {
         let (client, url) = (client.clone(), server.url.clone());
         tokio::spawn(async move {
@@ -351,6 +354,10 @@ async fn a_crd_deleted_while_its_resource_moves_leaves_none_of_its_objects_on_th
     reached.notified().await;
     let deleted = client.delete(format!("{}{CRDS}/{name}", server.url)).send().await.expect("delete CRD");
     assert_eq!(deleted.status(), 200);
+    // A restore through the server writes outside the write gate: never beside a migration.
+    let restore = client.post(format!("{}/apistore/admin/restore", server.url)).body("").send().await;
+    let restore = restore.expect("restore");
+    assert_eq!(restore.status(), 409, "{}", restore.text().await.unwrap_or_default());
     let lines = migration.await.expect("migration");
     let done = lines.last().expect("a last line");
     assert_eq!(done["phase"], "done", "{lines:?}\n{}", server.log_text());
