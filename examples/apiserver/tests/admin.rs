@@ -197,38 +197,47 @@ async fn admin_endpoints_without_authentication_serve_loopback_and_refuse_bad_re
 /// `apistore --server URL migrate` of the whole store: a resource under a key prefix of its
 /// own on the default backend is refused by name, with the way out (nothing is opened or
 /// written); moved alone first (`--resource`), it has a backend of its own and the
-/// whole-store migration leaves it where it is, moving the rest.
+/// whole-store migration leaves it where it is, moving the rest — an override naming the
+/// default backend itself included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_whole_store_migration_refuses_a_resource_under_its_own_prefix_by_name_and_leaves_it_once_moved_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let main = dir.path().join("main");
+    let data = tempfile::tempdir().expect("data directory");
+    // The server's sled lives in `<data>/data` (its `--data-dir`); roles name that backend.
+    let main = data.path().join("data");
     let config = dir.path().join("server.toml");
     std::fs::write(
         &config,
         format!(
-            "[storage.backend]\ntype = \"sled\"\npath = {:?}\n\n[storage.resources.\"secrets\"]\nprefix = \"/other\"\n",
-            main.display().to_string()
+            "[storage.backend]\ntype = \"sled\"\n\n[storage.resources.\"secrets\"]\nprefix = \"/other\"\n\n\
+             [storage.resources.\"roles.rbac.authorization.k8s.io\"]\nbackend = {{ type = \"sled\", path = {main:?} }}\n",
+            main = main.display().to_string()
         ),
     )
     .expect("server config");
-    let server = Server::start(&["--config", config.to_str().expect("utf-8")]);
+    let server = Server::start_in(data, &["--config", config.to_str().expect("utf-8")]);
     let client = reqwest::Client::new();
     let create = |path: &'static str, kind: &'static str, name: String| {
         let (client, url) = (client.clone(), server.url.clone());
         async move {
-            let body = serde_json::json!({"kind": kind, "metadata": {"name": name}, "data": {}});
-            client
-                .post(format!("{url}/api/v1/namespaces/default/{path}"))
-                .json(&body)
-                .send()
-                .await
-                .expect("post")
-                .status()
+            let (collection, body) = match kind {
+                "Role" => (
+                    format!("/apis/rbac.authorization.k8s.io/v1/namespaces/default/{path}"),
+                    serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
+                        "metadata": {"name": name}, "rules": []}),
+                ),
+                _ => (
+                    format!("/api/v1/namespaces/default/{path}"),
+                    serde_json::json!({"kind": kind, "metadata": {"name": name}, "data": {}}),
+                ),
+            };
+            client.post(format!("{url}{collection}")).json(&body).send().await.expect("post").status()
         }
     };
     for i in 0..10 {
         assert_eq!(create("configmaps", "ConfigMap", format!("cm-{i}")).await, 201);
         assert_eq!(create("secrets", "Secret", format!("s-{i}")).await, 201);
+        assert_eq!(create("roles", "Role", format!("r-{i}")).await, 201);
     }
     let target = |name: &str| {
         let path = dir.path().join(format!("{name}.toml"));
@@ -252,6 +261,7 @@ async fn a_whole_store_migration_refuses_a_resource_under_its_own_prefix_by_name
     // Both keep serving, each from its own backend.
     assert_eq!(create("configmaps", "ConfigMap", "after".into()).await, 201);
     assert_eq!(create("secrets", "Secret", "after".into()).await, 201);
+    assert_eq!(create("roles", "Role", "r-after".into()).await, 201);
     let listed: serde_json::Value = client
         .get(format!("{}/api/v1/namespaces/default/secrets", server.url))
         .send()
@@ -279,5 +289,8 @@ async fn a_whole_store_migration_refuses_a_resource_under_its_own_prefix_by_name
     let on_store = names(all(store.clone(), "/registry/").await, "/registry/configmaps/default/");
     assert_eq!(on_store.len(), 11, "{on_store:?}");
     assert!(on_store.contains(&"after".to_owned()));
-    assert!(all(store, "/other/").await.is_empty(), "the secrets stayed where they were");
+    assert!(all(store.clone(), "/other/").await.is_empty(), "the secrets stayed where they were");
+    // The override naming the default backend itself moved with it.
+    let roles = names(all(store, "/registry/").await, "/registry/roles/default/");
+    assert_eq!(roles.iter().filter(|n| n.starts_with("r-")).count(), 11, "{roles:?}");
 }
