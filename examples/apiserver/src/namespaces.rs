@@ -5,7 +5,7 @@ use apistore::names;
 use apistore::storage::{allow_all_deletions, DeleteOptions, GetOptions, ListOptions};
 use apistore::Object;
 
-use crate::server::App;
+use crate::server::{App, GateHold};
 use crate::status::{ApiError, ApiResult};
 
 /// Namespaces Kubernetes refuses to delete.
@@ -14,29 +14,49 @@ pub const IMMORTAL: &[&str] = &["default", "kube-system", "kube-public"];
 /// Namespaces that always exist, as in Kubernetes.
 pub const INITIAL: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// Deletes every namespaced object in `namespace` (the namespace controller's job in kube).
-pub async fn delete_contents(app: &App, namespace: &str) -> ApiResult<()> {
-    for resource in app.table.distinct_storages().into_iter().filter(|r| r.namespaced) {
-        let key = names::list_key(&resource.storage_prefix, namespace)
-            .map_err(|e| ApiError::from_storage(e, &resource.target("")))?;
-        let options = ListOptions { recursive: true, ..Default::default() };
-        let list = resource
-            .storage
-            .get_list(&key, options)
-            .await
-            .map_err(|e| ApiError::from_storage(e, &resource.target("")))?;
-        for object in list.items {
-            let name = object.metadata.name.clone();
-            let key = names::object_key(&resource.storage_prefix, namespace, &name)
-                .map_err(|e| ApiError::from_storage(e, &resource.target(&name)))?;
-            match resource.storage.delete(&key, None, &allow_all_deletions, None, DeleteOptions::default()).await {
-                Ok(_) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(ApiError::from_storage(e, &resource.target(&name))),
+/// Objects a namespace's deletion deletes between two looks at the write gate.
+pub const DELETE_BATCH: i64 = 100;
+
+/// Deletes every namespaced object in `namespace` (the namespace controller's job in kube),
+/// [`DELETE_BATCH`] at a time: between batches the request lets a waiting migration cutover
+/// run ([`GateHold::yield_to_cutover`]) and looks every storage up again, so a cutover
+/// waits for one batch, and the batches after it delete on the target.
+///
+/// Errors: a storage's (listing or deleting; a missing object is not one).
+pub async fn delete_contents(app: &App, gate: &GateHold, namespace: &str) -> ApiResult<()> {
+    loop {
+        let mut deleted = false;
+        for resource in app.table.distinct_storages().into_iter().filter(|r| r.namespaced) {
+            let key = names::list_key(&resource.storage_prefix, namespace)
+                .map_err(|e| ApiError::from_storage(e, &resource.target("")))?;
+            let mut options = ListOptions { recursive: true, ..Default::default() };
+            options.predicate.limit = DELETE_BATCH;
+            let list = resource
+                .storage
+                .get_list(&key, options)
+                .await
+                .map_err(|e| ApiError::from_storage(e, &resource.target("")))?;
+            if list.items.is_empty() {
+                continue;
             }
+            for object in list.items {
+                let name = object.metadata.name.clone();
+                let key = names::object_key(&resource.storage_prefix, namespace, &name)
+                    .map_err(|e| ApiError::from_storage(e, &resource.target(&name)))?;
+                match resource.storage.delete(&key, None, &allow_all_deletions, None, DeleteOptions::default()).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(ApiError::from_storage(e, &resource.target(&name))),
+                }
+            }
+            deleted = true;
+            break;
         }
+        if !deleted {
+            return Ok(());
+        }
+        gate.yield_to_cutover().await;
     }
-    Ok(())
 }
 
 /// Creates `name` in the namespaces resource if it is missing (default, kube-system, ...).

@@ -117,9 +117,10 @@ pub async fn api(State(app): State<Arc<App>>, request: Request) -> Response {
     let accept = header(header::ACCEPT);
     let method = &parts.method;
     // Writes pass the write gate (a migration's cutover closes it) before the resource is
-    // looked up, so a write that waited runs on the storage the cutover switched to.
+    // looked up, so a write that waited runs on the storage the cutover switched to; held
+    // until the response is built (a namespace's deletion lets go between batches).
     let writes = !matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
-    let _gate = if writes { Some(app.write_gate.read().await) } else { None };
+    let gate = crate::server::GateHold::take(&app.write_gate, writes).await;
     let (verb, resource, outcome) = match route(&app, parts.uri.path()) {
         None => ("GET", String::new(), Err(ApiError::not_found_path())),
         Some(Route::CoreVersions) => (
@@ -148,7 +149,7 @@ pub async fn api(State(app): State<Arc<App>>, request: Request) -> Response {
                 user_agent: header(header::USER_AGENT),
             };
             let raised = Arc::new(std::sync::Mutex::new(Vec::new()));
-            let context = Context { app: &app, target, request, warnings: raised.clone() };
+            let context = Context { app: &app, gate: &gate, target, request, warnings: raised.clone() };
             let (verb, outcome) = context.dispatch(method, body).await;
             let mut warnings = warnings;
             warnings.extend(std::mem::take(&mut *raised.lock().unwrap_or_else(|p| p.into_inner())));

@@ -44,11 +44,37 @@ pub struct App {
     /// Every write (POST, PUT, PATCH, DELETE of `/api`, `/apis`) holds it shared while it
     /// runs; a migration's cutover holds it exclusively: in-flight writes drain, new ones
     /// wait (none fails).
-    pub write_gate: tokio::sync::RwLock<()>,
+    pub write_gate: Arc<tokio::sync::RwLock<()>>,
     /// Held while a migration runs (one at a time).
     pub migration: Arc<tokio::sync::Mutex<()>>,
     /// Where a migration writes the new storage config (a restart picks it up).
     pub migrated_config: Option<std::path::PathBuf>,
+}
+
+/// A request's hold of [`App::write_gate`] (shared), which a long write lets go of between
+/// its steps ([`GateHold::yield_to_cutover`]) so that a cutover waits for one step, not the
+/// whole request. A request that only reads holds nothing.
+pub struct GateHold {
+    gate: Arc<tokio::sync::RwLock<()>>,
+    held: tokio::sync::Mutex<Option<tokio::sync::OwnedRwLockReadGuard<()>>>,
+}
+
+impl GateHold {
+    /// Takes the gate (waiting while a cutover holds it) when `writes`, else nothing.
+    pub async fn take(gate: &Arc<tokio::sync::RwLock<()>>, writes: bool) -> GateHold {
+        let held = if writes { Some(gate.clone().read_owned().await) } else { None };
+        GateHold { gate: gate.clone(), held: tokio::sync::Mutex::new(held) }
+    }
+
+    /// Lets a waiting cutover run, then takes the gate again. Whatever storage the caller
+    /// writes next it must look up again (the cutover may have replaced it). Nothing when
+    /// the gate is not held.
+    pub async fn yield_to_cutover(&self) {
+        let mut held = self.held.lock().await;
+        if held.take().is_some() {
+            *held = Some(self.gate.clone().read_owned().await);
+        }
+    }
 }
 
 fn text(code: StatusCode, body: impl Into<String>) -> Response {
@@ -173,7 +199,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         server_address: local.to_string(),
         provider: tokio::sync::Mutex::new(provider),
         security,
-        write_gate: tokio::sync::RwLock::new(()),
+        write_gate: Arc::new(tokio::sync::RwLock::new(())),
         migration: Arc::new(tokio::sync::Mutex::new(())),
         migrated_config: config.migrated_config.clone(),
     });

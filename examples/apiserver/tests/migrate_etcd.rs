@@ -450,3 +450,58 @@ async fn crds_created_while_the_store_moves_are_established_on_the_target() {
     }
     println!("{} CRDs created around the migration; {done}", created.len());
 }
+
+/// A namespace deleted while the store moves: the request deletes the namespace's contents
+/// inline, in batches, letting the cutover run between two (before, it held the write gate
+/// for the whole deletion and the cutover — every write — waited for all of it). The
+/// batches after the cutover delete on etcd: objects were still there at the cutover
+/// revision, none is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_namespace_deleted_while_the_store_moves_leaves_nothing_of_it_on_the_target() {
+    let etcd = EtcdCluster::single().expect("a real etcd (Debian etcd-server) must start");
+    let server = Server::start(&[]);
+    let client = reqwest::Client::new();
+    let namespace = json!({"kind": "Namespace", "metadata": {"name": "doomed"}});
+    let created = client.post(format!("{}/api/v1/namespaces", server.url)).json(&namespace).send().await;
+    assert_eq!(created.expect("create namespace").status(), 201);
+    const OBJECTS: usize = 1000;
+    let creators = (0..8).map(|w| {
+        let (client, url) = (client.clone(), server.url.clone());
+        tokio::spawn(async move {
+            for i in (w..OBJECTS).step_by(8) {
+                let body = json!({"metadata": {"name": format!("cm-{i}")}, "data": {"i": i.to_string()}});
+                let path = format!("{url}/api/v1/namespaces/doomed/configmaps");
+                assert_eq!(client.post(path).json(&body).send().await.expect("create").status(), 201);
+            }
+        })
+    });
+    for creator in creators.collect::<Vec<_>>() {
+        creator.await.expect("creator");
+    }
+    let writers = Writers::start(&server.url, 2, 10);
+    let reached = Arc::new(tokio::sync::Notify::new());
+    let body = json!({"to": etcd_target(&etcd)});
+    let migration = tokio::spawn(migrate_via_admin(server.url.clone(), body, "copied", reached.clone()));
+    reached.notified().await;
+    let deleted = client.delete(format!("{}/api/v1/namespaces/doomed", server.url)).send().await.expect("delete");
+    assert_eq!(deleted.status(), 200);
+    let lines = migration.await.expect("migration");
+    let written = writers.stop().await;
+    let done = lines.last().expect("a last line");
+    assert_eq!(done["phase"], "done", "{lines:?}\n{}", server.log_text());
+    assert_eq!(done["differences"], 0, "{done}");
+    assert!(written.failures.is_empty(), "{:?}", written.failures);
+    let target = etcd_backend(&etcd).await;
+    let cutover = done["cutoverRevision"].as_u64().expect("cutover revision");
+    let at_cutover = keys(target.as_ref(), "/registry/configmaps/doomed/", cutover).await.len();
+    assert!(at_cutover > 0, "the namespace's deletion did not let the cutover run before it ended: {done}");
+    let left = keys(target.as_ref(), "/registry/configmaps/doomed/", 0).await;
+    assert!(left.is_empty(), "{} objects of the deleted namespace on etcd", left.len());
+    assert!(target.get("/registry/namespaces/doomed", 0).await.expect("get").kv.is_none());
+    for (name, value) in &written.acknowledged {
+        let stored = target.get(&format!("/registry/configmaps/default/{name}"), 0).await.expect("get");
+        let stored: Value = serde_json::from_slice(&stored.kv.expect("on etcd").value).expect("json");
+        assert_eq!(stored["data"]["v"], value.as_str(), "{name}");
+    }
+    println!("{at_cutover} of {OBJECTS} objects of the namespace were there at the cutover; {done}");
+}

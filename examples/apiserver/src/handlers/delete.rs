@@ -71,7 +71,7 @@ impl Context<'_> {
             .await
             .map_err(self.storage_error(name))?;
         if self.resource().is_namespaces() {
-            namespaces::delete_contents(self.app, name).await?;
+            namespaces::delete_contents(self.app, self.gate, name).await?;
         }
         Ok(respond(StatusCode::OK, &success_status(&self.resource().target(name), &deleted.metadata.uid), output))
     }
@@ -124,7 +124,7 @@ impl Context<'_> {
                 {
                     Ok(object) => {
                         if self.resource().is_namespaces() {
-                            namespaces::delete_contents(self.app, &name).await?;
+                            namespaces::delete_contents(self.app, self.gate, &name).await?;
                         }
                         deleted.push(serde_json::to_value(self.resource().served(object)).unwrap_or_default());
                     }

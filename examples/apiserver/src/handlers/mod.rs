@@ -61,6 +61,8 @@ pub struct RequestParts {
 pub struct Context<'a> {
     /// Shared server state.
     pub app: &'a App,
+    /// The request's hold of the write gate.
+    pub gate: &'a crate::server::GateHold,
     /// What the path names.
     pub target: ResourcePath,
     /// Query and headers.
