@@ -28,7 +28,8 @@
 //!
 //! | writer | how |
 //! |---|---|
-//! | requests (`/api`, `/apis`: create, update, patch, delete, deletecollection, subresources, a namespace's contents deleted with it) | [`crate::routing::api`] holds the gate for the whole request, the resource looked up after |
+//! | requests (`/api`, `/apis`: create, update, patch, delete, deletecollection, subresources) | [`crate::routing::api`] holds the gate for the whole request, the resource looked up after |
+//! | a namespace's contents, deleted with it | in that request, in batches: between two it lets a waiting cutover run ([`crate::server::GateHold::yield_to_cutover`]) and looks the storages up again |
 //! | the CRD controller (status, a deleted CRD's objects, the CRD's removal, the served table) | [`crate::crds`]: each step holds the gate, a deleted CRD's objects go in batches |
 //! | `POST /apistore/admin/restore` | never runs beside a migration (it takes the migration lock) and only into a store without keys |
 //! | start-up (initial namespaces, RBAC bootstrap policy) | before the server serves, so before any migration |
