@@ -353,16 +353,18 @@ async fn delete_objects(app: &App, crd: &Crd, crd_name: &str) -> apistore::Resul
         let mut options = ListOptions { recursive: true, ..Default::default() };
         options.predicate.limit = DELETE_BATCH;
         let list = storage.get_list(&key, options).await?;
-        if list.items.is_empty() {
-            return Ok(());
-        }
+        let mut deleted = 0;
         for object in list.items {
             let key = names::object_key(&prefix, &object.metadata.namespace, &object.metadata.name)?;
             match storage.delete(&key, None, &allow_all_deletions, None, DeleteOptions::default()).await {
-                Ok(_) => {}
+                Ok(_) => deleted += 1,
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }
+        }
+        // Done, or a batch of objects that were already gone (never a loop without progress).
+        if deleted == 0 {
+            return Ok(());
         }
     }
 }

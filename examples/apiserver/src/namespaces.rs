@@ -24,9 +24,17 @@ pub const DELETE_BATCH: i64 = 100;
 ///
 /// Errors: a storage's (listing or deleting; a missing object is not one).
 pub async fn delete_contents(app: &App, gate: &GateHold, namespace: &str) -> ApiResult<()> {
+    // Resources whose last batch deleted nothing (empty, or only objects already gone).
+    let mut done: Vec<String> = Vec::new();
     loop {
         let mut deleted = false;
-        for resource in app.table.distinct_storages().into_iter().filter(|r| r.namespaced) {
+        let resources: Vec<_> = app
+            .table
+            .distinct_storages()
+            .into_iter()
+            .filter(|r| r.namespaced && !done.contains(&r.storage_prefix))
+            .collect();
+        for resource in resources {
             let key = names::list_key(&resource.storage_prefix, namespace)
                 .map_err(|e| ApiError::from_storage(e, &resource.target("")))?;
             let mut options = ListOptions { recursive: true, ..Default::default() };
@@ -36,18 +44,20 @@ pub async fn delete_contents(app: &App, gate: &GateHold, namespace: &str) -> Api
                 .get_list(&key, options)
                 .await
                 .map_err(|e| ApiError::from_storage(e, &resource.target("")))?;
-            if list.items.is_empty() {
-                continue;
-            }
+            let mut progress = false;
             for object in list.items {
                 let name = object.metadata.name.clone();
                 let key = names::object_key(&resource.storage_prefix, namespace, &name)
                     .map_err(|e| ApiError::from_storage(e, &resource.target(&name)))?;
                 match resource.storage.delete(&key, None, &allow_all_deletions, None, DeleteOptions::default()).await {
-                    Ok(_) => {}
+                    Ok(_) => progress = true,
                     Err(e) if e.is_not_found() => {}
                     Err(e) => return Err(ApiError::from_storage(e, &resource.target(&name))),
                 }
+            }
+            if !progress {
+                done.push(resource.storage_prefix.clone());
+                continue;
             }
             deleted = true;
             break;
