@@ -443,3 +443,50 @@ async fn a_ttl_expiring_on_the_source_after_the_cutover_expires_on_the_target_to
     // ... and the target's own expiry is the only write after the cutover: nothing else moved.
     assert_eq!(all(target.as_ref(), 0).await, all(source.as_ref(), 0).await);
 }
+
+/// TTLs running out on both sides during a migration: the target (the memory plugin, exact
+/// deadlines) expires its copies by itself, mostly before sled's sweeper (every 100 ms)
+/// expires the source's and the follower brings that delete. Neither the follower nor a
+/// verification takes the target's own expiry for a foreign write: the migration verifies
+/// with zero differences, cuts over, and no expired key is left on either side.
+#[tokio::test]
+async fn ttls_running_out_on_both_sides_during_a_migration_neither_fail_nor_differ() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = sled(&dir, "source").await;
+    for i in 0..20 {
+        put(source.as_ref(), &format!("/registry/configmaps/default/plain-{i}"), "{}").await;
+    }
+    const EXPIRING: u64 = 40;
+    for i in 0..EXPIRING {
+        let ttl = Duration::from_millis(200 + 15 * i);
+        put_ttl(source.as_ref(), &format!("/registry/events/default/e-{i:02}"), "{\"e\":1}", ttl).await;
+    }
+    let target = memory();
+    let mut migration = ops::Migration::start(
+        source.clone(),
+        target.clone(),
+        ops::MigrateOptions::everything("/registry"),
+        &mut |_| {},
+    )
+    .await
+    .expect("start");
+    // Verifications while the TTLs run out (200 ms .. 800 ms), one every 50 ms.
+    let started = std::time::Instant::now();
+    let mut verifications = 0;
+    while started.elapsed() < Duration::from_millis(900) {
+        let verification = migration.verify().await.expect("verify");
+        assert_eq!(verification.differences, 0, "{verification:?}");
+        verifications += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Every source expiry was swept (sled: within 100 ms of its deadline) before the cutover.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let summary = migration.finish().await.expect("cutover");
+    assert_eq!(summary.tail_verification.differences, 0, "{summary:?}");
+    for backend in [&source, &target] {
+        let left: Vec<String> = all(backend.as_ref(), 0).await.into_iter().map(|(k, _)| k).collect();
+        assert_eq!(left.len(), 20, "only the plain keys are left: {left:?}");
+        assert!(left.iter().all(|k| k.contains("/plain-")), "{left:?}");
+    }
+    assert!(verifications > 5, "{verifications}");
+}

@@ -60,9 +60,14 @@
 //! source's TTLs just before and after R (as a backup does), the follower asks the source for
 //! the TTL of every key a batch puts and gives the write that TTL when it belongs to the
 //! version copied (a version already replaced gets the TTL with the change that replaced it).
-//! An expiry on the source is a delete the follower applies like any other; the target's
-//! own expiry of a copied TTL is a write outside the migration and fails it, so a TTL that
-//! runs out during a migration on both sides at once makes the migration stop (run it again).
+//! An expiry on the source is a delete the follower applies like any other. The target
+//! expires its copies by itself too (no earlier than the source: the copy's deadline is the
+//! write's start plus the time left), often first — sled sweeps every 100 ms: the migration
+//! records when each copy may run out, and a change that finds the key gone on the target
+//! for that reason applies to nothing (a delete is dropped, a put creates), and the
+//! verification counts such a key, held by the source in the very version copied, as no
+//! difference. An expiry on the source after the cutover's final revision is the target's
+//! own (see above).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -203,8 +208,19 @@ struct State {
     /// The target's revision after the migration's last write to it.
     target_revision: Revision,
     dirty: HashSet<String>,
+    /// Keys the migration wrote to the target with a TTL: the instant after which the target
+    /// may have expired its copy by itself (the write's start + the TTL; the target's own
+    /// deadline is no earlier).
+    expiring: HashMap<String, Instant>,
     followed: u64,
     failed: Option<String>,
+}
+
+impl State {
+    /// True when the target may have expired `key`'s copy by itself by `at`.
+    fn expired_on_target(&self, key: &str, at: Instant) -> bool {
+        self.expiring.get(key).is_some_and(|deadline| *deadline <= at)
+    }
 }
 
 /// A migration in progress: the copy is done and the follower applies source changes.
@@ -322,12 +338,16 @@ impl Migration {
                 }
                 let kvs: Vec<KeyValue> =
                     page.kvs.into_iter().filter(|kv| !is_scratch(&options.prefix, &kv.key)).collect();
-                let written: Vec<(String, Revision, Revision)> = stream::iter(kvs.into_iter().map(Ok))
+                let written: Vec<(String, Revision, Revision, Option<Instant>)> = stream::iter(kvs.into_iter().map(Ok))
                     .map_ok(|kv: KeyValue| {
                         let target = target.clone();
                         async move {
-                            match target.put(&kv.key, kv.value.clone(), 0, ttls.of(&kv)).await? {
-                                TxnOutcome::Succeeded { revision: written } => Ok((kv.key, kv.mod_revision, written)),
+                            let ttl = ttls.of(&kv);
+                            let expires = ttl.map(|ttl| Instant::now() + ttl);
+                            match target.put(&kv.key, kv.value.clone(), 0, ttl).await? {
+                                TxnOutcome::Succeeded { revision: written } => {
+                                    Ok((kv.key, kv.mod_revision, written, expires))
+                                }
                                 TxnOutcome::Failed { .. } => Err(Error::internal(format!(
                                     "key {:?} appeared in the target during the migration (it must have no other writer)",
                                     kv.key
@@ -338,7 +358,10 @@ impl Migration {
                     .try_buffer_unordered(CONCURRENCY)
                     .try_collect()
                     .await?;
-                for (key, source_mod, target_mod) in written {
+                for (key, source_mod, target_mod, expires) in written {
+                    if let Some(expires) = expires {
+                        state.expiring.insert(key.clone(), expires);
+                    }
                     state.keys.insert(key, (source_mod, target_mod));
                 }
                 progress(Progress { copied: state.keys.len() as u64, total, followed: 0 });
@@ -395,6 +418,7 @@ impl Migration {
         for (start, end) in self.options.ranges() {
             let source = read_range(self.source.as_ref(), &start, &end, revision).await?;
             let target = read_range(self.target.as_ref(), &start, &end, 0).await?;
+            let read_at = Instant::now();
             let source: Vec<KeyValue> =
                 source.into_iter().filter(|kv| !is_scratch(&self.options.prefix, &kv.key)).collect();
             let target: HashMap<&str, &KeyValue> = target
@@ -411,7 +435,7 @@ impl Migration {
                 if found.is_some() {
                     seen += 1;
                 }
-                if let Some(why) = compare(&state, &kv.key, Some((kv, hash)), found) {
+                if let Some(why) = compare(&state, &kv.key, Some((kv, hash)), found, read_at) {
                     note(&mut verification, why);
                 }
             }
@@ -419,7 +443,7 @@ impl Migration {
                 let wanted: HashSet<&str> = source.iter().map(|kv| kv.key.as_str()).collect();
                 for (key, kv) in &target {
                     if !wanted.contains(key) {
-                        if let Some(why) = compare(&state, key, None, Some(kv)) {
+                        if let Some(why) = compare(&state, key, None, Some(kv), read_at) {
                             note(&mut verification, why);
                         }
                     }
@@ -486,13 +510,13 @@ impl Migration {
         dirty.sort();
         let source = self.source.clone();
         let target = self.target.clone();
-        let pairs: Vec<(String, Option<KeyValue>, Option<KeyValue>)> = stream::iter(dirty.into_iter().map(Ok))
+        let pairs: Vec<(String, Option<KeyValue>, Option<KeyValue>, Instant)> = stream::iter(dirty.into_iter().map(Ok))
             .map_ok(|key: String| {
                 let (source, target) = (source.clone(), target.clone());
                 async move {
                     let at_source = source.get(&key, source_revision).await?.kv;
                     let at_target = target.get(&key, 0).await?.kv;
-                    Ok::<_, Error>((key, at_source, at_target))
+                    Ok::<_, Error>((key, at_source, at_target, Instant::now()))
                 }
             })
             .try_buffered(CONCURRENCY)
@@ -500,13 +524,13 @@ impl Migration {
             .await?;
         let mut tail = Verification { revision: source_revision, ..Verification::default() };
         let mut digest = Sha256::new();
-        for (key, at_source, at_target) in &pairs {
+        for (key, at_source, at_target, read_at) in &pairs {
             tail.keys += 1;
             let hashed = at_source.as_ref().map(|kv| (kv, key_hash(&kv.key, &kv.value, kv.mod_revision)));
             if let Some((_, hash)) = &hashed {
                 digest.update(hash);
             }
-            if let Some(why) = compare(&state, key, hashed, at_target.as_ref()) {
+            if let Some(why) = compare(&state, key, hashed, at_target.as_ref(), *read_at) {
                 note(&mut tail, why);
             }
         }
@@ -560,15 +584,25 @@ fn note(verification: &mut Verification, why: String) {
     }
 }
 
-/// Why `key` differs between the source (its value and hash) and the target, if it does.
+/// Why `key` differs between the source (its value and hash) and the target as read by
+/// `read_at`, if it does. A key the target no longer holds because the copy's TTL ran out
+/// is no difference when the source holds the very version copied: its TTL runs out no
+/// later, and the source's expiry is a delete like any other.
 fn compare(
     state: &State,
     key: &str,
     source: Option<(&KeyValue, [u8; 32])>,
     target: Option<&KeyValue>,
+    read_at: Instant,
 ) -> Option<String> {
     match (source, target) {
         (None, None) => None,
+        (Some((kv, _)), None)
+            if state.expired_on_target(key, read_at)
+                && state.keys.get(key).is_some_and(|&(source_mod, _)| source_mod == kv.mod_revision) =>
+        {
+            None
+        }
         (Some(_), None) => Some(format!("{key}: missing in the target")),
         (None, Some(_)) => Some(format!("{key}: in the target, not in the source")),
         (Some((kv, hash)), Some(found)) => {
@@ -799,13 +833,30 @@ async fn apply(
         });
         written.push(change);
     }
-    let Some(revisions) = target.write_batch(writes).await? else {
-        return Err(Error::internal(
-            "a key changed in the target outside the migration (it must have no other writer)".to_owned(),
-        ));
+    let mut attempts = 0;
+    let (revisions, started) = loop {
+        let started = Instant::now();
+        if writes.is_empty() {
+            break (Vec::new(), started);
+        }
+        if let Some(revisions) = target.write_batch(writes.clone()).await? {
+            break (revisions, started);
+        }
+        // The target's only other writes are its own expiries of TTLs the migration copied:
+        // a key whose copy ran out is absent there, and the change applies to nothing.
+        attempts += 1;
+        if attempts > 3 || !settle_expired(target, state, &mut writes, &mut written).await? {
+            return Err(Error::internal(
+                "a key changed in the target outside the migration (it must have no other writer)".to_owned(),
+            ));
+        }
     };
-    for (change, revision) in written.into_iter().zip(revisions) {
+    for ((change, write), revision) in written.into_iter().zip(&writes).zip(revisions) {
         state.target_revision = state.target_revision.max(revision);
+        match (&change.value, write.ttl) {
+            (Some(_), Some(ttl)) => state.expiring.insert(change.key.clone(), started + ttl),
+            _ => state.expiring.remove(&change.key),
+        };
         match change.value {
             Some(_) => state.keys.insert(change.key.clone(), (change.revision, revision)),
             None => state.keys.remove(&change.key),
@@ -815,6 +866,45 @@ async fn apply(
     state.applied = state.applied.max(through);
     state.followed += followed;
     Ok(())
+}
+
+/// After a failed batch: for each write of a key whose copied TTL may have run out on the
+/// target, looks at the target; when the key is gone there, a delete is dropped (the key is
+/// gone, as the source's change wants) and a put becomes a create. Returns whether any write
+/// changed (else the failure has another cause).
+///
+/// Errors: the target's.
+async fn settle_expired(
+    target: &dyn KvBackend,
+    state: &mut State,
+    writes: &mut Vec<BatchWrite>,
+    written: &mut Vec<Change>,
+) -> Result<bool> {
+    let mut changed = false;
+    let mut i = 0;
+    while i < writes.len() {
+        let key = writes[i].key.clone();
+        let now = Instant::now();
+        if writes[i].expected_mod_revision == 0
+            || !state.expired_on_target(&key, now)
+            || target.get(&key, 0).await?.kv.is_some()
+        {
+            i += 1;
+            continue;
+        }
+        changed = true;
+        state.expiring.remove(&key);
+        if writes[i].value.is_some() {
+            writes[i].expected_mod_revision = 0;
+            i += 1;
+        } else {
+            writes.remove(i);
+            written.remove(i);
+            state.keys.remove(&key);
+            state.dirty.insert(key);
+        }
+    }
+    Ok(changed)
 }
 
 #[cfg(test)]
