@@ -33,7 +33,7 @@
 //! | the CRD controller (status, a deleted CRD's objects, the CRD's removal, the served table) | [`crate::crds`]: each step holds the gate, a deleted CRD's objects go in batches |
 //! | `POST /apistore/admin/restore` | never runs beside a migration (it takes the migration lock) and only into a store without keys |
 //! | start-up (initial namespaces, RBAC bootstrap policy) | before the server serves, so before any migration |
-//! | TTL expiry (sled's sweeper, etcd's leases, the memory plugin) | not gated: the backend's own delete. Before the final source revision the migration follows it; after it the target's copy, which carries the time left, expires by itself no earlier |
+//! | TTL expiry (sled's sweeper, etcd's leases, the memory plugin) | not gated: the backend's own delete. Before the final source revision the migration follows it (a copy the target expired first is no difference); after it the target's copy, which carries the time left, expires by itself no earlier |
 //!
 //! A whole-store migration moves the default backend; a resource the config gives another
 //! backend stays where it is (left out of the copy, its override kept, its storage not
