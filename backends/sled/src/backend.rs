@@ -955,6 +955,12 @@ impl SledBackend {
         self.core.rewrite_pauses()
     }
 
+    /// The last rewrites (up to 1,000), oldest first, each with what ran while writes waited
+    /// ([`Reclaimed::under_lock`]).
+    pub fn rewrite_log(&self) -> Vec<Reclaimed> {
+        self.core.rewrite_log()
+    }
+
     /// How many times since open the backend recovered by itself from failed writes (e.g. a
     /// full disk: once space is back, maintenance switches to a fresh generation).
     pub fn recoveries(&self) -> u64 {

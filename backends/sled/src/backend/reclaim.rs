@@ -70,6 +70,34 @@ pub struct Reclaimed {
     /// How long writes waited: the final catch-up round, the packed tail's fsync and the
     /// pointer switch.
     pub pause: Duration,
+    /// What ran while writes waited, step by step (name, time), in order; their sum is about
+    /// `pause` (a step named "(in parallel) ..." overlaps the one before it and is not part of
+    /// the sum).
+    pub under_lock: Vec<(&'static str, Duration)>,
+    /// What ran after the writer lock was released until the switch was durable (name,
+    /// time): writes are applied meanwhile, their acknowledgements wait for it.
+    pub commit: Vec<(&'static str, Duration)>,
+    /// When writes could go on again (the end of the pause).
+    pub resumed_at: Instant,
+}
+
+/// Times consecutive steps ([`Reclaimed::under_lock`], [`Reclaimed::commit`]).
+struct Steps {
+    last: Instant,
+    steps: Vec<(&'static str, Duration)>,
+}
+
+impl Steps {
+    fn start() -> Self {
+        Steps { last: Instant::now(), steps: Vec::new() }
+    }
+
+    /// Records the time since the previous mark as step `name`.
+    fn mark(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.steps.push((name, now - self.last));
+        self.last = now;
+    }
 }
 
 /// Space accounting of an open backend.
@@ -94,12 +122,12 @@ pub(crate) struct SpaceState {
     recovery_after: Mutex<Option<(Instant, Duration)>>,
     /// Recoveries since open.
     recoveries: AtomicU64,
-    /// The writer pauses of the last [`KEPT_PAUSES`] rewrites.
-    pauses: Mutex<VecDeque<Duration>>,
+    /// The last [`KEPT_REWRITES`] rewrites.
+    log: Mutex<VecDeque<Reclaimed>>,
 }
 
-/// How many rewrite pauses [`SpaceState`] keeps.
-const KEPT_PAUSES: usize = 1_000;
+/// How many rewrites [`SpaceState`] keeps.
+const KEPT_REWRITES: usize = 1_000;
 
 /// How often a backend whose writes failed probes the disk and tries to recover.
 const RECOVERY_BACKOFF: Duration = Duration::from_millis(500);
@@ -368,9 +396,14 @@ impl Core {
         self.space.recoveries.load(Ordering::SeqCst)
     }
 
-    /// The writer pauses of the last rewrites (at most [`KEPT_PAUSES`]), oldest first.
+    /// The writer pauses of the last rewrites (at most [`KEPT_REWRITES`]), oldest first.
     pub(super) fn rewrite_pauses(&self) -> Vec<Duration> {
-        self.space.pauses.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect()
+        self.space.log.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|r| r.pause).collect()
+    }
+
+    /// The last rewrites (at most [`KEPT_REWRITES`]), oldest first.
+    pub(super) fn rewrite_log(&self) -> Vec<Reclaimed> {
+        self.space.log.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
     }
 
     /// (rewrites since open, the longest writer pause of one).
@@ -410,7 +443,7 @@ impl Core {
             let packed = PackedWriter::create(&path.join(PACKED_FILE))?;
             self.copy_and_switch(&old, new, packed, &root, next)
         });
-        let (entries, pause) = match outcome {
+        let (entries, pause, under_lock, mut commit) = match outcome {
             Ok(done) => done,
             Err(e) => {
                 if let Err(cleanup) = generation::remove(&path) {
@@ -422,6 +455,8 @@ impl Core {
         // The switch durable before the old generation goes. On failure the new generation is
         // live (in memory and, after a crash, possibly on disk): nothing is removed.
         self.db.sync_pointer()?;
+        commit.mark("directory fsync");
+        let resumed_at = commit.last - commit.steps.iter().map(|(_, t)| *t).sum::<Duration>();
         // Let reads still on the old generation finish, then remove it (and legacy files).
         let waited = Instant::now();
         while Arc::strong_count(&old) > 1 && waited.elapsed() < OLD_GENERATION_GRACE {
@@ -434,14 +469,24 @@ impl Core {
         self.space.rewritten_in_use.store(self.history_bytes.load(Ordering::SeqCst), Ordering::SeqCst);
         self.space.rewrites.fetch_add(1, Ordering::SeqCst);
         self.space.longest_pause_us.fetch_max(pause.as_micros() as u64, Ordering::SeqCst);
+        let done = Reclaimed {
+            generation: next,
+            before_bytes,
+            after_bytes,
+            entries,
+            pause,
+            under_lock: under_lock.steps,
+            commit: commit.steps,
+            resumed_at,
+        };
         {
-            let mut pauses = self.space.pauses.lock().unwrap_or_else(|e| e.into_inner());
-            if pauses.len() == KEPT_PAUSES {
-                pauses.pop_front();
+            let mut log = self.space.log.lock().unwrap_or_else(|e| e.into_inner());
+            if log.len() == KEPT_REWRITES {
+                log.pop_front();
             }
-            pauses.push_back(pause);
+            log.push_back(done.clone());
         }
-        Ok(Some(Reclaimed { generation: next, before_bytes, after_bytes, entries, pause }))
+        Ok(Some(done))
     }
 
     /// Copies history rounds after `copied` into `packed` until a round copied at most
@@ -473,7 +518,7 @@ impl Core {
         mut packed: PackedWriter,
         root: &Path,
         next: u64,
-    ) -> Result<(u64, Duration)> {
+    ) -> Result<(u64, Duration, Steps, Steps)> {
         let (mut copied, mut entries) = (0, 0);
         self.catch_up(old, &mut packed, &mut copied, &mut entries)?;
         packed.sync()?;
@@ -484,32 +529,46 @@ impl Core {
         self.catch_up(old, &mut packed, &mut copied, &mut entries)?;
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let paused = Instant::now();
-        entries += self.copy_history(old, &mut packed, copied, self.applied.load(Ordering::SeqCst))?;
+        let mut steps = Steps::start();
+        steps.mark("writer lock");
+        let tail = self.copy_history(old, &mut packed, copied, self.applied.load(Ordering::SeqCst))?;
+        entries += tail;
+        steps.mark("tail copy");
         // TTL entries written since the first copy. They need no flush before the commit
         // point: open rebuilds the TTL index from the history (and the sweeper ignores stale
         // entries); the metadata cannot have changed (the compaction lock is held) and was
         // flushed above.
         copy(old.scan_prefix([layout::EXPIRY]), &new)?;
+        steps.mark("TTL copy");
         // The packed tail durable and the new pointer written (their fsyncs in parallel),
         // then the commit point.
-        let (packed, prepared) = thread::scope(|scope| {
-            let preparing = scope.spawn(|| generation::prepare_commit(root, next));
+        let (packed, prepared, pointer_took) = thread::scope(|scope| {
+            let preparing = scope.spawn(|| {
+                let started = Instant::now();
+                (generation::prepare_commit(root, next), started.elapsed())
+            });
             let packed = packed.finish();
-            let prepared =
-                preparing.join().unwrap_or_else(|_| Err(Error::internal("generation pointer thread panicked")));
-            (packed, prepared)
+            let (prepared, took) = preparing
+                .join()
+                .unwrap_or_else(|_| (Err(Error::internal("generation pointer thread panicked")), Duration::ZERO));
+            (packed, prepared, took)
         });
         let packed = packed?;
+        steps.mark("packed tail fsync (and pointer file fsync in parallel)");
+        steps.steps.push(("(in parallel) pointer file write + fsync", pointer_took));
         // The commit point; its fsync (of the directory) runs after the lock is released, and
         // every flush runs it first if it has not yet (see `DbCell::mark_unsynced`): nothing
         // written to the new generation is acknowledged before the switch is durable.
         generation::switch_pointer(root, prepared?)?;
+        steps.mark("rename");
         self.db.mark_unsynced(root.to_path_buf());
         let previous = self.db.swap(generation::Gen { db: new, packed });
         self.generation.store(next, Ordering::SeqCst);
+        steps.mark("swap");
         drop(writer);
         let pause = paused.elapsed();
+        let commit = Steps::start();
         drop(previous);
-        Ok((entries, pause))
+        Ok((entries, pause, steps, commit))
     }
 }
