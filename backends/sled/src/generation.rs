@@ -19,7 +19,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use apistore::kv::Revision;
 use apistore::{Error, Result};
@@ -123,18 +123,28 @@ impl Gen {
 }
 
 /// The live generation, swappable: readers clone the `Arc` for the duration of one
-/// operation, the rewrite swaps in the next generation.
+/// operation, the rewrite swaps in the next generation ([`DbCell::switch`]).
 #[derive(Debug)]
 pub(crate) struct DbCell {
     live: RwLock<Arc<Gen>>,
-    /// The data directory whose pointer switch is not yet durable (see
-    /// [`DbCell::mark_unsynced`]).
-    unsynced: std::sync::Mutex<Option<PathBuf>>,
+    /// A switch made in memory but not yet durable (see [`DbCell::switch`]).
+    pending: Mutex<Option<Pending>>,
+    /// Called at the steps of making a switch durable (tests: crash points).
+    hook: RwLock<Option<fn(&'static str)>>,
+}
+
+/// A switch to `generation` not yet durable: its pointer is prepared (`Some`: not yet renamed
+/// over the live one) or renamed but the directory not yet fsynced (`None`).
+#[derive(Debug)]
+struct Pending {
+    root: PathBuf,
+    prepared: Option<PreparedCommit>,
+    generation: Arc<Gen>,
 }
 
 impl DbCell {
     pub(crate) fn new(generation: Gen) -> Self {
-        DbCell { live: RwLock::new(Arc::new(generation)), unsynced: std::sync::Mutex::new(None) }
+        DbCell { live: RwLock::new(Arc::new(generation)), pending: Mutex::new(None), hook: RwLock::new(None) }
     }
 
     /// The live generation.
@@ -142,29 +152,70 @@ impl DbCell {
         self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Makes `generation` the live one; returns the previous one.
-    pub(crate) fn swap(&self, generation: Gen) -> Arc<Gen> {
-        std::mem::replace(&mut *self.live.write().unwrap_or_else(|e| e.into_inner()), Arc::new(generation))
-    }
-
-    /// Records that the pointer of `root` was switched ([`switch_pointer`]) but not yet made
-    /// durable. Called before the [`DbCell::swap`] to the new generation, so that every flush
-    /// of the new generation is followed by [`DbCell::sync_pointer`] before it counts.
-    pub(crate) fn mark_unsynced(&self, root: PathBuf) {
-        *self.unsynced.lock().unwrap_or_else(|e| e.into_inner()) = Some(root);
-    }
-
-    /// Makes a switched pointer durable (fsync of the data directory), once; nothing to do
-    /// when none is pending. Flushes call it after flushing (a write to the new generation
-    /// is durable only once the pointer names it durably).
+    /// Makes `generation` the live one in memory, the pointer `prepared` for it, under `root`;
+    /// returns the previous generation. In-memory work only (no I/O): writes go to
+    /// `generation` from now on, and none of them counts as durable before
+    /// [`DbCell::sync_pointer`] returned, which first flushes `generation` (the history the
+    /// rewrite copied into its sled tree, and the writes since), then renames the pointer,
+    /// then fsyncs the directory. Until the rename the old generation stays the one on disk;
+    /// it holds every write made durable before the switch.
     ///
-    /// Errors: [`Error::Unavailable`] when the fsync fails (it is tried again next time).
-    pub(crate) fn sync_pointer(&self) -> Result<()> {
-        let mut unsynced = self.unsynced.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(root) = unsynced.as_ref() {
-            sync_dir(root)?;
-            *unsynced = None;
+    /// The pending switch is recorded before the swap, so a flush that finds the new
+    /// generation live also finds the switch pending.
+    pub(crate) fn switch(&self, generation: Gen, root: PathBuf, prepared: PreparedCommit) -> Arc<Gen> {
+        let generation = Arc::new(generation);
+        let mut live = self.live.write().unwrap_or_else(|e| e.into_inner());
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Pending { root, prepared: Some(prepared), generation: generation.clone() });
+        std::mem::replace(&mut *live, generation)
+    }
+
+    /// Sets the function called at each step of [`DbCell::sync_pointer`] ("flushing",
+    /// "renamed", "durable"; tests kill the process there).
+    pub(crate) fn set_hook(&self, hook: fn(&'static str)) {
+        *self.hook.write().unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    fn at(&self, step: &'static str) {
+        if let Some(hook) = *self.hook.read().unwrap_or_else(|e| e.into_inner()) {
+            hook(step);
         }
+    }
+
+    /// Makes a pending switch ([`DbCell::switch`]) durable, once: flushes the new generation,
+    /// renames its pointer over the live one, fsyncs the data directory. Nothing to do when
+    /// none is pending. Flushes call it after flushing (a write to the new generation is
+    /// durable only once the pointer names it durably), the rewrite right after the switch.
+    /// Concurrent callers wait for the one doing it.
+    ///
+    /// Errors: [`Error::Unavailable`] when a step fails (the rest is tried again next time;
+    /// the old generation stays the one on disk until the rename succeeded).
+    pub(crate) fn sync_pointer(&self) -> Result<()> {
+        self.sync_pointer_marking(&mut |_| {})
+    }
+
+    /// [`DbCell::sync_pointer`], calling `mark` after each step it ran ("new generation
+    /// flush", "pointer rename", "directory fsync"; none when nothing was pending).
+    ///
+    /// Errors: as [`DbCell::sync_pointer`].
+    pub(crate) fn sync_pointer_marking(&self, mark: &mut dyn FnMut(&'static str)) -> Result<()> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(switch) = pending.as_mut() else { return Ok(()) };
+        mark("waiting for a concurrent flush");
+        if let Some(prepared) = &switch.prepared {
+            self.at("flushing");
+            switch.generation.flush().map_err(crate::backend::sled_error)?;
+            mark("new generation flush");
+            switch_pointer(&switch.root, prepared)?;
+            switch.prepared = None;
+            mark("pointer rename");
+            self.at("renamed");
+        }
+        sync_dir(&switch.root)?;
+        mark("directory fsync");
+        *pending = None;
+        drop(pending);
+        self.at("durable");
         Ok(())
     }
 }
@@ -234,7 +285,8 @@ pub(crate) fn remove(path: &Path) -> Result<()> {
 }
 
 /// Makes `generation` the live one: the commit point of a rewrite ([`prepare_commit`] then
-/// [`commit_prepared`]; a rewrite runs the first half in parallel with its last fsync).
+/// [`commit_prepared`]; a rewrite prepares before it switches in memory, and renames and
+/// fsyncs after, see [`DbCell::switch`]).
 ///
 /// Errors: [`Error::Unavailable`] on I/O errors (the old generation stays live).
 #[cfg(test)]
@@ -243,6 +295,7 @@ pub(crate) fn commit(root: &Path, generation: u64) -> Result<()> {
 }
 
 /// A pointer file written and fsynced beside the live one, not yet renamed over it.
+#[derive(Debug)]
 pub(crate) struct PreparedCommit(PathBuf);
 
 /// The first half of [`commit`]: writes and fsyncs the new pointer as a temporary file (the
@@ -262,16 +315,16 @@ pub(crate) fn prepare_commit(root: &Path, generation: u64) -> Result<PreparedCom
 /// Errors: [`Error::Unavailable`] on I/O errors.
 #[cfg(test)]
 pub(crate) fn commit_prepared(root: &Path, prepared: PreparedCommit) -> Result<()> {
-    switch_pointer(root, prepared)?;
+    switch_pointer(root, &prepared)?;
     sync_dir(root)
 }
 
 /// The commit point without its durability: renames the prepared pointer over the live one.
 /// Until [`sync_dir`] of `root` returned, a crash may still find the old pointer: nothing
-/// written to the new generation may be acknowledged before (see [`DbCell::mark_unsynced`]).
+/// written to the new generation may be acknowledged before (see [`DbCell::switch`]).
 ///
-/// Errors: [`Error::Unavailable`] on I/O errors.
-pub(crate) fn switch_pointer(root: &Path, prepared: PreparedCommit) -> Result<()> {
+/// Errors: [`Error::Unavailable`] on I/O errors (the prepared pointer stays, to be tried again).
+pub(crate) fn switch_pointer(root: &Path, prepared: &PreparedCommit) -> Result<()> {
     let to = root.join(GENERATION_FILE);
     fs::rename(&prepared.0, &to).map_err(io_error(&to))
 }
