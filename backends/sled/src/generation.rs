@@ -251,7 +251,8 @@ pub(crate) fn live(root: &Path) -> Result<u64> {
 }
 
 /// Removes every generation of `root` but `live` (an interrupted rewrite, or an old
-/// generation a crash left behind), and the legacy files once `live` is not 0.
+/// generation a crash left behind), prepared pointer files never renamed, and the legacy
+/// files once `live` is not 0. Not while a switch is pending (its prepared pointer).
 ///
 /// Errors: [`Error::Unavailable`] on I/O errors.
 pub(crate) fn remove_stale(root: &Path, live: u64) -> Result<()> {
@@ -264,9 +265,13 @@ pub(crate) fn remove_stale(root: &Path, live: u64) -> Result<()> {
         let entry = entry.map_err(io_error(root))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let generation = name.strip_prefix(PREFIX).and_then(|n| n.parse::<u64>().ok());
+        let prepared_pointer = name.starts_with(&format!("{GENERATION_FILE}.")) && name.ends_with(".tmp");
         let stale = match generation {
             Some(generation) => generation != live,
-            None => live != 0 && (LEGACY_FILES.contains(&name.as_str()) || name.starts_with("snap.")),
+            None => {
+                prepared_pointer
+                    || live != 0 && (LEGACY_FILES.contains(&name.as_str()) || name.starts_with("snap."))
+            }
         };
         if stale {
             remove(&entry.path())?;
@@ -303,8 +308,9 @@ pub(crate) struct PreparedCommit(PathBuf);
 ///
 /// Errors: [`Error::Unavailable`] on I/O errors.
 pub(crate) fn prepare_commit(root: &Path, generation: u64) -> Result<PreparedCommit> {
-    let path = root.join(GENERATION_FILE);
-    let temp = path.with_extension("tmp");
+    // One name per generation: a switch still pending (its rename failed) never renames the
+    // pointer of a later rewrite that is not complete yet.
+    let temp = root.join(format!("{GENERATION_FILE}.{PREFIX}{generation:06}.tmp"));
     write_synced(&temp, format!("{PREFIX}{generation:06}\n").as_bytes())?;
     Ok(PreparedCommit(temp))
 }
@@ -393,8 +399,10 @@ mod tests {
         fs::write(root.join("apistore-revision-ceiling"), b"7").expect("ceiling");
         commit(root, 2).expect("commit");
         assert_eq!(live(root).expect("pointer"), 2);
+        let never_renamed = prepare_commit(root, 3).expect("prepare").0;
         remove_stale(root, 2).expect("remove stale");
         assert!(!path_of(root, 1).exists() && !root.join("db").exists());
+        assert!(!never_renamed.exists(), "a prepared pointer never renamed is removed");
         assert!(path_of(root, 2).exists() && root.join("apistore-revision-ceiling").exists());
         fs::write(root.join(GENERATION_FILE), b"garbage").expect("corrupt");
         assert!(live(root).is_err(), "a corrupt pointer is an error, never a silent fallback");
