@@ -6,13 +6,14 @@
 //! longest single write, and the same churn with rewriting disabled (the comparison, same
 //! run; `--comparison 0` skips it).
 //!
-//! Then (rewrite on; `--pause-rewrites 0` skips it) the writer pause: the writers go on
-//! updating the same objects while `--pause-rewrites` rewrites run back to back, and it
-//! reports the distribution (median, p99, max) of the rewrites' writer pauses (how long writes
-//! could not be applied), what ran during the longest one step by step, and, as the yardstick
-//! on the same disk at the same time, the latency of every durable write of that phase and of
-//! the writes in flight when a pause ended (their acknowledgement also waits for the switch
-//! to be durable).
+//! The writer pause (rewrite on): the distribution (median, p99, max) of the rewrites' writer
+//! pauses (how long writes could not be applied), what ran during the longest one step by step
+//! and each step's spread, for the rewrites maintenance made during the churn, then for
+//! `--pause-rewrites` rewrites run back to back while the writers go on updating the same
+//! objects (`--pause-rewrites 0` skips that phase), with, as the yardstick on the same disk at
+//! the same time, the latency of every durable write of that phase and of the writes in flight
+//! when a pause ended (their acknowledgement also waits for the switch to be durable); last,
+//! every rewrite's pause in microseconds (for pooling several runs).
 //!
 //! ```text
 //! cargo run --release -p apistore-sled --example churn -- --objects 2000 --writes 51
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apistore::kv::{KvBackend, TxnOutcome};
-use apistore_sled::{SledBackend, SledOptions};
+use apistore_sled::{Reclaimed, SledBackend, SledOptions};
 use bytes::Bytes;
 
 #[derive(Clone, Copy)]
@@ -170,30 +171,35 @@ async fn pause_phase(kv: &Arc<SledBackend>, args: &Args, revisions: Vec<u64>) {
         .filter(|(start, took)| rewrites.iter().any(|r| *start <= r.resumed_at && r.resumed_at <= *start + *took))
         .map(|(_, took)| *took)
         .collect();
-    println!("  writer pause of a rewrite under writes: {}", show(rewrites.iter().map(|r| r.pause).collect()));
     println!("  durable write latency in the same phase: {}", show(timed.iter().map(|(_, t)| *t).collect()));
     println!("  writes in flight when a pause ended: {}", show(in_flight));
-    if let Some(longest) = rewrites.iter().max_by_key(|r| r.pause) {
-        let steps = |steps: &[(&str, Duration)]| {
-            steps.iter().map(|(name, t)| format!("{name} {:.2} ms", t.as_secs_f64() * 1e3)).collect::<Vec<_>>().join(", ")
-        };
-        println!("  longest pause {:.2} ms: {}", longest.pause.as_secs_f64() * 1e3, steps(&longest.under_lock));
-        println!("    then, writes applied, acknowledgements waiting: {}", steps(&longest.commit));
-        let mut names: Vec<&str> = Vec::new();
-        for r in &rewrites {
-            for (name, _) in r.under_lock.iter().chain(&r.commit) {
-                if !names.contains(name) {
-                    names.push(name);
-                }
+    report_rewrites("the pause phase's", &rewrites);
+}
+
+/// Prints the writer pauses of `rewrites` (median, p99, max), what ran during the longest one
+/// step by step, and each step's spread.
+fn report_rewrites(label: &str, rewrites: &[Reclaimed]) {
+    println!("  writer pause of {label} {} rewrites: {}", rewrites.len(), show(rewrites.iter().map(|r| r.pause).collect()));
+    let Some(longest) = rewrites.iter().max_by_key(|r| r.pause) else { return };
+    let steps = |steps: &[(&str, Duration)]| {
+        steps.iter().map(|(name, t)| format!("{name} {:.2} ms", t.as_secs_f64() * 1e3)).collect::<Vec<_>>().join(", ")
+    };
+    println!("    the longest, {:.2} ms: {}", longest.pause.as_secs_f64() * 1e3, steps(&longest.under_lock));
+    println!("      then, writes applied, acknowledgements waiting: {}", steps(&longest.commit));
+    let mut names: Vec<&str> = Vec::new();
+    for r in rewrites {
+        for (name, _) in r.under_lock.iter().chain(&r.commit) {
+            if !names.contains(name) {
+                names.push(name);
             }
         }
-        for name in names {
-            let times = rewrites
-                .iter()
-                .flat_map(|r| r.under_lock.iter().chain(&r.commit).filter(|(n, _)| *n == name).map(|(_, t)| *t))
-                .collect();
-            println!("    step {name}: {}", show(times));
-        }
+    }
+    for name in names {
+        let times = rewrites
+            .iter()
+            .flat_map(|r| r.under_lock.iter().chain(&r.commit).filter(|(n, _)| *n == name).map(|(_, t)| *t))
+            .collect();
+        println!("    step {name}: {}", show(times));
     }
 }
 
@@ -236,18 +242,15 @@ async fn churn(args: &Args, reclaim: bool) -> (u64, u64, u64, u64, Option<f64>, 
         );
     }
     eprintln!("  files: {}", files(dir.path(), dir.path()).join(", "));
-    let (_, pause) = kv.reclaim_stats();
     let rewrites = kv.reclaim_stats().0;
-    let mut pauses = kv.rewrite_pauses();
-    pauses.sort();
-    let median = pauses.get(pauses.len() / 2).copied().unwrap_or_default();
-    eprintln!(
-        "  rewrites {rewrites}, writer pause of a rewrite: median {:.1} ms, longest {:.1} ms",
-        median.as_secs_f64() * 1e3,
-        pause.as_secs_f64() * 1e3
-    );
+    if reclaim {
+        report_rewrites("the churn's", &kv.rewrite_log());
+    }
     if reclaim && args.pause_rewrites > 0 {
         pause_phase(&kv, args, revisions).await;
+        let log = kv.rewrite_log();
+        let pauses: Vec<String> = log.iter().map(|r| r.pause.as_micros().to_string()).collect();
+        println!("  every rewrite's writer pause, us: {}", pauses.join(" "));
     }
     (after_churn, space.db_bytes, live, space.in_use_bytes, reached, longest, rewrites)
 }

@@ -12,9 +12,11 @@
 //!
 //! Without a pointer file the database is the legacy layout (sled's files in `data-dir`
 //! itself, generation 0). The commit point of a switch is the atomic replacement of the
-//! pointer file (temp file, fsync, rename, fsync of the directory): before it the old
-//! generation is the truth and the new directory is removed on open; after it the new one
-//! is, and the old one is removed.
+//! pointer file (a prepared file per generation, `apistore-generation.gen-NNNNNN.tmp`,
+//! fsynced; its rename; the fsync of the directory): before it the old generation is the
+//! truth and the new directory is removed on open; after it the new one is, and the old one
+//! is removed. A rewrite switches in memory first and renames only once the new generation
+//! is flushed, with acknowledgements waiting ([`DbCell::switch`]).
 
 use std::fs;
 use std::io::Write;
