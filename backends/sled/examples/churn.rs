@@ -179,7 +179,11 @@ async fn pause_phase(kv: &Arc<SledBackend>, args: &Args, revisions: Vec<u64>) {
 /// Prints the writer pauses of `rewrites` (median, p99, max), what ran during the longest one
 /// step by step, and each step's spread.
 fn report_rewrites(label: &str, rewrites: &[Reclaimed]) {
-    println!("  writer pause of {label} {} rewrites: {}", rewrites.len(), show(rewrites.iter().map(|r| r.pause).collect()));
+    println!(
+        "  writer pause of {label} {} rewrites: {}",
+        rewrites.len(),
+        show(rewrites.iter().map(|r| r.pause).collect())
+    );
     let Some(longest) = rewrites.iter().max_by_key(|r| r.pause) else { return };
     let steps = |steps: &[(&str, Duration)]| {
         steps.iter().map(|(name, t)| format!("{name} {:.2} ms", t.as_secs_f64() * 1e3)).collect::<Vec<_>>().join(", ")

@@ -271,8 +271,7 @@ pub(crate) fn remove_stale(root: &Path, live: u64) -> Result<()> {
         let stale = match generation {
             Some(generation) => generation != live,
             None => {
-                prepared_pointer
-                    || live != 0 && (LEGACY_FILES.contains(&name.as_str()) || name.starts_with("snap."))
+                prepared_pointer || live != 0 && (LEGACY_FILES.contains(&name.as_str()) || name.starts_with("snap."))
             }
         };
         if stale {

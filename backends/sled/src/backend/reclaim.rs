@@ -608,8 +608,7 @@ impl Core {
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let paused = Instant::now();
         let mut steps = Steps::start();
-        entries +=
-            self.copy_history_into_sled(old, &new, copied, self.applied.load(Ordering::SeqCst), ttl_from)?;
+        entries += self.copy_history_into_sled(old, &new, copied, self.applied.load(Ordering::SeqCst), ttl_from)?;
         steps.mark("tail copy (in memory)");
         let previous = self.db.switch(generation::Gen { db: new, packed }, root.to_path_buf(), prepared);
         self.generation.store(next, Ordering::SeqCst);
