@@ -189,7 +189,12 @@ fn report_rewrites(label: &str, rewrites: &[Reclaimed]) {
         steps.iter().map(|(name, t)| format!("{name} {:.2} ms", t.as_secs_f64() * 1e3)).collect::<Vec<_>>().join(", ")
     };
     println!("    the longest, {:.2} ms: {}", longest.pause.as_secs_f64() * 1e3, steps(&longest.under_lock));
-    println!("      then, writes applied, acknowledgements waiting: {}", steps(&longest.commit));
+    let commit = if longest.commit.is_empty() {
+        "(made durable by a concurrent flush first)".to_owned()
+    } else {
+        steps(&longest.commit)
+    };
+    println!("      then, writes applied, acknowledgements waiting: {commit}");
     let mut names: Vec<&str> = Vec::new();
     for r in rewrites {
         for (name, _) in r.under_lock.iter().chain(&r.commit) {
