@@ -315,6 +315,50 @@ async fn the_nospace_alarm_refuses_puts_lets_deletes_through_and_clears_itself()
     assert_eq!(kv.range(RangeRequest::prefix("/q/")).await.expect("range").count, 101);
 }
 
+/// Keys created with a TTL while rewrites run expire all the same: the TTL entries of writes
+/// that land while a rewrite copies, up to its switch, are carried into the new generation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_written_with_a_ttl_during_rewrites_still_expire() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kv = Arc::new(SledBackend::open(manual(dir.path())).expect("open"));
+    churn(&kv, "/t/base/", 100, 5).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (kv, stop) = (kv.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut created = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let key = format!("/t/ttl/{w}/{created:06}");
+                    let outcome = kv.put(&key, value(256, created), 0, Some(Duration::from_secs(1))).await;
+                    assert!(matches!(outcome.expect("put"), TxnOutcome::Succeeded { .. }), "{key}");
+                    created += 1;
+                }
+                created
+            })
+        })
+        .collect();
+    for _ in 0..5 {
+        kv.reclaim_now().await.expect("rewrite").expect("a directory database rewrites");
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut created = 0;
+    for writer in writers {
+        created += writer.await.expect("writer");
+    }
+    assert!(created > 0, "keys were created during the rewrites");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = kv.range(RangeRequest::prefix("/t/ttl/")).await.expect("range").count;
+        if left == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{left} of {created} keys with a 1 s TTL did not expire");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(kv.range(RangeRequest::prefix("/t/base/")).await.expect("range").count, 100, "no other key expired");
+}
+
 /// Child side of the crash test: writes durably from 4 tasks (printing every acknowledged
 /// write) while another task rewrites the database over and over (printing each). Does
 /// nothing unless started by the parent.
