@@ -196,8 +196,9 @@ impl DbCell {
         self.sync_pointer_marking(&mut |_| {})
     }
 
-    /// [`DbCell::sync_pointer`], calling `mark` after each step it ran ("new generation
-    /// flush", "pointer rename", "directory fsync"; none when nothing was pending).
+    /// [`DbCell::sync_pointer`], calling `mark` after each step it ran ("waiting for a
+    /// concurrent flush" doing the same, "new generation flush", "pointer rename", "directory
+    /// fsync"; none when nothing was pending).
     ///
     /// Errors: as [`DbCell::sync_pointer`].
     pub(crate) fn sync_pointer_marking(&self, mark: &mut dyn FnMut(&'static str)) -> Result<()> {
