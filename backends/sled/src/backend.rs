@@ -813,7 +813,7 @@ impl Drop for Core {
         // A clean close: everything durable, and the ceiling equal to the current revision so
         // the next open continues exactly where this one stopped.
         self.flusher.take();
-        if self.db().flush().is_ok() {
+        if self.db().flush().is_ok() && self.db.sync_pointer().is_ok() {
             if let Some(path) = &self.ceiling_path {
                 if let Err(e) = write_ceiling(path, self.applied.load(Ordering::SeqCst)) {
                     tracing::warn!(error = %e, "sled backend: cannot record the revision ceiling on close");
@@ -953,6 +953,22 @@ impl SledBackend {
     /// The writer pauses of the last rewrites (up to 1,000), oldest first.
     pub fn rewrite_pauses(&self) -> Vec<Duration> {
         self.core.rewrite_pauses()
+    }
+
+    /// The last rewrites (up to 1,000), oldest first, each with what ran while writes waited
+    /// ([`Reclaimed::under_lock`]).
+    pub fn rewrite_log(&self) -> Vec<Reclaimed> {
+        self.core.rewrite_log()
+    }
+
+    /// Test hook, not part of the API: `hook` is called with the name of each step of making
+    /// a rewrite's switch durable ("flushing": the new generation live in memory, about to be
+    /// flushed; "renamed": its pointer renamed, the directory not yet fsynced; "durable"), on
+    /// the thread doing it, with writes' acknowledgements waiting. The crash tests kill the
+    /// process there.
+    #[doc(hidden)]
+    pub fn set_switch_hook(&self, hook: fn(&'static str)) {
+        self.core.db.set_hook(hook);
     }
 
     /// How many times since open the backend recovered by itself from failed writes (e.g. a

@@ -12,14 +12,16 @@
 //!
 //! Without a pointer file the database is the legacy layout (sled's files in `data-dir`
 //! itself, generation 0). The commit point of a switch is the atomic replacement of the
-//! pointer file (temp file, fsync, rename, fsync of the directory): before it the old
-//! generation is the truth and the new directory is removed on open; after it the new one
-//! is, and the old one is removed.
+//! pointer file (a prepared file per generation, `apistore-generation.gen-NNNNNN.tmp`,
+//! fsynced; its rename; the fsync of the directory): before it the old generation is the
+//! truth and the new directory is removed on open; after it the new one is, and the old one
+//! is removed. A rewrite switches in memory first and renames only once the new generation
+//! is flushed, with acknowledgements waiting ([`DbCell::switch`]).
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use apistore::kv::Revision;
 use apistore::{Error, Result};
@@ -123,18 +125,28 @@ impl Gen {
 }
 
 /// The live generation, swappable: readers clone the `Arc` for the duration of one
-/// operation, the rewrite swaps in the next generation.
+/// operation, the rewrite swaps in the next generation ([`DbCell::switch`]).
 #[derive(Debug)]
 pub(crate) struct DbCell {
     live: RwLock<Arc<Gen>>,
-    /// The data directory whose pointer switch is not yet durable (see
-    /// [`DbCell::mark_unsynced`]).
-    unsynced: std::sync::Mutex<Option<PathBuf>>,
+    /// A switch made in memory but not yet durable (see [`DbCell::switch`]).
+    pending: Mutex<Option<Pending>>,
+    /// Called at the steps of making a switch durable (tests: crash points).
+    hook: RwLock<Option<fn(&'static str)>>,
+}
+
+/// A switch to `generation` not yet durable: its pointer is prepared (`Some`: not yet renamed
+/// over the live one) or renamed but the directory not yet fsynced (`None`).
+#[derive(Debug)]
+struct Pending {
+    root: PathBuf,
+    prepared: Option<PreparedCommit>,
+    generation: Arc<Gen>,
 }
 
 impl DbCell {
     pub(crate) fn new(generation: Gen) -> Self {
-        DbCell { live: RwLock::new(Arc::new(generation)), unsynced: std::sync::Mutex::new(None) }
+        DbCell { live: RwLock::new(Arc::new(generation)), pending: Mutex::new(None), hook: RwLock::new(None) }
     }
 
     /// The live generation.
@@ -142,29 +154,71 @@ impl DbCell {
         self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Makes `generation` the live one; returns the previous one.
-    pub(crate) fn swap(&self, generation: Gen) -> Arc<Gen> {
-        std::mem::replace(&mut *self.live.write().unwrap_or_else(|e| e.into_inner()), Arc::new(generation))
-    }
-
-    /// Records that the pointer of `root` was switched ([`switch_pointer`]) but not yet made
-    /// durable. Called before the [`DbCell::swap`] to the new generation, so that every flush
-    /// of the new generation is followed by [`DbCell::sync_pointer`] before it counts.
-    pub(crate) fn mark_unsynced(&self, root: PathBuf) {
-        *self.unsynced.lock().unwrap_or_else(|e| e.into_inner()) = Some(root);
-    }
-
-    /// Makes a switched pointer durable (fsync of the data directory), once; nothing to do
-    /// when none is pending. Flushes call it after flushing (a write to the new generation
-    /// is durable only once the pointer names it durably).
+    /// Makes `generation` the live one in memory, the pointer `prepared` for it, under `root`;
+    /// returns the previous generation. In-memory work only (no I/O): writes go to
+    /// `generation` from now on, and none of them counts as durable before
+    /// [`DbCell::sync_pointer`] returned, which first flushes `generation` (the history the
+    /// rewrite copied into its sled tree, and the writes since), then renames the pointer,
+    /// then fsyncs the directory. Until the rename the old generation stays the one on disk;
+    /// it holds every write made durable before the switch.
     ///
-    /// Errors: [`Error::Unavailable`] when the fsync fails (it is tried again next time).
-    pub(crate) fn sync_pointer(&self) -> Result<()> {
-        let mut unsynced = self.unsynced.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(root) = unsynced.as_ref() {
-            sync_dir(root)?;
-            *unsynced = None;
+    /// The pending switch is recorded before the swap, so a flush that finds the new
+    /// generation live also finds the switch pending.
+    pub(crate) fn switch(&self, generation: Gen, root: PathBuf, prepared: PreparedCommit) -> Arc<Gen> {
+        let generation = Arc::new(generation);
+        let mut live = self.live.write().unwrap_or_else(|e| e.into_inner());
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Pending { root, prepared: Some(prepared), generation: generation.clone() });
+        std::mem::replace(&mut *live, generation)
+    }
+
+    /// Sets the function called at each step of [`DbCell::sync_pointer`] ("flushing",
+    /// "renamed", "durable"; tests kill the process there).
+    pub(crate) fn set_hook(&self, hook: fn(&'static str)) {
+        *self.hook.write().unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    fn at(&self, step: &'static str) {
+        if let Some(hook) = *self.hook.read().unwrap_or_else(|e| e.into_inner()) {
+            hook(step);
         }
+    }
+
+    /// Makes a pending switch ([`DbCell::switch`]) durable, once: flushes the new generation,
+    /// renames its pointer over the live one, fsyncs the data directory. Nothing to do when
+    /// none is pending. Flushes call it after flushing (a write to the new generation is
+    /// durable only once the pointer names it durably), the rewrite right after the switch.
+    /// Concurrent callers wait for the one doing it.
+    ///
+    /// Errors: [`Error::Unavailable`] when a step fails (the rest is tried again next time;
+    /// the old generation stays the one on disk until the rename succeeded).
+    pub(crate) fn sync_pointer(&self) -> Result<()> {
+        self.sync_pointer_marking(&mut |_| {})
+    }
+
+    /// [`DbCell::sync_pointer`], calling `mark` after each step it ran ("waiting for a
+    /// concurrent flush" doing the same, "new generation flush", "pointer rename", "directory
+    /// fsync"; none when nothing was pending).
+    ///
+    /// Errors: as [`DbCell::sync_pointer`].
+    pub(crate) fn sync_pointer_marking(&self, mark: &mut dyn FnMut(&'static str)) -> Result<()> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(switch) = pending.as_mut() else { return Ok(()) };
+        mark("waiting for a concurrent flush");
+        if let Some(prepared) = &switch.prepared {
+            self.at("flushing");
+            switch.generation.flush().map_err(crate::backend::sled_error)?;
+            mark("new generation flush");
+            switch_pointer(&switch.root, prepared)?;
+            switch.prepared = None;
+            mark("pointer rename");
+            self.at("renamed");
+        }
+        sync_dir(&switch.root)?;
+        mark("directory fsync");
+        *pending = None;
+        drop(pending);
+        self.at("durable");
         Ok(())
     }
 }
@@ -200,7 +254,8 @@ pub(crate) fn live(root: &Path) -> Result<u64> {
 }
 
 /// Removes every generation of `root` but `live` (an interrupted rewrite, or an old
-/// generation a crash left behind), and the legacy files once `live` is not 0.
+/// generation a crash left behind), prepared pointer files never renamed, and the legacy
+/// files once `live` is not 0. Not while a switch is pending (its prepared pointer).
 ///
 /// Errors: [`Error::Unavailable`] on I/O errors.
 pub(crate) fn remove_stale(root: &Path, live: u64) -> Result<()> {
@@ -213,9 +268,12 @@ pub(crate) fn remove_stale(root: &Path, live: u64) -> Result<()> {
         let entry = entry.map_err(io_error(root))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let generation = name.strip_prefix(PREFIX).and_then(|n| n.parse::<u64>().ok());
+        let prepared_pointer = name.starts_with(&format!("{GENERATION_FILE}.")) && name.ends_with(".tmp");
         let stale = match generation {
             Some(generation) => generation != live,
-            None => live != 0 && (LEGACY_FILES.contains(&name.as_str()) || name.starts_with("snap.")),
+            None => {
+                prepared_pointer || live != 0 && (LEGACY_FILES.contains(&name.as_str()) || name.starts_with("snap."))
+            }
         };
         if stale {
             remove(&entry.path())?;
@@ -234,7 +292,8 @@ pub(crate) fn remove(path: &Path) -> Result<()> {
 }
 
 /// Makes `generation` the live one: the commit point of a rewrite ([`prepare_commit`] then
-/// [`commit_prepared`]; a rewrite runs the first half in parallel with its last fsync).
+/// [`commit_prepared`]; a rewrite prepares before it switches in memory, and renames and
+/// fsyncs after, see [`DbCell::switch`]).
 ///
 /// Errors: [`Error::Unavailable`] on I/O errors (the old generation stays live).
 #[cfg(test)]
@@ -243,6 +302,7 @@ pub(crate) fn commit(root: &Path, generation: u64) -> Result<()> {
 }
 
 /// A pointer file written and fsynced beside the live one, not yet renamed over it.
+#[derive(Debug)]
 pub(crate) struct PreparedCommit(PathBuf);
 
 /// The first half of [`commit`]: writes and fsyncs the new pointer as a temporary file (the
@@ -250,8 +310,9 @@ pub(crate) struct PreparedCommit(PathBuf);
 ///
 /// Errors: [`Error::Unavailable`] on I/O errors.
 pub(crate) fn prepare_commit(root: &Path, generation: u64) -> Result<PreparedCommit> {
-    let path = root.join(GENERATION_FILE);
-    let temp = path.with_extension("tmp");
+    // One name per generation: a switch still pending (its rename failed) never renames the
+    // pointer of a later rewrite that is not complete yet.
+    let temp = root.join(format!("{GENERATION_FILE}.{PREFIX}{generation:06}.tmp"));
     write_synced(&temp, format!("{PREFIX}{generation:06}\n").as_bytes())?;
     Ok(PreparedCommit(temp))
 }
@@ -262,16 +323,16 @@ pub(crate) fn prepare_commit(root: &Path, generation: u64) -> Result<PreparedCom
 /// Errors: [`Error::Unavailable`] on I/O errors.
 #[cfg(test)]
 pub(crate) fn commit_prepared(root: &Path, prepared: PreparedCommit) -> Result<()> {
-    switch_pointer(root, prepared)?;
+    switch_pointer(root, &prepared)?;
     sync_dir(root)
 }
 
 /// The commit point without its durability: renames the prepared pointer over the live one.
 /// Until [`sync_dir`] of `root` returned, a crash may still find the old pointer: nothing
-/// written to the new generation may be acknowledged before (see [`DbCell::mark_unsynced`]).
+/// written to the new generation may be acknowledged before (see [`DbCell::switch`]).
 ///
-/// Errors: [`Error::Unavailable`] on I/O errors.
-pub(crate) fn switch_pointer(root: &Path, prepared: PreparedCommit) -> Result<()> {
+/// Errors: [`Error::Unavailable`] on I/O errors (the prepared pointer stays, to be tried again).
+pub(crate) fn switch_pointer(root: &Path, prepared: &PreparedCommit) -> Result<()> {
     let to = root.join(GENERATION_FILE);
     fs::rename(&prepared.0, &to).map_err(io_error(&to))
 }
@@ -340,8 +401,10 @@ mod tests {
         fs::write(root.join("apistore-revision-ceiling"), b"7").expect("ceiling");
         commit(root, 2).expect("commit");
         assert_eq!(live(root).expect("pointer"), 2);
+        let never_renamed = prepare_commit(root, 3).expect("prepare").0;
         remove_stale(root, 2).expect("remove stale");
         assert!(!path_of(root, 1).exists() && !root.join("db").exists());
+        assert!(!never_renamed.exists(), "a prepared pointer never renamed is removed");
         assert!(path_of(root, 2).exists() && root.join("apistore-revision-ceiling").exists());
         fs::write(root.join(GENERATION_FILE), b"garbage").expect("corrupt");
         assert!(live(root).is_err(), "a corrupt pointer is an error, never a silent fallback");

@@ -179,16 +179,6 @@ impl PackedWriter {
         Ok(())
     }
 
-    /// Writes out and fsyncs what was appended so far (so that the final [`PackedWriter::finish`]
-    /// has only the tail to write).
-    ///
-    /// Errors: [`Error::Unavailable`] on I/O errors.
-    pub(crate) fn sync(&mut self) -> Result<()> {
-        let io = io(&self.path);
-        self.out.flush().map_err(&io)?;
-        self.out.get_ref().sync_data().map_err(&io)
-    }
-
     /// Writes out and fsyncs the file, then opens it for reading (records verified as they
     /// are read; the whole file is verified when the generation is opened again).
     ///

@@ -1,7 +1,8 @@
 //! Space of the sled backend: a rewrite into a fresh generation returns the space of
 //! compacted history while writes, reads and a watch go on (and on its own, from the
 //! maintenance thread); the quota's NOSPACE alarm refuses puts, lets deletes and compaction
-//! through and clears itself; `kill -9` in the middle of rewrites loses no acknowledged write.
+//! through and clears itself; `kill -9` in the middle of rewrites, and at each step of making
+//! a switch durable, loses no acknowledged write.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -314,6 +315,50 @@ async fn the_nospace_alarm_refuses_puts_lets_deletes_through_and_clears_itself()
     assert_eq!(kv.range(RangeRequest::prefix("/q/")).await.expect("range").count, 101);
 }
 
+/// Keys created with a TTL while rewrites run expire all the same: the TTL entries of writes
+/// that land while a rewrite copies, up to its switch, are carried into the new generation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_written_with_a_ttl_during_rewrites_still_expire() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kv = Arc::new(SledBackend::open(manual(dir.path())).expect("open"));
+    churn(&kv, "/t/base/", 100, 5).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (kv, stop) = (kv.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut created = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let key = format!("/t/ttl/{w}/{created:06}");
+                    let outcome = kv.put(&key, value(256, created), 0, Some(Duration::from_secs(1))).await;
+                    assert!(matches!(outcome.expect("put"), TxnOutcome::Succeeded { .. }), "{key}");
+                    created += 1;
+                }
+                created
+            })
+        })
+        .collect();
+    for _ in 0..5 {
+        kv.reclaim_now().await.expect("rewrite").expect("a directory database rewrites");
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut created = 0;
+    for writer in writers {
+        created += writer.await.expect("writer");
+    }
+    assert!(created > 0, "keys were created during the rewrites");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = kv.range(RangeRequest::prefix("/t/ttl/")).await.expect("range").count;
+        if left == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{left} of {created} keys with a 1 s TTL did not expire");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(kv.range(RangeRequest::prefix("/t/base/")).await.expect("range").count, 100, "no other key expired");
+}
+
 /// Child side of the crash test: writes durably from 4 tasks (printing every acknowledged
 /// write) while another task rewrites the database over and over (printing each). Does
 /// nothing unless started by the parent.
@@ -389,5 +434,112 @@ fn sigkill_during_rewrites_loses_no_acknowledged_write() {
             .filter(|e| e.file_name().to_string_lossy().starts_with("gen-"))
             .count();
         assert_eq!(generations, 1, "round {round}: open removed every generation but the live one");
+    }
+}
+
+const CRASH_AT_ENV: &str = "APISTORE_SLED_CRASH_AT";
+
+/// The step the switch hook stops at (from [`CRASH_AT_ENV`]), and how often it was reached.
+static CRASH_AT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static CRASH_AT_SEEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The switch hook of [`switch_crash_child`]: at the second rewrite's step [`CRASH_AT`], says
+/// so and stops there (the parent kills the process while it waits).
+fn stop_at_step(step: &'static str) {
+    if CRASH_AT.get().is_some_and(|at| at == step)
+        && CRASH_AT_SEEN.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1
+    {
+        use std::io::Write;
+        println!("at {step}");
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+/// Child side of the switch crash test: writes durably from 4 tasks (printing every
+/// acknowledged write) while another task rewrites every 50 ms from 300 ms on (every task
+/// has written by then); the second rewrite stops at
+/// the step of making its switch durable named by [`CRASH_AT_ENV`]. Does nothing unless
+/// started by the parent.
+#[test]
+fn switch_crash_child() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
+    let step = std::env::var(CRASH_AT_ENV).expect("the step to stop at");
+    CRASH_AT.set(step.clone()).expect("set once");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async move {
+        let kv = Arc::new(SledBackend::open(manual(Path::new(&dir))).expect("open"));
+        kv.set_switch_hook(stop_at_step);
+        let rewriter = kv.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Ok(Some(done)) = rewriter.reclaim_now().await {
+                    println!("rewrote {}", done.generation);
+                }
+            }
+        });
+        crash::write_and_ack_forever(kv, 4, move |task, i, previous| {
+            (format!("/switch/{step}/{task}"), value(512, i), previous)
+        })
+        .await;
+    });
+}
+
+/// `kill -9` at each step of making a rewrite's switch durable — the new generation live in
+/// memory with writes applied to it but not yet flushed ("flushing"), its pointer renamed but
+/// the directory not fsynced ("renamed"), the switch durable but the old generation not yet
+/// removed ("durable") — loses no acknowledged write, reuses no revision, and reopens the
+/// generation the pointer names at that step.
+#[test]
+fn sigkill_at_each_step_of_a_switch_loses_no_acknowledged_write() {
+    for (step, live_generation) in [("flushing", 1), ("renamed", 2), ("durable", 2)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env = [(CHILD_ENV, dir.path().display().to_string()), (CRASH_AT_ENV, step.to_owned())];
+        let (mut child, mut lines) = crash::spawn_child("switch_crash_child", &env);
+        // key -> (revision, i) of its latest acknowledged write.
+        let mut acked: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        loop {
+            let line = lines.next().expect("child stopped early").expect("read child output");
+            if line.contains(&format!("at {step}")) {
+                break;
+            }
+            if let Some((revision, key, i)) = crash::parse_ack(&line) {
+                acked.insert(key, (revision, i));
+            }
+        }
+        child.kill().expect("SIGKILL the child");
+        for line in lines.map_while(Result::ok) {
+            if let Some((revision, key, i)) = crash::parse_ack(&line) {
+                acked.insert(key, (revision, i));
+            }
+        }
+        let _ = child.wait();
+        assert!(acked.len() == 4, "{step}: every task wrote before the second rewrite: {acked:?}");
+        let pointer = std::fs::read_to_string(dir.path().join(GENERATION_FILE)).expect("pointer");
+        assert_eq!(pointer.trim(), format!("gen-{live_generation:06}"), "{step}: the pointer at the kill");
+        let max_acked = acked.values().map(|(r, _)| *r).max().expect("acks");
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            let kv = SledBackend::open(manual(dir.path())).expect("reopen after SIGKILL");
+            for (key, (revision, i)) in &acked {
+                let got = kv.get(key, 0).await.expect("get").kv;
+                let got = got.unwrap_or_else(|| panic!("{step}: acknowledged {key} at {revision} lost"));
+                // The child may have been killed between a write's acknowledgement and its line.
+                let written: u64 = std::str::from_utf8(&got.value[..20]).expect("utf8").parse().expect("tag");
+                assert!(got.mod_revision >= *revision && written >= *i, "{step}: {key} went back");
+                assert_eq!(got.value, value(512, written), "{step}: {key}");
+            }
+            let next = put(&kv, &format!("/after/{step}"), Bytes::from_static(b"x"), 0).await;
+            assert!(next > max_acked, "{step}: revision {next} reused (acknowledged up to {max_acked})");
+        });
+        let generations: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("read dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("gen-"))
+            .collect();
+        assert_eq!(generations, vec![format!("gen-{live_generation:06}")], "{step}: open kept only the live one");
     }
 }

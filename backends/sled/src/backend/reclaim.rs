@@ -6,20 +6,27 @@
 //! packed history file ([`crate::packed`]: exactly the bytes in use, where a fresh sled
 //! database would take about 2.5 times them), and the TTL index and the metadata into the
 //! next generation's fresh sled database, while reads and writes go on against the live
-//! one, catching up on new revisions in rounds; the last round (at most [`TAIL_UNDER_LOCK`]
-//! entries), the fsyncs of the new files and the switch of the generation pointer (the
-//! commit point, see [`crate::generation`]) run under the writer lock, so writes wait only
-//! for that. Readers hold the generation of their operation; the old generation is removed
-//! once they are done.
+//! one, catching up on new revisions in rounds. Every fsync of the new generation runs before
+//! the writer lock is taken; under it run only the last round (at most about
+//! [`TAIL_UNDER_LOCK`] entries, copied into the new sled tree in memory) and the in-memory
+//! swap, so writes wait for microseconds of work (measured: [`Reclaimed::under_lock`]). The
+//! switch is made durable right after (flush of the new generation, rename of the pointer —
+//! the commit point, see [`crate::generation`] — and fsync of the directory) while writes
+//! are applied to the new generation; their acknowledgements wait for it. Readers hold the
+//! generation of their operation; the old generation is removed once they are done.
 //!
 //! The bound: the retention policy keeps the bytes in use at most twice the live bytes
 //! (see [`SledOptions::history_budget_percent`]) and a rewrite is due at 1.5 times the bytes
-//! in use, so the directory stays within about three times the live bytes.
+//! in use or at 2.75 times the live bytes, whichever comes first, so the directory stays
+//! within about three times the live bytes (with 1.5 times the bytes in use alone it could
+//! rest at 3.1 times them once the writes stopped: measured after the churn of issue 11).
 //!
 //! Invariants: the compaction lock is held for the whole rewrite (no history is removed
 //! while it is copied); every revision applied before the switch is in the new database
-//! and durable there before the pointer names it; a crash before the switch leaves the old
-//! generation live (the partial new one is removed on open), after it the new one.
+//! and durable there before the pointer names it (the rename follows the flush of the new
+//! generation); no write is acknowledged between the in-memory switch and the durable
+//! rename; a crash before the rename leaves the old generation live (the partial new one
+//! is removed on open), after it the new one.
 //!
 //! A failed write (sled 0.34 keeps the I/O error of a failed flush, e.g. on a full disk, and
 //! refuses every later write until the database is reopened): maintenance probes the disk
@@ -46,12 +53,12 @@ use crate::packed::{Packed, PackedWriter, PACKED_FILE};
 /// bytes in use (see [`Core::rewrite_due`]).
 const REWRITE_FACTOR: (u64, u64) = (3, 2);
 
+/// ... or `LIVE_REWRITE_FACTOR.0 / LIVE_REWRITE_FACTOR.1` times the live bytes.
+const LIVE_REWRITE_FACTOR: (u64, u64) = (11, 4);
+
 /// Catch-up rounds run without the writer lock until at most this many history entries are
 /// left for the final round under it.
 const TAIL_UNDER_LOCK: u64 = 64;
-
-/// Entries per sled batch while copying.
-const COPY_BATCH: usize = 1_000;
 
 /// How long a rewrite waits for reads still on the old generation before removing it.
 const OLD_GENERATION_GRACE: Duration = Duration::from_secs(10);
@@ -67,9 +74,37 @@ pub struct Reclaimed {
     pub after_bytes: u64,
     /// History entries copied.
     pub entries: u64,
-    /// How long writes waited: the final catch-up round, the packed tail's fsync and the
-    /// pointer switch.
+    /// How long writes could not be applied: the writer lock held for the final catch-up
+    /// round (in memory) and the in-memory switch.
     pub pause: Duration,
+    /// What ran while writes could not be applied, step by step (name, time), in order;
+    /// their sum is about `pause`.
+    pub under_lock: Vec<(&'static str, Duration)>,
+    /// What ran after the writer lock was released until the switch was durable (name,
+    /// time; empty when a concurrent flush had already done it): writes are applied
+    /// meanwhile, their acknowledgements wait for it.
+    pub commit: Vec<(&'static str, Duration)>,
+    /// When writes could go on again (the end of the pause).
+    pub resumed_at: Instant,
+}
+
+/// Times consecutive steps ([`Reclaimed::under_lock`], [`Reclaimed::commit`]).
+struct Steps {
+    last: Instant,
+    steps: Vec<(&'static str, Duration)>,
+}
+
+impl Steps {
+    fn start() -> Self {
+        Steps { last: Instant::now(), steps: Vec::new() }
+    }
+
+    /// Records the time since the previous mark as step `name`.
+    fn mark(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.steps.push((name, now - self.last));
+        self.last = now;
+    }
 }
 
 /// Space accounting of an open backend.
@@ -94,12 +129,12 @@ pub(crate) struct SpaceState {
     recovery_after: Mutex<Option<(Instant, Duration)>>,
     /// Recoveries since open.
     recoveries: AtomicU64,
-    /// The writer pauses of the last [`KEPT_PAUSES`] rewrites.
-    pauses: Mutex<VecDeque<Duration>>,
+    /// The last [`KEPT_REWRITES`] rewrites.
+    log: Mutex<VecDeque<Reclaimed>>,
 }
 
-/// How many rewrite pauses [`SpaceState`] keeps.
-const KEPT_PAUSES: usize = 1_000;
+/// How many rewrites [`SpaceState`] keeps.
+const KEPT_REWRITES: usize = 1_000;
 
 /// How often a backend whose writes failed probes the disk and tries to recover.
 const RECOVERY_BACKOFF: Duration = Duration::from_millis(500);
@@ -156,23 +191,22 @@ fn open_db(options: &SledOptions, generation: u64, flush_every_ms: Option<u64>) 
         .map_err(|e| Error::unavailable(format!("cannot open sled database at {}: {e}", path.display())))
 }
 
-/// Copies `entries` into `new` in batches. Returns how many were copied.
+/// Copies `entries` into `new`, one insert each. Returns how many were copied.
+///
+/// Not in sled batches: [`sled::Tree::apply_batch`] takes sled 0.34's process-wide
+/// concurrency-control lock exclusively, which waits for the background flush of every open
+/// sled database (it holds the lock shared across its disk write) while every other sled
+/// operation of the process — the writers' inserts included — queues behind it. Measured:
+/// an empty batch under the writer lock took up to 7 ms on a loaded disk. `new` is not live
+/// before the switch, so the atomicity of a batch is not needed.
 fn copy(entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>, new: &sled::Db) -> Result<u64> {
     let mut copied = 0;
-    let mut batch = sled::Batch::default();
-    let mut in_batch = 0;
     for entry in entries {
         let (key, value) = entry.map_err(sled_error)?;
-        batch.insert(key, value);
-        in_batch += 1;
-        if in_batch == COPY_BATCH {
-            new.apply_batch(std::mem::take(&mut batch)).map_err(sled_error)?;
-            copied += in_batch as u64;
-            in_batch = 0;
-        }
+        new.insert(key, value).map_err(sled_error)?;
+        copied += 1;
     }
-    new.apply_batch(batch).map_err(sled_error)?;
-    Ok(copied + in_batch as u64)
+    Ok(copied)
 }
 
 impl Core {
@@ -265,9 +299,10 @@ impl Core {
     }
 
     /// True when a rewrite would return enough space: the directory is at least
-    /// `reclaim_min_bytes` and more than [`REWRITE_FACTOR`] times the bytes in use, and the
-    /// rewrite is expected to return at least a fifth of it — expected from what the last
-    /// rewrite cost per byte in use (so a rewrite is never repeated in vain, and one that
+    /// `reclaim_min_bytes` and more than [`REWRITE_FACTOR`] times the bytes in use or
+    /// [`LIVE_REWRITE_FACTOR`] times the live bytes, and the rewrite is expected to return at
+    /// least a fifth of it — expected from what the last rewrite cost per byte in use (so a
+    /// rewrite is never repeated in vain, and one that
     /// would return space after compaction shrank the bytes in use is never held back).
     /// Under the NOSPACE alarm a tenth above the bytes in use and a twentieth returned are
     /// enough, whatever the size.
@@ -281,8 +316,10 @@ impl Core {
         if self.space.nospace.load(Ordering::SeqCst) {
             db_bytes > in_use + in_use / 10 && expected.saturating_mul(20) < db_bytes.saturating_mul(19)
         } else {
+            let live = self.live_bytes.load(Ordering::SeqCst);
             db_bytes >= min
-                && db_bytes * REWRITE_FACTOR.1 > REWRITE_FACTOR.0 * in_use
+                && (db_bytes * REWRITE_FACTOR.1 > REWRITE_FACTOR.0 * in_use
+                    || db_bytes * LIVE_REWRITE_FACTOR.1 > LIVE_REWRITE_FACTOR.0 * live)
                 && expected.saturating_mul(5) < db_bytes.saturating_mul(4)
         }
     }
@@ -368,9 +405,14 @@ impl Core {
         self.space.recoveries.load(Ordering::SeqCst)
     }
 
-    /// The writer pauses of the last rewrites (at most [`KEPT_PAUSES`]), oldest first.
+    /// The writer pauses of the last rewrites (at most [`KEPT_REWRITES`]), oldest first.
     pub(super) fn rewrite_pauses(&self) -> Vec<Duration> {
-        self.space.pauses.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect()
+        self.space.log.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|r| r.pause).collect()
+    }
+
+    /// The last rewrites (at most [`KEPT_REWRITES`]), oldest first.
+    pub(super) fn rewrite_log(&self) -> Vec<Reclaimed> {
+        self.space.log.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
     }
 
     /// (rewrites since open, the longest writer pause of one).
@@ -410,7 +452,7 @@ impl Core {
             let packed = PackedWriter::create(&path.join(PACKED_FILE))?;
             self.copy_and_switch(&old, new, packed, &root, next)
         });
-        let (entries, pause) = match outcome {
+        let (entries, pause, under_lock, mut commit) = match outcome {
             Ok(done) => done,
             Err(e) => {
                 if let Err(cleanup) = generation::remove(&path) {
@@ -421,7 +463,8 @@ impl Core {
         };
         // The switch durable before the old generation goes. On failure the new generation is
         // live (in memory and, after a crash, possibly on disk): nothing is removed.
-        self.db.sync_pointer()?;
+        let resumed_at = commit.last;
+        self.db.sync_pointer_marking(&mut |step| commit.mark(step))?;
         // Let reads still on the old generation finish, then remove it (and legacy files).
         let waited = Instant::now();
         while Arc::strong_count(&old) > 1 && waited.elapsed() < OLD_GENERATION_GRACE {
@@ -434,14 +477,24 @@ impl Core {
         self.space.rewritten_in_use.store(self.history_bytes.load(Ordering::SeqCst), Ordering::SeqCst);
         self.space.rewrites.fetch_add(1, Ordering::SeqCst);
         self.space.longest_pause_us.fetch_max(pause.as_micros() as u64, Ordering::SeqCst);
+        let done = Reclaimed {
+            generation: next,
+            before_bytes,
+            after_bytes,
+            entries,
+            pause,
+            under_lock: under_lock.steps,
+            commit: commit.steps,
+            resumed_at,
+        };
         {
-            let mut pauses = self.space.pauses.lock().unwrap_or_else(|e| e.into_inner());
-            if pauses.len() == KEPT_PAUSES {
-                pauses.pop_front();
+            let mut log = self.space.log.lock().unwrap_or_else(|e| e.into_inner());
+            if log.len() == KEPT_REWRITES {
+                log.pop_front();
             }
-            pauses.push_back(pause);
+            log.push_back(done.clone());
         }
-        Ok(Some(Reclaimed { generation: next, before_bytes, after_bytes, entries, pause }))
+        Ok(Some(done))
     }
 
     /// Copies history rounds after `copied` into `packed` until a round copied at most
@@ -464,8 +517,75 @@ impl Core {
         }
     }
 
-    /// Copies everything into `new` and makes it the live generation. Returns (history
-    /// entries copied, how long writes waited).
+    /// Copies history rounds after `copied` into the sled tree of `new` (each record in the
+    /// checksummed format, with its TTL entry when it is above `ttl_from`) until a round
+    /// copied at most [`TAIL_UNDER_LOCK`] entries (writes go on meanwhile).
+    fn catch_up_into_sled(
+        &self,
+        old: &generation::Gen,
+        new: &sled::Db,
+        ttl_from: Revision,
+        copied: &mut Revision,
+        entries: &mut u64,
+    ) -> Result<()> {
+        loop {
+            let upto = self.applied.load(Ordering::SeqCst);
+            let round = self.copy_history_into_sled(old, new, *copied, upto, ttl_from)?;
+            *entries += round;
+            *copied = upto.max(*copied);
+            if round <= TAIL_UNDER_LOCK {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Copies the retained history entries of revisions `after + 1 ..= upto` of `old` into the
+    /// sled tree of `new` (in memory until `new` is flushed; plain inserts, see [`copy`]), each
+    /// in the checksummed format, and the TTL entry of each one above `ttl_from` that has a
+    /// deadline (the TTL index was copied at `ttl_from`; an entry a later write made stale is
+    /// ignored by the sweeper). Returns how many were copied.
+    fn copy_history_into_sled(
+        &self,
+        old: &generation::Gen,
+        new: &sled::Db,
+        after: Revision,
+        upto: Revision,
+        ttl_from: Revision,
+    ) -> Result<u64> {
+        if upto <= after {
+            return Ok(0);
+        }
+        let mut copied = 0;
+        for entry in old.history_range(after + 1, upto) {
+            let (revision, raw) = entry?;
+            let (key, version) = layout::decode_event_header(revision, &raw)?;
+            if !self.index.read().unwrap_or_else(|e| e.into_inner()).contains(key, revision) {
+                continue;
+            }
+            if revision > ttl_from && version.expires_at_ms != 0 {
+                new.insert(layout::expiry_key(version.expires_at_ms, key), &[][..]).map_err(sled_error)?;
+            }
+            new.insert(layout::history_key(revision), &*layout::upgrade(revision, &raw)?).map_err(sled_error)?;
+            copied += 1;
+        }
+        Ok(copied)
+    }
+
+    /// Copies everything into `new` and makes it the live generation in memory (the switch is
+    /// made durable by [`generation::DbCell::sync_pointer`] afterwards). Returns (history
+    /// entries copied, how long writes waited, what ran while they waited, a timer of what
+    /// runs from their resumption on).
+    ///
+    /// Every fsync runs before the writer lock is taken: the bulk of the history goes into
+    /// the packed file, which is then fsynced; the TTL index and the metadata, the history
+    /// that landed meanwhile (rounds) and the new pointer file (fsynced, not yet renamed) are
+    /// written too. Under the writer lock only in-memory work runs: the last round (at most
+    /// about [`TAIL_UNDER_LOCK`] entries) into the new sled tree, and the swap
+    /// ([`generation::DbCell::switch`]). After it, writes go to the new generation; none is
+    /// acknowledged before the new generation was flushed (the tail copied under the lock
+    /// with it), the pointer renamed and the directory fsynced, in that order: a crash before
+    /// the rename finds the old generation, which holds every write acknowledged before the
+    /// switch; a crash after it finds the new one, which then holds them too.
     fn copy_and_switch(
         &self,
         old: &generation::Gen,
@@ -473,43 +593,30 @@ impl Core {
         mut packed: PackedWriter,
         root: &Path,
         next: u64,
-    ) -> Result<(u64, Duration)> {
+    ) -> Result<(u64, Duration, Steps, Steps)> {
         let (mut copied, mut entries) = (0, 0);
         self.catch_up(old, &mut packed, &mut copied, &mut entries)?;
-        packed.sync()?;
+        let packed = packed.finish()?;
+        let ttl_from = self.applied.load(Ordering::SeqCst);
         copy(old.scan_prefix([layout::EXPIRY]), &new)?;
         copy(old.scan_prefix([layout::META]), &new)?;
+        let prepared = generation::prepare_commit(root, next)?;
+        // What landed during those fsyncs, flushed, then what landed during that flush.
+        self.catch_up_into_sled(old, &new, ttl_from, &mut copied, &mut entries)?;
         new.flush().map_err(sled_error)?;
-        // What landed during those fsyncs, so that the tail under the lock stays short.
-        self.catch_up(old, &mut packed, &mut copied, &mut entries)?;
+        self.catch_up_into_sled(old, &new, ttl_from, &mut copied, &mut entries)?;
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let paused = Instant::now();
-        entries += self.copy_history(old, &mut packed, copied, self.applied.load(Ordering::SeqCst))?;
-        // TTL entries written since the first copy. They need no flush before the commit
-        // point: open rebuilds the TTL index from the history (and the sweeper ignores stale
-        // entries); the metadata cannot have changed (the compaction lock is held) and was
-        // flushed above.
-        copy(old.scan_prefix([layout::EXPIRY]), &new)?;
-        // The packed tail durable and the new pointer written (their fsyncs in parallel),
-        // then the commit point.
-        let (packed, prepared) = thread::scope(|scope| {
-            let preparing = scope.spawn(|| generation::prepare_commit(root, next));
-            let packed = packed.finish();
-            let prepared =
-                preparing.join().unwrap_or_else(|_| Err(Error::internal("generation pointer thread panicked")));
-            (packed, prepared)
-        });
-        let packed = packed?;
-        // The commit point; its fsync (of the directory) runs after the lock is released, and
-        // every flush runs it first if it has not yet (see `DbCell::mark_unsynced`): nothing
-        // written to the new generation is acknowledged before the switch is durable.
-        generation::switch_pointer(root, prepared?)?;
-        self.db.mark_unsynced(root.to_path_buf());
-        let previous = self.db.swap(generation::Gen { db: new, packed });
+        let mut steps = Steps::start();
+        entries += self.copy_history_into_sled(old, &new, copied, self.applied.load(Ordering::SeqCst), ttl_from)?;
+        steps.mark("tail copy (in memory)");
+        let previous = self.db.switch(generation::Gen { db: new, packed }, root.to_path_buf(), prepared);
         self.generation.store(next, Ordering::SeqCst);
+        steps.mark("swap");
         drop(writer);
         let pause = paused.elapsed();
+        let commit = Steps::start();
         drop(previous);
-        Ok((entries, pause))
+        Ok((entries, pause, steps, commit))
     }
 }
