@@ -442,6 +442,15 @@ pub trait Storage: Send + Sync + 'static {
     async fn get_encoded(&self, key: &str, options: GetOptions) -> Result<Option<EncodedObject>> {
         self.get(key, options).await?.as_ref().map(EncodedObject::encode).transpose()
     }
+
+    /// True when [`Storage::get_list_encoded`] and [`Storage::get_encoded`] hand out bytes this
+    /// storage holds (a watch cache serving from memory), so a reader that works from bytes and
+    /// their [`EncodedObject::derived`] forms should ask for them. False (the default) when they
+    /// would be encoded per request from decoded objects: a reader that needs decoded objects
+    /// then reads them directly. A hint only: both reads are correct either way.
+    fn holds_encoded(&self) -> bool {
+        false
+    }
 }
 
 /// Shared handle to any storage.

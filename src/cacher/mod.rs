@@ -795,6 +795,11 @@ impl Storage for Cacher {
         self.get_list_encoded(key, options).await?.decode()
     }
 
+    fn holds_encoded(&self) -> bool {
+        // Over budget (bypassed) the cache delegates every read to the inner storage.
+        !self.is_bypassed() || self.shared.inner.holds_encoded()
+    }
+
     async fn get_list_encoded(&self, key: &str, options: ListOptions) -> Result<EncodedList> {
         if self.is_bypassed() {
             return self.shared.inner.get_list_encoded(key, options).await;
