@@ -69,10 +69,12 @@ impl<'a> Served<'a> {
     /// `object` served by `resource`; `prefix` is [`served_prefix`] of `resource`.
     pub fn new(resource: &'a Resource, object: &'a EncodedObject, prefix: &[u8]) -> Self {
         let stored_is_served = resource.strategy.serves_stored_form() && object.json().starts_with(prefix);
-        let slot = object.derived(|| Forms {
-            api_version: resource.api_version(),
-            kind: resource.kind.clone(),
-            ..Forms::default()
+        let slot = object.derived(|| {
+            let forms = Forms { api_version: resource.api_version(), kind: resource.kind.clone(), ..Forms::default() };
+            // The slot's own bookkeeping is kept whatever the budget (it is small and the slot
+            // cannot be emptied); the forms in it are kept only when they fit.
+            object.keep_derived(std::mem::size_of::<Forms>() + forms.api_version.len() + forms.kind.len(), true);
+            forms
         });
         let forms = slot.filter(|f| f.kind == resource.kind && f.api_version == resource.api_version());
         Served { resource, object, forms, stored_is_served, decoded: std::cell::OnceCell::new() }
@@ -89,8 +91,8 @@ impl<'a> Served<'a> {
         Ok(self.decoded.get_or_init(|| self.resource.served(decoded)))
     }
 
-    /// `make`'s value, kept in `slot` when there is one (errors are not kept: the next request
-    /// tries again).
+    /// `make`'s value, kept in `slot` when there is one and the object's holder has room for
+    /// it ([`EncodedObject::keep_derived`]; errors are not kept: the next request tries again).
     fn kept(
         &self,
         slot: impl FnOnce(&'a Forms) -> &'a OnceLock<Option<Bytes>>,
@@ -102,7 +104,15 @@ impl<'a> Served<'a> {
             return Ok(bytes.clone());
         }
         let made = make()?;
-        Ok(lock.get_or_init(|| Some(made.clone())).clone().unwrap_or(made))
+        let cost = made.len() + std::mem::size_of::<Bytes>();
+        if !self.object.keep_derived(cost, false) {
+            return Ok(made);
+        }
+        if let Err(Some(_)) = lock.set(Some(made.clone())) {
+            // Another request kept its (equal) value first.
+            self.object.unkeep_derived(cost);
+        }
+        Ok(lock.get().cloned().flatten().unwrap_or(made))
     }
 
     /// The served object as JSON: the stored bytes when they are in the served form.
@@ -166,8 +176,17 @@ impl<'a> Served<'a> {
             Some(forms) => match forms.cells.get() {
                 Some(Some(cells)) => cells,
                 _ => {
-                    let cells = self.cells()?;
-                    forms.cells.get_or_init(|| Some(cells)).as_ref().ok_or_else(|| ApiError::internal("no cells"))?
+                    made = self.cells()?;
+                    let cost =
+                        std::mem::size_of::<Cells>() + made.fixed.len() + made.created.as_ref().map_or(0, String::len);
+                    if self.object.keep_derived(cost, false) {
+                        if let Err(Some(_)) = forms.cells.set(Some(made)) {
+                            self.object.unkeep_derived(cost);
+                        }
+                        forms.cells.get().and_then(Option::as_ref).ok_or_else(|| ApiError::internal("no cells"))?
+                    } else {
+                        &made
+                    }
                 }
             },
             None => {

@@ -1216,3 +1216,67 @@ async fn watch_cache_memory_budgets_from_the_storage_config_show_on_metrics() {
     assert_eq!(listed.code, StatusCode::OK, "{}", listed.body);
     assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(1), "{}", listed.body);
 }
+
+/// The budgets from the command line (over the config file's), on `/metrics`; the cache's byte
+/// gauge grows when a LIST makes the items' Table cells and YAML (kept with the cached
+/// objects) and stays when the next LIST reuses them; a bad budget flag stops the server
+/// with a message naming the flag.
+#[tokio::test]
+async fn watch_cache_budget_flags_and_derived_representations_show_on_metrics() {
+    let config = tempfile::tempdir().expect("config dir");
+    let path = config.path().join("storage.toml");
+    std::fs::write(&path, "[watch_cache]\nmemory_budget_bytes = 1000\nmemory_budgets = [\"secrets#10\"]\n")
+        .expect("storage config");
+    let server = Server::start(&[
+        "--storage-config",
+        path.to_str().expect("utf-8 path"),
+        "--watch-cache-memory-budget=50000000",
+        "--watch-cache-memory-budgets=secrets#3000,deployments.apps#70000",
+    ]);
+    let api = Api::new(&server);
+    for name in ["a", "b", "c"] {
+        assert_eq!(api.post(CM, &configmap(name)).await.code, StatusCode::CREATED);
+    }
+    let metrics = || async { api.get("/metrics").await.body.as_str().expect("text").to_owned() };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let before = loop {
+        let text = metrics().await;
+        if cache_gauge(&text, "apistore_watch_cache_objects", "configmaps") == Some(3) {
+            break text;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the cache gauges did not settle:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let gauge = |text: &str, name: &str, resource: &str| cache_gauge(text, name, resource);
+    assert_eq!(gauge(&before, "apistore_watch_cache_memory_budget_bytes", "configmaps"), Some(50_000_000));
+    assert_eq!(gauge(&before, "apistore_watch_cache_memory_budget_bytes", "secrets"), Some(3_000));
+    assert_eq!(gauge(&before, "apistore_watch_cache_memory_budget_bytes", "deployments.apps"), Some(70_000));
+    let objects_only = gauge(&before, "apistore_watch_cache_bytes", "configmaps").expect("bytes");
+
+    let list = |accept: &'static str| {
+        let request = api.client.get(format!("{}{CM}?resourceVersion=0", api.base)).header("accept", accept);
+        async move {
+            let response = request.send().await.expect("list");
+            assert_eq!(response.status(), StatusCode::OK);
+            response.bytes().await.expect("body")
+        }
+    };
+    const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
+    let table = list(TABLE).await;
+    let with_cells = gauge(&metrics().await, "apistore_watch_cache_bytes", "configmaps").expect("bytes");
+    assert!(with_cells > objects_only, "Table cells kept: {objects_only} → {with_cells}");
+    assert_eq!(list(TABLE).await.len(), table.len());
+    let again = gauge(&metrics().await, "apistore_watch_cache_bytes", "configmaps").expect("bytes");
+    assert_eq!(again, with_cells, "the second Table LIST reuses the kept cells");
+    let yaml = list("application/yaml").await;
+    let with_yaml = gauge(&metrics().await, "apistore_watch_cache_bytes", "configmaps").expect("bytes");
+    assert!(
+        with_yaml >= with_cells + yaml.len() as i64 - 200,
+        "the items' YAML ({} bytes listed) is counted: {with_cells} → {with_yaml}",
+        yaml.len()
+    );
+
+    let (status, log) = Server::run_to_exit(&["--watch-cache-memory-budgets=pods#lots"]);
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("--watch-cache-memory-budgets") && log.contains("pods#lots"), "{log}");
+}

@@ -332,7 +332,10 @@ mod tests {
                 .with_label("app", if i % 2 == 0 { "even" } else { "odd" })
                 .with_field("data", json!({ "text": text, "number": i, "list": [text, {"k": text}, []], "empty": {} }))
                 .with_field("spec", json!({ "replicas": i, "template": {"metadata": {"labels": {"x": text}}} }))
-                .with_field("status", json!({ "readyReplicas": i / 2, "conditions": [{"type": "Ready", "message": text}] }));
+                .with_field(
+                    "status",
+                    json!({ "readyReplicas": i / 2, "conditions": [{"type": "Ready", "message": text}] }),
+                );
             object.metadata.resource_version = (100 + i).to_string();
             object.metadata.uid = format!("uid-{i}");
             object.metadata.annotations.insert("note".into(), text.to_string());
@@ -370,14 +373,24 @@ mod tests {
         for (resource, stored) in cases {
             let all = objects(&resource, stored);
             let lists = [
-                ObjectList { resource_version: 7, continue_token: String::new(), remaining_item_count: None, items: all.clone() },
+                ObjectList {
+                    resource_version: 7,
+                    continue_token: String::new(),
+                    remaining_item_count: None,
+                    items: all.clone(),
+                },
                 ObjectList {
                     resource_version: 123,
                     continue_token: "eyJydiI6MTIzfQ".into(),
                     remaining_item_count: Some(42),
                     items: all[..3].to_vec(),
                 },
-                ObjectList { resource_version: 9, continue_token: String::new(), remaining_item_count: None, items: vec![] },
+                ObjectList {
+                    resource_version: 9,
+                    continue_token: String::new(),
+                    remaining_item_count: None,
+                    items: vec![],
+                },
             ];
             for list in lists {
                 let encoded = EncodedList::encode(list.clone()).expect("encode");
@@ -385,7 +398,8 @@ mod tests {
                     if form == ListForm::Json && !resource.strategy.serves_stored_form() {
                         continue; // decoded: its JSON is written from decoded objects
                     }
-                    let what = format!("{} {shape:?} {format:?} {include:?} ({} items)", resource.plural, list.items.len());
+                    let what =
+                        format!("{} {shape:?} {format:?} {include:?} ({} items)", resource.plural, list.items.len());
                     let expected = codec::encode(&decoded_list(&resource, list.clone(), shape, include), format);
                     let (media, first) = body(encoded_list_response(resource.clone(), encoded.clone(), form)).await;
                     assert_eq!(media, format.media_type(), "{what}");
@@ -422,7 +436,8 @@ mod tests {
             (Shape::Object, Format::Yaml, ListForm::Yaml),
             (Shape::Table, Format::Json, ListForm::Table(Include::Metadata)),
         ] {
-            let mut stream = encoded_list_response(resource.clone(), encoded.clone(), form).into_body().into_data_stream();
+            let mut stream =
+                encoded_list_response(resource.clone(), encoded.clone(), form).into_body().into_data_stream();
             let mut chunks = Vec::new();
             while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
                 chunks.push(chunk.expect("chunk"));
@@ -446,8 +461,8 @@ mod tests {
         assert_eq!(ListForm::of(&plain, yaml, Include::Metadata), None, "a plain store: decoded");
         assert_eq!(ListForm::of(&plain, table, Include::Metadata), None);
         let inner: apistore::storage::DynStorage = plain.storage.clone();
-        let cacher = apistore::cacher::Cacher::new(inner, apistore::cacher::CacherConfig::new("configmaps"))
-            .expect("cacher");
+        let cacher =
+            apistore::cacher::Cacher::new(inner, apistore::cacher::CacherConfig::new("configmaps")).expect("cacher");
         let cached = Arc::new(plain.with_storage(Arc::new(cacher), "configmaps".into()));
         assert_eq!(ListForm::of(&cached, yaml, Include::Metadata), Some(ListForm::Yaml));
         assert_eq!(ListForm::of(&cached, table, Include::None), Some(ListForm::Table(Include::None)));
