@@ -38,6 +38,7 @@ use tokio::sync::mpsc;
 
 use crate::encoded::{EncodedList, EncodedObject, EncodedWatchEvent};
 use crate::error::{Error, Result};
+use crate::kv::Revision;
 use crate::object::Object;
 use crate::selector::{FieldSelector, LabelSelector};
 pub use crate::version::ResourceVersion;
@@ -133,12 +134,16 @@ pub struct ListOptions {
 }
 
 /// `Preconditions` of an update or delete.
+///
+/// The resourceVersion is a revision, parsed where the request enters
+/// ([`crate::version::parse_precondition`]); a client's text that is no revision matches no
+/// object, and the edge answers it as Kubernetes does (409 Conflict after reading the object).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Preconditions {
     /// The object's UID must equal this.
     pub uid: Option<String>,
-    /// The object's resourceVersion must equal this.
-    pub resource_version: Option<String>,
+    /// The object's resourceVersion must be this revision.
+    pub resource_version: Option<Revision>,
 }
 
 impl Preconditions {
@@ -157,8 +162,8 @@ impl Preconditions {
                 });
             }
         }
-        if let Some(rv) = &self.resource_version {
-            if *rv != object.metadata.resource_version {
+        if let Some(rv) = self.resource_version {
+            if object.resource_version().ok() != Some(rv) {
                 return Err(Error::InvalidObject {
                     key: key.to_owned(),
                     message: format!(

@@ -329,6 +329,23 @@ async fn updates_conflicts_preconditions_and_patches() {
     assert_status(&wrong_uid, 409, "Conflict", "Precondition failed: UID in precondition: wrong");
     let wrong_rv = api.delete(&path, Some(&json!({"preconditions": {"resourceVersion": "1"}}))).await;
     assert_status(&wrong_rv, 409, "Conflict", "Precondition failed");
+    // A precondition resourceVersion that is no revision matches no object: Kubernetes' 409
+    // naming both values (and 404 for a missing object, before any precondition).
+    let record = before["metadata"]["resourceVersion"].as_str().expect("rv").to_owned();
+    for text in ["abc", "", "0", "-1"] {
+        let bad_rv = api.delete(&path, Some(&json!({"preconditions": {"resourceVersion": text}}))).await;
+        let says = format!(
+            "the ResourceVersion in the precondition ({text}) does not match the ResourceVersion in record ({record})"
+        );
+        assert_status(&bad_rv, 409, "Conflict", &says);
+        let missing =
+            api.delete(&format!("{CM}/nope"), Some(&json!({"preconditions": {"resourceVersion": text}}))).await;
+        assert_status(&missing, 404, "NotFound", "not found");
+    }
+    let collection_path = format!("{CM}?fieldSelector=metadata.name%3Dalpha");
+    let body = json!({"preconditions": {"resourceVersion": "abc"}}).to_string().into_bytes();
+    let collection = api.send(Method::DELETE, &collection_path, "application/json", body).await;
+    assert_status(&collection, 409, "Conflict", "the ResourceVersion in the precondition (abc)");
     let bad_options = api.send(Method::DELETE, &path, "application/json", b"{oops".to_vec()).await;
     assert_status(&bad_options, 400, "BadRequest", "DeleteOptions");
     assert_eq!(api.get(&path).await.code, StatusCode::OK, "still there after refused deletes");
