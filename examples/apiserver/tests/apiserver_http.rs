@@ -342,6 +342,9 @@ async fn updates_conflicts_preconditions_and_patches() {
             api.delete(&format!("{CM}/nope"), Some(&json!({"preconditions": {"resourceVersion": text}}))).await;
         assert_status(&missing, 404, "NotFound", "not found");
     }
+    let both = json!({"preconditions": {"resourceVersion": "abc", "uid": "wrong"}});
+    let uid_first = api.delete(&path, Some(&both)).await;
+    assert_status(&uid_first, 409, "Conflict", "the UID in the precondition (wrong) does not match the UID in record");
     let collection_path = format!("{CM}?fieldSelector=metadata.name%3Dalpha");
     let body = json!({"preconditions": {"resourceVersion": "abc"}}).to_string().into_bytes();
     let collection = api.send(Method::DELETE, &collection_path, "application/json", body).await;

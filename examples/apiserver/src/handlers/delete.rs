@@ -55,12 +55,28 @@ impl Context<'_> {
 
     /// Kubernetes' answer to a delete of `object` (None: missing) whose precondition's
     /// resourceVersion `text` is no revision: 404 for a missing object; else 409 Conflict (its
-    /// `BeforeDelete`: "the ResourceVersion in the precondition (…) does not match the
-    /// ResourceVersion in record (…)").
-    fn unmatchable_precondition(&self, name: &str, text: &str, object: Option<&Object>) -> ApiError {
+    /// `BeforeDelete`, which checks a precondition's UID first: "the UID in the precondition
+    /// (…) does not match the UID in record (…)", then "the ResourceVersion in the
+    /// precondition (…) does not match the ResourceVersion in record (…)").
+    fn unmatchable_precondition(
+        &self,
+        name: &str,
+        preconditions: Option<&Preconditions>,
+        text: &str,
+        object: Option<&Object>,
+    ) -> ApiError {
         let target = self.resource().target(name);
+        let uid = preconditions.and_then(|p| p.uid.as_deref());
         match object {
             None => ApiError::not_found(&target),
+            Some(object) if uid.is_some_and(|uid| uid != object.metadata.uid) => ApiError::conflict(
+                &target,
+                &format!(
+                    "the UID in the precondition ({}) does not match the UID in record ({}). The object might have been deleted and then recreated",
+                    uid.unwrap_or_default(),
+                    object.metadata.uid
+                ),
+            ),
             Some(object) => ApiError::conflict(
                 &target,
                 &format!(
@@ -74,7 +90,8 @@ impl Context<'_> {
     pub(super) async fn delete(&self, name: &str, body: &[u8], output: Output) -> ApiResult<Response> {
         let (preconditions, unmatchable) = Self::delete_preconditions(body, self.body_format()?)?;
         if let Some(text) = unmatchable {
-            return Err(self.unmatchable_precondition(name, &text, self.current(name).await?.as_ref()));
+            let current = self.current(name).await?;
+            return Err(self.unmatchable_precondition(name, preconditions.as_ref(), &text, current.as_ref()));
         }
         if self.resource().is_namespaces() && namespaces::IMMORTAL.contains(&name) {
             return Err(ApiError::forbidden(format!(
@@ -139,7 +156,8 @@ impl Context<'_> {
         let list = self.resource().storage.get_list(&key, options).await.map_err(self.storage_error(""))?;
         if let (Some(text), Some(first)) = (&unmatchable, list.items.first()) {
             // Every object fails the precondition; Kubernetes answers the first failure.
-            return Err(self.unmatchable_precondition(&first.metadata.name, text, Some(first)));
+            let name = &first.metadata.name;
+            return Err(self.unmatchable_precondition(name, preconditions.as_ref(), text, Some(first)));
         }
         let mut deleted = Vec::new();
         if !self.dry_run()? {
