@@ -13,10 +13,14 @@
 //!
 //! What a server derives from the bytes (another encoding, a Table row, the object in another
 //! served version) can be kept with them in [`EncodedObject::derived`]: computed once per object
-//! version, shared by every clone, dropped with the last one.
+//! version, shared by every clone, dropped with the last one. A holder that budgets its memory
+//! (the watch cache) attaches a [`DerivedMeter`] to the objects it holds: the deriving side
+//! asks [`EncodedObject::keep_derived`] before keeping a value, so the derived bytes are
+//! counted with the holder's and kept only while they fit its budget.
 
 use std::any::Any;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 
@@ -37,6 +41,105 @@ struct Encoded {
     revision: Revision,
     /// See [`EncodedObject::derived`].
     derived: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// The bytes of the derived values kept so far and the meter they are counted in.
+    metered: Mutex<Metered>,
+}
+
+/// See [`Encoded::metered`].
+#[derive(Debug, Default)]
+struct Metered {
+    bytes: usize,
+    meter: Option<Arc<DerivedMeter>>,
+}
+
+/// Counts the bytes of the values derived from the objects one holder holds (a watch cache's
+/// objects: [`EncodedObject::attach_meter`]), beside the holder's own bytes, within the holder's
+/// budget.
+///
+/// Invariants: [`DerivedMeter::derived_bytes`] is the sum of
+/// [`EncodedObject::derived_bytes`] over the attached objects; a value is kept
+/// ([`EncodedObject::keep_derived`] true) only while held + derived bytes stay within the budget
+/// after it (so derived values alone never push a holder over its budget; its own bytes may).
+pub struct DerivedMeter {
+    budget: Option<usize>,
+    held: AtomicUsize,
+    derived: AtomicUsize,
+    /// Called with [`DerivedMeter::total`] after the derived bytes changed (a gauge).
+    on_change: OnceLock<Box<dyn Fn(usize) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for DerivedMeter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DerivedMeter")
+            .field("budget", &self.budget)
+            .field("held", &self.held)
+            .field("derived", &self.derived)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DerivedMeter {
+    /// A meter of a holder whose bytes (its own and the derived ones) may total `budget` (None:
+    /// no limit); nothing counted yet.
+    pub fn new(budget: Option<usize>) -> Arc<Self> {
+        Arc::new(DerivedMeter {
+            budget,
+            held: AtomicUsize::new(0),
+            derived: AtomicUsize::new(0),
+            on_change: OnceLock::new(),
+        })
+    }
+
+    /// Calls `on_change` with the new total after every change of the derived bytes (from the
+    /// thread that changed them; it must be cheap and must not call back into this meter's
+    /// objects). Only the first call sets it.
+    pub fn on_change(&self, on_change: impl Fn(usize) + Send + Sync + 'static) {
+        let _ = self.on_change.set(Box::new(on_change));
+    }
+
+    /// Records the holder's own bytes (besides the derived ones).
+    pub fn set_held(&self, bytes: usize) {
+        self.held.store(bytes, Ordering::SeqCst);
+    }
+
+    /// The bytes of the derived values kept by the attached objects.
+    pub fn derived_bytes(&self) -> usize {
+        self.derived.load(Ordering::SeqCst)
+    }
+
+    /// The holder's own bytes plus the derived ones.
+    pub fn total(&self) -> usize {
+        self.held.load(Ordering::SeqCst).saturating_add(self.derived_bytes())
+    }
+
+    /// Counts `bytes` more when they fit the budget (or `force`); false when they do not.
+    fn try_add(&self, bytes: usize, force: bool) -> bool {
+        let fits = |derived: usize| match self.budget {
+            Some(budget) if !force => {
+                self.held.load(Ordering::SeqCst).saturating_add(derived).saturating_add(bytes) <= budget
+            }
+            _ => true,
+        };
+        let added = self
+            .derived
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| fits(d).then(|| d.saturating_add(bytes)))
+            .is_ok();
+        if added {
+            self.changed();
+        }
+        added
+    }
+
+    fn sub(&self, bytes: usize) {
+        let _ = self.derived.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| Some(d.saturating_sub(bytes)));
+        self.changed();
+    }
+
+    fn changed(&self) {
+        if let Some(on_change) = self.on_change.get() {
+            on_change(self.total());
+        }
+    }
 }
 
 impl PartialEq for EncodedObject {
@@ -58,7 +161,68 @@ impl EncodedObject {
         // An exact allocation: `Bytes` then takes the buffer without another allocation.
         json.shrink_to_fit();
         let json = Bytes::from(json.into_boxed_slice());
-        Ok(EncodedObject(Arc::new(Encoded { json, revision, derived: OnceLock::new() })))
+        Ok(EncodedObject(Arc::new(Encoded {
+            json,
+            revision,
+            derived: OnceLock::new(),
+            metered: Mutex::new(Metered::default()),
+        })))
+    }
+
+    fn metered(&self) -> std::sync::MutexGuard<'_, Metered> {
+        self.0.metered.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts this object's derived bytes in `meter` from now on (those kept already too),
+    /// instead of the meter it was attached to before. The holder detaches it when it lets the
+    /// object go ([`EncodedObject::detach_meter`]).
+    pub fn attach_meter(&self, meter: &Arc<DerivedMeter>) {
+        let mut metered = self.metered();
+        if let Some(old) = metered.meter.replace(meter.clone()) {
+            old.sub(metered.bytes);
+        }
+        meter.try_add(metered.bytes, true);
+    }
+
+    /// Stops counting this object's derived bytes in its meter (subtracting them there); its
+    /// derived values stay with it (a reader may still hold the object) but count nowhere.
+    pub fn detach_meter(&self) {
+        let mut metered = self.metered();
+        if let Some(meter) = metered.meter.take() {
+            meter.sub(metered.bytes);
+        }
+    }
+
+    /// Asks to keep `bytes` more of derived values with this object: true when they are counted
+    /// (in the attached meter, within its budget; always without a meter, the object then
+    /// being a request's own), false when the meter's budget has no room (the caller then uses
+    /// its value without keeping it). With `force` the bytes are counted whatever the budget
+    /// (for a value the caller keeps anyway, e.g. the slot's own bookkeeping).
+    pub fn keep_derived(&self, bytes: usize, force: bool) -> bool {
+        let mut metered = self.metered();
+        if let Some(meter) = &metered.meter {
+            if !meter.try_add(bytes, force) {
+                return false;
+            }
+        }
+        metered.bytes = metered.bytes.saturating_add(bytes);
+        true
+    }
+
+    /// Gives back `bytes` that [`EncodedObject::keep_derived`] counted for a value the caller
+    /// did not keep after all (another reader kept its equal value first).
+    pub fn unkeep_derived(&self, bytes: usize) {
+        let mut metered = self.metered();
+        if let Some(meter) = &metered.meter {
+            meter.sub(bytes);
+        }
+        metered.bytes = metered.bytes.saturating_sub(bytes);
+    }
+
+    /// The bytes of derived values kept with this object (as counted by
+    /// [`EncodedObject::keep_derived`]).
+    pub fn derived_bytes(&self) -> usize {
+        self.metered().bytes
     }
 
     /// What a reader derives from these bytes, computed by `make` on first use and kept with
@@ -204,6 +368,38 @@ mod tests {
         object.metadata.resource_version = "x".into();
         assert!(EncodedObject::encode(&object).is_err_and(|e| e.code() == 422));
         assert!(matches!(EncodedWatchEvent::encode(WatchEvent::Added(object)), EncodedWatchEvent::Error(_)));
+    }
+
+    #[test]
+    fn a_meter_counts_kept_derived_bytes_within_its_budget() {
+        let mut object = Object::new("v1", "ConfigMap", "ns", "a");
+        object.metadata.resource_version = "3".into();
+        let (one, two) =
+            (EncodedObject::encode(&object).expect("encode"), EncodedObject::encode(&object).expect("encode"));
+        assert!(one.keep_derived(10, false), "without a meter every value is kept");
+        let meter = DerivedMeter::new(Some(100));
+        let seen = Arc::new(AtomicUsize::new(0));
+        let gauge = seen.clone();
+        meter.on_change(move |total| gauge.store(total, Ordering::SeqCst));
+        meter.set_held(40);
+        one.attach_meter(&meter);
+        assert_eq!((meter.derived_bytes(), seen.load(Ordering::SeqCst)), (10, 50), "bytes kept before attaching count");
+        two.attach_meter(&meter);
+        assert!(two.clone().keep_derived(30, false), "a clone counts for the one object");
+        assert_eq!((two.derived_bytes(), meter.total()), (30, 80));
+        assert!(!one.keep_derived(21, false), "40 held + 40 derived + 21 > 100");
+        assert_eq!((one.derived_bytes(), meter.total()), (10, 80), "a refused value is not counted");
+        assert!(one.keep_derived(21, true), "forced");
+        assert_eq!(meter.total(), 101);
+        one.unkeep_derived(21);
+        assert_eq!((one.derived_bytes(), meter.total(), seen.load(Ordering::SeqCst)), (10, 80, 80));
+        two.detach_meter();
+        assert_eq!((meter.derived_bytes(), seen.load(Ordering::SeqCst)), (10, 50), "a detached object's bytes leave");
+        assert!(two.keep_derived(1_000, false), "and it counts nowhere");
+        assert_eq!(meter.derived_bytes(), 10);
+        let other = DerivedMeter::new(None);
+        one.attach_meter(&other);
+        assert_eq!((meter.derived_bytes(), other.derived_bytes()), (0, 10), "attaching elsewhere moves the bytes");
     }
 
     #[test]

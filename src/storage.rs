@@ -38,6 +38,7 @@ use tokio::sync::mpsc;
 
 use crate::encoded::{EncodedList, EncodedObject, EncodedWatchEvent};
 use crate::error::{Error, Result};
+use crate::kv::Revision;
 use crate::object::Object;
 use crate::selector::{FieldSelector, LabelSelector};
 pub use crate::version::ResourceVersion;
@@ -133,12 +134,16 @@ pub struct ListOptions {
 }
 
 /// `Preconditions` of an update or delete.
+///
+/// The resourceVersion is a revision, parsed where the request enters
+/// ([`crate::version::parse_precondition`]); a client's text that is no revision matches no
+/// object, and the edge answers it as Kubernetes does (409 Conflict after reading the object).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Preconditions {
     /// The object's UID must equal this.
     pub uid: Option<String>,
-    /// The object's resourceVersion must equal this.
-    pub resource_version: Option<String>,
+    /// The object's resourceVersion must be this revision.
+    pub resource_version: Option<Revision>,
 }
 
 impl Preconditions {
@@ -157,8 +162,8 @@ impl Preconditions {
                 });
             }
         }
-        if let Some(rv) = &self.resource_version {
-            if *rv != object.metadata.resource_version {
+        if let Some(rv) = self.resource_version {
+            if object.resource_version().ok() != Some(rv) {
                 return Err(Error::InvalidObject {
                     key: key.to_owned(),
                     message: format!(
@@ -441,6 +446,15 @@ pub trait Storage: Send + Sync + 'static {
     /// Errors: those of [`Storage::get`]; encoding errors as [`Error::Internal`].
     async fn get_encoded(&self, key: &str, options: GetOptions) -> Result<Option<EncodedObject>> {
         self.get(key, options).await?.as_ref().map(EncodedObject::encode).transpose()
+    }
+
+    /// True when [`Storage::get_list_encoded`] and [`Storage::get_encoded`] hand out bytes this
+    /// storage holds (a watch cache serving from memory), so a reader that works from bytes and
+    /// their [`EncodedObject::derived`] forms should ask for them. False (the default) when they
+    /// would be encoded per request from decoded objects: a reader that needs decoded objects
+    /// then reads them directly. A hint only: both reads are correct either way.
+    fn holds_encoded(&self) -> bool {
+        false
     }
 }
 

@@ -36,6 +36,14 @@ pub fn parse_list_resource_version(rv: &str) -> Result<Revision> {
     parse_resource_version(rv).map_err(|_| Error::bad_request(format!("invalid resource version: {rv:?}")))
 }
 
+/// Parses the resourceVersion of a precondition (`DeleteOptions.preconditions`): the revision
+/// for an unsigned decimal > 0; None for anything else (`""`, `"0"`, `"abc"`), a value no stored
+/// object has: Kubernetes compares preconditions as strings, so such a precondition fails
+/// (409 Conflict) on every object that exists.
+pub fn parse_precondition(text: &str) -> Option<Revision> {
+    digits(text).filter(|revision| *revision > 0)
+}
+
 /// Formats a revision as a resourceVersion (0 → `""`).
 pub fn format_resource_version(revision: Revision) -> String {
     if revision == 0 {

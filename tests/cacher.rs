@@ -202,3 +202,78 @@ async fn over_its_memory_budget_the_cache_serves_from_the_store_reports_it_and_c
     assert!(!metrics.bypassed("pods"));
     assert_eq!(metrics.get("pods").1, 2);
 }
+
+/// What readers derive from the cached objects and keep with them counts in the cache's bytes
+/// (the gauge follows at once) and in its budget: a value is kept only while it fits, a new
+/// object version or a delete gives its bytes back, and objects growing into the room the
+/// derived values take push the cache over its budget.
+#[tokio::test]
+async fn derived_values_count_in_the_cache_bytes_and_its_budget() {
+    use apistore::cacher::CacheMetrics;
+    let backend: Arc<dyn KvBackend> = Arc::new(MemoryBackend::new());
+    let store: Arc<dyn Storage> = Arc::new(Store::new(backend, StoreConfig::new("pods")).expect("store"));
+    let metrics = CacheMetrics::new();
+    let budget = 20_000;
+    let config =
+        CacherConfig { memory_budget: Some(budget), metrics: Some(metrics.clone()), ..CacherConfig::new("pods") };
+    let cacher = Cacher::new(store.clone(), config).expect("cacher");
+    cacher.wait_until_ready(TIMEOUT).await.expect("ready");
+    for name in ["a", "b"] {
+        cacher.create(&format!("/pods/ns/{name}"), pod(name), 0).await.expect("create");
+    }
+    wait_until("the cache holds both pods", async || cacher.memory().1 == 2).await;
+    let (objects_only, _) = cacher.memory();
+    assert_eq!(metrics.get("pods").0, objects_only as i64);
+    let any = ListOptions { resource_version: ResourceVersion::Any, recursive: true, ..ListOptions::default() };
+    let list = cacher.get_list_encoded("/pods/", any.clone()).await.expect("list from the cache");
+    let (a, b) = (&list.items[0], &list.items[1]);
+
+    // A kept value: counted in the cache's bytes and on the gauge right away.
+    assert!(a.keep_derived(1_000, false));
+    assert_eq!(a.derived_bytes(), 1_000);
+    assert_eq!(cacher.memory().0, objects_only + 1_000);
+    assert_eq!(metrics.get("pods").0, (objects_only + 1_000) as i64, "the gauge grows when a value is kept");
+    // The same object read again (another list) is the same version: its count is shared.
+    let again = cacher.get_list_encoded("/pods/", any.clone()).await.expect("list");
+    assert_eq!(again.items[0].derived_bytes(), 1_000);
+
+    // The budget: a value that does not fit is not kept (nor counted); one that fits exactly is.
+    let room = budget - cacher.memory().0;
+    assert!(!b.keep_derived(room + 1, false), "over the budget: not kept");
+    assert_eq!((b.derived_bytes(), cacher.memory().0), (0, budget - room));
+    assert!(b.keep_derived(room, false), "exactly the room left");
+    assert_eq!(cacher.memory().0, budget);
+    assert!(!cacher.bypassed(), "derived values alone never take the cache over its budget");
+    b.unkeep_derived(room);
+    assert_eq!(cacher.memory().0, budget - room);
+
+    // A new version of `a` gives back the old version's derived bytes (a reader may still hold
+    // the old one: it is no longer counted).
+    let mut relabel = |mut current: Object, _| {
+        current.metadata.labels.insert("v".into(), "2".into());
+        Ok((current, None))
+    };
+    cacher.guaranteed_update("/pods/ns/a", false, None, &mut relabel, None).await.expect("update");
+    wait_until("the cache has the new version", async || {
+        cacher.get_list_encoded("/pods/", any.clone()).await.is_ok_and(|l| l.items[0].revision() != a.revision())
+    })
+    .await;
+    let (after_update, _) = cacher.memory();
+    assert!(after_update < objects_only + 200, "{after_update}: the old version's 1000 derived bytes are gone");
+    assert_eq!(metrics.get("pods").0, after_update as i64);
+    assert!(a.keep_derived(500, false), "the old version is a reader's own now");
+    assert_eq!(cacher.memory().0, after_update, "and counts nowhere");
+
+    // The room taken by derived values counts when the objects grow: over the budget → bypassed.
+    let list = cacher.get_list_encoded("/pods/", any.clone()).await.expect("list");
+    let room = budget - cacher.memory().0;
+    assert!(list.items[1].keep_derived(room - 500, false));
+    let mut grown = pod("c");
+    grown.metadata.annotations.insert("filler".into(), "x".repeat(1_000));
+    cacher.create("/pods/ns/c", grown, 0).await.expect("create");
+    wait_until("the cache is bypassed", async || cacher.bypassed()).await;
+    assert_eq!(cacher.memory(), (0, 0));
+    assert_eq!(metrics.get("pods").0, 0);
+    assert!(list.items[1].keep_derived(10, false), "a released object's values count nowhere");
+    assert_eq!(metrics.get("pods").0, 0);
+}

@@ -232,8 +232,7 @@ async fn update_retries_on_conflict_and_keeps_both_changes(storage: Arc<dyn Stor
     assert_eq!(got, a);
 
     // Preconditions pass through: a stale resourceVersion is refused, nothing is written.
-    let stale =
-        Preconditions { resource_version: created.metadata.resource_version.clone(), ..Preconditions::default() };
+    let stale = Preconditions { resource_version: Some(rv(&created)), ..Preconditions::default() };
     let err = pods.update("ns", "p", Some(&stale), Ok).await.expect_err("stale RV precondition");
     assert!(err.is_invalid_object(), "{err:?}");
     // The closure's own error is returned as is.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::encoded::EncodedObject;
+use crate::encoded::{DerivedMeter, EncodedObject};
 use crate::error::{Error, Result};
 use crate::kv::Revision;
 use crate::object::Object;
@@ -26,8 +26,9 @@ pub(crate) type Key = Arc<str>;
 /// The objects of one revision: a persistent B-tree by key.
 pub(crate) type Objects = imbl::OrdMap<Key, Arc<CachedObject>>;
 
-/// Per-object bookkeeping counted besides the bytes (the tree entry, the `Arc`s, the key).
-pub(crate) const OBJECT_OVERHEAD: usize = 96;
+/// Per-object bookkeeping counted besides the bytes (the tree entry, the `Arc`s, the key, the
+/// derived values' meter handle).
+pub(crate) const OBJECT_OVERHEAD: usize = 120;
 
 /// How many rebuilt snapshots of past revisions are kept for paging and Exact lists.
 const SNAPSHOTS: usize = 8;
@@ -258,8 +259,12 @@ pub(crate) struct CacheState {
     pub(crate) objects: Objects,
     /// Equality label index over `objects`.
     pub(crate) labels: LabelIndex,
-    /// Estimated bytes held by `objects` ([`CachedObject::size`]).
+    /// Estimated bytes held by `objects` ([`CachedObject::size`]), without their derived
+    /// values (those are counted in `meter`).
     pub(crate) bytes: usize,
+    /// Where the derived values kept with `objects` are counted (every object in `objects` is
+    /// attached to it, none other); its held bytes are `bytes`.
+    pub(crate) meter: Arc<DerivedMeter>,
     /// Changes after `floor`, oldest first.
     pub(crate) history: VecDeque<Arc<CachedEvent>>,
     /// Current history capacity (between the bounds; grows while events are young).
@@ -287,6 +292,7 @@ impl CacheState {
             objects: Objects::new(),
             labels: LabelIndex::default(),
             bytes: 0,
+            meter: DerivedMeter::new(None),
             history: VecDeque::new(),
             capacity: bounds.min,
             floor: 0,
@@ -314,10 +320,13 @@ impl CacheState {
     pub(crate) fn replace(&mut self, objects: Objects, revision: Revision, bounds: HistoryBounds) {
         self.labels = LabelIndex::default();
         self.bytes = 0;
+        self.release_objects();
         for (key, object) in objects.iter() {
             self.labels.insert(key, object);
             self.bytes += object.size(key);
+            object.encoded.attach_meter(&self.meter);
         }
+        self.meter.set_held(self.bytes);
         self.objects = objects;
         self.revision = revision;
         self.history.clear();
@@ -344,12 +353,26 @@ impl CacheState {
     pub(crate) fn bypass(&mut self) {
         self.bypassed = true;
         self.ready = false;
+        self.release_objects();
         self.objects = Objects::new();
         self.labels = LabelIndex::default();
         self.bytes = 0;
+        self.meter.set_held(0);
         self.history.clear();
         self.snapshots.clear();
         self.watchers.clear();
+    }
+
+    /// Stops counting the derived values of every object held (before they are let go).
+    fn release_objects(&mut self) {
+        for object in self.objects.values() {
+            object.encoded.detach_meter();
+        }
+    }
+
+    /// Estimated bytes held: the objects' and their derived values'.
+    pub(crate) fn total_bytes(&self) -> usize {
+        self.bytes.saturating_add(self.meter.derived_bytes())
     }
 
     /// Drops what can be rebuilt on demand (the snapshots of past revisions).
@@ -375,11 +398,13 @@ impl CacheState {
             EventKind::Put => {
                 self.labels.insert(&key, &object);
                 self.bytes += object.size(&key);
+                object.encoded.attach_meter(&self.meter);
                 self.objects.insert(key.clone(), object.clone())
             }
             EventKind::Delete => self.objects.remove(&key),
         };
         if let Some(prev) = &prev {
+            prev.encoded.detach_meter();
             self.bytes = self.bytes.saturating_sub(prev.size(&key));
             self.labels.remove(&key, prev);
             if kind == EventKind::Put {
@@ -387,6 +412,7 @@ impl CacheState {
                 self.labels.insert(&key, &object);
             }
         }
+        self.meter.set_held(self.bytes);
         let event = Arc::new(CachedEvent::new(revision, key, kind, object, prev));
         self.make_room(bounds);
         self.history.push_back(event.clone());

@@ -83,6 +83,11 @@ impl CacheMetrics {
         self.bypassed.get_or_create(&label).set(i64::from(memory.bypassed));
     }
 
+    /// `resource`'s bytes gauge (shared: setting it sets the one [`CacheMetrics::set`] sets).
+    pub fn bytes_gauge(&self, resource: &str) -> Gauge {
+        self.bytes.get_or_create(&ResourceLabel { resource: resource.to_owned() }).clone()
+    }
+
     /// `resource`'s (bytes, objects); (0, 0) when never set.
     pub fn get(&self, resource: &str) -> (i64, i64) {
         let label = ResourceLabel { resource: resource.to_owned() };

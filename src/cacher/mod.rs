@@ -82,7 +82,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::encoded::{EncodedList, EncodedObject};
+use crate::encoded::{DerivedMeter, EncodedList, EncodedObject};
 use crate::error::{Error, Result};
 use crate::kv::Revision;
 use crate::names;
@@ -134,9 +134,13 @@ pub struct CacherConfig {
     pub relist_backoff: Duration,
     /// Capacity of each watcher's input queue; a watcher whose queue stays full is terminated.
     pub watcher_queue: usize,
-    /// Most bytes the cache may hold (estimated: encoded objects, index fields, bookkeeping);
-    /// None = no limit. Over it the cache holds nothing and serves every request from the inner
-    /// storage until the resource fits again (requests never fail for it).
+    /// Most bytes the cache may hold (estimated: encoded objects, index fields, bookkeeping,
+    /// and the values readers derive from the objects and keep with them,
+    /// [`EncodedObject::keep_derived`](crate::encoded::EncodedObject::keep_derived)); None = no
+    /// limit. A derived value is kept only while it fits (otherwise the reader computes it per
+    /// request). When the objects and their kept values exceed it (the objects grew) the cache
+    /// holds nothing and serves every request from the inner storage until the resource fits
+    /// again (requests never fail for it).
     pub memory_budget: Option<usize>,
     /// Where the cache reports the bytes and objects it holds, its budget and whether it is
     /// bypassed (None = nowhere).
@@ -214,7 +218,7 @@ impl Shared {
         let memory = {
             let state = self.lock();
             CacheMemory {
-                bytes: state.bytes,
+                bytes: state.total_bytes(),
                 objects: state.objects.len(),
                 budget: self.config.memory_budget,
                 bypassed: state.bypassed,
@@ -285,10 +289,20 @@ impl Cacher {
         let resource_dir = format!("/{resource}/");
         let bounds =
             HistoryBounds { min: config.history_min.max(1), max: config.history_max, window: config.history_window };
+        let mut state = CacheState::new(bounds);
+        state.meter = DerivedMeter::new(config.memory_budget);
+        if let Some(metrics) = &config.metrics {
+            // The gauge follows the derived values as readers keep them, between the
+            // reflector's reports.
+            let gauge = metrics.bytes_gauge(&config.resource);
+            state.meter.on_change(move |total| {
+                gauge.set(i64::try_from(total).unwrap_or(i64::MAX));
+            });
+        }
         let shared = Arc::new(Shared {
             inner,
             resource_dir,
-            state: Mutex::new(CacheState::new(bounds)),
+            state: Mutex::new(state),
             changed: watch::channel(0).0,
             stop: watch::channel(false).0,
             progress_unsupported: AtomicBool::new(false),
@@ -377,7 +391,7 @@ impl Cacher {
     /// Bytes and objects the cache holds now (what [`CacheMetrics`] reports).
     pub fn memory(&self) -> (usize, usize) {
         let state = self.shared.lock();
-        (state.bytes, state.objects.len())
+        (state.total_bytes(), state.objects.len())
     }
 
     /// True while the cache is over its memory budget and serves from the inner storage.
@@ -793,6 +807,11 @@ impl Storage for Cacher {
 
     async fn get_list(&self, key: &str, options: ListOptions) -> Result<ObjectList> {
         self.get_list_encoded(key, options).await?.decode()
+    }
+
+    fn holds_encoded(&self) -> bool {
+        // Over budget (bypassed) the cache delegates every read to the inner storage.
+        !self.is_bypassed() || self.shared.inner.holds_encoded()
     }
 
     async fn get_list_encoded(&self, key: &str, options: ListOptions) -> Result<EncodedList> {

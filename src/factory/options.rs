@@ -15,6 +15,14 @@ use crate::factory::{DefaultStorageFactory, ResourceConfig};
 use crate::group_resource::GroupResource;
 use crate::registry::{self, BackendConfig};
 
+/// `error` (an [`Error::Invalid`] of a config field) as one of command-line flag `flag`.
+fn for_flag(error: Error, flag: &str) -> Error {
+    match error {
+        Error::Invalid { value, message, .. } => Error::invalid(flag, value, message),
+        other => other,
+    }
+}
+
 /// Kubernetes `EtcdOptions`: a [`Config`] plus what kube-apiserver takes as flags. Flags
 /// given with [`StorageOptions::apply_flag`] change the config they are applied to.
 #[derive(Clone, Debug, PartialEq)]
@@ -109,6 +117,21 @@ impl StorageOptions {
             "etcd-servers-overrides" => self.config.etcd_servers_overrides.extend(list(value)),
             "watch-cache" => self.config.watch_cache.enabled = boolean(value)?,
             "watch-cache-sizes" => self.config.watch_cache.sizes = list(value),
+            // The budgets' flags replace the config file's values; their errors name the flag.
+            "watch-cache-memory-budget" => {
+                let flag = "--watch-cache-memory-budget";
+                let bytes = value.trim().parse::<u64>().map_err(|_| {
+                    Error::invalid(flag, value, "must be a positive number of bytes (an unsigned integer)")
+                })?;
+                let config = crate::config::WatchCacheConfig { memory_budget_bytes: Some(bytes), ..Default::default() };
+                config.memory_budget().map_err(|e| for_flag(e, flag))?;
+                self.config.watch_cache.memory_budget_bytes = Some(bytes);
+            }
+            "watch-cache-memory-budgets" => {
+                let entries = list(value);
+                parse_watch_cache_memory_budgets(&entries).map_err(|e| for_flag(e, "--watch-cache-memory-budgets"))?;
+                self.config.watch_cache.memory_budgets = entries;
+            }
             "delete-collection-workers" => {
                 self.delete_collection_workers =
                     value.parse().map_err(|_| Error::invalid(name, value, "must be a non-negative integer"))?;

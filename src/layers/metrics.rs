@@ -283,6 +283,10 @@ impl Storage for MeteredStorage {
         self.done("list", started, result)
     }
 
+    fn holds_encoded(&self) -> bool {
+        self.inner.holds_encoded()
+    }
+
     async fn get_encoded(&self, key: &str, options: GetOptions) -> Result<Option<crate::encoded::EncodedObject>> {
         let started = Instant::now();
         let result = self.inner.get_encoded(key, options).await;

@@ -81,6 +81,10 @@ impl Storage for TracedStorage {
         async { logged(self.inner.get_list_encoded(key, options).await) }.instrument(self.span("list", key)).await
     }
 
+    fn holds_encoded(&self) -> bool {
+        self.inner.holds_encoded()
+    }
+
     async fn get_encoded(&self, key: &str, options: GetOptions) -> Result<Option<crate::encoded::EncodedObject>> {
         async { logged(self.inner.get_encoded(key, options).await) }.instrument(self.span("get", key)).await
     }

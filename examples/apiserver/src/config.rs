@@ -173,6 +173,15 @@ pub struct Flags {
     /// Watch cache size settings, comma separated: resource[.group]#size.
     #[arg(long, value_name = "SIZES", value_delimiter = ',')]
     pub watch_cache_sizes: Vec<String>,
+    /// The memory budget in bytes of each resource's watch cache (over the config file's
+    /// `[watch_cache] memory_budget_bytes`). Over it a cache holds nothing and serves from
+    /// storage until the resource fits again.
+    #[arg(long, value_name = "BYTES")]
+    pub watch_cache_memory_budget: Option<String>,
+    /// Per-resource watch cache memory budgets, comma separated: resource[.group]#bytes (over
+    /// the config file's `[watch_cache] memory_budgets` and --watch-cache-memory-budget).
+    #[arg(long, value_name = "BUDGETS", value_delimiter = ',')]
+    pub watch_cache_memory_budgets: Vec<String>,
     /// Number of workers spawned for DeleteCollection call.
     #[arg(long, value_name = "N")]
     pub delete_collection_workers: Option<u32>,
@@ -244,6 +253,9 @@ impl Flags {
         one("--watch-cache", self.watch_cache.map(|b| b.to_string()));
         let sizes = &self.watch_cache_sizes;
         one("--watch-cache-sizes", (!sizes.is_empty()).then(|| sizes.join(",")));
+        one("--watch-cache-memory-budget", self.watch_cache_memory_budget.clone());
+        let budgets = &self.watch_cache_memory_budgets;
+        one("--watch-cache-memory-budgets", (!budgets.is_empty()).then(|| budgets.join(",")));
         one("--delete-collection-workers", self.delete_collection_workers.map(|n| n.to_string()));
         one("--enable-garbage-collector", self.enable_garbage_collector.map(|b| b.to_string()));
         flags
@@ -581,6 +593,51 @@ plural = "widgets"
         // --backend applies before --storage-backend whatever their order.
         assert_eq!(serve(&["--storage-backend=memory", "--backend=sled"]).storage.config.backend.backend, "memory");
         assert!(serve(&["--watch-cache"]).storage.config.watch_cache.enabled);
+    }
+
+    #[test]
+    fn watch_cache_memory_budget_flags_override_the_config_file_and_bad_ones_name_the_flag() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("storage.toml");
+        std::fs::write(&file, "[watch_cache]\nmemory_budget_bytes = 1000\nmemory_budgets = [\"secrets#50\"]\n")
+            .expect("write");
+        let storage_config = format!("--storage-config={}", file.display());
+        let from_file = serve(&[&storage_config]).storage.config.watch_cache;
+        assert_eq!((from_file.memory_budget_bytes, from_file.memory_budgets), (Some(1000), vec!["secrets#50".into()]));
+        let flagged = serve(&[
+            &storage_config,
+            "--watch-cache-memory-budget=268435456",
+            "--watch-cache-memory-budgets=configmaps#4096,deployments.apps#65536",
+            "--watch-cache-memory-budgets=pods#100",
+        ])
+        .storage
+        .config
+        .watch_cache;
+        assert_eq!(flagged.memory_budget_bytes, Some(268_435_456), "the flag wins over the file");
+        assert_eq!(flagged.memory_budgets, ["configmaps#4096", "deployments.apps#65536", "pods#100"]);
+        let budgets = apistore::config::parse_watch_cache_memory_budgets(&flagged.memory_budgets).expect("valid");
+        let deployments = apistore::group_resource::GroupResource::new("apps", "deployments");
+        assert_eq!(budgets.get(&deployments), Some(&65_536));
+        // Only one flag: the other value stays the file's.
+        let one = serve(&[&storage_config, "--watch-cache-memory-budget", "2000"]).storage.config.watch_cache;
+        assert_eq!((one.memory_budget_bytes, one.memory_budgets), (Some(2000), vec!["secrets#50".into()]));
+        for (bad, flag, says) in [
+            ("--watch-cache-memory-budget=lots", "--watch-cache-memory-budget", "positive number of bytes"),
+            ("--watch-cache-memory-budget=0", "--watch-cache-memory-budget", "must be positive"),
+            ("--watch-cache-memory-budget=-5", "--watch-cache-memory-budget", "unsigned integer"),
+            ("--watch-cache-memory-budgets=pods", "--watch-cache-memory-budgets", "expected resource[.group]#bytes"),
+            ("--watch-cache-memory-budgets=pods#x", "--watch-cache-memory-budgets", "invalid memory budget"),
+            ("--watch-cache-memory-budgets=pods#0", "--watch-cache-memory-budgets", "must be positive"),
+            ("--watch-cache-memory-budgets=#5", "--watch-cache-memory-budgets", "no resource"),
+        ] {
+            match parse_command_line(["apiserver", bad]) {
+                Err(ParseError::Invalid(message)) => {
+                    assert!(message.contains(flag) && message.contains(says), "{bad}: {message}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        assert!(help().contains("--watch-cache-memory-budgets <BUDGETS>"), "{}", help());
     }
 
     #[test]

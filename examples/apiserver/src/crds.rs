@@ -322,7 +322,7 @@ async fn clean_up(app: &App, crd: &Crd, name: &str) {
     };
     if finished.metadata.finalizers.is_empty() {
         let Ok(key) = names::object_key(&crds.storage_prefix, "", name) else { return };
-        let preconditions = Preconditions { uid: None, resource_version: Some(finished.metadata.resource_version) };
+        let preconditions = Preconditions { uid: None, resource_version: finished.resource_version().ok() };
         match crds
             .storage
             .delete(&key, Some(&preconditions), &allow_all_deletions, None, DeleteOptions::default())

@@ -69,10 +69,12 @@ impl<'a> Served<'a> {
     /// `object` served by `resource`; `prefix` is [`served_prefix`] of `resource`.
     pub fn new(resource: &'a Resource, object: &'a EncodedObject, prefix: &[u8]) -> Self {
         let stored_is_served = resource.strategy.serves_stored_form() && object.json().starts_with(prefix);
-        let slot = object.derived(|| Forms {
-            api_version: resource.api_version(),
-            kind: resource.kind.clone(),
-            ..Forms::default()
+        let slot = object.derived(|| {
+            let forms = Forms { api_version: resource.api_version(), kind: resource.kind.clone(), ..Forms::default() };
+            // The slot's own bookkeeping is kept whatever the budget (it is small and the slot
+            // cannot be emptied); the forms in it are kept only when they fit.
+            object.keep_derived(std::mem::size_of::<Forms>() + forms.api_version.len() + forms.kind.len(), true);
+            forms
         });
         let forms = slot.filter(|f| f.kind == resource.kind && f.api_version == resource.api_version());
         Served { resource, object, forms, stored_is_served, decoded: std::cell::OnceCell::new() }
@@ -89,8 +91,8 @@ impl<'a> Served<'a> {
         Ok(self.decoded.get_or_init(|| self.resource.served(decoded)))
     }
 
-    /// `make`'s value, kept in `slot` when there is one (errors are not kept: the next request
-    /// tries again).
+    /// `make`'s value, kept in `slot` when there is one and the object's holder has room for
+    /// it ([`EncodedObject::keep_derived`]; errors are not kept: the next request tries again).
     fn kept(
         &self,
         slot: impl FnOnce(&'a Forms) -> &'a OnceLock<Option<Bytes>>,
@@ -102,7 +104,15 @@ impl<'a> Served<'a> {
             return Ok(bytes.clone());
         }
         let made = make()?;
-        Ok(lock.get_or_init(|| Some(made.clone())).clone().unwrap_or(made))
+        let cost = made.len() + std::mem::size_of::<Bytes>();
+        if !self.object.keep_derived(cost, false) {
+            return Ok(made);
+        }
+        if let Err(Some(_)) = lock.set(Some(made.clone())) {
+            // Another request kept its (equal) value first.
+            self.object.unkeep_derived(cost);
+        }
+        Ok(lock.get().cloned().flatten().unwrap_or(made))
     }
 
     /// The served object as JSON: the stored bytes when they are in the served form.
@@ -166,8 +176,17 @@ impl<'a> Served<'a> {
             Some(forms) => match forms.cells.get() {
                 Some(Some(cells)) => cells,
                 _ => {
-                    let cells = self.cells()?;
-                    forms.cells.get_or_init(|| Some(cells)).as_ref().ok_or_else(|| ApiError::internal("no cells"))?
+                    made = self.cells()?;
+                    let cost =
+                        std::mem::size_of::<Cells>() + made.fixed.len() + made.created.as_ref().map_or(0, String::len);
+                    if self.object.keep_derived(cost, false) {
+                        if let Err(Some(_)) = forms.cells.set(Some(made)) {
+                            self.object.unkeep_derived(cost);
+                        }
+                        forms.cells.get().and_then(Option::as_ref).ok_or_else(|| ApiError::internal("no cells"))?
+                    } else {
+                        &made
+                    }
                 }
             },
             None => {
@@ -203,6 +222,55 @@ impl<'a> Served<'a> {
     }
 }
 
+/// The JSON of a Table up to its first row: `{"apiVersion":…,"columnDefinitions":…,"kind":
+/// "Table","metadata":…,"rows":[` (keys sorted, as the decoded path writes them); `]}` closes it.
+pub fn table_head(resource: &Resource, list_meta: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(b"{\"apiVersion\":\"meta.k8s.io/v1\",\"columnDefinitions\":");
+    out.extend_from_slice(&codec::encode(&table::column_definitions(resource), Format::Json));
+    out.extend_from_slice(b",\"kind\":\"Table\",\"metadata\":");
+    out.extend_from_slice(&codec::encode(list_meta, Format::Json));
+    out.extend_from_slice(b",\"rows\":[");
+    out
+}
+
+/// Appends one object's YAML document `item` (as [`Served::yaml`] writes it) to `out` as an
+/// entry of a block sequence that is the value of a top-level key (a list's `items:`): the
+/// bytes serde_yaml writes for the same value inside the list. libyaml indents such a sequence
+/// not at all and its entries' content by two, so the entry is `- ` before the first line and
+/// two spaces after every line break that is followed by content (a break followed by another
+/// break, or the end, gets none: libyaml writes indentation only before a character). Its line
+/// breaks are `\n`, U+2028 and U+2029 (NEL and CR are always escaped in quotes).
+pub fn push_yaml_item(out: &mut Vec<u8>, item: &[u8]) {
+    const LS: &[u8] = "\u{2028}".as_bytes();
+    const PS: &[u8] = "\u{2029}".as_bytes();
+    out.reserve(item.len() + 64);
+    out.extend_from_slice(b"- ");
+    let mut rest = item;
+    while !rest.is_empty() {
+        let brk = if rest[0] == b'\n' {
+            1
+        } else if rest.starts_with(LS) || rest.starts_with(PS) {
+            3
+        } else {
+            0
+        };
+        if brk == 0 {
+            // Copy up to the next possible break (`\n` or a U+2028/9 lead byte) at once.
+            let run = rest.iter().position(|b| *b == b'\n' || *b == 0xE2).unwrap_or(rest.len()).max(1);
+            out.extend_from_slice(&rest[..run]);
+            rest = &rest[run..];
+            continue;
+        }
+        out.extend_from_slice(&rest[..brk]);
+        rest = &rest[brk..];
+        let next_is_content = !rest.is_empty() && rest[0] != b'\n' && !rest.starts_with(LS) && !rest.starts_with(PS);
+        if next_is_content {
+            out.extend_from_slice(b"  ");
+        }
+    }
+}
+
 /// A Table of `rows` (each from [`Served::table_row`]) with list metadata `list_meta`, as JSON
 /// (keys in the order the decoded path writes them).
 pub fn table_json(
@@ -210,12 +278,7 @@ pub fn table_json(
     list_meta: &Value,
     rows: impl Iterator<Item = ApiResult<Vec<u8>>>,
 ) -> ApiResult<Vec<u8>> {
-    let mut out = Vec::with_capacity(4096);
-    out.extend_from_slice(b"{\"apiVersion\":\"meta.k8s.io/v1\",\"columnDefinitions\":");
-    out.extend_from_slice(&codec::encode(&table::column_definitions(resource), Format::Json));
-    out.extend_from_slice(b",\"kind\":\"Table\",\"metadata\":");
-    out.extend_from_slice(&codec::encode(list_meta, Format::Json));
-    out.extend_from_slice(b",\"rows\":[");
+    let mut out = table_head(resource, list_meta);
     for (i, row) in rows.enumerate() {
         if i > 0 {
             out.push(b',');

@@ -485,3 +485,33 @@ impl ResourceTable {
         out
     }
 }
+
+/// The built-in resource `plural` of `group` over `storage` (None: not a built-in), or a custom
+/// resource of that name when `custom`: for tests of the handlers' representations.
+#[cfg(test)]
+pub fn for_tests(group: &str, plural: &str, custom: bool, storage: DynStorage) -> Option<Resource> {
+    let (version, kind, namespaced, strategy): (&str, String, bool, Arc<dyn Strategy>) = if custom {
+        ("v1", "Gizmo".into(), true, Arc::new(registry::CustomStrategy))
+    } else {
+        let spec = BUILT_IN.iter().find(|s| s.group == group && s.plural == plural)?;
+        (spec.version, spec.kind.into(), spec.namespaced, (spec.strategy)())
+    };
+    Some(Resource {
+        group: group.into(),
+        version: version.into(),
+        singular: kind.to_lowercase(),
+        kind,
+        plural: plural.into(),
+        namespaced,
+        short_names: Vec::new(),
+        storage_prefix: plural.into(),
+        storage,
+        strategy,
+        custom,
+        crd: None,
+        terminating: Default::default(),
+        merge_schema: Default::default(),
+        ttl_seconds: 0,
+        retired: tokio::sync::watch::Sender::new(false),
+    })
+}

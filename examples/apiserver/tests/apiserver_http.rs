@@ -329,6 +329,26 @@ async fn updates_conflicts_preconditions_and_patches() {
     assert_status(&wrong_uid, 409, "Conflict", "Precondition failed: UID in precondition: wrong");
     let wrong_rv = api.delete(&path, Some(&json!({"preconditions": {"resourceVersion": "1"}}))).await;
     assert_status(&wrong_rv, 409, "Conflict", "Precondition failed");
+    // A precondition resourceVersion that is no revision matches no object: Kubernetes' 409
+    // naming both values (and 404 for a missing object, before any precondition).
+    let record = before["metadata"]["resourceVersion"].as_str().expect("rv").to_owned();
+    for text in ["abc", "", "0", "-1"] {
+        let bad_rv = api.delete(&path, Some(&json!({"preconditions": {"resourceVersion": text}}))).await;
+        let says = format!(
+            "the ResourceVersion in the precondition ({text}) does not match the ResourceVersion in record ({record})"
+        );
+        assert_status(&bad_rv, 409, "Conflict", &says);
+        let missing =
+            api.delete(&format!("{CM}/nope"), Some(&json!({"preconditions": {"resourceVersion": text}}))).await;
+        assert_status(&missing, 404, "NotFound", "not found");
+    }
+    let both = json!({"preconditions": {"resourceVersion": "abc", "uid": "wrong"}});
+    let uid_first = api.delete(&path, Some(&both)).await;
+    assert_status(&uid_first, 409, "Conflict", "the UID in the precondition (wrong) does not match the UID in record");
+    let collection_path = format!("{CM}?fieldSelector=metadata.name%3Dalpha");
+    let body = json!({"preconditions": {"resourceVersion": "abc"}}).to_string().into_bytes();
+    let collection = api.send(Method::DELETE, &collection_path, "application/json", body).await;
+    assert_status(&collection, 409, "Conflict", "the ResourceVersion in the precondition (abc)");
     let bad_options = api.send(Method::DELETE, &path, "application/json", b"{oops".to_vec()).await;
     assert_status(&bad_options, 400, "BadRequest", "DeleteOptions");
     assert_eq!(api.get(&path).await.code, StatusCode::OK, "still there after refused deletes");
@@ -1215,4 +1235,68 @@ async fn watch_cache_memory_budgets_from_the_storage_config_show_on_metrics() {
     let listed = api.get("/api/v1/namespaces/default/secrets?resourceVersion=0").await;
     assert_eq!(listed.code, StatusCode::OK, "{}", listed.body);
     assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(1), "{}", listed.body);
+}
+
+/// The budgets from the command line (over the config file's), on `/metrics`; the cache's byte
+/// gauge grows when a LIST makes the items' Table cells and YAML (kept with the cached
+/// objects) and stays when the next LIST reuses them; a bad budget flag stops the server
+/// with a message naming the flag.
+#[tokio::test]
+async fn watch_cache_budget_flags_and_derived_representations_show_on_metrics() {
+    let config = tempfile::tempdir().expect("config dir");
+    let path = config.path().join("storage.toml");
+    std::fs::write(&path, "[watch_cache]\nmemory_budget_bytes = 1000\nmemory_budgets = [\"secrets#10\"]\n")
+        .expect("storage config");
+    let server = Server::start(&[
+        "--storage-config",
+        path.to_str().expect("utf-8 path"),
+        "--watch-cache-memory-budget=50000000",
+        "--watch-cache-memory-budgets=secrets#3000,deployments.apps#70000",
+    ]);
+    let api = Api::new(&server);
+    for name in ["a", "b", "c"] {
+        assert_eq!(api.post(CM, &configmap(name)).await.code, StatusCode::CREATED);
+    }
+    let metrics = || async { api.get("/metrics").await.body.as_str().expect("text").to_owned() };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let before = loop {
+        let text = metrics().await;
+        if cache_gauge(&text, "apistore_watch_cache_objects", "configmaps") == Some(3) {
+            break text;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the cache gauges did not settle:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let gauge = |text: &str, name: &str, resource: &str| cache_gauge(text, name, resource);
+    assert_eq!(gauge(&before, "apistore_watch_cache_memory_budget_bytes", "configmaps"), Some(50_000_000));
+    assert_eq!(gauge(&before, "apistore_watch_cache_memory_budget_bytes", "secrets"), Some(3_000));
+    assert_eq!(gauge(&before, "apistore_watch_cache_memory_budget_bytes", "deployments.apps"), Some(70_000));
+    let objects_only = gauge(&before, "apistore_watch_cache_bytes", "configmaps").expect("bytes");
+
+    let list = |accept: &'static str| {
+        let request = api.client.get(format!("{}{CM}?resourceVersion=0", api.base)).header("accept", accept);
+        async move {
+            let response = request.send().await.expect("list");
+            assert_eq!(response.status(), StatusCode::OK);
+            response.bytes().await.expect("body")
+        }
+    };
+    const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
+    let table = list(TABLE).await;
+    let with_cells = gauge(&metrics().await, "apistore_watch_cache_bytes", "configmaps").expect("bytes");
+    assert!(with_cells > objects_only, "Table cells kept: {objects_only} → {with_cells}");
+    assert_eq!(list(TABLE).await.len(), table.len());
+    let again = gauge(&metrics().await, "apistore_watch_cache_bytes", "configmaps").expect("bytes");
+    assert_eq!(again, with_cells, "the second Table LIST reuses the kept cells");
+    let yaml = list("application/yaml").await;
+    let with_yaml = gauge(&metrics().await, "apistore_watch_cache_bytes", "configmaps").expect("bytes");
+    assert!(
+        with_yaml >= with_cells + yaml.len() as i64 - 200,
+        "the items' YAML ({} bytes listed) is counted: {with_cells} → {with_yaml}",
+        yaml.len()
+    );
+
+    let (status, log) = Server::run_to_exit(&["--watch-cache-memory-budgets=pods#lots"]);
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("--watch-cache-memory-budgets") && log.contains("pods#lots"), "{log}");
 }

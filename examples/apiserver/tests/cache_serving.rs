@@ -214,3 +214,78 @@ async fn a_version_other_than_the_storage_version_is_served_from_the_same_cached
         }
     }
 }
+
+/// GETs every list representation of `path` (queries `queries`) from `server`.
+async fn lists(client: &Client, server: &Server, queries: &[&str]) -> Vec<(String, u16, String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for query in queries {
+        for accept in [JSON, YAML, METADATA, TABLE] {
+            let (code, content_type, body) = get(client, server, &format!("{CM}{query}"), accept).await;
+            out.push((format!("{accept} {query}"), code, content_type, body));
+        }
+    }
+    out
+}
+
+/// A LIST served from the watch cache (its items' kept representations) and the same LIST of
+/// the same data from a server without the cache (every item decoded) are the same bytes in
+/// YAML and PartialObjectMetadataList, the same JSON, and the same Table but for the Age cells
+/// (computed per request); with paging (`limit`/`continue`, `remainingItemCount`) and RV=0.
+#[tokio::test]
+async fn a_list_from_the_cache_is_the_decoded_lists_bytes_in_every_representation() {
+    let server = Server::start(&[]);
+    let client = Client::new();
+    let texts = ["one", "two\nlines\n\nwith an empty one", "  leading spaces\n", "123", "ünï\u{2028}code"];
+    for (i, text) in texts.iter().enumerate() {
+        send(
+            &client,
+            &server,
+            reqwest::Method::POST,
+            CM,
+            &json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": format!("c{i}"), "labels": {"n": i.to_string()}, "annotations": {"t": text}},
+                "data": {"text": text, "other": "x"}}),
+        )
+        .await;
+    }
+    let queries = ["?resourceVersion=0", "", "?limit=2", "?labelSelector=n%3D1"];
+    let cached = lists(&client, &server, &queries).await;
+    // The continue token of the first page, for the second page (from each server).
+    let page: Value = parse(&get(&client, &server, &format!("{CM}?limit=2"), JSON).await.2);
+    let token = page["metadata"]["continue"].as_str().expect("a second page").to_owned();
+    assert_eq!(page["metadata"]["remainingItemCount"], 3, "{page}");
+    let next = format!("?limit=2&continue={token}");
+    let cached_next = lists(&client, &server, &[next.as_str()]).await;
+    let data = server.stop();
+    let server = Server::start_in(data, &["--watch-cache=false"]);
+    let decoded = lists(&client, &server, &queries).await;
+    let decoded_next = lists(&client, &server, &[next.as_str()]).await;
+    for ((what, code, media, from_cache), (_, decoded_code, decoded_media, from_store)) in
+        cached.iter().chain(&cached_next).zip(decoded.iter().chain(&decoded_next))
+    {
+        assert_eq!((code, media), (&200, decoded_media), "{what}: {}", String::from_utf8_lossy(from_cache));
+        assert_eq!(decoded_code, &200, "{what}");
+        if what.starts_with(TABLE) {
+            let (table, reference) = (parse(from_cache), parse(from_store));
+            assert_eq!(without_age(table.clone()), without_age(reference), "{what}");
+            assert!(table["rows"].as_array().is_some_and(|rows| !rows.is_empty()), "{what}: {table}");
+            assert_eq!(table["columnDefinitions"][0]["name"], "Name", "{what}");
+        } else if what.starts_with(JSON) {
+            assert_eq!(parse(from_cache), parse(from_store), "{what}");
+        } else {
+            assert_eq!(String::from_utf8_lossy(from_cache), String::from_utf8_lossy(from_store), "{what}");
+        }
+    }
+    // What the lists carry: every item, the list's resourceVersion, a YAML that parses to the JSON.
+    let json = parse(&cached[0].3);
+    assert_eq!(json["items"].as_array().map(Vec::len), Some(texts.len()));
+    let yaml: Value = serde_yaml::from_slice(&cached[1].3).expect("YAML");
+    assert_eq!(yaml, json, "the YAML list is the JSON list");
+    let metadata = parse(&cached[2].3);
+    assert_eq!(metadata["kind"], "PartialObjectMetadataList");
+    assert_eq!(metadata["items"][1]["metadata"]["annotations"]["t"], texts[1]);
+    assert_eq!(metadata["metadata"]["resourceVersion"], json["metadata"]["resourceVersion"]);
+    let paged: Value = serde_yaml::from_slice(&cached[9].3).expect("YAML page");
+    assert_eq!(paged["metadata"]["remainingItemCount"], 3, "{paged:?}");
+    assert_eq!(paged["items"].as_array().map(Vec::len), Some(2));
+}

@@ -278,8 +278,7 @@ async fn run_case(storage: &dyn Storage, namespace: &str, actions: &[Action]) ->
                     Pre::Current => Some(current.as_ref().map_or(1, |c| c.1)),
                     Pre::Stale => Some(model.stale.get(&name).copied().unwrap_or(1)),
                 };
-                let preconditions =
-                    precondition.map(|rv| Preconditions { uid: None, resource_version: Some(rv.to_string()) });
+                let preconditions = precondition.map(|rv| Preconditions { uid: None, resource_version: Some(rv) });
                 let got = storage
                     .delete(
                         &format!("{dir}/{name}"),

@@ -84,8 +84,7 @@ async fn perform(storage: &dyn Storage, dir: &str, call: &Call) -> Outcome {
             }
         }
         Call::Delete { key, precondition } => {
-            let preconditions =
-                precondition.map(|rv| Preconditions { uid: None, resource_version: Some(rv.to_string()) });
+            let preconditions = precondition.map(|rv| Preconditions { uid: None, resource_version: Some(rv) });
             match storage
                 .delete(key, preconditions.as_ref(), &allow_all_deletions, None, DeleteOptions::default())
                 .await

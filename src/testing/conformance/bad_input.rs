@@ -137,8 +137,9 @@ pub async fn tampered_continue_token_is_bad_request(fixture: Arc<dyn BackendFixt
 
 /// resourceVersion "abc": a get's or list's is 400 BadRequest and a watch's 422 Invalid
 /// (Kubernetes) where it is parsed, before any storage sees it (the options carry the parsed
-/// [`ResourceVersion`]); create refuses it in an object, and an RV precondition "abc" never
-/// matches (409); nothing changes.
+/// [`ResourceVersion`]); create refuses it in an object; an RV precondition "abc" is no
+/// revision (the edge's `parse_precondition` refuses it), and one of revision 0 never matches
+/// (409); nothing changes.
 pub async fn resource_version_abc_is_rejected_on_every_path(fixture: Arc<dyn BackendFixture>) {
     let h = Harness::new(&fixture).await;
     let before = seeded(&h).await;
@@ -154,19 +155,25 @@ pub async fn resource_version_abc_is_rejected_on_every_path(fixture: Arc<dyn Bac
     object.metadata.resource_version = "abc".into();
     let err = expect_err(h.storage.create(&key("ns", "new"), object, 0).await, "create with RV abc");
     assert!(err.code() == 400 || err.code() == 422, "{err:?}");
-    let pre = Preconditions { uid: None, resource_version: Some("abc".into()) };
+    // A precondition's text that is no revision never reaches the storage (the edge parses
+    // it: `parse_precondition`); revision 0, which no stored object has, is the nearest.
+    for text in ["abc", "", "0", "-1", "+1"] {
+        assert_eq!(crate::version::parse_precondition(text), None, "{text}");
+    }
+    assert_eq!(crate::version::parse_precondition("17"), Some(17));
+    let pre = Preconditions { uid: None, resource_version: Some(0) };
     let mut update = |mut o: Object, _| {
         o.metadata.annotations.insert("x".into(), "y".into());
         Ok((o, None))
     };
     let err = expect_err(
         h.storage.guaranteed_update(&key("ns", "a"), false, Some(&pre), &mut update, None).await,
-        "update with RV precondition abc",
+        "update with RV precondition 0",
     );
     assert!(err.is_invalid_object(), "{err:?}");
     let err = expect_err(
         h.storage.delete(&key("ns", "a"), Some(&pre), &allow_all_deletions, None, DeleteOptions::default()).await,
-        "delete with RV precondition abc",
+        "delete with RV precondition 0",
     );
     assert!(err.is_invalid_object(), "{err:?}");
     assert_unchanged(&h, &before, "resourceVersion abc").await;

@@ -289,8 +289,9 @@ pub async fn resource_version_precondition_guards_update_and_delete(fixture: Arc
     let h = Harness::new(&fixture).await;
     let created = h.create_pod("test-ns", "foo").await;
     let current = h.annotate(&key("test-ns", "foo"), "v", "2").await;
-    let stale = Preconditions { uid: None, resource_version: Some(created.metadata.resource_version.clone()) };
-    let fresh = Preconditions { uid: None, resource_version: Some(current.metadata.resource_version.clone()) };
+    let revision = |o: &Object| o.resource_version().expect("a stored object's resourceVersion");
+    let stale = Preconditions { uid: None, resource_version: Some(revision(&created)) };
+    let fresh = Preconditions { uid: None, resource_version: Some(revision(&current)) };
     let mut update = |mut o: Object, _| {
         o.metadata.annotations.insert("v".into(), "3".into());
         Ok((o, None))
@@ -319,7 +320,7 @@ pub async fn resource_version_precondition_guards_update_and_delete(fixture: Arc
         .guaranteed_update(&key("test-ns", "foo"), false, Some(&fresh), &mut update, None)
         .await
         .expect("update with the current RV");
-    let now = Preconditions { uid: None, resource_version: Some(updated.metadata.resource_version.clone()) };
+    let now = Preconditions { uid: None, resource_version: Some(revision(&updated)) };
     h.storage
         .delete(
             &key("test-ns", "foo"),

@@ -1,9 +1,9 @@
 //! `DELETE` of an object (with preconditions in `DeleteOptions`) and of a collection
 //! (deletecollection, with the list's selectors).
 
-use apistore::names;
 use apistore::storage::{allow_all_deletions, DeleteOptions, GetOptions, Preconditions};
 use apistore::Object;
+use apistore::{names, version};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
@@ -15,10 +15,16 @@ use crate::namespaces;
 use crate::negotiation::{Format, Output};
 use crate::status::{success_status, ApiError, ApiResult};
 
+/// A delete's preconditions, parsed (the resourceVersion as a revision), and the client's
+/// resourceVersion text when it is no revision: then no object matches (Kubernetes compares the
+/// texts) and the delete is answered as Kubernetes does, 404 for a missing object and 409
+/// Conflict for an existing one ([`Context::unmatchable_precondition`]).
+type DeletePreconditions = (Option<Preconditions>, Option<String>);
+
 impl Context<'_> {
-    fn delete_preconditions(body: &[u8], format: Format) -> ApiResult<Option<Preconditions>> {
+    fn delete_preconditions(body: &[u8], format: Format) -> ApiResult<DeletePreconditions> {
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
+            return Ok((None, None));
         }
         let options: Value = codec::parse(body, format).map_err(|e| {
             ApiError::bad_request(format!("the DeleteOptions body could not be decoded: {}", e.message))
@@ -32,7 +38,7 @@ impl Context<'_> {
             }
         }
         let Some(pre) = options.get("preconditions").filter(|p| !p.is_null()) else {
-            return Ok(None);
+            return Ok((None, None));
         };
         let field = |name: &str| -> ApiResult<Option<String>> {
             match pre.get(name) {
@@ -41,11 +47,52 @@ impl Context<'_> {
                 Some(_) => Err(ApiError::bad_request(format!("preconditions.{name} must be a string"))),
             }
         };
-        Ok(Some(Preconditions { uid: field("uid")?, resource_version: field("resourceVersion")? }))
+        let text = field("resourceVersion")?;
+        let resource_version = text.as_deref().and_then(version::parse_precondition);
+        let unmatchable = text.filter(|_| resource_version.is_none());
+        Ok((Some(Preconditions { uid: field("uid")?, resource_version }), unmatchable))
+    }
+
+    /// Kubernetes' answer to a delete of `object` (None: missing) whose precondition's
+    /// resourceVersion `text` is no revision: 404 for a missing object; else 409 Conflict (its
+    /// `BeforeDelete`, which checks a precondition's UID first: "the UID in the precondition
+    /// (…) does not match the UID in record (…)", then "the ResourceVersion in the
+    /// precondition (…) does not match the ResourceVersion in record (…)").
+    fn unmatchable_precondition(
+        &self,
+        name: &str,
+        preconditions: Option<&Preconditions>,
+        text: &str,
+        object: Option<&Object>,
+    ) -> ApiError {
+        let target = self.resource().target(name);
+        let uid = preconditions.and_then(|p| p.uid.as_deref());
+        match object {
+            None => ApiError::not_found(&target),
+            Some(object) if uid.is_some_and(|uid| uid != object.metadata.uid) => ApiError::conflict(
+                &target,
+                &format!(
+                    "the UID in the precondition ({}) does not match the UID in record ({}). The object might have been deleted and then recreated",
+                    uid.unwrap_or_default(),
+                    object.metadata.uid
+                ),
+            ),
+            Some(object) => ApiError::conflict(
+                &target,
+                &format!(
+                    "the ResourceVersion in the precondition ({text}) does not match the ResourceVersion in record ({}). The object might have been modified",
+                    object.metadata.resource_version
+                ),
+            ),
+        }
     }
 
     pub(super) async fn delete(&self, name: &str, body: &[u8], output: Output) -> ApiResult<Response> {
-        let preconditions = Self::delete_preconditions(body, self.body_format()?)?;
+        let (preconditions, unmatchable) = Self::delete_preconditions(body, self.body_format()?)?;
+        if let Some(text) = unmatchable {
+            let current = self.current(name).await?;
+            return Err(self.unmatchable_precondition(name, preconditions.as_ref(), &text, current.as_ref()));
+        }
         if self.resource().is_namespaces() && namespaces::IMMORTAL.contains(&name) {
             return Err(ApiError::forbidden(format!(
                 "namespaces {name:?} is forbidden: this namespace may not be deleted"
@@ -101,12 +148,17 @@ impl Context<'_> {
     }
 
     pub(super) async fn delete_collection(&self, body: &[u8], output: Output) -> ApiResult<Response> {
-        let preconditions = Self::delete_preconditions(body, self.body_format()?)?;
+        let (preconditions, unmatchable) = Self::delete_preconditions(body, self.body_format()?)?;
         let mut options = self.list_options(None, false)?;
         options.predicate.limit = 0;
         options.predicate.continue_token.clear();
         let key = self.list_key()?;
         let list = self.resource().storage.get_list(&key, options).await.map_err(self.storage_error(""))?;
+        if let (Some(text), Some(first)) = (&unmatchable, list.items.first()) {
+            // Every object fails the precondition; Kubernetes answers the first failure.
+            let name = &first.metadata.name;
+            return Err(self.unmatchable_precondition(name, preconditions.as_ref(), text, Some(first)));
+        }
         let mut deleted = Vec::new();
         if !self.dry_run()? {
             for object in list.items {

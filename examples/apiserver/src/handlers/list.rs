@@ -1,21 +1,31 @@
 //! `GET` of a collection: kube's `listResourcesHandler` — selectors, paging, resourceVersion
 //! semantics (the storage's), and the Table / PartialObjectMetadataList transformations.
+//!
+//! From a storage that holds its objects encoded (the watch cache), a list is written from the
+//! items' bytes and the representations kept with them ([`crate::representations`]: YAML,
+//! PartialObjectMetadata, a Table row's cells, each computed once per object version), streamed
+//! in bounded chunks; its bytes are the ones the decoded path ([`decoded_list`]) writes.
+
+use std::sync::Arc;
 
 use apistore::encoded::EncodedList;
 use apistore::selector::{FieldRequirement, FieldSelector, LabelSelector};
-use apistore::storage::{ListOptions, Predicate, ResourceVersion, ResourceVersionMatch};
+use apistore::storage::{ListOptions, ObjectList, Predicate, ResourceVersion, ResourceVersionMatch};
 use apistore::{Error, Object};
 use axum::body::{Body, Bytes};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{respond, Context};
+use crate::codec;
 use crate::list_options;
-use crate::negotiation::{Output, Shape};
+use crate::negotiation::{Format, Output, Shape};
+use crate::representations::{self, Served};
+use crate::resources::Resource;
 use crate::status::{ApiError, ApiResult};
-use crate::table;
+use crate::table::{self, Include};
 
 impl Context<'_> {
     /// The storage list options of a list or watch (`single`: a watch of one name).
@@ -87,35 +97,83 @@ impl Context<'_> {
         let options = self.list_options(None, false)?;
         let include = table::include(self.param("includeObject"))?;
         let key = self.list_key()?;
-        if output == Output::JSON && self.resource().strategy.serves_stored_form() {
-            let list = self.resource().storage.get_list_encoded(&key, options).await.map_err(self.storage_error(""))?;
-            return Ok(encoded_list_response(self.resource().clone(), list));
+        let resource = self.resource();
+        if let Some(form) = ListForm::of(resource, output, include) {
+            let list = resource.storage.get_list_encoded(&key, options).await.map_err(self.storage_error(""))?;
+            return Ok(encoded_list_response(resource.clone(), list, form));
         }
-        let list = self.resource().storage.get_list(&key, options).await.map_err(self.storage_error(""))?;
-        let mut metadata = json!({ "resourceVersion": list.resource_version.to_string() });
-        if !list.continue_token.is_empty() {
-            metadata["continue"] = json!(list.continue_token);
+        let list = resource.storage.get_list(&key, options).await.map_err(self.storage_error(""))?;
+        Ok(respond(StatusCode::OK, &decoded_list(resource, list, output.shape, include), output))
+    }
+}
+
+/// The list metadata of a list read at `resource_version` (`continue`, `remainingItemCount`
+/// when set).
+fn list_metadata(resource_version: u64, continue_token: &str, remaining_item_count: Option<i64>) -> Value {
+    let mut metadata = json!({ "resourceVersion": resource_version.to_string() });
+    if !continue_token.is_empty() {
+        metadata["continue"] = json!(continue_token);
+    }
+    if let Some(remaining) = remaining_item_count {
+        metadata["remainingItemCount"] = json!(remaining);
+    }
+    metadata
+}
+
+/// A list as `shape` from decoded objects: every item decoded, made served and turned into a
+/// JSON value (the path for a storage that does not hold encoded objects, and the reference
+/// the encoded path must match byte for byte).
+fn decoded_list(resource: &Resource, list: ObjectList, shape: Shape, include: Include) -> Value {
+    let metadata = list_metadata(list.resource_version, &list.continue_token, list.remaining_item_count);
+    let items: Vec<Object> = list.items.into_iter().map(|o| resource.served(o)).collect();
+    match shape {
+        Shape::Table => table::table(resource, &items, include, metadata),
+        Shape::PartialMetadata => json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": metadata,
+            "items": items.iter().map(table::partial_metadata).collect::<Vec<_>>(),
+        }),
+        Shape::Object => json!({
+            "kind": resource.list_kind(),
+            "apiVersion": resource.api_version(),
+            "metadata": metadata,
+            "items": items,
+        }),
+    }
+}
+
+/// A list representation written from encoded items, each item's part computed once per object
+/// version and kept with its bytes ([`Served`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ListForm {
+    /// The list as JSON, the items' stored bytes as they are.
+    Json,
+    /// The list as YAML (the items' kept YAML, indented as list entries).
+    Yaml,
+    /// `PartialObjectMetadataList` as JSON (the items' kept metadata).
+    Metadata,
+    /// A Table as JSON (the rows' kept cells; `Age` per request).
+    Table(Include),
+}
+
+impl ListForm {
+    /// The form `output` is written in from encoded items, None when it is written from decoded
+    /// ones: JSON of a resource whose stored form is its served form always (the stored bytes
+    /// are the answer); YAML, PartialObjectMetadataList and Table (rows without the object,
+    /// or with its metadata) as JSON when the storage holds encoded objects (a watch cache).
+    /// What stays decoded: the JSON of a kind served in another form than it is stored, a
+    /// Table with `includeObject=Object` (the decoded path writes the object's keys sorted,
+    /// its stored bytes are not), and Tables or metadata lists as YAML.
+    fn of(resource: &Resource, output: Output, include: Include) -> Option<ListForm> {
+        let held = resource.storage.holds_encoded();
+        match (output.shape, output.format) {
+            (Shape::Object, Format::Json) if resource.strategy.serves_stored_form() => Some(ListForm::Json),
+            (Shape::Object, Format::Yaml) if held => Some(ListForm::Yaml),
+            (Shape::PartialMetadata, Format::Json) if held => Some(ListForm::Metadata),
+            (Shape::Table, Format::Json) if held && include != Include::Object => Some(ListForm::Table(include)),
+            _ => None,
         }
-        if let Some(remaining) = list.remaining_item_count {
-            metadata["remainingItemCount"] = json!(remaining);
-        }
-        let items: Vec<Object> = list.items.into_iter().map(|o| self.resource().served(o)).collect();
-        let value = match output.shape {
-            Shape::Table => table::table(self.resource(), &items, include, metadata),
-            Shape::PartialMetadata => json!({
-                "kind": "PartialObjectMetadataList",
-                "apiVersion": "meta.k8s.io/v1",
-                "metadata": metadata,
-                "items": items.iter().map(table::partial_metadata).collect::<Vec<_>>(),
-            }),
-            Shape::Object => json!({
-                "kind": self.resource().list_kind(),
-                "apiVersion": self.resource().api_version(),
-                "metadata": metadata,
-                "items": items,
-            }),
-        };
-        Ok(respond(StatusCode::OK, &value, output))
     }
 }
 
@@ -123,53 +181,297 @@ impl Context<'_> {
 /// item handles (shared bytes), whatever the list's size.
 const CHUNK: usize = 64 * 1024;
 
-/// A JSON list response written from encoded items: the envelope around the stored bytes,
-/// streamed in [`CHUNK`]-sized pieces. An item whose bytes do not start with the served
-/// apiVersion/kind (stored under another version) is decoded and re-encoded as served.
-fn encoded_list_response(resource: std::sync::Arc<crate::resources::Resource>, list: EncodedList) -> Response {
-    let mut metadata = json!({ "resourceVersion": list.resource_version.to_string() });
-    if !list.continue_token.is_empty() {
-        metadata["continue"] = json!(list.continue_token);
-    }
-    if let Some(remaining) = list.remaining_item_count {
-        metadata["remainingItemCount"] = json!(remaining);
-    }
-    let head = format!(
-        "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{},\"items\":[",
-        json!(resource.list_kind()),
-        json!(resource.api_version()),
-        metadata
-    );
-    let served_prefix =
-        format!("{{\"apiVersion\":{},\"kind\":{},", json!(resource.api_version()), json!(resource.kind)).into_bytes();
-    let mut items = list.items.into_iter();
-    let mut chunk = head.into_bytes();
-    let mut first = true;
-    let mut finished = false;
-    let body = futures::stream::poll_fn(move |_| {
-        if finished {
-            return std::task::Poll::Ready(None);
+/// The envelope of an encoded list in `form`: the bytes before the first item, between two
+/// items and after the last; and the whole body of the list without items when that is not
+/// `head` + `tail` (YAML writes `items: []`).
+struct Envelope {
+    head: Vec<u8>,
+    separator: &'static [u8],
+    tail: Vec<u8>,
+    empty: Option<Vec<u8>>,
+}
+
+impl Envelope {
+    fn new(resource: &Resource, list: &EncodedList, form: ListForm) -> Envelope {
+        let metadata = list_metadata(list.resource_version, &list.continue_token, list.remaining_item_count);
+        match form {
+            ListForm::Json => Envelope {
+                head: format!(
+                    "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{},\"items\":[",
+                    json!(resource.list_kind()),
+                    json!(resource.api_version()),
+                    metadata
+                )
+                .into_bytes(),
+                separator: b",",
+                tail: b"]}".to_vec(),
+                empty: None,
+            },
+            ListForm::Metadata => Envelope {
+                head: b"{\"apiVersion\":\"meta.k8s.io/v1\",\"items\":[".to_vec(),
+                separator: b",",
+                tail: format!("],\"kind\":\"PartialObjectMetadataList\",\"metadata\":{metadata}}}").into_bytes(),
+                empty: None,
+            },
+            ListForm::Table(_) => Envelope {
+                head: representations::table_head(resource, &metadata),
+                separator: b",",
+                tail: b"]}".to_vec(),
+                empty: None,
+            },
+            ListForm::Yaml => {
+                // serde_yaml's own envelope (keys sorted: apiVersion, items, kind, metadata),
+                // split where its empty `items` stands.
+                let empty = codec::encode(
+                    &json!({
+                        "kind": resource.list_kind(),
+                        "apiVersion": resource.api_version(),
+                        "metadata": metadata,
+                        "items": [],
+                    }),
+                    Format::Yaml,
+                );
+                const ITEMS: &[u8] = b"\nitems: []\n";
+                let at = empty.windows(ITEMS.len()).position(|w| w == ITEMS).unwrap_or(empty.len());
+                let mut head = empty[..at.min(empty.len())].to_vec();
+                head.extend_from_slice(b"\nitems:\n");
+                let tail = empty.get(at + ITEMS.len()..).unwrap_or_default().to_vec();
+                Envelope { head, separator: b"", tail, empty: Some(empty) }
+            }
         }
+    }
+}
+
+/// A list response written from encoded items in `form`: the envelope around each item's
+/// part, streamed in [`CHUNK`]-sized pieces as the items are written. An item whose part cannot
+/// be made (its stored bytes do not decode: corruption) ends the body early, so the client
+/// sees a broken response rather than a list without the item.
+fn encoded_list_response(resource: Arc<Resource>, list: EncodedList, form: ListForm) -> Response {
+    let envelope = Envelope::new(&resource, &list, form);
+    let media_type = match form {
+        ListForm::Yaml => Format::Yaml.media_type(),
+        _ => Format::Json.media_type(),
+    };
+    let prefix = representations::served_prefix(&resource);
+    let empty_list = list.items.is_empty();
+    let mut items = list.items.into_iter();
+    let (mut chunk, tail) = match envelope.empty {
+        Some(empty) if empty_list => (empty, Vec::new()),
+        _ => (envelope.head, envelope.tail),
+    };
+    let separator = envelope.separator;
+    let mut tail = Some(tail);
+    let mut first = true;
+    let body = futures::stream::poll_fn(move |_| {
+        let Some(last) = tail.as_ref() else {
+            return std::task::Poll::Ready(None);
+        };
         for item in items.by_ref() {
             if !std::mem::take(&mut first) {
-                chunk.push(b',');
+                chunk.extend_from_slice(separator);
             }
-            if item.json().starts_with(&served_prefix) {
-                chunk.extend_from_slice(item.json());
-            } else {
-                let served = item.decode().map(|o| resource.served(o)).and_then(|o| o.to_json());
-                chunk.extend_from_slice(&served.unwrap_or_else(|_| b"null".to_vec()));
+            let served = Served::new(&resource, &item, &prefix);
+            let written = match form {
+                ListForm::Json => served.json().map(|json| chunk.extend_from_slice(&json)),
+                ListForm::Yaml => served.yaml().map(|yaml| representations::push_yaml_item(&mut chunk, &yaml)),
+                ListForm::Metadata => served.partial_metadata().map(|json| chunk.extend_from_slice(&json)),
+                ListForm::Table(include) => served.table_row(include).map(|row| chunk.extend_from_slice(&row)),
+            };
+            if let Err(error) = written {
+                tracing::error!(resource = %resource.plural, message = %error.message, "writing a list item");
+                tail = None;
+                return std::task::Poll::Ready(Some(Err(std::io::Error::other(error.message))));
             }
             if chunk.len() >= CHUNK {
                 let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK + 4096));
-                return std::task::Poll::Ready(Some(Ok::<_, std::convert::Infallible>(Bytes::from(full))));
+                return std::task::Poll::Ready(Some(Ok(Bytes::from(full))));
             }
         }
-        chunk.extend_from_slice(b"]}");
-        finished = true;
+        chunk.extend_from_slice(last);
+        tail = None;
         std::task::Poll::Ready(Some(Ok(Bytes::from(std::mem::take(&mut chunk)))))
     });
     let mut response = Body::from_stream(body).into_response();
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(media_type));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apistore::store::{Store, StoreConfig};
+    use apistore_memory::MemoryBackend;
+
+    fn resource(group: &str, plural: &str, custom: bool) -> Arc<Resource> {
+        let store = Store::new(Arc::new(MemoryBackend::new()), StoreConfig::new(plural)).expect("store");
+        Arc::new(crate::resources::for_tests(group, plural, custom, Arc::new(store)).expect("a built-in resource"))
+    }
+
+    /// Objects of `resource`'s stored form with what YAML and JSON writers treat specially:
+    /// multi-line strings (empty lines, leading spaces, trailing newlines, U+2028), strings that
+    /// look like numbers or booleans, nested lists and maps, empty ones, no creationTimestamp.
+    fn objects(resource: &Resource, stored_api_version: &str) -> Vec<Object> {
+        let texts = [
+            "plain",
+            "two\nlines",
+            "\n\nleading breaks\n\n\nand empty lines\n",
+            "  indented\n    more\nend",
+            "line\u{2028}separated\u{2029}paragraph\nand\n\u{2028}\n",
+            "trailing space \nthen",
+            "tab\there: # not a comment",
+            "123",
+            "true",
+            "- dash",
+            "ünïcödé ✓",
+            "",
+        ];
+        let namespace = if resource.namespaced { "default" } else { "" };
+        let mut objects = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            let mut object = Object::new(stored_api_version, &resource.kind, namespace, &format!("o{i:02}"))
+                .with_label("app", if i % 2 == 0 { "even" } else { "odd" })
+                .with_field("data", json!({ "text": text, "number": i, "list": [text, {"k": text}, []], "empty": {} }))
+                .with_field("spec", json!({ "replicas": i, "template": {"metadata": {"labels": {"x": text}}} }))
+                .with_field(
+                    "status",
+                    json!({ "readyReplicas": i / 2, "conditions": [{"type": "Ready", "message": text}] }),
+                );
+            object.metadata.resource_version = (100 + i).to_string();
+            object.metadata.uid = format!("uid-{i}");
+            object.metadata.annotations.insert("note".into(), text.to_string());
+            object.metadata.creation_timestamp = (i != 3).then(|| "2020-01-01T00:00:00Z".to_owned());
+            objects.push(object);
+        }
+        objects
+    }
+
+    async fn body(response: Response) -> (String, Vec<u8>) {
+        let media = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("the whole body");
+        (media, bytes.to_vec())
+    }
+
+    /// Every representation written from encoded items is byte for byte the decoded path's, for
+    /// a kind with Table columns, one served in another form than stored, a custom resource and
+    /// one without columns; with list metadata (continue, remainingItemCount) and empty lists;
+    /// and the second list (kept representations) equals the first.
+    #[tokio::test]
+    async fn encoded_lists_are_the_decoded_paths_bytes_in_every_representation() {
+        let cases = [
+            (resource("apps", "deployments", false), "apps/v1"),
+            (resource("", "configmaps", false), "v1"),
+            (resource("events.k8s.io", "events", false), "v1"),
+            (resource("example.com", "gizmos", true), "example.com/v1"),
+        ];
+        let forms = [
+            (Shape::Object, Format::Json, Include::Metadata, ListForm::Json),
+            (Shape::Object, Format::Yaml, Include::Metadata, ListForm::Yaml),
+            (Shape::PartialMetadata, Format::Json, Include::Metadata, ListForm::Metadata),
+            (Shape::Table, Format::Json, Include::Metadata, ListForm::Table(Include::Metadata)),
+            (Shape::Table, Format::Json, Include::None, ListForm::Table(Include::None)),
+        ];
+        for (resource, stored) in cases {
+            let all = objects(&resource, stored);
+            let lists = [
+                ObjectList {
+                    resource_version: 7,
+                    continue_token: String::new(),
+                    remaining_item_count: None,
+                    items: all.clone(),
+                },
+                ObjectList {
+                    resource_version: 123,
+                    continue_token: "eyJydiI6MTIzfQ".into(),
+                    remaining_item_count: Some(42),
+                    items: all[..3].to_vec(),
+                },
+                ObjectList {
+                    resource_version: 9,
+                    continue_token: String::new(),
+                    remaining_item_count: None,
+                    items: vec![],
+                },
+            ];
+            for list in lists {
+                let encoded = EncodedList::encode(list.clone()).expect("encode");
+                for (shape, format, include, form) in forms {
+                    if form == ListForm::Json && !resource.strategy.serves_stored_form() {
+                        continue; // decoded: its JSON is written from decoded objects
+                    }
+                    let what =
+                        format!("{} {shape:?} {format:?} {include:?} ({} items)", resource.plural, list.items.len());
+                    let expected = codec::encode(&decoded_list(&resource, list.clone(), shape, include), format);
+                    let (media, first) = body(encoded_list_response(resource.clone(), encoded.clone(), form)).await;
+                    assert_eq!(media, format.media_type(), "{what}");
+                    if form == ListForm::Json {
+                        // The stored bytes keep the object's field order (the decoded path
+                        // sorts keys): the same JSON, not the same bytes, as before this path.
+                        let parsed: Value = serde_json::from_slice(&first).expect("JSON");
+                        assert_eq!(parsed, serde_json::from_slice::<Value>(&expected).expect("JSON"), "{what}");
+                        continue;
+                    }
+                    assert_eq!(String::from_utf8_lossy(&first), String::from_utf8_lossy(&expected), "{what}");
+                    let (_, second) = body(encoded_list_response(resource.clone(), encoded.clone(), form)).await;
+                    assert_eq!(second, expected, "{what}: from the kept representations");
+                }
+            }
+        }
+    }
+
+    /// A list larger than one chunk is written in several (bounded memory per request) and is
+    /// still the decoded path's bytes.
+    #[tokio::test]
+    async fn a_long_list_streams_in_chunks() {
+        let resource = resource("", "configmaps", false);
+        let mut items = Vec::new();
+        for round in 0..40 {
+            for mut object in objects(&resource, "v1") {
+                object.metadata.name = format!("{}-{round}", object.metadata.name);
+                items.push(object);
+            }
+        }
+        let list = ObjectList { resource_version: 5, continue_token: String::new(), remaining_item_count: None, items };
+        let encoded = EncodedList::encode(list.clone()).expect("encode");
+        for (shape, format, form) in [
+            (Shape::Object, Format::Yaml, ListForm::Yaml),
+            (Shape::Table, Format::Json, ListForm::Table(Include::Metadata)),
+        ] {
+            let mut stream =
+                encoded_list_response(resource.clone(), encoded.clone(), form).into_body().into_data_stream();
+            let mut chunks = Vec::new();
+            while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+                chunks.push(chunk.expect("chunk"));
+            }
+            assert!(chunks.len() > 2, "{form:?}: {} chunks", chunks.len());
+            assert!(chunks.iter().all(|c| c.len() < 2 * CHUNK), "{form:?}: a chunk is bounded");
+            let whole: Vec<u8> = chunks.concat();
+            assert_eq!(whole, codec::encode(&decoded_list(&resource, list.clone(), shape, Include::Metadata), format));
+        }
+    }
+
+    /// Which lists are written from encoded items: only from a storage that holds them (but
+    /// plain JSON of a kind served as stored, always), never a Table with the whole object.
+    #[tokio::test]
+    async fn the_encoded_path_is_taken_where_it_matches_the_decoded_one() {
+        let plain = resource("", "configmaps", false);
+        let json = Output::JSON;
+        let yaml = Output { format: Format::Yaml, shape: Shape::Object };
+        let table = Output { format: Format::Json, shape: Shape::Table };
+        assert_eq!(ListForm::of(&plain, json, Include::Metadata), Some(ListForm::Json));
+        assert_eq!(ListForm::of(&plain, yaml, Include::Metadata), None, "a plain store: decoded");
+        assert_eq!(ListForm::of(&plain, table, Include::Metadata), None);
+        let inner: apistore::storage::DynStorage = plain.storage.clone();
+        let cacher =
+            apistore::cacher::Cacher::new(inner, apistore::cacher::CacherConfig::new("configmaps")).expect("cacher");
+        let cached = Arc::new(plain.with_storage(Arc::new(cacher), "configmaps".into()));
+        assert_eq!(ListForm::of(&cached, yaml, Include::Metadata), Some(ListForm::Yaml));
+        assert_eq!(ListForm::of(&cached, table, Include::None), Some(ListForm::Table(Include::None)));
+        assert_eq!(ListForm::of(&cached, table, Include::Object), None, "decoded: the object's keys sorted");
+        let metadata = Output { format: Format::Json, shape: Shape::PartialMetadata };
+        assert_eq!(ListForm::of(&cached, metadata, Include::Metadata), Some(ListForm::Metadata));
+        let metadata_yaml = Output { format: Format::Yaml, shape: Shape::PartialMetadata };
+        assert_eq!(ListForm::of(&cached, metadata_yaml, Include::Metadata), None);
+        let events = resource("events.k8s.io", "events", false);
+        assert_eq!(ListForm::of(&events, json, Include::Metadata), None, "served in another form than stored");
+    }
 }

@@ -102,7 +102,7 @@ impl Context<'_> {
         if meta.deletion_timestamp.is_some() && meta.finalizers.is_empty() {
             // The last finalizer is gone: the object goes (kube's Store.Update
             // `shouldDeleteDuringUpdate`), unless it changed again meanwhile.
-            let preconditions = Preconditions { uid: None, resource_version: Some(meta.resource_version.clone()) };
+            let preconditions = Preconditions { uid: None, resource_version: updated.resource_version().ok() };
             match self
                 .resource()
                 .storage
