@@ -40,6 +40,7 @@ use std::time::Instant;
 use apistore::kv::SpaceStatus;
 
 use super::*;
+use crate::durable::DurableFiles;
 use crate::packed::{Packed, PackedWriter, PACKED_FILE};
 
 /// A rewrite is due when the directory is `REWRITE_FACTOR.0 / REWRITE_FACTOR.1` times the
@@ -142,7 +143,16 @@ pub(super) fn open_generation(
     } else {
         Packed::open(&generation::path_of(&options.path, generation).join(PACKED_FILE))?
     };
-    Ok(generation::Gen { db, packed })
+    let files = durable_files(options, generation)?;
+    Ok(generation::Gen { db, packed, files })
+}
+
+/// The files a durable flush of `generation`'s database syncs (None for a temporary one).
+fn durable_files(options: &SledOptions, generation: u64) -> Result<Option<DurableFiles>> {
+    if options.temporary {
+        return Ok(None);
+    }
+    DurableFiles::open(&generation::path_of(&options.path, generation)).map(Some)
 }
 
 /// Opens the sled database of `generation` under the options' path (or a temporary one).
@@ -479,7 +489,8 @@ impl Core {
         packed.sync()?;
         copy(old.scan_prefix([layout::EXPIRY]), &new)?;
         copy(old.scan_prefix([layout::META]), &new)?;
-        new.flush().map_err(sled_error)?;
+        let files = durable_files(&self.options, next)?;
+        DurableFiles::flush(files.as_ref(), &new)?;
         // What landed during those fsyncs, so that the tail under the lock stays short.
         self.catch_up(old, &mut packed, &mut copied, &mut entries)?;
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -505,7 +516,7 @@ impl Core {
         // written to the new generation is acknowledged before the switch is durable.
         generation::switch_pointer(root, prepared?)?;
         self.db.mark_unsynced(root.to_path_buf());
-        let previous = self.db.swap(generation::Gen { db: new, packed });
+        let previous = self.db.swap(generation::Gen { db: new, packed, files });
         self.generation.store(next, Ordering::SeqCst);
         drop(writer);
         let pause = paused.elapsed();
