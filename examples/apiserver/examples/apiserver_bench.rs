@@ -314,6 +314,9 @@ impl Default for Durable {
     }
 }
 
+/// Idle time before each round's fsync probe.
+const PROBE_SETTLE: Duration = Duration::from_secs(2);
+
 /// The connection counts of the comparison.
 const CONNECTIONS: [usize; 2] = [1, 64];
 
@@ -481,6 +484,9 @@ async fn durable_creates(settings: &Durable) -> Result<(), String> {
     let mut rates: std::collections::BTreeMap<(usize, &str), Vec<f64>> = Default::default();
     let (mut fsyncs, mut overwrites) = (Vec::new(), Vec::new());
     for round in 0..settings.rounds {
+        // Let both servers finish what the last load left them (sled's rewrite, etcd's backend
+        // commits) so that the probe measures the disk, not their background writes.
+        tokio::time::sleep(PROBE_SETTLE).await;
         fsyncs.push(fsync_rate(root.path(), Probe::Append, settings.seconds)?);
         overwrites.push(fsync_rate(root.path(), Probe::Overwrite, settings.seconds)?);
         for connections in CONNECTIONS {
