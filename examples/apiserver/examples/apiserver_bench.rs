@@ -351,8 +351,10 @@ enum Probe {
     Overwrite,
 }
 
-/// fdatasyncs per second of `probe` writes to a new file in `dir`, for `seconds`.
-fn fsync_rate(dir: &std::path::Path, probe: Probe, seconds: u64) -> Result<f64, String> {
+/// fdatasyncs per second of `probe` writes to a new file in `dir`, for `seconds`, and the
+/// median time of one `fdatasync` (the disk's cost without the heavy tail other writers on a
+/// shared disk give it).
+fn fsync_rate(dir: &std::path::Path, probe: Probe, seconds: u64) -> Result<(f64, Duration), String> {
     use std::os::unix::fs::FileExt;
     const SPAN: u64 = 4 << 20;
     let path = dir.join("fsync-probe");
@@ -364,6 +366,7 @@ fn fsync_rate(dir: &std::path::Path, probe: Probe, seconds: u64) -> Result<f64, 
     let block = [b'x'; BODY_BYTES];
     let started = Instant::now();
     let mut syncs = 0u64;
+    let mut latencies = Vec::new();
     while started.elapsed() < Duration::from_secs(seconds) {
         let offset = syncs * BODY_BYTES as u64;
         let offset = match probe {
@@ -371,18 +374,21 @@ fn fsync_rate(dir: &std::path::Path, probe: Probe, seconds: u64) -> Result<f64, 
             Probe::Overwrite => offset % SPAN,
         };
         file.write_all_at(&block, offset).map_err(|e| e.to_string())?;
+        let syncing = Instant::now();
         file.sync_data().map_err(|e| e.to_string())?;
+        latencies.push(syncing.elapsed());
         syncs += 1;
     }
     let rate = syncs as f64 / started.elapsed().as_secs_f64();
     drop(file);
     let _ = std::fs::remove_file(&path);
-    Ok(rate)
+    latencies.sort();
+    Ok((rate, percentile(&latencies, 0.5)))
 }
 
 /// Creates/s of `connections` clients each POSTing 1 KiB ConfigMaps for `seconds` (every
 /// create must answer 201; names are unique per `tag`).
-async fn create_rate(base: &str, tag: &str, connections: usize, seconds: u64) -> Result<f64, String> {
+async fn create_rate(base: &str, tag: &str, connections: usize, seconds: u64) -> Result<(f64, u64), String> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build().map_err(|e| e.to_string())?;
     let collection = Arc::new(format!("{base}/api/v1/namespaces/default/configmaps"));
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -415,7 +421,28 @@ async fn create_rate(base: &str, tag: &str, connections: usize, seconds: u64) ->
     for task in tasks {
         total += task.await.map_err(|e| e.to_string())??;
     }
-    Ok(total as f64 / started.elapsed().as_secs_f64())
+    Ok((total as f64 / started.elapsed().as_secs_f64(), total))
+}
+
+/// CPU time (user + system) the process `pid` has used, from `/proc/<pid>/stat` (None when
+/// it cannot be read).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ, the unit of /proc's times, is 100 on Linux.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Microseconds of CPU `pids` used per create between `before` and now.
+fn cpu_per_create(pids: &[u32], before: &[Option<Duration>], creates: u64) -> f64 {
+    let used: Duration = pids
+        .iter()
+        .zip(before)
+        .filter_map(|(pid, before)| Some(cpu_time(*pid)?.saturating_sub((*before)?)))
+        .sum();
+    used.as_secs_f64() * 1e6 / creates.max(1) as f64
 }
 
 /// Checks that [`body_of`] makes a 1 KiB ConfigMap with the name given.
@@ -436,7 +463,7 @@ async fn durable_load(url: &str, connections: usize, settings: &Durable) -> Resu
     let mut rates = Vec::new();
     for round in 0..settings.rounds {
         let tag = format!("load-{}-{round}", std::process::id());
-        let rate = create_rate(base, &tag, connections, settings.seconds).await?;
+        let (rate, _) = create_rate(base, &tag, connections, settings.seconds).await?;
         println!("  round {round}: {connections} connection(s): {rate:.0} creates/s");
         rates.push(rate);
     }
@@ -471,8 +498,12 @@ async fn durable_creates(settings: &Durable) -> Result<(), String> {
         "--data-dir".to_owned(),
         etcd_dir.path().join("data").display().to_string(),
     ];
-    let (sled_url, _sled) = spawn_server_with(&sled_args, sled_dir)?;
-    let (etcd_url, _etcd_server) = spawn_server_with(&etcd_args, etcd_dir)?;
+    let (sled_url, sled_server) = spawn_server_with(&sled_args, sled_dir)?;
+    let (etcd_url, etcd_server) = spawn_server_with(&etcd_args, etcd_dir)?;
+    // The processes whose CPU each side's creates cost: its API server (and etcd itself).
+    let mut processes = std::collections::BTreeMap::new();
+    processes.insert("sled", vec![sled_server.pid()]);
+    processes.insert("etcd", [Some(etcd_server.pid()), etcd.pid(0)].into_iter().flatten().collect::<Vec<_>>());
     let client = reqwest::Client::new();
     wait_ready(&client, &sled_url).await?;
     wait_ready(&client, &etcd_url).await?;
@@ -483,12 +514,17 @@ async fn durable_creates(settings: &Durable) -> Result<(), String> {
     }
     let mut rates: std::collections::BTreeMap<(usize, &str), Vec<f64>> = Default::default();
     let (mut fsyncs, mut overwrites) = (Vec::new(), Vec::new());
+    let mut probe_latencies = Vec::new();
+    let mut cpu: std::collections::BTreeMap<(usize, &str), Vec<f64>> = Default::default();
     for round in 0..settings.rounds {
         // Let both servers finish what the last load left them (sled's rewrite, etcd's backend
         // commits) so that the probe measures the disk, not their background writes.
         tokio::time::sleep(PROBE_SETTLE).await;
-        fsyncs.push(fsync_rate(root.path(), Probe::Append, settings.seconds)?);
-        overwrites.push(fsync_rate(root.path(), Probe::Overwrite, settings.seconds)?);
+        let (append, _) = fsync_rate(root.path(), Probe::Append, settings.seconds)?;
+        let (overwrite, latency) = fsync_rate(root.path(), Probe::Overwrite, settings.seconds)?;
+        fsyncs.push(append);
+        overwrites.push(overwrite);
+        probe_latencies.push(latency);
         for connections in CONNECTIONS {
             // Alternate which side goes first, so neither always follows the same neighbour.
             let mut order = sides;
@@ -496,31 +532,56 @@ async fn durable_creates(settings: &Durable) -> Result<(), String> {
                 order.reverse();
             }
             for (name, url) in order {
-                let rate =
+                let pids = processes.get(name).cloned().unwrap_or_default();
+                let before: Vec<_> = pids.iter().map(|pid| cpu_time(*pid)).collect();
+                let loader_before = [cpu_time(std::process::id())];
+                let (rate, creates) =
                     create_rate(url, &format!("r{round}-c{connections}-{name}"), connections, settings.seconds).await?;
-                println!("  round {round}: {name:>4} {connections:>2} connection(s): {rate:>7.0} creates/s");
+                let used = cpu_per_create(&pids, &before, creates);
+                let loader = cpu_per_create(&[std::process::id()], &loader_before, creates);
+                println!(
+                    "  round {round}: {name:>4} {connections:>2} connection(s): {rate:>7.0} creates/s, CPU per create {used:>4.0} µs server, {loader:>3.0} µs loader"
+                );
                 rates.entry((connections, name)).or_default().push(rate);
+                cpu.entry((connections, name)).or_default().push(used);
+                cpu.entry((connections, "loader")).or_default().push(loader);
             }
         }
         println!(
-            "  round {round}: fsync probe: {:>7.0} fdatasyncs/s appending, {:>7.0} overwriting",
-            fsyncs[round], overwrites[round]
+            "  round {round}: fsync probe: {:>7.0} fdatasyncs/s appending, {:>7.0} overwriting (p50 {})",
+            fsyncs[round],
+            overwrites[round],
+            ms(probe_latencies[round])
         );
     }
     let (append, overwrite) = (median(&mut fsyncs), median(&mut overwrites));
     // The faster of the two is the floor a durable create is held to (the stricter target).
     let fsync = append.max(overwrite);
+    probe_latencies.sort();
+    let p50 = probe_latencies[probe_latencies.len() / 2];
+    let uncontended = 1.0 / p50.as_secs_f64().max(f64::MIN_POSITIVE);
     println!("medians of {} rounds ({}-byte bodies):", settings.rounds, BODY_BYTES);
     println!(
         "  disk fsync rate: {append:.0}/s (1 KiB append + fdatasync), {overwrite:.0}/s (1 KiB overwrite + fdatasync); the ratios use {fsync:.0}/s"
     );
+    println!(
+        "  median fdatasync (overwrite) {}: {uncontended:.0}/s if every fsync took the median",
+        ms(p50)
+    );
     for connections in CONNECTIONS {
         let sled = median(rates.entry((connections, "sled")).or_default());
         let etcd = median(rates.entry((connections, "etcd")).or_default());
+        let sled_cpu = median(cpu.entry((connections, "sled")).or_default());
+        let etcd_cpu = median(cpu.entry((connections, "etcd")).or_default());
         println!(
-            "  {connections:>2} connection(s): sled {sled:.0} creates/s, etcd {etcd:.0} creates/s: sled/etcd {:.2}x; sled/fsync-rate {:.2}",
+            "  {connections:>2} connection(s): sled {sled:.0} creates/s, etcd {etcd:.0} creates/s: sled/etcd {:.2}x; sled/fsync-rate {:.2} (by the median fsync {:.2})",
             sled / etcd.max(f64::MIN_POSITIVE),
             sled / fsync.max(f64::MIN_POSITIVE),
+            sled / uncontended,
+        );
+        let loader_cpu = median(cpu.entry((connections, "loader")).or_default());
+        println!(
+            "      CPU per create: sled side {sled_cpu:.0} µs (API server), etcd side {etcd_cpu:.0} µs (API server + etcd), the loader {loader_cpu:.0} µs (either side)"
         );
     }
     Ok(())
