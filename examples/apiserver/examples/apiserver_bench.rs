@@ -437,11 +437,8 @@ fn cpu_time(pid: u32) -> Option<Duration> {
 
 /// Microseconds of CPU `pids` used per create between `before` and now.
 fn cpu_per_create(pids: &[u32], before: &[Option<Duration>], creates: u64) -> f64 {
-    let used: Duration = pids
-        .iter()
-        .zip(before)
-        .filter_map(|(pid, before)| Some(cpu_time(*pid)?.saturating_sub((*before)?)))
-        .sum();
+    let used: Duration =
+        pids.iter().zip(before).filter_map(|(pid, before)| Some(cpu_time(*pid)?.saturating_sub((*before)?))).sum();
     used.as_secs_f64() * 1e6 / creates.max(1) as f64
 }
 
@@ -564,10 +561,7 @@ async fn durable_creates(settings: &Durable) -> Result<(), String> {
     println!(
         "  disk fsync rate: {append:.0}/s (1 KiB append + fdatasync), {overwrite:.0}/s (1 KiB overwrite + fdatasync); the ratios use {fsync:.0}/s"
     );
-    println!(
-        "  median fdatasync (overwrite) {}: {uncontended:.0}/s if every fsync took the median",
-        ms(p50)
-    );
+    println!("  median fdatasync (overwrite) {}: {uncontended:.0}/s if every fsync took the median", ms(p50));
     for connections in CONNECTIONS {
         let sled = median(rates.entry((connections, "sled")).or_default());
         let etcd = median(rates.entry((connections, "etcd")).or_default());
