@@ -6,6 +6,12 @@
 //! at most [`MAX_GATHER`]; then it runs one `flush()` (which covers every batch applied before
 //! it started) and answers them all. A lone writer is flushed at once (nobody else is
 //! committing); N concurrent writers share about one fsync per round instead of N.
+//!
+//! A writer waits for exactly one flush: the first that starts after its request arrived (it
+//! applied its write before sending the request, so that flush covers it). When a flush ends,
+//! the next starts at once with every request that arrived meanwhile, unless writers are still
+//! committing (then it gathers them for at most [`MAX_GATHER`]). The flush is durable: sled's
+//! flush plus the fsyncs it leaves out ([`crate::durable`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
