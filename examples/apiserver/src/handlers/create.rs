@@ -2,7 +2,6 @@
 
 use apistore::names;
 use apistore::storage::GetOptions;
-use apistore::version::ResourceVersion;
 use apistore::Object;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -66,10 +65,11 @@ impl Context<'_> {
         Ok(resource.served(created))
     }
 
-    /// kube's NamespaceLifecycle admission: a namespaced object needs its namespace. As kube's
-    /// admission plugin reads its informer's cache first and looks the namespace up live only
-    /// when the cache does not have it (it may have just been created), this reads any
-    /// revision (`resourceVersion=0`, the watch cache) first, then the latest.
+    /// kube's NamespaceLifecycle admission: a namespaced object needs its namespace. Read
+    /// live, not from the watch cache as kube's plugin reads its informer: here a namespace's
+    /// DELETE removes its contents before it returns (there is no namespace controller to
+    /// sweep later), so a create the cache's lag let through just after that DELETE would
+    /// stay behind in a namespace that no longer exists.
     ///
     /// Errors: 404 `namespaces "<ns>" not found`.
     async fn ensure_namespace(&self) -> ApiResult<()> {
@@ -81,10 +81,6 @@ impl Context<'_> {
         };
         let key = names::object_key(&namespaces.storage_prefix, "", &self.target.namespace)
             .map_err(|e| ApiError::from_storage(e, &namespaces.target(&self.target.namespace)))?;
-        let cached = GetOptions { ignore_not_found: true, resource_version: ResourceVersion::Any };
-        if let Ok(Some(_)) = namespaces.storage.get(&key, cached).await {
-            return Ok(());
-        }
         match namespaces.storage.get(&key, GetOptions::default()).await {
             Ok(_) => Ok(()),
             Err(e) => Err(ApiError::from_storage(e, &namespaces.target(&self.target.namespace))),
