@@ -12,7 +12,7 @@ use std::ops::Bound;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::encoded::EncodedObject;
 use crate::error::{Error, Result};
@@ -168,7 +168,8 @@ pub(crate) enum Dispatch {
     Bookmark(Revision),
 }
 
-/// The registry entry of one watcher: dropping it terminates the watcher.
+/// The registry entry of one watcher: dropping it (and with it the queue's sender) terminates
+/// the watcher once it has read what is queued.
 #[derive(Debug)]
 pub(crate) struct WatcherHandle {
     /// The prepared watch key.
@@ -181,8 +182,6 @@ pub(crate) struct WatcherHandle {
     pub(crate) next_bookmark: Instant,
     /// The watcher's input queue.
     pub(crate) input: mpsc::Sender<Dispatch>,
-    /// Dropped to terminate the watcher.
-    pub(crate) _terminate: oneshot::Sender<()>,
 }
 
 impl WatcherHandle {

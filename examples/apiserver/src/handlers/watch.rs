@@ -124,7 +124,9 @@ async fn serve(
 /// Resolves at `deadline`, when the server shuts down, or when the resource's storage is
 /// retired (also when either signal's sender is gone).
 async fn ended(deadline: Instant, mut shutdown: signal::Receiver<bool>, mut retired: signal::Receiver<bool>) {
+    // Biased: polled before every chunk, so no random start (thread RNG) per poll.
     tokio::select! {
+        biased;
         _ = tokio::time::sleep_until(deadline) => {}
         _ = shutdown.wait_for(|down| *down) => {}
         _ = retired.wait_for(|gone| *gone) => {}
