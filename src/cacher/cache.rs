@@ -48,6 +48,14 @@ impl CachedObject {
         Ok(CachedObject { encoded: EncodedObject::encode(object)?, labels })
     }
 
+    /// Like [`CachedObject::new`], the object encoded inside the JSON watch event line of
+    /// `type_name` ([`EncodedObject::encode_in_watch_line`]): a change's object, framed once for
+    /// every watcher that gets it as that type. Errors: as [`EncodedObject::encode`].
+    pub(crate) fn in_watch_line(object: &Object, type_name: &'static str) -> Result<Self> {
+        let labels = object.metadata.labels.iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect();
+        Ok(CachedObject { encoded: EncodedObject::encode_in_watch_line(object, type_name)?, labels })
+    }
+
     /// The value of label `key`.
     pub(crate) fn label(&self, key: &str) -> Option<&str> {
         self.labels.binary_search_by(|(k, _)| k.as_ref().cmp(key)).ok().map(|i| self.labels[i].1.as_ref())
@@ -153,7 +161,7 @@ impl CachedEvent {
             .get_or_init(|| {
                 let mut old = self.prev.as_ref()?.encoded.decode().ok()?;
                 old.metadata.resource_version = crate::version::format_resource_version(self.revision);
-                EncodedObject::encode(&old).ok()
+                EncodedObject::encode_in_watch_line(&old, "DELETED").ok()
             })
             .as_ref()
     }

@@ -183,9 +183,12 @@ async fn list(shared: &Shared) -> std::result::Result<(Objects, u64), Failure> {
 
 /// Applies one event of the inner watch and dispatches it.
 async fn process(shared: &Arc<Shared>, event: WatchEvent, budget: &mut TimeBudget) -> std::result::Result<(), Failure> {
-    let (kind, object) = match event {
-        WatchEvent::Added(object) | WatchEvent::Modified(object) => (EventKind::Put, object),
-        WatchEvent::Deleted(object) => (EventKind::Delete, object),
+    // The type a watcher without a selector gets the change as: its object is encoded in
+    // that event's line, framed once for all of them.
+    let (kind, type_name, object) = match event {
+        WatchEvent::Added(object) => (EventKind::Put, "ADDED", object),
+        WatchEvent::Modified(object) => (EventKind::Put, "MODIFIED", object),
+        WatchEvent::Deleted(object) => (EventKind::Delete, "DELETED", object),
         WatchEvent::Bookmark(object) => {
             let revision = object.resource_version()?;
             shared.update(|state| state.advance(revision));
@@ -195,7 +198,7 @@ async fn process(shared: &Arc<Shared>, event: WatchEvent, budget: &mut TimeBudge
     };
     let revision = object.resource_version()?;
     let key: Key = shared.key_of(&object)?.into();
-    let cached = CachedObject::new(&object)?;
+    let cached = CachedObject::in_watch_line(&object, type_name)?;
     drop(object);
     let bounds = shared.bounds();
     // Apply and dispatch under the one lock: every registered watcher in scope gets the change

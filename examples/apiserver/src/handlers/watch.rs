@@ -6,9 +6,14 @@
 //! watcher shares, encoded once per change): the event line is the `{"type":..,"object":`
 //! frame around them, nothing is decoded or re-encoded per watcher. Objects whose bytes are not
 //! in the served apiVersion/kind, Table and PartialObjectMetadata watches, and resources whose
-//! strategy converts the stored form are decoded and rendered as served. Events that are ready
-//! together are written as one chunk (at most [`BATCH_BYTES`]), so a busy watch costs one write
-//! per batch, not one per event; an event that arrives alone is written at once.
+//! strategy converts the stored form are decoded and rendered as served. A change from the watch
+//! cache carries its event line ready-made ([`EncodedObject::watch_line`]: the object was
+//! encoded inside it, once per change), so a watcher's cost per event is a reference count and
+//! a write. Each event is one chunk; hyper writes the chunks that are ready together in one
+//! vectored write, so a busy watch costs one write per batch, not one per event; an event that
+//! arrives alone is written at once.
+//!
+//! [`EncodedObject::watch_line`]: apistore::encoded::EncodedObject::watch_line
 //!
 //! The stream ends at `timeoutSeconds` (default 30 minutes, kube's minimum request timeout),
 //! when the storage watch ends (an `ERROR` event carrying a `Status` comes first when it
@@ -21,7 +26,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use apistore::encoded::EncodedWatchEvent;
+use apistore::encoded::{write_watch_line_start, EncodedWatchEvent, WATCH_LINE_END};
 use apistore::storage::{ListOptions, WatchEvent, WatchStream};
 use axum::body::{Body, Bytes};
 use axum::http::header::CONTENT_TYPE;
@@ -38,10 +43,6 @@ use crate::table::{self, Include};
 
 /// kube-apiserver's default `--min-request-timeout`: the longest a watch stays open.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
-
-/// The most bytes of events written in one chunk: events already waiting are appended to the
-/// chunk being built until it reaches this size.
-pub const BATCH_BYTES: usize = 64 * 1024;
 
 struct Feed {
     resource: Arc<Resource>,
@@ -134,49 +135,53 @@ async fn ended(deadline: Instant, mut shutdown: signal::Receiver<bool>, mut reti
 }
 
 impl Feed {
-    /// The next chunk of event lines: every event that is ready now (at most [`BATCH_BYTES`]
-    /// of lines), `Pending` when none is. `Ready(None)` ends the response.
+    /// The next chunk: the line of the next event that is ready, `Pending` when none is.
+    /// `Ready(None)` ends the response. One event per chunk: a change of the watch cache is
+    /// then the cache's own buffer (its line, shared by every watcher), and hyper writes the
+    /// chunks that are ready together in one vectored write (up to 16 chunks per write).
     fn poll_chunk(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Bytes>> {
         if self.done || self.end.as_mut().poll(cx).is_ready() {
             self.done = true;
             return Poll::Ready(None);
         }
-        let mut chunk = Vec::new();
-        while chunk.len() < BATCH_BYTES && !self.done {
+        while !self.done {
             let next = if self.encoded {
                 self.stream.poll_next_encoded(cx).map(|e| e.map(Next::Encoded))
             } else {
                 self.stream.poll_next(cx).map(|e| e.map(|e| Next::Decoded(Box::new(e))))
             };
             match next {
-                Poll::Ready(Some(event)) => self.write(event, &mut chunk),
+                Poll::Ready(Some(event)) => {
+                    if let Some(line) = self.line(event) {
+                        return Poll::Ready(Some(line));
+                    }
+                }
                 Poll::Ready(None) => self.done = true,
-                Poll::Pending => break,
+                Poll::Pending => return Poll::Pending,
             }
         }
-        if !chunk.is_empty() {
-            Poll::Ready(Some(Bytes::from(chunk)))
-        } else if self.done {
-            Poll::Ready(None)
-        } else {
-            Poll::Pending
-        }
+        Poll::Ready(None)
     }
 
-    /// Appends the line of `event` to `out` (nothing for a bookmark the client did not allow).
-    fn write(&mut self, event: Next, out: &mut Vec<u8>) {
+    /// The line of `event` (None for a bookmark the client did not allow): the object's own
+    /// line when its bytes are the served JSON and were encoded in the line of this event type
+    /// (a watch cache's change), else the frame around the served object's bytes.
+    fn line(&mut self, event: Next) -> Option<Bytes> {
         let event = match event {
             Next::Encoded(event) => {
                 let kind = event.type_name();
                 match event {
-                    EncodedWatchEvent::Bookmark(_) if !self.allow_bookmarks => return,
+                    EncodedWatchEvent::Bookmark(_) if !self.allow_bookmarks => return None,
                     EncodedWatchEvent::Added(object)
                     | EncodedWatchEvent::Modified(object)
                     | EncodedWatchEvent::Deleted(object)
                     | EncodedWatchEvent::Bookmark(object)
                         if object.json().starts_with(&self.served_prefix) =>
                     {
-                        return frame(out, kind, object.json());
+                        if let Some(line) = object.watch_line(kind) {
+                            return Some(line.clone());
+                        }
+                        return Some(frame(kind, object.json()));
                     }
                     other => other.decode(),
                 }
@@ -184,11 +189,11 @@ impl Feed {
             Next::Decoded(event) => *event,
         };
         if matches!(event, WatchEvent::Bookmark(_)) && !self.allow_bookmarks {
-            return;
+            return None;
         }
         let kind = event.type_name();
         let object = self.render(event);
-        frame(out, kind, &object);
+        Some(frame(kind, &object))
     }
 
     /// The JSON of the event's object as served: the Status of an ERROR, the bookmark with
@@ -230,13 +235,12 @@ enum Next {
     Decoded(Box<WatchEvent>),
 }
 
-/// Appends `{"type":"<kind>","object":<the object's bytes>}` and a newline to `out`: the line
-/// kube-apiserver writes for a JSON watch event.
-fn frame(out: &mut Vec<u8>, kind: &str, object: &[u8]) {
-    out.reserve(object.len() + kind.len() + 24);
-    out.extend_from_slice(b"{\"type\":\"");
-    out.extend_from_slice(kind.as_bytes());
-    out.extend_from_slice(b"\",\"object\":");
+/// `{"type":"<kind>","object":<the object's bytes>}` and a newline: the line kube-apiserver
+/// writes for a JSON watch event.
+fn frame(kind: &str, object: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(object.len() + kind.len() + 24);
+    write_watch_line_start(&mut out, kind);
     out.extend_from_slice(object);
-    out.extend_from_slice(b"}\n");
+    out.extend_from_slice(WATCH_LINE_END);
+    Bytes::from(out)
 }
