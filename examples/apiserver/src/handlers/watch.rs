@@ -8,10 +8,10 @@
 //! in the served apiVersion/kind, Table and PartialObjectMetadata watches, and resources whose
 //! strategy converts the stored form are decoded and rendered as served. A change from the watch
 //! cache carries its event line ready-made ([`EncodedObject::watch_line`]: the object was
-//! encoded inside it, once per change), so a watcher's cost per event is a reference count and
-//! a write. Each event is one chunk; hyper writes the chunks that are ready together in one
-//! vectored write, so a busy watch costs one write per batch, not one per event; an event that
-//! arrives alone is written at once.
+//! encoded inside it, once per change), so an event written alone costs a watcher a reference
+//! count and a write. Events that are ready together are copied into one chunk (at most
+//! [`BATCH_BYTES`]), so a busy watch costs one write per batch, not one per event; an event
+//! that arrives alone is written at once.
 //!
 //! [`EncodedObject::watch_line`]: apistore::encoded::EncodedObject::watch_line
 //!
@@ -43,6 +43,10 @@ use crate::table::{self, Include};
 
 /// kube-apiserver's default `--min-request-timeout`: the longest a watch stays open.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// The most bytes of events written in one chunk: events already waiting are appended to the
+/// chunk being built until it reaches this size.
+pub const BATCH_BYTES: usize = 64 * 1024;
 
 struct Feed {
     resource: Arc<Resource>,
@@ -135,16 +139,18 @@ async fn ended(deadline: Instant, mut shutdown: signal::Receiver<bool>, mut reti
 }
 
 impl Feed {
-    /// The next chunk: the line of the next event that is ready, `Pending` when none is.
-    /// `Ready(None)` ends the response. One event per chunk: a change of the watch cache is
-    /// then the cache's own buffer (its line, shared by every watcher), and hyper writes the
-    /// chunks that are ready together in one vectored write (up to 16 chunks per write).
+    /// The next chunk: the lines of every event that is ready now (at most [`BATCH_BYTES`] of
+    /// lines), `Pending` when none is. `Ready(None)` ends the response. A chunk of one event is
+    /// its line as it is (from the watch cache: the cache's own buffer, shared by every
+    /// watcher, nothing copied); the lines of several are copied into one chunk, one write.
     fn poll_chunk(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Bytes>> {
         if self.done || self.end.as_mut().poll(cx).is_ready() {
             self.done = true;
             return Poll::Ready(None);
         }
-        while !self.done {
+        let mut first: Option<Bytes> = None;
+        let mut chunk = Vec::new();
+        while chunk.len() < BATCH_BYTES && !self.done {
             let next = if self.encoded {
                 self.stream.poll_next_encoded(cx).map(|e| e.map(Next::Encoded))
             } else {
@@ -152,15 +158,30 @@ impl Feed {
             };
             match next {
                 Poll::Ready(Some(event)) => {
-                    if let Some(line) = self.line(event) {
-                        return Poll::Ready(Some(line));
+                    let Some(line) = self.line(event) else { continue };
+                    if let Some(first) = first.take() {
+                        chunk.reserve((first.len() + line.len()) * 2);
+                        chunk.extend_from_slice(&first);
+                    }
+                    if chunk.is_empty() {
+                        first = Some(line);
+                    } else {
+                        chunk.extend_from_slice(&line);
                     }
                 }
                 Poll::Ready(None) => self.done = true,
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => break,
             }
         }
-        Poll::Ready(None)
+        if let Some(line) = first {
+            Poll::Ready(Some(line))
+        } else if !chunk.is_empty() {
+            Poll::Ready(Some(Bytes::from(chunk)))
+        } else if self.done {
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
+        }
     }
 
     /// The line of `event` (None for a bookmark the client did not allow): the object's own
