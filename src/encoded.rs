@@ -83,12 +83,7 @@ impl EncodedObject {
         line.shrink_to_fit();
         let line = Bytes::from(line.into_boxed_slice());
         let json = line.slice(start..end);
-        Ok(EncodedObject(Arc::new(Encoded {
-            json,
-            line: Some((type_name, line)),
-            revision,
-            derived: OnceLock::new(),
-        })))
+        Ok(EncodedObject(Arc::new(Encoded { json, line: Some((type_name, line)), revision, derived: OnceLock::new() })))
     }
 
     /// The whole JSON watch event line of type `type_name` around these bytes, when they were

@@ -225,7 +225,12 @@ mod tests {
         Arc::new(CachedEvent::new(revision, key.into(), kind, cached(&object), prev.as_ref().map(cached)))
     }
 
-    fn watcher(predicate: Predicate, bookmarks: bool, input: mpsc::Receiver<Dispatch>, opening: Opening) -> WatchStream {
+    fn watcher(
+        predicate: Predicate,
+        bookmarks: bool,
+        input: mpsc::Receiver<Dispatch>,
+        opening: Opening,
+    ) -> WatchStream {
         let spec = WatcherSpec {
             key: "/pods/".into(),
             recursive: true,

@@ -438,7 +438,10 @@ async fn open_watch(
             if last >= *target.borrow() || *stop.borrow() {
                 break;
             }
+            // Biased: while frames are ready the two signals are not polled (no registration
+            // on their shared channels per frame, only when the watcher waits).
             let frame = tokio::select! {
+                biased;
                 frame = body.frame() => frame,
                 _ = target.changed() => continue,
                 _ = stop.changed() => break,
