@@ -588,9 +588,9 @@ impl Cacher {
         self.list_from_cache(key, options, false, Some((revision, Some(token.start_key))))
     }
 
-    /// Registers a watcher and starts its task. The opening (initial state, replayed history,
-    /// start revision) is taken under the same lock that registers the watcher, so every later
-    /// change is dispatched to it and none is missed. A start older than the history gives a
+    /// Registers a watcher; it runs in the returned stream's poll (no task of its own). The
+    /// opening (initial state, replayed history, start revision) is taken under the same lock
+    /// that registers the watcher, so every later change is dispatched to it and none is missed. A start older than the history gives a
     /// stream with one 410 ERROR event.
     fn register(&self, key: String, options: &ListOptions, start: Start, end_bookmark: bool) -> Result<WatchStream> {
         let bookmarks = options.predicate.allow_watch_bookmarks || options.progress_notify;
