@@ -285,6 +285,16 @@ pub struct WatchStream {
 enum Receiver {
     Decoded(mpsc::Receiver<WatchEvent>),
     Encoded(mpsc::Receiver<EncodedWatchEvent>),
+    Polled(Box<dyn PolledWatch>),
+}
+
+/// A watch whose events are made in its consumer's poll (a watch cache's watcher: it filters
+/// and converts the shared events in the reader's task, with no task or channel of its own).
+pub(crate) trait PolledWatch: Send + Sync + 'static {
+    /// The next event: `Ready(None)` once the watch has ended; `Pending` registers `cx`'s waker.
+    fn poll_next_encoded(&mut self, cx: &mut Context<'_>) -> Poll<Option<EncodedWatchEvent>>;
+    /// No new events are produced; events already made or queued can still be read.
+    fn stop(&mut self);
 }
 
 impl fmt::Debug for WatchStream {
@@ -311,20 +321,19 @@ impl WatchStream {
         (sender, WatchStream { receiver: Receiver::Encoded(receiver) })
     }
 
+    /// A stream whose events `watch` makes when it is polled.
+    pub(crate) fn polled(watch: Box<dyn PolledWatch>) -> WatchStream {
+        WatchStream { receiver: Receiver::Polled(watch) }
+    }
+
     /// The next event; None once the watch has ended.
     pub async fn next(&mut self) -> Option<WatchEvent> {
-        match &mut self.receiver {
-            Receiver::Decoded(receiver) => receiver.recv().await,
-            Receiver::Encoded(receiver) => receiver.recv().await.map(EncodedWatchEvent::decode),
-        }
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 
     /// The next event with its object encoded; None once the watch has ended.
     pub async fn next_encoded(&mut self) -> Option<EncodedWatchEvent> {
-        match &mut self.receiver {
-            Receiver::Decoded(receiver) => receiver.recv().await.map(EncodedWatchEvent::encode),
-            Receiver::Encoded(receiver) => receiver.recv().await,
-        }
+        std::future::poll_fn(|cx| self.poll_next_encoded(cx)).await
     }
 
     /// Polls for the next event (the poll form of [`WatchStream::next`], for a consumer that
@@ -334,6 +343,7 @@ impl WatchStream {
         match &mut self.receiver {
             Receiver::Decoded(receiver) => receiver.poll_recv(cx),
             Receiver::Encoded(receiver) => receiver.poll_recv(cx).map(|e| e.map(EncodedWatchEvent::decode)),
+            Receiver::Polled(watch) => watch.poll_next_encoded(cx).map(|e| e.map(EncodedWatchEvent::decode)),
         }
     }
 
@@ -342,6 +352,7 @@ impl WatchStream {
         match &mut self.receiver {
             Receiver::Decoded(receiver) => receiver.poll_recv(cx).map(|e| e.map(EncodedWatchEvent::encode)),
             Receiver::Encoded(receiver) => receiver.poll_recv(cx),
+            Receiver::Polled(watch) => watch.poll_next_encoded(cx),
         }
     }
 
@@ -350,6 +361,7 @@ impl WatchStream {
         match &mut self.receiver {
             Receiver::Decoded(receiver) => receiver.close(),
             Receiver::Encoded(receiver) => receiver.close(),
+            Receiver::Polled(watch) => watch.stop(),
         }
     }
 }

@@ -12,7 +12,7 @@ use std::ops::Bound;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::encoded::{DerivedMeter, EncodedObject};
 use crate::error::{Error, Result};
@@ -49,6 +49,14 @@ impl CachedObject {
         Ok(CachedObject { encoded: EncodedObject::encode(object)?, labels })
     }
 
+    /// Like [`CachedObject::new`], the object encoded inside the JSON watch event line of
+    /// `type_name` ([`EncodedObject::encode_in_watch_line`]): a change's object, framed once for
+    /// every watcher that gets it as that type. Errors: as [`EncodedObject::encode`].
+    pub(crate) fn in_watch_line(object: &Object, type_name: &'static str) -> Result<Self> {
+        let labels = object.metadata.labels.iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect();
+        Ok(CachedObject { encoded: EncodedObject::encode_in_watch_line(object, type_name)?, labels })
+    }
+
     /// The value of label `key`.
     pub(crate) fn label(&self, key: &str) -> Option<&str> {
         self.labels.binary_search_by(|(k, _)| k.as_ref().cmp(key)).ok().map(|i| self.labels[i].1.as_ref())
@@ -57,7 +65,7 @@ impl CachedObject {
     /// Bytes this object costs the cache (estimate: bytes, labels, key and bookkeeping).
     pub(crate) fn size(&self, key: &str) -> usize {
         let labels: usize = self.labels.iter().map(|(k, v)| k.len() + v.len() + 32).sum();
-        self.encoded.json().len() + labels + key.len() + OBJECT_OVERHEAD
+        self.encoded.encoded_len() + labels + key.len() + OBJECT_OVERHEAD
     }
 }
 
@@ -154,7 +162,7 @@ impl CachedEvent {
             .get_or_init(|| {
                 let mut old = self.prev.as_ref()?.encoded.decode().ok()?;
                 old.metadata.resource_version = crate::version::format_resource_version(self.revision);
-                EncodedObject::encode(&old).ok()
+                EncodedObject::encode_in_watch_line(&old, "DELETED").ok()
             })
             .as_ref()
     }
@@ -169,7 +177,8 @@ pub(crate) enum Dispatch {
     Bookmark(Revision),
 }
 
-/// The registry entry of one watcher: dropping it terminates the watcher.
+/// The registry entry of one watcher: dropping it (and with it the queue's sender) terminates
+/// the watcher once it has read what is queued.
 #[derive(Debug)]
 pub(crate) struct WatcherHandle {
     /// The prepared watch key.
@@ -182,8 +191,6 @@ pub(crate) struct WatcherHandle {
     pub(crate) next_bookmark: Instant,
     /// The watcher's input queue.
     pub(crate) input: mpsc::Sender<Dispatch>,
-    /// Dropped to terminate the watcher.
-    pub(crate) _terminate: oneshot::Sender<()>,
 }
 
 impl WatcherHandle {

@@ -80,7 +80,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::encoded::{DerivedMeter, EncodedList, EncodedObject};
 use crate::error::{Error, Result};
@@ -103,7 +103,7 @@ pub use layer::WatchCacheLayer;
 pub use metrics::{CacheMemory, CacheMetrics};
 
 use cache::{scope, CacheState, CachedObject, HistoryBounds, Key, Matcher, Objects, WatcherHandle};
-use watcher::{Opening, Watcher};
+use watcher::{Opening, Watcher, WatcherSpec};
 
 /// Configuration of a [`Cacher`].
 #[derive(Clone, Debug)]
@@ -132,7 +132,8 @@ pub struct CacherConfig {
     pub bookmark_frequency: Duration,
     /// Delay before relisting after a reflector error (Kubernetes: 1 s).
     pub relist_backoff: Duration,
-    /// Capacity of each watcher's input queue; a watcher whose queue stays full is terminated.
+    /// Capacity of each watcher's input queue (its only buffer: a watcher runs in its
+    /// consumer's poll); a watcher whose queue stays full is terminated. Default 200.
     pub watcher_queue: usize,
     /// Most bytes the cache may hold (estimated: encoded objects, index fields, bookkeeping,
     /// and the values readers derive from the objects and keep with them,
@@ -162,7 +163,7 @@ impl CacherConfig {
             consistent_wait: Duration::from_millis(100),
             bookmark_frequency: Duration::from_secs(60),
             relist_backoff: Duration::from_secs(1),
-            watcher_queue: 100,
+            watcher_queue: 200,
             memory_budget: None,
             metrics: None,
         }
@@ -601,15 +602,13 @@ impl Cacher {
         self.list_from_cache(key, options, false, Some((revision, Some(token.start_key))))
     }
 
-    /// Registers a watcher and starts its task. The opening (initial state, replayed history,
-    /// start revision) is taken under the same lock that registers the watcher, so every later
-    /// change is dispatched to it and none is missed. A start older than the history gives a
+    /// Registers a watcher; it runs in the returned stream's poll (no task of its own). The
+    /// opening (initial state, replayed history, start revision) is taken under the same lock
+    /// that registers the watcher, so every later change is dispatched to it and none is missed. A start older than the history gives a
     /// stream with one 410 ERROR event.
     fn register(&self, key: String, options: &ListOptions, start: Start, end_bookmark: bool) -> Result<WatchStream> {
         let bookmarks = options.predicate.allow_watch_bookmarks || options.progress_notify;
         let (input_sender, input) = mpsc::channel(self.shared.config.watcher_queue.max(1));
-        let (terminate_sender, terminate) = oneshot::channel();
-        let (result, stream) = WatchStream::encoded_channel(WatchStream::DEFAULT_CAPACITY);
         let (opening, id) = {
             let mut state = self.shared.lock();
             if !state.ready {
@@ -649,26 +648,22 @@ impl Cacher {
                     bookmarks,
                     next_bookmark: std::time::Instant::now() + self.shared.config.bookmark_frequency,
                     input: input_sender,
-                    _terminate: terminate_sender,
                 },
             );
             (opening, id)
         };
         let predicate = Predicate { limit: 0, continue_token: String::new(), ..options.predicate.clone() };
-        let watcher = Watcher {
+        let spec = WatcherSpec {
             key,
             recursive: options.recursive,
             matcher: Matcher::new(&predicate, self.shared.resource_dir.len()),
             bookmarks,
             api_version: self.shared.config.api_version.clone(),
             kind: self.shared.config.kind.clone(),
-            result,
             input,
-            terminate,
-            _registration: Some(watcher::Registration { shared: Arc::downgrade(&self.shared), id }),
+            registration: Some(watcher::Registration { shared: Arc::downgrade(&self.shared), id }),
         };
-        tokio::spawn(watcher.run(opening));
-        Ok(stream)
+        Ok(WatchStream::polled(Box::new(Watcher::new(spec, opening))))
     }
 
     /// The initial state of a consistent watch from the inner storage: (objects, list RV).

@@ -183,9 +183,12 @@ async fn list(shared: &Shared) -> std::result::Result<(Objects, u64), Failure> {
 
 /// Applies one event of the inner watch and dispatches it.
 async fn process(shared: &Arc<Shared>, event: WatchEvent, budget: &mut TimeBudget) -> std::result::Result<(), Failure> {
-    let (kind, object) = match event {
-        WatchEvent::Added(object) | WatchEvent::Modified(object) => (EventKind::Put, object),
-        WatchEvent::Deleted(object) => (EventKind::Delete, object),
+    // The type a watcher without a selector gets the change as: its object is encoded in
+    // that event's line, framed once for all of them.
+    let (kind, type_name, object) = match event {
+        WatchEvent::Added(object) => (EventKind::Put, "ADDED", object),
+        WatchEvent::Modified(object) => (EventKind::Put, "MODIFIED", object),
+        WatchEvent::Deleted(object) => (EventKind::Delete, "DELETED", object),
         WatchEvent::Bookmark(object) => {
             let revision = object.resource_version()?;
             shared.update(|state| state.advance(revision));
@@ -195,41 +198,41 @@ async fn process(shared: &Arc<Shared>, event: WatchEvent, budget: &mut TimeBudge
     };
     let revision = object.resource_version()?;
     let key: Key = shared.key_of(&object)?.into();
-    let cached = CachedObject::new(&object)?;
+    let cached = CachedObject::in_watch_line(&object, type_name)?;
     drop(object);
     let bounds = shared.bounds();
-    let (applied, targets) = shared.update(|state| {
-        let Some(applied) = state.apply(kind, key, cached, revision, bounds) else {
-            return (None, Vec::new());
-        };
+    // Apply and dispatch under the one lock: every registered watcher in scope gets the change
+    // queued (no sender is cloned but a blocked one's); a watcher registering later has it in
+    // its replay instead.
+    let outcome = shared.update(|state| {
+        let applied = state.apply(kind, key, cached, revision, bounds)?;
         if shared.over_budget(state.bytes) {
             state.shed_snapshots();
+            if shared.over_budget(state.bytes) {
+                return Some(Err(()));
+            }
         }
-        let targets: Vec<_> = state
-            .watchers
-            .iter()
-            .filter(|(_, w)| w.wants(&applied.key))
-            .map(|(id, w)| (*id, w.input.clone()))
-            .collect();
-        (Some(applied), targets)
+        let message = Dispatch::Event(applied.clone());
+        let mut blocked = Vec::new();
+        let mut dead = Vec::new();
+        for (id, watcher) in &state.watchers {
+            if !watcher.wants(&applied.key) {
+                continue;
+            }
+            match watcher.input.try_send(message.clone()) {
+                Ok(()) => {}
+                Err(TrySendError::Full(message)) => blocked.push((*id, watcher.input.clone(), message)),
+                Err(TrySendError::Closed(_)) => dead.push(*id),
+            }
+        }
+        Some(Ok((blocked, dead)))
     });
-    let Some(applied) = applied else {
-        return Ok(());
-    };
     let bytes = shared.record_memory();
-    if shared.over_budget(bytes) {
-        return Err(Failure::OverBudget(bytes));
-    }
-    let message = Dispatch::Event(applied);
-    let mut blocked = Vec::new();
-    let mut dead = Vec::new();
-    for (id, input) in targets {
-        match input.try_send(message.clone()) {
-            Ok(()) => {}
-            Err(TrySendError::Full(message)) => blocked.push((id, input, message)),
-            Err(TrySendError::Closed(_)) => dead.push(id),
-        }
-    }
+    let (blocked, mut dead) = match outcome {
+        None => return Ok(()),
+        Some(Err(())) => return Err(Failure::OverBudget(bytes)),
+        Some(Ok(queued)) => queued,
+    };
     if !blocked.is_empty() {
         // Kubernetes: blocked watchers share a small time budget; whoever still blocks after
         // it is terminated (its client re-watches) instead of stalling every other watcher.

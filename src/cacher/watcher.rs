@@ -3,20 +3,28 @@
 //! predicate. Events carry the cache's encoded objects: every watcher shares the bytes of a
 //! change (Kubernetes `CachingObject`), nothing is encoded per watcher but bookmarks.
 //!
+//! A watcher has no task of its own: it is the consumer's [`WatchStream`](crate::WatchStream)
+//! ([`PolledWatch`]), and filters and converts each dispatched change when the consumer polls
+//! it. The dispatcher's queue (`CacherConfig::watcher_queue`) is its only buffer; when the
+//! dispatcher drops the queue's sender (the watcher was terminated: too slow, a relist, the
+//! cacher stopped), the consumer reads what was queued, a gap-free prefix, and then the end.
+//!
 //! Ordering invariant: every change carries a revision greater than the last one this watcher
 //! handled (`last`); anything at or below it is a duplicate (a change both in the replay and
 //! dispatched live) and is dropped. Bookmarks are sent only when their revision is after the
 //! watch's start and not below `last`, so bookmark revisions never go backwards and are ≥ every
 //! event already sent.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::encoded::{EncodedObject, EncodedWatchEvent};
 use crate::kv::Revision;
 use crate::object::Object;
-use crate::storage::INITIAL_EVENTS_END_ANNOTATION;
+use crate::storage::{PolledWatch, INITIAL_EVENTS_END_ANNOTATION};
 use crate::version::format_resource_version;
 
 use super::cache::{scope, CachedEvent, Dispatch, EventKind, Matcher, Objects};
@@ -40,8 +48,8 @@ pub(crate) fn bookmark_object(api_version: &str, kind: &str, revision: Revision)
     object
 }
 
-/// A running watcher's task state.
-pub(crate) struct Watcher {
+/// What a watcher is made of (see [`Watcher::new`]).
+pub(crate) struct WatcherSpec {
     /// The prepared watch key and whether it is a directory.
     pub(crate) key: String,
     pub(crate) recursive: bool,
@@ -49,16 +57,29 @@ pub(crate) struct Watcher {
     pub(crate) bookmarks: bool,
     pub(crate) api_version: String,
     pub(crate) kind: String,
-    pub(crate) result: mpsc::Sender<EncodedWatchEvent>,
+    /// The dispatcher's queue of changes and bookmarks for this watcher.
     pub(crate) input: mpsc::Receiver<Dispatch>,
-    pub(crate) terminate: oneshot::Receiver<()>,
-    /// Deregisters the watcher from the cache when its task ends (None in unit tests).
-    pub(crate) _registration: Option<Registration>,
+    /// Deregisters the watcher from the cache when it ends (None in unit tests).
+    pub(crate) registration: Option<Registration>,
 }
 
-/// A watcher's entry in the cache's watcher table, removed as soon as the watcher's task ends
-/// (its consumer dropped or stopped the stream, or it was terminated), so the table holds
-/// exactly the live watchers ([`Cacher::watcher_count`](super::Cacher::watcher_count)).
+/// A running watcher, polled by its consumer.
+pub(crate) struct Watcher {
+    spec: WatcherSpec,
+    /// Not yet turned into events (done at the first poll, in the consumer's task).
+    opening: Option<Opening>,
+    /// Events of the opening not yet read.
+    ready: VecDeque<EncodedWatchEvent>,
+    /// The revision of the last change or bookmark handled.
+    last: Revision,
+    /// Changes at or below it are not sent; bookmarks must be after it.
+    start: Revision,
+}
+
+/// A watcher's entry in the cache's watcher table, removed as soon as the watcher ends
+/// (its consumer dropped or stopped the stream, or it was terminated and read to its end),
+/// so the table holds exactly the live watchers
+/// ([`Cacher::watcher_count`](super::Cacher::watcher_count)).
 pub(crate) struct Registration {
     pub(crate) shared: std::sync::Weak<super::Shared>,
     pub(crate) id: u64,
@@ -72,72 +93,59 @@ impl Drop for Registration {
     }
 }
 
-/// Why a watcher stopped sending.
-struct Ended;
-
 impl Watcher {
-    /// Runs the watcher to its end: terminated by the cacher, or the consumer went away.
-    pub(crate) async fn run(mut self, opening: Opening) {
-        let _ = self.serve(opening).await;
+    /// A watcher that sends `opening`, then what the dispatcher queues.
+    pub(crate) fn new(spec: WatcherSpec, opening: Opening) -> Self {
+        let start = opening.start;
+        Watcher { spec, opening: Some(opening), ready: VecDeque::new(), last: start, start }
     }
 
-    async fn serve(&mut self, opening: Opening) -> Result<(), Ended> {
-        let mut last = opening.start;
-        let initial: Vec<EncodedObject> = scope(&opening.initial, &self.key, self.recursive, None)
-            .filter(|(key, object)| self.matcher.matches(key, object))
-            .map(|(_, object)| object.encoded.clone())
-            .collect();
+    /// Turns the opening into events (initial objects, end bookmark, replay).
+    fn open(&mut self, opening: Opening) {
+        let spec = &self.spec;
+        self.ready.extend(
+            scope(&opening.initial, &spec.key, spec.recursive, None)
+                .filter(|(key, object)| spec.matcher.matches(key, object))
+                .map(|(_, object)| EncodedWatchEvent::Added(object.encoded.clone())),
+        );
         drop(opening.initial);
-        for object in initial {
-            self.send(EncodedWatchEvent::Added(object)).await?;
-        }
         if let Some(revision) = opening.end_bookmark {
-            let mut bookmark = bookmark_object(&self.api_version, &self.kind, revision);
+            let mut bookmark = bookmark_object(&self.spec.api_version, &self.spec.kind, revision);
             bookmark.metadata.annotations.insert(INITIAL_EVENTS_END_ANNOTATION.to_owned(), "true".to_owned());
-            self.send_bookmark(&bookmark).await?;
+            self.ready.push_back(encode_bookmark(&bookmark));
         }
         for event in opening.replay {
-            self.handle(Dispatch::Event(event), &mut last, opening.start).await?;
-        }
-        loop {
-            let next = tokio::select! {
-                biased;
-                _ = &mut self.terminate => return Err(Ended),
-                // The consumer dropped or stopped the stream: end now, not at the next event.
-                _ = self.result.closed() => return Err(Ended),
-                next = self.input.recv() => next,
-            };
-            match next {
-                Some(dispatch) => self.handle(dispatch, &mut last, opening.start).await?,
-                None => return Err(Ended),
+            if let Some(event) = self.handle(Dispatch::Event(event)) {
+                self.ready.push_back(event);
             }
         }
     }
 
-    async fn handle(&mut self, dispatch: Dispatch, last: &mut Revision, start: Revision) -> Result<(), Ended> {
+    /// The event `dispatch` is for this watcher, if any (duplicates and bookmarks it does not
+    /// want are dropped).
+    fn handle(&mut self, dispatch: Dispatch) -> Option<EncodedWatchEvent> {
         match dispatch {
             Dispatch::Event(event) => {
-                if event.revision <= *last {
-                    return Ok(());
+                if event.revision <= self.last {
+                    return None;
                 }
-                *last = event.revision;
-                if let Some(converted) = self.convert(&event) {
-                    self.send(converted).await?;
-                }
+                self.last = event.revision;
+                self.convert(&event)
             }
             Dispatch::Bookmark(revision) => {
-                if self.bookmarks && revision > start && revision >= *last {
-                    *last = revision;
-                    self.send_bookmark(&bookmark_object(&self.api_version, &self.kind, revision)).await?;
+                if self.spec.bookmarks && revision > self.start && revision >= self.last {
+                    self.last = revision;
+                    Some(encode_bookmark(&bookmark_object(&self.spec.api_version, &self.spec.kind, revision)))
+                } else {
+                    None
                 }
             }
         }
-        Ok(())
     }
 
     /// The watch event a change is for this predicate (Kubernetes `convertToWatchEvent`).
     fn convert(&self, event: &CachedEvent) -> Option<EncodedWatchEvent> {
-        let matches = |object: &super::cache::CachedObject| self.matcher.matches(&event.key, object);
+        let matches = |object: &super::cache::CachedObject| self.spec.matcher.matches(&event.key, object);
         match event.kind {
             EventKind::Delete => {
                 matches(&event.object).then(|| EncodedWatchEvent::Deleted(event.object.encoded.clone()))
@@ -155,19 +163,48 @@ impl Watcher {
         }
     }
 
-    async fn send_bookmark(&mut self, bookmark: &Object) -> Result<(), Ended> {
-        match EncodedObject::encode(bookmark) {
-            Ok(encoded) => self.send(EncodedWatchEvent::Bookmark(encoded)).await,
-            Err(error) => self.send(EncodedWatchEvent::Error(error)).await,
+    /// Ends the watcher: deregistered, nothing more is queued for it.
+    fn end(&mut self) {
+        self.opening = None;
+        self.spec.input.close();
+        self.spec.registration = None;
+    }
+}
+
+impl PolledWatch for Watcher {
+    fn poll_next_encoded(&mut self, cx: &mut Context<'_>) -> Poll<Option<EncodedWatchEvent>> {
+        if let Some(opening) = self.opening.take() {
+            self.open(opening);
+        }
+        if let Some(event) = self.ready.pop_front() {
+            return Poll::Ready(Some(event));
+        }
+        loop {
+            match self.spec.input.poll_recv(cx) {
+                Poll::Ready(Some(dispatch)) => {
+                    if let Some(event) = self.handle(dispatch) {
+                        return Poll::Ready(Some(event));
+                    }
+                }
+                Poll::Ready(None) => {
+                    self.end();
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 
-    async fn send(&mut self, event: EncodedWatchEvent) -> Result<(), Ended> {
-        tokio::select! {
-            biased;
-            _ = &mut self.terminate => Err(Ended),
-            sent = self.result.send(event) => sent.map_err(|_| Ended),
-        }
+    fn stop(&mut self) {
+        self.end();
+    }
+}
+
+/// A bookmark event; an object that cannot be encoded becomes an ERROR event.
+fn encode_bookmark(bookmark: &Object) -> EncodedWatchEvent {
+    match EncodedObject::encode(bookmark) {
+        Ok(encoded) => EncodedWatchEvent::Bookmark(encoded),
+        Err(error) => EncodedWatchEvent::Error(error),
     }
 }
 
@@ -191,22 +228,20 @@ mod tests {
     fn watcher(
         predicate: Predicate,
         bookmarks: bool,
-        result: mpsc::Sender<EncodedWatchEvent>,
         input: mpsc::Receiver<Dispatch>,
-        terminate: oneshot::Receiver<()>,
-    ) -> Watcher {
-        Watcher {
+        opening: Opening,
+    ) -> WatchStream {
+        let spec = WatcherSpec {
             key: "/pods/".into(),
             recursive: true,
             matcher: Matcher::new(&predicate, "/pods/".len()),
             bookmarks,
             api_version: "v1".into(),
             kind: "Pod".into(),
-            result,
             input,
-            terminate,
-            _registration: None,
-        }
+            registration: None,
+        };
+        WatchStream::polled(Box::new(Watcher::new(spec, opening)))
     }
 
     fn rv_of(event: &WatchEvent) -> u64 {
@@ -216,9 +251,6 @@ mod tests {
     #[tokio::test]
     async fn duplicates_are_dropped_and_bookmarks_never_go_backwards() {
         let (input_sender, input) = mpsc::channel(16);
-        let (_terminate_sender, terminate) = oneshot::channel();
-        let (result, mut stream) = WatchStream::encoded_channel(16);
-        let watcher = watcher(Predicate::default(), true, result, input, terminate);
         // Start at 10 (e.g. a consistent list at 10); the replay holds 11 and 12.
         let opening = Opening {
             initial: Objects::unit("/pods/ns/listed".into(), cached(&Object::new("v1", "Pod", "ns", "listed"))),
@@ -226,7 +258,7 @@ mod tests {
             replay: vec![event(11, "a", EventKind::Put, None), event(12, "b", EventKind::Put, None)],
             start: 10,
         };
-        let task = tokio::spawn(watcher.run(opening));
+        let mut stream = watcher(Predicate::default(), true, input, opening);
         for dispatch in [
             Dispatch::Bookmark(9),                                    // before the start: dropped
             Dispatch::Event(event(12, "b", EventKind::Put, None)),    // already replayed: dropped
@@ -238,8 +270,8 @@ mod tests {
         ] {
             input_sender.send(dispatch).await.expect("queue");
         }
+        // The queue's sender dropped (the watcher terminated): what was queued is read, then the end.
         drop(input_sender);
-        task.await.expect("watcher");
         let mut seen = Vec::new();
         while let Some(event) = stream.next().await {
             seen.push((event.type_name(), rv_of(&event)));
@@ -261,21 +293,17 @@ mod tests {
     #[tokio::test]
     async fn an_update_out_of_the_selector_is_deleted_with_the_event_revision() {
         let (input_sender, input) = mpsc::channel(4);
-        let (_terminate_sender, terminate) = oneshot::channel();
-        let (result, mut stream) = WatchStream::encoded_channel(4);
         let predicate = Predicate {
             label: crate::selector::LabelSelector::parse("app=x").expect("selector"),
             ..Predicate::default()
         };
-        let watcher = watcher(predicate, false, result, input, terminate);
         let opening = Opening { initial: Objects::new(), end_bookmark: None, replay: vec![], start: 1 };
-        let task = tokio::spawn(watcher.run(opening));
+        let mut stream = watcher(predicate, false, input, opening);
         let mut before = Object::new("v1", "Pod", "ns", "a").with_label("app", "x");
         before.metadata.resource_version = "4".into();
         input_sender.send(Dispatch::Event(event(5, "a", EventKind::Put, Some(before)))).await.expect("queue");
         input_sender.send(Dispatch::Bookmark(6)).await.expect("queue");
         drop(input_sender);
-        task.await.expect("watcher");
         let deleted = stream.next().await.expect("one event");
         assert_eq!(deleted.type_name(), "DELETED");
         assert_eq!(rv_of(&deleted), 5, "the old object carries the event's revision");

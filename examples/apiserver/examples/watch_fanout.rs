@@ -37,7 +37,10 @@
 //!
 //! CPU: utime + stime from `/proc/<pid>/stat` of this process (the client: watchers and
 //! writers) and of the server, over the writing window, in cores; "others" is the rest of the
-//! machine's busy time (`/proc/stat`) in that window (other work sharing the machine).
+//! machine's busy time (`/proc/stat`) in that window (other work sharing the machine). CPU per
+//! event: the server's (and this process's) CPU time from the first write until the last
+//! watcher is done, divided by the events delivered — the figure that does not depend on how
+//! busy the machine is.
 //!
 //! The latency distribution (CDF per side) is drawn into `--svg` (default
 //! `target/watch_fanout.svg`).
@@ -435,7 +438,10 @@ async fn open_watch(
             if last >= *target.borrow() || *stop.borrow() {
                 break;
             }
+            // Biased: while frames are ready the two signals are not polled (no registration
+            // on their shared channels per frame, only when the watcher waits).
             let frame = tokio::select! {
+                biased;
                 frame = body.frame() => frame,
                 _ = target.changed() => continue,
                 _ = stop.changed() => break,
@@ -586,6 +592,11 @@ struct Figures {
     client_cores: f64,
     server_cores: f64,
     other_cores: f64,
+    /// Server CPU (utime + stime, from the first write to the last watcher done, PUTs
+    /// included) per event delivered, in µs: independent of the machine's load.
+    server_us_per_event: f64,
+    /// The same for this process (the watchers' reading and parsing, and the writers).
+    client_us_per_event: f64,
 }
 
 async fn measure(server: &Server, namespace: &str, options: &Options, watchers: usize) -> Result<Figures, String> {
@@ -631,6 +642,7 @@ async fn measure(server: &Server, namespace: &str, options: &Options, watchers: 
         seen.push(reader.await.map_err(|e| e.to_string())?);
     }
     let finished = run.origin.elapsed();
+    let end = CpuMark::take(server.spawned.pid());
     drain.abort();
     let mut figures = Figures {
         latency: Histogram::new(),
@@ -647,6 +659,8 @@ async fn measure(server: &Server, namespace: &str, options: &Options, watchers: 
         client_cores: (after.client - before.client) / write_window,
         server_cores: (after.server - before.server) / write_window,
         other_cores: 0.0,
+        server_us_per_event: 0.0,
+        client_us_per_event: 0.0,
     };
     figures.other_cores =
         ((after.machine - before.machine) / write_window - figures.client_cores - figures.server_cores).max(0.0);
@@ -665,6 +679,9 @@ async fn measure(server: &Server, namespace: &str, options: &Options, watchers: 
     // to the moment the last watcher finished.
     let span = finished.as_secs_f64() - before.at.duration_since(run.origin).as_secs_f64();
     figures.delivered_per_s = figures.delivered as f64 / span.max(f64::MIN_POSITIVE);
+    let per_event = |cpu: f64| cpu * 1e6 / figures.delivered.max(1) as f64;
+    figures.server_us_per_event = per_event(end.server - before.server);
+    figures.client_us_per_event = per_event(end.client - before.client);
     Ok(figures)
 }
 
@@ -816,7 +833,7 @@ async fn run(options: Options) -> Result<(), String> {
             let (server, namespace) = &servers[&(side.binary.clone(), side.cache)];
             let figures = measure(server, namespace, &options, side.watchers).await?;
             println!(
-                "  round {round}: {:<18} {:>5} watchers: p50 {:>8.2} ms, p99 {:>8.2} ms, max {:>8.1} ms, {:>9.0} events/s delivered, lost {}, out of order {}, resumed {}, ended early {}, writes {:.0}/s (p99 {:.1} ms, {} errors), cpu client {:.2} server {:.2} others {:.2}",
+                "  round {round}: {:<18} {:>5} watchers: p50 {:>8.2} ms, p99 {:>8.2} ms, max {:>8.1} ms, {:>9.0} events/s delivered, lost {}, out of order {}, resumed {}, ended early {}, writes {:.0}/s (p99 {:.1} ms, {} errors), cpu client {:.2} server {:.2} others {:.2}, per event server {:.2} µs client {:.2} µs",
                 side.label,
                 side.watchers,
                 figures.latency.percentile_ms(0.5),
@@ -833,6 +850,8 @@ async fn run(options: Options) -> Result<(), String> {
                 figures.client_cores,
                 figures.server_cores,
                 figures.other_cores,
+                figures.server_us_per_event,
+                figures.client_us_per_event,
             );
             results[i].push(figures);
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -844,13 +863,13 @@ async fn run(options: Options) -> Result<(), String> {
         options.rounds, options.rate, options.seconds
     );
     println!();
-    println!("| side | watchers | p50 | p99 | max | events/s delivered | expected/s | lost | out of order | resumed watches | PUT p50 / p99 | client CPU | server CPU | others CPU |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| side | watchers | p50 | p99 | max | events/s delivered | expected/s | lost | out of order | resumed watches | PUT p50 / p99 | client CPU | server CPU | others CPU | server CPU per event | client CPU per event |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut curves = Vec::new();
     for (side, figures) in sides.iter().zip(&results) {
         let pick = |f: &dyn Fn(&Figures) -> f64| median(&mut figures.iter().map(f).collect::<Vec<_>>());
         println!(
-            "| {} | {} | {:.2} ms | {:.2} ms | {:.1} ms | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} / {:.1} ms | {:.2} cores | {:.2} cores | {:.2} cores |",
+            "| {} | {} | {:.2} ms | {:.2} ms | {:.1} ms | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} / {:.1} ms | {:.2} cores | {:.2} cores | {:.2} cores | {:.2} µs | {:.2} µs |",
             side.label,
             side.watchers,
             pick(&|f| f.latency.percentile_ms(0.5)),
@@ -866,6 +885,8 @@ async fn run(options: Options) -> Result<(), String> {
             pick(&|f| f.client_cores),
             pick(&|f| f.server_cores),
             pick(&|f| f.other_cores),
+            pick(&|f| f.server_us_per_event),
+            pick(&|f| f.client_us_per_event),
         );
         // The curve of the round with the median p99.
         let mut rounds: Vec<&Figures> = figures.iter().collect();

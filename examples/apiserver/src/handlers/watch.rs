@@ -6,9 +6,14 @@
 //! watcher shares, encoded once per change): the event line is the `{"type":..,"object":`
 //! frame around them, nothing is decoded or re-encoded per watcher. Objects whose bytes are not
 //! in the served apiVersion/kind, Table and PartialObjectMetadata watches, and resources whose
-//! strategy converts the stored form are decoded and rendered as served. Events that are ready
-//! together are written as one chunk (at most [`BATCH_BYTES`]), so a busy watch costs one write
-//! per batch, not one per event; an event that arrives alone is written at once.
+//! strategy converts the stored form are decoded and rendered as served. A change from the watch
+//! cache carries its event line ready-made ([`EncodedObject::watch_line`]: the object was
+//! encoded inside it, once per change), so an event written alone costs a watcher a reference
+//! count and a write. Events that are ready together are copied into one chunk (at most
+//! [`BATCH_BYTES`]), so a busy watch costs one write per batch, not one per event; an event
+//! that arrives alone is written at once.
+//!
+//! [`EncodedObject::watch_line`]: apistore::encoded::EncodedObject::watch_line
 //!
 //! The stream ends at `timeoutSeconds` (default 30 minutes, kube's minimum request timeout),
 //! when the storage watch ends (an `ERROR` event carrying a `Status` comes first when it
@@ -21,7 +26,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use apistore::encoded::EncodedWatchEvent;
+use apistore::encoded::{write_watch_line_start, EncodedWatchEvent, WATCH_LINE_END};
 use apistore::storage::{ListOptions, WatchEvent, WatchStream};
 use axum::body::{Body, Bytes};
 use axum::http::header::CONTENT_TYPE;
@@ -124,7 +129,9 @@ async fn serve(
 /// Resolves at `deadline`, when the server shuts down, or when the resource's storage is
 /// retired (also when either signal's sender is gone).
 async fn ended(deadline: Instant, mut shutdown: signal::Receiver<bool>, mut retired: signal::Receiver<bool>) {
+    // Biased: polled before every chunk, so no random start (thread RNG) per poll.
     tokio::select! {
+        biased;
         _ = tokio::time::sleep_until(deadline) => {}
         _ = shutdown.wait_for(|down| *down) => {}
         _ = retired.wait_for(|gone| *gone) => {}
@@ -132,13 +139,16 @@ async fn ended(deadline: Instant, mut shutdown: signal::Receiver<bool>, mut reti
 }
 
 impl Feed {
-    /// The next chunk of event lines: every event that is ready now (at most [`BATCH_BYTES`]
-    /// of lines), `Pending` when none is. `Ready(None)` ends the response.
+    /// The next chunk: the lines of every event that is ready now (at most [`BATCH_BYTES`] of
+    /// lines), `Pending` when none is. `Ready(None)` ends the response. A chunk of one event is
+    /// its line as it is (from the watch cache: the cache's own buffer, shared by every
+    /// watcher, nothing copied); the lines of several are copied into one chunk, one write.
     fn poll_chunk(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Bytes>> {
         if self.done || self.end.as_mut().poll(cx).is_ready() {
             self.done = true;
             return Poll::Ready(None);
         }
+        let mut first: Option<Bytes> = None;
         let mut chunk = Vec::new();
         while chunk.len() < BATCH_BYTES && !self.done {
             let next = if self.encoded {
@@ -147,12 +157,25 @@ impl Feed {
                 self.stream.poll_next(cx).map(|e| e.map(|e| Next::Decoded(Box::new(e))))
             };
             match next {
-                Poll::Ready(Some(event)) => self.write(event, &mut chunk),
+                Poll::Ready(Some(event)) => {
+                    let Some(line) = self.line(event) else { continue };
+                    if let Some(first) = first.take() {
+                        chunk.reserve((first.len() + line.len()) * 2);
+                        chunk.extend_from_slice(&first);
+                    }
+                    if chunk.is_empty() {
+                        first = Some(line);
+                    } else {
+                        chunk.extend_from_slice(&line);
+                    }
+                }
                 Poll::Ready(None) => self.done = true,
                 Poll::Pending => break,
             }
         }
-        if !chunk.is_empty() {
+        if let Some(line) = first {
+            Poll::Ready(Some(line))
+        } else if !chunk.is_empty() {
             Poll::Ready(Some(Bytes::from(chunk)))
         } else if self.done {
             Poll::Ready(None)
@@ -161,20 +184,25 @@ impl Feed {
         }
     }
 
-    /// Appends the line of `event` to `out` (nothing for a bookmark the client did not allow).
-    fn write(&mut self, event: Next, out: &mut Vec<u8>) {
+    /// The line of `event` (None for a bookmark the client did not allow): the object's own
+    /// line when its bytes are the served JSON and were encoded in the line of this event type
+    /// (a watch cache's change), else the frame around the served object's bytes.
+    fn line(&mut self, event: Next) -> Option<Bytes> {
         let event = match event {
             Next::Encoded(event) => {
                 let kind = event.type_name();
                 match event {
-                    EncodedWatchEvent::Bookmark(_) if !self.allow_bookmarks => return,
+                    EncodedWatchEvent::Bookmark(_) if !self.allow_bookmarks => return None,
                     EncodedWatchEvent::Added(object)
                     | EncodedWatchEvent::Modified(object)
                     | EncodedWatchEvent::Deleted(object)
                     | EncodedWatchEvent::Bookmark(object)
                         if object.json().starts_with(&self.served_prefix) =>
                     {
-                        return frame(out, kind, object.json());
+                        if let Some(line) = object.watch_line(kind) {
+                            return Some(line.clone());
+                        }
+                        return Some(frame(kind, object.json()));
                     }
                     other => other.decode(),
                 }
@@ -182,11 +210,11 @@ impl Feed {
             Next::Decoded(event) => *event,
         };
         if matches!(event, WatchEvent::Bookmark(_)) && !self.allow_bookmarks {
-            return;
+            return None;
         }
         let kind = event.type_name();
         let object = self.render(event);
-        frame(out, kind, &object);
+        Some(frame(kind, &object))
     }
 
     /// The JSON of the event's object as served: the Status of an ERROR, the bookmark with
@@ -228,13 +256,12 @@ enum Next {
     Decoded(Box<WatchEvent>),
 }
 
-/// Appends `{"type":"<kind>","object":<the object's bytes>}` and a newline to `out`: the line
-/// kube-apiserver writes for a JSON watch event.
-fn frame(out: &mut Vec<u8>, kind: &str, object: &[u8]) {
-    out.reserve(object.len() + kind.len() + 24);
-    out.extend_from_slice(b"{\"type\":\"");
-    out.extend_from_slice(kind.as_bytes());
-    out.extend_from_slice(b"\",\"object\":");
+/// `{"type":"<kind>","object":<the object's bytes>}` and a newline: the line kube-apiserver
+/// writes for a JSON watch event.
+fn frame(kind: &str, object: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(object.len() + kind.len() + 24);
+    write_watch_line_start(&mut out, kind);
     out.extend_from_slice(object);
-    out.extend_from_slice(b"}\n");
+    out.extend_from_slice(WATCH_LINE_END);
+    Bytes::from(out)
 }
