@@ -206,9 +206,9 @@ async fn process(shared: &Arc<Shared>, event: WatchEvent, budget: &mut TimeBudge
     // its replay instead.
     let outcome = shared.update(|state| {
         let applied = state.apply(kind, key, cached, revision, bounds)?;
-        if shared.over_budget(state.bytes) {
+        if shared.over_budget(state.total_bytes()) {
             state.shed_snapshots();
-            if shared.over_budget(state.bytes) {
+            if shared.over_budget(state.total_bytes()) {
                 return Some(Err(()));
             }
         }
