@@ -106,7 +106,9 @@ fn run(db: Arc<DbCell>, incoming: mpsc::Receiver<Waiter>, committing: Arc<Atomic
         // A write in a generation just switched to is durable only once the switch is.
         let outcome = db
             .get()
-            .and_then(|live| live.flush().map(|_| ()).map_err(|e| Error::unavailable(format!("sled flush failed: {e}"))))
+            .and_then(|live| {
+                live.flush().map(|_| ()).map_err(|e| Error::unavailable(format!("sled flush failed: {e}")))
+            })
             .and_then(|()| db.sync_pointer());
         for waiter in waiters {
             let _ = waiter.send(outcome.clone());

@@ -415,7 +415,7 @@ impl Core {
             Ok(Some(done)) => Ok(format!("on the fresh generation {}", done.generation)),
             Ok(None) => return,
             Err(e) => {
-                let refuses = reopen_only || self.db().and_then(|db| db.flush().map_err(sled_error)).is_err();
+                let refuses = reopen_only || self.refuses_writes();
                 if refuses {
                     tracing::info!(error = %e, "sled backend: the live database refuses to flush although the disk takes writes; reopening it");
                     self.reopen().map(|generation| format!("on generation {generation}, reopened from disk"))
@@ -438,6 +438,18 @@ impl Core {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "sled backend: recovery rewrite failed");
             }
         }
+    }
+
+    /// True when the live database refuses a write and its flush although the disk takes
+    /// writes (sled 0.34 stored an earlier I/O error). The write is the format record's own
+    /// value again (a flush alone may succeed with nothing to write).
+    fn refuses_writes(&self) -> bool {
+        self.db()
+            .and_then(|db| {
+                db.insert(layout::META_FORMAT, &layout::FORMAT.to_be_bytes()).map_err(sled_error)?;
+                db.flush().map_err(sled_error)
+            })
+            .is_err()
     }
 
     /// Reopens the generation the pointer file names from disk, in place of the live
