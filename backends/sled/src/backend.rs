@@ -434,9 +434,21 @@ impl Core {
     /// (`None` = unconditional, for TTL expiry). Synchronous and short; durability and, with a
     /// flusher, publication are the caller's (see [`Core::write_durably`]).
     fn write(&self, key: &str, expected: Option<Revision>, mutation: Mutation) -> Result<TxnOutcome> {
+        self.write_counting_reopens(key, expected, mutation).map(|(outcome, _)| outcome)
+    }
+
+    /// [`Core::write`], also returning [`Core::reopens`] as it was when the write was applied
+    /// (read under the writer lock, which a reopen holds to install the reopened database).
+    fn write_counting_reopens(
+        &self,
+        key: &str,
+        expected: Option<Revision>,
+        mutation: Mutation,
+    ) -> Result<(TxnOutcome, u64)> {
         layout::check_key(key)?;
         let key_bytes = key.as_bytes();
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let reopens = self.reopens();
         let latest = self.live_at(key_bytes, Revision::MAX);
         let holds = match (expected, &latest) {
             (None, _) => true,
@@ -449,10 +461,10 @@ impl Core {
                 Some((mod_revision, _)) => Some(self.kv_of(key_bytes, mod_revision, mod_revision)?),
                 None => None,
             };
-            return Ok(TxnOutcome::Failed { current, revision: self.current() });
+            return Ok((TxnOutcome::Failed { current, revision: self.current() }, reopens));
         }
         if latest.is_none() && matches!(mutation, Mutation::Delete) {
-            return Ok(TxnOutcome::Failed { current: None, revision: self.current() });
+            return Ok((TxnOutcome::Failed { current: None, revision: self.current() }, reopens));
         }
         let revision = self.next_revision(&mut writer)?;
         let prev_revision = latest.map_or(0, |(mod_revision, _)| mod_revision);
@@ -510,7 +522,7 @@ impl Core {
             self.publish(write)?;
         }
         drop(writer);
-        Ok(TxnOutcome::Succeeded { revision })
+        Ok((TxnOutcome::Succeeded { revision }, reopens))
     }
 
     /// Makes `write` visible: the current revision moves to it and watchers get its event.
@@ -565,9 +577,8 @@ impl Core {
             self.refuse_growth()?;
         }
         let Some(flusher) = &self.flusher else { return self.write(key, Some(expected), mutation) };
-        let reopens = self.reopens();
         let committing = flusher.committing();
-        let outcome = self.write(key, Some(expected), mutation)?;
+        let (outcome, reopens) = self.write_counting_reopens(key, Some(expected), mutation)?;
         let through = match &outcome {
             TxnOutcome::Succeeded { revision } => *revision,
             // A failed comparison may have seen writes not yet durable (the current value,

@@ -84,6 +84,8 @@ async fn fill_refuse_recover(reopen: bool) {
     let resumed = loop {
         match kv.put("/registry/configmaps/default/after", value(0), 0, None).await {
             Ok(TxnOutcome::Succeeded { revision }) => break revision,
+            // An earlier attempt refused with Unavailable had an unknown outcome: written.
+            Ok(TxnOutcome::Failed { current: Some(kv), .. }) if kv.value == value(0) => break kv.mod_revision,
             Ok(other) => panic!("put after space is back: {other:?}"),
             Err(e) => {
                 assert!(matches!(e, Error::Unavailable { .. }), "refused typed until recovered: {e:?}");
