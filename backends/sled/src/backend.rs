@@ -1209,6 +1209,7 @@ mod tests {
         // Kept: /a's newest version below the compaction point (a2, the prev of a3) and a3.
         let history: Vec<u64> = core
             .db()
+            .expect("live")
             .range(layout::history_key(0)..layout::history_key(u64::MAX))
             .keys()
             .map(|k| layout::be_u64(&k.expect("key")[1..]).expect("rev"))

@@ -191,7 +191,7 @@ impl DbCell {
         let mut live = self.live.write().unwrap_or_else(|e| e.into_inner());
         *self.pending.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(Pending { root, prepared: Some(prepared), generation: generation.clone() });
-        std::mem::replace(&mut *live, Some(generation))
+        live.replace(generation)
     }
 
     /// Sets the function called at each step of [`DbCell::sync_pointer`] ("flushing",
