@@ -32,9 +32,14 @@
 //! refuses every later write until the database is reopened): maintenance probes the disk
 //! (a small file written and fsynced) every [`RECOVERY_BACKOFF`]; once that succeeds it
 //! rewrites the live generation into the next one (the rewrite reads the failed database's
-//! memory, which is complete) and switches to it, so writes resume without a reopen. What
+//! memory, which is complete) and switches to it, so writes resume without a restart. What
 //! was acknowledged was durable in the old generation and is copied; a write that failed
-//! may or may not be there afterwards (its outcome is unknown, as for a timeout).
+//! may or may not be there afterwards (its outcome is unknown, as for a timeout). sled 0.34
+//! may refuse some of those reads too, for good (a read that must first finish a tree split
+//! or consolidate a page writes, and gets the stored error): when the rewrite fails and the
+//! live database refuses a write, it is closed and its generation reopened from disk in a
+//! fresh sled handle instead ([`Core::reopen`]; reads and writes get `Unavailable` for that
+//! moment), which holds every acknowledged write.
 //!
 //! The quota (`quota_backend_bytes`, like etcd's `--quota-backend-bytes`): when the data
 //! directory reaches it, the NOSPACE alarm is raised and puts are refused with
