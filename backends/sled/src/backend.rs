@@ -620,7 +620,7 @@ impl Core {
     /// Flushes everything applied so far and publishes what the flush made durable.
     fn flush_and_publish(&self) -> Result<()> {
         let applied = self.applied.load(Ordering::SeqCst);
-        if let Err(e) = self.db().and_then(|db| db.flush().map_err(sled_error)).and_then(|_| self.db.sync_pointer()) {
+        if let Err(e) = self.db().and_then(|db| db.flush_durably()).and_then(|_| self.db.sync_pointer()) {
             self.note_io_failure(&e);
             return Err(e);
         }
@@ -839,7 +839,7 @@ impl Drop for Core {
         // A clean close: everything durable, and the ceiling equal to the current revision so
         // the next open continues exactly where this one stopped.
         self.flusher.take();
-        if self.db().is_ok_and(|db| db.flush().is_ok()) && self.db.sync_pointer().is_ok() {
+        if self.db().is_ok_and(|db| db.flush_durably().is_ok()) && self.db.sync_pointer().is_ok() {
             if let Some(path) = &self.ceiling_path {
                 if let Err(e) = write_ceiling(path, self.applied.load(Ordering::SeqCst)) {
                     tracing::warn!(error = %e, "sled backend: cannot record the revision ceiling on close");

@@ -6,6 +6,12 @@
 //! at most [`MAX_GATHER`]; then it runs one `flush()` (which covers every batch applied before
 //! it started) and answers them all. A lone writer is flushed at once (nobody else is
 //! committing); N concurrent writers share about one fsync per round instead of N.
+//!
+//! A writer waits for exactly one flush: the first that starts after its request arrived (it
+//! applied its write before sending the request, so that flush covers it). When a flush ends,
+//! the next starts at once with every request that arrived meanwhile, unless writers are still
+//! committing (then it gathers them for at most [`MAX_GATHER`]). The flush is durable: sled's
+//! flush plus the fsyncs it leaves out ([`crate::durable`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -104,12 +110,7 @@ fn run(db: Arc<DbCell>, incoming: mpsc::Receiver<Waiter>, committing: Arc<Atomic
             }
         }
         // A write in a generation just switched to is durable only once the switch is.
-        let outcome = db
-            .get()
-            .and_then(|live| {
-                live.flush().map(|_| ()).map_err(|e| Error::unavailable(format!("sled flush failed: {e}")))
-            })
-            .and_then(|()| db.sync_pointer());
+        let outcome = db.get().and_then(|live| live.flush_durably()).and_then(|()| db.sync_pointer());
         for waiter in waiters {
             let _ = waiter.send(outcome.clone());
         }

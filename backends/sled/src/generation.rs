@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use apistore::kv::Revision;
 use apistore::{Error, Result};
 
+use crate::durable::DurableFiles;
 use crate::layout;
 use crate::packed::Packed;
 
@@ -47,6 +48,8 @@ pub(crate) struct Gen {
     pub db: sled::Db,
     /// The packed history.
     pub packed: Packed,
+    /// The files a durable flush syncs beyond sled's own flush (None: a temporary database).
+    pub files: Option<DurableFiles>,
 }
 
 impl std::ops::Deref for Gen {
@@ -77,6 +80,14 @@ impl std::ops::Deref for Raw {
 }
 
 impl Gen {
+    /// Makes every write applied to this generation so far durable: sled's flush plus the
+    /// fsyncs it leaves out (see [`crate::durable`]).
+    ///
+    /// Errors: [`Error::Unavailable`] when a write or sync fails.
+    pub(crate) fn flush_durably(&self) -> Result<()> {
+        DurableFiles::flush(self.files.as_ref(), &self.db)
+    }
+
     /// The history record of `revision` (packed or in sled), if retained.
     ///
     /// Errors: [`Error::Unavailable`] on I/O errors.
@@ -229,7 +240,7 @@ impl DbCell {
         mark("waiting for a concurrent flush");
         if let Some(prepared) = &switch.prepared {
             self.at("flushing");
-            switch.generation.flush().map_err(crate::backend::sled_error)?;
+            switch.generation.flush_durably()?;
             mark("new generation flush");
             switch_pointer(&switch.root, prepared)?;
             switch.prepared = None;

@@ -42,6 +42,7 @@ use apistore::Result;
 use async_trait::async_trait;
 
 mod backend;
+mod durable;
 mod flusher;
 mod generation;
 mod index;

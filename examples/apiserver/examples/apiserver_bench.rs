@@ -12,9 +12,13 @@
 //! directories inside `--dir`, default the current directory — not tmpfs): durable 1 KiB
 //! ConfigMap creates through the API server on sled, and through the same server binary on a
 //! single-node etcd (the harness's, its data directory beside sled's), at 1 and 64 connections,
-//! plus the disk's fsync rate (1 KiB appends, each followed by `fdatasync`). Each figure is
-//! measured `--rounds` times, interleaved; the medians are printed with the ratios sled/etcd
-//! and sled-at-1-connection/fsync-rate (one fsync per acknowledged create is the floor).
+//! plus the disk's fsync rate (1 KiB appends to a new file, and 1 KiB overwrites in a
+//! preallocated one, each followed by `fdatasync`). Each figure is measured `--rounds` times,
+//! interleaved (the side measured first alternates); the medians are printed with the ratios
+//! sled/etcd and sled-at-1-connection/fsync-rate, the faster probe's (one fsync per
+//! acknowledged create is the floor).
+//! With `--server URL` it only drives that running server (`--clients` connections, e.g. to
+//! profile it).
 //!
 //! 1. creates: `--creates` ConfigMaps POSTed by `--clients` concurrent clients → creates/s,
 //!    p50/p99 latency;
@@ -310,41 +314,81 @@ impl Default for Durable {
     }
 }
 
+/// Idle time before each round's fsync probe.
+const PROBE_SETTLE: Duration = Duration::from_secs(2);
+
 /// The connection counts of the comparison.
 const CONNECTIONS: [usize; 2] = [1, 64];
 
 /// The size of each create's request body.
 const BODY_BYTES: usize = 1024;
 
-/// A ConfigMap create body of exactly [`BODY_BYTES`] bytes.
+/// A ConfigMap create body of exactly [`BODY_BYTES`] bytes (for names of JSON-safe
+/// characters). Built by concatenation: the loader shares the CPU with the server it measures,
+/// so a request costs it as little as possible.
 fn body_of(name: &str) -> Vec<u8> {
-    let doc = |fill: usize| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"value": "x".repeat(fill)}});
-    let overhead = serde_json::to_vec(&doc(0)).unwrap_or_default().len();
-    serde_json::to_vec(&doc(BODY_BYTES.saturating_sub(overhead))).unwrap_or_default()
+    const HEAD: &str = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":""#;
+    const MIDDLE: &str = r#""},"data":{"value":""#;
+    const TAIL: &str = r#""}}"#;
+    let fill = BODY_BYTES.saturating_sub(HEAD.len() + name.len() + MIDDLE.len() + TAIL.len());
+    let mut body = Vec::with_capacity(BODY_BYTES.max(HEAD.len() + name.len() + MIDDLE.len() + TAIL.len()));
+    body.extend_from_slice(HEAD.as_bytes());
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(MIDDLE.as_bytes());
+    body.resize(body.len() + fill, b'x');
+    body.extend_from_slice(TAIL.as_bytes());
+    body
 }
 
-/// fdatasyncs per second of 1 KiB appends to a new file in `dir`, for `seconds`.
-fn fsync_rate(dir: &std::path::Path, seconds: u64) -> Result<f64, String> {
-    use std::io::Write;
+/// How the fsync probe writes before each `fdatasync`.
+#[derive(Clone, Copy)]
+enum Probe {
+    /// 1 KiB appended to a new file: each sync also commits the file's new size (a journal
+    /// commit on ext4), as a log that grows does.
+    Append,
+    /// 1 KiB overwritten in place in a preallocated 4 MiB file (cycling): a sync with no
+    /// metadata to commit, the cheapest a durable write can be.
+    Overwrite,
+}
+
+/// fdatasyncs per second of `probe` writes to a new file in `dir`, for `seconds`, and the
+/// median time of one `fdatasync` (the disk's cost without the heavy tail other writers on a
+/// shared disk give it).
+fn fsync_rate(dir: &std::path::Path, probe: Probe, seconds: u64) -> Result<(f64, Duration), String> {
+    use std::os::unix::fs::FileExt;
+    const SPAN: u64 = 4 << 20;
     let path = dir.join("fsync-probe");
-    let mut file = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Probe::Overwrite = probe {
+        file.write_all_at(&vec![0u8; SPAN as usize], 0).map_err(|e| e.to_string())?;
+        file.sync_all().map_err(|e| e.to_string())?;
+    }
     let block = [b'x'; BODY_BYTES];
     let started = Instant::now();
     let mut syncs = 0u64;
+    let mut latencies = Vec::new();
     while started.elapsed() < Duration::from_secs(seconds) {
-        file.write_all(&block).map_err(|e| e.to_string())?;
+        let offset = syncs * BODY_BYTES as u64;
+        let offset = match probe {
+            Probe::Append => offset,
+            Probe::Overwrite => offset % SPAN,
+        };
+        file.write_all_at(&block, offset).map_err(|e| e.to_string())?;
+        let syncing = Instant::now();
         file.sync_data().map_err(|e| e.to_string())?;
+        latencies.push(syncing.elapsed());
         syncs += 1;
     }
     let rate = syncs as f64 / started.elapsed().as_secs_f64();
     drop(file);
     let _ = std::fs::remove_file(&path);
-    Ok(rate)
+    latencies.sort();
+    Ok((rate, percentile(&latencies, 0.5)))
 }
 
 /// Creates/s of `connections` clients each POSTing 1 KiB ConfigMaps for `seconds` (every
 /// create must answer 201; names are unique per `tag`).
-async fn create_rate(base: &str, tag: &str, connections: usize, seconds: u64) -> Result<f64, String> {
+async fn create_rate(base: &str, tag: &str, connections: usize, seconds: u64) -> Result<(f64, u64), String> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build().map_err(|e| e.to_string())?;
     let collection = Arc::new(format!("{base}/api/v1/namespaces/default/configmaps"));
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -377,11 +421,56 @@ async fn create_rate(base: &str, tag: &str, connections: usize, seconds: u64) ->
     for task in tasks {
         total += task.await.map_err(|e| e.to_string())??;
     }
-    Ok(total as f64 / started.elapsed().as_secs_f64())
+    Ok((total as f64 / started.elapsed().as_secs_f64(), total))
+}
+
+/// CPU time (user + system) the process `pid` has used, from `/proc/<pid>/stat` (None when
+/// it cannot be read).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ, the unit of /proc's times, is 100 on Linux.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Microseconds of CPU `pids` used per create between `before` and now.
+fn cpu_per_create(pids: &[u32], before: &[Option<Duration>], creates: u64) -> f64 {
+    let used: Duration =
+        pids.iter().zip(before).filter_map(|(pid, before)| Some(cpu_time(*pid)?.saturating_sub((*before)?))).sum();
+    used.as_secs_f64() * 1e6 / creates.max(1) as f64
+}
+
+/// Checks that [`body_of`] makes a 1 KiB ConfigMap with the name given.
+fn check_body() -> Result<(), String> {
+    let body = body_of("r0-c64-sled-63-12345");
+    let doc: Value = serde_json::from_slice(&body).map_err(|e| format!("bench body is not JSON: {e}"))?;
+    if body.len() != BODY_BYTES || doc["metadata"]["name"] != "r0-c64-sled-63-12345" || doc["kind"] != "ConfigMap" {
+        return Err(format!("bench body is not a {BODY_BYTES}-byte ConfigMap: {} bytes", body.len()));
+    }
+    Ok(())
+}
+
+/// `--durable-creates --server URL`: only the create load on a running server (`--clients`
+/// connections, `--seconds` per round, `--rounds` rounds), e.g. to profile the server.
+async fn durable_load(url: &str, connections: usize, settings: &Durable) -> Result<(), String> {
+    check_body()?;
+    let base = url.trim_end_matches('/');
+    let mut rates = Vec::new();
+    for round in 0..settings.rounds {
+        let tag = format!("load-{}-{round}", std::process::id());
+        let (rate, _) = create_rate(base, &tag, connections, settings.seconds).await?;
+        println!("  round {round}: {connections} connection(s): {rate:.0} creates/s");
+        rates.push(rate);
+    }
+    println!("median: {:.0} creates/s", median(&mut rates));
+    Ok(())
 }
 
 /// The durable-create comparison (see the module doc).
 async fn durable_creates(settings: &Durable) -> Result<(), String> {
+    check_body()?;
     let root = tempfile::Builder::new()
         .prefix("apistore-durable-")
         .tempdir_in(&settings.dir)
@@ -406,8 +495,12 @@ async fn durable_creates(settings: &Durable) -> Result<(), String> {
         "--data-dir".to_owned(),
         etcd_dir.path().join("data").display().to_string(),
     ];
-    let (sled_url, _sled) = spawn_server_with(&sled_args, sled_dir)?;
-    let (etcd_url, _etcd_server) = spawn_server_with(&etcd_args, etcd_dir)?;
+    let (sled_url, sled_server) = spawn_server_with(&sled_args, sled_dir)?;
+    let (etcd_url, etcd_server) = spawn_server_with(&etcd_args, etcd_dir)?;
+    // The processes whose CPU each side's creates cost: its API server (and etcd itself).
+    let mut processes = std::collections::BTreeMap::new();
+    processes.insert("sled", vec![sled_server.pid()]);
+    processes.insert("etcd", [Some(etcd_server.pid()), etcd.pid(0)].into_iter().flatten().collect::<Vec<_>>());
     let client = reqwest::Client::new();
     wait_ready(&client, &sled_url).await?;
     wait_ready(&client, &etcd_url).await?;
@@ -417,29 +510,72 @@ async fn durable_creates(settings: &Durable) -> Result<(), String> {
         create_rate(url, &format!("warm-{name}"), 4, 1).await?;
     }
     let mut rates: std::collections::BTreeMap<(usize, &str), Vec<f64>> = Default::default();
-    let mut fsyncs = Vec::new();
+    let (mut fsyncs, mut overwrites) = (Vec::new(), Vec::new());
+    let mut probe_latencies = Vec::new();
+    let mut cpu: std::collections::BTreeMap<(usize, &str), Vec<f64>> = Default::default();
     for round in 0..settings.rounds {
-        fsyncs.push(fsync_rate(root.path(), settings.seconds)?);
+        // Let both servers finish what the last load left them (sled's rewrite, etcd's backend
+        // commits) so that the probe measures the disk, not their background writes.
+        tokio::time::sleep(PROBE_SETTLE).await;
+        let (append, _) = fsync_rate(root.path(), Probe::Append, settings.seconds)?;
+        let (overwrite, latency) = fsync_rate(root.path(), Probe::Overwrite, settings.seconds)?;
+        fsyncs.push(append);
+        overwrites.push(overwrite);
+        probe_latencies.push(latency);
         for connections in CONNECTIONS {
-            for (name, url) in sides {
-                let rate =
+            // Alternate which side goes first, so neither always follows the same neighbour.
+            let mut order = sides;
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for (name, url) in order {
+                let pids = processes.get(name).cloned().unwrap_or_default();
+                let before: Vec<_> = pids.iter().map(|pid| cpu_time(*pid)).collect();
+                let loader_before = [cpu_time(std::process::id())];
+                let (rate, creates) =
                     create_rate(url, &format!("r{round}-c{connections}-{name}"), connections, settings.seconds).await?;
-                println!("  round {round}: {name:>4} {connections:>2} connection(s): {rate:>7.0} creates/s");
+                let used = cpu_per_create(&pids, &before, creates);
+                let loader = cpu_per_create(&[std::process::id()], &loader_before, creates);
+                println!(
+                    "  round {round}: {name:>4} {connections:>2} connection(s): {rate:>7.0} creates/s, CPU per create {used:>4.0} µs server, {loader:>3.0} µs loader"
+                );
                 rates.entry((connections, name)).or_default().push(rate);
+                cpu.entry((connections, name)).or_default().push(used);
+                cpu.entry((connections, "loader")).or_default().push(loader);
             }
         }
-        println!("  round {round}: fsync probe: {:>7.0} fdatasyncs/s", fsyncs[round]);
+        println!(
+            "  round {round}: fsync probe: {:>7.0} fdatasyncs/s appending, {:>7.0} overwriting (p50 {})",
+            fsyncs[round],
+            overwrites[round],
+            ms(probe_latencies[round])
+        );
     }
-    let fsync = median(&mut fsyncs);
+    let (append, overwrite) = (median(&mut fsyncs), median(&mut overwrites));
+    // The faster of the two is the floor a durable create is held to (the stricter target).
+    let fsync = append.max(overwrite);
+    probe_latencies.sort();
+    let p50 = probe_latencies[probe_latencies.len() / 2];
+    let uncontended = 1.0 / p50.as_secs_f64().max(f64::MIN_POSITIVE);
     println!("medians of {} rounds ({}-byte bodies):", settings.rounds, BODY_BYTES);
-    println!("  disk fsync rate (1 KiB append + fdatasync): {fsync:.0}/s");
+    println!(
+        "  disk fsync rate: {append:.0}/s (1 KiB append + fdatasync), {overwrite:.0}/s (1 KiB overwrite + fdatasync); the ratios use {fsync:.0}/s"
+    );
+    println!("  median fdatasync (overwrite) {}: {uncontended:.0}/s if every fsync took the median", ms(p50));
     for connections in CONNECTIONS {
         let sled = median(rates.entry((connections, "sled")).or_default());
         let etcd = median(rates.entry((connections, "etcd")).or_default());
+        let sled_cpu = median(cpu.entry((connections, "sled")).or_default());
+        let etcd_cpu = median(cpu.entry((connections, "etcd")).or_default());
         println!(
-            "  {connections:>2} connection(s): sled {sled:.0} creates/s, etcd {etcd:.0} creates/s: sled/etcd {:.2}x; sled/fsync-rate {:.2}",
+            "  {connections:>2} connection(s): sled {sled:.0} creates/s, etcd {etcd:.0} creates/s: sled/etcd {:.2}x; sled/fsync-rate {:.2} (by the median fsync {:.2})",
             sled / etcd.max(f64::MIN_POSITIVE),
             sled / fsync.max(f64::MIN_POSITIVE),
+            sled / uncontended,
+        );
+        let loader_cpu = median(cpu.entry((connections, "loader")).or_default());
+        println!(
+            "      CPU per create: sled side {sled_cpu:.0} µs (API server), etcd side {etcd_cpu:.0} µs (API server + etcd), the loader {loader_cpu:.0} µs (either side)"
         );
     }
     Ok(())
@@ -461,7 +597,10 @@ fn main() {
         }
     };
     let result = if options.durable_creates {
-        runtime.block_on(durable_creates(&options.durable))
+        match &options.server {
+            Some(url) => runtime.block_on(durable_load(url, options.clients, &options.durable)),
+            None => runtime.block_on(durable_creates(&options.durable)),
+        }
     } else {
         runtime.block_on(run(options))
     };

@@ -155,9 +155,13 @@ impl Resource {
     pub fn track_write(&self, live: Option<&Object>, new: Object, manager: &Manager) -> ApiResult<Object> {
         let live = live.map(serde_json::to_value).transpose().map_err(|e| ApiError::internal(e.to_string()))?;
         let new_value = serde_json::to_value(&new).map_err(|e| ApiError::internal(e.to_string()))?;
-        let tracked = managedfields::update(live.as_ref(), &new_value, manager, self.merge_schema())
-            .map_err(|e| ApiError::internal(format!("failed to update managed fields: {e}")))?;
-        serde_json::from_value(tracked).map_err(|e| ApiError::internal(format!("failed to update managed fields: {e}")))
+        // Only the list is computed from the JSON view; the object itself is not converted back.
+        let managed_fields =
+            managedfields::fieldmanager::updated_managed_fields(live.as_ref(), new_value, manager, self.merge_schema())
+                .map_err(|e| ApiError::internal(format!("failed to update managed fields: {e}")))?;
+        let mut new = new;
+        new.metadata.managed_fields = managed_fields.unwrap_or_default();
+        Ok(new)
     }
 
     /// The target of an error message about `name`.

@@ -52,6 +52,7 @@ use std::time::Instant;
 use apistore::kv::SpaceStatus;
 
 use super::*;
+use crate::durable::DurableFiles;
 use crate::packed::{Packed, PackedWriter, PACKED_FILE};
 
 /// A rewrite is due when the directory is `REWRITE_FACTOR.0 / REWRITE_FACTOR.1` times the
@@ -205,7 +206,16 @@ pub(super) fn open_generation(
     } else {
         Packed::open(&generation::path_of(&options.path, generation).join(PACKED_FILE))?
     };
-    Ok(generation::Gen { db, packed })
+    let files = durable_files(options, generation)?;
+    Ok(generation::Gen { db, packed, files })
+}
+
+/// The files a durable flush of `generation`'s database syncs (None for a temporary one).
+fn durable_files(options: &SledOptions, generation: u64) -> Result<Option<DurableFiles>> {
+    if options.temporary {
+        return Ok(None);
+    }
+    DurableFiles::open(&generation::path_of(&options.path, generation)).map(Some)
 }
 
 /// Opens the sled database of `generation` under the options' path (or a temporary one).
@@ -452,7 +462,7 @@ impl Core {
         self.db()
             .and_then(|db| {
                 db.insert(layout::META_FORMAT, &layout::FORMAT.to_be_bytes()).map_err(sled_error)?;
-                db.flush().map_err(sled_error)
+                db.flush_durably()
             })
             .is_err()
     }
@@ -747,14 +757,15 @@ impl Core {
         let prepared = generation::prepare_commit(root, next)?;
         // What landed during those fsyncs, flushed, then what landed during that flush.
         self.catch_up_into_sled(old, &new, ttl_from, &mut copied, &mut entries)?;
-        new.flush().map_err(sled_error)?;
+        let files = durable_files(&self.options, next)?;
+        DurableFiles::flush(files.as_ref(), &new)?;
         self.catch_up_into_sled(old, &new, ttl_from, &mut copied, &mut entries)?;
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let paused = Instant::now();
         let mut steps = Steps::start();
         entries += self.copy_history_into_sled(old, &new, copied, self.applied.load(Ordering::SeqCst), ttl_from)?;
         steps.mark("tail copy (in memory)");
-        let previous = self.db.switch(generation::Gen { db: new, packed }, root.to_path_buf(), prepared);
+        let previous = self.db.switch(generation::Gen { db: new, packed, files }, root.to_path_buf(), prepared);
         self.generation.store(next, Ordering::SeqCst);
         steps.mark("swap");
         drop(writer);

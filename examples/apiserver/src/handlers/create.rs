@@ -65,7 +65,11 @@ impl Context<'_> {
         Ok(resource.served(created))
     }
 
-    /// kube's NamespaceLifecycle admission: a namespaced object needs its namespace.
+    /// kube's NamespaceLifecycle admission: a namespaced object needs its namespace. Read
+    /// live, not from the watch cache as kube's plugin reads its informer: here a namespace's
+    /// DELETE removes its contents before it returns (there is no namespace controller to
+    /// sweep later), so a create the cache's lag let through just after that DELETE would
+    /// stay behind in a namespace that no longer exists.
     ///
     /// Errors: 404 `namespaces "<ns>" not found`.
     async fn ensure_namespace(&self) -> ApiResult<()> {

@@ -259,15 +259,27 @@ pub fn encode(managed: &Managed) -> Vec<ManagedFieldsEntry> {
 /// # Errors
 /// [`ManagedFieldsError::NotAnObject`] when `obj` or its metadata is not an object.
 pub fn write(obj: &mut Value, managed: &Managed) -> Result<(), ManagedFieldsError> {
+    write_list(obj, to_list(managed))
+}
+
+/// Writes `list` (as [`to_list`] makes it) into `obj.metadata.managedFields`, as [`write`].
+///
+/// # Errors
+/// As [`write`].
+pub fn write_list(obj: &mut Value, list: Vec<Value>) -> Result<(), ManagedFieldsError> {
     let root = obj.as_object_mut().ok_or(ManagedFieldsError::NotAnObject)?;
     let meta = root.entry("metadata").or_insert_with(|| Value::Object(Default::default()));
     let meta = meta.as_object_mut().ok_or(ManagedFieldsError::NotAnObject)?;
-    let entries = encode(managed);
-    if entries.is_empty() {
+    if list.is_empty() {
         meta.remove("managedFields");
     } else {
-        let list = entries.iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
         meta.insert("managedFields".to_owned(), Value::Array(list));
     }
     Ok(())
+}
+
+/// The `metadata.managedFields` list of `managed`, as [`write`] stores it (empty when there
+/// are no entries).
+pub fn to_list(managed: &Managed) -> Vec<Value> {
+    encode(managed).iter().filter_map(|e| serde_json::to_value(e).ok()).collect()
 }

@@ -118,7 +118,12 @@ impl ApplyError {
 /// The fields never tracked (stripmeta.go): apiVersion, kind, `metadata` itself and its
 /// name, namespace, creationTimestamp, selfLink, uid, clusterName, generation, managedFields,
 /// resourceVersion.
-pub fn untracked_fields() -> Set {
+pub fn untracked_fields() -> &'static Set {
+    static UNTRACKED: std::sync::LazyLock<Set> = std::sync::LazyLock::new(build_untracked_fields);
+    &UNTRACKED
+}
+
+fn build_untracked_fields() -> Set {
     let mut paths = vec![Path::fields(&["apiVersion"]), Path::fields(&["kind"]), Path::fields(&["metadata"])];
     for f in [
         "name",
@@ -162,7 +167,7 @@ const CURRENT_OPERATION: &str = "current-operation";
 fn track_update(live: &Value, new: &Value, name: &str, manager: &Manager, managed: &mut Managed, node: &Node) {
     updater::update(live, new, node, managed, CURRENT_OPERATION, &manager.api_version);
     if let Some(current) = managed.remove(CURRENT_OPERATION) {
-        let set = current.set.difference(&untracked_fields());
+        let set = current.set.difference(untracked_fields());
         if !set.is_empty() {
             let id = manager_id(name, Operation::Update, &manager.api_version, manager.subresource.as_deref());
             let previous = managed.remove(&id).map(|o| o.set).unwrap_or_default();
@@ -230,21 +235,47 @@ fn cap_update_managers(managed: &mut Managed, max: usize) {
 /// live ones); invalid lists fall back as kube's `decodeLiveOrNew` does. Fields the write
 /// changed join the manager's Update entry (its time set to `manager.time` only then); every
 /// other manager loses the fields changed or removed; empty entries vanish. A create is always
-/// tracked; an update of an object without managed fields stays untracked.
+/// tracked; an update of an object without managed fields stays untracked. The result is
+/// `new` without its `metadata.managedFields`, then those of [`updated_managed_fields`]
+/// written in.
 ///
 /// # Errors
 /// [`ManagedFieldsError::NotAnObject`] when `new` or its metadata is not a JSON object.
+// The JSON-in, JSON-out form (the tests); the handlers hold a typed object and use
+// `updated_managed_fields`.
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn update(
     live: Option<&Value>,
     new: &Value,
     manager: &Manager,
     schema: &Node,
 ) -> Result<Value, ManagedFieldsError> {
-    if !check_object(new) {
+    let list = updated_managed_fields(live, new.clone(), manager, schema)?;
+    let mut out = without_managed_fields(new);
+    if let Some(list) = list {
+        entries::write_list(&mut out, list)?;
+    }
+    Ok(out)
+}
+
+/// The `metadata.managedFields` list [`update`] writes into `new` (empty: the field is
+/// removed), or None when the write stays untracked (then `new` keeps no managedFields
+/// either). Computed without copying `new` (it is consumed: the caller keeps its typed object
+/// and sets the list on it).
+///
+/// # Errors
+/// As [`update`].
+pub fn updated_managed_fields(
+    live: Option<&Value>,
+    mut new: Value,
+    manager: &Manager,
+    schema: &Node,
+) -> Result<Option<Vec<Value>>, ManagedFieldsError> {
+    if !check_object(&new) {
         return Err(ManagedFieldsError::NotAnObject);
     }
     let live_managed = || entries::decode(live.and_then(managed_fields_of)).unwrap_or_default();
-    let mut managed = match (&manager.subresource, managed_fields_of(new)) {
+    let mut managed = match (&manager.subresource, managed_fields_of(&new)) {
         (Some(_), _) | (None, None) => live_managed(),
         (None, Some(list)) if entries::is_reset(list) => Managed::new(),
         (None, Some(list)) => match entries::decode(Some(list)) {
@@ -252,21 +283,25 @@ pub fn update(
             _ => live_managed(),
         },
     };
-    let mut out = without_managed_fields(new);
+    if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
     let is_create = live.is_none_or(|l| l.pointer("/metadata/uid").and_then(Value::as_str).is_none_or(str::is_empty));
     if managed.is_empty() && !is_create {
-        return Ok(out);
+        return Ok(None);
     }
     let base = match live {
         Some(l) => without_managed_fields(l),
         None => {
-            let (api_version, kind) = kind_of(new);
+            let (api_version, kind) = kind_of(&new);
             zero_object(api_version, kind)
         }
     };
-    track_update(&base, &out, manager.name(), manager, &mut managed, schema);
-    entries::write(&mut out, &managed)?;
-    Ok(out)
+    // The comparison sees `new` with its kind's zero fields filled in (see
+    // `updater::with_zero_fields`); filled here, in place, it is not copied for that.
+    updater::fill_zero_fields(&mut new);
+    track_update(&base, &new, manager.name(), manager, &mut managed, schema);
+    Ok(Some(entries::to_list(&managed)))
 }
 
 /// Server-side applies `config` by `manager` to `live` (`None`: the object does not exist
@@ -314,7 +349,7 @@ pub fn apply(
     let mut new =
         updater::apply(&live_value, config, schema, &mut managed, owner, force).map_err(ApplyError::Conflicts)?;
     if let Some(mine) = managed.get_mut(&id) {
-        mine.set = mine.set.difference(&untracked_fields());
+        mine.set = mine.set.difference(untracked_fields());
         if mine.set.is_empty() {
             managed.remove(&id);
         }

@@ -372,3 +372,56 @@ fn managedfields_update_entries_are_capped_into_ancient_changes() {
     );
     assert!(!entries.iter().any(|e| ["m0", "m1", "m2"].contains(&e.manager.as_str())));
 }
+
+/// What `update` writes into `metadata.managedFields` (None: absent).
+fn written_list(obj: &Value) -> Option<Vec<Value>> {
+    obj["metadata"].get("managedFields").and_then(Value::as_array).cloned()
+}
+
+#[test]
+fn managedfields_list_alone_is_what_update_writes() {
+    let s = cm_schema();
+    let v1 = apply_ok(None, &configmap(json!({"a": "1"})), "alice", "v1", T1, false, &s);
+    let mut reset = configmap(json!({"a": "1"}));
+    reset["metadata"]["managedFields"] = json!([]);
+    let mut with_timestamp = configmap(json!({"k": "v"}));
+    with_timestamp["metadata"]["creationTimestamp"] = json!(T1);
+    let untracked_live = stored(configmap(json!({"a": "1"})));
+    let d = containers(json!([{"name": "web", "image": "nginx"}]));
+    let cases: Vec<(Option<&Value>, Value, schema::Node, &str)> = vec![
+        // Creates: without the kind's zero fields (filled in place), with them, a Deployment.
+        (None, configmap(json!({"k": "v"})), cm_schema(), "v1"),
+        (None, with_timestamp, cm_schema(), "v1"),
+        (None, d, deploy_schema(), "apps/v1"),
+        // An update taking a field from another manager; one resetting the list (untracked).
+        (Some(&v1), configmap(json!({"a": "2", "b": "3"})), cm_schema(), "v1"),
+        (Some(&v1), reset, cm_schema(), "v1"),
+        // An update of an object nobody tracks stays untracked.
+        (Some(&untracked_live), configmap(json!({"a": "9"})), cm_schema(), "v1"),
+    ];
+    let mut untracked = 0;
+    for (live, new, schema, api) in cases {
+        let manager = Manager::new("bob", api, T2);
+        let whole = update(live, &new, &manager, &schema).expect("update");
+        let list = fieldmanager::updated_managed_fields(live, new.clone(), &manager, &schema).expect("list");
+        match list {
+            Some(list) if list.is_empty() => assert_eq!(written_list(&whole), None, "{new}"),
+            Some(list) => assert_eq!(written_list(&whole), Some(list), "{new}"),
+            None => {
+                untracked += 1;
+                assert_eq!(written_list(&whole), None, "{new}");
+            }
+        }
+        // Everything else in the result is the body as sent.
+        let mut rest = whole.clone();
+        if let Some(meta) = rest["metadata"].as_object_mut() {
+            meta.remove("managedFields");
+        }
+        let mut sent = new;
+        if let Some(meta) = sent["metadata"].as_object_mut() {
+            meta.remove("managedFields");
+        }
+        assert_eq!(rest, sent);
+    }
+    assert_eq!(untracked, 2, "the reset and the update of the untracked object stay untracked");
+}

@@ -15,17 +15,42 @@ use std::borrow::Cow;
 /// `v` with the fields kube's typed conversion always renders for a built-in kind (zero
 /// structs `{}`, nil slices `null`) filled in where absent, so that changes are computed as
 /// kube computes them on Go structs.
+/// (Borrowed, no copy, when nothing is missing.)
 fn with_zero_fields(v: &Value) -> Cow<'_, Value> {
-    let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-    let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
-    let zero = zero_object(api_version, kind);
-    match zero.as_object() {
-        Some(z) if z.len() > 2 => {
+    match zero_fields_of(v) {
+        Some(zero) if lacks(v, &zero) => {
             let mut out = v.clone();
             fill(&mut out, &zero);
             Cow::Owned(out)
         }
         _ => Cow::Borrowed(v),
+    }
+}
+
+/// Fills in place what [`with_zero_fields`] would add to `v` (so that it then finds nothing
+/// missing and copies nothing).
+pub fn fill_zero_fields(v: &mut Value) {
+    if let Some(zero) = zero_fields_of(v) {
+        fill(v, &zero);
+    }
+}
+
+/// The zero object of `v`'s kind when it has fields to fill in (more than apiVersion and kind).
+fn zero_fields_of(v: &Value) -> Option<Value> {
+    let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
+    let zero = zero_object(api_version, kind);
+    zero.as_object().is_some_and(|z| z.len() > 2).then_some(zero)
+}
+
+/// True when [`fill`] would add something to `v`.
+fn lacks(v: &Value, zero: &Value) -> bool {
+    match (v, zero) {
+        (Value::Object(m), Value::Object(z)) => z.iter().any(|(k, zv)| match m.get(k) {
+            Some(existing) => lacks(existing, zv),
+            None => true,
+        }),
+        _ => false,
     }
 }
 
