@@ -216,8 +216,20 @@ impl Core {
     /// dropping what the compaction revision made unreachable (a packed history keeps the
     /// entries compaction removed after its rewrite).
     fn build_index(&self) -> Result<()> {
+        let index = self.index_of(&*self.db()?)?;
+        self.history_bytes.store(index.total_bytes(), Ordering::SeqCst);
+        self.live_bytes.store(index.live_bytes(), Ordering::SeqCst);
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
+        Ok(())
+    }
+
+    /// The key index of `db`'s history (verifying every record's checksum) at the compaction
+    /// revision; removes from `db` what compaction made unreachable and restores TTL entries
+    /// a crash cut off (see [`Core::build_index`]).
+    ///
+    /// Errors: [`Error::Corrupt`] for a damaged record; [`Error::Unavailable`] on I/O errors.
+    fn index_of(&self, db: &generation::Gen) -> Result<KeyIndex> {
         let mut index = KeyIndex::default();
-        let db = self.db();
         for entry in db.history_range(0, u64::MAX) {
             let (revision, raw) = entry?;
             let (key, version) =
@@ -232,17 +244,11 @@ impl Core {
             batch.remove(&layout::history_key(dropped));
         }
         db.apply_batch(batch).map_err(sled_error)?;
-        drop(db);
-        let bytes = index.total_bytes();
-        let live = index.live_bytes();
         // A crash may have cut a write between its history insert and its TTL entry.
         for (key, deadline) in index.expiring() {
-            self.db().insert(layout::expiry_key(deadline, &key), &[][..]).map_err(sled_error)?;
+            db.insert(layout::expiry_key(deadline, &key), &[][..]).map_err(sled_error)?;
         }
-        *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
-        self.history_bytes.store(bytes, Ordering::SeqCst);
-        self.live_bytes.store(live, Ordering::SeqCst);
-        Ok(())
+        Ok(index)
     }
 
     /// The newest version of `key` at or below `revision` (possibly a tombstone).
@@ -251,7 +257,9 @@ impl Core {
     }
 
     /// The live generation (hold the `Arc` for one operation only: a rewrite waits for it).
-    fn db(&self) -> Arc<generation::Gen> {
+    ///
+    /// Errors: [`Error::Unavailable`] while it is being reopened after a failed write.
+    fn db(&self) -> Result<Arc<generation::Gen>> {
         self.db.get()
     }
 
@@ -290,7 +298,7 @@ impl Core {
     /// The full version (with value) `key` got at `revision`, from the history; None when
     /// that history entry is gone (compacted) or belongs to another key.
     fn version_from_history(&self, key: &[u8], revision: Revision) -> Result<Option<Version>> {
-        let Some(raw) = self.db().history(revision)? else { return Ok(None) };
+        let Some(raw) = self.db()?.history(revision)? else { return Ok(None) };
         let (stored_key, version) = layout::decode_event(revision, &raw).map_err(|e| layout::name_key(e, key))?;
         Ok((stored_key == key).then_some(version))
     }
@@ -426,9 +434,21 @@ impl Core {
     /// (`None` = unconditional, for TTL expiry). Synchronous and short; durability and, with a
     /// flusher, publication are the caller's (see [`Core::write_durably`]).
     fn write(&self, key: &str, expected: Option<Revision>, mutation: Mutation) -> Result<TxnOutcome> {
+        self.write_counting_reopens(key, expected, mutation).map(|(outcome, _)| outcome)
+    }
+
+    /// [`Core::write`], also returning [`Core::reopens`] as it was when the write was applied
+    /// (read under the writer lock, which a reopen holds to install the reopened database).
+    fn write_counting_reopens(
+        &self,
+        key: &str,
+        expected: Option<Revision>,
+        mutation: Mutation,
+    ) -> Result<(TxnOutcome, u64)> {
         layout::check_key(key)?;
         let key_bytes = key.as_bytes();
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let reopens = self.reopens();
         let latest = self.live_at(key_bytes, Revision::MAX);
         let holds = match (expected, &latest) {
             (None, _) => true,
@@ -441,10 +461,10 @@ impl Core {
                 Some((mod_revision, _)) => Some(self.kv_of(key_bytes, mod_revision, mod_revision)?),
                 None => None,
             };
-            return Ok(TxnOutcome::Failed { current, revision: self.current() });
+            return Ok((TxnOutcome::Failed { current, revision: self.current() }, reopens));
         }
         if latest.is_none() && matches!(mutation, Mutation::Delete) {
-            return Ok(TxnOutcome::Failed { current: None, revision: self.current() });
+            return Ok((TxnOutcome::Failed { current: None, revision: self.current() }, reopens));
         }
         let revision = self.next_revision(&mut writer)?;
         let prev_revision = latest.map_or(0, |(mod_revision, _)| mod_revision);
@@ -481,7 +501,7 @@ impl Core {
             Ok(bytes) => bytes,
             Err(e) => {
                 // Best effort: leave no half-written revision behind (it will be reused).
-                let _ = self.db().remove(layout::history_key(revision));
+                let _ = self.db().map(|db| db.remove(layout::history_key(revision)));
                 self.note_io_failure(&e);
                 return Err(e);
             }
@@ -502,7 +522,7 @@ impl Core {
             self.publish(write)?;
         }
         drop(writer);
-        Ok(TxnOutcome::Succeeded { revision })
+        Ok((TxnOutcome::Succeeded { revision }, reopens))
     }
 
     /// Makes `write` visible: the current revision moves to it and watchers get its event.
@@ -539,13 +559,13 @@ impl Core {
     fn apply(&self, key: &[u8], revision: Revision, stored: &Version, old_expiry: u64) -> Result<usize> {
         let event = layout::encode_event(revision, key, stored);
         let bytes = 9 + event.len();
-        self.db().insert(layout::history_key(revision), event).map_err(sled_error)?;
+        self.db()?.insert(layout::history_key(revision), event).map_err(sled_error)?;
         self.history_bytes.fetch_add(bytes as u64, Ordering::SeqCst);
         if old_expiry != 0 && old_expiry != stored.expires_at_ms {
-            self.db().remove(layout::expiry_key(old_expiry, key)).map_err(sled_error)?;
+            self.db()?.remove(layout::expiry_key(old_expiry, key)).map_err(sled_error)?;
         }
         if stored.expires_at_ms != 0 {
-            self.db().insert(layout::expiry_key(stored.expires_at_ms, key), &[][..]).map_err(sled_error)?;
+            self.db()?.insert(layout::expiry_key(stored.expires_at_ms, key), &[][..]).map_err(sled_error)?;
         }
         Ok(bytes)
     }
@@ -558,7 +578,7 @@ impl Core {
         }
         let Some(flusher) = &self.flusher else { return self.write(key, Some(expected), mutation) };
         let committing = flusher.committing();
-        let outcome = self.write(key, Some(expected), mutation)?;
+        let (outcome, reopens) = self.write_counting_reopens(key, Some(expected), mutation)?;
         let through = match &outcome {
             TxnOutcome::Succeeded { revision } => *revision,
             // A failed comparison may have seen writes not yet durable (the current value,
@@ -574,6 +594,12 @@ impl Core {
         if let Err(e) = flusher.flush(Some(committing)).await {
             self.note_io_failure(&e);
             return Err(e);
+        }
+        if self.reopens() != reopens {
+            return Err(Error::unavailable(
+                "sled backend: the database was reopened after a failed write while this write waited for its \
+                 flush; its outcome is unknown",
+            ));
         }
         self.publish_through(through)?;
         Ok(match outcome {
@@ -594,7 +620,7 @@ impl Core {
     /// Flushes everything applied so far and publishes what the flush made durable.
     fn flush_and_publish(&self) -> Result<()> {
         let applied = self.applied.load(Ordering::SeqCst);
-        if let Err(e) = self.db().flush_durably().and_then(|_| self.db.sync_pointer()) {
+        if let Err(e) = self.db().and_then(|db| db.flush_durably()).and_then(|_| self.db.sync_pointer()) {
             self.note_io_failure(&e);
             return Err(e);
         }
@@ -614,7 +640,7 @@ impl Core {
         let mut events = Vec::new();
         let mut through = until;
         let mut scanned = 0;
-        let db = self.db();
+        let db = self.db()?;
         for entry in db.history_range(from, until) {
             let (revision, raw) = entry?;
             scanned += 1;
@@ -663,7 +689,7 @@ impl Core {
         if revision <= self.compacted() {
             return Ok(());
         }
-        self.db().insert(layout::META_COMPACT, &revision.to_be_bytes()).map_err(sled_error)?;
+        self.db()?.insert(layout::META_COMPACT, &revision.to_be_bytes()).map_err(sled_error)?;
         self.flush_blocking()?;
         self.compact.store(revision, Ordering::SeqCst);
         self.remove_compacted_history(revision)
@@ -675,7 +701,7 @@ impl Core {
     /// newest one too when it is a tombstone — from the key index, then from the history.
     /// Resumable after a crash (progress is recorded in the same batch).
     fn remove_compacted_history(&self, revision: Revision) -> Result<()> {
-        let db = self.db();
+        let db = self.db()?;
         let mut through = meta(&db, layout::META_COMPACTED_THROUGH)?;
         while through < revision {
             let mut keys = BTreeSet::new();
@@ -712,7 +738,7 @@ impl Core {
         let low = vec![layout::EXPIRY];
         let high = layout::expiry_key(now_ms, &[0xff]);
         let due: Vec<sled::IVec> =
-            self.db().range(low..high).keys().collect::<std::result::Result<_, _>>().map_err(sled_error)?;
+            self.db()?.range(low..high).keys().collect::<std::result::Result<_, _>>().map_err(sled_error)?;
         let mut expired = 0;
         for raw in due {
             let (deadline, key) = layout::parse_expiry_key(&raw)?;
@@ -727,7 +753,7 @@ impl Core {
                     expired += 1;
                 }
             } else {
-                self.db().remove(&raw).map_err(sled_error)?; // stale index entry
+                self.db()?.remove(&raw).map_err(sled_error)?; // stale index entry
             }
         }
         if expired > 0 {
@@ -813,7 +839,7 @@ impl Drop for Core {
         // A clean close: everything durable, and the ceiling equal to the current revision so
         // the next open continues exactly where this one stopped.
         self.flusher.take();
-        if self.db().flush_durably().is_ok() && self.db.sync_pointer().is_ok() {
+        if self.db().is_ok_and(|db| db.flush_durably().is_ok()) && self.db.sync_pointer().is_ok() {
             if let Some(path) = &self.ceiling_path {
                 if let Err(e) = write_ceiling(path, self.applied.load(Ordering::SeqCst)) {
                     tracing::warn!(error = %e, "sled backend: cannot record the revision ceiling on close");
@@ -977,6 +1003,14 @@ impl SledBackend {
         self.core.recoveries()
     }
 
+    /// Test hook, not part of the API: `false` makes the recovery from failed writes skip
+    /// its rewrite from memory and reopen the database from disk, the path it takes when
+    /// sled 0.34 refuses reads after an I/O error (which happens only now and then).
+    #[doc(hidden)]
+    pub fn set_recovery_rewrite(&self, enabled: bool) {
+        self.core.set_recovery_rewrite(enabled);
+    }
+
     /// Deletes the keys whose TTL has passed now, without waiting for the maintenance thread.
     /// Returns how many expired.
     ///
@@ -1068,7 +1102,7 @@ impl KvBackend for SledBackend {
     }
 
     async fn health(&self) -> Result<()> {
-        self.core.db().get(layout::META_COMPACT).map(|_| ()).map_err(sled_error)
+        self.core.db()?.get(layout::META_COMPACT).map(|_| ()).map_err(sled_error)
     }
 
     async fn space(&self) -> Result<apistore::kv::SpaceStatus> {
@@ -1150,7 +1184,7 @@ mod tests {
             let deadline = now_ms() + 60_000;
             let mutation = Mutation::Put { value: Bytes::from_static(b"v"), expires_at_ms: deadline };
             assert!(matches!(core.write("/t", Some(0), mutation), Ok(TxnOutcome::Succeeded { .. })));
-            core.db().remove(layout::expiry_key(deadline, b"/t")).expect("simulate the cut");
+            core.db().expect("live").remove(layout::expiry_key(deadline, b"/t")).expect("simulate the cut");
             assert_eq!(core.expire_due(deadline + 1).expect("sweep"), 0, "no TTL entry, nothing expires");
             deadline
         };
@@ -1175,6 +1209,7 @@ mod tests {
         // Kept: /a's newest version below the compaction point (a2, the prev of a3) and a3.
         let history: Vec<u64> = core
             .db()
+            .expect("live")
             .range(layout::history_key(0)..layout::history_key(u64::MAX))
             .keys()
             .map(|k| layout::be_u64(&k.expect("key")[1..]).expect("rev"))

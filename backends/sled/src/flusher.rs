@@ -110,7 +110,7 @@ fn run(db: Arc<DbCell>, incoming: mpsc::Receiver<Waiter>, committing: Arc<Atomic
             }
         }
         // A write in a generation just switched to is durable only once the switch is.
-        let outcome = db.get().flush_durably().and_then(|()| db.sync_pointer());
+        let outcome = db.get().and_then(|live| live.flush_durably()).and_then(|()| db.sync_pointer());
         for waiter in waiters {
             let _ = waiter.send(outcome.clone());
         }

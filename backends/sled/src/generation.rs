@@ -139,7 +139,8 @@ impl Gen {
 /// operation, the rewrite swaps in the next generation ([`DbCell::switch`]).
 #[derive(Debug)]
 pub(crate) struct DbCell {
-    live: RwLock<Arc<Gen>>,
+    /// None while the database is being reopened ([`DbCell::take`], [`DbCell::install`]).
+    live: RwLock<Option<Arc<Gen>>>,
     /// A switch made in memory but not yet durable (see [`DbCell::switch`]).
     pending: Mutex<Option<Pending>>,
     /// Called at the steps of making a switch durable (tests: crash points).
@@ -157,12 +158,33 @@ struct Pending {
 
 impl DbCell {
     pub(crate) fn new(generation: Gen) -> Self {
-        DbCell { live: RwLock::new(Arc::new(generation)), pending: Mutex::new(None), hook: RwLock::new(None) }
+        DbCell { live: RwLock::new(Some(Arc::new(generation))), pending: Mutex::new(None), hook: RwLock::new(None) }
     }
 
     /// The live generation.
-    pub(crate) fn get(&self) -> Arc<Gen> {
-        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    ///
+    /// Errors: [`Error::Unavailable`] while the database is being reopened after a failed
+    /// write ([`DbCell::take`]).
+    pub(crate) fn get(&self) -> Result<Arc<Gen>> {
+        self.live
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| Error::unavailable("sled backend: the database is being reopened after a failed write"))
+    }
+
+    /// Takes the live generation out, and the generation of a pending switch (which is no
+    /// longer made durable): until [`DbCell::install`], every operation gets
+    /// [`Error::Unavailable`]. Returns what it took (drop it to close those databases).
+    pub(crate) fn take(&self) -> Vec<Arc<Gen>> {
+        let mut live = self.live.write().unwrap_or_else(|e| e.into_inner());
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
+        live.take().into_iter().chain(pending.map(|p| p.generation)).collect()
+    }
+
+    /// Makes `generation` the live one (after [`DbCell::take`]; nothing pending).
+    pub(crate) fn install(&self, generation: Gen) {
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(generation));
     }
 
     /// Makes `generation` the live one in memory, the pointer `prepared` for it, under `root`;
@@ -175,12 +197,12 @@ impl DbCell {
     ///
     /// The pending switch is recorded before the swap, so a flush that finds the new
     /// generation live also finds the switch pending.
-    pub(crate) fn switch(&self, generation: Gen, root: PathBuf, prepared: PreparedCommit) -> Arc<Gen> {
+    pub(crate) fn switch(&self, generation: Gen, root: PathBuf, prepared: PreparedCommit) -> Option<Arc<Gen>> {
         let generation = Arc::new(generation);
         let mut live = self.live.write().unwrap_or_else(|e| e.into_inner());
         *self.pending.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(Pending { root, prepared: Some(prepared), generation: generation.clone() });
-        std::mem::replace(&mut *live, generation)
+        live.replace(generation)
     }
 
     /// Sets the function called at each step of [`DbCell::sync_pointer`] ("flushing",

@@ -32,9 +32,14 @@
 //! refuses every later write until the database is reopened): maintenance probes the disk
 //! (a small file written and fsynced) every [`RECOVERY_BACKOFF`]; once that succeeds it
 //! rewrites the live generation into the next one (the rewrite reads the failed database's
-//! memory, which is complete) and switches to it, so writes resume without a reopen. What
+//! memory, which is complete) and switches to it, so writes resume without a restart. What
 //! was acknowledged was durable in the old generation and is copied; a write that failed
-//! may or may not be there afterwards (its outcome is unknown, as for a timeout).
+//! may or may not be there afterwards (its outcome is unknown, as for a timeout). sled 0.34
+//! may refuse some of those reads too, for good (a read that must first finish a tree split
+//! or consolidate a page writes, and gets the stored error): when the rewrite fails and the
+//! live database refuses a write, it is closed and its generation reopened from disk in a
+//! fresh sled handle instead ([`Core::reopen`]; reads and writes get `Unavailable` for that
+//! moment), which holds every acknowledged write.
 //!
 //! The quota (`quota_backend_bytes`, like etcd's `--quota-backend-bytes`): when the data
 //! directory reaches it, the NOSPACE alarm is raised and puts are refused with
@@ -109,7 +114,7 @@ impl Steps {
 }
 
 /// Space accounting of an open backend.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SpaceState {
     /// The NOSPACE alarm: puts are refused while it is raised.
     nospace: AtomicBool,
@@ -130,8 +135,31 @@ pub(crate) struct SpaceState {
     recovery_after: Mutex<Option<(Instant, Duration)>>,
     /// Recoveries since open.
     recoveries: AtomicU64,
+    /// Reopens of the live database since open ([`Core::reopens`]).
+    reopens: AtomicU64,
+    /// Recovery tries the rewrite from memory first (false: reopens at once; tests).
+    recovery_rewrite: AtomicBool,
     /// The last [`KEPT_REWRITES`] rewrites.
     log: Mutex<VecDeque<Reclaimed>>,
+}
+
+impl Default for SpaceState {
+    fn default() -> Self {
+        SpaceState {
+            nospace: AtomicBool::default(),
+            db_bytes: AtomicU64::default(),
+            rewritten_bytes: AtomicU64::default(),
+            rewritten_in_use: AtomicU64::default(),
+            rewrites: AtomicU64::default(),
+            longest_pause_us: AtomicU64::default(),
+            io_failed: AtomicBool::default(),
+            recovery_after: Mutex::default(),
+            recoveries: AtomicU64::default(),
+            reopens: AtomicU64::default(),
+            recovery_rewrite: AtomicBool::new(true),
+            log: Mutex::default(),
+        }
+    }
 }
 
 /// How many rewrites [`SpaceState`] keeps.
@@ -259,7 +287,7 @@ impl Core {
     /// generations, the pointer and ceiling files).
     pub(super) fn db_bytes(&self) -> u64 {
         if self.options.temporary {
-            return self.db().size_on_disk().unwrap_or(0);
+            return self.db().ok().and_then(|db| db.size_on_disk().ok()).unwrap_or(0);
         }
         generation::dir_bytes(&self.options.path)
     }
@@ -393,14 +421,31 @@ impl Core {
             tracing::debug!(error = %e, "sled backend: the disk does not take writes yet");
             return;
         }
-        match self.rewrite() {
-            Ok(Some(done)) => {
+        // The rewrite reads the live database's memory. sled 0.34 refuses some reads too once
+        // it stored an I/O error (a read that must first finish a tree split or consolidate a
+        // page writes), for good: then the live database is reopened from disk instead.
+        let reopen_only = !self.space.recovery_rewrite.load(Ordering::SeqCst) || self.db().is_err();
+        let outcome = if reopen_only { Err(Error::unavailable("recovery by reopening")) } else { self.rewrite() };
+        let outcome = match outcome {
+            Ok(Some(done)) => Ok(format!("on the fresh generation {}", done.generation)),
+            Ok(None) => return,
+            Err(e) => {
+                let refuses = reopen_only || self.refuses_writes();
+                if refuses {
+                    tracing::info!(error = %e, "sled backend: the live database refuses to flush although the disk takes writes; reopening it");
+                    self.reopen().map(|generation| format!("on generation {generation}, reopened from disk"))
+                } else {
+                    Err(e)
+                }
+            }
+        };
+        match outcome {
+            Ok(how) => {
                 self.space.io_failed.store(false, Ordering::SeqCst);
                 *self.space.recovery_after.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 self.space.recoveries.fetch_add(1, Ordering::SeqCst);
-                tracing::info!(generation = done.generation, "sled backend: writes resumed on a fresh generation");
+                tracing::info!("sled backend: writes resumed {how}");
             }
-            Ok(None) => {}
             Err(e) => {
                 let backoff = (backoff * 2).min(MAX_RECOVERY_BACKOFF);
                 *self.space.recovery_after.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -408,6 +453,105 @@ impl Core {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "sled backend: recovery rewrite failed");
             }
         }
+    }
+
+    /// True when the live database refuses a write and its flush although the disk takes
+    /// writes (sled 0.34 stored an earlier I/O error). The write is the format record's own
+    /// value again (a flush alone may succeed with nothing to write).
+    fn refuses_writes(&self) -> bool {
+        self.db()
+            .and_then(|db| {
+                db.insert(layout::META_FORMAT, &layout::FORMAT.to_be_bytes()).map_err(sled_error)?;
+                db.flush_durably()
+            })
+            .is_err()
+    }
+
+    /// Reopens the generation the pointer file names from disk, in place of the live
+    /// database (which sled 0.34 made unusable after an I/O error: see the module doc). Returns
+    /// the generation reopened.
+    ///
+    /// While it runs, reads and writes get [`Error::Unavailable`] (the old database must be
+    /// closed first: sled locks its directory). What the disk holds is what a restart after
+    /// a crash would find: every write acknowledged in [`Durability::Immediate`] mode (an
+    /// acknowledgement waits for its flush), and possibly some applied after the last
+    /// successful flush, which failed (outcome unknown). The key index is rebuilt from it; an
+    /// unpublished write it does not hold is dropped (never acknowledged nor visible; its
+    /// revision is not reused: revisions only go forward), one it holds is written again
+    /// (what a failed flush left may be in the page cache only) and published once the flush
+    /// at the end made it durable. A writer whose flush straddled the reopen gets
+    /// [`Error::Unavailable`] (see [`Core::reopens`]). In [`Durability::Periodic`] mode the
+    /// writes acknowledged since the last background flush are lost, as in a crash.
+    ///
+    /// Errors: [`Error::Unavailable`] when a step fails (the database stays closed; the next
+    /// recovery round starts again from the disk); [`Error::Corrupt`] for damaged data.
+    fn reopen(&self) -> Result<u64> {
+        let root = self.options.path.clone();
+        let _compaction = self.compaction.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = {
+            let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            self.db.take()
+        };
+        // Let operations still on them finish (they fail or read), then close them.
+        let waited = Instant::now();
+        for old in taken {
+            while Arc::strong_count(&old) > 1 && waited.elapsed() < OLD_GENERATION_GRACE {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        // A pointer renamed by a switch whose directory fsync failed is made durable (its
+        // generation was flushed before the rename); one never renamed leaves the old one live.
+        generation::sync_dir(&root)?;
+        let live = generation::live(&root)?;
+        let gen = open_generation(&self.options, live, Some(self.flush_every_ms()))?;
+        // The compaction revision never goes back (Periodic mode may not have flushed it).
+        let stored_compact = super::meta(&gen, layout::META_COMPACT)?;
+        let compact = stored_compact.max(self.compacted());
+        if compact > stored_compact {
+            gen.insert(layout::META_COMPACT, &compact.to_be_bytes()).map_err(sled_error)?;
+        }
+        self.compact.store(compact, Ordering::SeqCst);
+        let index = self.index_of(&gen)?;
+        {
+            let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let mut unpublished = self.unpublished.lock().unwrap_or_else(|e| e.into_inner());
+            let mut held = Vec::with_capacity(unpublished.len());
+            for write in unpublished.iter() {
+                let on_disk = index.contains(write.key.as_bytes(), write.revision);
+                if on_disk && write.revision > gen.packed.last_revision() {
+                    if let Some(raw) = gen.history(write.revision)? {
+                        gen.insert(layout::history_key(write.revision), &*raw).map_err(sled_error)?;
+                    }
+                }
+                held.push(on_disk);
+            }
+            let mut held = held.into_iter();
+            unpublished.retain(|_| held.next().unwrap_or(false));
+            self.history_bytes.store(index.total_bytes(), Ordering::SeqCst);
+            self.live_bytes.store(index.live_bytes(), Ordering::SeqCst);
+            *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
+            self.generation.store(live, Ordering::SeqCst);
+            self.db.install(gen);
+            self.space.reopens.fetch_add(1, Ordering::SeqCst);
+        }
+        generation::remove_stale(&root, live)?;
+        self.remove_compacted_history(compact)?;
+        self.flush_and_publish()?;
+        Ok(live)
+    }
+
+    /// How many times the live database was reopened after a failed write ([`Core::reopen`]):
+    /// a durable writer reads it before applying and after its flush; when it changed, its
+    /// flush may have been one of the reopened database, which may not hold the write, so its
+    /// outcome is unknown.
+    pub(super) fn reopens(&self) -> u64 {
+        self.space.reopens.load(Ordering::SeqCst)
+    }
+
+    /// Test hook: `false` makes recovery skip the rewrite from memory and reopen the
+    /// database from disk (the path taken when sled refuses reads).
+    pub(super) fn set_recovery_rewrite(&self, enabled: bool) {
+        self.space.recovery_rewrite.store(enabled, Ordering::SeqCst);
     }
 
     /// Recoveries from failed writes since open.
@@ -454,7 +598,7 @@ impl Core {
             return Ok(None);
         }
         let before_bytes = self.db_bytes();
-        let old = self.db();
+        let old = self.db()?;
         let next = self.generation.load(Ordering::SeqCst) + 1;
         let path = generation::path_of(&root, next);
         generation::remove(&path)?;
