@@ -582,30 +582,11 @@ async fn durable_creates(settings: &Durable) -> Result<(), String> {
 }
 
 fn main() {
-    let options = match parse() {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("apiserver_bench: {message}");
-            std::process::exit(2);
+    common::run_main("apiserver_bench", None, parse, |options| async move {
+        match (options.durable_creates, &options.server) {
+            (true, Some(url)) => durable_load(url, options.clients, &options.durable).await,
+            (true, None) => durable_creates(&options.durable).await,
+            (false, _) => run(options).await,
         }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("apiserver_bench: {e}");
-            std::process::exit(1);
-        }
-    };
-    let result = if options.durable_creates {
-        match &options.server {
-            Some(url) => runtime.block_on(durable_load(url, options.clients, &options.durable)),
-            None => runtime.block_on(durable_creates(&options.durable)),
-        }
-    } else {
-        runtime.block_on(run(options))
-    };
-    if let Err(message) = result {
-        eprintln!("apiserver_bench: {message}");
-        std::process::exit(1);
-    }
+    });
 }

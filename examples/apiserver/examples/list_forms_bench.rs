@@ -228,22 +228,5 @@ async fn run(options: Options) -> Result<(), String> {
 }
 
 fn main() {
-    let options = match parse() {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("list_forms_bench: {message}");
-            std::process::exit(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("list_forms_bench: {e}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(message) = runtime.block_on(run(options)) {
-        eprintln!("list_forms_bench: {message}");
-        std::process::exit(1);
-    }
+    common::run_main("list_forms_bench", None, parse, run);
 }

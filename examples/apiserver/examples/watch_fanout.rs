@@ -904,23 +904,6 @@ async fn run(options: Options) -> Result<(), String> {
 }
 
 fn main() {
-    let options = match parse() {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("watch_fanout: {message}");
-            std::process::exit(2);
-        }
-    };
-    // One runtime for every watcher and writer.
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("watch_fanout: {e}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(message) = runtime.block_on(run(options)) {
-        eprintln!("watch_fanout: {message}");
-        std::process::exit(1);
-    }
+    // One runtime of two workers for every watcher and writer.
+    common::run_main("watch_fanout", Some(2), parse, run);
 }

@@ -660,15 +660,7 @@ impl Core {
         copied: &mut Revision,
         entries: &mut u64,
     ) -> Result<()> {
-        loop {
-            let upto = self.applied.load(Ordering::SeqCst);
-            let round = self.copy_history(old, packed, *copied, upto)?;
-            *entries += round;
-            *copied = upto.max(*copied);
-            if round <= TAIL_UNDER_LOCK {
-                return Ok(());
-            }
-        }
+        self.in_rounds(copied, entries, |after, upto| self.copy_history(old, packed, after, upto))
     }
 
     /// Copies history rounds after `copied` into the sled tree of `new` (each record in the
@@ -682,12 +674,24 @@ impl Core {
         copied: &mut Revision,
         entries: &mut u64,
     ) -> Result<()> {
+        self.in_rounds(copied, entries, |after, upto| self.copy_history_into_sled(old, new, after, upto, ttl_from))
+    }
+
+    /// Runs `round(copied, applied)` (it copies the revisions `copied + 1 ..= applied` and
+    /// returns how many entries it copied) until a round copied at most [`TAIL_UNDER_LOCK`]
+    /// entries, advancing `copied` and adding to `entries` after each.
+    fn in_rounds(
+        &self,
+        copied: &mut Revision,
+        entries: &mut u64,
+        mut round: impl FnMut(Revision, Revision) -> Result<u64>,
+    ) -> Result<()> {
         loop {
             let upto = self.applied.load(Ordering::SeqCst);
-            let round = self.copy_history_into_sled(old, new, *copied, upto, ttl_from)?;
-            *entries += round;
+            let count = round(*copied, upto)?;
+            *entries += count;
             *copied = upto.max(*copied);
-            if round <= TAIL_UNDER_LOCK {
+            if count <= TAIL_UNDER_LOCK {
                 return Ok(());
             }
         }

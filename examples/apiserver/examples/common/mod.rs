@@ -99,3 +99,32 @@ pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
+
+/// A benchmark's `main`: parses its options with `parse` (a bad one: `name: message`, exit 2),
+/// builds a multi-thread tokio runtime (`workers` threads; None: one per core) and runs `run`
+/// on it (a failure: `name: message`, exit 1).
+pub fn run_main<O, F>(
+    name: &str,
+    workers: Option<usize>,
+    parse: impl FnOnce() -> Result<O, String>,
+    run: impl FnOnce(O) -> F,
+) where
+    F: std::future::Future<Output = Result<(), String>>,
+{
+    let options = parse().unwrap_or_else(|message| {
+        eprintln!("{name}: {message}");
+        std::process::exit(2);
+    });
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers);
+    }
+    let runtime = builder.enable_all().build().unwrap_or_else(|e| {
+        eprintln!("{name}: {e}");
+        std::process::exit(1);
+    });
+    if let Err(message) = runtime.block_on(run(options)) {
+        eprintln!("{name}: {message}");
+        std::process::exit(1);
+    }
+}
