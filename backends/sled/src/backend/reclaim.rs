@@ -258,17 +258,32 @@ impl Core {
         after: Revision,
         upto: Revision,
     ) -> Result<u64> {
+        self.for_retained_history(old, after, upto, |revision, _, _, raw| {
+            packed.append(revision, &layout::upgrade(revision, raw)?)
+        })
+    }
+
+    /// Calls `copy(revision, key, version, raw record)` for each history entry of revisions
+    /// `after + 1 ..= upto` of `old` that the key index still retains (entries compaction
+    /// dropped are left behind). Returns how many were copied.
+    fn for_retained_history(
+        &self,
+        old: &generation::Gen,
+        after: Revision,
+        upto: Revision,
+        mut copy: impl FnMut(Revision, &[u8], &layout::Version, &[u8]) -> Result<()>,
+    ) -> Result<u64> {
         if upto <= after {
             return Ok(0);
         }
         let mut copied = 0;
         for entry in old.history_range(after + 1, upto) {
             let (revision, raw) = entry?;
-            let (key, _) = layout::decode_event_header(revision, &raw)?;
+            let (key, version) = layout::decode_event_header(revision, &raw)?;
             if !self.index.read().unwrap_or_else(|e| e.into_inner()).contains(key, revision) {
                 continue;
             }
-            packed.append(revision, &layout::upgrade(revision, &raw)?)?;
+            copy(revision, key, &version, &raw)?;
             copied += 1;
         }
         Ok(copied)
@@ -710,23 +725,13 @@ impl Core {
         upto: Revision,
         ttl_from: Revision,
     ) -> Result<u64> {
-        if upto <= after {
-            return Ok(0);
-        }
-        let mut copied = 0;
-        for entry in old.history_range(after + 1, upto) {
-            let (revision, raw) = entry?;
-            let (key, version) = layout::decode_event_header(revision, &raw)?;
-            if !self.index.read().unwrap_or_else(|e| e.into_inner()).contains(key, revision) {
-                continue;
-            }
+        self.for_retained_history(old, after, upto, |revision, key, version, raw| {
             if revision > ttl_from && version.expires_at_ms != 0 {
                 new.insert(layout::expiry_key(version.expires_at_ms, key), &[][..]).map_err(sled_error)?;
             }
-            new.insert(layout::history_key(revision), &*layout::upgrade(revision, &raw)?).map_err(sled_error)?;
-            copied += 1;
-        }
-        Ok(copied)
+            new.insert(layout::history_key(revision), &*layout::upgrade(revision, raw)?).map_err(sled_error)?;
+            Ok(())
+        })
     }
 
     /// Copies everything into `new` and makes it the live generation in memory (the switch is
