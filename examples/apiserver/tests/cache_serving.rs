@@ -236,8 +236,9 @@ async fn a_list_from_the_cache_is_the_decoded_lists_bytes_in_every_representatio
     let server = Server::start(&[]);
     let client = Client::new();
     let texts = ["one", "two\nlines\n\nwith an empty one", "  leading spaces\n", "123", "ünï\u{2028}code"];
+    let mut last_rv = String::new();
     for (i, text) in texts.iter().enumerate() {
-        send(
+        let created = send(
             &client,
             &server,
             reqwest::Method::POST,
@@ -247,6 +248,19 @@ async fn a_list_from_the_cache_is_the_decoded_lists_bytes_in_every_representatio
                 "data": {"text": text, "other": "x"}}),
         )
         .await;
+        last_rv = created["metadata"]["resourceVersion"].as_str().expect("rv").to_owned();
+    }
+    // An RV=0 list may be served by a cache a little behind the store: wait until the cache
+    // has the last write, so both servers list the same data.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let list = parse(&get(&client, &server, &format!("{CM}?resourceVersion=0"), JSON).await.2);
+        let at = list["metadata"]["resourceVersion"].as_str().and_then(|rv| rv.parse::<u64>().ok());
+        if at >= last_rv.parse().ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the cache never reached {last_rv}: {list}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let queries = ["?resourceVersion=0", "", "?limit=2", "?labelSelector=n%3D1"];
     let cached = lists(&client, &server, &queries).await;

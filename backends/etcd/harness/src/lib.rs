@@ -18,12 +18,14 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Environment variable naming the etcd binary to run (default: `etcd` on `PATH`).
@@ -83,10 +85,45 @@ fn find_etcd(bin_env: Option<std::ffi::OsString>, path_var: Option<std::ffi::OsS
     )))
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; etcd binds it right after).
+/// A free TCP port on 127.0.0.1 (bound and released; etcd binds it right after), never one
+/// this process handed out before: members started in parallel (a suite starts one etcd per
+/// test) would otherwise be given a port the kernel just released to another of them.
 fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| err(format!("cannot bind a loopback port: {e}")))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| err(format!("cannot read the bound port: {e}")))
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").map_err(|e| err(format!("cannot bind a loopback port: {e}")))?;
+        let port = listener.local_addr().map_err(|e| err(format!("cannot read the bound port: {e}")))?.port();
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if handed_out.insert(port) {
+            return Ok(port);
+        }
+    }
+}
+
+/// Whether process `pid` holds the listening sockets of every port in `ports` on 127.0.0.1,
+/// read from `/proc/net/tcp` and `/proc/<pid>/fd`; `None` where `/proc` cannot tell (not
+/// Linux). A health probe answered on a member's port proves nothing on its own: another
+/// process (say a test's server that picked the same free port) may be answering while the
+/// member itself is about to exit because it could not bind.
+fn holds_listeners(pid: u32, ports: &[u16]) -> Option<bool> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    let sockets: BTreeSet<String> = fds
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy();
+            Some(target.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    Some(ports.iter().all(|port| {
+        // Columns: sl local_address rem_address st ... inode; 0100007F is 127.0.0.1, 0A LISTEN.
+        let local = format!("0100007F:{port:04X}");
+        table.lines().skip(1).any(|line| {
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            columns.len() > 9 && columns[1] == local && columns[3] == "0A" && sockets.contains(columns[9])
+        })
+    }))
 }
 
 /// A temporary directory on tmpfs (`/dev/shm`) when available, else the system temp dir.
@@ -338,7 +375,7 @@ impl EtcdCluster {
             } else {
                 return Err(err(format!("etcd member {} is not running", self.members[index].name)));
             }
-            if self.member_healthy(index) {
+            if self.member_healthy(index) && self.member_holds_its_ports(index) {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -350,6 +387,16 @@ impl EtcdCluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Whether member `index`'s own process listens on its client, peer and metrics ports
+    /// (true where `/proc` cannot tell).
+    fn member_holds_its_ports(&self, index: usize) -> bool {
+        let member = &self.members[index];
+        let Some(pid) = member.pid() else {
+            return false;
+        };
+        holds_listeners(pid, &[member.client_port, member.peer_port, member.metrics_port]).unwrap_or(true)
     }
 
     /// True when member `index` answers `/health` with `"health":"true"` (it has a leader
@@ -526,9 +573,32 @@ mod tests {
     }
 
     #[test]
+    fn free_ports_are_never_handed_out_twice() {
+        let ports: Vec<u16> = (0..200).map(|_| free_port().expect("free port")).collect();
+        let distinct: BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+    }
+
+    #[test]
+    fn listeners_are_attributed_to_the_process_holding_them() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let held = listener.local_addr().expect("addr").port();
+        let released = free_port().expect("free port");
+        let me = std::process::id();
+        assert_eq!(holds_listeners(me, &[held]), Some(true));
+        assert_eq!(holds_listeners(me, &[held, released]), Some(false));
+        // Another process does not hold this process's listener.
+        let mut child = Command::new("sleep").arg("5").spawn().expect("spawn sleep");
+        assert_eq!(holds_listeners(child.id(), &[held]), Some(false));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    #[test]
     fn single_member_starts_and_stops() {
         let mut cluster = EtcdCluster::single().expect("start etcd");
         assert!(cluster.member_healthy(0));
+        assert!(cluster.member_holds_its_ports(0));
         assert_eq!(cluster.leader(Duration::from_secs(5)), Some(0));
         let pid = cluster.pid(0).expect("running");
         cluster.kill(0);
