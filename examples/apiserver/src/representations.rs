@@ -391,7 +391,7 @@ pub fn yaml_envelope(value: &Value, key: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         .enumerate()
         .filter(|(i, w)| *w == marker.as_bytes() && (*i == 0 || empty[i - 1] == b'\n'))
         .map(|(i, _)| i)
-        .last()
+        .next_back()
         .unwrap_or(empty.len());
     let mut head = empty[..at].to_vec();
     head.extend_from_slice(key.as_bytes());
