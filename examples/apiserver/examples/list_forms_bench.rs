@@ -19,10 +19,9 @@
 //! round): a full LIST with `resourceVersion=0`, timed to the last body byte and read chunk by
 //! chunk without keeping it. The first round's bodies are checked: a 200, the same size on every
 //! side within 1 % (the objects differ only in uid and timestamps; a Table's Age cells by up to
-//! three bytes a row). It
-//! prints a markdown table of medians (workload | each side | no cache ÷ cache), each side's first
-//! LIST of each representation (the cache's computes what later LISTs reuse), and the load
-//! average.
+//! three bytes a row). It prints a markdown table of medians (workload | each side | no cache ÷
+//! cache), each side's first LIST of each representation (the cache's computes what later LISTs
+//! reuse), and the load average.
 
 #[allow(dead_code)] // the shared helpers this benchmark does not use
 mod common;

@@ -6,8 +6,8 @@
 //! are the served JSON; every other representation (the served JSON of another version or form,
 //! YAML, PartialObjectMetadata and Table rows as JSON and YAML) is computed once per object
 //! version and kept with them ([`crate::representations`]), and the response assembled from
-//! those parts (a Table's `Age` cell computed per request). A consistent GET (no resourceVersion) is read from the
-//! store, as kube-apiserver does.
+//! those parts (a Table's `Age` cell computed per request). A consistent GET (no
+//! resourceVersion) is read from the store, as kube-apiserver does.
 
 use apistore::storage::{GetOptions, ResourceVersion};
 use axum::http::header::CONTENT_TYPE;

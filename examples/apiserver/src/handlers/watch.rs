@@ -12,11 +12,11 @@
 //! event; the object's kept metadata or served JSON) and PartialObjectMetadata. Only a storage
 //! that does not hold encoded objects (`--watch-cache=false`) has such events decoded and
 //! rendered per watcher, and bookmarks and errors always are (they carry no cached object). A
-//! change from the watch cache carries its event line ready-made ([`EncodedObject::watch_line`]: the object was
-//! encoded inside it, once per change), so an event written alone costs a watcher a reference
-//! count and a write. Events that are ready together are copied into one chunk (at most
-//! [`BATCH_BYTES`]), so a busy watch costs one write per batch, not one per event; an event
-//! that arrives alone is written at once.
+//! change from the watch cache carries its event line ready-made
+//! ([`EncodedObject::watch_line`]: the object was encoded inside it, once per change), so an
+//! event written alone costs a watcher a reference count and a write. Events that are ready
+//! together are copied into one chunk (at most [`BATCH_BYTES`]), so a busy watch costs one write
+//! per batch, not one per event; an event that arrives alone is written at once.
 //!
 //! [`EncodedObject::watch_line`]: apistore::encoded::EncodedObject::watch_line
 //!
