@@ -38,9 +38,19 @@ pub fn age(created: Option<&str>) -> String {
     age_at(created, now_seconds())
 }
 
+/// [`age`] of a creation timestamp already parsed ([`parse_rfc3339`]; None: `<unknown>`).
+pub fn age_since(created: Option<i64>) -> String {
+    age_of(created, now_seconds())
+}
+
 /// [`age`] at `now` (epoch seconds).
 fn age_at(created: Option<&str>, now: i64) -> String {
-    let Some(created) = created.and_then(parse_rfc3339) else {
+    age_of(created.and_then(parse_rfc3339), now)
+}
+
+/// [`age_since`] at `now` (epoch seconds).
+fn age_of(created: Option<i64>, now: i64) -> String {
+    let Some(created) = created else {
         return "<unknown>".to_owned();
     };
     let age = time::Duration::seconds(now.saturating_sub(created).max(0));

@@ -3,9 +3,11 @@
 //!
 //! The object is read as its encoded bytes ([`apistore::Storage::get_encoded`]): from the watch
 //! cache (a GET with a resourceVersion) those are the cached bytes, written as they are when they
-//! are the served JSON; every other representation is computed once per object version and kept
-//! with them ([`crate::representations`]). A consistent GET (no resourceVersion) is read from the
-//! store, as kube-apiserver does.
+//! are the served JSON; every other representation (the served JSON of another version or form,
+//! YAML, PartialObjectMetadata and Table rows as JSON and YAML) is computed once per object
+//! version and kept with them ([`crate::representations`]), and the response assembled from
+//! those parts (a Table's `Age` cell computed per request). A consistent GET (no
+//! resourceVersion) is read from the store, as kube-apiserver does.
 
 use apistore::storage::{GetOptions, ResourceVersion};
 use axum::http::header::CONTENT_TYPE;
@@ -16,7 +18,7 @@ use serde_json::json;
 
 use super::Context;
 use crate::negotiation::{Format, Output, Shape};
-use crate::representations::{self, Served};
+use crate::representations::{self, Ages, Served, Serving};
 use crate::status::{ApiError, ApiResult};
 use crate::table;
 
@@ -29,33 +31,29 @@ impl Context<'_> {
         let object = self.resource().storage.get_encoded(&key, options).await.map_err(self.storage_error(name))?;
         let object = object.ok_or_else(|| ApiError::not_found(&self.resource().target(name)))?;
         let resource = self.resource();
-        let served = Served::new(resource, &object, &representations::served_prefix(resource));
+        let served = Served::new(resource, &object, &Serving::of(resource));
         let body = match output.shape {
             Shape::Object => served.encoded(output.format)?,
-            Shape::PartialMetadata => in_format(served.partial_metadata()?, output.format)?,
+            Shape::PartialMetadata => served.partial_metadata_in(output.format)?,
             Shape::Table => {
-                let row = served.table_row(table::include(self.param("includeObject"))?);
-                in_format(
-                    representations::table_json(resource, &json!({}), std::iter::once(row))?.into(),
-                    output.format,
-                )?
+                let include = table::include(self.param("includeObject"))?;
+                let table = match output.format {
+                    Format::Json => representations::table_json(
+                        resource,
+                        &json!({}),
+                        true,
+                        std::iter::once(served.table_row(include)),
+                    )?,
+                    Format::Yaml => representations::table_yaml(
+                        resource,
+                        &json!({}),
+                        std::iter::once(served.table_row_yaml(include, &mut Ages::default())),
+                    )?,
+                };
+                Bytes::from(table)
             }
         };
         Ok(bytes_response(body, output.format))
-    }
-}
-
-/// JSON `body` in `format` (YAML re-encodes its value).
-///
-/// Errors: 500 when the JSON does not parse (it was written by this server).
-pub(super) fn in_format(body: Bytes, format: Format) -> ApiResult<Bytes> {
-    match format {
-        Format::Json => Ok(body),
-        Format::Yaml => {
-            let value: serde_json::Value =
-                serde_json::from_slice(&body).map_err(|e| ApiError::internal(e.to_string()))?;
-            Ok(Bytes::from(crate::codec::encode(&value, Format::Yaml)))
-        }
     }
 }
 

@@ -2,9 +2,11 @@
 //! semantics (the storage's), and the Table / PartialObjectMetadataList transformations.
 //!
 //! From a storage that holds its objects encoded (the watch cache), a list is written from the
-//! items' bytes and the representations kept with them ([`crate::representations`]: YAML,
-//! PartialObjectMetadata, a Table row's cells, each computed once per object version), streamed
-//! in bounded chunks; its bytes are the ones the decoded path ([`decoded_list`]) writes.
+//! items' bytes and the representations kept with them ([`crate::representations`]: the served
+//! JSON of another version or form, YAML, PartialObjectMetadata as JSON and YAML, a Table row's
+//! cells as JSON and YAML, each computed once per object version), streamed in bounded chunks,
+//! in every representation ([`ListForm::of`]); its bytes are the ones the decoded path
+//! ([`decoded_list`]) writes (JSON objects written from their stored bytes: the same JSON).
 
 use std::sync::Arc;
 
@@ -19,10 +21,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::{respond, Context};
-use crate::codec;
 use crate::list_options;
 use crate::negotiation::{Format, Output, Shape};
-use crate::representations::{self, Served};
+use crate::representations::{self, Ages, Served, Serving};
 use crate::resources::Resource;
 use crate::status::{ApiError, ApiResult};
 use crate::table::{self, Include};
@@ -147,32 +148,52 @@ fn decoded_list(resource: &Resource, list: ObjectList, shape: Shape, include: In
 /// version and kept with its bytes ([`Served`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ListForm {
-    /// The list as JSON, the items' stored bytes as they are.
+    /// The list as JSON: the items' stored bytes as they are when they are the served JSON,
+    /// else their kept served JSON.
     Json,
     /// The list as YAML (the items' kept YAML, indented as list entries).
     Yaml,
     /// `PartialObjectMetadataList` as JSON (the items' kept metadata).
     Metadata,
-    /// A Table as JSON (the rows' kept cells; `Age` per request).
+    /// `PartialObjectMetadataList` as YAML (the items' kept metadata YAML, indented).
+    MetadataYaml,
+    /// A Table as JSON (the rows' kept cells, `Age` per request; the object's kept metadata or
+    /// served JSON).
     Table(Include),
+    /// A Table as YAML (the rows' kept cells as YAML, `Age` per request; the object's kept
+    /// metadata or YAML, indented).
+    TableYaml(Include),
 }
 
 impl ListForm {
     /// The form `output` is written in from encoded items, None when it is written from decoded
-    /// ones: JSON of a resource whose stored form is its served form always (the stored bytes
-    /// are the answer); YAML, PartialObjectMetadataList and Table (rows without the object,
-    /// or with its metadata) as JSON when the storage holds encoded objects (a watch cache).
-    /// What stays decoded: the JSON of a kind served in another form than it is stored, a
-    /// Table with `includeObject=Object` (the decoded path writes the object's keys sorted,
-    /// its stored bytes are not), and Tables or metadata lists as YAML.
+    /// ones. From a storage that holds encoded objects (a watch cache) every representation is:
+    /// JSON (the stored bytes, or the served JSON kept per object version for a kind served in
+    /// another form than stored, or in another version: a CRD's other served versions), YAML,
+    /// PartialObjectMetadataList and Tables (any `includeObject`) as JSON and as YAML — byte
+    /// for byte the decoded path's, but for the JSON of objects written from their stored bytes
+    /// (their keys in stored order; the decoded path sorts them: the same JSON). From a storage
+    /// that does not hold them (`--watch-cache=false`), the JSON of a kind served in its stored
+    /// form is written from the bytes the storage read (nothing decoded); everything else there
+    /// is decoded ([`decoded_list`]: nothing would be kept, every form is made per request).
     fn of(resource: &Resource, output: Output, include: Include) -> Option<ListForm> {
         let held = resource.storage.holds_encoded();
         match (output.shape, output.format) {
-            (Shape::Object, Format::Json) if resource.strategy.serves_stored_form() => Some(ListForm::Json),
-            (Shape::Object, Format::Yaml) if held => Some(ListForm::Yaml),
-            (Shape::PartialMetadata, Format::Json) if held => Some(ListForm::Metadata),
-            (Shape::Table, Format::Json) if held && include != Include::Object => Some(ListForm::Table(include)),
-            _ => None,
+            (Shape::Object, Format::Json) if held || resource.strategy.serves_stored_form() => Some(ListForm::Json),
+            _ if !held => None,
+            (Shape::Object, Format::Yaml) => Some(ListForm::Yaml),
+            (Shape::PartialMetadata, Format::Json) => Some(ListForm::Metadata),
+            (Shape::PartialMetadata, Format::Yaml) => Some(ListForm::MetadataYaml),
+            (Shape::Table, Format::Json) => Some(ListForm::Table(include)),
+            (Shape::Table, Format::Yaml) => Some(ListForm::TableYaml(include)),
+            (Shape::Object, Format::Json) => None, // a watch cache's: matched above
+        }
+    }
+
+    fn format(self) -> Format {
+        match self {
+            ListForm::Yaml | ListForm::MetadataYaml | ListForm::TableYaml(_) => Format::Yaml,
+            ListForm::Json | ListForm::Metadata | ListForm::Table(_) => Format::Json,
         }
     }
 }
@@ -194,6 +215,21 @@ struct Envelope {
 impl Envelope {
     fn new(resource: &Resource, list: &EncodedList, form: ListForm) -> Envelope {
         let metadata = list_metadata(list.resource_version, &list.continue_token, list.remaining_item_count);
+        // serde_yaml's own envelope (keys sorted), split where its empty sequence stands.
+        let yaml = |(head, tail, empty): (Vec<u8>, Vec<u8>, Vec<u8>)| Envelope {
+            head,
+            separator: b"",
+            tail,
+            empty: Some(empty),
+        };
+        let metadata_list = || {
+            json!({
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": metadata,
+                "items": [],
+            })
+        };
         match form {
             ListForm::Json => Envelope {
                 head: format!(
@@ -214,30 +250,22 @@ impl Envelope {
                 empty: None,
             },
             ListForm::Table(_) => Envelope {
-                head: representations::table_head(resource, &metadata),
+                head: representations::table_head(resource, &metadata, true),
                 separator: b",",
                 tail: b"]}".to_vec(),
                 empty: None,
             },
-            ListForm::Yaml => {
-                // serde_yaml's own envelope (keys sorted: apiVersion, items, kind, metadata),
-                // split where its empty `items` stands.
-                let empty = codec::encode(
-                    &json!({
-                        "kind": resource.list_kind(),
-                        "apiVersion": resource.api_version(),
-                        "metadata": metadata,
-                        "items": [],
-                    }),
-                    Format::Yaml,
-                );
-                const ITEMS: &[u8] = b"\nitems: []\n";
-                let at = empty.windows(ITEMS.len()).position(|w| w == ITEMS).unwrap_or(empty.len());
-                let mut head = empty[..at.min(empty.len())].to_vec();
-                head.extend_from_slice(b"\nitems:\n");
-                let tail = empty.get(at + ITEMS.len()..).unwrap_or_default().to_vec();
-                Envelope { head, separator: b"", tail, empty: Some(empty) }
-            }
+            ListForm::Yaml => yaml(representations::yaml_envelope(
+                &json!({
+                    "kind": resource.list_kind(),
+                    "apiVersion": resource.api_version(),
+                    "metadata": metadata,
+                    "items": [],
+                }),
+                "items",
+            )),
+            ListForm::MetadataYaml => yaml(representations::yaml_envelope(&metadata_list(), "items")),
+            ListForm::TableYaml(_) => yaml(representations::table_yaml_envelope(resource, &metadata)),
         }
     }
 }
@@ -248,11 +276,8 @@ impl Envelope {
 /// sees a broken response rather than a list without the item.
 fn encoded_list_response(resource: Arc<Resource>, list: EncodedList, form: ListForm) -> Response {
     let envelope = Envelope::new(&resource, &list, form);
-    let media_type = match form {
-        ListForm::Yaml => Format::Yaml.media_type(),
-        _ => Format::Json.media_type(),
-    };
-    let prefix = representations::served_prefix(&resource);
+    let media_type = form.format().media_type();
+    let serving = Serving::of(&resource);
     let empty_list = list.items.is_empty();
     let mut items = list.items.into_iter();
     let (mut chunk, tail) = match envelope.empty {
@@ -262,6 +287,7 @@ fn encoded_list_response(resource: Arc<Resource>, list: EncodedList, form: ListF
     let separator = envelope.separator;
     let mut tail = Some(tail);
     let mut first = true;
+    let mut ages = Ages::default();
     let body = futures::stream::poll_fn(move |_| {
         let Some(last) = tail.as_ref() else {
             return std::task::Poll::Ready(None);
@@ -270,12 +296,18 @@ fn encoded_list_response(resource: Arc<Resource>, list: EncodedList, form: ListF
             if !std::mem::take(&mut first) {
                 chunk.extend_from_slice(separator);
             }
-            let served = Served::new(&resource, &item, &prefix);
+            let served = Served::new(&resource, &item, &serving);
             let written = match form {
                 ListForm::Json => served.json().map(|json| chunk.extend_from_slice(&json)),
                 ListForm::Yaml => served.yaml().map(|yaml| representations::push_yaml_item(&mut chunk, &yaml)),
                 ListForm::Metadata => served.partial_metadata().map(|json| chunk.extend_from_slice(&json)),
+                ListForm::MetadataYaml => {
+                    served.partial_metadata_yaml().map(|yaml| representations::push_yaml_item(&mut chunk, &yaml))
+                }
                 ListForm::Table(include) => served.table_row(include).map(|row| chunk.extend_from_slice(&row)),
+                ListForm::TableYaml(include) => {
+                    served.table_row_yaml(include, &mut ages).map(|row| chunk.extend_from_slice(&row))
+                }
             };
             if let Err(error) = written {
                 tracing::error!(resource = %resource.plural, message = %error.message, "writing a list item");
@@ -299,6 +331,7 @@ fn encoded_list_response(resource: Arc<Resource>, list: EncodedList, form: ListF
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec;
     use apistore::store::{Store, StoreConfig};
     use apistore_memory::MemoryBackend;
 
@@ -367,8 +400,13 @@ mod tests {
             (Shape::Object, Format::Json, Include::Metadata, ListForm::Json),
             (Shape::Object, Format::Yaml, Include::Metadata, ListForm::Yaml),
             (Shape::PartialMetadata, Format::Json, Include::Metadata, ListForm::Metadata),
+            (Shape::PartialMetadata, Format::Yaml, Include::Metadata, ListForm::MetadataYaml),
             (Shape::Table, Format::Json, Include::Metadata, ListForm::Table(Include::Metadata)),
             (Shape::Table, Format::Json, Include::None, ListForm::Table(Include::None)),
+            (Shape::Table, Format::Json, Include::Object, ListForm::Table(Include::Object)),
+            (Shape::Table, Format::Yaml, Include::Metadata, ListForm::TableYaml(Include::Metadata)),
+            (Shape::Table, Format::Yaml, Include::None, ListForm::TableYaml(Include::None)),
+            (Shape::Table, Format::Yaml, Include::Object, ListForm::TableYaml(Include::Object)),
         ];
         for (resource, stored) in cases {
             let all = objects(&resource, stored);
@@ -395,23 +433,21 @@ mod tests {
             for list in lists {
                 let encoded = EncodedList::encode(list.clone()).expect("encode");
                 for (shape, format, include, form) in forms {
-                    if form == ListForm::Json && !resource.strategy.serves_stored_form() {
-                        continue; // decoded: its JSON is written from decoded objects
-                    }
                     let what =
                         format!("{} {shape:?} {format:?} {include:?} ({} items)", resource.plural, list.items.len());
                     let expected = codec::encode(&decoded_list(&resource, list.clone(), shape, include), format);
                     let (media, first) = body(encoded_list_response(resource.clone(), encoded.clone(), form)).await;
                     assert_eq!(media, format.media_type(), "{what}");
-                    if form == ListForm::Json {
+                    let (_, second) = body(encoded_list_response(resource.clone(), encoded.clone(), form)).await;
+                    if format == Format::Json && (shape == Shape::Object || include == Include::Object) {
                         // The stored bytes keep the object's field order (the decoded path
-                        // sorts keys): the same JSON, not the same bytes, as before this path.
+                        // sorts keys): the same JSON, not the same bytes.
                         let parsed: Value = serde_json::from_slice(&first).expect("JSON");
                         assert_eq!(parsed, serde_json::from_slice::<Value>(&expected).expect("JSON"), "{what}");
+                        assert_eq!(second, first, "{what}: from the kept representations");
                         continue;
                     }
                     assert_eq!(String::from_utf8_lossy(&first), String::from_utf8_lossy(&expected), "{what}");
-                    let (_, second) = body(encoded_list_response(resource.clone(), encoded.clone(), form)).await;
                     assert_eq!(second, expected, "{what}: from the kept representations");
                 }
             }
@@ -435,6 +471,8 @@ mod tests {
         for (shape, format, form) in [
             (Shape::Object, Format::Yaml, ListForm::Yaml),
             (Shape::Table, Format::Json, ListForm::Table(Include::Metadata)),
+            (Shape::Table, Format::Yaml, ListForm::TableYaml(Include::Metadata)),
+            (Shape::PartialMetadata, Format::Yaml, ListForm::MetadataYaml),
         ] {
             let mut stream =
                 encoded_list_response(resource.clone(), encoded.clone(), form).into_body().into_data_stream();
@@ -449,29 +487,89 @@ mod tests {
         }
     }
 
-    /// Which lists are written from encoded items: only from a storage that holds them (but
-    /// plain JSON of a kind served as stored, always), never a Table with the whole object.
+    /// What a GET and a watch write of one object — its PartialObjectMetadata and its Table (JSON
+    /// and YAML, every `includeObject`, the watch's later events without column definitions) —
+    /// is the decoded path's bytes (parsed JSON where the object's own JSON is embedded).
+    #[test]
+    fn one_objects_representations_are_the_decoded_ones() {
+        for (resource, stored) in [
+            (resource("apps", "deployments", false), "apps/v1"),
+            (resource("events.k8s.io", "events", false), "v1"),
+            (resource("example.com", "gizmos", true), "example.com/v1"),
+        ] {
+            let serving = Serving::of(&resource);
+            for object in objects(&resource, stored) {
+                let encoded = apistore::encoded::EncodedObject::encode(&object).expect("encode");
+                let decoded = resource.served(object);
+                let served = Served::new(&resource, &encoded, &serving);
+                let what = format!("{} {}", resource.plural, decoded.metadata.name);
+                for format in [Format::Json, Format::Yaml] {
+                    let metadata = served.partial_metadata_in(format).expect("metadata");
+                    assert_eq!(metadata, codec::encode(&table::partial_metadata(&decoded), format), "{what}");
+                }
+                for include in [Include::Metadata, Include::None, Include::Object] {
+                    let table = table::table(&resource, std::slice::from_ref(&decoded), include, json!({}));
+                    let yaml = representations::table_yaml(
+                        &resource,
+                        &json!({}),
+                        std::iter::once(served.table_row_yaml(include, &mut Ages::default())),
+                    )
+                    .expect("YAML table");
+                    let expected = codec::encode(&table, Format::Yaml);
+                    assert_eq!(
+                        String::from_utf8_lossy(&yaml),
+                        String::from_utf8_lossy(&expected),
+                        "{what} {include:?}"
+                    );
+                    for columns in [true, false] {
+                        let mut table = table.clone();
+                        if !columns {
+                            table["columnDefinitions"] = Value::Null;
+                        }
+                        let row = std::iter::once(served.table_row(include));
+                        let json = representations::table_json(&resource, &json!({}), columns, row).expect("table");
+                        let expected = codec::encode(&table, Format::Json);
+                        if include == Include::Object {
+                            assert_eq!(serde_json::from_slice::<Value>(&json).expect("JSON"), table, "{what}");
+                        } else {
+                            assert_eq!(String::from_utf8_lossy(&json), String::from_utf8_lossy(&expected), "{what}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Which lists are written from encoded items: every representation from a storage that
+    /// holds them; from one that does not, only the plain JSON of a kind served as stored.
     #[tokio::test]
     async fn the_encoded_path_is_taken_where_it_matches_the_decoded_one() {
         let plain = resource("", "configmaps", false);
         let json = Output::JSON;
         let yaml = Output { format: Format::Yaml, shape: Shape::Object };
         let table = Output { format: Format::Json, shape: Shape::Table };
-        assert_eq!(ListForm::of(&plain, json, Include::Metadata), Some(ListForm::Json));
-        assert_eq!(ListForm::of(&plain, yaml, Include::Metadata), None, "a plain store: decoded");
-        assert_eq!(ListForm::of(&plain, table, Include::Metadata), None);
-        let inner: apistore::storage::DynStorage = plain.storage.clone();
-        let cacher =
-            apistore::cacher::Cacher::new(inner, apistore::cacher::CacherConfig::new("configmaps")).expect("cacher");
-        let cached = Arc::new(plain.with_storage(Arc::new(cacher), "configmaps".into()));
-        assert_eq!(ListForm::of(&cached, yaml, Include::Metadata), Some(ListForm::Yaml));
-        assert_eq!(ListForm::of(&cached, table, Include::None), Some(ListForm::Table(Include::None)));
-        assert_eq!(ListForm::of(&cached, table, Include::Object), None, "decoded: the object's keys sorted");
+        let table_yaml = Output { format: Format::Yaml, shape: Shape::Table };
         let metadata = Output { format: Format::Json, shape: Shape::PartialMetadata };
-        assert_eq!(ListForm::of(&cached, metadata, Include::Metadata), Some(ListForm::Metadata));
         let metadata_yaml = Output { format: Format::Yaml, shape: Shape::PartialMetadata };
-        assert_eq!(ListForm::of(&cached, metadata_yaml, Include::Metadata), None);
+        assert_eq!(ListForm::of(&plain, json, Include::Metadata), Some(ListForm::Json));
+        for output in [yaml, table, table_yaml, metadata, metadata_yaml] {
+            assert_eq!(ListForm::of(&plain, output, Include::Metadata), None, "a plain store: decoded");
+        }
+        let cached = |resource: &Resource| {
+            let inner: apistore::storage::DynStorage = resource.storage.clone();
+            let cacher = apistore::cacher::Cacher::new(inner, apistore::cacher::CacherConfig::new(&resource.plural))
+                .expect("cacher");
+            Arc::new(resource.with_storage(Arc::new(cacher), resource.plural.clone()))
+        };
+        let held = cached(&plain);
+        assert_eq!(ListForm::of(&held, yaml, Include::Metadata), Some(ListForm::Yaml));
+        assert_eq!(ListForm::of(&held, table, Include::None), Some(ListForm::Table(Include::None)));
+        assert_eq!(ListForm::of(&held, table, Include::Object), Some(ListForm::Table(Include::Object)));
+        assert_eq!(ListForm::of(&held, table_yaml, Include::Object), Some(ListForm::TableYaml(Include::Object)));
+        assert_eq!(ListForm::of(&held, metadata, Include::Metadata), Some(ListForm::Metadata));
+        assert_eq!(ListForm::of(&held, metadata_yaml, Include::Metadata), Some(ListForm::MetadataYaml));
         let events = resource("events.k8s.io", "events", false);
         assert_eq!(ListForm::of(&events, json, Include::Metadata), None, "served in another form than stored");
+        assert_eq!(ListForm::of(&cached(&events), json, Include::Metadata), Some(ListForm::Json), "kept served JSON");
     }
 }

@@ -4,14 +4,19 @@
 //! A JSON watch of a resource served in its stored form writes each event from the object's
 //! encoded bytes ([`WatchStream::poll_next_encoded`]: from the watch cache these are the bytes every
 //! watcher shares, encoded once per change): the event line is the `{"type":..,"object":`
-//! frame around them, nothing is decoded or re-encoded per watcher. Objects whose bytes are not
-//! in the served apiVersion/kind, Table and PartialObjectMetadata watches, and resources whose
-//! strategy converts the stored form are decoded and rendered as served. A change from the watch
-//! cache carries its event line ready-made ([`EncodedObject::watch_line`]: the object was
-//! encoded inside it, once per change), so an event written alone costs a watcher a reference
-//! count and a write. Events that are ready together are copied into one chunk (at most
-//! [`BATCH_BYTES`]), so a busy watch costs one write per batch, not one per event; an event
-//! that arrives alone is written at once.
+//! frame around them, nothing is decoded or re-encoded per watcher. From a storage that holds
+//! encoded objects (the watch cache) every other watch is written from the representations kept
+//! with the change's object ([`Served`]: computed by the first watcher that needs them, once per
+//! object version, shared by every watcher and every later list): the served JSON of an object
+//! whose bytes are in another apiVersion or form, a Table event (its row's kept cells, `Age` per
+//! event; the object's kept metadata or served JSON) and PartialObjectMetadata. Only a storage
+//! that does not hold encoded objects (`--watch-cache=false`) has such events decoded and
+//! rendered per watcher, and bookmarks and errors always are (they carry no cached object). A
+//! change from the watch cache carries its event line ready-made
+//! ([`EncodedObject::watch_line`]: the object was encoded inside it, once per change), so an
+//! event written alone costs a watcher a reference count and a write. Events that are ready
+//! together are copied into one chunk (at most [`BATCH_BYTES`]), so a busy watch costs one write
+//! per batch, not one per event; an event that arrives alone is written at once.
 //!
 //! [`EncodedObject::watch_line`]: apistore::encoded::EncodedObject::watch_line
 //!
@@ -26,7 +31,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use apistore::encoded::{write_watch_line_start, EncodedWatchEvent, WATCH_LINE_END};
+use apistore::encoded::{write_watch_line_start, EncodedObject, EncodedWatchEvent, WATCH_LINE_END};
 use apistore::storage::{ListOptions, WatchEvent, WatchStream};
 use axum::body::{Body, Bytes};
 use axum::http::header::CONTENT_TYPE;
@@ -37,6 +42,7 @@ use tokio::time::Instant;
 
 use super::Context;
 use crate::negotiation::{Output, Shape};
+use crate::representations::{self, Served, Serving};
 use crate::resources::Resource;
 use crate::status::{ApiError, ApiResult};
 use crate::table::{self, Include};
@@ -57,12 +63,13 @@ struct Feed {
     shape: Shape,
     include: Include,
     allow_bookmarks: bool,
-    /// Events are written from their encoded bytes: a JSON object watch of a resource served
-    /// in its stored form (otherwise every event is decoded and rendered).
+    /// Events are read encoded: a JSON object watch of a resource served in its stored form,
+    /// and every watch of a storage that holds encoded objects (otherwise every event is decoded
+    /// and rendered).
     encoded: bool,
-    /// `{"apiVersion":"<served>","kind":"<Kind>",`: stored bytes that start with it are the
-    /// served form as they are.
-    served_prefix: Vec<u8>,
+    /// The served apiVersion and JSON prefix (stored bytes that start with the prefix are the
+    /// served form as they are).
+    serving: Serving,
     /// Table events after the first carry no column definitions (kube's response.go).
     columns_sent: bool,
     done: bool,
@@ -102,9 +109,9 @@ async fn serve(
     let stream =
         resource.storage.watch(key, options).await.map_err(|e| ApiError::from_storage(e, &resource.target("")))?;
     let retired = resource.retired.subscribe();
-    let encoded = shape == Shape::Object && resource.strategy.serves_stored_form();
-    let served_prefix =
-        format!("{{\"apiVersion\":{},\"kind\":{},", json!(resource.api_version()), json!(resource.kind)).into_bytes();
+    let encoded =
+        resource.storage.holds_encoded() || (shape == Shape::Object && resource.strategy.serves_stored_form());
+    let serving = Serving::of(&resource);
     let end = Box::pin(ended(Instant::now() + timeout, shutdown, retired));
     let feed = Feed {
         resource,
@@ -114,7 +121,7 @@ async fn serve(
         include,
         allow_bookmarks,
         encoded,
-        served_prefix,
+        serving,
         columns_sent: false,
         done: false,
     };
@@ -186,7 +193,8 @@ impl Feed {
 
     /// The line of `event` (None for a bookmark the client did not allow): the object's own
     /// line when its bytes are the served JSON and were encoded in the line of this event type
-    /// (a watch cache's change), else the frame around the served object's bytes.
+    /// (a watch cache's change), else the frame around the served object's kept representation
+    /// ([`Feed::kept`]) or, for a decoded event, around its rendering.
     fn line(&mut self, event: Next) -> Option<Bytes> {
         let event = match event {
             Next::Encoded(event) => {
@@ -197,12 +205,25 @@ impl Feed {
                     | EncodedWatchEvent::Modified(object)
                     | EncodedWatchEvent::Deleted(object)
                     | EncodedWatchEvent::Bookmark(object)
-                        if object.json().starts_with(&self.served_prefix) =>
+                        if self.shape == Shape::Object && object.json().starts_with(self.serving.prefix()) =>
                     {
                         if let Some(line) = object.watch_line(kind) {
                             return Some(line.clone());
                         }
                         return Some(frame(kind, object.json()));
+                    }
+                    EncodedWatchEvent::Added(object)
+                    | EncodedWatchEvent::Modified(object)
+                    | EncodedWatchEvent::Deleted(object) => {
+                        return Some(match self.kept(&object) {
+                            Ok(served) => frame(kind, &served),
+                            Err(error) => {
+                                // The object's bytes do not decode (corruption): as a decoded
+                                // event that failed, an ERROR ends the watch.
+                                self.done = true;
+                                frame("ERROR", &serde_json::to_vec(&error.to_status()).unwrap_or_default())
+                            }
+                        });
                     }
                     other => other.decode(),
                 }
@@ -215,6 +236,24 @@ impl Feed {
         let kind = event.type_name();
         let object = self.render(event);
         Some(frame(kind, &object))
+    }
+
+    /// The JSON of a change's object in the watch's shape, from the representations kept with
+    /// it: the served JSON, its PartialObjectMetadata, or a Table of its row (column definitions
+    /// in the first Table event only, as [`Feed::render`] writes them).
+    ///
+    /// Errors: 500 when the object's bytes do not decode.
+    fn kept(&mut self, object: &EncodedObject) -> ApiResult<Bytes> {
+        let served = Served::new(&self.resource, object, &self.serving);
+        match self.shape {
+            Shape::Object => served.json(),
+            Shape::PartialMetadata => served.partial_metadata(),
+            Shape::Table => {
+                let row = served.table_row(self.include);
+                let columns = !std::mem::replace(&mut self.columns_sent, true);
+                representations::table_json(&self.resource, &json!({}), columns, std::iter::once(row)).map(Bytes::from)
+            }
+        }
     }
 
     /// The JSON of the event's object as served: the Status of an ERROR, the bookmark with
