@@ -58,13 +58,15 @@ mod watch;
 
 pub use backend::{Reclaimed, SledBackend, CEILING_FILE, CEILING_STEP};
 pub use generation::GENERATION_FILE;
-pub use wal::WAL_DIR;
 pub use options::{
     Durability, SledOptions, DEFAULT_CACHE_CAPACITY, DEFAULT_COMPACTION_INTERVAL_MS, DEFAULT_COMPACTION_RETENTION_MS,
     DEFAULT_COMPACTION_WINDOW, DEFAULT_HISTORY_BUDGET_PERCENT, DEFAULT_PERIODIC_FLUSH_MS,
     DEFAULT_PROGRESS_NOTIFY_INTERVAL_MS, DEFAULT_RECLAIM_MIN_BYTES, DEFAULT_TTL_CHECK_INTERVAL_MS,
     DEFAULT_WATCH_BUFFER, HISTORY_BUDGET_FLOOR,
 };
+pub use wal::WAL_DIR;
+#[doc(hidden)]
+pub use wal::{inspect as inspect_wal, SegmentReport};
 
 /// The name configs select this backend by.
 pub const SLED_SCHEME: &str = "sled";

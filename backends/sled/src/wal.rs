@@ -214,6 +214,39 @@ pub(crate) fn replay(root: &Path, apply: &mut dyn FnMut(Record<'_>) -> Result<()
     Ok(replayed)
 }
 
+/// One segment of a log as [`inspect`] found it.
+#[doc(hidden)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentReport {
+    /// The segment file.
+    pub path: PathBuf,
+    /// Revisions of its good records, in order.
+    pub revisions: Vec<Revision>,
+    /// Bytes of its good records (the offset of the first cut or damaged one).
+    pub good_bytes: u64,
+    /// Bytes of the file.
+    pub file_bytes: u64,
+}
+
+/// Test hook, not part of the API: reads the log under the data directory `root` without
+/// changing it (tests check what a crash left).
+///
+/// Errors: [`Error::Unavailable`] on I/O errors.
+#[doc(hidden)]
+pub fn inspect(root: &Path) -> Result<Vec<SegmentReport>> {
+    let mut reports = Vec::new();
+    for (_, path) in segments(&root.join(WAL_DIR))? {
+        let data = fs::read(&path).map_err(io_error(&path))?;
+        let mut revisions = Vec::new();
+        let good = parse(&data, &mut |record| {
+            revisions.push(record.revision);
+            Ok(())
+        })?;
+        reports.push(SegmentReport { path, revisions, good_bytes: good as u64, file_bytes: data.len() as u64 });
+    }
+    Ok(reports)
+}
+
 /// Removes every segment of the log under `root` (after its records were made durable in sled).
 ///
 /// Errors: [`Error::Unavailable`] on I/O errors.
@@ -338,7 +371,9 @@ impl Wal {
             Err(e) => {
                 let cut = segment.file.set_len(segment.len).and_then(|()| segment.file.sync_data());
                 let why = match cut {
-                    Ok(()) => format!("writing {} failed: {e} (cut back to {} bytes)", segment.path.display(), segment.len),
+                    Ok(()) => {
+                        format!("writing {} failed: {e} (cut back to {} bytes)", segment.path.display(), segment.len)
+                    }
                     Err(cut) => format!(
                         "writing {} failed: {e}; cutting it back to {} bytes failed too: {cut}",
                         segment.path.display(),
