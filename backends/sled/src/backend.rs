@@ -1353,9 +1353,10 @@ mod tests {
         let a1 = put(&core, "/a", b"1", 0);
         let a2 = put(&core, "/a", b"2", a1);
         let a3 = put(&core, "/a", b"3", a2);
-        let record_of = |revision: Revision| {
-            let raw = core.db().expect("live").history(revision).expect("read").expect("retained").to_vec();
-            raw
+        let record_of = |revision: Revision| -> Vec<u8> {
+            let db = core.db().expect("live");
+            let raw = db.history(revision).expect("read").expect("retained");
+            raw.to_vec()
         };
         let (raw1, raw3) = (record_of(a1), record_of(a3));
         core.compact(a3).expect("compact");
