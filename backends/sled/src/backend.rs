@@ -24,8 +24,19 @@
 //!   revision (the current one for a latest read): it takes each key's newest version at or
 //!   below that revision, so writes running concurrently (always at higher revisions) are
 //!   invisible to it.
+//! * **Durable through a write-ahead log** (Immediate mode, see [`crate::wal`]): the writer
+//!   appends each write's record (revision, history entry, replaced TTL deadline) to the log's
+//!   buffer under the writer lock, in revision order; a group-commit flush writes the buffer
+//!   with one `pwrite` and `fdatasync`s it — not sled's flush — before it publishes and
+//!   acknowledges. sled is flushed durably behind it by checkpoints (about once a second, and
+//!   in compaction, after a rewrite's switch, on close), which then delete the closed log
+//!   segments. Open replays the log into sled before the index is built (skipping what
+//!   compaction or the packed history covers, stopping at a torn record). A failed log write
+//!   cuts the segment back, fails the log (appends and flushes refused) and leaves recovery to
+//!   maintenance as for a failed sled flush; its checkpoint clears the failure.
 //! * **Blocking work off the async workers.** Point reads and writes are in-memory sled
-//!   operations of a few microseconds and run inline; fsyncs run on the flusher thread;
+//!   operations of a few microseconds and run inline; log writes and fsyncs run on the flusher
+//!   thread, checkpoints on the maintenance thread (or in compaction and rewrites);
 //!   ranges, watch replay and compaction run on tokio's blocking pool; TTL expiry and
 //!   background compaction run on a maintenance thread.
 
@@ -50,6 +61,7 @@ use crate::generation::{self, DbCell};
 use crate::index::{KeyIndex, Meta};
 use crate::layout::{self, Version};
 use crate::options::{Durability, SledOptions};
+use crate::wal::{self, Wal};
 use crate::watch::{self, Hub};
 
 mod reclaim;
@@ -116,6 +128,10 @@ pub(crate) struct Core {
     compact: AtomicU64,
     compaction: Mutex<()>,
     hub: Hub,
+    /// The write-ahead log (Immediate mode on disk; see [`crate::wal`]).
+    wal: Option<Arc<Wal>>,
+    /// Held for a whole checkpoint ([`Core::checkpoint`]): one at a time.
+    checkpointing: Mutex<()>,
     flusher: Option<Flusher>,
 }
 
@@ -180,11 +196,29 @@ impl Core {
         if format < layout::FORMAT {
             db.insert(layout::META_FORMAT, &layout::FORMAT.to_be_bytes()).map_err(sled_error)?;
         }
+        // What the write-ahead log holds beyond sled (a crash, or a last run in Immediate mode).
+        let replayed = if options.temporary {
+            None
+        } else {
+            Some(wal::replay(&options.path, &mut |record| replay_record(&db, compact, record).map(drop))?)
+        };
+        let wal = match (&replayed, options.durability) {
+            (Some(replayed), Durability::Immediate) => Some(Arc::new(Wal::start(&options.path, replayed)?)),
+            (Some(replayed), Durability::Periodic(_)) => {
+                if replayed.last_seq > 0 {
+                    // No log in Periodic mode: what it held goes into sled durably, then it goes.
+                    db.flush_durably()?;
+                    wal::remove_all(&options.path)?;
+                }
+                None
+            }
+            (None, _) => None,
+        };
         let last_history = db.last_history()?;
         let current = 1.max(last_history).max(compact).max(ceiling);
         let db = Arc::new(DbCell::new(db));
         let flusher = match options.durability {
-            Durability::Immediate => Some(Flusher::start(db.clone())?),
+            Durability::Immediate => Some(Flusher::start(db.clone(), wal.clone())?),
             Durability::Periodic(_) => None,
         };
         let core = Core {
@@ -203,6 +237,8 @@ impl Core {
             compact: AtomicU64::new(compact),
             compaction: Mutex::new(()),
             hub: Hub::default(),
+            wal,
+            checkpointing: Mutex::new(()),
             flusher,
             options,
         };
@@ -556,17 +592,23 @@ impl Core {
     /// Stores revision `revision` of `key`: the history entry (the source of truth), then TTL
     /// index changes (a stale TTL entry left by a crash is ignored by the sweeper). Returns the
     /// bytes of the history entry.
+    ///
+    /// With a write-ahead log the write's record is appended first (refused while the log is
+    /// failed: nothing is applied then); a sled insert failing after it fails the log (the
+    /// record may reach the disk, its revision is reused: see [`crate::wal`]).
     fn apply(&self, key: &[u8], revision: Revision, stored: &Version, old_expiry: u64) -> Result<usize> {
         let event = layout::encode_event(revision, key, stored);
         let bytes = 9 + event.len();
-        self.db()?.insert(layout::history_key(revision), event).map_err(sled_error)?;
+        if let Some(wal) = &self.wal {
+            wal.append(wal::Record { revision, old_expiry, event: &event })?;
+        }
+        let stored_in_sled =
+            self.db().and_then(|db| store_write(&db, key, revision, event, old_expiry, stored.expires_at_ms));
+        if let (Err(e), Some(wal)) = (&stored_in_sled, &self.wal) {
+            wal.fail(&format!("a sled insert failed after its record was logged: {e}"));
+        }
+        stored_in_sled?;
         self.history_bytes.fetch_add(bytes as u64, Ordering::SeqCst);
-        if old_expiry != 0 && old_expiry != stored.expires_at_ms {
-            self.db()?.remove(layout::expiry_key(old_expiry, key)).map_err(sled_error)?;
-        }
-        if stored.expires_at_ms != 0 {
-            self.db()?.insert(layout::expiry_key(stored.expires_at_ms, key), &[][..]).map_err(sled_error)?;
-        }
         Ok(bytes)
     }
 
@@ -617,14 +659,64 @@ impl Core {
         Ok(())
     }
 
-    /// Flushes everything applied so far and publishes what the flush made durable.
+    /// Makes everything applied so far durable (the write-ahead log's flush, or sled's without
+    /// a log) and publishes it.
     fn flush_and_publish(&self) -> Result<()> {
         let applied = self.applied.load(Ordering::SeqCst);
-        if let Err(e) = self.db().and_then(|db| db.flush_durably()).and_then(|_| self.db.sync_pointer()) {
+        let durable = match &self.wal {
+            Some(wal) => wal.sync(),
+            None => self.db().and_then(|db| db.flush_durably()),
+        };
+        if let Err(e) = durable.and_then(|_| self.db.sync_pointer()) {
             self.note_io_failure(&e);
             return Err(e);
         }
         self.publish_through(applied)
+    }
+
+    /// A checkpoint and then the publication of everything applied before it (it is durable in
+    /// sled then).
+    fn checkpoint_and_publish(&self) -> Result<()> {
+        let applied = self.applied.load(Ordering::SeqCst);
+        self.checkpoint()?;
+        self.publish_through(applied)
+    }
+
+    /// Flushes sled durably behind the write-ahead log (see [`crate::wal`]): rotates the log
+    /// (under the writer lock), flushes the live generation durably (and makes a pending
+    /// switch durable), then deletes the closed segments, which clears a log failure. Without
+    /// a log, sled's durable flush alone.
+    ///
+    /// Errors: [`Error::Unavailable`] when a step fails (the closed segments stay: replayed on
+    /// open).
+    pub(super) fn checkpoint(&self) -> Result<()> {
+        let outcome = match &self.wal {
+            None => self.db().and_then(|db| db.flush_durably()).and_then(|()| self.db.sync_pointer()),
+            Some(wal) => {
+                let _one = self.checkpointing.lock().unwrap_or_else(|e| e.into_inner());
+                wal.rotate(|| self.writer.lock().unwrap_or_else(|e| e.into_inner())).and_then(|below| {
+                    self.db()?.flush_durably()?;
+                    self.db.sync_pointer()?;
+                    wal.checkpointed(below)
+                })
+            }
+        };
+        if let Err(e) = &outcome {
+            self.note_io_failure(e);
+        }
+        outcome
+    }
+
+    /// A checkpoint when one is due ([`Wal::checkpoint_due`]), not while recovery from a
+    /// failed write is pending (it ends with one).
+    fn checkpoint_if_due(&self) {
+        let Some(wal) = &self.wal else { return };
+        if self.io_failure_pending() || !wal.checkpoint_due() {
+            return;
+        }
+        if let Err(e) = self.checkpoint() {
+            tracing::warn!(error = %e, "sled backend: checkpoint failed; the write-ahead log keeps the writes");
+        }
     }
 
     /// Events of `[start, end)` with revisions in `from..=until`, reading at most `chunk`
@@ -690,7 +782,11 @@ impl Core {
             return Ok(());
         }
         self.db()?.insert(layout::META_COMPACT, &revision.to_be_bytes()).map_err(sled_error)?;
-        self.flush_blocking()?;
+        // The compaction point durable in sled (it is not in the write-ahead log) before any
+        // history goes, and with it every revision below it: replay skips those.
+        if self.flusher.is_some() {
+            self.checkpoint_and_publish()?;
+        }
         self.compact.store(revision, Ordering::SeqCst);
         self.remove_compacted_history(revision)
     }
@@ -819,6 +915,7 @@ impl Core {
     /// a rewrite when one would return enough space.
     fn maintain(&self, compaction_due: bool) {
         self.recover_from_io_failure();
+        self.checkpoint_if_due();
         if let Err(e) = self.expire_due(now_ms()) {
             tracing::warn!(error = %e, "sled backend: TTL expiry failed");
         }
@@ -839,7 +936,7 @@ impl Drop for Core {
         // A clean close: everything durable, and the ceiling equal to the current revision so
         // the next open continues exactly where this one stopped.
         self.flusher.take();
-        if self.db().is_ok_and(|db| db.flush_durably().is_ok()) && self.db.sync_pointer().is_ok() {
+        if self.checkpoint().is_ok() {
             if let Some(path) = &self.ceiling_path {
                 if let Err(e) = write_ceiling(path, self.applied.load(Ordering::SeqCst)) {
                     tracing::warn!(error = %e, "sled backend: cannot record the revision ceiling on close");
@@ -869,6 +966,43 @@ fn open_db(config: &sled::Config) -> sled::Result<sled::Db> {
             result => return result,
         }
     }
+}
+
+/// Stores a write in `db`: its history entry `event` (the source of truth), then the TTL
+/// index changes (a stale TTL entry left by a crash is ignored by the sweeper). Blind inserts
+/// and removes: storing the same write again changes nothing (the log's replay).
+fn store_write(
+    db: &sled::Db,
+    key: &[u8],
+    revision: Revision,
+    event: Vec<u8>,
+    old_expiry: u64,
+    expires_at_ms: u64,
+) -> Result<()> {
+    db.insert(layout::history_key(revision), event).map_err(sled_error)?;
+    if old_expiry != 0 && old_expiry != expires_at_ms {
+        db.remove(layout::expiry_key(old_expiry, key)).map_err(sled_error)?;
+    }
+    if expires_at_ms != 0 {
+        db.insert(layout::expiry_key(expires_at_ms, key), &[][..]).map_err(sled_error)?;
+    }
+    Ok(())
+}
+
+/// Replays one write-ahead log record into `db` (see [`crate::wal`]): skipped at or below the
+/// compaction revision `compact` (in sled already, or compacted away: never resurrected) and
+/// at or below the generation's packed history (packed revisions stay below the sled tree's).
+/// Returns whether it was stored.
+///
+/// Errors: [`Error::Corrupt`] for a record whose checksum held but whose history entry does
+/// not (not a torn write); [`Error::Unavailable`] when sled fails.
+fn replay_record(db: &generation::Gen, compact: Revision, record: wal::Record<'_>) -> Result<bool> {
+    if record.revision <= compact || record.revision <= db.packed.last_revision() {
+        return Ok(false);
+    }
+    let (key, version) = layout::decode_event_header(record.revision, record.event)?;
+    store_write(db, key, record.revision, record.event.to_vec(), record.old_expiry, version.expires_at_ms)?;
+    Ok(true)
 }
 
 fn meta(db: &sled::Db, name: &[u8]) -> Result<u64> {
@@ -995,6 +1129,16 @@ impl SledBackend {
     #[doc(hidden)]
     pub fn set_switch_hook(&self, hook: fn(&'static str)) {
         self.core.db.set_hook(hook);
+    }
+
+    /// Test hook, not part of the API: `true` pauses the periodic checkpoints of the
+    /// write-ahead log (compaction, rewrites and close still checkpoint), so that a crash test
+    /// finds the writes in the log.
+    #[doc(hidden)]
+    pub fn pause_checkpoints(&self, paused: bool) {
+        if let Some(wal) = &self.core.wal {
+            wal.pause_checkpoints(paused);
+        }
     }
 
     /// How many times since open the backend recovered by itself from failed writes (e.g. a
@@ -1191,6 +1335,49 @@ mod tests {
         let core = Core::open(SledOptions::new(dir.path())).expect("reopen");
         assert_eq!(core.expire_due(deadline + 1).expect("sweep"), 1, "the TTL entry was restored");
         assert!(core.get("/t", 0).expect("get").kv.is_none());
+    }
+
+    fn history_revisions(core: &Core) -> Vec<u64> {
+        core.db()
+            .expect("live")
+            .range(layout::history_key(0)..layout::history_key(u64::MAX))
+            .keys()
+            .map(|k| layout::be_u64(&k.expect("key")[1..]).expect("rev"))
+            .collect()
+    }
+
+    #[test]
+    fn log_replay_stores_nothing_at_or_below_the_compaction_point_or_the_packed_history() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let core = Core::open(SledOptions { compaction_window: 0, ..SledOptions::new(dir.path()) }).expect("open");
+        let a1 = put(&core, "/a", b"1", 0);
+        let a2 = put(&core, "/a", b"2", a1);
+        let a3 = put(&core, "/a", b"3", a2);
+        let record_of = |revision: Revision| -> Vec<u8> {
+            let db = core.db().expect("live");
+            let raw = db.history(revision).expect("read").expect("retained");
+            raw.to_vec()
+        };
+        let (raw1, raw3) = (record_of(a1), record_of(a3));
+        core.compact(a3).expect("compact");
+        assert_eq!(history_revisions(&core), vec![a2, a3], "a1 compacted away");
+        let db = core.db().expect("live");
+        let replay = |revision, raw: &[u8]| {
+            replay_record(&db, core.compacted(), wal::Record { revision, old_expiry: 0, event: raw }).expect("replay")
+        };
+        assert!(!replay(a1, &raw1), "below the compaction point: skipped");
+        assert!(!replay(a3, &raw3), "at the compaction point: skipped");
+        assert_eq!(history_revisions(&core), vec![a2, a3], "nothing compacted came back");
+        let a4 = put(&core, "/a", b"4", a3);
+        let raw4 = record_of(a4);
+        assert!(replay(a4, &raw4), "above it: stored (the same bytes again)");
+        drop(db);
+        // After a rewrite everything retained is packed: below its last revision, skipped.
+        core.rewrite().expect("rewrite").expect("rewritten");
+        let db = core.db().expect("live");
+        assert!(db.packed.last_revision() >= a4);
+        let stored = replay_record(&db, 0, wal::Record { revision: a4, old_expiry: 0, event: &raw4 }).expect("replay");
+        assert!(!stored && history_revisions(&core).is_empty(), "packed revisions stay out of the sled tree");
     }
 
     #[test]

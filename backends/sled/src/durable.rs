@@ -10,8 +10,10 @@
 //! [`DurableFiles::flush`] therefore syncs the blob files created since the last flush and
 //! their directory *before* sled's flush (so that no flushed log entry names a blob that is
 //! not durable), runs sled's flush, and then `fdatasync`s the log file: one real fsync per
-//! flush, as etcd does for its WAL. Group commit (see [`crate::flusher`]) shares it between
-//! concurrent writers.
+//! flush. In [`Durability::Immediate`](crate::Durability::Immediate) mode on disk, writes are
+//! made durable by the backend's write-ahead log ([`crate::wal`]) and this flush runs in its
+//! checkpoints (and in rewrites); a temporary database's group commit (see [`crate::flusher`])
+//! still runs it.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};

@@ -10,8 +10,10 @@
 //! A writer waits for exactly one flush: the first that starts after its request arrived (it
 //! applied its write before sending the request, so that flush covers it). When a flush ends,
 //! the next starts at once with every request that arrived meanwhile, unless writers are still
-//! committing (then it gathers them for at most [`MAX_GATHER`]). The flush is durable: sled's
-//! flush plus the fsyncs it leaves out ([`crate::durable`]).
+//! committing (then it gathers them for at most [`MAX_GATHER`]). The flush is durable: with a
+//! write-ahead log ([`crate::wal`], Immediate mode on disk) one write of the buffered records
+//! and one `fdatasync`; without one (a temporary database) sled's flush plus the fsyncs it
+//! leaves out ([`crate::durable`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -22,6 +24,7 @@ use apistore::{Error, Result};
 use tokio::sync::oneshot;
 
 use crate::generation::DbCell;
+use crate::wal::Wal;
 
 type Waiter = oneshot::Sender<Result<()>>;
 
@@ -50,14 +53,15 @@ impl Drop for Committing {
 }
 
 impl Flusher {
-    /// Starts the flusher thread of `db` (it flushes whichever database is live then).
-    pub(crate) fn start(db: Arc<DbCell>) -> Result<Self> {
+    /// Starts the flusher thread of `db` (it flushes `wal`, or without one whichever database
+    /// is live then).
+    pub(crate) fn start(db: Arc<DbCell>, wal: Option<Arc<Wal>>) -> Result<Self> {
         let (requests, incoming) = mpsc::channel::<Waiter>();
         let committing = Arc::new(AtomicUsize::new(0));
         let gathering = committing.clone();
         let thread = thread::Builder::new()
             .name("apistore-sled-flush".into())
-            .spawn(move || run(db, incoming, gathering))
+            .spawn(move || run(db, wal, incoming, gathering))
             .map_err(|e| Error::internal(format!("cannot start the sled flusher thread: {e}")))?;
         Ok(Flusher { requests: Some(requests), committing, thread: Some(thread) })
     }
@@ -93,7 +97,7 @@ impl Drop for Flusher {
     }
 }
 
-fn run(db: Arc<DbCell>, incoming: mpsc::Receiver<Waiter>, committing: Arc<AtomicUsize>) {
+fn run(db: Arc<DbCell>, wal: Option<Arc<Wal>>, incoming: mpsc::Receiver<Waiter>, committing: Arc<AtomicUsize>) {
     while let Ok(first) = incoming.recv() {
         let mut waiters = vec![first];
         let deadline = Instant::now() + MAX_GATHER;
@@ -110,7 +114,11 @@ fn run(db: Arc<DbCell>, incoming: mpsc::Receiver<Waiter>, committing: Arc<Atomic
             }
         }
         // A write in a generation just switched to is durable only once the switch is.
-        let outcome = db.get().and_then(|live| live.flush_durably()).and_then(|()| db.sync_pointer());
+        let durable = match &wal {
+            Some(wal) => wal.sync(),
+            None => db.get().and_then(|live| live.flush_durably()),
+        };
+        let outcome = durable.and_then(|()| db.sync_pointer());
         for waiter in waiters {
             let _ = waiter.send(outcome.clone());
         }

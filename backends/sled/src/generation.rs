@@ -8,6 +8,8 @@
 //!                              (the history the rewrite carried over, see crate::packed)
 //!   gen-000003/                a rewrite in progress (garbage until the pointer names it)
 //!   apistore-revision-ceiling  the revision ceiling (shared by all generations)
+//!   apistore-wal/              the write-ahead log (shared by all generations: replayed into
+//!                              the live one, see crate::wal)
 //! ```
 //!
 //! Without a pointer file the database is the legacy layout (sled's files in `data-dir`

@@ -12,10 +12,13 @@ use serde::{Deserialize, Deserializer};
 /// durability is one fsync per batch of concurrent writes, not per write.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Durability {
-    /// Every write is flushed (fsync) before it is acknowledged: sled's flush plus an
-    /// `fdatasync` of its log and a sync of new blob files, which sled 0.34's flush leaves out
-    /// (see `durable.rs`). Survives `kill -9` and power loss (as far as the disk honours fsync). Readers and watchers see a write only
-    /// once its flush completed, so nothing they saw can be lost in a crash.
+    /// Every write is durable before it is acknowledged: its record is written to the
+    /// backend's write-ahead log and `fdatasync`ed (one write and one sync per group of
+    /// concurrent writers, see `wal.rs`); sled itself is flushed durably behind the log about
+    /// once a second (sled's flush plus an `fdatasync` of its log and a sync of new blob files,
+    /// which sled 0.34's flush leaves out, see `durable.rs`), and the log is replayed on open.
+    /// Survives `kill -9` and power loss (as far as the disk honours fsync). Readers and
+    /// watchers see a write only once it is durable, so nothing they saw can be lost in a crash.
     #[default]
     Immediate,
     /// Writes are acknowledged once applied in memory; sled flushes in the background every

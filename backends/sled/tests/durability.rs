@@ -217,3 +217,244 @@ fn sigkill_loses_no_acknowledged_write_and_reuses_no_revision() {
         });
     }
 }
+
+const WAL_ROUND_ENV: &str = "APISTORE_SLED_WAL_ROUND";
+const WAL_CHECKPOINTS_ENV: &str = "APISTORE_SLED_WAL_CHECKPOINTS";
+
+/// Task `task`'s `i`-th write in the write-ahead log crash tests: even tasks create a new key
+/// each time (its value is its name), odd tasks update their one key (value `i`).
+fn wal_write(round: &str, task: usize, i: u64, previous: u64) -> (String, Bytes, u64) {
+    if task % 2 == 0 {
+        let key = format!("/wal/{round}/new/{task}/{i}");
+        let value = Bytes::from(key.clone());
+        (key, value, 0)
+    } else {
+        (format!("/wal/{round}/upd/{task}"), Bytes::from(i.to_string()), previous)
+    }
+}
+
+/// Child side of the write-ahead log crash tests: 8 tasks write durably forever (see
+/// [`wal_write`]), printing every acknowledged write; with checkpoints paused unless
+/// `WAL_CHECKPOINTS_ENV` is set (then sled is flushed behind the log every second as usual).
+#[test]
+fn wal_crash_child() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
+    let round = std::env::var(WAL_ROUND_ENV).unwrap_or_default();
+    let checkpoints = std::env::var(WAL_CHECKPOINTS_ENV).is_ok();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async move {
+        let kv = std::sync::Arc::new(SledBackend::open(SledOptions::new(dir)).expect("open"));
+        kv.pause_checkpoints(!checkpoints);
+        crash::write_and_ack_forever(kv, 8, move |task, i, previous| wal_write(&round, task, i, previous)).await;
+    });
+}
+
+/// Runs [`wal_crash_child`] on `dir` until it acknowledged `acks` writes and ran for at least
+/// `at_least`, kills it with SIGKILL and returns every write it acknowledged: `(revision, key, i)`.
+fn run_and_kill(
+    dir: &Path,
+    round: &str,
+    checkpoints: bool,
+    acks: usize,
+    at_least: Duration,
+) -> Vec<(u64, String, u64)> {
+    let mut env = vec![(CHILD_ENV, dir.display().to_string()), (WAL_ROUND_ENV, round.to_owned())];
+    if checkpoints {
+        env.push((WAL_CHECKPOINTS_ENV, "1".to_owned()));
+    }
+    let started = std::time::Instant::now();
+    let (mut child, mut lines) = crash::spawn_child("wal_crash_child", &env);
+    let mut acked = Vec::new();
+    while acked.len() < acks || started.elapsed() < at_least {
+        let line = lines.next().expect("child stopped early").expect("read child output");
+        acked.extend(crash::parse_ack(&line));
+    }
+    child.kill().expect("SIGKILL the child");
+    for line in lines.map_while(Result::ok) {
+        acked.extend(crash::parse_ack(&line));
+    }
+    let _ = child.wait();
+    acked
+}
+
+/// Checks on the reopened `kv` that every write of `acked` is there: each created key with
+/// its value and revision, each updated key at its last acknowledged version or later (a
+/// write in flight at the kill may have become durable: its outcome was unknown), and every
+/// acknowledged version readable at its revision (the history survived too).
+async fn check_acknowledged(kv: &SledBackend, acked: &[(u64, String, u64)]) {
+    let mut last_update: std::collections::BTreeMap<&str, (u64, u64)> = std::collections::BTreeMap::new();
+    for (revision, key, i) in acked {
+        if key.contains("/new/") {
+            let got = kv.get(key, 0).await.expect("get").kv;
+            let got = got.unwrap_or_else(|| panic!("acknowledged {key} at {revision} lost"));
+            assert_eq!((got.mod_revision, got.value.as_ref()), (*revision, key.as_bytes()), "{key}");
+        } else {
+            let at = kv.get(key, *revision).await.expect("get at its revision").kv;
+            let at = at.unwrap_or_else(|| panic!("acknowledged {key} = {i} at {revision} lost from the history"));
+            assert_eq!((at.mod_revision, at.value.as_ref()), (*revision, i.to_string().as_bytes()), "{key}");
+            let entry = last_update.entry(key).or_insert((*revision, *i));
+            if *revision > entry.0 {
+                *entry = (*revision, *i);
+            }
+        }
+    }
+    for (key, (revision, i)) in last_update {
+        let got = kv.get(key, 0).await.expect("get").kv.expect("updated key");
+        let value: u64 = std::str::from_utf8(&got.value).expect("utf-8").parse().expect("a number");
+        assert!(
+            got.mod_revision >= revision && value >= i,
+            "{key}: {} at {} behind {i} at {revision}",
+            value,
+            got.mod_revision
+        );
+        if got.mod_revision == revision {
+            assert_eq!(value, i, "{key}");
+        }
+    }
+}
+
+/// Bytes of the good records in the log's segments (what a replay has to apply).
+fn logged_records(dir: &Path) -> usize {
+    apistore_sled::inspect_wal(dir).expect("inspect the log").iter().map(|s| s.revisions.len()).sum()
+}
+
+#[test]
+fn sigkill_under_8_durable_writers_loses_no_acknowledged_write_and_revisions_continue_above() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    // Round 0: sled never checkpointed, the log alone holds the writes; round 1: checkpoints
+    // run (every second) for 3.5 s while the writers write, the kill lands wherever it lands.
+    for (round, checkpoints, acks, at_least) in
+        [("0", false, 2_000, Duration::ZERO), ("1", true, 2_000, Duration::from_millis(3_500))]
+    {
+        let acked = run_and_kill(dir.path(), round, checkpoints, acks, at_least);
+        if !checkpoints {
+            assert!(
+                logged_records(dir.path()) >= acked.len(),
+                "round {round}: the log holds every acknowledged write (the replay is what is tested)"
+            );
+        }
+        let max_acked = acked.iter().map(|(r, _, _)| *r).max().expect("acks");
+        runtime.block_on(async {
+            let kv = open(dir.path());
+            check_acknowledged(&kv, &acked).await;
+            let current = kv.current_revision().await.expect("current");
+            assert!(current >= max_acked, "round {round}: current {current} below acknowledged {max_acked}");
+            let next = put(&kv, &format!("/wal/after/{round}"), "x", 0).await;
+            assert!(next > max_acked, "round {round}: revision {next} reused (acknowledged up to {max_acked})");
+        });
+    }
+}
+
+#[test]
+fn a_torn_log_tail_is_ignored_and_cut_away_before_later_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = run_and_kill(dir.path(), "0", false, 500, Duration::ZERO);
+    // A crash in the middle of a log write: the last segment ends with a cut record, or with
+    // a complete one that fails its checksum (here both: a bad frame, then a cut one).
+    let segments = apistore_sled::inspect_wal(dir.path()).expect("inspect");
+    let last = segments.iter().rev().find(|s| s.file_bytes > 0).expect("a segment with records").clone();
+    // (The kill itself may have cut the last write short: a fatal signal can end a write
+    // between pages. Everything after `good_bytes` goes.)
+    let mut torn = Vec::new();
+    let body = [&u64::MAX.to_be_bytes()[..], &0u64.to_be_bytes(), b"not a history entry"].concat();
+    torn.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    torn.extend_from_slice(&0xdead_beef_u32.to_be_bytes()); // not its checksum
+    torn.extend_from_slice(&body);
+    torn.extend_from_slice(&[0, 0, 1, 0, 1, 2, 3]); // a cut frame header
+    let mut file = std::fs::OpenOptions::new().append(true).open(&last.path).expect("open the segment");
+    std::io::Write::write_all(&mut file, &torn).expect("append a torn tail");
+    drop(file);
+    // The next run opens it (replays, cuts the tail durably) and writes into a new segment,
+    // with checkpoints paused: a tail left in place would hide these writes at the next open.
+    let second = run_and_kill(dir.path(), "1", false, 500, Duration::ZERO);
+    let report = apistore_sled::inspect_wal(dir.path()).expect("inspect");
+    let cut = report.iter().find(|s| s.path == last.path).expect("the torn segment is still there (no checkpoint)");
+    assert_eq!(cut.file_bytes, last.good_bytes, "the torn tail was cut back to the last good record");
+    let newest = report.len() - 1;
+    assert!(
+        report.iter().take(newest).all(|s| s.good_bytes == s.file_bytes),
+        "no damaged record in front of the newest segment (which the second kill may have cut): {report:?}"
+    );
+    assert!(report[newest].path != last.path, "the second run wrote into a segment of its own");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let kv = open(dir.path());
+        check_acknowledged(&kv, &first).await;
+        check_acknowledged(&kv, &second).await;
+        let max_acked = second.iter().map(|(r, _, _)| *r).max().expect("acks");
+        let next = put(&kv, "/wal/after", "x", 0).await;
+        assert!(next > max_acked, "revision {next} reused (acknowledged up to {max_acked})");
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_replay_skips_compacted_revisions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let saved = tempfile::tempdir().expect("tempdir for the saved log");
+    let wal = dir.path().join(apistore_sled::WAL_DIR);
+    let options = || SledOptions { compaction_window: 0, ..SledOptions::new(dir.path()) };
+    let (versions, b_deleted, compacted, in_use, last) = {
+        let kv = SledBackend::open(options()).expect("open");
+        kv.pause_checkpoints(true);
+        let mut versions = Vec::new();
+        let mut previous = 0;
+        for i in 1..=6 {
+            previous = put(&kv, "/c/a", &format!("a{i}"), previous).await;
+            versions.push(previous);
+        }
+        let b = put(&kv, "/c/b", "b", 0).await;
+        let b_deleted = match kv.delete("/c/b", b).await.expect("delete") {
+            TxnOutcome::Succeeded { revision } => revision,
+            failed => panic!("{failed:?}"),
+        };
+        let c = put(&kv, "/c/c", "c", 0).await;
+        // The log as it is now: every record above, all acknowledged.
+        for entry in std::fs::read_dir(&wal).expect("log dir") {
+            let entry = entry.expect("entry");
+            std::fs::copy(entry.path(), saved.path().join(entry.file_name())).expect("save a segment");
+        }
+        // Compacted at /c/c: of /c/a only a6 (its newest version below) stays, of /c/b nothing.
+        kv.compact(c).await.expect("compact");
+        let last = put(&kv, "/c/a", "a7", previous).await;
+        let in_use = kv.space().await.expect("space").in_use_bytes;
+        (versions, b_deleted, c, in_use, last)
+    };
+    // A crash right after compaction's checkpoint flushed sled and removed the history, with
+    // the log's old segments still there: they hold records the compaction removed.
+    for entry in std::fs::read_dir(saved.path()).expect("saved") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), wal.join(entry.file_name())).expect("restore a segment");
+    }
+    let restored = logged_records(dir.path());
+    assert!(restored >= 9, "the restored log holds the compacted records ({restored})");
+    let kv = SledBackend::open(options()).expect("reopen");
+    assert_eq!(kv.compacted_revision().await.expect("compacted"), compacted);
+    assert_eq!(kv.current_revision().await.expect("current"), last);
+    for revision in versions.iter().filter(|r| **r < compacted) {
+        assert!(matches!(kv.get("/c/a", *revision).await, Err(Error::Compacted { .. })), "{revision}");
+    }
+    let a = kv.get("/c/a", compacted).await.expect("at the compaction point").kv.expect("a6 retained");
+    assert_eq!((a.value.as_ref(), a.mod_revision, a.version), (&b"a6"[..], versions[5], 6));
+    let a = kv.get("/c/a", 0).await.expect("latest").kv.expect("a7");
+    assert_eq!((a.value.as_ref(), a.mod_revision, a.version), (&b"a7"[..], last, 7));
+    assert!(kv.get("/c/b", 0).await.expect("b").kv.is_none() && b_deleted < compacted);
+    let listed = kv.range(RangeRequest::prefix("/c/")).await.expect("range");
+    assert_eq!(listed.kvs.iter().map(|kv| kv.key.as_str()).collect::<Vec<_>>(), vec!["/c/a", "/c/c"]);
+    assert_eq!(
+        kv.space().await.expect("space").in_use_bytes,
+        in_use,
+        "no compacted history came back (the bytes in use are those before the crash)"
+    );
+    // A watch from the compaction point replays exactly what compaction kept.
+    let request =
+        WatchRequest { start: "/c/".into(), end: "/c0".into(), start_revision: compacted, progress_notify: false };
+    let mut stream = kv.watch(request).await.expect("watch");
+    let mut revisions = Vec::new();
+    for _ in 0..2 {
+        let event = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("in time");
+        revisions.push(event.expect("open").expect("event").revision());
+    }
+    assert_eq!(revisions, vec![compacted, last]);
+    assert!(put(&kv, "/c/d", "d", 0).await > last);
+}

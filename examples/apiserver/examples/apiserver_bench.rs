@@ -5,7 +5,7 @@
 //! cargo run --release -p apistore-apiserver --example apiserver_bench -- [--backend sled] [--creates 10000] [--clients 16]
 //! cargo run --release -p apistore-apiserver --example apiserver_bench -- --server http://127.0.0.1:8080   # a running server
 //! cargo build --release -p apistore-apiserver --features etcd --bins --examples   # the etcd side needs the etcd backend
-//! cargo run --release -p apistore-apiserver --features etcd --example apiserver_bench -- --durable-creates [--dir .] [--seconds 4] [--rounds 3]
+//! cargo run --release -p apistore-apiserver --features etcd --example apiserver_bench -- --durable-creates [--dir .] [--seconds 4] [--rounds 3] [--before OTHER/target/release/apiserver]
 //! ```
 //!
 //! `--durable-creates` runs one comparison instead, all in one run and on one disk (temporary
@@ -16,7 +16,8 @@
 //! preallocated one, each followed by `fdatasync`). Each figure is measured `--rounds` times,
 //! interleaved (the side measured first alternates); the medians are printed with the ratios
 //! sled/etcd and sled-at-1-connection/fsync-rate, the faster probe's (one fsync per
-//! acknowledged create is the floor).
+//! acknowledged create is the floor). `--before BINARY` adds a third side: that server binary
+//! (e.g. main's build) on sled, measured in the same rounds, with the ratio this/before.
 //! With `--server URL` it only drives that running server (`--clients` connections, e.g. to
 //! profile it).
 //!
@@ -84,6 +85,7 @@ fn parse() -> Result<Options, String> {
             "--dir" => options.durable.dir = value()?.into(),
             "--seconds" => options.durable.seconds = number(value()?)?.max(1) as u64,
             "--rounds" => options.durable.rounds = number(value()?)?.max(1),
+            "--before" => options.durable.before = Some(value()?.into()),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -306,11 +308,13 @@ struct Durable {
     seconds: u64,
     /// Measurements of each figure (interleaved).
     rounds: usize,
+    /// Another server binary measured on sled in the same rounds (side "before").
+    before: Option<std::path::PathBuf>,
 }
 
 impl Default for Durable {
     fn default() -> Self {
-        Durable { dir: ".".into(), seconds: 4, rounds: 3 }
+        Durable { dir: ".".into(), seconds: 4, rounds: 3, before: None }
     }
 }
 
@@ -501,12 +505,29 @@ async fn durable_creates(settings: &Durable) -> Result<(), String> {
     let mut processes = std::collections::BTreeMap::new();
     processes.insert("sled", vec![sled_server.pid()]);
     processes.insert("etcd", [Some(etcd_server.pid()), etcd.pid(0)].into_iter().flatten().collect::<Vec<_>>());
+    let mut sides = vec![("sled", sled_url.clone()), ("etcd", etcd_url.clone())];
+    let _before_server = match &settings.before {
+        Some(binary) => {
+            let dir = tempfile::tempdir_in(root.path()).map_err(|e| e.to_string())?;
+            let args = [
+                "--backend".to_owned(),
+                "sled".to_owned(),
+                "--data-dir".to_owned(),
+                dir.path().join("data").display().to_string(),
+            ];
+            let (port, spawned) = common::spawn_binary(binary, &args, dir)?;
+            processes.insert("before", vec![spawned.pid()]);
+            sides.push(("before", format!("http://127.0.0.1:{port}")));
+            Some(spawned)
+        }
+        None => None,
+    };
     let client = reqwest::Client::new();
-    wait_ready(&client, &sled_url).await?;
-    wait_ready(&client, &etcd_url).await?;
-    let sides = [("sled", sled_url.as_str()), ("etcd", etcd_url.as_str())];
+    for (_, url) in &sides {
+        wait_ready(&client, url).await?;
+    }
     // Warm up both servers (connections, caches) before measuring.
-    for (name, url) in sides {
+    for (name, url) in &sides {
         create_rate(url, &format!("warm-{name}"), 4, 1).await?;
     }
     let mut rates: std::collections::BTreeMap<(usize, &str), Vec<f64>> = Default::default();
@@ -524,16 +545,15 @@ async fn durable_creates(settings: &Durable) -> Result<(), String> {
         probe_latencies.push(latency);
         for connections in CONNECTIONS {
             // Alternate which side goes first, so neither always follows the same neighbour.
-            let mut order = sides;
-            if round % 2 == 1 {
-                order.reverse();
-            }
+            let mut order = sides.clone();
+            order.rotate_left(round % sides.len());
             for (name, url) in order {
                 let pids = processes.get(name).cloned().unwrap_or_default();
                 let before: Vec<_> = pids.iter().map(|pid| cpu_time(*pid)).collect();
                 let loader_before = [cpu_time(std::process::id())];
                 let (rate, creates) =
-                    create_rate(url, &format!("r{round}-c{connections}-{name}"), connections, settings.seconds).await?;
+                    create_rate(&url, &format!("r{round}-c{connections}-{name}"), connections, settings.seconds)
+                        .await?;
                 let used = cpu_per_create(&pids, &before, creates);
                 let loader = cpu_per_create(&[std::process::id()], &loader_before, creates);
                 println!(
@@ -577,6 +597,16 @@ async fn durable_creates(settings: &Durable) -> Result<(), String> {
         println!(
             "      CPU per create: sled side {sled_cpu:.0} µs (API server), etcd side {etcd_cpu:.0} µs (API server + etcd), the loader {loader_cpu:.0} µs (either side)"
         );
+        if settings.before.is_some() {
+            let before = median(rates.entry((connections, "before")).or_default());
+            let before_cpu = median(cpu.entry((connections, "before")).or_default());
+            println!(
+                "      before (--before on sled): {before:.0} creates/s, CPU per create {before_cpu:.0} µs; this/before {:.2}x; before/fsync-rate {:.2} (by the median fsync {:.2})",
+                sled / before.max(f64::MIN_POSITIVE),
+                before / fsync.max(f64::MIN_POSITIVE),
+                before / uncontended,
+            );
+        }
     }
     Ok(())
 }

@@ -415,6 +415,11 @@ impl Core {
         }
     }
 
+    /// True while a failed write waits for [`Core::recover_from_io_failure`].
+    pub(super) fn io_failure_pending(&self) -> bool {
+        self.space.io_failed.load(Ordering::SeqCst)
+    }
+
     /// Recovers from a failed write when the disk takes writes again: probes it, then
     /// rewrites into a fresh generation (see the module doc). At most once per
     /// [`RECOVERY_BACKOFF`].
@@ -505,6 +510,11 @@ impl Core {
         let _compaction = self.compaction.lock().unwrap_or_else(|e| e.into_inner());
         let taken = {
             let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            // What the log has not written yet is discarded with the database's memory, and
+            // nothing is acknowledged until the checkpoint at the end.
+            if let Some(wal) = &self.wal {
+                wal.fail("the database is being reopened after a failed write");
+            }
             self.db.take()
         };
         // Let operations still on them finish (they fail or read), then close them.
@@ -526,6 +536,10 @@ impl Core {
             gen.insert(layout::META_COMPACT, &compact.to_be_bytes()).map_err(sled_error)?;
         }
         self.compact.store(compact, Ordering::SeqCst);
+        // What the disk holds includes the write-ahead log.
+        if let Some(wal) = &self.wal {
+            wal.replay_all(&root, &mut |record| super::replay_record(&gen, compact, record).map(drop))?;
+        }
         let index = self.index_of(&gen)?;
         {
             let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -551,7 +565,8 @@ impl Core {
         }
         generation::remove_stale(&root, live)?;
         self.remove_compacted_history(compact)?;
-        self.flush_and_publish()?;
+        // sled durable with what was replayed and written again; the log's failure clears.
+        self.checkpoint_and_publish()?;
         Ok(live)
     }
 
@@ -634,6 +649,11 @@ impl Core {
         // live (in memory and, after a crash, possibly on disk): nothing is removed.
         let resumed_at = commit.last;
         self.db.sync_pointer_marking(&mut |step| commit.mark(step))?;
+        // The new generation holds every applied write durably: the log's closed segments go
+        // (and a log failure clears: this is how a recovery's rewrite ends).
+        if let Err(e) = self.checkpoint() {
+            tracing::warn!(error = %e, "sled backend: checkpoint after a rewrite failed; the log keeps the writes");
+        }
         // Let reads still on the old generation finish, then remove it (and legacy files).
         let waited = Instant::now();
         while Arc::strong_count(&old) > 1 && waited.elapsed() < OLD_GENERATION_GRACE {
