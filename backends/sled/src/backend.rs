@@ -194,7 +194,10 @@ impl Core {
             )));
         }
         if format < layout::FORMAT {
+            // Durable before any write is logged: a version that does not know the log must
+            // refuse this directory, not open it without what the log holds.
             db.insert(layout::META_FORMAT, &layout::FORMAT.to_be_bytes()).map_err(sled_error)?;
+            db.flush_durably()?;
         }
         // What the write-ahead log holds beyond sled (a crash, or a last run in Immediate mode).
         let replayed = if options.temporary {

@@ -51,11 +51,14 @@ pub(crate) const META_COMPACTED_THROUGH: &[u8] = b"mcompacted_through";
 pub(crate) const META_FORMAT: &[u8] = b"mformat";
 
 /// The data format this version writes: 2 = checksummed history records (format 2 below) and
-/// packed histories in rewritten generations. Open records it; a directory of a higher
-/// format (a newer version's) is refused, and versions before format 2 cannot read what
-/// this one writes (they refuse format 2 records as corrupt, and a rewritten generation's
-/// history is in its packed file, which they do not know): no downgrade.
-pub(crate) const FORMAT: u64 = 2;
+/// packed histories in rewritten generations; 3 = also a write-ahead log beside the
+/// generations (`apistore-wal/`, [`crate::wal`]) that may hold acknowledged writes sled does not
+/// have yet. Open records it (durably, before anything is logged); a directory of a higher
+/// format (a newer version's) is refused, and versions before format 2 cannot read what this
+/// one writes (they refuse format 2 records as corrupt, and a rewritten generation's history is
+/// in its packed file, which they do not know) while a version of format 2 would ignore the
+/// log and lose what only it holds: no downgrade.
+pub(crate) const FORMAT: u64 = 3;
 
 /// Rejects keys the layout cannot store. Errors: [`Error::Invalid`].
 pub(crate) fn check_key(key: &str) -> Result<()> {

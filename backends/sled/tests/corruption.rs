@@ -171,12 +171,12 @@ fn a_data_directory_of_a_newer_format_is_refused() {
         let db = sled::open(dir.path()).expect("raw sled open");
         assert_eq!(
             db.get(b"mformat").expect("read").as_deref(),
-            Some(&2u64.to_be_bytes()[..]),
-            "open records format 2"
+            Some(&3u64.to_be_bytes()[..]),
+            "open records format 3"
         );
-        db.insert(b"mformat", &3u64.to_be_bytes()).expect("insert");
+        db.insert(b"mformat", &4u64.to_be_bytes()).expect("insert");
         db.flush().expect("flush");
     }
     let error = SledBackend::open(SledOptions::new(dir.path())).expect_err("a newer format is refused");
-    assert!(error.to_string().contains("data format 3"), "{error}");
+    assert!(error.to_string().contains("data format 4"), "{error}");
 }
