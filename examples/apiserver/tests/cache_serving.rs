@@ -52,6 +52,27 @@ async fn send(client: &Client, server: &Server, method: reqwest::Method, path: &
     value
 }
 
+/// The CRD of `Gizmo`s (example.com, namespaced) served as v1 (stored) and v2, its `spec`
+/// having `properties`.
+fn gizmo_crd(properties: Value) -> Value {
+    let schema = json!({"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object",
+        "properties": properties}}}});
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gizmos.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo"},
+            "versions": [
+                {"name": "v1", "served": true, "storage": true, "schema": schema},
+                {"name": "v2", "served": true, "storage": false, "schema": schema},
+            ],
+        },
+    })
+}
+
 fn parse(body: &[u8]) -> Value {
     serde_json::from_slice(body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
 }
@@ -193,22 +214,7 @@ async fn get_without_the_cache_serves_the_same_representations() {
 async fn a_version_other_than_the_storage_version_is_served_from_the_same_cached_object() {
     let server = Server::start(&[]);
     let client = Client::new();
-    let schema = json!({"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object",
-        "properties": {"size": {"type": "integer"}}}}}});
-    let crd = json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "gizmos.example.com"},
-        "spec": {
-            "group": "example.com",
-            "scope": "Namespaced",
-            "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo"},
-            "versions": [
-                {"name": "v1", "served": true, "storage": true, "schema": schema},
-                {"name": "v2", "served": true, "storage": false, "schema": schema},
-            ],
-        },
-    });
+    let crd = gizmo_crd(json!({"size": {"type": "integer"}}));
     send(&client, &server, reqwest::Method::POST, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd)
         .await;
     let v1 = "/apis/example.com/v1/namespaces/default/gizmos";
@@ -456,22 +462,7 @@ async fn gizmo_cache_bytes(client: &Client, server: &Server) -> i64 {
 async fn lists_of_other_served_versions_from_the_cache_are_the_decoded_ones() {
     let server = Server::start(&[]);
     let client = Client::new();
-    let schema = json!({"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object",
-        "properties": {"size": {"type": "integer"}, "text": {"type": "string"}}}}}});
-    let crd = json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "gizmos.example.com"},
-        "spec": {
-            "group": "example.com",
-            "scope": "Namespaced",
-            "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo"},
-            "versions": [
-                {"name": "v1", "served": true, "storage": true, "schema": schema},
-                {"name": "v2", "served": true, "storage": false, "schema": schema},
-            ],
-        },
-    });
+    let crd = gizmo_crd(json!({"size": {"type": "integer"}, "text": {"type": "string"}}));
     send(&client, &server, reqwest::Method::POST, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd)
         .await;
     let v1 = "/apis/example.com/v1/namespaces/default/gizmos";
