@@ -37,10 +37,13 @@ pub struct EncodedObject(Arc<Encoded>);
 
 #[derive(Debug)]
 struct Encoded {
-    json: Bytes,
-    /// The JSON watch event line `json` is a slice of, and its event type (see
-    /// [`EncodedObject::encode_in_watch_line`]).
-    line: Option<(&'static str, Bytes)>,
+    /// The object's JSON, or the JSON watch event line it is a slice of (see
+    /// [`EncodedObject::encode_in_watch_line`]): one buffer either way.
+    bytes: Bytes,
+    /// Where the object's JSON is in `bytes` (all of it but in a watch line).
+    json: std::ops::Range<usize>,
+    /// The event type of the watch line `bytes` is, None when `bytes` is the JSON alone.
+    line_type: Option<&'static str>,
     revision: Revision,
     /// See [`EncodedObject::derived`].
     derived: OnceLock<Box<dyn Any + Send + Sync>>,
@@ -147,7 +150,7 @@ impl DerivedMeter {
 
 impl PartialEq for EncodedObject {
     fn eq(&self, other: &Self) -> bool {
-        self.0.revision == other.0.revision && self.0.json == other.0.json
+        self.0.revision == other.0.revision && self.json() == other.json()
     }
 }
 
@@ -165,8 +168,9 @@ impl EncodedObject {
         json.shrink_to_fit();
         let json = Bytes::from(json.into_boxed_slice());
         Ok(EncodedObject(Arc::new(Encoded {
-            json,
-            line: None,
+            json: 0..json.len(),
+            bytes: json,
+            line_type: None,
             revision,
             derived: OnceLock::new(),
             metered: Mutex::new(Metered::default()),
@@ -246,11 +250,13 @@ impl EncodedObject {
         let end = line.len();
         line.extend_from_slice(WATCH_LINE_END);
         line.shrink_to_fit();
+        // One buffer, not yet shared: the JSON is a range of it, sliced out only when asked
+        // for as `Bytes` (no shared header allocated before then).
         let line = Bytes::from(line.into_boxed_slice());
-        let json = line.slice(start..end);
         Ok(EncodedObject(Arc::new(Encoded {
-            json,
-            line: Some((type_name, line)),
+            bytes: line,
+            json: start..end,
+            line_type: Some(type_name),
             revision,
             derived: OnceLock::new(),
             metered: Mutex::new(Metered::default()),
@@ -260,13 +266,13 @@ impl EncodedObject {
     /// The bytes this object's encoding occupies: its watch line when it was encoded in one
     /// (the JSON is a slice of it), else its JSON. What a holder counts for it.
     pub fn encoded_len(&self) -> usize {
-        self.0.line.as_ref().map_or(self.0.json.len(), |(_, line)| line.len())
+        self.0.bytes.len()
     }
 
     /// The whole JSON watch event line of type `type_name` around these bytes, when they were
     /// encoded in one ([`EncodedObject::encode_in_watch_line`] with that type); None otherwise.
     pub fn watch_line(&self, type_name: &str) -> Option<&Bytes> {
-        self.0.line.as_ref().filter(|(t, _)| *t == type_name).map(|(_, line)| line)
+        (self.0.line_type == Some(type_name)).then_some(&self.0.bytes)
     }
 
     /// What a reader derives from these bytes, computed by `make` on first use and kept with
@@ -282,8 +288,13 @@ impl EncodedObject {
     }
 
     /// The JSON bytes.
-    pub fn json(&self) -> &Bytes {
-        &self.0.json
+    pub fn json(&self) -> &[u8] {
+        &self.0.bytes[self.0.json.clone()]
+    }
+
+    /// The JSON bytes as shared [`Bytes`] (no copy: a slice of the one buffer).
+    pub fn json_bytes(&self) -> Bytes {
+        self.0.bytes.slice(self.0.json.clone())
     }
 
     /// The object's resourceVersion as a revision.
@@ -294,7 +305,7 @@ impl EncodedObject {
     /// Decodes the object. Errors: [`Error::Internal`] naming the JSON problem (the bytes were
     /// produced by [`EncodedObject::encode`], so this means memory corruption or a bug).
     pub fn decode(&self) -> Result<Object> {
-        serde_json::from_slice(&self.0.json).map_err(|e| Error::internal(format!("decoding a cached object: {e}")))
+        serde_json::from_slice(self.json()).map_err(|e| Error::internal(format!("decoding a cached object: {e}")))
     }
 }
 
@@ -413,9 +424,10 @@ mod tests {
         object.metadata.resource_version = "42".into();
         let encoded = EncodedObject::encode(&object).expect("encode");
         assert_eq!(encoded.revision(), 42);
-        assert_eq!(encoded.json().as_ref(), object.to_json().expect("json").as_slice());
+        assert_eq!(encoded.json(), object.to_json().expect("json").as_slice());
         let shared = encoded.clone();
         assert_eq!(shared.json().as_ptr(), encoded.json().as_ptr(), "clones share the bytes");
+        assert_eq!(encoded.json_bytes().as_ptr(), encoded.json().as_ptr(), "as Bytes, the same bytes");
         assert_eq!(encoded.decode().expect("decode"), object);
         let event = EncodedWatchEvent::encode(WatchEvent::Modified(object.clone()));
         assert_eq!(event.type_name(), "MODIFIED");
@@ -472,7 +484,8 @@ mod tests {
         expected.extend_from_slice(b"}\n");
         assert_eq!(line.as_ref(), expected.as_slice());
         let offset = framed.json().as_ptr() as usize - line.as_ptr() as usize;
-        assert_eq!(&line[offset..offset + framed.json().len()], framed.json().as_ref(), "json is inside the line");
+        assert_eq!(&line[offset..offset + framed.json().len()], framed.json(), "json is inside the line");
+        assert_eq!(framed.json_bytes().as_ptr(), framed.json().as_ptr(), "as Bytes, a slice of the line");
         let event: serde_json::Value = serde_json::from_slice(line).expect("the line is JSON");
         assert_eq!(event["object"]["metadata"]["resourceVersion"], "9");
         object.metadata.resource_version = "x".into();

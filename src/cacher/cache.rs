@@ -20,6 +20,8 @@ use crate::kv::Revision;
 use crate::object::Object;
 use crate::storage::Predicate;
 
+use super::labels::Labels;
+
 /// A store key (`/pods/ns/name`), shared by the tree, the index and the history.
 pub(crate) type Key = Arc<str>;
 
@@ -39,33 +41,31 @@ pub(crate) struct CachedObject {
     /// The object as JSON, its resourceVersion set.
     pub(crate) encoded: EncodedObject,
     /// `metadata.labels`, sorted by key.
-    labels: Box<[(Box<str>, Box<str>)]>,
+    labels: Labels,
 }
 
 impl CachedObject {
     /// Encodes `object` and keeps its labels. Errors: as [`EncodedObject::encode`].
     pub(crate) fn new(object: &Object) -> Result<Self> {
-        let labels = object.metadata.labels.iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect();
-        Ok(CachedObject { encoded: EncodedObject::encode(object)?, labels })
+        Ok(CachedObject { encoded: EncodedObject::encode(object)?, labels: Labels::new(&object.metadata.labels) })
     }
 
     /// Like [`CachedObject::new`], the object encoded inside the JSON watch event line of
     /// `type_name` ([`EncodedObject::encode_in_watch_line`]): a change's object, framed once for
     /// every watcher that gets it as that type. Errors: as [`EncodedObject::encode`].
     pub(crate) fn in_watch_line(object: &Object, type_name: &'static str) -> Result<Self> {
-        let labels = object.metadata.labels.iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect();
+        let labels = Labels::new(&object.metadata.labels);
         Ok(CachedObject { encoded: EncodedObject::encode_in_watch_line(object, type_name)?, labels })
     }
 
     /// The value of label `key`.
     pub(crate) fn label(&self, key: &str) -> Option<&str> {
-        self.labels.binary_search_by(|(k, _)| k.as_ref().cmp(key)).ok().map(|i| self.labels[i].1.as_ref())
+        self.labels.get(key)
     }
 
     /// Bytes this object costs the cache (estimate: bytes, labels, key and bookkeeping).
     pub(crate) fn size(&self, key: &str) -> usize {
-        let labels: usize = self.labels.iter().map(|(k, v)| k.len() + v.len() + 32).sum();
-        self.encoded.encoded_len() + labels + key.len() + OBJECT_OVERHEAD
+        self.encoded.encoded_len() + self.labels.heap_len() + key.len() + OBJECT_OVERHEAD
     }
 }
 
@@ -217,8 +217,16 @@ pub(crate) struct LabelIndex {
 impl LabelIndex {
     fn insert(&mut self, key: &Key, object: &CachedObject) {
         for (label, value) in object.labels.iter() {
-            let values = self.entries.entry(label.clone()).or_default();
-            values.entry(value.clone()).or_default().insert(key.clone());
+            if !self.entries.contains_key(label) {
+                self.entries.insert(label.into(), HashMap::new());
+            }
+            let Some(values) = self.entries.get_mut(label) else { continue };
+            if !values.contains_key(value) {
+                values.insert(value.into(), imbl::OrdSet::new());
+            }
+            if let Some(keys) = values.get_mut(value) {
+                keys.insert(key.clone());
+            }
         }
     }
 

@@ -94,6 +94,7 @@ use crate::storage::{
 use crate::store::prepare_key;
 
 mod cache;
+mod labels;
 mod layer;
 mod metrics;
 mod reflector;

@@ -200,7 +200,7 @@ impl<'a> Served<'a> {
     /// Errors: 500 when the stored bytes do not decode.
     pub fn json(&self) -> ApiResult<Bytes> {
         if self.stored_is_served {
-            return Ok(self.object.json().clone());
+            return Ok(self.object.json_bytes());
         }
         self.kept_bytes(
             |f| &f.json,
