@@ -131,9 +131,11 @@ impl Serving {
 pub struct Served<'a> {
     resource: &'a Resource,
     object: &'a EncodedObject,
-    /// The object's forms for this resource (None: its slot holds something else, or the forms
-    /// of [`MAX_VERSIONS`] other versions).
-    forms: Option<&'a Forms>,
+    serving: &'a Serving,
+    /// The object's forms for this resource, looked up (and its slot set up) the first time a
+    /// form is asked for: serving the stored bytes as they are touches nothing else. None: its
+    /// slot holds something else, or the forms of [`MAX_VERSIONS`] other versions.
+    forms: std::cell::OnceCell<Option<&'a Forms>>,
     /// The stored bytes are the served JSON.
     stored_is_served: bool,
     /// The object decoded and served, for the forms this request makes (decoded at most once).
@@ -142,10 +144,29 @@ pub struct Served<'a> {
 
 impl<'a> Served<'a> {
     /// `object` served by `resource`; `serving` is [`Serving::of`] `resource`.
-    pub fn new(resource: &'a Resource, object: &'a EncodedObject, serving: &Serving) -> Self {
+    pub fn new(resource: &'a Resource, object: &'a EncodedObject, serving: &'a Serving) -> Self {
         let stored_is_served = resource.strategy.serves_stored_form() && object.json().starts_with(&serving.prefix);
-        let forms = object.derived(Versions::default).and_then(|v| v.forms(object, serving, &resource.kind));
-        Served { resource, object, forms, stored_is_served, decoded: std::cell::OnceCell::new() }
+        Served {
+            resource,
+            object,
+            serving,
+            forms: std::cell::OnceCell::new(),
+            stored_is_served,
+            decoded: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The stored bytes are the served JSON (as they are: no form to make for JSON).
+    pub fn stored_is_served(&self) -> bool {
+        self.stored_is_served
+    }
+
+    /// This version's forms, looked up on first use.
+    fn forms(&self) -> Option<&'a Forms> {
+        *self.forms.get_or_init(|| {
+            let (object, serving) = (self.object, self.serving);
+            object.derived(Versions::default).and_then(|v| v.forms(object, serving, &self.resource.kind))
+        })
     }
 
     /// The stored object as the resource serves it (decoded once per request).
@@ -169,7 +190,7 @@ impl<'a> Served<'a> {
         cost: impl Fn(&T) -> usize,
         make: impl FnOnce() -> ApiResult<T>,
     ) -> ApiResult<T> {
-        let Some(forms) = self.forms.filter(|_| keep) else { return make() };
+        let Some(forms) = self.forms().filter(|_| keep) else { return make() };
         let lock = slot(forms);
         if let Some(value) = lock.get() {
             return Ok(value.clone());

@@ -31,7 +31,8 @@ impl Context<'_> {
         let object = self.resource().storage.get_encoded(&key, options).await.map_err(self.storage_error(name))?;
         let object = object.ok_or_else(|| ApiError::not_found(&self.resource().target(name)))?;
         let resource = self.resource();
-        let served = Served::new(resource, &object, &Serving::of(resource));
+        let serving = Serving::of(resource);
+        let served = Served::new(resource, &object, &serving);
         let body = match output.shape {
             Shape::Object => served.encoded(output.format)?,
             Shape::PartialMetadata => served.partial_metadata_in(output.format)?,

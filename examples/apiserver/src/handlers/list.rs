@@ -278,9 +278,6 @@ fn encoded_list_response(resource: Arc<Resource>, list: EncodedList, form: ListF
     let envelope = Envelope::new(&resource, &list, form);
     let media_type = form.format().media_type();
     let serving = Serving::of(&resource);
-    // Items whose stored bytes are the served JSON are copied as they are, without looking at
-    // their kept forms (most lists: nothing else to do per item).
-    let stored_is_served = resource.strategy.serves_stored_form();
     let empty_list = list.items.is_empty();
     let mut items = list.items.into_iter();
     let (mut chunk, tail) = match envelope.empty {
@@ -299,25 +296,23 @@ fn encoded_list_response(resource: Arc<Resource>, list: EncodedList, form: ListF
             if !std::mem::take(&mut first) {
                 chunk.extend_from_slice(separator);
             }
-            let as_stored = form == ListForm::Json && stored_is_served && item.json().starts_with(serving.prefix());
-            let served = (!as_stored).then(|| Served::new(&resource, &item, &serving));
-            let written = match served {
-                None => {
+            let served = Served::new(&resource, &item, &serving);
+            let written = match form {
+                // Most lists: the stored bytes are the served JSON, copied as they are.
+                ListForm::Json if served.stored_is_served() => {
                     chunk.extend_from_slice(item.json());
                     Ok(())
                 }
-                Some(served) => match form {
-                    ListForm::Json => served.json().map(|json| chunk.extend_from_slice(&json)),
-                    ListForm::Yaml => served.yaml().map(|yaml| representations::push_yaml_item(&mut chunk, &yaml)),
-                    ListForm::Metadata => served.partial_metadata().map(|json| chunk.extend_from_slice(&json)),
-                    ListForm::MetadataYaml => {
-                        served.partial_metadata_yaml().map(|yaml| representations::push_yaml_item(&mut chunk, &yaml))
-                    }
-                    ListForm::Table(include) => served.table_row(include).map(|row| chunk.extend_from_slice(&row)),
-                    ListForm::TableYaml(include) => {
-                        served.table_row_yaml(include, &mut ages).map(|row| chunk.extend_from_slice(&row))
-                    }
-                },
+                ListForm::Json => served.json().map(|json| chunk.extend_from_slice(&json)),
+                ListForm::Yaml => served.yaml().map(|yaml| representations::push_yaml_item(&mut chunk, &yaml)),
+                ListForm::Metadata => served.partial_metadata().map(|json| chunk.extend_from_slice(&json)),
+                ListForm::MetadataYaml => {
+                    served.partial_metadata_yaml().map(|yaml| representations::push_yaml_item(&mut chunk, &yaml))
+                }
+                ListForm::Table(include) => served.table_row(include).map(|row| chunk.extend_from_slice(&row)),
+                ListForm::TableYaml(include) => {
+                    served.table_row_yaml(include, &mut ages).map(|row| chunk.extend_from_slice(&row))
+                }
             };
             if let Err(error) = written {
                 tracing::error!(resource = %resource.plural, message = %error.message, "writing a list item");
