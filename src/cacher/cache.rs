@@ -531,9 +531,28 @@ pub(crate) fn scope<'a>(
         return Box::new(objects.get_key_value(key).into_iter());
     }
     let from = start.filter(|s| *s > key).unwrap_or(key);
-    Box::new(
-        objects.range::<_, str>((Bound::Included(from), Bound::Unbounded)).take_while(move |(k, _)| k.starts_with(key)),
-    )
+    match prefix_end(key) {
+        // Bounded at both ends: the tree's cursors find the ends, no key is compared (or
+        // touched in memory) per item.
+        Some(end) => Box::new(objects.range::<_, str>((Bound::Included(from), Bound::Excluded(end.as_str())))),
+        None => Box::new(
+            objects
+                .range::<_, str>((Bound::Included(from), Bound::Unbounded))
+                .take_while(move |(k, _)| k.starts_with(key)),
+        ),
+    }
+}
+
+/// The smallest key above every key that starts with `prefix` (etcd's prefix range end), when
+/// its last character is ASCII below DEL (a directory's `/` always is); None otherwise.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let last = *prefix.as_bytes().last()?;
+    if last >= 0x7f {
+        return None;
+    }
+    let mut end = prefix[..prefix.len() - 1].to_owned();
+    end.push(char::from(last + 1));
+    Some(end)
 }
 
 /// True when `event_key` is within the scope of a list or watch of `key`.
@@ -596,6 +615,33 @@ mod tests {
         assert_eq!(state.bytes, 0);
         assert_eq!(scope(&state.objects, "/pods/", true, None).count(), 0);
         assert_eq!(state.revision, 4);
+    }
+
+    #[test]
+    fn a_scope_holds_exactly_the_keys_under_its_prefix() {
+        let mut objects = Objects::new();
+        let object = Arc::new(pod("x", 2));
+        for k in
+            ["/pods", "/pods.", "/pods/", "/pods/a", "/pods/a/x", "/pods/a0", "/pods/b/y", "/pods0", "/pods~", "/q"]
+        {
+            objects.insert(Key::from(k), object.clone());
+        }
+        let keys = |key: &str, start: Option<&str>| {
+            scope(&objects, key, true, start).map(|(k, _)| k.to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(keys("/pods/", None), ["/pods/", "/pods/a", "/pods/a/x", "/pods/a0", "/pods/b/y"]);
+        assert_eq!(keys("/pods/a/", None), ["/pods/a/x"]);
+        assert_eq!(keys("/pods/", Some("/pods/a0")), ["/pods/a0", "/pods/b/y"], "from a continue key");
+        assert_eq!(
+            keys("/pods", None),
+            ["/pods", "/pods.", "/pods/", "/pods/a", "/pods/a/x", "/pods/a0", "/pods/b/y", "/pods0", "/pods~"]
+        );
+        assert_eq!(keys("/pods~", None), ["/pods~"], "`~` + 1 is DEL, still ASCII");
+        assert_eq!(prefix_end("/pods/").as_deref(), Some("/pods0"));
+        assert_eq!(prefix_end("/a\u{7f}"), None, "no ASCII above DEL: the scope compares keys");
+        assert_eq!(prefix_end("/é"), None);
+        assert_eq!(prefix_end(""), None);
+        assert_eq!(scope(&objects, "/pods/a/x", false, None).count(), 1, "a single key");
     }
 
     #[test]
