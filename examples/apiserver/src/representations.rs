@@ -254,40 +254,18 @@ impl<'a> Served<'a> {
         }
     }
 
-    /// The object's `PartialObjectMetadata` as JSON.
-    ///
-    /// Errors: as [`Served::json`].
-    pub fn partial_metadata(&self) -> ApiResult<Bytes> {
-        self.kept_bytes(
-            |f| &f.metadata,
-            || {
-                let served = self.decode_served()?;
-                Ok(Bytes::from(codec::encode(&table::partial_metadata(served), Format::Json)))
-            },
-        )
-    }
-
-    /// The object's `PartialObjectMetadata` as YAML.
-    ///
-    /// Errors: as [`Served::json`].
-    pub fn partial_metadata_yaml(&self) -> ApiResult<Bytes> {
-        self.kept_bytes(
-            |f| &f.metadata_yaml,
-            || {
-                let served = self.decode_served()?;
-                Ok(Bytes::from(codec::encode(&table::partial_metadata(served), Format::Yaml)))
-            },
-        )
-    }
-
     /// The object's `PartialObjectMetadata` in `format`.
     ///
     /// Errors: as [`Served::json`].
     pub fn partial_metadata_in(&self, format: Format) -> ApiResult<Bytes> {
-        match format {
-            Format::Json => self.partial_metadata(),
-            Format::Yaml => self.partial_metadata_yaml(),
-        }
+        let slot = |f: &'a Forms| match format {
+            Format::Json => &f.metadata,
+            Format::Yaml => &f.metadata_yaml,
+        };
+        self.kept_bytes(slot, || {
+            let served = self.decode_served()?;
+            Ok(Bytes::from(codec::encode(&table::partial_metadata(served), format)))
+        })
     }
 
     /// The row's cells but `Age` in `format` (kept for a built-in kind; a custom resource's
@@ -326,7 +304,7 @@ impl<'a> Served<'a> {
         row.push(b']');
         let object = match include {
             Include::None => None,
-            Include::Metadata => Some(self.partial_metadata()?),
+            Include::Metadata => Some(self.partial_metadata_in(Format::Json)?),
             Include::Object => Some(self.json()?),
         };
         if let Some(object) = object {
@@ -346,7 +324,7 @@ impl<'a> Served<'a> {
         let cells = self.cells(Format::Yaml)?;
         let object = match include {
             Include::None => None,
-            Include::Metadata => Some(self.partial_metadata_yaml()?),
+            Include::Metadata => Some(self.partial_metadata_in(Format::Yaml)?),
             Include::Object => Some(self.yaml()?),
         };
         let mut row = Vec::with_capacity(cells.fixed.len() + object.as_ref().map_or(0, Bytes::len) * 9 / 8 + 64);

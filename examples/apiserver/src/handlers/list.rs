@@ -313,10 +313,12 @@ fn encoded_list_response(resource: Arc<Resource>, list: EncodedList, form: ListF
                 }
                 ListForm::Json => served.json().map(|json| chunk.extend_from_slice(&json)),
                 ListForm::Yaml => served.yaml().map(|yaml| representations::push_yaml_item(&mut chunk, &yaml)),
-                ListForm::Metadata => served.partial_metadata().map(|json| chunk.extend_from_slice(&json)),
-                ListForm::MetadataYaml => {
-                    served.partial_metadata_yaml().map(|yaml| representations::push_yaml_item(&mut chunk, &yaml))
+                ListForm::Metadata => {
+                    served.partial_metadata_in(Format::Json).map(|json| chunk.extend_from_slice(&json))
                 }
+                ListForm::MetadataYaml => served
+                    .partial_metadata_in(Format::Yaml)
+                    .map(|yaml| representations::push_yaml_item(&mut chunk, &yaml)),
                 ListForm::Table(include) => served.table_row(include).map(|row| chunk.extend_from_slice(&row)),
                 ListForm::TableYaml(include) => {
                     served.table_row_yaml(include, &mut ages).map(|row| chunk.extend_from_slice(&row))

@@ -41,7 +41,7 @@ use tokio::sync::watch as signal;
 use tokio::time::Instant;
 
 use super::Context;
-use crate::negotiation::{Output, Shape};
+use crate::negotiation::{Format, Output, Shape};
 use crate::representations::{self, Served, Serving};
 use crate::resources::Resource;
 use crate::status::{ApiError, ApiResult};
@@ -247,7 +247,7 @@ impl Feed {
         let served = Served::new(&self.resource, object, &self.serving);
         match self.shape {
             Shape::Object => served.json(),
-            Shape::PartialMetadata => served.partial_metadata(),
+            Shape::PartialMetadata => served.partial_metadata_in(Format::Json),
             Shape::Table => {
                 let row = served.table_row(self.include);
                 let columns = !std::mem::replace(&mut self.columns_sent, true);
