@@ -20,13 +20,11 @@ use crate::kv::Revision;
 use crate::object::Object;
 use crate::storage::Predicate;
 
-use super::labels::Labels;
-
 /// A store key (`/pods/ns/name`), shared by the tree, the index and the history.
 pub(crate) type Key = Arc<str>;
 
 /// The objects of one revision: a persistent B-tree by key.
-pub(crate) type Objects = imbl::OrdMap<Key, Arc<CachedObject>>;
+pub(crate) type Objects = imbl::OrdMap<Key, CachedObject>;
 
 /// Per-object bookkeeping counted besides the bytes (the tree entry, the `Arc`s, the key, the
 /// derived values' meter handle).
@@ -35,37 +33,36 @@ pub(crate) const OBJECT_OVERHEAD: usize = 120;
 /// How many rebuilt snapshots of past revisions are kept for paging and Exact lists.
 const SNAPSHOTS: usize = 8;
 
-/// One cached object: its encoded bytes and only the fields the cache filters on.
-#[derive(Debug)]
+/// One cached object: its encoded bytes and the fields the cache filters on (its labels, kept
+/// by [`EncodedObject`]). Held in the tree as it is, no box of its own: a list reaches an
+/// item's bytes through one pointer. Cloning shares it (one reference count).
+#[derive(Clone, Debug)]
 pub(crate) struct CachedObject {
     /// The object as JSON, its resourceVersion set.
     pub(crate) encoded: EncodedObject,
-    /// `metadata.labels`, sorted by key.
-    labels: Labels,
 }
 
 impl CachedObject {
-    /// Encodes `object` and keeps its labels. Errors: as [`EncodedObject::encode`].
+    /// Encodes `object`. Errors: as [`EncodedObject::encode`].
     pub(crate) fn new(object: &Object) -> Result<Self> {
-        Ok(CachedObject { encoded: EncodedObject::encode(object)?, labels: Labels::new(&object.metadata.labels) })
+        Ok(CachedObject { encoded: EncodedObject::encode(object)? })
     }
 
     /// Like [`CachedObject::new`], the object encoded inside the JSON watch event line of
     /// `type_name` ([`EncodedObject::encode_in_watch_line`]): a change's object, framed once for
     /// every watcher that gets it as that type. Errors: as [`EncodedObject::encode`].
     pub(crate) fn in_watch_line(object: &Object, type_name: &'static str) -> Result<Self> {
-        let labels = Labels::new(&object.metadata.labels);
-        Ok(CachedObject { encoded: EncodedObject::encode_in_watch_line(object, type_name)?, labels })
+        Ok(CachedObject { encoded: EncodedObject::encode_in_watch_line(object, type_name)? })
     }
 
     /// The value of label `key`.
     pub(crate) fn label(&self, key: &str) -> Option<&str> {
-        self.labels.get(key)
+        self.encoded.label(key)
     }
 
     /// Bytes this object costs the cache (estimate: bytes, labels, key and bookkeeping).
     pub(crate) fn size(&self, key: &str) -> usize {
-        self.encoded.encoded_len() + self.labels.heap_len() + key.len() + OBJECT_OVERHEAD
+        self.encoded.encoded_len() + self.encoded.labels_len() + key.len() + OBJECT_OVERHEAD
     }
 }
 
@@ -133,9 +130,9 @@ pub(crate) struct CachedEvent {
     /// Put or delete.
     pub(crate) kind: EventKind,
     /// Put: the new object. Delete: the deleted object with the delete revision.
-    pub(crate) object: Arc<CachedObject>,
+    pub(crate) object: CachedObject,
     /// The object before the change (its own RV), None for a create.
-    pub(crate) prev: Option<Arc<CachedObject>>,
+    pub(crate) prev: Option<CachedObject>,
     /// `prev` with this event's revision: the DELETED event of a watcher whose selector an
     /// update left, encoded at most once.
     prev_deleted: OnceLock<Option<EncodedObject>>,
@@ -149,8 +146,8 @@ impl CachedEvent {
         revision: Revision,
         key: Key,
         kind: EventKind,
-        object: Arc<CachedObject>,
-        prev: Option<Arc<CachedObject>>,
+        object: CachedObject,
+        prev: Option<CachedObject>,
     ) -> Self {
         CachedEvent { revision, key, kind, object, prev, prev_deleted: OnceLock::new(), recorded: Instant::now() }
     }
@@ -216,7 +213,7 @@ pub(crate) struct LabelIndex {
 
 impl LabelIndex {
     fn insert(&mut self, key: &Key, object: &CachedObject) {
-        for (label, value) in object.labels.iter() {
+        for (label, value) in object.encoded.labels() {
             if !self.entries.contains_key(label) {
                 self.entries.insert(label.into(), HashMap::new());
             }
@@ -231,7 +228,7 @@ impl LabelIndex {
     }
 
     fn remove(&mut self, key: &Key, object: &CachedObject) {
-        for (label, value) in object.labels.iter() {
+        for (label, value) in object.encoded.labels() {
             if let Some(values) = self.entries.get_mut(label) {
                 if let Some(keys) = values.get_mut(value) {
                     keys.remove(key);
@@ -408,7 +405,6 @@ impl CacheState {
         if revision <= self.revision {
             return None;
         }
-        let object = Arc::new(object);
         let prev = match kind {
             EventKind::Put => {
                 self.labels.insert(&key, &object);
@@ -526,7 +522,7 @@ pub(crate) fn scope<'a>(
     key: &'a str,
     recursive: bool,
     start: Option<&'a str>,
-) -> Box<dyn Iterator<Item = (&'a Key, &'a Arc<CachedObject>)> + 'a> {
+) -> Box<dyn Iterator<Item = (&'a Key, &'a CachedObject)> + 'a> {
     if !recursive {
         return Box::new(objects.get_key_value(key).into_iter());
     }
@@ -620,7 +616,7 @@ mod tests {
     #[test]
     fn a_scope_holds_exactly_the_keys_under_its_prefix() {
         let mut objects = Objects::new();
-        let object = Arc::new(pod("x", 2));
+        let object = pod("x", 2);
         for k in
             ["/pods", "/pods.", "/pods/", "/pods/a", "/pods/a/x", "/pods/a0", "/pods/b/y", "/pods0", "/pods~", "/q"]
         {

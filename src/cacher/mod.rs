@@ -94,7 +94,6 @@ use crate::storage::{
 use crate::store::prepare_key;
 
 mod cache;
-mod labels;
 mod layer;
 mod metrics;
 mod reflector;
@@ -521,7 +520,7 @@ impl Cacher {
         let limit = if ignore_limit || !options.recursive { 0 } else { predicate.limit.max(0) as usize };
         let mut candidates_iter;
         let mut scope_iter;
-        let in_scope: &mut dyn Iterator<Item = (&Key, &std::sync::Arc<CachedObject>)> = match &candidates {
+        let in_scope: &mut dyn Iterator<Item = (&Key, &CachedObject)> = match &candidates {
             Some(keys) => {
                 let from = start.as_deref().filter(|s| *s > key).unwrap_or(key);
                 candidates_iter = keys
@@ -682,7 +681,7 @@ impl Cacher {
         let mut objects = Objects::new();
         for object in &list.items {
             let object_key: Key = self.shared.key_of(object)?.into();
-            objects.insert(object_key, std::sync::Arc::new(CachedObject::new(object)?));
+            objects.insert(object_key, CachedObject::new(object)?);
         }
         Ok((objects, list.resource_version))
     }

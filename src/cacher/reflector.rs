@@ -169,7 +169,7 @@ async fn list(shared: &Shared) -> std::result::Result<(Objects, u64), Failure> {
             let key: Key = shared.key_of(&object)?.into();
             let cached = CachedObject::new(&object)?;
             bytes += cached.size(&key);
-            objects.insert(key, Arc::new(cached));
+            objects.insert(key, cached);
         }
         if shared.over_budget(bytes) {
             return Err(Failure::OverBudget(bytes));

@@ -214,8 +214,8 @@ mod tests {
     use crate::cacher::cache::CachedObject;
     use crate::storage::{Predicate, WatchEvent, WatchStream};
 
-    fn cached(object: &Object) -> Arc<CachedObject> {
-        Arc::new(CachedObject::new(object).expect("encode"))
+    fn cached(object: &Object) -> CachedObject {
+        CachedObject::new(object).expect("encode")
     }
 
     fn event(revision: Revision, name: &str, kind: EventKind, prev: Option<Object>) -> Arc<CachedEvent> {

@@ -1,7 +1,7 @@
-//! A cached object's labels in one allocation.
+//! An encoded object's labels in one allocation.
 //!
-//! The watch cache keeps every object's `metadata.labels` beside its bytes to filter and index
-//! on without decoding. As `(Box<str>, Box<str>)` pairs that cost three allocations per label
+//! An [`EncodedObject`](super::EncodedObject) keeps its object's `metadata.labels` beside the
+//! bytes, so a reader (the watch cache's selectors and label index) filters without decoding. As `(Box<str>, Box<str>)` pairs that cost three allocations per label
 //! (about 130 bytes for `group=3`); here they are one buffer per object: for each pair, in key
 //! order, the key's and the value's lengths (`u32`, little endian) followed by their bytes.
 //!

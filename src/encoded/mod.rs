@@ -29,6 +29,9 @@ use crate::kv::Revision;
 use crate::object::Object;
 use crate::storage::{ObjectList, WatchEvent};
 
+mod labels;
+use labels::Labels;
+
 /// One object as JSON bytes plus its revision. Cloning shares the bytes and the derived slot
 /// (one reference count: a list of n cached objects costs n increments, each on one cache line).
 /// Two encoded objects are equal when their bytes and revisions are.
@@ -45,6 +48,8 @@ struct Encoded {
     /// The event type of the watch line `bytes` is, None when `bytes` is the JSON alone.
     line_type: Option<&'static str>,
     revision: Revision,
+    /// `metadata.labels` (see [`EncodedObject::label`]).
+    labels: Labels,
     /// See [`EncodedObject::derived`].
     derived: OnceLock<Box<dyn Any + Send + Sync>>,
     /// The bytes of the derived values kept so far and the meter they are counted in.
@@ -163,6 +168,7 @@ impl EncodedObject {
     /// [`Error::Internal`] when encoding fails.
     pub fn encode(object: &Object) -> Result<Self> {
         let revision = object.resource_version()?;
+        let labels = Labels::new(&object.metadata.labels);
         let mut json = object.to_json()?;
         // An exact allocation: `Bytes` then takes the buffer without another allocation.
         json.shrink_to_fit();
@@ -172,6 +178,7 @@ impl EncodedObject {
             bytes: json,
             line_type: None,
             revision,
+            labels,
             derived: OnceLock::new(),
             metered: Mutex::new(Metered::default()),
         })))
@@ -243,6 +250,7 @@ impl EncodedObject {
     /// Errors: as [`EncodedObject::encode`].
     pub fn encode_in_watch_line(object: &Object, type_name: &'static str) -> Result<Self> {
         let revision = object.resource_version()?;
+        let labels = Labels::new(&object.metadata.labels);
         let mut line = Vec::with_capacity(1024);
         write_watch_line_start(&mut line, type_name);
         let start = line.len();
@@ -258,6 +266,7 @@ impl EncodedObject {
             json: start..end,
             line_type: Some(type_name),
             revision,
+            labels,
             derived: OnceLock::new(),
             metered: Mutex::new(Metered::default()),
         })))
@@ -300,6 +309,21 @@ impl EncodedObject {
     /// The object's resourceVersion as a revision.
     pub fn revision(&self) -> Revision {
         self.0.revision
+    }
+
+    /// The value of the object's label `key`.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.0.labels.get(key)
+    }
+
+    /// The object's labels, sorted by key.
+    pub fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.labels.iter()
+    }
+
+    /// Heap bytes the kept labels occupy (besides [`EncodedObject::encoded_len`]).
+    pub fn labels_len(&self) -> usize {
+        self.0.labels.heap_len()
     }
 
     /// Decodes the object. Errors: [`Error::Internal`] naming the JSON problem (the bytes were
@@ -428,6 +452,9 @@ mod tests {
         let shared = encoded.clone();
         assert_eq!(shared.json().as_ptr(), encoded.json().as_ptr(), "clones share the bytes");
         assert_eq!(encoded.json_bytes().as_ptr(), encoded.json().as_ptr(), "as Bytes, the same bytes");
+        assert_eq!(encoded.label("app"), Some("x"), "the labels are kept beside the bytes");
+        assert_eq!(encoded.labels().collect::<Vec<_>>(), vec![("app", "x")]);
+        assert_eq!(encoded.labels_len(), 8 + "appx".len());
         assert_eq!(encoded.decode().expect("decode"), object);
         let event = EncodedWatchEvent::encode(WatchEvent::Modified(object.clone()));
         assert_eq!(event.type_name(), "MODIFIED");
@@ -486,6 +513,7 @@ mod tests {
         let offset = framed.json().as_ptr() as usize - line.as_ptr() as usize;
         assert_eq!(&line[offset..offset + framed.json().len()], framed.json(), "json is inside the line");
         assert_eq!(framed.json_bytes().as_ptr(), framed.json().as_ptr(), "as Bytes, a slice of the line");
+        assert_eq!(framed.label("app"), Some("x"), "in a watch line too");
         let event: serde_json::Value = serde_json::from_slice(line).expect("the line is JSON");
         assert_eq!(event["object"]["metadata"]["resourceVersion"], "9");
         object.metadata.resource_version = "x".into();
