@@ -152,7 +152,7 @@ impl Watcher {
             }
             EventKind::Put => {
                 let new_matches = matches(&event.object);
-                let old_matches = event.prev.as_ref().is_some_and(|prev| matches(prev));
+                let old_matches = event.prev.as_ref().is_some_and(matches);
                 match (old_matches, new_matches) {
                     (true, true) => Some(EncodedWatchEvent::Modified(event.object.encoded.clone())),
                     (false, true) => Some(EncodedWatchEvent::Added(event.object.encoded.clone())),
