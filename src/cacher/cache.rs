@@ -60,9 +60,9 @@ impl CachedObject {
         self.encoded.label(key)
     }
 
-    /// Bytes this object costs the cache (estimate: bytes, labels, key and bookkeeping).
+    /// Bytes this object costs the cache (estimate: its buffer with the labels, key and bookkeeping).
     pub(crate) fn size(&self, key: &str) -> usize {
-        self.encoded.encoded_len() + self.encoded.labels_len() + key.len() + OBJECT_OVERHEAD
+        self.encoded.encoded_len() + key.len() + OBJECT_OVERHEAD
     }
 }
 

@@ -1,40 +1,51 @@
-//! An encoded object's labels in one allocation.
+//! An encoded object's labels, kept in its own buffer after its bytes.
 //!
 //! An [`EncodedObject`](super::EncodedObject) keeps its object's `metadata.labels` beside the
-//! bytes, so a reader (the watch cache's selectors and label index) filters without decoding. As `(Box<str>, Box<str>)` pairs that cost three allocations per label
-//! (about 130 bytes for `group=3`); here they are one buffer per object: for each pair, in key
-//! order, the key's and the value's lengths (`u32`, little endian) followed by their bytes.
+//! bytes, so a reader (the watch cache's selectors and label index) filters without decoding. As
+//! `(Box<str>, Box<str>)` pairs that cost three allocations per label (about 130 bytes for
+//! `group=3`); here they are appended to the object's one buffer, after its JSON (or watch
+//! line): no allocation of their own, often within the slack of the buffer's size class. For
+//! each pair, in key order, the key's and the value's lengths (`u32`, little endian) followed by
+//! their bytes.
 //!
-//! Invariant: the buffer is well formed (built only by [`Labels::new`]), so reading it back
-//! never fails; the pairs come out in the order they went in (sorted by key).
+//! Invariant: the bytes were written by [`Labels::append`], so reading them back never fails;
+//! the pairs come out in the order they went in (sorted by key).
 
 use std::collections::BTreeMap;
 
-/// An object's labels, sorted by key, in one allocation.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Labels(Box<[u8]>);
+/// An object's labels, sorted by key: a view of the bytes [`Labels::append`] wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Labels<'a>(&'a [u8]);
 
 const LEN: usize = std::mem::size_of::<u32>();
 
-impl Labels {
-    /// The labels of a `metadata.labels` map. A key or value longer than `u32::MAX` bytes
-    /// (impossible for a valid label; the cache takes what the store holds) is cut there.
-    pub(crate) fn new(labels: &BTreeMap<String, String>) -> Self {
-        let size: usize = labels.iter().map(|(k, v)| 2 * LEN + k.len() + v.len()).sum();
-        let mut buffer = Vec::with_capacity(size);
+impl<'a> Labels<'a> {
+    /// The labels [`Labels::append`] wrote as `bytes`.
+    pub(crate) fn read(bytes: &'a [u8]) -> Self {
+        Labels(bytes)
+    }
+
+    /// The bytes [`Labels::append`] writes for `labels`.
+    pub(crate) fn encoded_len(labels: &BTreeMap<String, String>) -> usize {
+        labels.iter().map(|(k, v)| 2 * LEN + cut(k).len() + cut(v).len()).sum()
+    }
+
+    /// Appends `labels` (a `metadata.labels` map) to `out`. A key or value longer than
+    /// `u32::MAX` bytes (impossible for a valid label; the cache takes what the store holds) is
+    /// cut there.
+    pub(crate) fn append(labels: &BTreeMap<String, String>, out: &mut Vec<u8>) {
         for (key, value) in labels {
             let (key, value) = (cut(key), cut(value));
-            buffer.extend_from_slice(&(key.len() as u32).to_le_bytes());
-            buffer.extend_from_slice(&(value.len() as u32).to_le_bytes());
-            buffer.extend_from_slice(key.as_bytes());
-            buffer.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(value.as_bytes());
         }
-        Labels(buffer.into_boxed_slice())
     }
 
     /// The `(key, value)` pairs, sorted by key.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        let mut rest: &[u8] = &self.0;
+    pub(crate) fn iter(self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        let mut rest: &[u8] = self.0;
         std::iter::from_fn(move || {
             let (lengths, after) = rest.split_at_checked(2 * LEN)?;
             let key_len = u32::from_le_bytes(lengths[..LEN].try_into().ok()?) as usize;
@@ -47,13 +58,8 @@ impl Labels {
     }
 
     /// The value of label `key`.
-    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(self, key: &str) -> Option<&'a str> {
         self.iter().take_while(|(k, _)| *k <= key).find(|(k, _)| *k == key).map(|(_, v)| v)
-    }
-
-    /// Heap bytes the labels occupy.
-    pub(crate) fn heap_len(&self) -> usize {
-        self.0.len()
     }
 }
 
@@ -76,7 +82,13 @@ mod tests {
 
     #[test]
     fn round_trips_in_key_order_and_looks_up() {
-        let labels = Labels::new(&map(&[("tier", "web"), ("app", ""), ("example.com/owner", "ops-é")]));
+        let map = map(&[("tier", "web"), ("app", ""), ("example.com/owner", "ops-é")]);
+        let mut buffer = b"the object's bytes".to_vec();
+        let start = buffer.len();
+        Labels::append(&map, &mut buffer);
+        assert_eq!(buffer.len() - start, Labels::encoded_len(&map));
+        assert_eq!(Labels::encoded_len(&map), 3 * 8 + "app".len() + "example.com/owner".len() + "ops-é".len() + 7);
+        let labels = Labels::read(&buffer[start..]);
         let pairs: Vec<_> = labels.iter().collect();
         assert_eq!(pairs, vec![("app", ""), ("example.com/owner", "ops-é"), ("tier", "web")]);
         assert_eq!(labels.get("app"), Some(""), "an empty value is a value");
@@ -85,14 +97,16 @@ mod tests {
         assert_eq!(labels.get("apps"), None);
         assert_eq!(labels.get("zzz"), None);
         assert_eq!(labels.get(""), None);
-        assert_eq!(labels.heap_len(), 3 * 8 + "app".len() + "example.com/owner".len() + "ops-é".len() + 7);
     }
 
     #[test]
-    fn no_labels_is_an_empty_buffer() {
-        let labels = Labels::new(&BTreeMap::new());
+    fn no_labels_take_no_bytes() {
+        let mut buffer = Vec::new();
+        Labels::append(&BTreeMap::new(), &mut buffer);
+        assert!(buffer.is_empty());
+        assert_eq!(Labels::encoded_len(&BTreeMap::new()), 0);
+        let labels = Labels::read(&buffer);
         assert_eq!(labels.iter().count(), 0);
         assert_eq!(labels.get("app"), None);
-        assert_eq!(labels.heap_len(), 0);
     }
 }

@@ -41,15 +41,15 @@ pub struct EncodedObject(Arc<Encoded>);
 #[derive(Debug)]
 struct Encoded {
     /// The object's JSON, or the JSON watch event line it is a slice of (see
-    /// [`EncodedObject::encode_in_watch_line`]): one buffer either way.
+    /// [`EncodedObject::encode_in_watch_line`]), then its labels ([`Labels`]): one buffer.
     bytes: Bytes,
-    /// Where the object's JSON is in `bytes` (all of it but in a watch line).
-    json: std::ops::Range<usize>,
-    /// The event type of the watch line `bytes` is, None when `bytes` is the JSON alone.
+    /// Where the object's JSON starts in `bytes` (0 but in a watch line).
+    json_start: u32,
+    /// Where the labels start in `bytes`: the end of the JSON or of the watch line.
+    labels_start: u32,
+    /// The event type of the watch line `bytes` holds, None when it holds the JSON alone.
     line_type: Option<&'static str>,
     revision: Revision,
-    /// `metadata.labels` (see [`EncodedObject::label`]).
-    labels: Labels,
     /// See [`EncodedObject::derived`].
     derived: OnceLock<Box<dyn Any + Send + Sync>>,
     /// The bytes of the derived values kept so far and the meter they are counted in.
@@ -167,18 +167,42 @@ impl EncodedObject {
     /// Errors: [`Error::Invalid`] for a resourceVersion that is not decimal,
     /// [`Error::Internal`] when encoding fails.
     pub fn encode(object: &Object) -> Result<Self> {
+        Self::build(object, None)
+    }
+
+    /// Encodes `object` into one buffer: `{"type":"<line_type>","object":` before its JSON and
+    /// [`WATCH_LINE_END`] after it when `line_type` is set, then its labels.
+    ///
+    /// Errors: as [`EncodedObject::encode`]; [`Error::Internal`] for an encoding of 4 GiB or
+    /// more (far beyond any store's object limit).
+    fn build(object: &Object, line_type: Option<&'static str>) -> Result<Self> {
         let revision = object.resource_version()?;
-        let labels = Labels::new(&object.metadata.labels);
-        let mut json = object.to_json()?;
-        // An exact allocation: `Bytes` then takes the buffer without another allocation.
-        json.shrink_to_fit();
-        let json = Bytes::from(json.into_boxed_slice());
+        let labels = &object.metadata.labels;
+        let mut buffer = Vec::with_capacity(1024 + Labels::encoded_len(labels));
+        if let Some(type_name) = line_type {
+            write_watch_line_start(&mut buffer, type_name);
+        }
+        let json_start = buffer.len();
+        serde_json::to_writer(&mut buffer, object).map_err(|e| Error::internal(format!("encoding object: {e}")))?;
+        if line_type.is_some() {
+            buffer.extend_from_slice(WATCH_LINE_END);
+        }
+        let labels_start = buffer.len();
+        Labels::append(labels, &mut buffer);
+        let offset = |at: usize| {
+            u32::try_from(at).map_err(|_| Error::internal(format!("an encoded object of {at} bytes is too large")))
+        };
+        let (json_start, labels_start) = (offset(json_start)?, offset(labels_start)?);
+        offset(buffer.len())?;
+        // An exact allocation: `Bytes` then takes the buffer without another allocation. Not
+        // yet shared: a slice is cut out only when asked for as `Bytes`.
+        buffer.shrink_to_fit();
         Ok(EncodedObject(Arc::new(Encoded {
-            json: 0..json.len(),
-            bytes: json,
-            line_type: None,
+            bytes: Bytes::from(buffer.into_boxed_slice()),
+            json_start,
+            labels_start,
+            line_type,
             revision,
-            labels,
             derived: OnceLock::new(),
             metered: Mutex::new(Metered::default()),
         })))
@@ -249,39 +273,31 @@ impl EncodedObject {
     ///
     /// Errors: as [`EncodedObject::encode`].
     pub fn encode_in_watch_line(object: &Object, type_name: &'static str) -> Result<Self> {
-        let revision = object.resource_version()?;
-        let labels = Labels::new(&object.metadata.labels);
-        let mut line = Vec::with_capacity(1024);
-        write_watch_line_start(&mut line, type_name);
-        let start = line.len();
-        serde_json::to_writer(&mut line, object).map_err(|e| Error::internal(format!("encoding object: {e}")))?;
-        let end = line.len();
-        line.extend_from_slice(WATCH_LINE_END);
-        line.shrink_to_fit();
-        // One buffer, not yet shared: the JSON is a range of it, sliced out only when asked
-        // for as `Bytes` (no shared header allocated before then).
-        let line = Bytes::from(line.into_boxed_slice());
-        Ok(EncodedObject(Arc::new(Encoded {
-            bytes: line,
-            json: start..end,
-            line_type: Some(type_name),
-            revision,
-            labels,
-            derived: OnceLock::new(),
-            metered: Mutex::new(Metered::default()),
-        })))
+        Self::build(object, Some(type_name))
     }
 
-    /// The bytes this object's encoding occupies: its watch line when it was encoded in one
-    /// (the JSON is a slice of it), else its JSON. What a holder counts for it.
+    /// The bytes this object's one buffer occupies: its watch line when it was encoded in one
+    /// (the JSON is a slice of it), else its JSON, and its kept labels. What a holder counts
+    /// for it.
     pub fn encoded_len(&self) -> usize {
         self.0.bytes.len()
     }
 
+    /// Where the JSON is in the buffer.
+    fn json_range(&self) -> std::ops::Range<usize> {
+        let end = self.0.labels_start as usize - self.0.line_type.map_or(0, |_| WATCH_LINE_END.len());
+        self.0.json_start as usize..end
+    }
+
+    fn kept_labels(&self) -> Labels<'_> {
+        Labels::read(&self.0.bytes[self.0.labels_start as usize..])
+    }
+
     /// The whole JSON watch event line of type `type_name` around these bytes, when they were
     /// encoded in one ([`EncodedObject::encode_in_watch_line`] with that type); None otherwise.
-    pub fn watch_line(&self, type_name: &str) -> Option<&Bytes> {
-        (self.0.line_type == Some(type_name)).then_some(&self.0.bytes)
+    /// Shares the buffer (no copy: a slice of it).
+    pub fn watch_line(&self, type_name: &str) -> Option<Bytes> {
+        (self.0.line_type == Some(type_name)).then(|| self.0.bytes.slice(..self.0.labels_start as usize))
     }
 
     /// What a reader derives from these bytes, computed by `make` on first use and kept with
@@ -298,12 +314,12 @@ impl EncodedObject {
 
     /// The JSON bytes.
     pub fn json(&self) -> &[u8] {
-        &self.0.bytes[self.0.json.clone()]
+        &self.0.bytes[self.json_range()]
     }
 
     /// The JSON bytes as shared [`Bytes`] (no copy: a slice of the one buffer).
     pub fn json_bytes(&self) -> Bytes {
-        self.0.bytes.slice(self.0.json.clone())
+        self.0.bytes.slice(self.json_range())
     }
 
     /// The object's resourceVersion as a revision.
@@ -313,17 +329,12 @@ impl EncodedObject {
 
     /// The value of the object's label `key`.
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.0.labels.get(key)
+        self.kept_labels().get(key)
     }
 
     /// The object's labels, sorted by key.
     pub fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.labels.iter()
-    }
-
-    /// Heap bytes the kept labels occupy (besides [`EncodedObject::encoded_len`]).
-    pub fn labels_len(&self) -> usize {
-        self.0.labels.heap_len()
+        self.kept_labels().iter()
     }
 
     /// Decodes the object. Errors: [`Error::Internal`] naming the JSON problem (the bytes were
@@ -454,7 +465,7 @@ mod tests {
         assert_eq!(encoded.json_bytes().as_ptr(), encoded.json().as_ptr(), "as Bytes, the same bytes");
         assert_eq!(encoded.label("app"), Some("x"), "the labels are kept beside the bytes");
         assert_eq!(encoded.labels().collect::<Vec<_>>(), vec![("app", "x")]);
-        assert_eq!(encoded.labels_len(), 8 + "appx".len());
+        assert_eq!(encoded.encoded_len(), encoded.json().len() + 8 + "appx".len(), "in one buffer");
         assert_eq!(encoded.decode().expect("decode"), object);
         let event = EncodedWatchEvent::encode(WatchEvent::Modified(object.clone()));
         assert_eq!(event.type_name(), "MODIFIED");
@@ -497,6 +508,15 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn an_encoded_object_header_fits_a_128_byte_allocation() {
+        // `Arc<Encoded>`'s allocation is its two counts and the value: the header of every
+        // cached object, in the allocators' 128-byte size class (jemalloc's next one is 160).
+        let allocation = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<Encoded>();
+        assert!(allocation <= 128, "{allocation} bytes");
+    }
+
+    #[test]
     fn an_object_encoded_in_its_watch_line_is_a_slice_of_it() {
         let mut object = Object::new("v1", "ConfigMap", "ns", "a").with_label("app", "x");
         object.metadata.resource_version = "9".into();
@@ -514,7 +534,7 @@ mod tests {
         assert_eq!(&line[offset..offset + framed.json().len()], framed.json(), "json is inside the line");
         assert_eq!(framed.json_bytes().as_ptr(), framed.json().as_ptr(), "as Bytes, a slice of the line");
         assert_eq!(framed.label("app"), Some("x"), "in a watch line too");
-        let event: serde_json::Value = serde_json::from_slice(line).expect("the line is JSON");
+        let event: serde_json::Value = serde_json::from_slice(&line).expect("the line is JSON");
         assert_eq!(event["object"]["metadata"]["resourceVersion"], "9");
         object.metadata.resource_version = "x".into();
         assert!(EncodedObject::encode_in_watch_line(&object, "ADDED").is_err_and(|e| e.code() == 422));

@@ -208,7 +208,7 @@ impl Feed {
                         if self.shape == Shape::Object && object.json().starts_with(self.serving.prefix()) =>
                     {
                         if let Some(line) = object.watch_line(kind) {
-                            return Some(line.clone());
+                            return Some(line);
                         }
                         return Some(frame(kind, object.json()));
                     }
