@@ -145,7 +145,15 @@ impl Object {
 
     /// Encodes the object as JSON bytes.
     pub fn to_json(&self) -> crate::Result<Vec<u8>> {
-        serde_json::to_vec(self).map_err(|e| crate::Error::internal(format!("encoding object: {e}")))
+        let mut out = Vec::with_capacity(128);
+        self.write_json(&mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the object's JSON (the bytes [`Object::to_json`] returns) to `out`.
+    /// Errors: [`Error::Internal`](crate::Error::Internal) when encoding fails.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> crate::Result<()> {
+        serde_json::to_writer(out, self).map_err(|e| crate::Error::internal(format!("encoding object: {e}")))
     }
 
     /// Decodes an object from JSON bytes. Errors: [`Error::BadRequest`](crate::Error::BadRequest)

@@ -1,4 +1,4 @@
-//! An encoded object's labels, kept in its own buffer after its bytes.
+//! An encoded object's labels, kept in the object's buffer after its JSON.
 //!
 //! An [`EncodedObject`](super::EncodedObject) keeps its object's `metadata.labels` beside the
 //! bytes, so a reader (the watch cache's selectors and label index) filters without decoding. As

@@ -183,17 +183,17 @@ impl EncodedObject {
             write_watch_line_start(&mut buffer, type_name);
         }
         let json_start = buffer.len();
-        serde_json::to_writer(&mut buffer, object).map_err(|e| Error::internal(format!("encoding object: {e}")))?;
+        object.write_json(&mut buffer)?;
         if line_type.is_some() {
             buffer.extend_from_slice(WATCH_LINE_END);
         }
         let labels_start = buffer.len();
         Labels::append(labels, &mut buffer);
-        let offset = |at: usize| {
-            u32::try_from(at).map_err(|_| Error::internal(format!("an encoded object of {at} bytes is too large")))
-        };
-        let (json_start, labels_start) = (offset(json_start)?, offset(labels_start)?);
-        offset(buffer.len())?;
+        if u32::try_from(buffer.len()).is_err() {
+            return Err(Error::internal(format!("an encoded object of {} bytes is too large", buffer.len())));
+        }
+        // Both offsets are within the buffer, so they fit too.
+        let (json_start, labels_start) = (json_start as u32, labels_start as u32);
         // An exact allocation: `Bytes` then takes the buffer without another allocation. Not
         // yet shared: a slice is cut out only when asked for as `Bytes`.
         buffer.shrink_to_fit();
